@@ -1,0 +1,104 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` now; the migration dashboard and
+//! the JSON admin API under `/api/v1` as the catalog grows.
+//!
+//! **Invariant:** the dashboard never calls the facade. What it shows of the data plane reaches
+//! it through the [`AdminState`] the binary wires up (and, later, through the catalog).
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+/// Renders Prometheus text for `/metrics`.
+pub type MetricsFn = dyn Fn(&mut String) + Send + Sync;
+/// Says whether the process is ready for traffic, and if not, why.
+pub type ReadinessFn = dyn Fn() -> Result<(), String> + Send + Sync;
+
+/// What the admin listener can see of the running process.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<MetricsFn>,
+    pub readiness: Arc<ReadinessFn>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminState")
+    }
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves the admin router on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    match (state.readiness)() {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "status": "not ready", "reason": reason }).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    (state.metrics)(&mut out);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        serde_json::json!({
+            "type": "urn:strangler:problem:not-found",
+            "title": "No such admin resource",
+            "status": 404,
+            "detail": "the admin listener serves /healthz, /readyz and /metrics",
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! The facade's settings, parsed and validated before it is built.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use strangler_services::UpstreamConfig;
+
+/// Which `Host` header the upstream sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostHeader {
+    /// The client's own `Host` (or `:authority`), unchanged.
+    #[default]
+    Preserve,
+    /// The upstream's authority, as if the client had called it directly.
+    Upstream,
+}
+
+/// Limits that protect the facade and the legacy app.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Largest request head (request line and header fields), in bytes → 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request → 431.
+    pub max_headers: usize,
+    /// Largest request body in bytes → 413. `None`: no limit (pure pass-through).
+    pub max_body_bytes: Option<u64>,
+    /// Time a client may take to send its request head (the connection is closed after it).
+    pub header_read_timeout: Duration,
+    /// Longest pause while a client sends its body → 408.
+    pub body_idle_timeout: Duration,
+    /// Idle keep-alive connections from clients are closed after this long.
+    pub client_idle_timeout: Duration,
+    /// Most concurrent client connections; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 256,
+            max_body_bytes: None,
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            client_idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// How the facade presents itself to upstreams and clients.
+#[derive(Debug, Clone)]
+pub struct ForwardingConfig {
+    pub host: HostHeader,
+    /// Peers whose `X-Forwarded-*` headers are kept and appended to. From anyone else they are
+    /// replaced.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Rewrite `Location`/`Content-Location` that point at the upstream's own origin.
+    pub rewrite_redirects: bool,
+    /// The pseudonym in `Via` (`1.1 strangler`).
+    pub via_name: String,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        Self {
+            host: HostHeader::Preserve,
+            trusted_proxies: Vec::new(),
+            rewrite_redirects: true,
+            via_name: "strangler".to_owned(),
+        }
+    }
+}
+
+/// Everything the facade needs to run.
+#[derive(Debug, Clone)]
+pub struct FacadeConfig {
+    pub legacy: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub forwarding: ForwardingConfig,
+    /// Log one line per request at `info` on the `strangler::access` target.
+    pub access_log: bool,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl FacadeConfig {
+    pub fn new(legacy: UpstreamConfig) -> Self {
+        Self {
+            legacy,
+            limits: LimitsConfig::default(),
+            forwarding: ForwardingConfig::default(),
+            access_log: false,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

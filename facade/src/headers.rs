@@ -1,0 +1,158 @@
+//! Header handling on the way through: hop-by-hop fields (RFC 9110 §7.6.1), the forwarding
+//! fields (`X-Forwarded-*`, `Via`), and `Location` rewriting.
+
+use std::net::IpAddr;
+
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRANSFER_ENCODING,
+    UPGRADE,
+};
+use http::HeaderMap;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Fields that describe one connection and never travel past it.
+fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == TE
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+}
+
+/// Whether `Connection` lists `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Whether the client's `TE` accepts trailers.
+pub fn te_has_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(TE).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| {
+            let token = t.split(|&b| b == b';').next().unwrap_or_default();
+            token.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+    })
+}
+
+/// Removes the hop-by-hop fields: the standard ones and every field the `Connection` header
+/// names. With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade` is set again, for
+/// an upgrade that is being passed on.
+///
+/// `Host` and `Content-Length` are never removed even if `Connection` names them: dropping them
+/// would change how the message is routed or framed, which is what request smuggling wants.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty() {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    if name != HOST && name != CONTENT_LENGTH && !is_standard_hop_by_hop(&name) {
+                        named.push(name);
+                    }
+                }
+            }
+        }
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(TE);
+    headers.remove(TRANSFER_ENCODING);
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// What the facade knows about the client for the forwarding fields.
+pub struct Forwarded<'a> {
+    pub peer: IpAddr,
+    /// Whether `peer` is a trusted proxy whose forwarding fields are kept.
+    pub trusted: bool,
+    pub proto: &'static str,
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Sets `X-Forwarded-For`, `-Proto`, `-Host` and drops `Forwarded` from untrusted peers. From a
+/// trusted proxy the existing chain is kept and the peer appended.
+pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    let peer = fwd.peer.to_string();
+    if fwd.trusted {
+        let mut chain = String::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(s) = v.to_str() {
+                if !chain.is_empty() {
+                    chain.push_str(", ");
+                }
+                chain.push_str(s);
+            }
+        }
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&peer);
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            if let Some(host) = fwd.host {
+                headers.insert(&X_FORWARDED_HOST, host.clone());
+            }
+        }
+    } else {
+        if let Ok(v) = HeaderValue::from_str(&peer) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+        match fwd.host {
+            Some(host) => {
+                headers.insert(&X_FORWARDED_HOST, host.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+        headers.remove(FORWARDED);
+    }
+}
+
+/// If `value` is an absolute URL on `upstream` (`http://host:port`), the same URL on `public`.
+pub fn rewrite_origin(value: &HeaderValue, upstream: &str, public: &str) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    if bytes.len() < upstream.len() || !bytes[..upstream.len()].eq_ignore_ascii_case(upstream.as_bytes()) {
+        return None;
+    }
+    let rest = &bytes[upstream.len()..];
+    if !matches!(rest.first(), None | Some(b'/' | b'?' | b'#')) {
+        // `http://host:80` must not match `http://host:8080`.
+        return None;
+    }
+    let mut out = Vec::with_capacity(public.len() + rest.len());
+    out.extend_from_slice(public.as_bytes());
+    out.extend_from_slice(rest);
+    HeaderValue::from_bytes(&out).ok()
+}
+
+#[cfg(test)]
+mod tests;

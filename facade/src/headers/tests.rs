@@ -1,0 +1,99 @@
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
+#[test]
+fn strips_standard_and_named_hop_by_hop_fields() {
+    let mut h = map(&[
+        ("connection", "keep-alive, X-Secret , close"),
+        ("connection", "x-other"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("te", "trailers"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "websocket"),
+        ("x-secret", "1"),
+        ("x-other", "2"),
+        ("x-kept", "3"),
+        ("trailer", "x-checksum"),
+    ]);
+    strip_hop_by_hop(&mut h, false);
+    let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-kept", "trailer"]);
+}
+
+#[test]
+fn connection_cannot_remove_host_or_content_length() {
+    let mut h = map(&[("connection", "host, content-length"), ("host", "a"), ("content-length", "3")]);
+    strip_hop_by_hop(&mut h, false);
+    assert_eq!(h.get("host").unwrap(), "a");
+    assert_eq!(h.get("content-length").unwrap(), "3");
+}
+
+#[test]
+fn keeps_upgrade_for_an_upgrade() {
+    let mut h = map(&[("connection", "Upgrade, x-a"), ("upgrade", "websocket"), ("x-a", "1")]);
+    strip_hop_by_hop(&mut h, true);
+    assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    assert_eq!(h.get("connection").unwrap(), "upgrade");
+    assert!(h.get("x-a").is_none());
+}
+
+#[test]
+fn untrusted_peer_gets_fresh_forwarding_fields() {
+    let mut h = map(&[
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil"),
+        ("forwarded", "for=6.6.6.6"),
+    ]);
+    let host = HeaderValue::from_static("shop.example");
+    set_forwarded(
+        &mut h,
+        &Forwarded { peer: "10.0.0.1".parse().unwrap(), trusted: false, proto: "http", host: Some(&host) },
+    );
+    assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1");
+    assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    assert_eq!(h.get("x-forwarded-host").unwrap(), "shop.example");
+    assert!(h.get("forwarded").is_none());
+}
+
+#[test]
+fn trusted_peer_chain_is_appended() {
+    let mut h = map(&[
+        ("x-forwarded-for", "1.1.1.1"),
+        ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+        ("x-forwarded-proto", "https"),
+    ]);
+    set_forwarded(
+        &mut h,
+        &Forwarded { peer: "::1".parse().unwrap(), trusted: true, proto: "http", host: None },
+    );
+    assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 2.2.2.2, 3.3.3.3, ::1");
+    assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+}
+
+#[test]
+fn te_trailers_detection() {
+    assert!(te_has_trailers(&map(&[("te", "gzip, trailers")])));
+    assert!(te_has_trailers(&map(&[("te", "Trailers;q=1")])));
+    assert!(!te_has_trailers(&map(&[("te", "gzip")])));
+}
+
+#[test]
+fn rewrites_only_the_exact_upstream_origin() {
+    let up = "http://127.0.0.1:8000";
+    let public = "http://shop.example";
+    let v = |s: &str| HeaderValue::from_str(s).unwrap();
+    assert_eq!(rewrite_origin(&v("http://127.0.0.1:8000/login?next=/"), up, public).unwrap(), "http://shop.example/login?next=/");
+    assert_eq!(rewrite_origin(&v("HTTP://127.0.0.1:8000"), up, public).unwrap(), "http://shop.example");
+    assert!(rewrite_origin(&v("http://127.0.0.1:80001/x"), up, public).is_none());
+    assert!(rewrite_origin(&v("/relative"), up, public).is_none());
+    assert!(rewrite_origin(&v("http://other/x"), up, public).is_none());
+}

@@ -1,0 +1,32 @@
+//! The data plane: the public listener that stands in front of the legacy app.
+//!
+//! Layout:
+//! - `server.rs` — accepts connections (HTTP/1.1 and h2c), applies connection limits, drains on
+//!   shutdown;
+//! - `proxy.rs` — one request: check it, forward it, answer;
+//! - `headers.rs` — hop-by-hop removal, `X-Forwarded-*`/`Via`, `Location` rewriting;
+//! - `body.rs` — the request body wrapper (size limit, idle timeout) and the response body;
+//! - `framing.rs` — a read-side guard that spots ambiguous HTTP/1 framing hyper would smooth over;
+//! - `upgrade.rs` — tunnels for `Upgrade` (WebSocket and others);
+//! - `problem.rs` — every answer the facade makes itself, as `application/problem+json`;
+//! - `telemetry.rs` — lock-free counters and histograms, rendered as Prometheus text.
+//!
+//! The request path takes no lock and makes no database call; configuration is immutable once
+//! the facade is built.
+#![forbid(unsafe_code)]
+
+mod body;
+mod config;
+mod framing;
+mod headers;
+mod problem;
+mod proxy;
+mod request_id;
+mod server;
+mod telemetry;
+mod upgrade;
+
+pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
+pub use proxy::Facade;
+pub use server::serve;
+pub use telemetry::Telemetry;

@@ -1,0 +1,93 @@
+//! Answers the facade makes itself. Every one is `application/problem+json` (RFC 9457) with a
+//! `type`, a `title`, the `status`, a `detail` and the request id, which the log line repeats.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::request_id::RequestId;
+use crate::telemetry::Answer;
+
+impl Answer {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Answer::BadRequest => StatusCode::BAD_REQUEST,
+            Answer::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Answer::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Answer::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            Answer::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Answer::UpstreamUnreachable | Answer::UpstreamBroken => StatusCode::BAD_GATEWAY,
+            Answer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Answer::BadRequest => "The request is malformed",
+            Answer::HeadersTooLarge => "The request header fields are too large",
+            Answer::BodyTooLarge => "The request body is too large",
+            Answer::ClientTimeout => "The client was too slow sending the request",
+            Answer::UpstreamTimeout => "The upstream service did not answer in time",
+            Answer::UpstreamUnreachable => "The upstream service could not be reached",
+            Answer::UpstreamBroken => "The upstream service broke off the exchange",
+            Answer::MethodNotAllowed => "The method is not served by this facade",
+        }
+    }
+
+    /// Whether the client connection must be closed after this answer: the rest of the
+    /// request can no longer be framed or trusted.
+    fn closes(self) -> bool {
+        matches!(
+            self,
+            Answer::BadRequest
+                | Answer::HeadersTooLarge
+                | Answer::BodyTooLarge
+                | Answer::ClientTimeout
+        )
+    }
+}
+
+/// A problem the facade answers with.
+#[derive(Debug)]
+pub struct Problem {
+    pub answer: Answer,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(answer: Answer, detail: impl Into<String>) -> Self {
+        Self {
+            answer,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn into_response(self, id: RequestId) -> Response<ResponseBody> {
+        let status = self.answer.status();
+        let body = serde_json::json!({
+            "type": format!("urn:strangler:problem:{}", self.answer.as_str().replace('_', "-")),
+            "title": self.answer.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+            "request_id": id.to_string(),
+        });
+        let mut resp = Response::new(ResponseBody::full(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+            headers.insert("x-request-id", v);
+        }
+        if self.answer.closes() {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

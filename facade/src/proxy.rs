@@ -1,0 +1,341 @@
+//! One request through the facade: check it, forward it to the legacy app, answer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{
+    HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_LOCATION, EXPECT, HOST, LOCATION, TE,
+    TRANSFER_ENCODING, UPGRADE, VIA,
+};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use strangler_services::{FailureKind, Upstream, UpstreamError};
+
+use crate::body::{RequestBody, RequestBodyError, ResponseBody};
+use crate::config::{FacadeConfig, HostHeader};
+use crate::headers::{self, Forwarded};
+use crate::problem::Problem;
+use crate::request_id::RequestId;
+use crate::telemetry::{Answer, Telemetry};
+use crate::upgrade;
+
+/// What the facade knows about one client connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    /// Set by the framing guard when a head on this connection had ambiguous framing.
+    pub ambiguous_framing: Arc<AtomicBool>,
+}
+
+/// The facade: immutable configuration, the legacy upstream and the telemetry. Cheap to clone.
+#[derive(Clone)]
+pub struct Facade {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: FacadeConfig,
+    legacy: Upstream<RequestBody>,
+    legacy_prefix: String,
+    legacy_host: HeaderValue,
+    telemetry: Arc<Telemetry>,
+    via_10: HeaderValue,
+    via_11: HeaderValue,
+    via_2: HeaderValue,
+}
+
+impl std::fmt::Debug for Facade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Facade")
+            .field("legacy", &self.shared.legacy_prefix)
+            .finish()
+    }
+}
+
+/// A refusal before anything was sent upstream, or a failed upstream call.
+type Refusal = Problem;
+
+impl Facade {
+    /// Builds the facade. Fails only on settings that cannot be turned into header values.
+    pub fn new(config: FacadeConfig) -> Result<Self, String> {
+        let legacy = Upstream::new(&config.legacy);
+        let legacy_prefix = config.legacy.origin.to_prefix();
+        let legacy_host = HeaderValue::from_str(config.legacy.origin.authority.as_str())
+            .map_err(|e| format!("legacy authority is not a header value: {e}"))?;
+        let via = |v: &str| {
+            HeaderValue::from_str(&format!("{v} {}", config.forwarding.via_name)).map_err(|_| {
+                format!(
+                    "via name `{}` is not a valid header value; use letters, digits, `-` and `.`",
+                    config.forwarding.via_name
+                )
+            })
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                via_10: via("1.0")?,
+                via_11: via("1.1")?,
+                via_2: via("2")?,
+                legacy,
+                legacy_prefix,
+                legacy_host,
+                telemetry: Arc::new(Telemetry::default()),
+                config,
+            }),
+        })
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.shared.telemetry
+    }
+
+    pub fn config(&self) -> &FacadeConfig {
+        &self.shared.config
+    }
+
+    /// Handles one request; never fails: every failure becomes an answer.
+    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBody> {
+        let s = &*self.shared;
+        let start = Instant::now();
+        let access = s.config.access_log.then(|| {
+            (req.method().clone(), req.uri().clone(), req.version())
+        });
+        let in_flight = s.telemetry.request_started();
+        let mut id = None;
+        let resp = match self.forward(req, conn, &mut id).await {
+            Ok(resp) => resp,
+            Err(problem) => {
+                let id = *id.get_or_insert_with(RequestId::next);
+                s.telemetry.record_answer(problem.answer);
+                tracing::warn!(
+                    request_id = %id,
+                    status = problem.answer.status().as_u16(),
+                    reason = problem.answer.as_str(),
+                    detail = %problem.detail,
+                    "facade answered"
+                );
+                problem.into_response(id)
+            }
+        };
+        let elapsed = start.elapsed();
+        s.telemetry.record_response(resp.status().as_u16(), elapsed);
+        if let Some((method, uri, version)) = access {
+            let id = id.unwrap_or_else(RequestId::next);
+            tracing::info!(
+                target: "strangler::access",
+                request_id = %id,
+                peer = %conn.peer,
+                method = %method,
+                uri = %uri,
+                version = ?version,
+                status = resp.status().as_u16(),
+                micros = elapsed.as_micros() as u64,
+            );
+        }
+        // The request stays in flight while its body streams.
+        let (parts, body) = resp.into_parts();
+        let body = body.with_in_flight(in_flight);
+        Response::from_parts(parts, body)
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        id: &mut Option<RequestId>,
+    ) -> Result<Response<ResponseBody>, Refusal> {
+        let s = &*self.shared;
+        self.check(&req, conn)?;
+
+        let version = req.version();
+        let wants_upgrade = version == Version::HTTP_11
+            && req.headers().contains_key(UPGRADE)
+            && headers::connection_has(req.headers(), "upgrade");
+        let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        let headers = &mut parts.headers;
+
+        // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
+        // target (or HTTP/2's :authority) names it; otherwise the Host header does.
+        let client_host = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => headers.get(HOST).cloned(),
+        };
+        let trailers = headers::te_has_trailers(headers);
+        headers::strip_hop_by_hop(headers, wants_upgrade);
+        if trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        // hyper has already answered `Expect: 100-continue` to the client when the body is
+        // first read; the upstream need not be asked again.
+        headers.remove(EXPECT);
+        match s.config.forwarding.host {
+            HostHeader::Preserve => {
+                if let Some(h) = &client_host {
+                    headers.insert(HOST, h.clone());
+                }
+            }
+            HostHeader::Upstream => {
+                headers.insert(HOST, s.legacy_host.clone());
+            }
+        }
+        let trusted = s
+            .config
+            .forwarding
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&conn.peer.ip()));
+        headers::set_forwarded(
+            headers,
+            &Forwarded {
+                peer: conn.peer.ip(),
+                trusted,
+                proto: "http",
+                host: client_host.as_ref(),
+            },
+        );
+        headers.append(VIA, self.via(version).clone());
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+
+        let body = RequestBody::new(
+            body,
+            s.config.limits.max_body_bytes,
+            s.config.limits.body_idle_timeout,
+        );
+        let mut resp = match s.legacy.send(Request::from_parts(parts, body)).await {
+            Ok(resp) => resp,
+            Err(err) => return Err(self.upstream_failure(&err)),
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(Problem::new(
+                    Answer::UpstreamBroken,
+                    "the upstream switched protocols without being asked to",
+                ));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            s.telemetry.record_upgrade();
+            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, *id.get_or_insert_with(RequestId::next));
+            let (mut parts, _) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, true);
+            parts.headers.append(VIA, s.via_11.clone());
+            parts.extensions = http::Extensions::new();
+            return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        }
+
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        if s.config.forwarding.rewrite_redirects {
+            if let Some(host) = &client_host {
+                self.rewrite_redirects(&mut parts.headers, host);
+            }
+        }
+        parts.headers.append(VIA, s.via_11.clone());
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+        Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
+    }
+
+    /// Checks a request before anything is sent upstream.
+    fn check(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<(), Refusal> {
+        let limits = &self.shared.config.limits;
+        if conn.ambiguous_framing.swap(false, Ordering::AcqRel) {
+            return Err(Problem::new(
+                Answer::BadRequest,
+                "the request has both Content-Length and Transfer-Encoding, or Content-Length \
+                 more than once; send exactly one of them",
+            ));
+        }
+        if req.method() == Method::CONNECT {
+            return Err(Problem::new(
+                Answer::MethodNotAllowed,
+                "CONNECT is not served: Strangler is a reverse proxy, not a forward proxy",
+            ));
+        }
+        let mut head_bytes = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+        for (name, value) in req.headers() {
+            head_bytes += name.as_str().len() + value.len() + 4;
+        }
+        if head_bytes > limits.max_header_bytes {
+            return Err(Problem::new(
+                Answer::HeadersTooLarge,
+                format!(
+                    "the request target and header fields take {head_bytes} bytes; the limit is {}",
+                    limits.max_header_bytes
+                ),
+            ));
+        }
+        if req.headers().contains_key(TRANSFER_ENCODING) && req.version() != Version::HTTP_11 {
+            return Err(Problem::new(
+                Answer::BadRequest,
+                "Transfer-Encoding is only valid in HTTP/1.1 requests",
+            ));
+        }
+        if let Some(limit) = limits.max_body_bytes {
+            let declared = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(len) = declared.filter(|len| *len > limit) {
+                return Err(Problem::new(
+                    Answer::BodyTooLarge,
+                    format!("the request body declares {len} bytes; the limit is {limit}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn via(&self, version: Version) -> &HeaderValue {
+        let s = &*self.shared;
+        match version {
+            Version::HTTP_2 | Version::HTTP_3 => &s.via_2,
+            Version::HTTP_10 | Version::HTTP_09 => &s.via_10,
+            _ => &s.via_11,
+        }
+    }
+
+    fn rewrite_redirects(&self, headers: &mut http::HeaderMap, host: &HeaderValue) {
+        let Ok(host) = host.to_str() else { return };
+        let public = format!("http://{host}");
+        for name in [LOCATION, CONTENT_LOCATION] {
+            rewrite_one(headers, &name, &self.shared.legacy_prefix, &public);
+        }
+    }
+
+    fn upstream_failure(&self, err: &UpstreamError) -> Problem {
+        let s = &*self.shared;
+        if err.kind() == FailureKind::RequestBody {
+            if let Some(cause) = err.find_cause::<RequestBodyError>() {
+                let answer = match cause {
+                    RequestBodyError::TooLarge { .. } => Answer::BodyTooLarge,
+                    RequestBodyError::Idle(_) => Answer::ClientTimeout,
+                    RequestBodyError::Client(_) => Answer::BadRequest,
+                };
+                return Problem::new(answer, cause.to_string());
+            }
+        }
+        s.telemetry.record_upstream_error(err.kind());
+        let answer = match err.kind() {
+            FailureKind::Connect => Answer::UpstreamUnreachable,
+            FailureKind::Timeout => Answer::UpstreamTimeout,
+            FailureKind::Reset | FailureKind::Protocol | FailureKind::RequestBody => {
+                Answer::UpstreamBroken
+            }
+        };
+        Problem::new(answer, format!("legacy ({}): {err}", s.legacy_prefix))
+    }
+}
+
+fn rewrite_one(headers: &mut http::HeaderMap, name: &HeaderName, upstream: &str, public: &str) {
+    if let Some(value) = headers.get(name) {
+        if let Some(new) = headers::rewrite_origin(value, upstream, public) {
+            headers.insert(name, new);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Counters and a latency histogram for the facade, lock-free on the request path and rendered
+//! in the Prometheus text format on demand.
+//!
+//! Hand-written rather than taken from a metrics crate: the request path does only relaxed
+//! atomic adds on a fixed set of cells, the exposition is a few lines, and the common Prometheus
+//! clients either lock per histogram observation or pull in a registry we do not need.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strangler_services::FailureKind;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Answers the facade made itself, by reason (a label of `strangler_facade_answers_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    BadRequest,
+    HeadersTooLarge,
+    BodyTooLarge,
+    ClientTimeout,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    UpstreamBroken,
+    MethodNotAllowed,
+}
+
+impl Answer {
+    const ALL: [Answer; 8] = [
+        Answer::BadRequest,
+        Answer::HeadersTooLarge,
+        Answer::BodyTooLarge,
+        Answer::ClientTimeout,
+        Answer::UpstreamTimeout,
+        Answer::UpstreamUnreachable,
+        Answer::UpstreamBroken,
+        Answer::MethodNotAllowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::BadRequest => "bad_request",
+            Answer::HeadersTooLarge => "headers_too_large",
+            Answer::BodyTooLarge => "body_too_large",
+            Answer::ClientTimeout => "client_timeout",
+            Answer::UpstreamTimeout => "upstream_timeout",
+            Answer::UpstreamUnreachable => "upstream_unreachable",
+            Answer::UpstreamBroken => "upstream_broken",
+            Answer::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// The facade's live figures. One per facade, shared by all connections.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    by_class: [AtomicU64; 5],
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    upstream_errors: [AtomicU64; FailureKind::ALL.len()],
+    answers: [AtomicU64; Answer::ALL.len()],
+    in_flight: AtomicI64,
+    open_connections: AtomicI64,
+    connections_total: AtomicU64,
+    upgrades_total: AtomicU64,
+}
+
+impl Telemetry {
+    /// Records a finished response head: its status and the time to it.
+    pub fn record_response(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        // Cumulative buckets are built at render time; here only the first fitting one counts.
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    pub fn record_upstream_error(&self, kind: FailureKind) {
+        self.upstream_errors[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn record_answer(&self, answer: Answer) {
+        if let Some(i) = Answer::ALL.iter().position(|a| *a == answer) {
+            self.answers[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn record_upgrade(&self) {
+        self.upgrades_total.fetch_add(1, Relaxed);
+    }
+
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub fn open_connections(&self) -> i64 {
+        self.open_connections.load(Relaxed)
+    }
+
+    pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Relaxed);
+        self.open_connections.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.open_connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Appends the Prometheus text exposition of every figure to `out`.
+    pub fn render(&self, out: &mut String) {
+        let _ = self.render_inner(out);
+    }
+
+    fn render_inner(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "# HELP strangler_requests_total Requests answered by the facade, by status class.")?;
+        writeln!(out, "# TYPE strangler_requests_total counter")?;
+        for (i, cell) in self.by_class.iter().enumerate() {
+            writeln!(out, "strangler_requests_total{{class=\"{}xx\"}} {}", i + 1, cell.load(Relaxed))?;
+        }
+        writeln!(out, "# HELP strangler_request_duration_seconds Time from request head to response head.")?;
+        writeln!(out, "# TYPE strangler_request_duration_seconds histogram")?;
+        let mut cumulative = 0;
+        for (bound, cell) in BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += cell.load(Relaxed);
+            writeln!(out, "strangler_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}")?;
+        }
+        let count = self.latency_count.load(Relaxed);
+        writeln!(out, "strangler_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}")?;
+        let sum = self.latency_sum_micros.load(Relaxed) as f64 / 1e6;
+        writeln!(out, "strangler_request_duration_seconds_sum {sum}")?;
+        writeln!(out, "strangler_request_duration_seconds_count {count}")?;
+        writeln!(out, "# HELP strangler_upstream_errors_total Failed upstream calls, by kind.")?;
+        writeln!(out, "# TYPE strangler_upstream_errors_total counter")?;
+        for kind in FailureKind::ALL {
+            let n = self.upstream_errors[kind.index()].load(Relaxed);
+            writeln!(out, "strangler_upstream_errors_total{{kind=\"{}\"}} {n}", kind.as_str())?;
+        }
+        writeln!(out, "# HELP strangler_facade_answers_total Answers the facade made itself, by reason.")?;
+        writeln!(out, "# TYPE strangler_facade_answers_total counter")?;
+        for (answer, cell) in Answer::ALL.iter().zip(&self.answers) {
+            writeln!(out, "strangler_facade_answers_total{{reason=\"{}\"}} {}", answer.as_str(), cell.load(Relaxed))?;
+        }
+        writeln!(out, "# HELP strangler_requests_in_flight Requests being handled now.")?;
+        writeln!(out, "# TYPE strangler_requests_in_flight gauge")?;
+        writeln!(out, "strangler_requests_in_flight {}", self.in_flight.load(Relaxed))?;
+        writeln!(out, "# HELP strangler_open_connections Client connections open now.")?;
+        writeln!(out, "# TYPE strangler_open_connections gauge")?;
+        writeln!(out, "strangler_open_connections {}", self.open_connections.load(Relaxed))?;
+        writeln!(out, "# HELP strangler_connections_total Client connections accepted.")?;
+        writeln!(out, "# TYPE strangler_connections_total counter")?;
+        writeln!(out, "strangler_connections_total {}", self.connections_total.load(Relaxed))?;
+        writeln!(out, "# HELP strangler_upgrades_total Upgraded connections (WebSocket and others) tunnelled.")?;
+        writeln!(out, "# TYPE strangler_upgrades_total counter")?;
+        writeln!(out, "strangler_upgrades_total {}", self.upgrades_total.load(Relaxed))
+    }
+}
+
+/// Counts a request as in flight until dropped.
+pub(crate) struct InFlight(Arc<Telemetry>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,19 @@
+//! Upstream services: the pooled HTTP client that the facade sends requests through, and the
+//! typed failures it answers with.
+//!
+//! Layout:
+//! - `upstream.rs` — [`Upstream`]: one service's origin, a keep-alive connection pool and the
+//!   per-service timeouts;
+//! - `error.rs` — [`UpstreamError`]: why an upstream call failed, reduced to the few kinds the
+//!   facade turns into answers (502, 504 …).
+//!
+//! Discovery, health checks, balancing, retries and breakers arrive with later issues and live
+//! here too: the facade only ever asks "send this to service X" and gets a response or a typed
+//! failure.
+#![forbid(unsafe_code)]
+
+mod error;
+mod upstream;
+
+pub use error::{FailureKind, UpstreamError};
+pub use upstream::{Origin, Upstream, UpstreamConfig};

@@ -1,0 +1,398 @@
+//! Configuration: a TOML file, `STRANGLER_*` environment variables and command-line flags,
+//! merged in that order (later wins), checked, and turned into [`Settings`] once at start.
+//!
+//! Every key of the file has an environment variable: the path in upper case with `_` for `.`
+//! (`legacy.url` → `STRANGLER_LEGACY_URL`, `limits.max_body_bytes` →
+//! `STRANGLER_LIMITS_MAX_BODY_BYTES`). A list is written comma-separated.
+//!
+//! A bad value is reported with where it came from — `file:line:column`, the variable's name
+//! or the flag — and what to write instead.
+
+mod env;
+mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use strangler_facade::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
+use strangler_services::UpstreamConfig;
+
+pub use env::{Env, ProcessEnv};
+pub use values::LogFormat;
+use values::{Addr, Dur, Filter, HostMode, Net, OptDur, Ranged, Token, Url};
+
+/// The file, as written. Every key is optional; defaults fill the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<Addr>,
+    admin: Option<Addr>,
+    workers: Option<Ranged<1, 1024>>,
+    #[serde(default)]
+    legacy: LegacySection,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    forwarding: ForwardingSection,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    shutdown: ShutdownSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacySection {
+    url: Option<Url>,
+    connect_timeout: Option<Dur>,
+    response_timeout: Option<OptDur>,
+    pool_idle_timeout: Option<Dur>,
+    host_header: Option<HostMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_header_bytes: Option<Ranged<1024, 1_048_576>>,
+    max_headers: Option<Ranged<8, 10_000>>,
+    /// 0 or absent: no limit.
+    max_body_bytes: Option<Ranged<0, { u64::MAX >> 1 }>>,
+    header_read_timeout: Option<Dur>,
+    body_idle_timeout: Option<Dur>,
+    max_connections: Option<Ranged<1, 1_000_000>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardingSection {
+    trusted_proxies: Option<Vec<Net>>,
+    rewrite_redirects: Option<bool>,
+    via_name: Option<Token>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<LogFormat>,
+    level: Option<Filter>,
+    access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShutdownSection {
+    grace: Option<Dur>,
+}
+
+/// How each key is written in the environment.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    List,
+}
+
+/// Every key that has an environment variable.
+const KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Str),
+    ("admin", Kind::Str),
+    ("workers", Kind::Int),
+    ("legacy.url", Kind::Str),
+    ("legacy.connect_timeout", Kind::Str),
+    ("legacy.response_timeout", Kind::Str),
+    ("legacy.pool_idle_timeout", Kind::Str),
+    ("legacy.host_header", Kind::Str),
+    ("limits.max_header_bytes", Kind::Int),
+    ("limits.max_headers", Kind::Int),
+    ("limits.max_body_bytes", Kind::Int),
+    ("limits.header_read_timeout", Kind::Str),
+    ("limits.body_idle_timeout", Kind::Str),
+    ("limits.max_connections", Kind::Int),
+    ("forwarding.trusted_proxies", Kind::List),
+    ("forwarding.rewrite_redirects", Kind::Bool),
+    ("forwarding.via_name", Kind::Str),
+    ("log.format", Kind::Str),
+    ("log.level", Kind::Str),
+    ("log.access_log", Kind::Bool),
+    ("shutdown.grace", Kind::Str),
+];
+
+/// The environment variable of a key.
+pub fn env_name(key: &str) -> String {
+    format!("STRANGLER_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub legacy: Option<String>,
+    pub listen: Option<String>,
+    pub admin: Option<String>,
+    pub workers: Option<usize>,
+}
+
+/// A configuration error: where, what, and (inside the message) how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `path:line:column`, `environment STRANGLER_X`, `--flag` or `configuration`.
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `warn,strangler=debug` …).
+    pub level: String,
+}
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    /// Runtime worker threads; `None`: one per core.
+    pub workers: Option<usize>,
+    pub facade: FacadeConfig,
+    pub log: LogSettings,
+}
+
+/// Reads the file (if any), the environment and the overrides, and checks the result.
+pub fn load(
+    file: Option<&Path>,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let mut table = match file {
+        Some(path) => read_file(path)?,
+        None => toml::Table::new(),
+    };
+    apply_env(&mut table, env)?;
+    apply_overrides(&mut table, overrides)?;
+    let merged: File = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError {
+            location: "configuration".into(),
+            message: e.message().to_owned(),
+        })?;
+    build(merged)
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        location: path.display().to_string(),
+        message: format!("cannot read the configuration file: {e}; check the path given to --config"),
+    })?;
+    // Deserialize from the text first: only then do errors carry a position.
+    if let Err(e) = toml::from_str::<File>(&text) {
+        return Err(located(path, &text, &e));
+    }
+    toml::from_str::<toml::Table>(&text).map_err(|e| located(path, &text, &e))
+}
+
+fn located(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let location = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{}:{line}:{column}", path.display())
+        }
+        None => path.display().to_string(),
+    };
+    ConfigError {
+        location,
+        message: e.message().trim().to_owned(),
+    }
+}
+
+/// Puts `value` at a dotted `key` in `table`, creating sections as needed.
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => current = t,
+            _ => return,
+        }
+    }
+}
+
+fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> {
+    for (key, kind) in KEYS {
+        let name = env_name(key);
+        let Some(raw) = env.var(&name) else { continue };
+        let err = |message: String| ConfigError {
+            location: format!("environment {name}"),
+            message,
+        };
+        let value = match kind {
+            Kind::Str => toml::Value::String(raw.clone()),
+            Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                err(format!("`{raw}` is not a whole number; write digits only, e.g. {name}=1024"))
+            })?),
+            Kind::Bool => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(err(format!("`{raw}` is not a boolean; write true or false"))),
+            }),
+            Kind::List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+        };
+        // Check this one value on its own, so that an error names the variable.
+        let mut single = toml::Table::new();
+        set_path(&mut single, key, value.clone());
+        if let Err(e) = toml::Value::Table(single).try_into::<File>() {
+            return Err(err(e.message().trim().to_owned()));
+        }
+        set_path(table, key, value);
+    }
+    Ok(())
+}
+
+fn apply_overrides(table: &mut toml::Table, o: &Overrides) -> Result<(), ConfigError> {
+    let flags = [
+        ("--legacy", "legacy.url", o.legacy.clone().map(toml::Value::String)),
+        ("--listen", "listen", o.listen.clone().map(toml::Value::String)),
+        ("--admin", "admin", o.admin.clone().map(toml::Value::String)),
+        (
+            "--workers",
+            "workers",
+            o.workers.map(|w| toml::Value::Integer(i64::try_from(w).unwrap_or(i64::MAX))),
+        ),
+    ];
+    for (flag, key, value) in flags {
+        let Some(value) = value else { continue };
+        let mut single = toml::Table::new();
+        set_path(&mut single, key, value.clone());
+        if let Err(e) = toml::Value::Table(single).try_into::<File>() {
+            return Err(ConfigError {
+                location: flag.to_owned(),
+                message: e.message().trim().to_owned(),
+            });
+        }
+        set_path(table, key, value);
+    }
+    Ok(())
+}
+
+fn build(file: File) -> Result<Settings, ConfigError> {
+    let general = |message: String| ConfigError {
+        location: "configuration".into(),
+        message,
+    };
+    let l = file.legacy;
+    let Some(Url(origin)) = l.url else {
+        return Err(general(
+            "no legacy app is configured; pass --legacy http://HOST:PORT, set STRANGLER_LEGACY_URL, \
+             or write `url = \"http://HOST:PORT\"` under [legacy] in the config file"
+                .into(),
+        ));
+    };
+    let listen = file.listen.map_or(SocketAddr::from(([0, 0, 0, 0], 8080)), |a| a.0);
+    let admin = file.admin.map_or(SocketAddr::from(([127, 0, 0, 1], 9090)), |a| a.0);
+    if listen == admin {
+        return Err(general(format!(
+            "the public listener and the admin listener are both {listen}; give them different ports"
+        )));
+    }
+
+    let mut upstream = UpstreamConfig::new(origin);
+    if let Some(d) = l.connect_timeout {
+        upstream.connect_timeout = d.0;
+    }
+    if let Some(d) = l.response_timeout {
+        upstream.response_timeout = d.0;
+    }
+    if let Some(d) = l.pool_idle_timeout {
+        upstream.pool_idle_timeout = d.0;
+    }
+
+    let mut limits = LimitsConfig::default();
+    let s = file.limits;
+    if let Some(v) = s.max_header_bytes {
+        limits.max_header_bytes = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = s.max_headers {
+        limits.max_headers = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = s.max_body_bytes {
+        limits.max_body_bytes = (v.0 > 0).then_some(v.0);
+    }
+    if let Some(d) = s.header_read_timeout {
+        limits.header_read_timeout = d.0;
+    }
+    if let Some(d) = s.body_idle_timeout {
+        limits.body_idle_timeout = d.0;
+    }
+    if let Some(v) = s.max_connections {
+        limits.max_connections = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+
+    let mut forwarding = ForwardingConfig::default();
+    let f = file.forwarding;
+    if let Some(mode) = l.host_header {
+        forwarding.host = match mode {
+            HostMode::Preserve => HostHeader::Preserve,
+            HostMode::Upstream => HostHeader::Upstream,
+        };
+    }
+    if let Some(nets) = f.trusted_proxies {
+        forwarding.trusted_proxies = nets.into_iter().map(|n| n.0).collect();
+    }
+    if let Some(b) = f.rewrite_redirects {
+        forwarding.rewrite_redirects = b;
+    }
+    if let Some(t) = f.via_name {
+        forwarding.via_name = t.0;
+    }
+
+    let mut facade = FacadeConfig::new(upstream);
+    facade.limits = limits;
+    facade.forwarding = forwarding;
+    facade.access_log = file.log.access_log.unwrap_or(false);
+    if let Some(d) = file.shutdown.grace {
+        facade.shutdown_grace = d.0;
+    }
+
+    Ok(Settings {
+        listen,
+        admin,
+        workers: file.workers.map(|w| usize::try_from(w.0).unwrap_or(1)),
+        facade,
+        log: LogSettings {
+            format: file.log.format.unwrap_or_default(),
+            level: file.log.level.map_or_else(|| "info".to_owned(), |f| f.0),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+
+fn file(text: &str) -> tempfile_like::TempFile {
+    tempfile_like::TempFile::new(text)
+}
+
+/// A tiny temporary file helper, to avoid a dependency for four tests.
+mod tempfile_like {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempFile(PathBuf);
+
+    impl TempFile {
+        pub fn new(text: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "strangler-config-test-{}-{}.toml",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let mut f = std::fs::File::create(&path).unwrap();
+            super::Write::write_all(&mut f, text.as_bytes()).unwrap();
+            Self(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn no_env() -> HashMap<String, String> {
+    HashMap::new()
+}
+
+fn legacy_flag() -> Overrides {
+    Overrides {
+        legacy: Some("http://127.0.0.1:8000".into()),
+        ..Overrides::default()
+    }
+}
+
+#[test]
+fn defaults_need_only_the_legacy_url() {
+    let s = load(None, &no_env(), &legacy_flag()).unwrap();
+    assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(s.admin, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(s.workers, None);
+    assert_eq!(s.facade.legacy.origin.to_prefix(), "http://127.0.0.1:8000");
+    assert_eq!(s.facade.limits.max_body_bytes, None);
+    assert!(s.facade.forwarding.rewrite_redirects);
+    assert_eq!(s.log.level, "info");
+}
+
+#[test]
+fn missing_legacy_says_how_to_set_it() {
+    let err = load(None, &no_env(), &Overrides::default()).unwrap_err();
+    assert!(err.message.contains("--legacy"), "{err}");
+    assert!(err.message.contains("STRANGLER_LEGACY_URL"), "{err}");
+}
+
+#[test]
+fn file_then_env_then_flags() {
+    let f = file(
+        "listen = \"127.0.0.1:7000\"\nadmin = \"127.0.0.1:7001\"\n\n[legacy]\nurl = \"http://127.0.0.1:1\"\nresponse_timeout = \"off\"\n\n[limits]\nmax_body_bytes = 1000\nbody_idle_timeout = \"250ms\"\n\n[forwarding]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+    );
+    let mut env = no_env();
+    env.insert("STRANGLER_LISTEN".into(), "127.0.0.1:7100".into());
+    env.insert("STRANGLER_LIMITS_MAX_BODY_BYTES".into(), "2000".into());
+    env.insert("STRANGLER_LOG_ACCESS_LOG".into(), "true".into());
+    let flags = Overrides {
+        listen: Some("127.0.0.1:7200".into()),
+        workers: Some(3),
+        ..Overrides::default()
+    };
+    let s = load(Some(f.path()), &env, &flags).unwrap();
+    assert_eq!(s.listen, "127.0.0.1:7200".parse().unwrap(), "flag wins");
+    assert_eq!(s.admin, "127.0.0.1:7001".parse().unwrap(), "file kept");
+    assert_eq!(s.facade.limits.max_body_bytes, Some(2000), "env wins over file");
+    assert_eq!(s.facade.limits.body_idle_timeout, Duration::from_millis(250));
+    assert_eq!(s.facade.legacy.response_timeout, None);
+    assert_eq!(s.facade.forwarding.trusted_proxies.len(), 2);
+    assert!(s.facade.access_log);
+    assert_eq!(s.workers, Some(3));
+}
+
+#[test]
+fn bad_file_values_name_the_line_and_the_fix() {
+    let cases = [
+        ("[legacy]\nurl = \"http://127.0.0.1:1\"\nconnect_timeout = \"soon\"\n", ":3:", "500ms"),
+        ("listen = \"8080\"\n[legacy]\nurl = \"http://x:1\"\n", ":1:", "IP:PORT"),
+        ("[legacy]\nurl = \"ftp://x\"\n", ":2:", "only http://"),
+        ("[legacy]\nurl = \"http://x:1\"\n[limits]\nmax_headers = 3\n", ":4:", "from 8 to 10000"),
+        ("[legacy]\nurl = \"http://x:1\"\nretries = 3\n", ":3:", "expected one of"),
+        ("[legacy\nurl = 1\n", ":1:", ""),
+        ("[legacy]\nurl = \"http://x:1\"\n[forwarding]\ntrusted_proxies = [\"everyone\"]\n", ":4:", "CIDR"),
+    ];
+    for (text, line, fix) in cases {
+        let f = file(text);
+        let err = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap_err();
+        assert!(err.location.contains(line), "{text:?} → {err}");
+        assert!(err.location.starts_with(&f.path().display().to_string()), "{err}");
+        assert!(err.message.contains(fix), "{text:?} → {err}");
+    }
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let mut env = no_env();
+    env.insert("STRANGLER_LIMITS_MAX_HEADERS".into(), "many".into());
+    let err = load(None, &env, &legacy_flag()).unwrap_err();
+    assert_eq!(err.location, "environment STRANGLER_LIMITS_MAX_HEADERS");
+    assert!(err.message.contains("whole number"), "{err}");
+
+    let mut env = no_env();
+    env.insert("STRANGLER_SHUTDOWN_GRACE".into(), "0s".into());
+    let err = load(None, &env, &legacy_flag()).unwrap_err();
+    assert_eq!(err.location, "environment STRANGLER_SHUTDOWN_GRACE");
+    assert!(err.message.contains("zero"), "{err}");
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let flags = Overrides {
+        legacy: Some("localhost:8000".into()),
+        ..Overrides::default()
+    };
+    let err = load(None, &no_env(), &flags).unwrap_err();
+    assert_eq!(err.location, "--legacy");
+    assert!(err.message.contains("http://host:port"), "{err}");
+}
+
+#[test]
+fn same_listen_and_admin_is_refused() {
+    let flags = Overrides {
+        listen: Some("127.0.0.1:9000".into()),
+        admin: Some("127.0.0.1:9000".into()),
+        ..legacy_flag()
+    };
+    let err = load(None, &no_env(), &flags).unwrap_err();
+    assert!(err.message.contains("different ports"), "{err}");
+}
+
+#[test]
+fn every_key_has_a_working_variable() {
+    // Each KEYS entry must reach a real field: a wrong path would be an unknown field.
+    for (key, kind) in KEYS {
+        let value = match kind {
+            Kind::Str => match *key {
+                "listen" => "127.0.0.1:1",
+                "admin" => "127.0.0.1:2",
+                "legacy.url" => "http://127.0.0.1:3",
+                "legacy.host_header" => "upstream",
+                "log.format" => "json",
+                "log.level" => "debug",
+                "forwarding.via_name" => "edge",
+                _ => "5s",
+            },
+            Kind::Int => "64",
+            Kind::Bool => "false",
+            Kind::List => "10.0.0.0/8",
+        };
+        let mut env = no_env();
+        env.insert(env_name(key), value.into());
+        if *key != "legacy.url" {
+            env.insert("STRANGLER_LEGACY_URL".into(), "http://127.0.0.1:3".into());
+        }
+        if *key == "limits.max_header_bytes" {
+            env.insert(env_name(key), "2048".into());
+        }
+        load(None, &env, &Overrides::default()).unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}

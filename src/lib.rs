@@ -1,0 +1,13 @@
+//! The `strangler` command: wires the crates together. `main.rs` only parses the command line
+//! and hands over to [`cli::run`].
+//!
+//! Layout:
+//! - `cli.rs` — the commands (`serve`, `check`) and their flags;
+//! - `config.rs` — the TOML file, `STRANGLER_*` environment and flags, merged and validated
+//!   into [`config::Settings`];
+//! - `serve.rs` — starts the facade and the admin listener and stops them on a signal.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod serve;

@@ -1,0 +1,8 @@
+//! The `strangler` binary.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    strangler::cli::run(strangler::cli::Cli::parse())
+}
