@@ -193,7 +193,9 @@ pub fn load(
 fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         location: path.display().to_string(),
-        message: format!("cannot read the configuration file: {e}; check the path given to --config"),
+        message: format!(
+            "cannot read the configuration file: {e}; check the path given to --config"
+        ),
     })?;
     // Deserialize from the text first: only then do errors carry a position.
     if let Err(e) = toml::from_str::<File>(&text) {
@@ -251,12 +253,18 @@ fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> 
         let value = match kind {
             Kind::Str => toml::Value::String(raw.clone()),
             Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
-                err(format!("`{raw}` is not a whole number; write digits only, e.g. {name}=1024"))
+                err(format!(
+                    "`{raw}` is not a whole number; write digits only, e.g. {name}=1024"
+                ))
             })?),
             Kind::Bool => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
                 "false" | "0" | "no" | "off" => false,
-                _ => return Err(err(format!("`{raw}` is not a boolean; write true or false"))),
+                _ => {
+                    return Err(err(format!(
+                        "`{raw}` is not a boolean; write true or false"
+                    )))
+                }
             }),
             Kind::List => toml::Value::Array(
                 raw.split(',')
@@ -279,13 +287,22 @@ fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> 
 
 fn apply_overrides(table: &mut toml::Table, o: &Overrides) -> Result<(), ConfigError> {
     let flags = [
-        ("--legacy", "legacy.url", o.legacy.clone().map(toml::Value::String)),
-        ("--listen", "listen", o.listen.clone().map(toml::Value::String)),
+        (
+            "--legacy",
+            "legacy.url",
+            o.legacy.clone().map(toml::Value::String),
+        ),
+        (
+            "--listen",
+            "listen",
+            o.listen.clone().map(toml::Value::String),
+        ),
         ("--admin", "admin", o.admin.clone().map(toml::Value::String)),
         (
             "--workers",
             "workers",
-            o.workers.map(|w| toml::Value::Integer(i64::try_from(w).unwrap_or(i64::MAX))),
+            o.workers
+                .map(|w| toml::Value::Integer(i64::try_from(w).unwrap_or(i64::MAX))),
         ),
     ];
     for (flag, key, value) in flags {
@@ -316,9 +333,13 @@ fn build(file: File) -> Result<Settings, ConfigError> {
                 .into(),
         ));
     };
-    let listen = file.listen.map_or(SocketAddr::from(([0, 0, 0, 0], 8080)), |a| a.0);
-    let admin = file.admin.map_or(SocketAddr::from(([127, 0, 0, 1], 9090)), |a| a.0);
-    if listen == admin {
+    let listen = file
+        .listen
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 8080)), |a| a.0);
+    let admin = file
+        .admin
+        .map_or(SocketAddr::from(([127, 0, 0, 1], 9090)), |a| a.0);
+    if listen == admin && listen.port() != 0 {
         return Err(general(format!(
             "the public listener and the admin listener are both {listen}; give them different ports"
         )));

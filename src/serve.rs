@@ -92,7 +92,11 @@ pub async fn run_listeners(
         legacy = %settings.facade.legacy.origin.to_prefix(),
         "strangler is serving"
     );
-    let admin_task = tokio::spawn(strangler_dashboard::serve(admin, state, stopped(stop.clone())));
+    let admin_task = tokio::spawn(strangler_dashboard::serve(
+        admin,
+        state,
+        stopped(stop.clone()),
+    ));
     let draining_flag = Arc::clone(&draining);
     let stop_facade = async move {
         stopped(stop).await;

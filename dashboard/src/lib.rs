@@ -80,7 +80,10 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
     (state.metrics)(&mut out);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

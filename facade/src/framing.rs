@@ -50,7 +50,10 @@ impl HeadScanner {
             line[have..have + take].copy_from_slice(&buf[..take]);
             self.partial_len = 0;
             self.at_line_start = false;
-            found |= self.line_start(&line[..have + take], have + take < PREFIX && take == buf.len());
+            found |= self.line_start(
+                &line[..have + take],
+                have + take < PREFIX && take == buf.len(),
+            );
         }
         while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
             let start = pos + i + 1;

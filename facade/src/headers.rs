@@ -140,7 +140,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
 /// If `value` is an absolute URL on `upstream` (`http://host:port`), the same URL on `public`.
 pub fn rewrite_origin(value: &HeaderValue, upstream: &str, public: &str) -> Option<HeaderValue> {
     let bytes = value.as_bytes();
-    if bytes.len() < upstream.len() || !bytes[..upstream.len()].eq_ignore_ascii_case(upstream.as_bytes()) {
+    if bytes.len() < upstream.len()
+        || !bytes[..upstream.len()].eq_ignore_ascii_case(upstream.as_bytes())
+    {
         return None;
     }
     let rest = &bytes[upstream.len()..];

@@ -44,6 +44,7 @@ impl Answer {
                 | Answer::HeadersTooLarge
                 | Answer::BodyTooLarge
                 | Answer::ClientTimeout
+                | Answer::MethodNotAllowed
         )
     }
 }

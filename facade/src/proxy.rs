@@ -95,12 +95,17 @@ impl Facade {
     }
 
     /// Handles one request; never fails: every failure becomes an answer.
-    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBody> {
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
         let s = &*self.shared;
         let start = Instant::now();
-        let access = s.config.access_log.then(|| {
-            (req.method().clone(), req.uri().clone(), req.version())
-        });
+        let access = s
+            .config
+            .access_log
+            .then(|| (req.method().clone(), req.uri().clone(), req.version()));
         let in_flight = s.telemetry.request_started();
         let mut id = None;
         let resp = match self.forward(req, conn, &mut id).await {
@@ -146,7 +151,7 @@ impl Facade {
         id: &mut Option<RequestId>,
     ) -> Result<Response<ResponseBody>, Refusal> {
         let s = &*self.shared;
-        self.check(&req, conn)?;
+        let internal_headers = self.check(&req, conn)?;
 
         let version = req.version();
         let wants_upgrade = version == Version::HTTP_11
@@ -171,6 +176,10 @@ impl Facade {
         // hyper has already answered `Expect: 100-continue` to the client when the body is
         // first read; the upstream need not be asked again.
         headers.remove(EXPECT);
+        if internal_headers {
+            // `X-Strangler-*` is ours to set (shadow marks, identity); a client may not forge it.
+            strip_internal(headers);
+        }
         match s.config.forwarding.host {
             HostHeader::Preserve => {
                 if let Some(h) = &client_host {
@@ -219,7 +228,11 @@ impl Facade {
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             s.telemetry.record_upgrade();
-            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, *id.get_or_insert_with(RequestId::next));
+            upgrade::spawn_tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                *id.get_or_insert_with(RequestId::next),
+            );
             let (mut parts, _) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, true);
             parts.headers.append(VIA, s.via_11.clone());
@@ -240,8 +253,9 @@ impl Facade {
         Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
     }
 
-    /// Checks a request before anything is sent upstream.
-    fn check(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<(), Refusal> {
+    /// Checks a request before anything is sent upstream. Returns whether it carries
+    /// `X-Strangler-*` fields, which must not pass.
+    fn check(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<bool, Refusal> {
         let limits = &self.shared.config.limits;
         if conn.ambiguous_framing.swap(false, Ordering::AcqRel) {
             return Err(Problem::new(
@@ -257,8 +271,10 @@ impl Facade {
             ));
         }
         let mut head_bytes = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+        let mut internal = false;
         for (name, value) in req.headers() {
             head_bytes += name.as_str().len() + value.len() + 4;
+            internal |= name.as_str().starts_with(INTERNAL_PREFIX);
         }
         if head_bytes > limits.max_header_bytes {
             return Err(Problem::new(
@@ -288,7 +304,7 @@ impl Facade {
                 ));
             }
         }
-        Ok(())
+        Ok(internal)
     }
 
     fn via(&self, version: Version) -> &HeaderValue {
@@ -329,6 +345,20 @@ impl Facade {
             }
         };
         Problem::new(answer, format!("legacy ({}): {err}", s.legacy_prefix))
+    }
+}
+
+/// Header names the facade reserves for itself.
+const INTERNAL_PREFIX: &str = "x-strangler-";
+
+fn strip_internal(headers: &mut http::HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(INTERNAL_PREFIX))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
     }
 }
 

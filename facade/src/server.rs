@@ -81,7 +81,9 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(facade.handle(req, &info).await) }
         });
         let io = TokioIo::new(Guarded::new(stream, ambiguous));
-        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
         let conn = graceful.watch(conn);
         let telemetry = Arc::clone(&telemetry);
         telemetry.connection_opened();
@@ -95,7 +97,10 @@ pub async fn serve(
     }
 
     drop(listener);
-    tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining connections");
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: draining connections"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the rest"),

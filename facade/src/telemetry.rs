@@ -130,46 +130,103 @@ impl Telemetry {
     }
 
     fn render_inner(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(out, "# HELP strangler_requests_total Requests answered by the facade, by status class.")?;
+        writeln!(
+            out,
+            "# HELP strangler_requests_total Requests answered by the facade, by status class."
+        )?;
         writeln!(out, "# TYPE strangler_requests_total counter")?;
         for (i, cell) in self.by_class.iter().enumerate() {
-            writeln!(out, "strangler_requests_total{{class=\"{}xx\"}} {}", i + 1, cell.load(Relaxed))?;
+            writeln!(
+                out,
+                "strangler_requests_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                cell.load(Relaxed)
+            )?;
         }
-        writeln!(out, "# HELP strangler_request_duration_seconds Time from request head to response head.")?;
+        writeln!(
+            out,
+            "# HELP strangler_request_duration_seconds Time from request head to response head."
+        )?;
         writeln!(out, "# TYPE strangler_request_duration_seconds histogram")?;
         let mut cumulative = 0;
         for (bound, cell) in BUCKETS.iter().zip(&self.latency_buckets) {
             cumulative += cell.load(Relaxed);
-            writeln!(out, "strangler_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}")?;
+            writeln!(
+                out,
+                "strangler_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            )?;
         }
         let count = self.latency_count.load(Relaxed);
-        writeln!(out, "strangler_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}")?;
+        writeln!(
+            out,
+            "strangler_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        )?;
         let sum = self.latency_sum_micros.load(Relaxed) as f64 / 1e6;
         writeln!(out, "strangler_request_duration_seconds_sum {sum}")?;
         writeln!(out, "strangler_request_duration_seconds_count {count}")?;
-        writeln!(out, "# HELP strangler_upstream_errors_total Failed upstream calls, by kind.")?;
+        writeln!(
+            out,
+            "# HELP strangler_upstream_errors_total Failed upstream calls, by kind."
+        )?;
         writeln!(out, "# TYPE strangler_upstream_errors_total counter")?;
         for kind in FailureKind::ALL {
             let n = self.upstream_errors[kind.index()].load(Relaxed);
-            writeln!(out, "strangler_upstream_errors_total{{kind=\"{}\"}} {n}", kind.as_str())?;
+            writeln!(
+                out,
+                "strangler_upstream_errors_total{{kind=\"{}\"}} {n}",
+                kind.as_str()
+            )?;
         }
-        writeln!(out, "# HELP strangler_facade_answers_total Answers the facade made itself, by reason.")?;
+        writeln!(
+            out,
+            "# HELP strangler_facade_answers_total Answers the facade made itself, by reason."
+        )?;
         writeln!(out, "# TYPE strangler_facade_answers_total counter")?;
         for (answer, cell) in Answer::ALL.iter().zip(&self.answers) {
-            writeln!(out, "strangler_facade_answers_total{{reason=\"{}\"}} {}", answer.as_str(), cell.load(Relaxed))?;
+            writeln!(
+                out,
+                "strangler_facade_answers_total{{reason=\"{}\"}} {}",
+                answer.as_str(),
+                cell.load(Relaxed)
+            )?;
         }
-        writeln!(out, "# HELP strangler_requests_in_flight Requests being handled now.")?;
+        writeln!(
+            out,
+            "# HELP strangler_requests_in_flight Requests being handled now."
+        )?;
         writeln!(out, "# TYPE strangler_requests_in_flight gauge")?;
-        writeln!(out, "strangler_requests_in_flight {}", self.in_flight.load(Relaxed))?;
-        writeln!(out, "# HELP strangler_open_connections Client connections open now.")?;
+        writeln!(
+            out,
+            "strangler_requests_in_flight {}",
+            self.in_flight.load(Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP strangler_open_connections Client connections open now."
+        )?;
         writeln!(out, "# TYPE strangler_open_connections gauge")?;
-        writeln!(out, "strangler_open_connections {}", self.open_connections.load(Relaxed))?;
-        writeln!(out, "# HELP strangler_connections_total Client connections accepted.")?;
+        writeln!(
+            out,
+            "strangler_open_connections {}",
+            self.open_connections.load(Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP strangler_connections_total Client connections accepted."
+        )?;
         writeln!(out, "# TYPE strangler_connections_total counter")?;
-        writeln!(out, "strangler_connections_total {}", self.connections_total.load(Relaxed))?;
+        writeln!(
+            out,
+            "strangler_connections_total {}",
+            self.connections_total.load(Relaxed)
+        )?;
         writeln!(out, "# HELP strangler_upgrades_total Upgraded connections (WebSocket and others) tunnelled.")?;
         writeln!(out, "# TYPE strangler_upgrades_total counter")?;
-        writeln!(out, "strangler_upgrades_total {}", self.upgrades_total.load(Relaxed))
+        writeln!(
+            out,
+            "strangler_upgrades_total {}",
+            self.upgrades_total.load(Relaxed)
+        )
     }
 }
 

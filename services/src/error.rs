@@ -74,8 +74,10 @@ impl UpstreamError {
     /// Walks the cause chain for an error of type `E` (used by callers to find the failures of
     /// their own request-body wrappers).
     pub fn find_cause<E: StdError + 'static>(&self) -> Option<&E> {
-        let mut next: Option<&(dyn StdError + 'static)> =
-            self.source.as_deref().map(|e| e as &(dyn StdError + 'static));
+        let mut next: Option<&(dyn StdError + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static));
         while let Some(err) = next {
             if let Some(found) = err.downcast_ref::<E>() {
                 return Some(found);

@@ -45,7 +45,9 @@ impl Origin {
             ));
         }
         if uri.query().is_some() {
-            return Err(format!("`{url}` has a query; an upstream is an origin only"));
+            return Err(format!(
+                "`{url}` has a query; an upstream is an origin only"
+            ));
         }
         Ok(Self { scheme, authority })
     }

@@ -87,8 +87,15 @@ fn file_then_env_then_flags() {
     let s = load(Some(f.path()), &env, &flags).unwrap();
     assert_eq!(s.listen, "127.0.0.1:7200".parse().unwrap(), "flag wins");
     assert_eq!(s.admin, "127.0.0.1:7001".parse().unwrap(), "file kept");
-    assert_eq!(s.facade.limits.max_body_bytes, Some(2000), "env wins over file");
-    assert_eq!(s.facade.limits.body_idle_timeout, Duration::from_millis(250));
+    assert_eq!(
+        s.facade.limits.max_body_bytes,
+        Some(2000),
+        "env wins over file"
+    );
+    assert_eq!(
+        s.facade.limits.body_idle_timeout,
+        Duration::from_millis(250)
+    );
     assert_eq!(s.facade.legacy.response_timeout, None);
     assert_eq!(s.facade.forwarding.trusted_proxies.len(), 2);
     assert!(s.facade.access_log);
@@ -98,19 +105,42 @@ fn file_then_env_then_flags() {
 #[test]
 fn bad_file_values_name_the_line_and_the_fix() {
     let cases = [
-        ("[legacy]\nurl = \"http://127.0.0.1:1\"\nconnect_timeout = \"soon\"\n", ":3:", "500ms"),
-        ("listen = \"8080\"\n[legacy]\nurl = \"http://x:1\"\n", ":1:", "IP:PORT"),
+        (
+            "[legacy]\nurl = \"http://127.0.0.1:1\"\nconnect_timeout = \"soon\"\n",
+            ":3:",
+            "500ms",
+        ),
+        (
+            "listen = \"8080\"\n[legacy]\nurl = \"http://x:1\"\n",
+            ":1:",
+            "IP:PORT",
+        ),
         ("[legacy]\nurl = \"ftp://x\"\n", ":2:", "only http://"),
-        ("[legacy]\nurl = \"http://x:1\"\n[limits]\nmax_headers = 3\n", ":4:", "from 8 to 10000"),
-        ("[legacy]\nurl = \"http://x:1\"\nretries = 3\n", ":3:", "expected one of"),
+        (
+            "[legacy]\nurl = \"http://x:1\"\n[limits]\nmax_headers = 3\n",
+            ":4:",
+            "from 8 to 10000",
+        ),
+        (
+            "[legacy]\nurl = \"http://x:1\"\nretries = 3\n",
+            ":3:",
+            "expected one of",
+        ),
         ("[legacy\nurl = 1\n", ":1:", ""),
-        ("[legacy]\nurl = \"http://x:1\"\n[forwarding]\ntrusted_proxies = [\"everyone\"]\n", ":4:", "CIDR"),
+        (
+            "[legacy]\nurl = \"http://x:1\"\n[forwarding]\ntrusted_proxies = [\"everyone\"]\n",
+            ":4:",
+            "CIDR",
+        ),
     ];
     for (text, line, fix) in cases {
         let f = file(text);
         let err = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap_err();
         assert!(err.location.contains(line), "{text:?} → {err}");
-        assert!(err.location.starts_with(&f.path().display().to_string()), "{err}");
+        assert!(
+            err.location.starts_with(&f.path().display().to_string()),
+            "{err}"
+        );
         assert!(err.message.contains(fix), "{text:?} → {err}");
     }
 }

@@ -36,7 +36,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is zero; a timeout must be longer than that"));
     }
     if d > Duration::from_secs(86_400) {
-        return Err(format!("`{s}` is longer than a day; choose a shorter value"));
+        return Err(format!(
+            "`{s}` is longer than a day; choose a shorter value"
+        ));
     }
     Ok(d)
 }

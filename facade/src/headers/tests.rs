@@ -3,7 +3,10 @@ use super::*;
 fn map(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     h
 }
@@ -30,7 +33,11 @@ fn strips_standard_and_named_hop_by_hop_fields() {
 
 #[test]
 fn connection_cannot_remove_host_or_content_length() {
-    let mut h = map(&[("connection", "host, content-length"), ("host", "a"), ("content-length", "3")]);
+    let mut h = map(&[
+        ("connection", "host, content-length"),
+        ("host", "a"),
+        ("content-length", "3"),
+    ]);
     strip_hop_by_hop(&mut h, false);
     assert_eq!(h.get("host").unwrap(), "a");
     assert_eq!(h.get("content-length").unwrap(), "3");
@@ -38,7 +45,11 @@ fn connection_cannot_remove_host_or_content_length() {
 
 #[test]
 fn keeps_upgrade_for_an_upgrade() {
-    let mut h = map(&[("connection", "Upgrade, x-a"), ("upgrade", "websocket"), ("x-a", "1")]);
+    let mut h = map(&[
+        ("connection", "Upgrade, x-a"),
+        ("upgrade", "websocket"),
+        ("x-a", "1"),
+    ]);
     strip_hop_by_hop(&mut h, true);
     assert_eq!(h.get("upgrade").unwrap(), "websocket");
     assert_eq!(h.get("connection").unwrap(), "upgrade");
@@ -56,7 +67,12 @@ fn untrusted_peer_gets_fresh_forwarding_fields() {
     let host = HeaderValue::from_static("shop.example");
     set_forwarded(
         &mut h,
-        &Forwarded { peer: "10.0.0.1".parse().unwrap(), trusted: false, proto: "http", host: Some(&host) },
+        &Forwarded {
+            peer: "10.0.0.1".parse().unwrap(),
+            trusted: false,
+            proto: "http",
+            host: Some(&host),
+        },
     );
     assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
@@ -73,9 +89,17 @@ fn trusted_peer_chain_is_appended() {
     ]);
     set_forwarded(
         &mut h,
-        &Forwarded { peer: "::1".parse().unwrap(), trusted: true, proto: "http", host: None },
+        &Forwarded {
+            peer: "::1".parse().unwrap(),
+            trusted: true,
+            proto: "http",
+            host: None,
+        },
     );
-    assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 2.2.2.2, 3.3.3.3, ::1");
+    assert_eq!(
+        h.get("x-forwarded-for").unwrap(),
+        "1.1.1.1, 2.2.2.2, 3.3.3.3, ::1"
+    );
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
 }
 
@@ -91,8 +115,14 @@ fn rewrites_only_the_exact_upstream_origin() {
     let up = "http://127.0.0.1:8000";
     let public = "http://shop.example";
     let v = |s: &str| HeaderValue::from_str(s).unwrap();
-    assert_eq!(rewrite_origin(&v("http://127.0.0.1:8000/login?next=/"), up, public).unwrap(), "http://shop.example/login?next=/");
-    assert_eq!(rewrite_origin(&v("HTTP://127.0.0.1:8000"), up, public).unwrap(), "http://shop.example");
+    assert_eq!(
+        rewrite_origin(&v("http://127.0.0.1:8000/login?next=/"), up, public).unwrap(),
+        "http://shop.example/login?next=/"
+    );
+    assert_eq!(
+        rewrite_origin(&v("HTTP://127.0.0.1:8000"), up, public).unwrap(),
+        "http://shop.example"
+    );
     assert!(rewrite_origin(&v("http://127.0.0.1:80001/x"), up, public).is_none());
     assert!(rewrite_origin(&v("/relative"), up, public).is_none());
     assert!(rewrite_origin(&v("http://other/x"), up, public).is_none());

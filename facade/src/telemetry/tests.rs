@@ -17,8 +17,14 @@ fn renders_classes_histogram_and_gauges() {
     let guard = t.request_started();
     let mut out = String::new();
     t.render(&mut out);
-    assert_eq!(line(&out, "strangler_requests_total{class=\"2xx\"}"), "strangler_requests_total{class=\"2xx\"} 2");
-    assert_eq!(line(&out, "strangler_requests_total{class=\"5xx\"}"), "strangler_requests_total{class=\"5xx\"} 1");
+    assert_eq!(
+        line(&out, "strangler_requests_total{class=\"2xx\"}"),
+        "strangler_requests_total{class=\"2xx\"} 2"
+    );
+    assert_eq!(
+        line(&out, "strangler_requests_total{class=\"5xx\"}"),
+        "strangler_requests_total{class=\"5xx\"} 1"
+    );
     // 300 µs falls in the first bucket; 3 ms in le=0.005; 20 s only in +Inf.
     assert!(out.contains("strangler_request_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
     assert!(out.contains("strangler_request_duration_seconds_bucket{le=\"0.005\"} 2\n"));

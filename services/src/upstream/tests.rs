@@ -31,7 +31,9 @@ async fn refused_connection_is_a_connect_failure() {
     };
     let origin = Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&UpstreamConfig::new(origin));
-    let req = Request::get("/x").body(http_body_util::Empty::new()).unwrap();
+    let req = Request::get("/x")
+        .body(http_body_util::Empty::new())
+        .unwrap();
     let err = up.send(req).await.unwrap_err();
     assert_eq!(err.kind(), FailureKind::Connect);
 }
@@ -50,7 +52,9 @@ async fn silent_upstream_times_out() {
     let mut cfg = UpstreamConfig::new(Origin::parse(&format!("http://{addr}")).unwrap());
     cfg.response_timeout = Some(Duration::from_millis(200));
     let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&cfg);
-    let req = Request::get("/").body(http_body_util::Empty::new()).unwrap();
+    let req = Request::get("/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
     let err = up.send(req).await.unwrap_err();
     assert_eq!(err.kind(), FailureKind::Timeout);
     holder.abort();

@@ -1,0 +1,226 @@
+//! The real `strangler` binary as a process: serve, metrics, health, SIGTERM, and `check`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strangler");
+
+struct Running {
+    child: tokio::process::Child,
+    listen: String,
+    admin: String,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+async fn start(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--legacy",
+        legacy,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ])
+    .env("STRANGLER_LOG_FORMAT", "json")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut r = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    let serving = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = lines.recv().await.expect("strangler exited before serving");
+            if line.contains("strangler is serving") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("strangler did not start");
+    let v: serde_json::Value = serde_json::from_str(&serving).unwrap();
+    Running {
+        child,
+        listen: v["fields"]["listen"].as_str().unwrap().to_owned(),
+        admin: v["fields"]["admin"].as_str().unwrap().to_owned(),
+        lines,
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+}
+
+#[tokio::test]
+async fn serves_reports_and_stops_on_sigterm() {
+    let (up, _) =
+        axum_upstream(Router::new().route("/hi", get(|| async { "hello from legacy" }))).await;
+    let mut s = start(
+        &format!("http://{up}"),
+        &[("STRANGLER_LOG_ACCESS_LOG", "true")],
+    )
+    .await;
+
+    let (status, _, body) = fetch(&format!("http://{}/hi", s.listen)).await;
+    assert_eq!(
+        (status.as_u16(), &body[..]),
+        (200, &b"hello from legacy"[..])
+    );
+
+    let (status, _, body) = fetch(&format!("http://{}/metrics", s.admin)).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(
+        metric(&text, "strangler_requests_total{class=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "strangler_request_duration_seconds_count"),
+        1.0
+    );
+    assert!(metric(&text, "strangler_open_connections") >= 0.0);
+    let (status, _, _) = fetch(&format!("http://{}/healthz", s.admin)).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = fetch(&format!("http://{}/readyz", s.admin)).await;
+    assert_eq!(status, 200);
+
+    // The access log line carries the request.
+    let access = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let line = s.lines.recv().await.unwrap();
+            if line.contains("strangler::access") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("no access log line");
+    let v: serde_json::Value = serde_json::from_str(&access).unwrap();
+    assert_eq!(v["fields"]["uri"], "/hi");
+    assert_eq!(v["fields"]["status"], 200);
+
+    let pid = s.child.id().unwrap();
+    let rc = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(rc.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), s.child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn facade_errors_are_logged_with_the_request_id() {
+    let mut s = start(&format!("http://{}", dead_port()), &[]).await;
+    let (status, headers, body) = fetch(&format!("http://{}/x", s.listen)).await;
+    assert_eq!(status, 502);
+    let v = assert_problem(&headers, &body, 502);
+    let id = v["request_id"].as_str().unwrap().to_owned();
+    let logged = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let line = s.lines.recv().await.unwrap();
+            if line.contains("facade answered") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("no log line for the 502");
+    assert!(logged.contains(&id), "{logged} lacks {id}");
+}
+
+#[tokio::test]
+async fn check_accepts_good_and_rejects_bad_configuration() {
+    let dir = std::env::temp_dir().join(format!("strangler-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "listen = \"127.0.0.1:8080\"\n[legacy]\nurl = \"http://127.0.0.1:8000\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[legacy]\nurl = \"http://127.0.0.1:8000\"\n\n[limits]\nheader_read_timeout = \"forever\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:5:", bad.display())), "{err}");
+    assert!(err.contains("30s"), "the fix is missing: {err}");
+
+    // serve refuses the same file without binding anything.
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--legacy",
+            "http://127.0.0.1:1",
+            "--listen",
+            &addr,
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("--listen"), "{err}");
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests of the facade over real sockets: real upstream servers on port 0, the
+//! facade in-process or as the real `strangler` binary, and clients that check what arrives
+//! on each side.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod bad_input;
+mod binary;
+mod limits;
+mod shutdown;
+mod streaming;
+mod transparency;
+mod upgrades;

@@ -1,0 +1,127 @@
+//! Bodies stream both ways: the upstream sees the first bytes of an upload before the client
+//! has sent the rest, and the client sees the first bytes of a download before the upstream has
+//! produced the rest. Nothing is held whole in the facade.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::{mpsc, Notify};
+
+use crate::harness::*;
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test]
+async fn upload_streams_to_the_upstream() {
+    let first_seen = Arc::new(Notify::new());
+    let seen = Arc::clone(&first_seen);
+    let app = Router::new().route(
+        "/sink",
+        post(move |req: axum::extract::Request| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut body = req.into_body();
+                let mut total = 0usize;
+                let mut first = true;
+                while let Some(frame) = body.frame().await {
+                    if let Some(d) = frame.unwrap().data_ref() {
+                        total += d.len();
+                        if first {
+                            first = false;
+                            seen.notify_one();
+                        }
+                    }
+                }
+                total.to_string()
+            }
+        }),
+    );
+    let (up, _) = axum_upstream(app).await;
+    let f = facade(up, |_| {}).await;
+
+    let (tx, rx) = mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(4);
+    let body = StreamBody::new(tokio_stream_from(rx));
+    let req = http::Request::post(f.url("/sink")).body(body).unwrap();
+    let client: hyper_util::client::legacy::Client<_, StreamBody<_>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let call = tokio::spawn(async move { client.request(req).await });
+
+    tx.send(Ok(http_body::Frame::data(Bytes::from(vec![1u8; 1024]))))
+        .await
+        .unwrap();
+    // The upstream must see this first chunk while the client still holds the rest.
+    tokio::time::timeout(Duration::from_secs(5), first_seen.notified())
+        .await
+        .expect("the first chunk did not reach the upstream: the facade buffers uploads");
+    // Then 32 MiB more, a chunk at a time.
+    let chunk = Bytes::from(vec![7u8; MIB]);
+    for _ in 0..32 {
+        tx.send(Ok(http_body::Frame::data(chunk.clone())))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, (1024 + 32 * MIB).to_string());
+}
+
+#[tokio::test]
+async fn download_streams_to_the_client() {
+    let release = Arc::new(Notify::new());
+    let gate = Arc::clone(&release);
+    let app = Router::new().route(
+        "/big",
+        get(move || {
+            let gate = Arc::clone(&gate);
+            async move {
+                let stream = async_stream(gate);
+                axum::body::Body::from_stream(stream)
+            }
+        }),
+    );
+    let (up, _) = axum_upstream(app).await;
+    let f = facade(up, |_| {}).await;
+    let req = http::Request::get(f.url("/big"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the first chunk did not reach the client: the facade buffers downloads")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.data_ref().unwrap().len(), 1024);
+    release.notify_one();
+    let mut total = 1024;
+    while let Some(frame) = body.frame().await {
+        total += frame.unwrap().data_ref().map_or(0, |d| d.len());
+    }
+    assert_eq!(total, 1024 + 32 * MIB);
+}
+
+/// 1 KiB, then (once `gate` is notified) 32 chunks of 1 MiB.
+fn async_stream(
+    gate: Arc<Notify>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let first = futures_util::stream::once(async { Ok(Bytes::from(vec![0u8; 1024])) });
+    let rest = futures_util::stream::once(async move {
+        gate.notified().await;
+    })
+    .flat_map(|()| futures_util::stream::iter((0..32).map(|_| Ok(Bytes::from(vec![1u8; MIB])))));
+    first.chain(rest)
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
