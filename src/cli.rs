@@ -21,6 +21,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a configuration (file, environment and flags) without serving.
     Check(ServeArgs),
+    /// Start a sample legacy shop and the facade in front of it.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +75,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Demo(args) => match crate::demo::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let settings =
                 match config::load(args.config.as_deref(), &ProcessEnv, &args.overrides()) {

@@ -1,6 +1,7 @@
 //! `strangler serve`: the facade on the public listener, health and metrics on the admin one,
 //! both stopped together on SIGTERM or SIGINT.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -15,16 +16,20 @@ use crate::config::{LogFormat, Settings};
 /// Builds the runtime and serves until a signal arrives.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     init_logging(&settings);
+    runtime(&settings)?.block_on(serve(settings))
+}
+
+/// The async runtime, with the configured worker threads.
+fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(n) = settings.workers {
         runtime.worker_threads(n);
     }
-    let runtime = runtime.build().context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))
+    runtime.build().context("cannot start the async runtime")
 }
 
-fn init_logging(settings: &Settings) {
+pub fn init_logging(settings: &Settings) {
     let mut filter = settings.log.level.clone();
     if settings.facade.access_log {
         filter.push_str(",strangler::access=info");
@@ -43,24 +48,26 @@ fn init_logging(settings: &Settings) {
 
 /// Binds both listeners and serves until SIGTERM/SIGINT.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let public = TcpListener::bind(settings.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} for the facade; pick another address with --listen",
-            settings.listen
-        )
-    })?;
-    let admin = TcpListener::bind(settings.admin).await.with_context(|| {
-        format!(
-            "cannot listen on {} for the admin listener; pick another address with --admin",
-            settings.admin
-        )
-    })?;
+    let public = bind(settings.listen, "the facade", "--listen").await?;
+    let admin = bind(settings.admin, "the admin listener", "--admin").await?;
+    run_listeners(public, admin, settings, stop_on_signal()).await
+}
+
+/// Binds `addr`, or says which flag picks another.
+pub async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for {what}; pick another address with {flag}")
+    })
+}
+
+/// A stop signal that turns true on SIGTERM or SIGINT.
+pub fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
-    run_listeners(public, admin, settings, stop_rx).await
+    stop_rx
 }
 
 /// Serves the facade and the admin listener on bound sockets until `stop` turns true.
@@ -113,7 +120,7 @@ pub async fn run_listeners(
     Ok(())
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
     // An error means the sender is gone: treat it as a stop.
     let _ = stop.wait_for(|s| *s).await;
 }

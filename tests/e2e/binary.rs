@@ -224,3 +224,56 @@ async fn taken_port_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.contains("--listen"), "{err}");
 }
+
+#[tokio::test]
+async fn demo_serves_the_sample_shop_through_the_facade() {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--legacy-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let facade = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            if let Some(url) = line.trim().strip_prefix("through the facade") {
+                return url.trim().trim_end_matches('/').to_owned();
+            }
+        }
+        panic!("the demo printed no facade URL");
+    })
+    .await
+    .expect("the demo did not start");
+
+    let (status, _, body) = fetch(&format!("{facade}/api/products")).await;
+    assert_eq!(status, 200);
+    let products: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(products[0]["unitPrice"], "24.90");
+    let (status, headers, _) = fetch(&format!("{facade}/login")).await;
+    assert_eq!(status, 302);
+    assert_eq!(
+        headers["location"],
+        format!("{facade}/").as_str(),
+        "legacy redirect not rewritten"
+    );
+
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("demo ignored Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
