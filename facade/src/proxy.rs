@@ -181,11 +181,15 @@ impl Facade {
             strip_internal(headers);
         }
         match s.config.forwarding.host {
-            HostHeader::Preserve => {
-                if let Some(h) = &client_host {
+            HostHeader::Preserve => match &client_host {
+                Some(h) => {
                     headers.insert(HOST, h.clone());
                 }
-            }
+                // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
+                None => {
+                    headers.insert(HOST, s.legacy_host.clone());
+                }
+            },
             HostHeader::Upstream => {
                 headers.insert(HOST, s.legacy_host.clone());
             }

@@ -421,3 +421,30 @@ async fn trailers_pass_both_ways() {
         "trailer did not make the round trip: {resp:?}"
     );
 }
+
+#[tokio::test]
+async fn http_1_0_clients_are_served() {
+    let up = RawUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let f = facade(up.addr, |_| {}).await;
+    let (resp, closed) = raw(f.addr, b"GET /old HTTP/1.0\r\n\r\n", WAIT).await;
+    let (status, head, body) = parse_raw(&resp);
+    assert_eq!((status, body.as_str()), (200, "ok"), "{resp}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(closed, "an HTTP/1.0 exchange without keep-alive must close");
+    let upstream_head = up.only_head();
+    assert!(
+        upstream_head.starts_with("GET /old HTTP/1.1\r\n"),
+        "{upstream_head}"
+    );
+    assert!(
+        upstream_head.contains(&format!("\r\nhost: {}\r\n", up.addr)),
+        "{upstream_head}"
+    );
+    assert!(
+        upstream_head.contains("\r\nvia: 1.0 strangler\r\n"),
+        "{upstream_head}"
+    );
+}
