@@ -21,9 +21,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// The async runtime, with the configured worker threads.
 fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without the multi-thread
+    // scheduler's cross-thread bookkeeping.
+    let mut runtime = if settings.workers == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     runtime.enable_all();
-    if let Some(n) = settings.workers {
+    if let Some(n) = settings.workers.filter(|n| *n > 1) {
         runtime.worker_threads(n);
     }
     runtime.build().context("cannot start the async runtime")

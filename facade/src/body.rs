@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use strangler_services::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
 use crate::telemetry::InFlight;
@@ -106,7 +107,7 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody<RequestBody>),
 }
 
 impl ResponseBody {
@@ -124,7 +125,7 @@ impl ResponseBody {
         }
     }
 
-    pub fn upstream(inner: Incoming) -> Self {
+    pub fn upstream(inner: UpstreamBody<RequestBody>) -> Self {
         Self {
             kind: Kind::Upstream(inner),
             _in_flight: None,

@@ -321,6 +321,9 @@ impl Facade {
     }
 
     fn rewrite_redirects(&self, headers: &mut http::HeaderMap, host: &HeaderValue) {
+        if !headers.contains_key(LOCATION) && !headers.contains_key(CONTENT_LOCATION) {
+            return;
+        }
         let Ok(host) = host.to_str() else { return };
         let public = format!("http://{host}");
         for name in [LOCATION, CONTENT_LOCATION] {

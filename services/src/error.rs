@@ -87,34 +87,18 @@ impl UpstreamError {
         None
     }
 
-    /// Sorts a client error into a kind. Causes from the request body win, because when the
-    /// client's own body failed it is not the upstream's fault.
-    pub(crate) fn classify(err: hyper_util::client::legacy::Error) -> Self {
-        if err.is_connect() {
-            return Self::new(FailureKind::Connect, Some(Box::new(err)));
-        }
-        let kind = {
-            let mut kind = FailureKind::Reset;
-            let mut next: Option<&(dyn StdError + 'static)> = err.source();
-            while let Some(cause) = next {
-                if let Some(h) = cause.downcast_ref::<hyper::Error>() {
-                    if h.is_user() || h.is_body_write_aborted() {
-                        // hyper reports a failing request body as a user error.
-                        kind = FailureKind::RequestBody;
-                        break;
-                    }
-                    if h.is_parse() || h.is_parse_status() {
-                        kind = FailureKind::Protocol;
-                        break;
-                    }
-                    if h.is_timeout() {
-                        kind = FailureKind::Timeout;
-                        break;
-                    }
-                }
-                next = cause.source();
-            }
-            kind
+    /// Sorts a failed exchange into a kind. Causes from the request body win, because when
+    /// the client's own body failed it is not the upstream's fault.
+    pub(crate) fn classify(err: hyper::Error) -> Self {
+        let kind = if err.is_user() || err.is_body_write_aborted() {
+            // hyper reports a failing request body as a user error.
+            FailureKind::RequestBody
+        } else if err.is_parse() || err.is_parse_status() {
+            FailureKind::Protocol
+        } else if err.is_timeout() {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Reset
         };
         Self::new(kind, Some(Box::new(err)))
     }

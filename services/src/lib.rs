@@ -2,8 +2,8 @@
 //! typed failures it answers with.
 //!
 //! Layout:
-//! - `upstream.rs` — [`Upstream`]: one service's origin, a keep-alive connection pool and the
-//!   per-service timeouts;
+//! - `upstream.rs` — [`Upstream`]: one service's origin, its keep-alive connection pool and
+//!   timeouts, and [`UpstreamBody`], which returns a connection to the pool when it ends;
 //! - `error.rs` — [`UpstreamError`]: why an upstream call failed, reduced to the few kinds the
 //!   facade turns into answers (502, 504 …).
 //!
@@ -16,4 +16,4 @@ mod error;
 mod upstream;
 
 pub use error::{FailureKind, UpstreamError};
-pub use upstream::{Origin, Upstream, UpstreamConfig};
+pub use upstream::{Origin, Upstream, UpstreamBody, UpstreamConfig};

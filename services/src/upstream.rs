@@ -1,14 +1,17 @@
 //! One upstream service: its origin, a keep-alive connection pool and its timeouts.
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::error::{BoxError, FailureKind, UpstreamError};
 
@@ -62,14 +65,14 @@ impl Origin {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub origin: Origin,
-    /// Time allowed to open a TCP connection.
+    /// Time allowed to open a TCP connection and complete the HTTP handshake.
     pub connect_timeout: Duration,
     /// Time allowed from sending the request to receiving the response head. `None` waits
     /// forever (long polls).
     pub response_timeout: Option<Duration>,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
-    /// Idle connections kept per host.
+    /// Idle connections kept.
     pub pool_max_idle: usize,
     /// Most header fields accepted in an upstream response.
     pub max_response_headers: usize,
@@ -88,21 +91,49 @@ impl UpstreamConfig {
     }
 }
 
-/// A pooled client bound to one origin. Cheap to clone; clones share the pool.
-#[derive(Clone)]
+/// A keep-alive HTTP/1.1 client bound to one origin. Cheap to clone; clones share the pool.
+///
+/// The pool is our own rather than hyper-util's: a connection goes back to the pool the moment
+/// its response body ends (no task per request to watch for that), the idle list is a stack so
+/// the warmest connection is reused first, and later issues need to see per-connection state
+/// (in-flight counts for balancing, health for ejection) that a closed pool hides.
 pub struct Upstream<B> {
-    client: Client<HttpConnector, B>,
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for Upstream<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<B> {
     origin: Origin,
-    response_timeout: Option<Duration>,
+    /// `host:port` to connect to (port 80 when the origin names none).
+    connect_to: String,
+    config: UpstreamConfig,
+    handshake: http1::Builder,
+    idle: Mutex<Vec<Idle<B>>>,
+}
+
+struct Idle<B> {
+    sender: SendRequest<B>,
+    since: Instant,
 }
 
 impl<B> std::fmt::Debug for Upstream<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("origin", &self.origin)
+            .field("origin", &self.inner.origin)
             .finish()
     }
 }
+
+/// How often a request that never left is tried on another connection (a pooled connection
+/// that the upstream closed while it sat idle hands the request back unsent).
+const UNSENT_RETRIES: usize = 3;
 
 impl<B> Upstream<B>
 where
@@ -110,50 +141,221 @@ where
     B::Error: Into<BoxError>,
 {
     pub fn new(config: &UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .http1_max_headers(config.max_response_headers)
-            // The Host header is always set by the caller; never invent one.
-            .set_host(false)
-            .build(connector);
+        let mut handshake = http1::Builder::new();
+        handshake.max_headers(config.max_response_headers);
+        let port = config.origin.authority.port_u16().unwrap_or(
+            if config.origin.scheme == Scheme::HTTPS {
+                443
+            } else {
+                80
+            },
+        );
         Self {
-            client,
-            origin: config.origin.clone(),
-            response_timeout: config.response_timeout,
+            inner: Arc::new(Inner {
+                connect_to: format!("{}:{port}", config.origin.authority.host()),
+                origin: config.origin.clone(),
+                config: config.clone(),
+                handshake,
+                idle: Mutex::new(Vec::new()),
+            }),
         }
     }
 
     pub fn origin(&self) -> &Origin {
-        &self.origin
+        &self.inner.origin
     }
 
-    /// Sends `req` to this upstream. Only the path and query of the request's URI are used;
-    /// the scheme and authority are the upstream's own.
-    pub async fn send(&self, mut req: Request<B>) -> Result<Response<Incoming>, UpstreamError> {
-        let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(self.origin.scheme.clone());
-        parts.authority = Some(self.origin.authority.clone());
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
-        *req.uri_mut() = Uri::from_parts(parts)
-            .map_err(|e| UpstreamError::new(FailureKind::Protocol, Some(Box::new(e))))?;
-        let call = self.client.request(req);
-        let result = match self.response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, call).await {
+    /// Idle connections in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        lock(&self.inner.idle).len()
+    }
+
+    /// Sends `req` to this upstream. Only the path and query of the request's URI are used.
+    pub async fn send(
+        &self,
+        mut req: Request<B>,
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+        let origin_form = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(origin_form);
+        match self.inner.config.response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, self.exchange(req)).await {
                 Ok(result) => result,
-                Err(_) => return Err(UpstreamError::timeout()),
+                Err(_) => Err(UpstreamError::timeout()),
             },
-            None => call.await,
+            None => self.exchange(req).await,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut req: Request<B>,
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut sender = match self.checkout().await {
+                Some(sender) => sender,
+                None => self.connect().await?,
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.wrap(resp, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
+                    _ => return Err(UpstreamError::classify(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is still usable.
+    async fn checkout(&self) -> Option<SendRequest<B>> {
+        loop {
+            let idle = lock(&self.inner.idle).pop()?;
+            if idle.sender.is_closed() || idle.since.elapsed() > self.inner.config.pool_idle_timeout
+            {
+                continue;
+            }
+            let mut sender = idle.sender;
+            // Returned connections finish their previous exchange in their own task; wait for
+            // it (it is immediate for a healthy idle connection).
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+        let inner = &*self.inner;
+        let connecting = async {
+            let stream = TcpStream::connect(&inner.connect_to)
+                .await
+                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
+            let _ = stream.set_nodelay(true);
+            inner
+                .handshake
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))
         };
-        result.map_err(UpstreamError::classify)
+        let (sender, conn) = match tokio::time::timeout(inner.config.connect_timeout, connecting)
+            .await
+        {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(UpstreamError::new(
+                    FailureKind::Connect,
+                    Some(format!("no connection within {:?}", inner.config.connect_timeout).into()),
+                ))
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn wrap(&self, resp: Response<Incoming>, sender: SendRequest<B>) -> Response<UpstreamBody<B>> {
+        // After 101 the connection belongs to the upgrade; it never returns to the pool.
+        let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        let (parts, body) = resp.into_parts();
+        let mut body = UpstreamBody {
+            inner: body,
+            give_back: reusable.then(|| GiveBack {
+                sender,
+                pool: Arc::downgrade(&self.inner),
+            }),
+        };
+        if http_body::Body::is_end_stream(&body.inner) {
+            body.release();
+        }
+        Response::from_parts(parts, body)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding the pool lock; if something did, the list is still valid.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connection waiting for its response body to end before it goes back to the pool.
+struct GiveBack<B> {
+    sender: SendRequest<B>,
+    pool: Weak<Inner<B>>,
+}
+
+/// An upstream response body. When it has been read to the end, its connection returns to the
+/// pool; dropped early, the connection is closed.
+pub struct UpstreamBody<B> {
+    inner: Incoming,
+    give_back: Option<GiveBack<B>>,
+}
+
+impl<B> std::fmt::Debug for UpstreamBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("pooled_on_end", &self.give_back.is_some())
+            .finish()
+    }
+}
+
+impl<B> UpstreamBody<B> {
+    fn release(&mut self) {
+        let Some(give_back) = self.give_back.take() else {
+            return;
+        };
+        let Some(pool) = give_back.pool.upgrade() else {
+            return;
+        };
+        let mut idle = lock(&pool.idle);
+        if idle.len() < pool.config.pool_max_idle {
+            idle.push(Idle {
+                sender: give_back.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl<B> Drop for UpstreamBody<B> {
+    fn drop(&mut self) {
+        if self.give_back.is_some() && http_body::Body::is_end_stream(&self.inner) {
+            self.release();
+        }
+    }
+}
+
+impl<B: Unpin> http_body::Body for UpstreamBody<B> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Err(_))) => this.give_back = None,
+            // A reader that knows the length may stop after the last frame without polling for
+            // the end, so the end is checked after every frame.
+            Poll::Ready(_) if http_body::Body::is_end_stream(&this.inner) => this.release(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -59,3 +59,96 @@ async fn silent_upstream_times_out() {
     assert_eq!(err.kind(), FailureKind::Timeout);
     holder.abort();
 }
+
+/// A raw HTTP/1.1 server: answers every request on a connection with `ok`, and closes the
+/// connection after `per_conn` answers (without announcing it). Counts connections.
+async fn counting_server(
+    per_conn: usize,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&conns);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                for _ in 0..per_conn {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+async fn get_ok(up: &Upstream<http_body_util::Empty<Bytes>>) {
+    use http_body_util::BodyExt;
+    let req = Request::get("/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = up.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    let (addr, conns) = counting_server(usize::MAX).await;
+    let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&UpstreamConfig::new(
+        Origin::parse(&format!("http://{addr}")).unwrap(),
+    ));
+    for _ in 0..10 {
+        get_ok(&up).await;
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.idle_connections(), 1);
+}
+
+#[tokio::test]
+async fn a_body_dropped_early_does_not_return_its_connection() {
+    let (addr, conns) = counting_server(usize::MAX).await;
+    let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&UpstreamConfig::new(
+        Origin::parse(&format!("http://{addr}")).unwrap(),
+    ));
+    let req = Request::get("/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = up.send(req).await.unwrap();
+    drop(resp);
+    assert_eq!(up.idle_connections(), 0);
+    get_ok(&up).await;
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn connections_the_upstream_closed_are_replaced_without_failing() {
+    // The server closes each connection after one answer, silently: the pooled connection is
+    // dead by the time it is reused.
+    let (addr, conns) = counting_server(1).await;
+    let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&UpstreamConfig::new(
+        Origin::parse(&format!("http://{addr}")).unwrap(),
+    ));
+    for _ in 0..5 {
+        get_ok(&up).await;
+        // Let the connection task notice the close.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
