@@ -1,8 +1,6 @@
 //! Header handling on the way through: hop-by-hop fields (RFC 9110 §7.6.1), the forwarding
 //! fields (`X-Forwarded-*`, `Via`), and `Location` rewriting.
 
-use std::net::IpAddr;
-
 use http::header::{
     HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRANSFER_ENCODING,
     UPGRADE,
@@ -51,6 +49,11 @@ pub fn te_has_trailers(headers: &HeaderMap) -> bool {
 /// `Host` and `Content-Length` are never removed even if `Connection` names them: dropping them
 /// would change how the message is routed or framed, which is what request smuggling wants.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of these fields: one pass of cheap name comparisons (standard
+    // names compare as enum tags) spares the hash lookups of six removals.
+    if !keep_upgrade && !headers.keys().any(is_standard_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
@@ -84,7 +87,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// What the facade knows about the client for the forwarding fields.
 pub struct Forwarded<'a> {
-    pub peer: IpAddr,
+    /// The peer's address, as a header value.
+    pub peer: &'a HeaderValue,
     /// Whether `peer` is a trusted proxy whose forwarding fields are kept.
     pub trusted: bool,
     pub proto: &'static str,
@@ -94,8 +98,8 @@ pub struct Forwarded<'a> {
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and drops `Forwarded` from untrusted peers. From a
 /// trusted proxy the existing chain is kept and the peer appended.
 pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
-    let peer = fwd.peer.to_string();
     if fwd.trusted {
+        let peer = fwd.peer.to_str().unwrap_or("unknown");
         let mut chain = String::new();
         for v in headers.get_all(&X_FORWARDED_FOR) {
             if let Ok(s) = v.to_str() {
@@ -108,7 +112,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
         if !chain.is_empty() {
             chain.push_str(", ");
         }
-        chain.push_str(&peer);
+        chain.push_str(peer);
         if let Ok(v) = HeaderValue::from_str(&chain) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
@@ -121,9 +125,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
             }
         }
     } else {
-        if let Ok(v) = HeaderValue::from_str(&peer) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
+        headers.insert(&X_FORWARDED_FOR, fwd.peer.clone());
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
         match fwd.host {
             Some(host) => {

@@ -25,6 +25,10 @@ use crate::upgrade;
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
+    /// Whether the peer is a trusted proxy (decided once per connection).
+    pub trusted: bool,
+    /// The peer's address as a header value, for `X-Forwarded-For`.
+    pub peer_value: HeaderValue,
     /// Set by the framing guard when a head on this connection had ambiguous framing.
     pub ambiguous_framing: Arc<AtomicBool>,
 }
@@ -92,6 +96,29 @@ impl Facade {
 
     pub fn config(&self) -> &FacadeConfig {
         &self.shared.config
+    }
+
+    /// What the request path needs to know about a new client connection.
+    pub(crate) fn conn_info(
+        &self,
+        peer: SocketAddr,
+        ambiguous_framing: Arc<AtomicBool>,
+    ) -> ConnInfo {
+        let trusted = self
+            .shared
+            .config
+            .forwarding
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip()));
+        let peer_value = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnInfo {
+            peer,
+            trusted,
+            peer_value,
+            ambiguous_framing,
+        }
     }
 
     /// Handles one request; never fails: every failure becomes an answer.
@@ -194,17 +221,11 @@ impl Facade {
                 headers.insert(HOST, s.legacy_host.clone());
             }
         }
-        let trusted = s
-            .config
-            .forwarding
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&conn.peer.ip()));
         headers::set_forwarded(
             headers,
             &Forwarded {
-                peer: conn.peer.ip(),
-                trusted,
+                peer: &conn.peer_value,
+                trusted: conn.trusted,
                 proto: "http",
                 host: client_host.as_ref(),
             },

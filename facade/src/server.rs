@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::framing::Guarded;
-use crate::proxy::{ConnInfo, Facade};
+use crate::proxy::Facade;
 
 /// Serves `facade` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for up to the configured grace period.
@@ -70,10 +70,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let ambiguous = Arc::new(AtomicBool::new(false));
-        let info = Arc::new(ConnInfo {
-            peer,
-            ambiguous_framing: Arc::clone(&ambiguous),
-        });
+        let info = Arc::new(facade.conn_info(peer, Arc::clone(&ambiguous)));
         let facade = facade.clone();
         let service = service_fn(move |req| {
             let facade = facade.clone();

@@ -68,7 +68,7 @@ fn untrusted_peer_gets_fresh_forwarding_fields() {
     set_forwarded(
         &mut h,
         &Forwarded {
-            peer: "10.0.0.1".parse().unwrap(),
+            peer: &HeaderValue::from_static("10.0.0.1"),
             trusted: false,
             proto: "http",
             host: Some(&host),
@@ -90,7 +90,7 @@ fn trusted_peer_chain_is_appended() {
     set_forwarded(
         &mut h,
         &Forwarded {
-            peer: "::1".parse().unwrap(),
+            peer: &HeaderValue::from_static("::1"),
             trusted: true,
             proto: "http",
             host: None,
