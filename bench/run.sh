@@ -350,6 +350,14 @@ memory_check() {
     sleep 1
     log "idle RSS after start:   $(mib "$(rss_kib "$pid")") MiB"
 
+    # Warm-up: one small transfer each way, so that buffers and pools that exist after the
+    # first request are counted as the baseline; "flat" then means no growth with size.
+    taskset -c "$LOAD_CPU" curl -sS -o /dev/null "http://$STRANGLER_ADDR/bytes?n=67108864" ||
+        die "warm-up download through strangler failed"
+    head -c 67108864 /dev/zero | taskset -c "$LOAD_CPU" curl -sS -o /dev/null -T - -X POST -H 'Expect:' \
+        "http://$STRANGLER_ADDR/sink" || die "warm-up upload through strangler failed"
+    log "RSS after a 64 MiB warm-up each way: $(mib "$(rss_kib "$pid")") MiB"
+
     # Download: upstream streams N zero bytes with Content-Length, through the proxy.
     samples="$WORK_DIR/rss-download.txt"
     : >"$samples"
