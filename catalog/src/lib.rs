@@ -1,27 +1,28 @@
-//! The control plane: the migration catalog. Today it holds the words of the domain — the
-//! migration states of a bounded context and the sides that answer — so that every crate
-//! speaks them the same way; the store, validation and audit arrive with the catalog issue.
+//! The control plane: the migration catalog — services, bounded contexts, their routes and
+//! migration states — with its validation rules, and (in `store`) its durable home.
+//!
+//! Layout:
+//! - `model.rs` — the domain types; plain data, serde-able, nothing of the store;
+//! - `state.rs` — migration states and the transitions DESIGN.md allows;
+//! - `pattern.rs` — route path patterns, specificity and overlap;
+//! - `validate.rs` — the rules a whole catalog must satisfy;
+//! - `change.rs` — the changes an operator can make, applied to a catalog in memory;
+//! - `store.rs` — the [`store::Store`] trait and [`store::SqlStore`] (SQLite or PostgreSQL).
 //!
 //! **Invariant:** only this crate knows the store (sqlx); its domain types know nothing of it.
 #![forbid(unsafe_code)]
 
-use serde::{Deserialize, Serialize};
+mod change;
+mod model;
+pub mod pattern;
+mod state;
+pub mod store;
+mod validate;
 
-/// Who answers a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Legacy,
-    New,
-}
-
-/// Where a bounded context stands in its migration (see DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MigrationState {
-    Legacy,
-    Shadow,
-    Canary,
-    Migrated,
-    Retired,
-}
+pub use change::{Action, Change, ChangeError};
+pub use model::{
+    Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteSpec, Service, StickyKey,
+    ValueMatch, VersionMatch, Weight,
+};
+pub use state::{MigrationState, Side, TransitionError};
+pub use validate::{validate, ValidationError};

@@ -1,0 +1,204 @@
+//! The changes an operator can make, applied to a catalog in memory. The store applies them
+//! inside a transaction: load → apply → validate → write → bump the version → audit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Catalog, Context, Route, RouteSpec, Service, Weight, FULL_WEIGHT};
+use crate::state::{MigrationState, TransitionError};
+use crate::validate::{validate, ValidationError};
+
+/// A state change of a context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// One step forward (legacy → shadow → canary → migrated → retired).
+    Promote,
+    /// Back to legacy, from any state.
+    Rollback,
+    /// The canary weight, in basis points (canary only).
+    SetWeight { weight: Weight },
+}
+
+/// One change to the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Change {
+    PutService(Service),
+    DeleteService { name: String },
+    PutContext(Context),
+    DeleteContext { name: String },
+    /// Adds a route (its id is derived from the spec).
+    AddRoute { context: String, spec: RouteSpec },
+    DeleteRoute { id: String },
+    Transition { context: String, action: Action },
+    /// Replaces the whole catalog (a config import).
+    Replace(Box<Catalog>),
+}
+
+/// Why a change cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Transition(#[from] TransitionError),
+    #[error("{kind} `{name}` does not exist")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} `{name}` already exists")]
+    Exists { kind: &'static str, name: String },
+    #[error("{kind} `{name}` is still used by {by}; {fix}")]
+    InUse {
+        kind: &'static str,
+        name: String,
+        by: String,
+        fix: &'static str,
+    },
+}
+
+impl Change {
+    /// A short verb for the audit log.
+    pub fn action_name(&self) -> String {
+        match self {
+            Change::PutService(_) => "put-service".into(),
+            Change::DeleteService { .. } => "delete-service".into(),
+            Change::PutContext(_) => "put-context".into(),
+            Change::DeleteContext { .. } => "delete-context".into(),
+            Change::AddRoute { .. } => "add-route".into(),
+            Change::DeleteRoute { .. } => "delete-route".into(),
+            Change::Transition { action, .. } => match action {
+                Action::Promote => "promote".into(),
+                Action::Rollback => "rollback".into(),
+                Action::SetWeight { .. } => "set-weight".into(),
+            },
+            Change::Replace(_) => "import".into(),
+        }
+    }
+
+    /// What the change is about: `context:orders`, `service:legacy`, `route:r…`, `catalog`.
+    pub fn target(&self) -> String {
+        match self {
+            Change::PutService(s) => format!("service:{}", s.name),
+            Change::DeleteService { name } => format!("service:{name}"),
+            Change::PutContext(c) => format!("context:{}", c.name),
+            Change::DeleteContext { name } => format!("context:{name}"),
+            Change::AddRoute { spec, .. } => format!("route:{}", spec.id()),
+            Change::DeleteRoute { id } => format!("route:{id}"),
+            Change::Transition { context, .. } => format!("context:{context}"),
+            Change::Replace(_) => "catalog".into(),
+        }
+    }
+
+    /// Applies the change to `catalog` and validates the result. On error `catalog` may be
+    /// partly changed: callers work on a copy.
+    pub fn apply(&self, catalog: &mut Catalog) -> Result<(), ChangeError> {
+        match self {
+            Change::PutService(s) => {
+                catalog.services.insert(s.name.clone(), s.clone());
+            }
+            Change::DeleteService { name } => {
+                if !catalog.services.contains_key(name) {
+                    return Err(ChangeError::NotFound { kind: "service", name: name.clone() });
+                }
+                if let Some(ctx) = catalog.contexts.values().find(|c| &c.target == name) {
+                    return Err(ChangeError::InUse {
+                        kind: "service",
+                        name: name.clone(),
+                        by: format!("context `{}`", ctx.name),
+                        fix: "point the context at another service or delete it first",
+                    });
+                }
+                catalog.services.remove(name);
+            }
+            Change::PutContext(c) => {
+                catalog.contexts.insert(c.name.clone(), c.clone());
+            }
+            Change::DeleteContext { name } => {
+                if catalog.contexts.remove(name).is_none() {
+                    return Err(ChangeError::NotFound { kind: "context", name: name.clone() });
+                }
+                catalog.routes.retain(|_, r| &r.context != name);
+            }
+            Change::AddRoute { context, spec } => {
+                let id = spec.id();
+                if let Some(existing) = catalog.routes.get(&id) {
+                    if &existing.context != context {
+                        return Err(ChangeError::Invalid(ValidationError {
+                            field: format!("routes.{id}"),
+                            message: format!(
+                                "route `{}` of context `{context}` is the same as route {id} of context `{}`; a route belongs to one context",
+                                spec.path, existing.context
+                            ),
+                        }));
+                    }
+                    return Err(ChangeError::Exists { kind: "route", name: id });
+                }
+                catalog.routes.insert(
+                    id.clone(),
+                    Route {
+                        id,
+                        context: context.clone(),
+                        spec: spec.clone(),
+                    },
+                );
+            }
+            Change::DeleteRoute { id } => {
+                if catalog.routes.remove(id).is_none() {
+                    return Err(ChangeError::NotFound { kind: "route", name: id.clone() });
+                }
+            }
+            Change::Transition { context, action } => {
+                let ctx = catalog
+                    .contexts
+                    .get_mut(context)
+                    .ok_or_else(|| ChangeError::NotFound { kind: "context", name: context.clone() })?;
+                transition(ctx, action)?;
+            }
+            Change::Replace(new) => {
+                let version = catalog.version;
+                *catalog = (**new).clone();
+                catalog.version = version;
+            }
+        }
+        validate(catalog)?;
+        Ok(())
+    }
+}
+
+fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError> {
+    let refuse = |action: &'static str, fix: String| TransitionError {
+        context: ctx.name.clone(),
+        action,
+        from: ctx.state,
+        fix,
+    };
+    match action {
+        Action::Promote => {
+            let Some(next) = ctx.state.next() else {
+                return Err(refuse("promote", "a retired context is the end of the road; roll back to start over".into()));
+            };
+            ctx.state = next;
+            // Entering canary starts with nobody on the new side; leaving it drops the weight.
+            ctx.weight = 0;
+        }
+        Action::Rollback => {
+            if ctx.state == MigrationState::Legacy {
+                return Err(refuse("roll back", "the context is already served by legacy".into()));
+            }
+            ctx.state = MigrationState::Legacy;
+            ctx.weight = 0;
+        }
+        Action::SetWeight { weight } => {
+            if ctx.state != MigrationState::Canary {
+                return Err(refuse("set the weight", "weights apply in canary; promote the context to canary first".into()));
+            }
+            if *weight > FULL_WEIGHT {
+                return Err(refuse("set the weight", format!("{weight} is out of range; use 0-10000 basis points")));
+            }
+            ctx.weight = *weight;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! The domain types of the catalog. Plain data: serde for the admin API, the config file and
+//! the store's JSON columns, and nothing of the store itself.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::MigrationState;
+
+/// A name of a service or context: 1–63 characters of `a-z`, `0-9` and `-`, starting with a
+/// letter (it appears in URLs, metrics labels and headers).
+pub type Name = String;
+
+/// Checks a [`Name`]; the error says what to write instead.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name `{name}` is invalid; use 1-63 characters of a-z, 0-9 and `-`, starting with a letter"
+        ))
+    }
+}
+
+/// A canary weight in basis points: 0 (nobody) to 10000 (everybody).
+pub type Weight = u16;
+
+/// The largest weight: everyone.
+pub const FULL_WEIGHT: Weight = 10_000;
+
+/// An upstream HTTP service. `legacy` is the monolith.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: Name,
+    /// Static instances, `http://host:port` each.
+    pub urls: Vec<String>,
+}
+
+/// What keeps a user on one side during a canary.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StickyKey {
+    /// A cookie's value.
+    Cookie(String),
+    /// A request header's value.
+    Header(String),
+    /// The `sub` claim of a bearer JWT (decoded for bucketing only, never trusted).
+    JwtSub,
+    /// The client's address.
+    Ip,
+}
+
+impl fmt::Display for StickyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StickyKey::Cookie(n) => write!(f, "cookie:{n}"),
+            StickyKey::Header(n) => write!(f, "header:{n}"),
+            StickyKey::JwtSub => f.write_str("jwt:sub"),
+            StickyKey::Ip => f.write_str("ip"),
+        }
+    }
+}
+
+impl std::str::FromStr for StickyKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("sticky key `{s}` is invalid; use cookie:NAME, header:NAME, jwt:sub or ip")
+        };
+        match s.split_once(':') {
+            Some(("cookie", n)) if !n.is_empty() => Ok(StickyKey::Cookie(n.to_owned())),
+            Some(("header", n)) if http_token(n) => Ok(StickyKey::Header(n.to_ascii_lowercase())),
+            Some(("jwt", "sub")) => Ok(StickyKey::JwtSub),
+            None if s == "ip" => Ok(StickyKey::Ip),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for StickyKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StickyKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether `s` is an HTTP token (a valid header name).
+pub(crate) fn http_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A bounded context: a slice of the domain with one target service and a migration state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Context {
+    pub name: Name,
+    /// The service that answers once the context has moved (never `legacy`).
+    pub target: Name,
+    pub state: MigrationState,
+    /// The canary's share of sticky keys, in basis points (meaningful in `canary`).
+    #[serde(default)]
+    pub weight: Weight,
+    /// What keeps a user on one side in `canary`; without one, requests are split one by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<StickyKey>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// How a header or query value must look.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueMatch {
+    /// Exactly this value.
+    Exact(String),
+    /// A regular expression over the whole value.
+    Regex(String),
+    /// Any value, as long as the field is present.
+    Present,
+}
+
+/// A condition on a request header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub value: ValueMatch,
+}
+
+/// A condition on a query parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMatch {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub value: ValueMatch,
+}
+
+/// An API-version condition, in one of the three styles the field uses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VersionMatch {
+    /// The path starts with `/{version}` (`/v2/orders/1`); the route's path pattern is matched
+    /// after it.
+    Prefix { version: String },
+    /// `Accept` names the version: `application/vnd.{vendor}.{version}+json`, or a media type
+    /// with the parameter `version={version}`.
+    MediaType { version: String },
+    /// A header carries the version (`X-API-Version: 2`).
+    Header { name: String, version: String },
+}
+
+/// What a route matches. The route's id is derived from it, so the same spec always has the
+/// same id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Upper-case methods; empty matches any method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// `/orders/{id}`, `/static/{*rest}`; see [`crate::pattern`].
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<QueryMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionMatch>,
+}
+
+impl RouteSpec {
+    /// A stable id: `r` and 16 hex digits of the FNV-1a hash of the spec's canonical JSON.
+    pub fn id(&self) -> String {
+        let mut canonical = self.clone();
+        canonical.methods.sort();
+        canonical.methods.dedup();
+        canonical.headers.sort();
+        canonical.query.sort();
+        if let Some(h) = &mut canonical.host {
+            *h = h.to_ascii_lowercase();
+        }
+        let json = serde_json::to_string(&canonical).unwrap_or_default();
+        format!("r{:016x}", fnv1a64(json.as_bytes()))
+    }
+}
+
+/// FNV-1a, 64 bit: fixed and documented, so ids and buckets agree on every replica and
+/// version.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A route: a spec owned by one context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub id: String,
+    pub context: Name,
+    #[serde(flatten)]
+    pub spec: RouteSpec,
+}
+
+/// The whole catalog at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub version: i64,
+    pub services: BTreeMap<Name, Service>,
+    pub contexts: BTreeMap<Name, Context>,
+    pub routes: BTreeMap<String, Route>,
+}
+
+impl Catalog {
+    /// The routes of one context, in id order.
+    pub fn routes_of<'a>(&'a self, context: &'a str) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes.values().filter(move |r| r.context == context)
+    }
+}

@@ -1,0 +1,126 @@
+//! Migration states of a bounded context and the transitions between them.
+//!
+//! ```text
+//! legacy ──► shadow ──► canary(w) ──► migrated ──► retired
+//!    ▲          │           │             │
+//!    └──────────┴───────────┴─────────────┘   rollback: any time, to legacy
+//! ```
+//!
+//! Forward moves go one step at a time; `retired` is reachable only from `migrated`; a rollback
+//! from any state but `legacy` returns the context to `legacy`.
+
+use serde::{Deserialize, Serialize};
+
+/// Who answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Legacy,
+    New,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Legacy => "legacy",
+            Side::New => "new",
+        }
+    }
+}
+
+/// Where a bounded context stands in its migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationState {
+    Legacy,
+    Shadow,
+    Canary,
+    Migrated,
+    Retired,
+}
+
+/// A transition that the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{context}: cannot {action} from `{from}`; {fix}")]
+pub struct TransitionError {
+    pub context: String,
+    pub action: &'static str,
+    pub from: MigrationState,
+    pub fix: String,
+}
+
+impl MigrationState {
+    pub const ALL: [MigrationState; 5] = [
+        MigrationState::Legacy,
+        MigrationState::Shadow,
+        MigrationState::Canary,
+        MigrationState::Migrated,
+        MigrationState::Retired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Legacy => "legacy",
+            MigrationState::Shadow => "shadow",
+            MigrationState::Canary => "canary",
+            MigrationState::Migrated => "migrated",
+            MigrationState::Retired => "retired",
+        }
+    }
+
+    /// The next state forward, if any.
+    pub fn next(self) -> Option<MigrationState> {
+        match self {
+            MigrationState::Legacy => Some(MigrationState::Shadow),
+            MigrationState::Shadow => Some(MigrationState::Canary),
+            MigrationState::Canary => Some(MigrationState::Migrated),
+            MigrationState::Migrated => Some(MigrationState::Retired),
+            MigrationState::Retired => None,
+        }
+    }
+
+    /// Whether `self → to` is allowed: one step forward, or a rollback to legacy.
+    pub fn can_move_to(self, to: MigrationState) -> bool {
+        self.next() == Some(to) || (to == MigrationState::Legacy && self != MigrationState::Legacy)
+    }
+}
+
+impl std::fmt::Display for MigrationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MigrationState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        MigrationState::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("`{s}` is not a migration state; use legacy, shadow, canary, migrated or retired")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MigrationState::*;
+
+    #[test]
+    fn forward_one_step_rollback_anywhere() {
+        assert!(Legacy.can_move_to(Shadow));
+        assert!(Shadow.can_move_to(Canary));
+        assert!(Canary.can_move_to(Migrated));
+        assert!(Migrated.can_move_to(Retired));
+        assert!(!Legacy.can_move_to(Canary), "no skipping");
+        assert!(!Shadow.can_move_to(Retired));
+        assert!(!Canary.can_move_to(Retired), "retired only from migrated");
+        for s in [Shadow, Canary, Migrated, Retired] {
+            assert!(s.can_move_to(Legacy), "{s} rolls back");
+        }
+        assert!(!Legacy.can_move_to(Legacy));
+        assert!(!Migrated.can_move_to(Canary), "no partial rollback");
+    }
+}

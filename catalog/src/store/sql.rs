@@ -1,0 +1,366 @@
+//! [`SqlStore`]: the store on SQLite or PostgreSQL through sqlx's `Any` driver.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::{now_ms, AuditEntry, AuditQuery, ChangeMeta, Store, StoreError};
+use crate::change::Change;
+use crate::model::{Catalog, Context, Route, Service};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The catalog store on a SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel PostgreSQL notifies on after each change (its payload is the new version).
+pub const NOTIFY_CHANNEL: &str = "strangler_catalog";
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqlStore {
+    /// Opens (and migrates) the store at `url`: `sqlite://path/to/file.db` (created if missing)
+    /// or `postgres://user@host/db`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = if path.contains("mode=") {
+                url.to_owned()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::Unavailable(format!(
+                "`{url}` is not a store URL; use sqlite://FILE or postgres://USER@HOST/DB"
+            )));
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(3));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets the dashboard read while a change is written; the busy timeout
+                    // makes concurrent writers wait instead of failing.
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await.map_err(unavailable)?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating the catalog store: {e}")))?;
+        Ok(Self { pool, backend, url })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL the store was opened with (for a PostgreSQL listener).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn load_from(conn: &mut sqlx::AnyConnection) -> Result<Catalog, StoreError> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_meta WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let services = rows::<Service>(&mut *conn, "SELECT name, body FROM services").await?;
+        let contexts = rows::<Context>(&mut *conn, "SELECT name, body FROM contexts").await?;
+        let routes = rows::<Route>(&mut *conn, "SELECT id, body FROM routes").await?;
+        Ok(Catalog {
+            version,
+            services,
+            contexts,
+            routes,
+        })
+    }
+}
+
+async fn rows<'c, T: DeserializeOwned>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &'static str,
+) -> Result<BTreeMap<String, T>, StoreError> {
+    let found: Vec<AnyRow> = sqlx::query(sql).fetch_all(executor).await.map_err(unavailable)?;
+    let mut out = BTreeMap::new();
+    for row in found {
+        let key: String = row.try_get(0).map_err(unavailable)?;
+        let body: String = row.try_get(1).map_err(unavailable)?;
+        let value = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("{sql}: row `{key}`: {e}")))?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The entity a change targets, as JSON, in a catalog (for the audit's before/after).
+fn snapshot_of(catalog: &Catalog, target: &str) -> Option<serde_json::Value> {
+    let (kind, name) = target.split_once(':').unwrap_or((target, ""));
+    match kind {
+        "service" => catalog.services.get(name).and_then(|v| serde_json::to_value(v).ok()),
+        "context" => catalog.contexts.get(name).and_then(|v| serde_json::to_value(v).ok()),
+        "route" => catalog.routes.get(name).and_then(|v| serde_json::to_value(v).ok()),
+        _ => Some(serde_json::json!({
+            "services": catalog.services.len(),
+            "contexts": catalog.contexts.len(),
+            "routes": catalog.routes.len(),
+        })),
+    }
+}
+
+fn entry_from(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let parse = |s: Option<String>| -> Option<serde_json::Value> {
+        s.and_then(|s| serde_json::from_str(&s).ok())
+    };
+    Ok(AuditEntry {
+        id: row.try_get("id").map_err(unavailable)?,
+        at_ms: row.try_get("at_ms").map_err(unavailable)?,
+        actor: row.try_get("actor").map_err(unavailable)?,
+        action: row.try_get("action").map_err(unavailable)?,
+        target: row.try_get("target").map_err(unavailable)?,
+        before: parse(row.try_get("before").map_err(unavailable)?),
+        after: parse(row.try_get("after").map_err(unavailable)?),
+        reason: row.try_get("reason").map_err(unavailable)?,
+        version: row.try_get("version").map_err(unavailable)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqlStore {
+    async fn load(&self) -> Result<Catalog, StoreError> {
+        // One transaction, so that the version and the rows agree.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let catalog = Self::load_from(&mut *tx).await;
+        tx.rollback().await.map_err(unavailable)?;
+        catalog
+    }
+
+    async fn version(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT version FROM catalog_meta WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn apply(
+        &self,
+        change: &Change,
+        based_on: i64,
+        meta: &ChangeMeta,
+    ) -> Result<Catalog, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Bumping first takes the write lock (SQLite) or the row lock (PostgreSQL), so two
+        // changes based on the same version cannot both pass.
+        let bumped = sqlx::query(
+            "UPDATE catalog_meta SET version = version + 1 WHERE id = 1 AND version = $1",
+        )
+        .bind(based_on)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if bumped.rows_affected() != 1 {
+            let current: i64 = sqlx::query_scalar("SELECT version FROM catalog_meta WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.rollback().await.map_err(unavailable)?;
+            return Err(StoreError::Stale { based_on, current });
+        }
+        let old = Self::load_from(&mut *tx).await?;
+        let mut new = old.clone();
+        if let Err(e) = change.apply(&mut new) {
+            tx.rollback().await.map_err(unavailable)?;
+            return Err(e.into());
+        }
+        new.version = old.version;
+
+        write_diff(&mut tx, &old.services, &new.services, "services", "name").await?;
+        write_diff(&mut tx, &old.contexts, &new.contexts, "contexts", "name").await?;
+        write_routes(&mut tx, &old.routes, &new.routes).await?;
+
+        let target = change.target();
+        sqlx::query(
+            "INSERT INTO audit (at_ms, actor, action, target, before, after, reason, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now_ms())
+        .bind(&meta.actor)
+        .bind(change.action_name())
+        .bind(&target)
+        .bind(snapshot_of(&old, &target).map(|v| v.to_string()))
+        .bind(snapshot_of(&new, &target).map(|v| v.to_string()))
+        .bind(&meta.reason)
+        .bind(new.version)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if self.backend == Backend::Postgres {
+            // Delivered to listeners when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(new.version.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        // `load_from` read the bumped version; the catalog we return carries it.
+        Ok(new)
+    }
+
+    async fn record(
+        &self,
+        meta: &ChangeMeta,
+        action: &str,
+        target: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<AuditEntry, StoreError> {
+        let version = self.version().await?;
+        let at_ms = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit (at_ms, actor, action, target, before, after, reason, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(at_ms)
+        .bind(&meta.actor)
+        .bind(action)
+        .bind(target)
+        .bind(before.as_ref().map(|v| v.to_string()))
+        .bind(after.as_ref().map(|v| v.to_string()))
+        .bind(&meta.reason)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(AuditEntry {
+            id,
+            at_ms,
+            actor: meta.actor.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            before,
+            after,
+            reason: meta.reason.clone(),
+            version,
+        })
+    }
+
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, action, target, before, after, reason, version FROM audit \
+             WHERE ($1 IS NULL OR target = $1) AND ($2 IS NULL OR actor = $2) \
+               AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5",
+        )
+        .bind(q.target.clone())
+        .bind(q.actor.clone())
+        .bind(q.action.clone())
+        .bind(q.before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(entry_from).collect()
+    }
+}
+
+async fn write_diff<T: Serialize + PartialEq>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    old: &BTreeMap<String, T>,
+    new: &BTreeMap<String, T>,
+    table: &'static str,
+    key: &'static str,
+) -> Result<(), StoreError> {
+    for name in old.keys().filter(|k| !new.contains_key(*k)) {
+        sqlx::query(&format!("DELETE FROM {table} WHERE {key} = $1"))
+            .bind(name)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    for (name, value) in new {
+        if old.get(name) == Some(value) {
+            continue;
+        }
+        let body = json(value);
+        sqlx::query(&format!(
+            "INSERT INTO {table} ({key}, body) VALUES ($1, $2) \
+             ON CONFLICT ({key}) DO UPDATE SET body = excluded.body"
+        ))
+        .bind(name)
+        .bind(body)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+async fn write_routes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    old: &BTreeMap<String, Route>,
+    new: &BTreeMap<String, Route>,
+) -> Result<(), StoreError> {
+    for id in old.keys().filter(|k| !new.contains_key(*k)) {
+        sqlx::query("DELETE FROM routes WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    for (id, route) in new {
+        if old.get(id) == Some(route) {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO routes (id, context, body) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET context = excluded.context, body = excluded.body",
+        )
+        .bind(id)
+        .bind(&route.context)
+        .bind(json(route))
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}

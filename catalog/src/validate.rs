@@ -1,0 +1,104 @@
+//! The rules a whole catalog must satisfy before it is written or served.
+
+use std::collections::BTreeMap;
+
+use crate::model::{check_name, Catalog, FULL_WEIGHT};
+use crate::pattern;
+use crate::state::MigrationState;
+
+/// A rule the catalog breaks: which field, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// Where: `contexts.orders.target`, `routes.r0123….path` …
+    pub field: String,
+    /// What is wrong and what to do instead.
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks the whole catalog.
+pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
+    for (key, s) in &c.services {
+        let field = format!("services.{key}");
+        if key != &s.name {
+            return Err(err(&field, format!("the service is stored as `{key}` but named `{}`", s.name)));
+        }
+        check_name("service", &s.name).map_err(|m| err(format!("{field}.name"), m))?;
+        if s.urls.is_empty() {
+            return Err(err(format!("{field}.urls"), "a service needs at least one instance URL, e.g. http://127.0.0.1:8001"));
+        }
+        for (i, url) in s.urls.iter().enumerate() {
+            check_url(url).map_err(|m| err(format!("{field}.urls[{i}]"), m))?;
+        }
+    }
+    for (key, ctx) in &c.contexts {
+        let field = format!("contexts.{key}");
+        if key != &ctx.name {
+            return Err(err(&field, format!("the context is stored as `{key}` but named `{}`", ctx.name)));
+        }
+        check_name("context", &ctx.name).map_err(|m| err(format!("{field}.name"), m))?;
+        if ctx.target == "legacy" {
+            return Err(err(format!("{field}.target"), "the target is the new service that takes the context over, not `legacy`"));
+        }
+        if !c.services.contains_key(&ctx.target) {
+            return Err(err(
+                format!("{field}.target"),
+                format!("unknown service `{}`; create it first (POST /api/v1/services)", ctx.target),
+            ));
+        }
+        if ctx.weight > FULL_WEIGHT {
+            return Err(err(format!("{field}.weight"), format!("{} is out of range; a weight is 0-10000 basis points", ctx.weight)));
+        }
+        if ctx.state != MigrationState::Canary && ctx.weight != 0 {
+            return Err(err(format!("{field}.weight"), "a weight only applies in canary; set it to 0 or move the context to canary"));
+        }
+    }
+    // Routes: each valid on its own, owned by a known context, and no two of different
+    // contexts that the specificity rule cannot tell apart.
+    let mut by_id = BTreeMap::new();
+    for (key, r) in &c.routes {
+        let field = format!("routes.{key}");
+        if !c.contexts.contains_key(&r.context) {
+            return Err(err(format!("{field}.context"), format!("unknown context `{}`; create it first", r.context)));
+        }
+        pattern::check_spec(&r.spec).map_err(|m| err(format!("{field}.path"), m))?;
+        let id = r.spec.id();
+        if &id != key || r.id != id {
+            return Err(err(format!("{field}.id"), format!("the route's id must be derived from its spec: {id}")));
+        }
+        by_id.insert(key, (r, pattern::specificity(&r.spec)));
+    }
+    let routes: Vec<_> = by_id.values().collect();
+    for (i, (a, sa)) in routes.iter().enumerate() {
+        for (b, sb) in &routes[i + 1..] {
+            if a.context != b.context && sa == sb && pattern::may_overlap(&a.spec, &b.spec) {
+                return Err(err(
+                    format!("routes.{}", b.id),
+                    format!(
+                        "route {} `{}` of context `{}` overlaps route {} `{}` of context `{}` with the same specificity; make one of them narrower (a method, host, header or a literal segment)",
+                        b.id, b.spec.path, b.context, a.id, a.spec.path, a.context
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{url}` must start with http://"))?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') || host.contains('?') || host.contains('@') {
+        return Err(format!("`{url}` must be an origin: http://host:port"));
+    }
+    Ok(())
+}
