@@ -7,12 +7,14 @@
 //! - `pattern.rs` — route path patterns, specificity and overlap;
 //! - `validate.rs` — the rules a whole catalog must satisfy;
 //! - `change.rs` — the changes an operator can make, applied to a catalog in memory;
+//! - `follow.rs` — keeping the latest catalog in memory: notifications, polling, store health;
 //! - `store.rs` — the [`store::Store`] trait and [`store::SqlStore`] (SQLite or PostgreSQL).
 //!
 //! **Invariant:** only this crate knows the store (sqlx); its domain types know nothing of it.
 #![forbid(unsafe_code)]
 
 mod change;
+pub mod follow;
 mod model;
 pub mod pattern;
 mod state;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::change::{Change, ChangeError};
 use crate::model::Catalog;
 
-pub use sql::SqlStore;
+pub use sql::{Backend, SqlStore, NOTIFY_CHANNEL};
 
 /// Who makes a change, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

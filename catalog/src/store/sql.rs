@@ -1,12 +1,14 @@
 //! [`SqlStore`]: the store on SQLite or PostgreSQL through sqlx's `Any` driver.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tokio::sync::watch;
 
 use super::{now_ms, AuditEntry, AuditQuery, ChangeMeta, Store, StoreError};
 use crate::change::Change;
@@ -25,6 +27,8 @@ pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
     url: String,
+    /// The version after each change made through this process.
+    changed: Arc<watch::Sender<i64>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -81,7 +85,18 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migrating the catalog store: {e}")))?;
-        Ok(Self { pool, backend, url })
+        let (changed, _) = watch::channel(0);
+        Ok(Self {
+            pool,
+            backend,
+            url,
+            changed: Arc::new(changed),
+        })
+    }
+
+    /// Changes made through this process, as they commit (the in-process notification).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.changed.subscribe()
     }
 
     pub fn backend(&self) -> Backend {
@@ -241,6 +256,7 @@ impl Store for SqlStore {
                 .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)?;
+        self.changed.send_replace(new.version);
         // `load_from` read the bumped version; the catalog we return carries it.
         Ok(new)
     }

@@ -1,0 +1,155 @@
+//! Following the catalog: every process that serves traffic keeps the latest catalog in memory
+//! and learns of changes three ways — an in-process notification for changes made here,
+//! PostgreSQL `LISTEN/NOTIFY` for changes made by other replicas, and polling the version as a
+//! safety net. When the store cannot be reached the last catalog stays in force and the
+//! problem is reported until the store returns.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::model::Catalog;
+use crate::store::{Backend, SqlStore, Store, NOTIFY_CHANNEL};
+
+/// The store's health as the follower last saw it.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    problem: Mutex<Option<String>>,
+}
+
+impl StoreHealth {
+    /// `None` when the last contact with the store worked.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set(&self, problem: Option<String>) {
+        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        if *p != problem {
+            match &problem {
+                Some(why) => tracing::warn!(%why, "catalog store unavailable; serving the last catalog"),
+                None => tracing::info!("catalog store reachable again"),
+            }
+            *p = problem;
+        }
+    }
+}
+
+/// A running follower: the latest catalog and the store's health.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+    pub health: Arc<StoreHealth>,
+}
+
+/// Loads the catalog once (failing if the store cannot be read) and follows it from then on.
+pub async fn follow(store: SqlStore, poll: Duration) -> Result<Follower, crate::store::StoreError> {
+    let first = store.load().await?;
+    let (tx, rx) = watch::channel(Arc::new(first));
+    let health = Arc::new(StoreHealth::default());
+    let (wake_tx, wake_rx) = mpsc::channel::<()>(16);
+    if store.backend() == Backend::Postgres {
+        tokio::spawn(listen(store.url().to_owned(), wake_tx.clone()));
+    }
+    let mut local = store.subscribe();
+    let local_wake = wake_tx;
+    tokio::spawn(async move {
+        while local.changed().await.is_ok() {
+            if local_wake.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(run(store, tx, Arc::clone(&health), wake_rx, poll));
+    Ok(Follower {
+        catalog: rx,
+        health,
+    })
+}
+
+async fn run(
+    store: SqlStore,
+    tx: watch::Sender<Arc<Catalog>>,
+    health: Arc<StoreHealth>,
+    mut wake: mpsc::Receiver<()>,
+    poll: Duration,
+) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let notified = tokio::select! {
+            w = wake.recv() => {
+                if w.is_none() && tx.is_closed() {
+                    return;
+                }
+                true
+            }
+            _ = tick.tick() => false,
+            () = tx.closed() => return,
+        };
+        let current = tx.borrow().version;
+        // A poll only reads the version; a notification or a new version loads everything.
+        let load = if notified {
+            true
+        } else {
+            match store.version().await {
+                Ok(v) => {
+                    health.set(None);
+                    v != current
+                }
+                Err(e) => {
+                    health.set(Some(e.to_string()));
+                    false
+                }
+            }
+        };
+        if !load {
+            continue;
+        }
+        match store.load().await {
+            Ok(catalog) => {
+                health.set(None);
+                if catalog.version != current {
+                    tracing::info!(version = catalog.version, "catalog changed");
+                    tx.send_replace(Arc::new(catalog));
+                }
+            }
+            Err(e) => health.set(Some(e.to_string())),
+        }
+    }
+}
+
+/// Forwards PostgreSQL notifications as wake-ups, reconnecting after failures.
+async fn listen(url: String, wake: mpsc::Sender<()>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot LISTEN for catalog changes");
+                } else {
+                    // A reconnect may have missed notifications: load once to catch up.
+                    let _ = wake.try_send(());
+                    loop {
+                        match listener.recv().await {
+                            Ok(_) => {
+                                if wake.send(()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "catalog notifications interrupted");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "catalog listener cannot connect yet"),
+        }
+        if wake.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
