@@ -40,6 +40,53 @@ struct File {
     log: LogSection,
     #[serde(default)]
     shutdown: ShutdownSection,
+    #[serde(default)]
+    catalog: CatalogSection,
+    #[serde(default)]
+    auth: AuthSection,
+    /// The catalog itself, declared in the file (imported with `strangler import`).
+    #[serde(default)]
+    services: Vec<strangler_catalog::Service>,
+    #[serde(default)]
+    contexts: Vec<FileContext>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogSection {
+    url: Option<String>,
+    poll_interval: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    operator_token: Option<String>,
+    operator_token_file: Option<String>,
+    viewer_token: Option<String>,
+    viewer_token_file: Option<String>,
+}
+
+/// A context as the config file declares it, with its routes inside.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileContext {
+    name: String,
+    target: String,
+    #[serde(default = "legacy_state")]
+    state: strangler_catalog::MigrationState,
+    #[serde(default)]
+    weight: u16,
+    #[serde(default)]
+    sticky: Option<strangler_catalog::StickyKey>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    routes: Vec<strangler_catalog::RouteSpec>,
+}
+
+fn legacy_state() -> strangler_catalog::MigrationState {
+    strangler_catalog::MigrationState::Legacy
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +117,7 @@ struct ForwardingSection {
     trusted_proxies: Option<Vec<Net>>,
     rewrite_redirects: Option<bool>,
     via_name: Option<Token>,
+    debug_header: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +166,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("log.level", Kind::Str),
     ("log.access_log", Kind::Bool),
     ("shutdown.grace", Kind::Str),
+    ("catalog.url", Kind::Str),
+    ("catalog.poll_interval", Kind::Str),
+    ("auth.operator_token", Kind::Str),
+    ("auth.operator_token_file", Kind::Str),
+    ("auth.viewer_token", Kind::Str),
+    ("auth.viewer_token_file", Kind::Str),
+    ("forwarding.debug_header", Kind::Bool),
 ];
 
 /// The environment variable of a key.
@@ -158,6 +213,36 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// Where the catalog lives and how it is followed.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    /// `sqlite://FILE` (default `sqlite://strangler.db`) or `postgres://…`.
+    pub url: String,
+    /// How often the version is polled, as a safety net for missed notifications.
+    pub poll_interval: std::time::Duration,
+    /// The catalog the file declares, if it declares one (for `strangler import`).
+    pub declared: Option<strangler_catalog::Catalog>,
+}
+
+/// The admin API's tokens (never printed).
+#[derive(Clone, Default)]
+pub struct AuthSettings {
+    pub operator_token: Option<String>,
+    pub viewer_token: Option<String>,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "<set>"),
+            )
+            .field("viewer_token", &self.viewer_token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
 /// The whole configuration, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -167,6 +252,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub facade: FacadeConfig,
     pub log: LogSettings,
+    pub catalog: CatalogSettings,
+    pub auth: AuthSettings,
 }
 
 /// Reads the file (if any), the environment and the overrides, and checks the result.
@@ -394,6 +481,9 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(t) = f.via_name {
         forwarding.via_name = t.0;
     }
+    if let Some(b) = f.debug_header {
+        forwarding.debug_header = b;
+    }
 
     let mut facade = FacadeConfig::new(upstream);
     facade.limits = limits;
@@ -403,16 +493,111 @@ fn build(file: File) -> Result<Settings, ConfigError> {
         facade.shutdown_grace = d.0;
     }
 
+    let declared = declared_catalog(&file.services, &file.contexts)?;
+    let auth = AuthSettings {
+        operator_token: token(
+            file.auth.operator_token,
+            file.auth.operator_token_file,
+            "auth.operator_token_file",
+        )?,
+        viewer_token: token(
+            file.auth.viewer_token,
+            file.auth.viewer_token_file,
+            "auth.viewer_token_file",
+        )?,
+    };
     Ok(Settings {
         listen,
         admin,
         workers: file.workers.map(|w| usize::try_from(w.0).unwrap_or(1)),
+        catalog: CatalogSettings {
+            url: file
+                .catalog
+                .url
+                .unwrap_or_else(|| "sqlite://strangler.db".to_owned()),
+            poll_interval: file
+                .catalog
+                .poll_interval
+                .map_or(std::time::Duration::from_secs(2), |d| d.0),
+            declared,
+        },
+        auth,
         facade,
         log: LogSettings {
             format: file.log.format.unwrap_or_default(),
             level: file.log.level.map_or_else(|| "info".to_owned(), |f| f.0),
         },
     })
+}
+
+/// A token given inline or in a file (whose surrounding whitespace is ignored).
+fn token(
+    inline: Option<String>,
+    file: Option<String>,
+    key: &str,
+) -> Result<Option<String>, ConfigError> {
+    let value = match (inline, file) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| ConfigError {
+            location: key.to_owned(),
+            message: format!(
+                "cannot read the token file `{path}`: {e}; check the path and its permissions"
+            ),
+        })?),
+        (None, None) => None,
+    };
+    match value.map(|t| t.trim().to_owned()) {
+        Some(t) if t.len() < 16 => Err(ConfigError {
+            location: key.trim_end_matches("_file").to_owned(),
+            message:
+                "a token must be at least 16 characters; generate one with `openssl rand -hex 24`"
+                    .into(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// The catalog the file declares: its services and contexts (with their routes), validated.
+fn declared_catalog(
+    services: &[strangler_catalog::Service],
+    contexts: &[FileContext],
+) -> Result<Option<strangler_catalog::Catalog>, ConfigError> {
+    if services.is_empty() && contexts.is_empty() {
+        return Ok(None);
+    }
+    let mut c = strangler_catalog::Catalog::default();
+    for s in services {
+        c.services.insert(s.name.clone(), s.clone());
+    }
+    for fc in contexts {
+        c.contexts.insert(
+            fc.name.clone(),
+            strangler_catalog::Context {
+                name: fc.name.clone(),
+                target: fc.target.clone(),
+                state: fc.state,
+                weight: fc.weight,
+                sticky: fc.sticky.clone(),
+                description: fc.description.clone(),
+            },
+        );
+        for spec in &fc.routes {
+            let id = spec.id();
+            c.routes.insert(
+                id.clone(),
+                strangler_catalog::Route {
+                    id,
+                    context: fc.name.clone(),
+                    spec: spec.clone(),
+                },
+            );
+        }
+    }
+    strangler_catalog::validate(&c).map_err(|e| ConfigError {
+        location: format!("configuration [{}]", e.field),
+        message: e.message,
+    })?;
+    Ok(Some(c))
 }
 
 #[cfg(test)]

@@ -37,8 +37,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             admin: Some(args.admin.to_string()),
             workers: None,
         };
-        let settings = config::load(None, &ProcessEnv, &overrides)?;
-        serve::init_logging(&settings);
+        let mut settings = config::load(None, &ProcessEnv, &overrides)?;
+        let dir = std::env::temp_dir().join(format!("strangler-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create the demo's data directory {}: {e}", dir.display()))?;
+        settings.catalog.url = format!("sqlite://{}", dir.join("catalog.db").display());
+        let log = crate::logging::init(&settings).map(|l| l as std::sync::Arc<dyn strangler_dashboard::api::LogControl>);
+        let store = serve::open_store(&settings).await?;
         let public = serve::bind(settings.listen, "the facade", "--listen").await?;
         let admin = serve::bind(settings.admin, "the admin listener", "--admin").await?;
         let public_addr = public.local_addr()?;
@@ -59,7 +64,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
              \x20 curl -s http://{admin_addr}/metrics | grep strangler_requests_total\n\n\
              Ctrl-C stops everything.\n"
         );
-        serve::run_listeners(public, admin, settings, stop).await?;
+        serve::run_listeners(public, admin, settings, store, log, stop).await?;
         match legacy_task.await {
             Ok(result) => result?,
             Err(e) => tracing::warn!(error = %e, "the sample legacy shop ended abnormally"),

@@ -6,10 +6,12 @@
 //! - `config.rs` — the TOML file, `STRANGLER_*` environment and flags, merged and validated
 //!   into [`config::Settings`];
 //! - `demo.rs` — `strangler demo`: a sample legacy shop with the facade in front;
+//! - `logging.rs` — the `tracing` subscriber and its run-time filter;
 //! - `serve.rs` — starts the facade and the admin listener and stops them on a signal.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod logging;
 pub mod serve;

@@ -6,17 +6,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use strangler_dashboard::AdminState;
+use strangler_catalog::follow::follow;
+use strangler_catalog::store::SqlStore;
+use strangler_catalog::Catalog;
+use strangler_dashboard::api::{ApiState, LogControl, Tokens};
+use strangler_dashboard::{AdminState, Readiness};
 use strangler_facade::Facade;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{LogFormat, Settings};
+use crate::config::Settings;
+use crate::logging;
 
 /// Builds the runtime and serves until a signal arrives.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
-    init_logging(&settings);
-    runtime(&settings)?.block_on(serve(settings))
+    let log = logging::init(&settings);
+    runtime(&settings)?.block_on(serve(settings, log.map(|l| l as Arc<dyn LogControl>)))
 }
 
 /// The async runtime, with the configured worker threads.
@@ -35,28 +40,24 @@ fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
     runtime.build().context("cannot start the async runtime")
 }
 
-pub fn init_logging(settings: &Settings) {
-    let mut filter = settings.log.level.clone();
-    if settings.facade.access_log {
-        filter.push_str(",strangler::access=info");
-    }
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match settings.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+/// Opens the catalog store named in the settings.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(&settings.catalog.url)
+        .await
+        .with_context(|| {
+            format!(
+            "cannot open the catalog store `{}`; check [catalog] url (or STRANGLER_CATALOG_URL)",
+            settings.catalog.url
+        )
+        })
 }
 
-/// Binds both listeners and serves until SIGTERM/SIGINT.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Binds both listeners, opens the store and serves until SIGTERM/SIGINT.
+pub async fn serve(settings: Settings, log: Option<Arc<dyn LogControl>>) -> anyhow::Result<()> {
     let public = bind(settings.listen, "the facade", "--listen").await?;
     let admin = bind(settings.admin, "the admin listener", "--admin").await?;
-    run_listeners(public, admin, settings, stop_on_signal()).await
+    let store = open_store(&settings).await?;
+    run_listeners(public, admin, settings, store, log, stop_on_signal()).await
 }
 
 /// Binds `addr`, or says which flag picks another.
@@ -76,38 +77,67 @@ pub fn stop_on_signal() -> watch::Receiver<bool> {
     stop_rx
 }
 
-/// Serves the facade and the admin listener on bound sockets until `stop` turns true.
+/// Serves the facade and the admin listener on bound sockets, following the catalog in
+/// `store`, until `stop` turns true.
 pub async fn run_listeners(
     public: TcpListener,
     admin: TcpListener,
     settings: Settings,
+    store: SqlStore,
+    log: Option<Arc<dyn LogControl>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let facade = Facade::new(settings.facade.clone()).map_err(anyhow::Error::msg)?;
+    let follower = follow(store.clone(), settings.catalog.poll_interval)
+        .await
+        .context("cannot read the catalog")?;
+    let first = Arc::clone(&follower.catalog.borrow());
+    facade.apply_catalog(&first).map_err(|e| {
+        anyhow::anyhow!(
+            "the catalog (version {}) cannot be served: {e}",
+            first.version
+        )
+    })?;
+    tokio::spawn(apply_changes(facade.clone(), follower.catalog.clone()));
+
     let draining = Arc::new(AtomicBool::new(false));
     let telemetry = Arc::clone(facade.telemetry());
     let state = AdminState {
         metrics: Arc::new(move |out: &mut String| telemetry.render(out)),
         readiness: {
             let draining = Arc::clone(&draining);
+            let health = Arc::clone(&follower.health);
             Arc::new(move || {
                 if draining.load(Ordering::Relaxed) {
-                    Err("shutting down: draining in-flight requests".to_owned())
+                    Readiness::NotReady("shutting down: draining in-flight requests".to_owned())
+                } else if let Some(problem) = health.problem() {
+                    Readiness::Degraded(problem)
                 } else {
-                    Ok(())
+                    Readiness::Ready
                 }
             })
         },
+    };
+    let api = ApiState {
+        store: Arc::new(store),
+        tokens: Tokens {
+            operator: settings.auth.operator_token.clone(),
+            viewer: settings.auth.viewer_token.clone(),
+        },
+        log,
     };
     tracing::info!(
         listen = %public.local_addr()?,
         admin = %admin.local_addr()?,
         legacy = %settings.facade.legacy.origin.to_prefix(),
+        catalog = %settings.catalog.url,
+        version = first.version,
         "strangler is serving"
     );
     let admin_task = tokio::spawn(strangler_dashboard::serve(
         admin,
         state,
+        Some(api),
         stopped(stop.clone()),
     ));
     let draining_flag = Arc::clone(&draining);
@@ -124,6 +154,17 @@ pub async fn run_listeners(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Compiles each new catalog into the facade. One that does not compile is reported and the
+/// previous one keeps serving.
+async fn apply_changes(facade: Facade, mut catalog: watch::Receiver<Arc<Catalog>>) {
+    while catalog.changed().await.is_ok() {
+        let next = Arc::clone(&catalog.borrow_and_update());
+        if let Err(e) = facade.apply_catalog(&next) {
+            tracing::error!(version = next.version, error = %e, "catalog not applied; the previous one keeps serving");
+        }
+    }
 }
 
 pub async fn stopped(mut stop: watch::Receiver<bool>) {

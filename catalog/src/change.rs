@@ -24,13 +24,25 @@ pub enum Action {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Change {
     PutService(Service),
-    DeleteService { name: String },
+    DeleteService {
+        name: String,
+    },
     PutContext(Context),
-    DeleteContext { name: String },
+    DeleteContext {
+        name: String,
+    },
     /// Adds a route (its id is derived from the spec).
-    AddRoute { context: String, spec: RouteSpec },
-    DeleteRoute { id: String },
-    Transition { context: String, action: Action },
+    AddRoute {
+        context: String,
+        spec: RouteSpec,
+    },
+    DeleteRoute {
+        id: String,
+    },
+    Transition {
+        context: String,
+        action: Action,
+    },
     /// Replaces the whole catalog (a config import).
     Replace(Box<Catalog>),
 }
@@ -97,7 +109,10 @@ impl Change {
             }
             Change::DeleteService { name } => {
                 if !catalog.services.contains_key(name) {
-                    return Err(ChangeError::NotFound { kind: "service", name: name.clone() });
+                    return Err(ChangeError::NotFound {
+                        kind: "service",
+                        name: name.clone(),
+                    });
                 }
                 if let Some(ctx) = catalog.contexts.values().find(|c| &c.target == name) {
                     return Err(ChangeError::InUse {
@@ -114,7 +129,10 @@ impl Change {
             }
             Change::DeleteContext { name } => {
                 if catalog.contexts.remove(name).is_none() {
-                    return Err(ChangeError::NotFound { kind: "context", name: name.clone() });
+                    return Err(ChangeError::NotFound {
+                        kind: "context",
+                        name: name.clone(),
+                    });
                 }
                 catalog.routes.retain(|_, r| &r.context != name);
             }
@@ -130,7 +148,10 @@ impl Change {
                             ),
                         }));
                     }
-                    return Err(ChangeError::Exists { kind: "route", name: id });
+                    return Err(ChangeError::Exists {
+                        kind: "route",
+                        name: id,
+                    });
                 }
                 catalog.routes.insert(
                     id.clone(),
@@ -143,14 +164,21 @@ impl Change {
             }
             Change::DeleteRoute { id } => {
                 if catalog.routes.remove(id).is_none() {
-                    return Err(ChangeError::NotFound { kind: "route", name: id.clone() });
+                    return Err(ChangeError::NotFound {
+                        kind: "route",
+                        name: id.clone(),
+                    });
                 }
             }
             Change::Transition { context, action } => {
-                let ctx = catalog
-                    .contexts
-                    .get_mut(context)
-                    .ok_or_else(|| ChangeError::NotFound { kind: "context", name: context.clone() })?;
+                let ctx =
+                    catalog
+                        .contexts
+                        .get_mut(context)
+                        .ok_or_else(|| ChangeError::NotFound {
+                            kind: "context",
+                            name: context.clone(),
+                        })?;
                 transition(ctx, action)?;
             }
             Change::Replace(new) => {
@@ -174,7 +202,10 @@ fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError>
     match action {
         Action::Promote => {
             let Some(next) = ctx.state.next() else {
-                return Err(refuse("promote", "a retired context is the end of the road; roll back to start over".into()));
+                return Err(refuse(
+                    "promote",
+                    "a retired context is the end of the road; roll back to start over".into(),
+                ));
             };
             ctx.state = next;
             // Entering canary starts with nobody on the new side; leaving it drops the weight.
@@ -182,17 +213,26 @@ fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError>
         }
         Action::Rollback => {
             if ctx.state == MigrationState::Legacy {
-                return Err(refuse("roll back", "the context is already served by legacy".into()));
+                return Err(refuse(
+                    "roll back",
+                    "the context is already served by legacy".into(),
+                ));
             }
             ctx.state = MigrationState::Legacy;
             ctx.weight = 0;
         }
         Action::SetWeight { weight } => {
             if ctx.state != MigrationState::Canary {
-                return Err(refuse("set the weight", "weights apply in canary; promote the context to canary first".into()));
+                return Err(refuse(
+                    "set the weight",
+                    "weights apply in canary; promote the context to canary first".into(),
+                ));
             }
             if *weight > FULL_WEIGHT {
-                return Err(refuse("set the weight", format!("{weight} is out of range; use 0-10000 basis points")));
+                return Err(refuse(
+                    "set the weight",
+                    format!("{weight} is out of range; use 0-10000 basis points"),
+                ));
             }
             ctx.weight = *weight;
         }

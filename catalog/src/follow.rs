@@ -21,14 +21,19 @@ pub struct StoreHealth {
 impl StoreHealth {
     /// `None` when the last contact with the store worked.
     pub fn problem(&self) -> Option<String> {
-        self.problem.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.problem
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     fn set(&self, problem: Option<String>) {
         let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
         if *p != problem {
             match &problem {
-                Some(why) => tracing::warn!(%why, "catalog store unavailable; serving the last catalog"),
+                Some(why) => {
+                    tracing::warn!(%why, "catalog store unavailable; serving the last catalog")
+                }
                 None => tracing::info!("catalog store reachable again"),
             }
             *p = problem;

@@ -22,6 +22,7 @@ pub mod store;
 mod validate;
 
 pub use change::{Action, Change, ChangeError};
+pub use model::fnv1a64;
 pub use model::{
     Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteSpec, Service, StickyKey,
     ValueMatch, VersionMatch, Weight,

@@ -72,9 +72,8 @@ impl std::str::FromStr for StickyKey {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("sticky key `{s}` is invalid; use cookie:NAME, header:NAME, jwt:sub or ip")
-        };
+        let bad =
+            || format!("sticky key `{s}` is invalid; use cookie:NAME, header:NAME, jwt:sub or ip");
         match s.split_once(':') {
             Some(("cookie", n)) if !n.is_empty() => Ok(StickyKey::Cookie(n.to_owned())),
             Some(("header", n)) if http_token(n) => Ok(StickyKey::Header(n.to_ascii_lowercase())),

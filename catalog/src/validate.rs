@@ -1,8 +1,8 @@
 //! The rules a whole catalog must satisfy before it is written or served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{check_name, Catalog, FULL_WEIGHT};
+use crate::model::{check_name, Catalog, Route, RouteSpec, FULL_WEIGHT};
 use crate::pattern;
 use crate::state::MigrationState;
 
@@ -28,11 +28,17 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
     for (key, s) in &c.services {
         let field = format!("services.{key}");
         if key != &s.name {
-            return Err(err(&field, format!("the service is stored as `{key}` but named `{}`", s.name)));
+            return Err(err(
+                &field,
+                format!("the service is stored as `{key}` but named `{}`", s.name),
+            ));
         }
         check_name("service", &s.name).map_err(|m| err(format!("{field}.name"), m))?;
         if s.urls.is_empty() {
-            return Err(err(format!("{field}.urls"), "a service needs at least one instance URL, e.g. http://127.0.0.1:8001"));
+            return Err(err(
+                format!("{field}.urls"),
+                "a service needs at least one instance URL, e.g. http://127.0.0.1:8001",
+            ));
         }
         for (i, url) in s.urls.iter().enumerate() {
             check_url(url).map_err(|m| err(format!("{field}.urls[{i}]"), m))?;
@@ -41,23 +47,41 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
     for (key, ctx) in &c.contexts {
         let field = format!("contexts.{key}");
         if key != &ctx.name {
-            return Err(err(&field, format!("the context is stored as `{key}` but named `{}`", ctx.name)));
+            return Err(err(
+                &field,
+                format!("the context is stored as `{key}` but named `{}`", ctx.name),
+            ));
         }
         check_name("context", &ctx.name).map_err(|m| err(format!("{field}.name"), m))?;
         if ctx.target == "legacy" {
-            return Err(err(format!("{field}.target"), "the target is the new service that takes the context over, not `legacy`"));
+            return Err(err(
+                format!("{field}.target"),
+                "the target is the new service that takes the context over, not `legacy`",
+            ));
         }
         if !c.services.contains_key(&ctx.target) {
             return Err(err(
                 format!("{field}.target"),
-                format!("unknown service `{}`; create it first (POST /api/v1/services)", ctx.target),
+                format!(
+                    "unknown service `{}`; create it first (POST /api/v1/services)",
+                    ctx.target
+                ),
             ));
         }
         if ctx.weight > FULL_WEIGHT {
-            return Err(err(format!("{field}.weight"), format!("{} is out of range; a weight is 0-10000 basis points", ctx.weight)));
+            return Err(err(
+                format!("{field}.weight"),
+                format!(
+                    "{} is out of range; a weight is 0-10000 basis points",
+                    ctx.weight
+                ),
+            ));
         }
         if ctx.state != MigrationState::Canary && ctx.weight != 0 {
-            return Err(err(format!("{field}.weight"), "a weight only applies in canary; set it to 0 or move the context to canary"));
+            return Err(err(
+                format!("{field}.weight"),
+                "a weight only applies in canary; set it to 0 or move the context to canary",
+            ));
         }
     }
     // Routes: each valid on its own, owned by a known context, and no two of different
@@ -66,30 +90,75 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
     for (key, r) in &c.routes {
         let field = format!("routes.{key}");
         if !c.contexts.contains_key(&r.context) {
-            return Err(err(format!("{field}.context"), format!("unknown context `{}`; create it first", r.context)));
+            return Err(err(
+                format!("{field}.context"),
+                format!("unknown context `{}`; create it first", r.context),
+            ));
         }
         pattern::check_spec(&r.spec).map_err(|m| err(format!("{field}.path"), m))?;
         let id = r.spec.id();
         if &id != key || r.id != id {
-            return Err(err(format!("{field}.id"), format!("the route's id must be derived from its spec: {id}")));
+            return Err(err(
+                format!("{field}.id"),
+                format!("the route's id must be derived from its spec: {id}"),
+            ));
         }
         by_id.insert(key, (r, pattern::specificity(&r.spec)));
     }
-    let routes: Vec<_> = by_id.values().collect();
-    for (i, (a, sa)) in routes.iter().enumerate() {
-        for (b, sb) in &routes[i + 1..] {
-            if a.context != b.context && sa == sb && pattern::may_overlap(&a.spec, &b.spec) {
-                return Err(err(
-                    format!("routes.{}", b.id),
-                    format!(
-                        "route {} `{}` of context `{}` overlaps route {} `{}` of context `{}` with the same specificity; make one of them narrower (a method, host, header or a literal segment)",
-                        b.id, b.spec.path, b.context, a.id, a.spec.path, a.context
-                    ),
-                ));
+    // Only routes of equal specificity can be ambiguous. Equal specificity means paths of the
+    // same shape (literal, parameter, wildcard at the same places), so two of them can meet only
+    // if their literals are the same too: bucket by both and compare pairs inside a bucket only,
+    // which keeps a catalog of many routes linear rather than quadratic.
+    let mut buckets: HashMap<(pattern::Specificity, String), Vec<&Route>> = HashMap::new();
+    for (r, s) in by_id.into_values() {
+        buckets
+            .entry((s, literal_shape(&r.spec)))
+            .or_default()
+            .push(r);
+    }
+    // Buckets fill in id order; report the first pair in id order, as a full scan would.
+    let mut first: Option<(&Route, &Route)> = None;
+    for bucket in buckets.values() {
+        let found = bucket.iter().enumerate().find_map(|(i, a)| {
+            let b = bucket[i + 1..]
+                .iter()
+                .find(|b| a.context != b.context && pattern::may_overlap(&a.spec, &b.spec))?;
+            Some((*a, *b))
+        });
+        if let Some((a, b)) = found {
+            if first.is_none_or(|(fa, fb)| (&a.id, &b.id) < (&fa.id, &fb.id)) {
+                first = Some((a, b));
             }
         }
     }
+    if let Some((a, b)) = first {
+        return Err(err(
+            format!("routes.{}", b.id),
+            format!(
+                "route {} `{}` of context `{}` overlaps route {} `{}` of context `{}` with the same specificity; make one of them narrower (a method, host, header or a literal segment)",
+                b.id, b.spec.path, b.context, a.id, a.spec.path, a.context
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// The effective path with every parameter and wildcard blanked out: `/orders/{}`. Literals
+/// never hold `{`, so the blanks cannot be mistaken for one.
+fn literal_shape(spec: &RouteSpec) -> String {
+    let Ok(p) = pattern::PathPattern::parse(&pattern::effective_path(spec)) else {
+        return String::new();
+    };
+    let mut shape = String::new();
+    for s in p.segments() {
+        shape.push('/');
+        match s {
+            pattern::Segment::Literal(l) => shape.push_str(l),
+            pattern::Segment::Param(_) => shape.push_str("{}"),
+            pattern::Segment::Wildcard(_) => shape.push_str("{*}"),
+        }
+    }
+    shape
 }
 
 fn check_url(url: &str) -> Result<(), String> {

@@ -5,6 +5,8 @@
 //! it through the [`AdminState`] the binary wires up (and, later, through the catalog).
 #![forbid(unsafe_code)]
 
+pub mod api;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -16,8 +18,19 @@ use axum::Router;
 
 /// Renders Prometheus text for `/metrics`.
 pub type MetricsFn = dyn Fn(&mut String) + Send + Sync;
-/// Says whether the process is ready for traffic, and if not, why.
-pub type ReadinessFn = dyn Fn() -> Result<(), String> + Send + Sync;
+/// Says whether the process is ready for traffic.
+pub type ReadinessFn = dyn Fn() -> Readiness + Send + Sync;
+
+/// The answer of `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Serving, but something is wrong (e.g. the catalog store is unreachable and the last
+    /// catalog stays in force). Still 200: taking the replica out of rotation would not help.
+    Degraded(String),
+    /// Not taking traffic (e.g. draining). 503.
+    NotReady(String),
+}
 
 /// What the admin listener can see of the running process.
 #[derive(Clone)]
@@ -32,23 +45,28 @@ impl std::fmt::Debug for AdminState {
     }
 }
 
-/// The admin router.
-pub fn router(state: AdminState) -> Router {
-    Router::new()
+/// The admin router: health, metrics, and the API when a catalog store is wired in.
+pub fn router(state: AdminState, api: Option<api::ApiState>) -> Router {
+    let base = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    match api {
+        Some(api) => base.merge(api::router(api)),
+        None => base,
+    }
+    .fallback(not_found)
 }
 
 /// Serves the admin router on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
+    api: Option<api::ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(state, api))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -62,12 +80,17 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<AdminState>) -> Response {
     match (state.readiness)() {
-        Ok(()) => (
+        Readiness::Ready => (
             [(header::CONTENT_TYPE, "application/json")],
             r#"{"status":"ready"}"#,
         )
             .into_response(),
-        Err(reason) => (
+        Readiness::Degraded(reason) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "status": "degraded", "reason": reason }).to_string(),
+        )
+            .into_response(),
+        Readiness::NotReady(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({ "status": "not ready", "reason": reason }).to_string(),
@@ -96,7 +119,7 @@ async fn not_found() -> Response {
             "type": "urn:strangler:problem:not-found",
             "title": "No such admin resource",
             "status": 404,
-            "detail": "the admin listener serves /healthz, /readyz and /metrics",
+            "detail": "the admin listener serves /healthz, /readyz, /metrics and the API under /api/v1 (see /api/v1/openapi.json)",
         })
         .to_string(),
     )

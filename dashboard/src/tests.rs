@@ -12,9 +12,9 @@ fn state(ready: Arc<AtomicBool>) -> AdminState {
         metrics: Arc::new(|out: &mut String| out.push_str("strangler_up 1\n")),
         readiness: Arc::new(move || {
             if ready.load(Ordering::SeqCst) {
-                Ok(())
+                Readiness::Ready
             } else {
-                Err("draining".to_owned())
+                Readiness::NotReady("draining".to_owned())
             }
         }),
     }
@@ -38,7 +38,7 @@ async fn get(app: Router, path: &str) -> (StatusCode, String, String) {
 #[tokio::test]
 async fn readiness_follows_the_process() {
     let ready = Arc::new(AtomicBool::new(true));
-    let app = router(state(Arc::clone(&ready)));
+    let app = router(state(Arc::clone(&ready)), None);
     let (status, _, body) = get(app.clone(), "/readyz").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("ready"));
@@ -50,7 +50,7 @@ async fn readiness_follows_the_process() {
 
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
-    let app = router(state(Arc::new(AtomicBool::new(true))));
+    let app = router(state(Arc::new(AtomicBool::new(true))), None);
     let (status, ct, body) = get(app.clone(), "/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(ct.starts_with("text/plain; version=0.0.4"));

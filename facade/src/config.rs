@@ -59,6 +59,8 @@ pub struct ForwardingConfig {
     pub rewrite_redirects: bool,
     /// The pseudonym in `Via` (`1.1 strangler`).
     pub via_name: String,
+    /// Add `X-Strangler-Route: context=…; side=…` to responses (for debugging routing).
+    pub debug_header: bool,
 }
 
 impl Default for ForwardingConfig {
@@ -68,6 +70,7 @@ impl Default for ForwardingConfig {
             trusted_proxies: Vec::new(),
             rewrite_redirects: true,
             via_name: "strangler".to_owned(),
+            debug_header: false,
         }
     }
 }

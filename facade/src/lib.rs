@@ -1,9 +1,12 @@
 //! The data plane: the public listener that stands in front of the legacy app.
 //!
 //! Layout:
+//! - `snapshot.rs` — the compiled catalog (route table, service pools), swapped in whole;
 //! - `server.rs` — accepts connections (HTTP/1.1 and h2c), applies connection limits, drains on
 //!   shutdown;
 //! - `proxy.rs` — one request: check it, forward it, answer;
+//! - `routes.rs` — the compiled route table: which route and context a request matches, and
+//!   which side answers;
 //! - `headers.rs` — hop-by-hop removal, `X-Forwarded-*`/`Via`, `Location` rewriting;
 //! - `body.rs` — the request body wrapper (size limit, idle timeout) and the response body;
 //! - `framing.rs` — a read-side guard that spots ambiguous HTTP/1 framing hyper would smooth over;
@@ -22,11 +25,14 @@ mod headers;
 mod problem;
 mod proxy;
 mod request_id;
+mod routes;
 mod server;
+mod snapshot;
 mod telemetry;
 mod upgrade;
 
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use proxy::Facade;
+pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::serve;
 pub use telemetry::Telemetry;

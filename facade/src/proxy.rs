@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use http::header::{
     HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_LOCATION, EXPECT, HOST, LOCATION, TE,
     TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use strangler_catalog::{Catalog, Side};
 use strangler_services::{FailureKind, Upstream, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
@@ -18,6 +20,8 @@ use crate::config::{FacadeConfig, HostHeader};
 use crate::headers::{self, Forwarded};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
+use crate::routes::decide_side;
+use crate::snapshot::Snapshot;
 use crate::telemetry::{Answer, Telemetry};
 use crate::upgrade;
 
@@ -42,8 +46,9 @@ pub struct Facade {
 struct Shared {
     config: FacadeConfig,
     legacy: Upstream<RequestBody>,
+    /// The compiled catalog; replaced whole on every change.
+    snapshot: ArcSwap<Snapshot>,
     legacy_prefix: String,
-    legacy_host: HeaderValue,
     telemetry: Arc<Telemetry>,
     via_10: HeaderValue,
     via_11: HeaderValue,
@@ -66,8 +71,6 @@ impl Facade {
     pub fn new(config: FacadeConfig) -> Result<Self, String> {
         let legacy = Upstream::new(&config.legacy);
         let legacy_prefix = config.legacy.origin.to_prefix();
-        let legacy_host = HeaderValue::from_str(config.legacy.origin.authority.as_str())
-            .map_err(|e| format!("legacy authority is not a header value: {e}"))?;
         let via = |v: &str| {
             HeaderValue::from_str(&format!("{v} {}", config.forwarding.via_name)).map_err(|_| {
                 format!(
@@ -82,8 +85,8 @@ impl Facade {
                 via_11: via("1.1")?,
                 via_2: via("2")?,
                 legacy,
+                snapshot: ArcSwap::from_pointee(Snapshot::empty()),
                 legacy_prefix,
-                legacy_host,
                 telemetry: Arc::new(Telemetry::default()),
                 config,
             }),
@@ -96,6 +99,74 @@ impl Facade {
 
     pub fn config(&self) -> &FacadeConfig {
         &self.shared.config
+    }
+
+    /// Compiles `catalog` and makes it the one requests follow. On error the previous one stays.
+    pub fn apply_catalog(&self, catalog: &Catalog) -> Result<(), String> {
+        let s = &*self.shared;
+        let previous = s.snapshot.load();
+        match Snapshot::compile(catalog, &previous, &s.config.legacy) {
+            Ok(next) => {
+                s.snapshot.store(Arc::new(next));
+                s.telemetry.record_catalog(catalog.version, true);
+                Ok(())
+            }
+            Err(e) => {
+                s.telemetry.record_catalog(previous.version, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// The catalog version the facade follows now.
+    pub fn catalog_version(&self) -> i64 {
+        self.shared.snapshot.load().version
+    }
+
+    /// Decides who answers: the matched context's side, or legacy.
+    fn route(
+        &self,
+        req: &Request<Incoming>,
+        host: Option<&HeaderValue>,
+        conn: &ConnInfo,
+    ) -> Routing {
+        let s = &*self.shared;
+        let snapshot = s.snapshot.load();
+        if snapshot.routes.is_empty() {
+            return Routing::legacy(s);
+        }
+        let host = host.and_then(|h| h.to_str().ok());
+        let Some(matched) = snapshot.routes.lookup(
+            req.method(),
+            host,
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+        ) else {
+            return Routing::legacy(s);
+        };
+        let side = decide_side(matched.context, req.headers(), conn.peer.ip());
+        let context = Some(Arc::clone(&matched.context.name));
+        match side {
+            Side::Legacy => Routing {
+                upstream: s.legacy.clone(),
+                side,
+                context,
+            },
+            Side::New => match snapshot.services.get(&matched.context.target) {
+                Some(upstream) => Routing {
+                    upstream: upstream.clone(),
+                    side,
+                    context,
+                },
+                // Validation makes this impossible; legacy is the safe answer if it happens.
+                None => Routing {
+                    upstream: s.legacy.clone(),
+                    side: Side::Legacy,
+                    context,
+                },
+            },
+        }
     }
 
     /// What the request path needs to know about a new client connection.
@@ -181,6 +252,12 @@ impl Facade {
         let internal_headers = self.check(&req, conn)?;
 
         let version = req.version();
+        let public_host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(HOST).cloned(),
+        };
+        let routing = self.route(&req, public_host.as_ref(), conn);
+        s.telemetry.record_side(routing.side);
         let wants_upgrade = version == Version::HTTP_11
             && req.headers().contains_key(UPGRADE)
             && headers::connection_has(req.headers(), "upgrade");
@@ -191,10 +268,7 @@ impl Facade {
 
         // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
         // target (or HTTP/2's :authority) names it; otherwise the Host header does.
-        let client_host = match parts.uri.authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => headers.get(HOST).cloned(),
-        };
+        let client_host = public_host;
         let trailers = headers::te_has_trailers(headers);
         headers::strip_hop_by_hop(headers, wants_upgrade);
         if trailers {
@@ -214,11 +288,17 @@ impl Facade {
                 }
                 // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
                 None => {
-                    headers.insert(HOST, s.legacy_host.clone());
+                    if let Ok(h) =
+                        HeaderValue::from_str(routing.upstream.origin().authority.as_str())
+                    {
+                        headers.insert(HOST, h);
+                    }
                 }
             },
             HostHeader::Upstream => {
-                headers.insert(HOST, s.legacy_host.clone());
+                if let Ok(h) = HeaderValue::from_str(routing.upstream.origin().authority.as_str()) {
+                    headers.insert(HOST, h);
+                }
             }
         }
         headers::set_forwarded(
@@ -239,9 +319,13 @@ impl Facade {
             s.config.limits.max_body_bytes,
             s.config.limits.body_idle_timeout,
         );
-        let mut resp = match s.legacy.send(Request::from_parts(parts, body)).await {
+        let mut resp = match routing
+            .upstream
+            .send(Request::from_parts(parts, body))
+            .await
+        {
             Ok(resp) => resp,
-            Err(err) => return Err(self.upstream_failure(&err)),
+            Err(err) => return Err(self.upstream_failure(&err, &routing)),
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -269,10 +353,17 @@ impl Facade {
         headers::strip_hop_by_hop(&mut parts.headers, false);
         if s.config.forwarding.rewrite_redirects {
             if let Some(host) = &client_host {
-                self.rewrite_redirects(&mut parts.headers, host);
+                rewrite_redirects(
+                    &mut parts.headers,
+                    &routing.upstream.origin().to_prefix(),
+                    host,
+                );
             }
         }
         parts.headers.append(VIA, s.via_11.clone());
+        if s.config.forwarding.debug_header {
+            routing.debug_header(&mut parts.headers);
+        }
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
         Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
@@ -341,18 +432,7 @@ impl Facade {
         }
     }
 
-    fn rewrite_redirects(&self, headers: &mut http::HeaderMap, host: &HeaderValue) {
-        if !headers.contains_key(LOCATION) && !headers.contains_key(CONTENT_LOCATION) {
-            return;
-        }
-        let Ok(host) = host.to_str() else { return };
-        let public = format!("http://{host}");
-        for name in [LOCATION, CONTENT_LOCATION] {
-            rewrite_one(headers, &name, &self.shared.legacy_prefix, &public);
-        }
-    }
-
-    fn upstream_failure(&self, err: &UpstreamError) -> Problem {
+    fn upstream_failure(&self, err: &UpstreamError, routing: &Routing) -> Problem {
         let s = &*self.shared;
         if err.kind() == FailureKind::RequestBody {
             if let Some(cause) = err.find_cause::<RequestBodyError>() {
@@ -372,7 +452,53 @@ impl Facade {
                 Answer::UpstreamBroken
             }
         };
-        Problem::new(answer, format!("legacy ({}): {err}", s.legacy_prefix))
+        let who = match &routing.context {
+            Some(ctx) => format!("{} side of context `{ctx}`", routing.side.as_str()),
+            None => "legacy".to_owned(),
+        };
+        Problem::new(
+            answer,
+            format!("{who} ({}): {err}", routing.upstream.origin().to_prefix()),
+        )
+    }
+}
+
+/// Where one request goes.
+struct Routing {
+    upstream: Upstream<RequestBody>,
+    side: Side,
+    /// The matched context, if any.
+    context: Option<Arc<str>>,
+}
+
+impl Routing {
+    fn legacy(s: &Shared) -> Self {
+        Self {
+            upstream: s.legacy.clone(),
+            side: Side::Legacy,
+            context: None,
+        }
+    }
+
+    fn debug_header(&self, headers: &mut http::HeaderMap) {
+        let value = match &self.context {
+            Some(ctx) => format!("context={ctx}; side={}", self.side.as_str()),
+            None => "context=-; side=legacy".to_owned(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static("x-strangler-route"), v);
+        }
+    }
+}
+
+fn rewrite_redirects(headers: &mut http::HeaderMap, upstream: &str, host: &HeaderValue) {
+    if !headers.contains_key(LOCATION) && !headers.contains_key(CONTENT_LOCATION) {
+        return;
+    }
+    let Ok(host) = host.to_str() else { return };
+    let public = format!("http://{host}");
+    for name in [LOCATION, CONTENT_LOCATION] {
+        rewrite_one(headers, &name, upstream, &public);
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use strangler_catalog::Side;
 use strangler_services::FailureKind;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -69,6 +70,10 @@ pub struct Telemetry {
     open_connections: AtomicI64,
     connections_total: AtomicU64,
     upgrades_total: AtomicU64,
+    /// Requests by the side that answered: legacy, new.
+    by_side: [AtomicU64; 2],
+    catalog_version: AtomicI64,
+    catalog_rejected: AtomicU64,
 }
 
 impl Telemetry {
@@ -95,6 +100,18 @@ impl Telemetry {
     pub fn record_answer(&self, answer: Answer) {
         if let Some(i) = Answer::ALL.iter().position(|a| *a == answer) {
             self.answers[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn record_side(&self, side: Side) {
+        self.by_side[usize::from(side == Side::New)].fetch_add(1, Relaxed);
+    }
+
+    /// A catalog was applied (`ok`) or refused (then `version` is the one still serving).
+    pub fn record_catalog(&self, version: i64, ok: bool) {
+        self.catalog_version.store(version, Relaxed);
+        if !ok {
+            self.catalog_rejected.fetch_add(1, Relaxed);
         }
     }
 

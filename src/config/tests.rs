@@ -185,6 +185,7 @@ fn same_listen_and_admin_is_refused() {
 #[test]
 fn every_key_has_a_working_variable() {
     // Each KEYS entry must reach a real field: a wrong path would be an unknown field.
+    let token_file = file("  0123456789abcdef0123\n");
     for (key, kind) in KEYS {
         let value = match kind {
             Kind::Str => match *key {
@@ -195,6 +196,11 @@ fn every_key_has_a_working_variable() {
                 "log.format" => "json",
                 "log.level" => "debug",
                 "forwarding.via_name" => "edge",
+                "catalog.url" => "sqlite://x.db",
+                "auth.operator_token" | "auth.viewer_token" => "0123456789abcdef0123",
+                "auth.operator_token_file" | "auth.viewer_token_file" => {
+                    token_file.path().to_str().unwrap()
+                }
                 _ => "5s",
             },
             Kind::Int => "64",
@@ -211,4 +217,57 @@ fn every_key_has_a_working_variable() {
         }
         load(None, &env, &Overrides::default()).unwrap_or_else(|e| panic!("{key}: {e}"));
     }
+}
+
+#[test]
+fn tokens_come_inline_or_from_a_file_and_must_be_long() {
+    let f = file("  s3cr3t-operator-token-0001\n");
+    let mut env = no_env();
+    env.insert(
+        "STRANGLER_AUTH_OPERATOR_TOKEN_FILE".into(),
+        f.path().display().to_string(),
+    );
+    env.insert(
+        "STRANGLER_AUTH_VIEWER_TOKEN".into(),
+        "viewer-token-0000000001".into(),
+    );
+    let s = load(None, &env, &legacy_flag()).unwrap();
+    assert_eq!(
+        s.auth.operator_token.as_deref(),
+        Some("s3cr3t-operator-token-0001")
+    );
+    assert_eq!(
+        s.auth.viewer_token.as_deref(),
+        Some("viewer-token-0000000001")
+    );
+    assert!(
+        !format!("{:?}", s.auth).contains("s3cr3t"),
+        "tokens must never be printed"
+    );
+
+    let mut env = no_env();
+    env.insert("STRANGLER_AUTH_OPERATOR_TOKEN".into(), "short".into());
+    let err = load(None, &env, &legacy_flag()).unwrap_err();
+    assert!(err.message.contains("at least 16"), "{err}");
+}
+
+#[test]
+fn the_file_can_declare_the_catalog() {
+    let f = file(
+        "[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[[services]]\nname = \"orders-svc\"\nurls = [\"http://127.0.0.1:2\"]\n\n[[contexts]]\nname = \"orders\"\ntarget = \"orders-svc\"\nstate = \"shadow\"\nsticky = \"cookie:sid\"\n\n[[contexts.routes]]\nmethods = [\"GET\"]\npath = \"/orders/{id}\"\n",
+    );
+    let s = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap();
+    let c = s.catalog.declared.unwrap();
+    assert_eq!(
+        c.contexts["orders"].state,
+        strangler_catalog::MigrationState::Shadow
+    );
+    assert_eq!(c.routes.len(), 1);
+
+    let bad = file("[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[[contexts]]\nname = \"orders\"\ntarget = \"ghost\"\n");
+    let err = load(Some(bad.path()), &no_env(), &Overrides::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("contexts.orders.target") && err.message.contains("ghost"),
+        "{err}"
+    );
 }

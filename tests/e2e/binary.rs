@@ -67,6 +67,19 @@ async fn start(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
     }
 }
 
+/// A catalog file of its own for each process a test starts.
+pub fn temp_catalog() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "strangler-e2e-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}", dir.join("catalog.db").display())
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| {

@@ -4,7 +4,10 @@ use crate::model::StickyKey;
 fn base() -> Catalog {
     let mut c = Catalog::default();
     for change in [
-        Change::PutService(Service { name: "orders-svc".into(), urls: vec!["http://127.0.0.1:9001".into()] }),
+        Change::PutService(Service {
+            name: "orders-svc".into(),
+            urls: vec!["http://127.0.0.1:9001".into()],
+        }),
         Change::PutContext(Context {
             name: "orders".into(),
             target: "orders-svc".into(),
@@ -20,28 +23,57 @@ fn base() -> Catalog {
 }
 
 fn spec(path: &str) -> RouteSpec {
-    RouteSpec { methods: vec![], path: path.into(), host: None, headers: vec![], query: vec![], version: None }
+    RouteSpec {
+        methods: vec![],
+        path: path.into(),
+        host: None,
+        headers: vec![],
+        query: vec![],
+        version: None,
+    }
 }
 
 #[test]
 fn promotion_walks_the_states_and_rollback_returns() {
     let mut c = base();
-    let promote = Change::Transition { context: "orders".into(), action: Action::Promote };
+    let promote = Change::Transition {
+        context: "orders".into(),
+        action: Action::Promote,
+    };
     promote.apply(&mut c).unwrap();
     assert_eq!(c.contexts["orders"].state, MigrationState::Shadow);
-    let weight = Change::Transition { context: "orders".into(), action: Action::SetWeight { weight: 500 } };
+    let weight = Change::Transition {
+        context: "orders".into(),
+        action: Action::SetWeight { weight: 500 },
+    };
     let err = weight.apply(&mut c.clone()).unwrap_err();
-    assert!(err.to_string().contains("promote the context to canary first"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("promote the context to canary first"),
+        "{err}"
+    );
     promote.apply(&mut c).unwrap();
     weight.apply(&mut c).unwrap();
     assert_eq!(c.contexts["orders"].weight, 500);
-    let too_much = Change::Transition { context: "orders".into(), action: Action::SetWeight { weight: 10_001 } };
-    assert!(too_much.apply(&mut c.clone()).unwrap_err().to_string().contains("0-10000"));
+    let too_much = Change::Transition {
+        context: "orders".into(),
+        action: Action::SetWeight { weight: 10_001 },
+    };
+    assert!(too_much
+        .apply(&mut c.clone())
+        .unwrap_err()
+        .to_string()
+        .contains("0-10000"));
     promote.apply(&mut c).unwrap();
     promote.apply(&mut c).unwrap();
     assert_eq!(c.contexts["orders"].state, MigrationState::Retired);
     assert!(promote.apply(&mut c.clone()).is_err());
-    Change::Transition { context: "orders".into(), action: Action::Rollback }.apply(&mut c).unwrap();
+    Change::Transition {
+        context: "orders".into(),
+        action: Action::Rollback,
+    }
+    .apply(&mut c)
+    .unwrap();
     assert_eq!(c.contexts["orders"].state, MigrationState::Legacy);
     assert_eq!(c.contexts["orders"].weight, 0);
 }
@@ -49,26 +81,48 @@ fn promotion_walks_the_states_and_rollback_returns() {
 #[test]
 fn unknown_references_are_refused_with_the_field() {
     let mut c = base();
-    let err = Change::AddRoute { context: "nope".into(), spec: spec("/x") }.apply(&mut c).unwrap_err();
+    let err = Change::AddRoute {
+        context: "nope".into(),
+        spec: spec("/x"),
+    }
+    .apply(&mut c)
+    .unwrap_err();
     assert!(err.to_string().contains("unknown context `nope`"), "{err}");
     let mut ctx = c.contexts["orders"].clone();
     ctx.target = "ghost".into();
     let err = Change::PutContext(ctx).apply(&mut c.clone()).unwrap_err();
-    assert!(err.to_string().starts_with("contexts.orders.target: unknown service `ghost`"), "{err}");
-    let err = Change::DeleteService { name: "orders-svc".into() }.apply(&mut c.clone()).unwrap_err();
-    assert!(err.to_string().contains("still used by context `orders`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("contexts.orders.target: unknown service `ghost`"),
+        "{err}"
+    );
+    let err = Change::DeleteService {
+        name: "orders-svc".into(),
+    }
+    .apply(&mut c.clone())
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("still used by context `orders`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_names_and_urls_are_refused() {
     let mut c = base();
-    let err = Change::PutService(Service { name: "Bad Name".into(), urls: vec!["http://x:1".into()] })
-        .apply(&mut c)
-        .unwrap_err();
+    let err = Change::PutService(Service {
+        name: "Bad Name".into(),
+        urls: vec!["http://x:1".into()],
+    })
+    .apply(&mut c)
+    .unwrap_err();
     assert!(err.to_string().contains("a-z, 0-9"), "{err}");
-    let err = Change::PutService(Service { name: "ok".into(), urls: vec!["ftp://x".into()] })
-        .apply(&mut base())
-        .unwrap_err();
+    let err = Change::PutService(Service {
+        name: "ok".into(),
+        urls: vec!["ftp://x".into()],
+    })
+    .apply(&mut base())
+    .unwrap_err();
     assert!(err.to_string().contains("services.ok.urls[0]"), "{err}");
 }
 
@@ -78,27 +132,58 @@ fn overlapping_routes_of_two_contexts_name_both() {
     let mut other = c.contexts["orders"].clone();
     other.name = "billing".into();
     Change::PutContext(other).apply(&mut c).unwrap();
-    Change::AddRoute { context: "orders".into(), spec: spec("/orders/{id}") }.apply(&mut c).unwrap();
-    let err = Change::AddRoute { context: "billing".into(), spec: spec("/orders/{id}") }
-        .apply(&mut c.clone())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("`orders`") && err.contains("`billing`"), "{err}");
+    Change::AddRoute {
+        context: "orders".into(),
+        spec: spec("/orders/{id}"),
+    }
+    .apply(&mut c)
+    .unwrap();
+    let err = Change::AddRoute {
+        context: "billing".into(),
+        spec: spec("/orders/{id}"),
+    }
+    .apply(&mut c.clone())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`orders`") && err.contains("`billing`"),
+        "{err}"
+    );
     // A differently named parameter is still the same shape.
-    let err = Change::AddRoute { context: "billing".into(), spec: spec("/orders/{order}") }
-        .apply(&mut c.clone())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("`orders`") && err.contains("`billing`"), "{err}");
+    let err = Change::AddRoute {
+        context: "billing".into(),
+        spec: spec("/orders/{order}"),
+    }
+    .apply(&mut c.clone())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`orders`") && err.contains("`billing`"),
+        "{err}"
+    );
     // The same route twice is refused as a duplicate.
-    let err = Change::AddRoute { context: "orders".into(), spec: spec("/orders/{id}") }.apply(&mut c).unwrap_err();
+    let err = Change::AddRoute {
+        context: "orders".into(),
+        spec: spec("/orders/{id}"),
+    }
+    .apply(&mut c)
+    .unwrap_err();
     assert!(matches!(err, ChangeError::Exists { .. }));
 }
 
 #[test]
 fn deleting_a_context_takes_its_routes() {
     let mut c = base();
-    Change::AddRoute { context: "orders".into(), spec: spec("/orders") }.apply(&mut c).unwrap();
-    Change::DeleteContext { name: "orders".into() }.apply(&mut c).unwrap();
+    Change::AddRoute {
+        context: "orders".into(),
+        spec: spec("/orders"),
+    }
+    .apply(&mut c)
+    .unwrap();
+    Change::DeleteContext {
+        name: "orders".into(),
+    }
+    .apply(&mut c)
+    .unwrap();
     assert!(c.routes.is_empty());
 }

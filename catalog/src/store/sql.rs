@@ -69,9 +69,15 @@ impl SqlStore {
                 Box::pin(async move {
                     // WAL lets the dashboard read while a change is written; the busy timeout
                     // makes concurrent writers wait instead of failing.
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -129,7 +135,10 @@ async fn rows<'c, T: DeserializeOwned>(
     executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
     sql: &'static str,
 ) -> Result<BTreeMap<String, T>, StoreError> {
-    let found: Vec<AnyRow> = sqlx::query(sql).fetch_all(executor).await.map_err(unavailable)?;
+    let found: Vec<AnyRow> = sqlx::query(sql)
+        .fetch_all(executor)
+        .await
+        .map_err(unavailable)?;
     let mut out = BTreeMap::new();
     for row in found {
         let key: String = row.try_get(0).map_err(unavailable)?;
@@ -149,9 +158,18 @@ fn json<T: Serialize>(value: &T) -> String {
 fn snapshot_of(catalog: &Catalog, target: &str) -> Option<serde_json::Value> {
     let (kind, name) = target.split_once(':').unwrap_or((target, ""));
     match kind {
-        "service" => catalog.services.get(name).and_then(|v| serde_json::to_value(v).ok()),
-        "context" => catalog.contexts.get(name).and_then(|v| serde_json::to_value(v).ok()),
-        "route" => catalog.routes.get(name).and_then(|v| serde_json::to_value(v).ok()),
+        "service" => catalog
+            .services
+            .get(name)
+            .and_then(|v| serde_json::to_value(v).ok()),
+        "context" => catalog
+            .contexts
+            .get(name)
+            .and_then(|v| serde_json::to_value(v).ok()),
+        "route" => catalog
+            .routes
+            .get(name)
+            .and_then(|v| serde_json::to_value(v).ok()),
         _ => Some(serde_json::json!({
             "services": catalog.services.len(),
             "contexts": catalog.contexts.len(),

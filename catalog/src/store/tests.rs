@@ -29,23 +29,33 @@ async fn fresh(backend: &str) -> Option<SqlStore> {
             sqlx::any::install_default_drivers();
             let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
                 .await
-                .unwrap_or_else(|e| panic!("STRANGLER_TEST_POSTGRES={admin_url} is not reachable: {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("STRANGLER_TEST_POSTGRES={admin_url} is not reachable: {e}")
+                });
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut admin)
                 .await
                 .unwrap();
-            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(b, _)| b);
             Some(SqlStore::connect(&format!("{base}/{name}")).await.unwrap())
         }
     }
 }
 
 fn meta(reason: &str) -> ChangeMeta {
-    ChangeMeta { actor: "alice".into(), reason: reason.into() }
+    ChangeMeta {
+        actor: "alice".into(),
+        reason: reason.into(),
+    }
 }
 
 fn service(name: &str) -> Change {
-    Change::PutService(Service { name: name.into(), urls: vec!["http://127.0.0.1:9001".into()] })
+    Change::PutService(Service {
+        name: name.into(),
+        urls: vec!["http://127.0.0.1:9001".into()],
+    })
 }
 
 fn context(name: &str, target: &str) -> Change {
@@ -62,18 +72,40 @@ fn context(name: &str, target: &str) -> Change {
 fn route(context: &str, path: &str) -> Change {
     Change::AddRoute {
         context: context.into(),
-        spec: RouteSpec { methods: vec!["GET".into()], path: path.into(), host: None, headers: vec![], query: vec![], version: None },
+        spec: RouteSpec {
+            methods: vec!["GET".into()],
+            path: path.into(),
+            host: None,
+            headers: vec![],
+            query: vec![],
+            version: None,
+        },
     }
 }
 
 async fn changes_bump_the_version_and_are_audited(store: SqlStore) {
     assert_eq!(store.version().await.unwrap(), 0);
-    let c = store.apply(&service("orders-svc"), 0, &meta("new service")).await.unwrap();
+    let c = store
+        .apply(&service("orders-svc"), 0, &meta("new service"))
+        .await
+        .unwrap();
     assert_eq!(c.version, 1);
-    let c = store.apply(&context("orders", "orders-svc"), 1, &meta("carve orders")).await.unwrap();
-    let c = store.apply(&route("orders", "/orders/{id}"), c.version, &meta("claim")).await.unwrap();
-    let promote = Change::Transition { context: "orders".into(), action: Action::Promote };
-    let c = store.apply(&promote, c.version, &meta("shadow it")).await.unwrap();
+    let c = store
+        .apply(&context("orders", "orders-svc"), 1, &meta("carve orders"))
+        .await
+        .unwrap();
+    let c = store
+        .apply(&route("orders", "/orders/{id}"), c.version, &meta("claim"))
+        .await
+        .unwrap();
+    let promote = Change::Transition {
+        context: "orders".into(),
+        action: Action::Promote,
+    };
+    let c = store
+        .apply(&promote, c.version, &meta("shadow it"))
+        .await
+        .unwrap();
     assert_eq!(c.version, 4);
 
     let loaded = store.load().await.unwrap();
@@ -83,19 +115,38 @@ async fn changes_bump_the_version_and_are_audited(store: SqlStore) {
     let log = store.audit(&AuditQuery::default()).await.unwrap();
     assert_eq!(log.len(), 4);
     let last = &log[0];
-    assert_eq!((last.action.as_str(), last.target.as_str(), last.version), ("promote", "context:orders", 4));
+    assert_eq!(
+        (last.action.as_str(), last.target.as_str(), last.version),
+        ("promote", "context:orders", 4)
+    );
     assert_eq!(last.actor, "alice");
     assert_eq!(last.reason, "shadow it");
     assert_eq!(last.before.as_ref().unwrap()["state"], "legacy");
     assert_eq!(last.after.as_ref().unwrap()["state"], "shadow");
     let only = store
-        .audit(&AuditQuery { target: Some("context:orders".into()), ..AuditQuery::default() })
+        .audit(&AuditQuery {
+            target: Some("context:orders".into()),
+            ..AuditQuery::default()
+        })
         .await
         .unwrap();
-    assert_eq!(only.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["promote", "put-context"]);
-    let page = store.audit(&AuditQuery { limit: Some(2), ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(
+        only.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["promote", "put-context"]
+    );
+    let page = store
+        .audit(&AuditQuery {
+            limit: Some(2),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
     let next = store
-        .audit(&AuditQuery { limit: Some(2), before_id: Some(page[1].id), ..AuditQuery::default() })
+        .audit(&AuditQuery {
+            limit: Some(2),
+            before_id: Some(page[1].id),
+            ..AuditQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(next.len(), 2);
@@ -105,7 +156,10 @@ async fn changes_bump_the_version_and_are_audited(store: SqlStore) {
 async fn a_stale_change_is_refused(store: SqlStore) {
     store.apply(&service("a"), 0, &meta("x")).await.unwrap();
     match store.apply(&service("b"), 0, &meta("based on 0")).await {
-        Err(StoreError::Stale { based_on: 0, current: 1 }) => {}
+        Err(StoreError::Stale {
+            based_on: 0,
+            current: 1,
+        }) => {}
         other => panic!("expected a stale refusal, got {other:?}"),
     }
     assert_eq!(store.version().await.unwrap(), 1);
@@ -113,30 +167,46 @@ async fn a_stale_change_is_refused(store: SqlStore) {
 }
 
 async fn a_failed_change_leaves_everything_untouched(store: SqlStore) {
-    let c = store.apply(&service("orders-svc"), 0, &meta("x")).await.unwrap();
+    let c = store
+        .apply(&service("orders-svc"), 0, &meta("x"))
+        .await
+        .unwrap();
     let before = store.load().await.unwrap();
     let audit_before = store.audit(&AuditQuery::default()).await.unwrap().len();
-    let err = store.apply(&context("orders", "ghost"), c.version, &meta("typo")).await.unwrap_err();
+    let err = store
+        .apply(&context("orders", "ghost"), c.version, &meta("typo"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("unknown service `ghost`"), "{err}");
     assert_eq!(store.load().await.unwrap(), before);
     assert_eq!(store.version().await.unwrap(), before.version);
-    assert_eq!(store.audit(&AuditQuery::default()).await.unwrap().len(), audit_before);
+    assert_eq!(
+        store.audit(&AuditQuery::default()).await.unwrap().len(),
+        audit_before
+    );
 }
 
 async fn the_audit_log_is_append_only(store: SqlStore) {
     store.apply(&service("a"), 0, &meta("x")).await.unwrap();
-    let update = sqlx::query("UPDATE audit SET reason = 'forged'").execute(&store.pool).await;
+    let update = sqlx::query("UPDATE audit SET reason = 'forged'")
+        .execute(&store.pool)
+        .await;
     assert!(update.is_err(), "an audit row was rewritten");
     let delete = sqlx::query("DELETE FROM audit").execute(&store.pool).await;
     assert!(delete.is_err(), "an audit row was deleted");
-    assert_eq!(store.audit(&AuditQuery::default()).await.unwrap()[0].reason, "x");
+    assert_eq!(
+        store.audit(&AuditQuery::default()).await.unwrap()[0].reason,
+        "x"
+    );
 }
 
 async fn concurrent_changes_on_one_version_let_exactly_one_pass(store: SqlStore) {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let s = store.clone();
-        tasks.push(tokio::spawn(async move { s.apply(&service(&format!("s{i}")), 0, &meta("race")).await }));
+        tasks.push(tokio::spawn(async move {
+            s.apply(&service(&format!("s{i}")), 0, &meta("race")).await
+        }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -152,7 +222,13 @@ async fn concurrent_changes_on_one_version_let_exactly_one_pass(store: SqlStore)
 
 async fn runtime_changes_are_recorded(store: SqlStore) {
     let e = store
-        .record(&meta("debugging"), "set-log-level", "runtime:log-level", Some("info".into()), Some("debug".into()))
+        .record(
+            &meta("debugging"),
+            "set-log-level",
+            "runtime:log-level",
+            Some("info".into()),
+            Some("debug".into()),
+        )
         .await
         .unwrap();
     let log = store.audit(&AuditQuery::default()).await.unwrap();

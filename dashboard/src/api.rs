@@ -1,0 +1,72 @@
+//! The JSON admin API under `/api/v1`: the catalog (services, contexts, routes), state
+//! changes, the audit log and the runtime log level, behind bearer tokens.
+//!
+//! Every change names the catalog version it was based on (`base_version`) and a `reason`;
+//! it goes to the store as one audited transaction. Errors are `application/problem+json`
+//! naming the field and the fix.
+
+mod auth;
+mod handlers;
+mod openapi;
+mod problem;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use strangler_catalog::store::Store;
+
+pub use auth::Tokens;
+pub use problem::ApiProblem;
+
+/// The process's log filter, adjustable at run time.
+pub trait LogControl: Send + Sync {
+    /// The filter in force.
+    fn current(&self) -> String;
+    /// Checks a filter without applying it; the error names the bad directive.
+    fn check(&self, filter: &str) -> Result<(), String>;
+    /// Applies a filter that passed [`LogControl::check`]; returns the previous one.
+    fn set(&self, filter: &str) -> Result<String, String>;
+}
+
+/// What the API works on.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub tokens: Tokens,
+    pub log: Option<Arc<dyn LogControl>>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("tokens", &self.tokens)
+            .finish()
+    }
+}
+
+/// The `/api/v1` router.
+pub fn router(state: ApiState) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/catalog", get(get_catalog))
+        .route("/api/v1/services", get(list_services).post(create_service))
+        .route(
+            "/api/v1/services/{name}",
+            get(get_service).put(put_service).delete(delete_service),
+        )
+        .route("/api/v1/contexts", get(list_contexts).post(create_context))
+        .route(
+            "/api/v1/contexts/{name}",
+            get(get_context).put(put_context).delete(delete_context),
+        )
+        .route("/api/v1/contexts/{name}/promote", post(promote))
+        .route("/api/v1/contexts/{name}/rollback", post(rollback))
+        .route("/api/v1/contexts/{name}/weight", post(set_weight))
+        .route("/api/v1/routes", get(list_routes).post(create_route))
+        .route("/api/v1/routes/{id}", get(get_route).delete(delete_route))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/log-level", get(get_log_level).put(put_log_level))
+        .with_state(state)
+}

@@ -1,0 +1,544 @@
+//! The API's handlers: reads from the store, changes through it.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use strangler_catalog::store::{AuditQuery, ChangeMeta};
+use strangler_catalog::{Action, Catalog, Change, Context, RouteSpec, Service};
+
+use super::auth::{Operator, Reader};
+use super::problem::ApiProblem;
+use super::ApiState;
+
+type ApiResult = Result<Response, ApiProblem>;
+
+/// A JSON body whose errors are problem+json naming what is wrong.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiProblem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiProblem> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiProblem::bad_request(
+                "body",
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(e) => Err(ApiProblem::bad_request(
+                "body",
+                format!(
+                    "{}; see /api/v1/openapi.json for the expected shape",
+                    e.body_text()
+                ),
+            )),
+        }
+    }
+}
+
+/// The envelope of every change: the version it is based on and why it is made.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<T> {
+    pub base_version: Option<i64>,
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub item: T,
+}
+
+/// A change with no payload beyond the envelope.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nothing {}
+
+fn meta(op: &Operator, reason: Option<String>) -> Result<ChangeMeta, ApiProblem> {
+    match reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+    {
+        Some(reason) => Ok(ChangeMeta {
+            actor: op.actor.clone(),
+            reason,
+        }),
+        None => Err(ApiProblem::bad_request(
+            "reason",
+            "every change needs a `reason`: say why, for the audit log",
+        )),
+    }
+}
+
+fn base(version: Option<i64>) -> Result<i64, ApiProblem> {
+    version.ok_or_else(|| {
+        let mut p = ApiProblem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "base-version-required",
+            "The change must name the catalog version it is based on",
+            "add `base_version`: the `version` of the catalog you read (GET /api/v1/catalog)",
+        );
+        p.field = Some("base_version".into());
+        p
+    })
+}
+
+async fn change(
+    state: &ApiState,
+    op: &Operator,
+    change: Change,
+    base_version: Option<i64>,
+    reason: Option<String>,
+    created: bool,
+) -> ApiResult {
+    let meta = meta(op, reason)?;
+    let based_on = base(base_version)?;
+    let catalog = state.store.apply(&change, based_on, &meta).await?;
+    let target = change.target();
+    let body = serde_json::json!({
+        "version": catalog.version,
+        "target": target,
+        "item": item_of(&catalog, &target),
+    });
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+fn item_of(catalog: &Catalog, target: &str) -> serde_json::Value {
+    let (kind, name) = target.split_once(':').unwrap_or((target, ""));
+    let v = match kind {
+        "service" => catalog.services.get(name).map(serde_json::to_value),
+        "context" => catalog.contexts.get(name).map(serde_json::to_value),
+        "route" => catalog.routes.get(name).map(serde_json::to_value),
+        _ => None,
+    };
+    v.and_then(Result::ok).unwrap_or(serde_json::Value::Null)
+}
+
+fn with_version<T: serde::Serialize>(version: i64, items: T) -> Response {
+    Json(serde_json::json!({ "version": version, "items": items })).into_response()
+}
+
+pub async fn get_catalog(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.load().await?).into_response())
+}
+
+pub async fn list_services(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let c = s.store.load().await?;
+    Ok(with_version(
+        c.version,
+        c.services.values().collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn get_service(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let svc = c
+        .services
+        .get(&name)
+        .ok_or_else(|| ApiProblem::not_found(format!("service `{name}` does not exist")))?;
+    Ok(Json(serde_json::json!({ "version": c.version, "item": svc })).into_response())
+}
+
+pub async fn create_service(
+    op: Operator,
+    State(s): State<ApiState>,
+    Body(e): Body<Envelope<Service>>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    if c.services.contains_key(&e.item.name) {
+        return Err(ApiProblem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The service exists",
+            format!(
+                "service `{}` already exists; PUT /api/v1/services/{} to change it",
+                e.item.name, e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutService(e.item),
+        e.base_version,
+        e.reason,
+        true,
+    )
+    .await
+}
+
+pub async fn put_service(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<Service>>,
+) -> ApiResult {
+    if e.item.name != name {
+        return Err(ApiProblem::bad_request(
+            "name",
+            format!(
+                "the body names `{}` but the URL names `{name}`",
+                e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutService(e.item),
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn delete_service(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<Nothing>>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::DeleteService { name },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn list_contexts(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let c = s.store.load().await?;
+    Ok(with_version(
+        c.version,
+        c.contexts.values().collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn get_context(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let ctx = c
+        .contexts
+        .get(&name)
+        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
+    let routes: Vec<_> = c.routes_of(&name).collect();
+    Ok(
+        Json(serde_json::json!({ "version": c.version, "item": ctx, "routes": routes }))
+            .into_response(),
+    )
+}
+
+pub async fn create_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    Body(e): Body<Envelope<Context>>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    if c.contexts.contains_key(&e.item.name) {
+        return Err(ApiProblem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The context exists",
+            format!(
+                "context `{}` already exists; PUT /api/v1/contexts/{} to change it",
+                e.item.name, e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutContext(e.item),
+        e.base_version,
+        e.reason,
+        true,
+    )
+    .await
+}
+
+pub async fn put_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<Context>>,
+) -> ApiResult {
+    if e.item.name != name {
+        return Err(ApiProblem::bad_request(
+            "name",
+            format!(
+                "the body names `{}` but the URL names `{name}`",
+                e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutContext(e.item),
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn delete_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<Nothing>>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::DeleteContext { name },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn promote(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<Nothing>>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::Transition {
+            context: name,
+            action: Action::Promote,
+        },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn rollback(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<Nothing>>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::Transition {
+            context: name,
+            action: Action::Rollback,
+        },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightBody {
+    /// Basis points, 0-10000.
+    weight: i64,
+}
+
+pub async fn set_weight(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(e): Body<Envelope<WeightBody>>,
+) -> ApiResult {
+    let weight = u16::try_from(e.item.weight)
+        .ok()
+        .filter(|w| *w <= 10_000)
+        .ok_or_else(|| {
+            ApiProblem::bad_request(
+                "weight",
+                format!(
+                    "{} is out of range; a weight is 0-10000 basis points (2500 = 25 %)",
+                    e.item.weight
+                ),
+            )
+        })?;
+    change(
+        &s,
+        &op,
+        Change::Transition {
+            context: name,
+            action: Action::SetWeight { weight },
+        },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RouteFilter {
+    context: Option<String>,
+}
+
+pub async fn list_routes(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(f): Query<RouteFilter>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let routes: Vec<_> = c
+        .routes
+        .values()
+        .filter(|r| f.context.as_ref().is_none_or(|ctx| &r.context == ctx))
+        .collect();
+    Ok(with_version(c.version, routes))
+}
+
+pub async fn get_route(_: Reader, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let c = s.store.load().await?;
+    let r = c
+        .routes
+        .get(&id)
+        .ok_or_else(|| ApiProblem::not_found(format!("route `{id}` does not exist")))?;
+    Ok(Json(serde_json::json!({ "version": c.version, "item": r })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoute {
+    context: String,
+    #[serde(flatten)]
+    spec: RouteSpec,
+}
+
+pub async fn create_route(
+    op: Operator,
+    State(s): State<ApiState>,
+    Body(e): Body<Envelope<NewRoute>>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::AddRoute {
+            context: e.item.context,
+            spec: e.item.spec,
+        },
+        e.base_version,
+        e.reason,
+        true,
+    )
+    .await
+}
+
+pub async fn delete_route(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Body(e): Body<Envelope<Nothing>>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::DeleteRoute { id },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn audit(
+    _: Reader,
+    State(s): State<ApiState>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiProblem::bad_request("query", e.body_text()))?;
+    if let Some(limit) = q.limit {
+        if !(1..=500).contains(&limit) {
+            return Err(ApiProblem::bad_request(
+                "limit",
+                format!("{limit} is out of range; ask for 1-500 entries"),
+            ));
+        }
+    }
+    let entries = s.store.audit(&q).await?;
+    let next = entries
+        .last()
+        .filter(|_| entries.len() == q.limit.unwrap_or(50) as usize)
+        .map(|e| e.id);
+    Ok(Json(serde_json::json!({ "items": entries, "next_before_id": next })).into_response())
+}
+
+pub async fn get_log_level(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let log = s
+        .log
+        .as_ref()
+        .ok_or_else(|| ApiProblem::not_found("this process has no adjustable log level"))?;
+    Ok(Json(serde_json::json!({ "level": log.current() })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelBody {
+    level: String,
+}
+
+pub async fn put_log_level(
+    op: Operator,
+    State(s): State<ApiState>,
+    Body(e): Body<Envelope<LevelBody>>,
+) -> ApiResult {
+    let log = s
+        .log
+        .as_ref()
+        .ok_or_else(|| ApiProblem::not_found("this process has no adjustable log level"))?;
+    let meta = meta(&op, e.reason)?;
+    if e.item.level.trim().is_empty() {
+        return Err(ApiProblem::bad_request(
+            "level",
+            "give a level (trace, debug, info, warn, error) or tracing directives",
+        ));
+    }
+    log.check(&e.item.level)
+        .map_err(|why| ApiProblem::bad_request("level", why))?;
+    // Audit first: a change that cannot be recorded is not made.
+    let entry = s
+        .store
+        .record(
+            &meta,
+            "set-log-level",
+            "runtime:log-level",
+            Some(log.current().into()),
+            Some(e.item.level.clone().into()),
+        )
+        .await?;
+    let before = log
+        .set(&e.item.level)
+        .map_err(|why| ApiProblem::bad_request("level", why))?;
+    Ok(
+        Json(
+            serde_json::json!({ "level": e.item.level, "previous": before, "audit_id": entry.id }),
+        )
+        .into_response(),
+    )
+}

@@ -1,0 +1,94 @@
+//! The OpenAPI 3.1 document of the admin API, served at `/api/v1/openapi.json`.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+fn change_body(item: Value) -> Value {
+    let mut props = json!({
+        "base_version": { "type": "integer", "description": "The catalog version the change is based on; a stale one gets 409." },
+        "reason": { "type": "string", "minLength": 1, "description": "Why, for the audit log." }
+    });
+    if let (Some(p), Some(extra)) = (
+        props.as_object_mut(),
+        item.get("properties").and_then(Value::as_object),
+    ) {
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    let mut required = vec![json!("base_version"), json!("reason")];
+    if let Some(r) = item.get("required").and_then(Value::as_array) {
+        required.extend(r.iter().cloned());
+    }
+    json!({ "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": props, "required": required } } } })
+}
+
+fn responses(ok: &str) -> Value {
+    json!({
+        "200": { "description": ok },
+        "400": { "$ref": "#/components/responses/Problem" },
+        "401": { "$ref": "#/components/responses/Problem" },
+        "403": { "$ref": "#/components/responses/Problem" },
+        "404": { "$ref": "#/components/responses/Problem" },
+        "409": { "$ref": "#/components/responses/Problem" },
+        "422": { "$ref": "#/components/responses/Problem" },
+        "428": { "$ref": "#/components/responses/Problem" },
+        "503": { "$ref": "#/components/responses/Problem" }
+    })
+}
+
+fn op(summary: &str, body: Option<Value>) -> Value {
+    let mut o = json!({ "summary": summary, "responses": responses(summary) });
+    if let Some(b) = body {
+        o["requestBody"] = b;
+    }
+    o
+}
+
+/// The document.
+pub fn spec() -> Value {
+    let service = json!({ "type": "object", "properties": { "name": { "type": "string" }, "urls": { "type": "array", "items": { "type": "string" } } }, "required": ["name", "urls"] });
+    let context = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "target": { "type": "string" },
+        "state": { "enum": ["legacy", "shadow", "canary", "migrated", "retired"] },
+        "weight": { "type": "integer", "minimum": 0, "maximum": 10000 },
+        "sticky": { "type": "string", "description": "cookie:NAME, header:NAME, jwt:sub or ip" },
+        "description": { "type": "string" } }, "required": ["name", "target", "state"] });
+    let route = json!({ "type": "object", "properties": {
+        "context": { "type": "string" }, "methods": { "type": "array", "items": { "type": "string" } },
+        "path": { "type": "string", "description": "/orders/{id}, /static/{*rest}" }, "host": { "type": "string" },
+        "headers": { "type": "array" }, "query": { "type": "array" }, "version": { "type": "object" } }, "required": ["context", "path"] });
+    let empty = json!({ "type": "object", "properties": {} });
+    let weight = json!({ "type": "object", "properties": { "weight": { "type": "integer", "minimum": 0, "maximum": 10000 } }, "required": ["weight"] });
+    let level = json!({ "type": "object", "properties": { "level": { "type": "string" } }, "required": ["level"] });
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Strangler admin API", "version": "1" },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/api/v1/catalog": { "get": op("The whole catalog at its current version", None) },
+            "/api/v1/services": { "get": op("List services", None), "post": op("Create a service", Some(change_body(service.clone()))) },
+            "/api/v1/services/{name}": { "get": op("Read a service", None), "put": op("Replace a service", Some(change_body(service))), "delete": op("Delete a service", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts": { "get": op("List contexts", None), "post": op("Create a context", Some(change_body(context.clone()))) },
+            "/api/v1/contexts/{name}": { "get": op("Read a context and its routes", None), "put": op("Replace a context", Some(change_body(context))), "delete": op("Delete a context and its routes", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts/{name}/promote": { "post": op("Move the context one state forward", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts/{name}/rollback": { "post": op("Return the context to legacy", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts/{name}/weight": { "post": op("Set the canary weight (basis points)", Some(change_body(weight))) },
+            "/api/v1/routes": { "get": op("List routes (?context=NAME)", None), "post": op("Add a route to a context", Some(change_body(route))) },
+            "/api/v1/routes/{id}": { "get": op("Read a route", None), "delete": op("Delete a route", Some(change_body(empty))) },
+            "/api/v1/audit": { "get": op("The audit log, newest first (?target=&actor=&action=&before_id=&limit=)", None) },
+            "/api/v1/log-level": { "get": op("The log filter in force", None), "put": op("Change the log filter (audited)", Some(change_body(level))) },
+            "/api/v1/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1" } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "The operator token for changes, the viewer token for reads." } },
+            "responses": { "Problem": { "description": "An RFC 9457 problem naming the field and the fix", "content": { "application/problem+json": { "schema": { "type": "object", "properties": {
+                "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" }, "detail": { "type": "string" }, "field": { "type": "string" }, "current_version": { "type": "integer" } } } } } } }
+        }
+    })
+}
+
+pub async fn document() -> Response {
+    Json(spec()).into_response()
+}
