@@ -23,6 +23,24 @@ pub enum Command {
     Check(ServeArgs),
     /// Start a sample legacy shop and the facade in front of it.
     Demo(crate::demo::DemoArgs),
+    /// Import the catalog declared in a config file into the store (idempotent).
+    Import {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Why, for the audit log
+        #[arg(long, default_value = "import of the configuration file")]
+        reason: String,
+    },
+    /// Write the catalog in the store as the catalog part of a config file.
+    Export {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Write to this file instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Drive a running Strangler through its admin API.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +73,36 @@ impl ServeArgs {
     }
 }
 
+/// Loads the settings (exit 2 when they are bad) and runs `f` (exit 1 when it fails).
+fn with_settings(args: &ServeArgs, f: impl FnOnce(config::Settings) -> anyhow::Result<()>) -> ExitCode {
+    // The catalog commands need no legacy app; give a placeholder so the check passes.
+    let mut overrides = args.overrides();
+    if overrides.legacy.is_none() && std::env::var("STRANGLER_LEGACY_URL").is_err() {
+        overrides.legacy = Some("http://127.0.0.1:1".to_owned());
+    }
+    let settings = match config::load(args.config.as_deref(), &ProcessEnv, &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match f(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 /// Runs a parsed command line. Exit codes: 0 success, 1 runtime failure, 2 bad configuration.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -75,6 +123,21 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Ctl(args) => crate::ctl::run(args),
+        Command::Import { args, reason } => with_settings(&args, |settings| {
+            let line = block_on(crate::catalog_cmd::import(&settings, &reason))?;
+            println!("{line}");
+            Ok(())
+        }),
+        Command::Export { args, out } => with_settings(&args, |settings| {
+            let text = block_on(crate::catalog_cmd::export(&settings))?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }),
         Command::Demo(args) => match crate::demo::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -2,7 +2,9 @@
 //! and hands over to [`cli::run`].
 //!
 //! Layout:
-//! - `cli.rs` — the commands (`serve`, `check`) and their flags;
+//! - `cli.rs` — the commands (`serve`, `check`, `demo`, `import`, `export`, `ctl`) and their flags;
+//! - `catalog_cmd.rs` — `import`/`export` of the catalog declared in a config file;
+//! - `ctl.rs` — `strangler ctl`, the admin API from the shell;
 //! - `config.rs` — the TOML file, `STRANGLER_*` environment and flags, merged and validated
 //!   into [`config::Settings`];
 //! - `demo.rs` — `strangler demo`: a sample legacy shop with the facade in front;
@@ -10,7 +12,9 @@
 //! - `serve.rs` — starts the facade and the admin listener and stops them on a signal.
 #![forbid(unsafe_code)]
 
+pub mod catalog_cmd;
 pub mod cli;
+pub mod ctl;
 pub mod config;
 pub mod demo;
 pub mod logging;
