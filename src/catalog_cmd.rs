@@ -17,14 +17,21 @@ pub async fn import(settings: &Settings, reason: &str) -> anyhow::Result<String>
     let store = open_store(settings).await?;
     let current = store.load().await?;
     if same_content(&current, declared) {
-        return Ok(format!("no change: the catalog already matches the file (version {})", current.version));
+        return Ok(format!(
+            "no change: the catalog already matches the file (version {})",
+            current.version
+        ));
     }
     let meta = ChangeMeta {
         actor: "config-import".into(),
         reason: reason.to_owned(),
     };
     let applied = store
-        .apply(&Change::Replace(Box::new(declared.clone())), current.version, &meta)
+        .apply(
+            &Change::Replace(Box::new(declared.clone())),
+            current.version,
+            &meta,
+        )
         .await?;
     Ok(format!(
         "imported: {} services, {} contexts, {} routes (catalog version {})",

@@ -74,7 +74,10 @@ impl ServeArgs {
 }
 
 /// Loads the settings (exit 2 when they are bad) and runs `f` (exit 1 when it fails).
-fn with_settings(args: &ServeArgs, f: impl FnOnce(config::Settings) -> anyhow::Result<()>) -> ExitCode {
+fn with_settings(
+    args: &ServeArgs,
+    f: impl FnOnce(config::Settings) -> anyhow::Result<()>,
+) -> ExitCode {
     // The catalog commands need no legacy app; give a placeholder so the check passes.
     let mut overrides = args.overrides();
     if overrides.legacy.is_none() && std::env::var("STRANGLER_LEGACY_URL").is_err() {

@@ -15,7 +15,11 @@ use serde_json::{json, Value};
 #[derive(Debug, Args)]
 pub struct CtlArgs {
     /// The admin listener
-    #[arg(long, env = "STRANGLER_ADMIN_URL", default_value = "http://127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "STRANGLER_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
     pub admin: String,
     /// Bearer token (viewer for reads, operator for changes)
     #[arg(long, env = "STRANGLER_TOKEN", hide_env_values = true)]
@@ -81,8 +85,15 @@ enum Failure {
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base.trim_end_matches('/')));
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base.trim_end_matches('/')));
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -93,7 +104,9 @@ impl Api {
             }
             None => Full::new(Bytes::new()),
         };
-        let req = req.body(body).map_err(|e| Failure::Unreachable(e.to_string()))?;
+        let req = req
+            .body(body)
+            .map_err(|e| Failure::Unreachable(e.to_string()))?;
         let resp = self
             .client
             .request(req)
@@ -123,7 +136,10 @@ impl Api {
 }
 
 pub fn run(args: CtlArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -146,8 +162,15 @@ pub fn run(args: CtlArgs) -> ExitCode {
         }
         Err(Failure::Refused(status, problem)) => {
             let detail = problem["detail"].as_str().unwrap_or("");
-            let field = problem["field"].as_str().map(|f| format!(" (field: {f})")).unwrap_or_default();
-            eprintln!("refused ({}): {}{field}\n{detail}", status.as_u16(), problem["title"].as_str().unwrap_or(""));
+            let field = problem["field"]
+                .as_str()
+                .map(|f| format!(" (field: {f})"))
+                .unwrap_or_default();
+            eprintln!(
+                "refused ({}): {}{field}\n{detail}",
+                status.as_u16(),
+                problem["title"].as_str().unwrap_or("")
+            );
             if status.is_server_error() {
                 ExitCode::FAILURE
             } else {
@@ -162,10 +185,16 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
         CtlCommand::Status => {
             let c = api.call(Method::GET, "/api/v1/catalog", None).await?;
             let mut out = format!("catalog version {}\n", c["version"]);
-            out.push_str(&format!("{:<20} {:<10} {:>8} {:<20} {:>6}\n", "CONTEXT", "STATE", "WEIGHT", "TARGET", "ROUTES"));
+            out.push_str(&format!(
+                "{:<20} {:<10} {:>8} {:<20} {:>6}\n",
+                "CONTEXT", "STATE", "WEIGHT", "TARGET", "ROUTES"
+            ));
             let routes = c["routes"].as_object().cloned().unwrap_or_default();
             for (name, ctx) in c["contexts"].as_object().cloned().unwrap_or_default() {
-                let n = routes.values().filter(|r| r["context"] == name.as_str()).count();
+                let n = routes
+                    .values()
+                    .filter(|r| r["context"] == name.as_str())
+                    .count();
                 let weight = ctx["weight"].as_u64().unwrap_or(0);
                 out.push_str(&format!(
                     "{:<20} {:<10} {:>7}% {:<20} {:>6}\n",
@@ -182,8 +211,15 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             let v = api.call(Method::GET, "/api/v1/services", None).await?;
             let mut out = format!("{:<20} URLS\n", "SERVICE");
             for s in v["items"].as_array().cloned().unwrap_or_default() {
-                let urls: Vec<&str> = s["urls"].as_array().map(|u| u.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-                out.push_str(&format!("{:<20} {}\n", s["name"].as_str().unwrap_or("?"), urls.join(", ")));
+                let urls: Vec<&str> = s["urls"]
+                    .as_array()
+                    .map(|u| u.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{:<20} {}\n",
+                    s["name"].as_str().unwrap_or("?"),
+                    urls.join(", ")
+                ));
             }
             Ok(out.trim_end().to_owned())
         }
@@ -195,12 +231,19 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             let v = api.call(Method::GET, &path, None).await?;
             let mut out = format!("{:<18} {:<16} {:<12} PATH\n", "ID", "CONTEXT", "METHODS");
             for r in v["items"].as_array().cloned().unwrap_or_default() {
-                let methods: Vec<&str> = r["methods"].as_array().map(|m| m.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let methods: Vec<&str> = r["methods"]
+                    .as_array()
+                    .map(|m| m.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 out.push_str(&format!(
                     "{:<18} {:<16} {:<12} {}\n",
                     r["id"].as_str().unwrap_or("?"),
                     r["context"].as_str().unwrap_or("?"),
-                    if methods.is_empty() { "*".to_owned() } else { methods.join(",") },
+                    if methods.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        methods.join(",")
+                    },
                     r["path"].as_str().unwrap_or("?")
                 ));
             }
@@ -216,23 +259,62 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             for e in v["items"].as_array().cloned().unwrap_or_default() {
                 out.push_str(&format!(
                     "#{} v{} {} {} {} — {}\n",
-                    e["id"], e["version"], e["actor"].as_str().unwrap_or("?"), e["action"].as_str().unwrap_or("?"),
-                    e["target"].as_str().unwrap_or("?"), e["reason"].as_str().unwrap_or("")
+                    e["id"],
+                    e["version"],
+                    e["actor"].as_str().unwrap_or("?"),
+                    e["action"].as_str().unwrap_or("?"),
+                    e["target"].as_str().unwrap_or("?"),
+                    e["reason"].as_str().unwrap_or("")
                 ));
             }
-            Ok(if out.is_empty() { "no audit entries".to_owned() } else { out.trim_end().to_owned() })
+            Ok(if out.is_empty() {
+                "no audit entries".to_owned()
+            } else {
+                out.trim_end().to_owned()
+            })
         }
         CtlCommand::Promote { context, reason } => {
-            let v = api.change(&format!("/api/v1/contexts/{context}/promote"), json!({ "reason": reason })).await?;
-            Ok(format!("{context} is now {} (catalog version {})", v["item"]["state"].as_str().unwrap_or("?"), v["version"]))
+            let v = api
+                .change(
+                    &format!("/api/v1/contexts/{context}/promote"),
+                    json!({ "reason": reason }),
+                )
+                .await?;
+            Ok(format!(
+                "{context} is now {} (catalog version {})",
+                v["item"]["state"].as_str().unwrap_or("?"),
+                v["version"]
+            ))
         }
         CtlCommand::Rollback { context, reason } => {
-            let v = api.change(&format!("/api/v1/contexts/{context}/rollback"), json!({ "reason": reason })).await?;
-            Ok(format!("{context} is back on {} (catalog version {})", v["item"]["state"].as_str().unwrap_or("?"), v["version"]))
+            let v = api
+                .change(
+                    &format!("/api/v1/contexts/{context}/rollback"),
+                    json!({ "reason": reason }),
+                )
+                .await?;
+            Ok(format!(
+                "{context} is back on {} (catalog version {})",
+                v["item"]["state"].as_str().unwrap_or("?"),
+                v["version"]
+            ))
         }
-        CtlCommand::Weight { context, basis_points, reason } => {
-            let v = api.change(&format!("/api/v1/contexts/{context}/weight"), json!({ "weight": basis_points, "reason": reason })).await?;
-            Ok(format!("{context}: {:.2} % of sticky keys on the new side (catalog version {})", f64::from(basis_points) / 100.0, v["version"]))
+        CtlCommand::Weight {
+            context,
+            basis_points,
+            reason,
+        } => {
+            let v = api
+                .change(
+                    &format!("/api/v1/contexts/{context}/weight"),
+                    json!({ "weight": basis_points, "reason": reason }),
+                )
+                .await?;
+            Ok(format!(
+                "{context}: {:.2} % of sticky keys on the new side (catalog version {})",
+                f64::from(basis_points) / 100.0,
+                v["version"]
+            ))
         }
         CtlCommand::LogLevel { level, reason } => match level {
             None => {
@@ -241,9 +323,17 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             }
             Some(level) => {
                 let v = api
-                    .call(Method::PUT, "/api/v1/log-level", Some(json!({ "level": level, "reason": reason })))
+                    .call(
+                        Method::PUT,
+                        "/api/v1/log-level",
+                        Some(json!({ "level": level, "reason": reason })),
+                    )
                     .await?;
-                Ok(format!("log level {} (was {})", v["level"].as_str().unwrap_or("?"), v["previous"].as_str().unwrap_or("?")))
+                Ok(format!(
+                    "log level {} (was {})",
+                    v["level"].as_str().unwrap_or("?"),
+                    v["previous"].as_str().unwrap_or("?")
+                ))
             }
         },
     }

@@ -14,8 +14,8 @@
 
 pub mod catalog_cmd;
 pub mod cli;
-pub mod ctl;
 pub mod config;
+pub mod ctl;
 pub mod demo;
 pub mod logging;
 pub mod serve;

@@ -243,6 +243,35 @@ impl Telemetry {
             out,
             "strangler_upgrades_total {}",
             self.upgrades_total.load(Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP strangler_requests_by_side_total Requests by the side chosen to answer."
+        )?;
+        writeln!(out, "# TYPE strangler_requests_by_side_total counter")?;
+        for (i, side) in ["legacy", "new"].iter().enumerate() {
+            writeln!(
+                out,
+                "strangler_requests_by_side_total{{side=\"{side}\"}} {}",
+                self.by_side[i].load(Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP strangler_catalog_version The catalog version the facade serves."
+        )?;
+        writeln!(out, "# TYPE strangler_catalog_version gauge")?;
+        writeln!(
+            out,
+            "strangler_catalog_version {}",
+            self.catalog_version.load(Relaxed)
+        )?;
+        writeln!(out, "# HELP strangler_catalog_rejected_total Catalog versions that did not compile and were not served.")?;
+        writeln!(out, "# TYPE strangler_catalog_rejected_total counter")?;
+        writeln!(
+            out,
+            "strangler_catalog_rejected_total {}",
+            self.catalog_rejected.load(Relaxed)
         )
     }
 }

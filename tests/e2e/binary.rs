@@ -12,14 +12,38 @@ use crate::harness::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strangler");
 
-struct Running {
-    child: tokio::process::Child,
-    listen: String,
-    admin: String,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+pub struct Running {
+    pub child: tokio::process::Child,
+    pub listen: String,
+    pub admin: String,
+    pub lines: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
-async fn start(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
+impl Running {
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("no exit after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
+pub async fn start(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
+    let catalog = temp_catalog();
+    let mut env: Vec<(&str, &str)> = vec![("STRANGLER_CATALOG_URL", catalog.as_str())];
+    env.extend_from_slice(extra_env);
+    start_with(legacy, &env).await
+}
+
+/// Starts `strangler serve` with exactly these extra variables (which must name a catalog).
+pub async fn start_with(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "serve",

@@ -3,11 +3,13 @@
 //! on each side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod harness;
 
 mod bad_input;
 mod binary;
 mod limits;
+mod migration;
 mod shutdown;
 mod streaming;
 mod transparency;

@@ -200,7 +200,7 @@ impl Store for SqlStore {
     async fn load(&self) -> Result<Catalog, StoreError> {
         // One transaction, so that the version and the rows agree.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let catalog = Self::load_from(&mut *tx).await;
+        let catalog = Self::load_from(&mut tx).await;
         tx.rollback().await.map_err(unavailable)?;
         catalog
     }
@@ -236,7 +236,7 @@ impl Store for SqlStore {
             tx.rollback().await.map_err(unavailable)?;
             return Err(StoreError::Stale { based_on, current });
         }
-        let old = Self::load_from(&mut *tx).await?;
+        let old = Self::load_from(&mut tx).await?;
         let mut new = old.clone();
         if let Err(e) = change.apply(&mut new) {
             tx.rollback().await.map_err(unavailable)?;

@@ -106,7 +106,7 @@ impl FromRequestParts<ApiState> for Operator {
                 StatusCode::FORBIDDEN,
                 "changes-disabled",
                 "Changes are disabled",
-                "no operator token is configured; set STRANGLER_ADMIN_OPERATOR_TOKEN (or admin.operator_token_file in the config) and restart",
+                "no operator token is configured; set STRANGLER_AUTH_OPERATOR_TOKEN (or auth.operator_token_file in the config file) and restart",
             ));
         }
         match state.tokens.role_of(bearer(parts))? {

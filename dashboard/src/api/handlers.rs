@@ -40,14 +40,61 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
-/// The envelope of every change: the version it is based on and why it is made.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The envelope of every change: the version it is based on and why it is made, beside the
+/// item's own fields. Parsed in two steps so that the item can refuse unknown fields (serde
+/// cannot when the item is flattened).
+#[derive(Debug)]
 pub struct Envelope<T> {
     pub base_version: Option<i64>,
     pub reason: Option<String>,
-    #[serde(flatten)]
     pub item: T,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Envelope<T> {
+    type Rejection = ApiProblem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiProblem> {
+        let Body(value) = Body::<serde_json::Value>::from_request(req, state).await?;
+        Envelope::from_value(value)
+    }
+}
+
+impl<T: DeserializeOwned> Envelope<T> {
+    pub fn from_value(value: serde_json::Value) -> Result<Self, ApiProblem> {
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err(ApiProblem::bad_request(
+                "body",
+                "the body must be a JSON object",
+            ));
+        };
+        let base_version = match fields.remove("base_version") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                ApiProblem::bad_request("base_version", "`base_version` must be a whole number")
+            })?),
+        };
+        let reason = match fields.remove("reason") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(r)) => Some(r),
+            Some(_) => {
+                return Err(ApiProblem::bad_request(
+                    "reason",
+                    "`reason` must be a string",
+                ))
+            }
+        };
+        let item = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+            ApiProblem::bad_request(
+                "body",
+                format!("{e}; see /api/v1/openapi.json for the expected shape"),
+            )
+        })?;
+        Ok(Self {
+            base_version,
+            reason,
+            item,
+        })
+    }
 }
 
 /// A change with no payload beyond the envelope.
@@ -152,7 +199,7 @@ pub async fn get_service(
 pub async fn create_service(
     op: Operator,
     State(s): State<ApiState>,
-    Body(e): Body<Envelope<Service>>,
+    e: Envelope<Service>,
 ) -> ApiResult {
     let c = s.store.load().await?;
     if c.services.contains_key(&e.item.name) {
@@ -181,7 +228,7 @@ pub async fn put_service(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<Service>>,
+    e: Envelope<Service>,
 ) -> ApiResult {
     if e.item.name != name {
         return Err(ApiProblem::bad_request(
@@ -207,7 +254,7 @@ pub async fn delete_service(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<Nothing>>,
+    e: Envelope<Nothing>,
 ) -> ApiResult {
     change(
         &s,
@@ -248,7 +295,7 @@ pub async fn get_context(
 pub async fn create_context(
     op: Operator,
     State(s): State<ApiState>,
-    Body(e): Body<Envelope<Context>>,
+    e: Envelope<Context>,
 ) -> ApiResult {
     let c = s.store.load().await?;
     if c.contexts.contains_key(&e.item.name) {
@@ -277,7 +324,7 @@ pub async fn put_context(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<Context>>,
+    e: Envelope<Context>,
 ) -> ApiResult {
     if e.item.name != name {
         return Err(ApiProblem::bad_request(
@@ -303,7 +350,7 @@ pub async fn delete_context(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<Nothing>>,
+    e: Envelope<Nothing>,
 ) -> ApiResult {
     change(
         &s,
@@ -320,7 +367,7 @@ pub async fn promote(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<Nothing>>,
+    e: Envelope<Nothing>,
 ) -> ApiResult {
     change(
         &s,
@@ -340,7 +387,7 @@ pub async fn rollback(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<Nothing>>,
+    e: Envelope<Nothing>,
 ) -> ApiResult {
     change(
         &s,
@@ -367,7 +414,7 @@ pub async fn set_weight(
     op: Operator,
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Body(e): Body<Envelope<WeightBody>>,
+    e: Envelope<WeightBody>,
 ) -> ApiResult {
     let weight = u16::try_from(e.item.weight)
         .ok()
@@ -434,7 +481,7 @@ pub struct NewRoute {
 pub async fn create_route(
     op: Operator,
     State(s): State<ApiState>,
-    Body(e): Body<Envelope<NewRoute>>,
+    e: Envelope<NewRoute>,
 ) -> ApiResult {
     change(
         &s,
@@ -454,7 +501,7 @@ pub async fn delete_route(
     op: Operator,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Body(e): Body<Envelope<Nothing>>,
+    e: Envelope<Nothing>,
 ) -> ApiResult {
     change(
         &s,
@@ -506,7 +553,7 @@ pub struct LevelBody {
 pub async fn put_log_level(
     op: Operator,
     State(s): State<ApiState>,
-    Body(e): Body<Envelope<LevelBody>>,
+    e: Envelope<LevelBody>,
 ) -> ApiResult {
     let log = s
         .log
@@ -541,4 +588,31 @@ pub async fn put_log_level(
         )
         .into_response(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_envelope_parses() {
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        let v = Envelope::<NewRoute>::from_value(parse(r#"{"base_version":1,"reason":"x","context":"orders","methods":["GET"],"path":"/o/{id}"}"#)).unwrap();
+        assert_eq!(
+            (v.item.context.as_str(), v.base_version, v.reason.as_deref()),
+            ("orders", Some(1), Some("x"))
+        );
+        let e = Envelope::<NewRoute>::from_value(parse(
+            r#"{"base_version":1,"reason":"x","context":"o","path":"/","colour":1}"#,
+        ))
+        .unwrap_err();
+        assert!(e.detail.contains("unknown field `colour`"), "{e:?}");
+        let e = Envelope::<Service>::from_value(parse(
+            r#"{"base_version":1,"name":"a","urls":[],"colour":1}"#,
+        ))
+        .unwrap_err();
+        assert!(e.detail.contains("unknown field `colour`"), "{e:?}");
+        let e = Envelope::<Nothing>::from_value(parse(r#"{"base_version":"one"}"#)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("base_version"));
+    }
 }

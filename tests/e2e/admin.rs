@@ -1,0 +1,111 @@
+//! A small client for the admin API, for tests.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+use crate::harness::client;
+
+pub const OPERATOR: &str = "operator-token-for-tests-0001";
+pub const VIEWER: &str = "viewer-token-for-tests-00001";
+
+/// The environment that gives a process both tokens.
+pub fn token_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("STRANGLER_AUTH_OPERATOR_TOKEN", OPERATOR),
+        ("STRANGLER_AUTH_VIEWER_TOKEN", VIEWER),
+        ("STRANGLER_FORWARDING_DEBUG_HEADER", "true"),
+    ]
+}
+
+pub struct Admin {
+    pub base: String,
+    pub token: Option<&'static str>,
+}
+
+impl Admin {
+    pub fn new(addr: &str, token: Option<&'static str>) -> Self {
+        Self {
+            base: format!("http://{addr}"),
+            token,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(b.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let resp = client().request(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn version(&self) -> i64 {
+        let (status, _, v) = self.call(Method::GET, "/api/v1/catalog", None).await;
+        assert_eq!(status, 200, "{v}");
+        v["version"].as_i64().unwrap()
+    }
+
+    /// A change based on the current version, which must succeed.
+    pub async fn change(&self, method: Method, path: &str, mut body: Value) -> Value {
+        body["base_version"] = self.version().await.into();
+        if body.get("reason").is_none() {
+            body["reason"] = "test".into();
+        }
+        let (status, _, v) = self.call(method, path, Some(body)).await;
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// A service `name` at `url`, a context `context` targeting it, and GET routes.
+    pub async fn carve(
+        &self,
+        service: &str,
+        url: &str,
+        context: &str,
+        paths: &[&str],
+        sticky: Option<&str>,
+    ) {
+        self.change(
+            Method::POST,
+            "/api/v1/services",
+            json!({ "name": service, "urls": [url] }),
+        )
+        .await;
+        let mut ctx = json!({ "name": context, "target": service, "state": "legacy" });
+        if let Some(s) = sticky {
+            ctx["sticky"] = s.into();
+        }
+        self.change(Method::POST, "/api/v1/contexts", ctx).await;
+        for p in paths {
+            self.change(
+                Method::POST,
+                "/api/v1/routes",
+                json!({ "context": context, "methods": ["GET"], "path": p }),
+            )
+            .await;
+        }
+    }
+}
