@@ -8,8 +8,10 @@ mod harness;
 
 mod bad_input;
 mod binary;
+mod commands;
 mod limits;
 mod migration;
+mod replicas;
 mod shutdown;
 mod streaming;
 mod transparency;
