@@ -211,8 +211,27 @@ start_upstream() {
 }
 
 # start_strangler LOGFILE → PROXY_PID
+# write_routes_catalog FILE: a config declaring 1,000 routes over 100 contexts, plus a `hello`
+# context (migrated, its target the same upstream) whose route matches the loaded path, so the
+# run exercises route matching, the side decision and the new side's pool.
+write_routes_catalog() {
+    {
+        printf '[legacy]\nurl = "http://%s"\n\n' "$UPSTREAM_ADDR"
+        printf '[[services]]\nname = "bench-svc"\nurls = ["http://%s"]\n\n' "$UPSTREAM_ADDR"
+        printf '[[contexts]]\nname = "hello"\ntarget = "bench-svc"\nstate = "migrated"\n\n'
+        printf '[[contexts.routes]]\nmethods = ["GET"]\npath = "/hello"\n\n'
+        for c in $(seq 0 99); do
+            printf '[[contexts]]\nname = "ctx%d"\ntarget = "bench-svc"\nstate = "shadow"\n\n' "$c"
+            for r in $(seq 0 9); do
+                printf '[[contexts.routes]]\npath = "/ctx%d/items%d/{id}"\n\n' "$c" "$r"
+            done
+        done
+    } >"$1"
+}
+
 start_strangler() {
     port_free "$STRANGLER_ADDR"
+    STRANGLER_CATALOG_URL="${CATALOG_URL:-sqlite://$WORK_DIR/empty-catalog.db}" \
     STRANGLER_LOG_LEVEL=warn taskset -c "$PROXY_CPU" "$STRANGLER_BIN" serve \
         --legacy "http://$UPSTREAM_ADDR" --listen "$STRANGLER_ADDR" --admin "$STRANGLER_ADMIN" \
         --workers 1 >>"$1" 2>&1 &
@@ -282,18 +301,21 @@ measure() {
 print_table() {
     local name
     log ""
+    log "strangler-1k: the facade with 1,000 routes in its catalog, /hello matched by one of them"
+    log "              (a migrated context whose service is the same upstream)"
+    log "strangler-1k vs strangler: $(awk -v a="${RPS[strangler-1k]}" -v b="${RPS[strangler]}" 'BEGIN { printf "%.3f", a / b }')"
     log "== Results: wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, GET /hello (13-byte body)"
-    for name in direct strangler nginx haproxy; do
+    for name in direct strangler strangler-1k nginx haproxy; do
         printf '%s %s %s %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
     done | awk -v d_rps="${RPS[direct]}" -v d_p99="${P99[direct]}" \
         -v n_rps="${RPS[nginx]}" -v n_p99="${P99[nginx]}" '
         function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "-" }
         BEGIN {
-            printf "%-10s %12s %9s %9s %10s %10s %10s %14s\n", \
+            printf "%-12s %12s %9s %9s %10s %10s %10s %14s\n", \
                 "name", "req/s", "p50 ms", "p99 ms", "rps/direct", "rps/nginx", "p99/nginx", "+p99 ms vs dir"
         }
         {
-            printf "%-10s %12.0f %9.3f %9.3f %10s %10s %10s %14.3f\n", \
+            printf "%-12s %12.0f %9.3f %9.3f %10s %10s %10s %14.3f\n", \
                 $1, $2, $3, $4, ratio($2, d_rps), ratio($2, n_rps), ratio($4, n_p99), $4 - d_p99
         }'
 }
@@ -482,6 +504,14 @@ main() {
 
     start_strangler "$LOG_DIR/strangler.log"
     measure strangler "http://$STRANGLER_ADDR"
+    stop_pid "$PROXY_PID"
+
+    write_routes_catalog "$WORK_DIR/routes.toml"
+    STRANGLER_CATALOG_URL="sqlite://$WORK_DIR/routes-catalog.db" \
+        "$STRANGLER_BIN" import --config "$WORK_DIR/routes.toml" >>"$LOG_DIR/strangler-1k.log" 2>&1 ||
+        die "importing the 1,000-route catalog failed (see $LOG_DIR/strangler-1k.log)"
+    CATALOG_URL="sqlite://$WORK_DIR/routes-catalog.db" start_strangler "$LOG_DIR/strangler-1k.log"
+    measure strangler-1k "http://$STRANGLER_ADDR"
     stop_pid "$PROXY_PID"
 
     start_nginx
