@@ -39,6 +39,12 @@ pub enum Change {
     DeleteRoute {
         id: String,
     },
+    /// Replaces a route with another spec (which has another id), possibly of another context.
+    ReplaceRoute {
+        id: String,
+        context: String,
+        spec: RouteSpec,
+    },
     Transition {
         context: String,
         action: Action,
@@ -77,6 +83,7 @@ impl Change {
             Change::DeleteContext { .. } => "delete-context".into(),
             Change::AddRoute { .. } => "add-route".into(),
             Change::DeleteRoute { .. } => "delete-route".into(),
+            Change::ReplaceRoute { .. } => "replace-route".into(),
             Change::Transition { action, .. } => match action {
                 Action::Promote => "promote".into(),
                 Action::Rollback => "rollback".into(),
@@ -95,6 +102,7 @@ impl Change {
             Change::DeleteContext { name } => format!("context:{name}"),
             Change::AddRoute { spec, .. } => format!("route:{}", spec.id()),
             Change::DeleteRoute { id } => format!("route:{id}"),
+            Change::ReplaceRoute { id, .. } => format!("route:{id}"),
             Change::Transition { context, .. } => format!("context:{context}"),
             Change::Replace(_) => "catalog".into(),
         }
@@ -169,6 +177,29 @@ impl Change {
                         name: id.clone(),
                     });
                 }
+            }
+            Change::ReplaceRoute { id, context, spec } => {
+                if catalog.routes.remove(id).is_none() {
+                    return Err(ChangeError::NotFound {
+                        kind: "route",
+                        name: id.clone(),
+                    });
+                }
+                let new_id = spec.id();
+                if catalog.routes.contains_key(&new_id) {
+                    return Err(ChangeError::Exists {
+                        kind: "route",
+                        name: new_id,
+                    });
+                }
+                catalog.routes.insert(
+                    new_id.clone(),
+                    Route {
+                        id: new_id,
+                        context: context.clone(),
+                        spec: spec.clone(),
+                    },
+                );
             }
             Change::Transition { context, action } => {
                 let ctx =

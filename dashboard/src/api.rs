@@ -65,7 +65,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/contexts/{name}/rollback", post(rollback))
         .route("/api/v1/contexts/{name}/weight", post(set_weight))
         .route("/api/v1/routes", get(list_routes).post(create_route))
-        .route("/api/v1/routes/{id}", get(get_route).delete(delete_route))
+        .route(
+            "/api/v1/routes/{id}",
+            get(get_route).put(put_route).delete(delete_route),
+        )
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/log-level", get(get_log_level).put(put_log_level))
         .with_state(state)

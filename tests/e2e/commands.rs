@@ -204,3 +204,68 @@ async fn import_is_idempotent_and_export_round_trips() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn an_import_reaches_a_running_facade_and_routes_can_be_replaced() {
+    let (legacy, _) = axum_upstream(Router::new().fallback(|| async { "legacy" })).await;
+    let (new, _) = axum_upstream(Router::new().fallback(|| async { "new" })).await;
+    let catalog = temp_catalog();
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_URL", catalog.as_str()));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+
+    let dir = std::env::temp_dir().join(format!("strangler-live-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("strangler.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[services]]\nname = \"orders-svc\"\nurls = [\"http://{new}\"]\n\n[[contexts]]\nname = \"orders\"\ntarget = \"orders-svc\"\nstate = \"migrated\"\n\n[[contexts.routes]]\nmethods = [\"GET\"]\npath = \"/orders/{{id}}\"\n"
+        ),
+    )
+    .unwrap();
+    // Another process writes the store; the running facade finds out by polling.
+    let (code, _, err) = run(&["import", "--config", file.to_str().unwrap()], &catalog).await;
+    assert_eq!(code, Some(0), "{err}");
+    let body = |path: &'static str| {
+        let url = format!("http://{}{path}", s.listen);
+        async move { String::from_utf8_lossy(&fetch(&url).await.2).into_owned() }
+    };
+    let started = std::time::Instant::now();
+    while body("/orders/1").await != "new" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "the import never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    let (_, _, routes) = admin
+        .call(http::Method::GET, "/api/v1/routes?context=orders", None)
+        .await;
+    let id = routes["items"][0]["id"].as_str().unwrap().to_owned();
+    let v = admin
+        .change(http::Method::PUT, &format!("/api/v1/routes/{id}"), serde_json::json!({ "context": "orders", "methods": ["GET"], "path": "/orders/{id}/detail" }))
+        .await;
+    assert_ne!(v["item"]["id"], id.as_str(), "a new spec has a new id");
+    let started = std::time::Instant::now();
+    while body("/orders/1").await != "legacy" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "the replaced route still matches"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(body("/orders/1/detail").await, "new");
+
+    let wrong = Admin {
+        base: admin.base.clone(),
+        token: Some("not-the-token-at-all-000"),
+    };
+    let (status, _, p) = wrong.call(http::Method::GET, "/api/v1/catalog", None).await;
+    assert_eq!(status, 401, "{p}");
+    s.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

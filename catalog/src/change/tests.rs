@@ -187,3 +187,34 @@ fn deleting_a_context_takes_its_routes() {
     .unwrap();
     assert!(c.routes.is_empty());
 }
+
+#[test]
+fn replacing_a_route_gives_it_the_new_spec_and_id() {
+    let mut c = base();
+    Change::AddRoute {
+        context: "orders".into(),
+        spec: spec("/orders"),
+    }
+    .apply(&mut c)
+    .unwrap();
+    let old = spec("/orders").id();
+    let mut narrower = spec("/orders");
+    narrower.methods = vec!["GET".into()];
+    Change::ReplaceRoute {
+        id: old.clone(),
+        context: "orders".into(),
+        spec: narrower.clone(),
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert!(!c.routes.contains_key(&old));
+    assert_eq!(c.routes[&narrower.id()].spec, narrower);
+    let err = Change::ReplaceRoute {
+        id: old,
+        context: "orders".into(),
+        spec: spec("/x"),
+    }
+    .apply(&mut c)
+    .unwrap_err();
+    assert!(matches!(err, ChangeError::NotFound { .. }));
+}

@@ -497,6 +497,29 @@ pub async fn create_route(
     .await
 }
 
+pub async fn put_route(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    e: Envelope<NewRoute>,
+) -> ApiResult {
+    let NewRoute { context, spec } = e.item;
+    let new_id = spec.id();
+    let meta = meta(&op, e.reason)?;
+    let based_on = base(e.base_version)?;
+    let catalog = s
+        .store
+        .apply(&Change::ReplaceRoute { id, context, spec }, based_on, &meta)
+        .await?;
+    let item = catalog
+        .routes
+        .get(&new_id)
+        .map(serde_json::to_value)
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({ "version": catalog.version, "target": format!("route:{new_id}"), "item": item })).into_response())
+}
+
 pub async fn delete_route(
     op: Operator,
     State(s): State<ApiState>,

@@ -75,8 +75,8 @@ pub fn spec() -> Value {
             "/api/v1/contexts/{name}/promote": { "post": op("Move the context one state forward", Some(change_body(empty.clone()))) },
             "/api/v1/contexts/{name}/rollback": { "post": op("Return the context to legacy", Some(change_body(empty.clone()))) },
             "/api/v1/contexts/{name}/weight": { "post": op("Set the canary weight (basis points)", Some(change_body(weight))) },
-            "/api/v1/routes": { "get": op("List routes (?context=NAME)", None), "post": op("Add a route to a context", Some(change_body(route))) },
-            "/api/v1/routes/{id}": { "get": op("Read a route", None), "delete": op("Delete a route", Some(change_body(empty))) },
+            "/api/v1/routes": { "get": op("List routes (?context=NAME)", None), "post": op("Add a route to a context", Some(change_body(route.clone()))) },
+            "/api/v1/routes/{id}": { "get": op("Read a route", None), "put": op("Replace a route's spec (the route gets the new spec's id)", Some(change_body(route.clone()))), "delete": op("Delete a route", Some(change_body(empty))) },
             "/api/v1/audit": { "get": op("The audit log, newest first (?target=&actor=&action=&before_id=&limit=)", None) },
             "/api/v1/log-level": { "get": op("The log filter in force", None), "put": op("Change the log filter (audited)", Some(change_body(level))) },
             "/api/v1/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1" } } } }
