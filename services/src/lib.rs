@@ -7,13 +7,16 @@
 //! - `error.rs` — [`UpstreamError`]: why an upstream call failed, reduced to the few kinds the
 //!   facade turns into answers (502, 504 …).
 //!
-//! Discovery, health checks, balancing, retries and breakers arrive with later issues and live
-//! here too: the facade only ever asks "send this to service X" and gets a response or a typed
+//! - `cluster.rs` — [`cluster::Cluster`]: a service of several instances behind a breaker, a
+//!   bulkhead, balancing, outlier ejection and budgeted retries.
+//!
+//! Discovery and active health checks arrive later and live here too: the facade only ever asks "send this to service X" and gets a response or a typed
 //! failure.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 mod error;
 mod upstream;
 
 pub use error::{FailureKind, UpstreamError};
-pub use upstream::{Origin, Upstream, UpstreamBody, UpstreamConfig};
+pub use upstream::{Origin, SendFailure, Upstream, UpstreamBody, UpstreamConfig};

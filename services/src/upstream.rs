@@ -171,10 +171,16 @@ where
     }
 
     /// Sends `req` to this upstream. Only the path and query of the request's URI are used.
-    pub async fn send(
+    pub async fn send(&self, req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+        self.try_send(req).await.map_err(|f| f.error)
+    }
+
+    /// Like [`Upstream::send`], but a request that never left (no connection could be made)
+    /// comes back with the error, so that the caller can send it elsewhere.
+    pub async fn try_send(
         &self,
         mut req: Request<B>,
-    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
         let origin_form = req
             .uri()
             .path_and_query()
@@ -184,7 +190,10 @@ where
         match self.inner.config.response_timeout {
             Some(limit) => match tokio::time::timeout(limit, self.exchange(req)).await {
                 Ok(result) => result,
-                Err(_) => Err(UpstreamError::timeout()),
+                Err(_) => Err(SendFailure {
+                    error: UpstreamError::timeout(),
+                    unsent: None,
+                }),
             },
             None => self.exchange(req).await,
         }
@@ -193,19 +202,32 @@ where
     async fn exchange(
         &self,
         mut req: Request<B>,
-    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut sender = match self.checkout().await {
                 Some(sender) => sender,
-                None => self.connect().await?,
+                None => match self.connect().await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        return Err(SendFailure {
+                            error,
+                            unsent: Some(req),
+                        })
+                    }
+                },
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.wrap(resp, sender)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
-                    _ => return Err(UpstreamError::classify(e.into_error())),
+                    unsent => {
+                        return Err(SendFailure {
+                            error: UpstreamError::classify(e.into_error()),
+                            unsent,
+                        })
+                    }
                 },
             }
         }
@@ -281,6 +303,13 @@ where
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Nothing panics while holding the pool lock; if something did, the list is still valid.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A failed send; `unsent` holds the request when it never reached the upstream.
+#[derive(Debug)]
+pub struct SendFailure<B> {
+    pub error: UpstreamError,
+    pub unsent: Option<Request<B>>,
 }
 
 /// A connection waiting for its response body to end before it goes back to the pool.

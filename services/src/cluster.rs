@@ -1,0 +1,603 @@
+//! A service of one or more instances, reached through the resilience stack: a circuit breaker,
+//! a bulkhead (concurrency limit), load balancing across instances that are not ejected
+//! (power of two choices on in-flight requests, or round robin), passive outlier ejection with
+//! a growing back-off, and retries of idempotent requests to another instance under a retry
+//! budget, with exponential backoff and full jitter.
+//!
+//! A retry happens only before any response has reached the caller: the response head is the
+//! point of no return.
+
+mod breaker;
+mod budget;
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use breaker::{Admit, Breaker};
+pub use breaker::{BreakerConfig, BreakerState};
+use budget::RetryBudget;
+
+use crate::error::{BoxError, FailureKind, UpstreamError};
+use crate::upstream::{Origin, Upstream, UpstreamBody, UpstreamConfig};
+
+/// How an instance is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Two instances at random; the one with fewer requests in flight.
+    #[default]
+    PowerOfTwoChoices,
+    RoundRobin,
+}
+
+/// Passive outlier ejection.
+#[derive(Debug, Clone)]
+pub struct OutlierConfig {
+    /// Consecutive failures (connect errors, resets, timeouts, 5xx) that eject an instance.
+    pub consecutive_failures: u32,
+    /// The first ejection's length; each further one doubles it, up to `max_ejection`.
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// At most this share of the instances is ejected at once (never all).
+    pub max_ejected_share: f64,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(120),
+            max_ejected_share: 0.5,
+        }
+    }
+}
+
+/// Retries.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Tries in all, the first included (1 = no retries).
+    pub attempts: u32,
+    /// Retries per request at most, over time (0.2 = 20 %).
+    pub budget_ratio: f64,
+    /// Retries allowed before traffic has paid for them.
+    pub budget_reserve: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Also retry PUT and DELETE (idempotent by the HTTP spec, not always in practice).
+    pub put_and_delete: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            budget_ratio: 0.2,
+            budget_reserve: 10,
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(200),
+            put_and_delete: false,
+        }
+    }
+}
+
+/// Everything about one service.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub instances: Vec<Origin>,
+    /// Timeouts and pool settings for every instance (its origin is replaced).
+    pub upstream: UpstreamConfig,
+    pub balance: Balance,
+    pub outlier: OutlierConfig,
+    pub breaker: BreakerConfig,
+    /// The bulkhead: requests in flight at most (`None`: unlimited).
+    pub max_concurrent: Option<usize>,
+    pub retry: RetryConfig,
+}
+
+/// Why a service call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceFailureKind {
+    Upstream(FailureKind),
+    /// The breaker is open: the request was not sent.
+    BreakerOpen,
+    /// The bulkhead is full: the request was not sent.
+    BulkheadFull,
+}
+
+impl ServiceFailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceFailureKind::Upstream(k) => k.as_str(),
+            ServiceFailureKind::BreakerOpen => "breaker_open",
+            ServiceFailureKind::BulkheadFull => "bulkhead_full",
+        }
+    }
+}
+
+/// A failed call; `unsent` holds the request when it never reached any instance.
+#[derive(Debug)]
+pub struct ServiceFailure<B> {
+    pub kind: ServiceFailureKind,
+    pub error: Option<UpstreamError>,
+    pub unsent: Option<Request<B>>,
+}
+
+impl<B> std::fmt::Display for ServiceFailure<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.kind, &self.error) {
+            (_, Some(e)) => write!(f, "{e}"),
+            (ServiceFailureKind::BreakerOpen, None) => f.write_str("the circuit breaker is open"),
+            (ServiceFailureKind::BulkheadFull, None) => {
+                f.write_str("the service's concurrency limit is reached")
+            }
+            (ServiceFailureKind::Upstream(k), None) => f.write_str(k.as_str()),
+        }
+    }
+}
+
+/// A body an empty request can be rebuilt with (for retries).
+pub trait EmptyBody {
+    fn empty() -> Self;
+}
+
+struct Endpoint<B> {
+    upstream: Upstream<B>,
+    in_flight: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    ejections: AtomicU32,
+    /// Milliseconds since the process clock's start; 0 = not ejected.
+    ejected_until: AtomicU64,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    retries_denied: AtomicU64,
+    breaker_rejected: AtomicU64,
+    bulkhead_rejected: AtomicU64,
+    ejections: AtomicU64,
+    breaker_opened: AtomicU64,
+}
+
+struct Inner<B> {
+    config: ClusterConfig,
+    endpoints: Vec<Endpoint<B>>,
+    breaker: Breaker,
+    budget: RetryBudget,
+    bulkhead: Option<Arc<Semaphore>>,
+    next: AtomicUsize,
+    counters: Counters,
+}
+
+/// A service with its resilience stack. Cheap to clone.
+pub struct Cluster<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for Cluster<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for Cluster<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.inner.config.name)
+            .finish()
+    }
+}
+
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// A 5xx that says the instance, not the request, is at fault.
+fn is_failure_status(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// One instance as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceView {
+    pub origin: String,
+    pub in_flight: usize,
+    pub consecutive_failures: u32,
+    pub ejected_for_ms: u64,
+}
+
+impl<B> Cluster<B>
+where
+    B: http_body::Body<Data = Bytes> + EmptyBody + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Builds the cluster; instances whose origin appears in `reuse` keep its pool.
+    pub fn new(config: ClusterConfig, reuse: Option<&Cluster<B>>) -> Self {
+        let endpoints = config
+            .instances
+            .iter()
+            .map(|origin| {
+                let upstream = reuse
+                    .and_then(|c| {
+                        c.inner
+                            .endpoints
+                            .iter()
+                            .find(|e| e.upstream.origin() == origin)
+                    })
+                    .map(|e| e.upstream.clone())
+                    .unwrap_or_else(|| {
+                        let mut u = config.upstream.clone();
+                        u.origin = origin.clone();
+                        Upstream::new(&u)
+                    });
+                Endpoint {
+                    upstream,
+                    in_flight: AtomicUsize::new(0),
+                    consecutive_failures: AtomicU32::new(0),
+                    ejections: AtomicU32::new(0),
+                    ejected_until: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                breaker: Breaker::new(config.breaker.clone()),
+                budget: RetryBudget::new(config.retry.budget_ratio, config.retry.budget_reserve),
+                bulkhead: config
+                    .max_concurrent
+                    .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+                next: AtomicUsize::new(0),
+                counters: Counters::default(),
+                endpoints,
+                config,
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// The instances and their health now.
+    pub fn instances(&self) -> Vec<InstanceView> {
+        let now = clock_ms();
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| InstanceView {
+                origin: e.upstream.origin().to_prefix(),
+                in_flight: e.in_flight.load(Relaxed),
+                consecutive_failures: e.consecutive_failures.load(Relaxed),
+                ejected_for_ms: e.ejected_until.load(Relaxed).saturating_sub(now),
+            })
+            .collect()
+    }
+
+    /// The first instance's origin (for redirect rewriting).
+    pub fn origin(&self) -> Option<&Origin> {
+        self.inner.endpoints.first().map(|e| e.upstream.origin())
+    }
+
+    fn retryable(&self, method: &Method) -> bool {
+        matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+            || (self.inner.config.retry.put_and_delete
+                && matches!(*method, Method::PUT | Method::DELETE))
+    }
+
+    /// Picks an instance that is not ejected (and not `avoid`, when another exists).
+    fn pick(&self, avoid: Option<usize>) -> usize {
+        let endpoints = &self.inner.endpoints;
+        let now = clock_ms();
+        let usable = |i: usize| endpoints[i].ejected_until.load(Relaxed) <= now;
+        let mut candidates: Vec<usize> = (0..endpoints.len())
+            .filter(|&i| usable(i) && Some(i) != avoid)
+            .collect();
+        if candidates.is_empty() {
+            candidates = (0..endpoints.len()).filter(|&i| usable(i)).collect();
+        }
+        if candidates.is_empty() {
+            // Ejection never takes all instances, but ejections can outlast the share rule
+            // when instances change; an instance that may fail beats none.
+            candidates = (0..endpoints.len()).collect();
+        }
+        match (self.inner.config.balance, candidates.len()) {
+            (_, 1) => candidates[0],
+            (Balance::RoundRobin, n) => candidates[self.inner.next.fetch_add(1, Relaxed) % n],
+            (Balance::PowerOfTwoChoices, n) => {
+                let a = fastrand::usize(..n);
+                let mut b = fastrand::usize(..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let (a, b) = (candidates[a], candidates[b]);
+                if endpoints[b].in_flight.load(Relaxed) < endpoints[a].in_flight.load(Relaxed) {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    fn outcome(&self, i: usize, ok: bool) {
+        let e = &self.inner.endpoints[i];
+        if ok {
+            e.consecutive_failures.store(0, Relaxed);
+            e.ejections.store(0, Relaxed);
+            return;
+        }
+        let failures = e.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        let cfg = &self.inner.config.outlier;
+        if failures < cfg.consecutive_failures {
+            return;
+        }
+        let now = clock_ms();
+        let n = self.inner.endpoints.len();
+        let ejected = self
+            .inner
+            .endpoints
+            .iter()
+            .filter(|e| e.ejected_until.load(Relaxed) > now)
+            .count();
+        let allowed = ((n as f64) * cfg.max_ejected_share).floor() as usize;
+        if ejected + 1 > allowed.min(n - 1) {
+            return; // never all instances, never more than the share
+        }
+        let times = e.ejections.fetch_add(1, Relaxed);
+        let length = cfg
+            .base_ejection
+            .saturating_mul(1u32 << times.min(16))
+            .min(cfg.max_ejection);
+        e.ejected_until.store(
+            now + u64::try_from(length.as_millis()).unwrap_or(u64::MAX / 2),
+            Relaxed,
+        );
+        e.consecutive_failures.store(0, Relaxed);
+        self.inner.counters.ejections.fetch_add(1, Relaxed);
+        tracing::warn!(service = %self.inner.config.name, instance = %e.upstream.origin().to_prefix(), ?length, "instance ejected");
+    }
+
+    fn breaker_moved(&self, to: Option<BreakerState>) {
+        if let Some(state) = to {
+            if state == BreakerState::Open {
+                self.inner.counters.breaker_opened.fetch_add(1, Relaxed);
+            }
+            tracing::warn!(service = %self.inner.config.name, state = state.as_str(), "circuit breaker changed");
+        }
+    }
+
+    /// Sends `req` through the stack.
+    pub async fn send(
+        &self,
+        req: Request<B>,
+    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
+        let inner = &*self.inner;
+        inner.counters.requests.fetch_add(1, Relaxed);
+        inner.budget.deposit();
+        let (admit, moved) = inner.breaker.admit();
+        self.breaker_moved(moved);
+        if admit == Admit::No {
+            inner.counters.breaker_rejected.fetch_add(1, Relaxed);
+            return Err(ServiceFailure {
+                kind: ServiceFailureKind::BreakerOpen,
+                error: None,
+                unsent: Some(req),
+            });
+        }
+        let permit = match &inner.bulkhead {
+            Some(sem) => match Arc::clone(sem).try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    inner.counters.bulkhead_rejected.fetch_add(1, Relaxed);
+                    // Not sent: the breaker must not count it either way.
+                    if admit == Admit::Probe {
+                        self.breaker_moved(inner.breaker.record(admit, true));
+                    }
+                    return Err(ServiceFailure {
+                        kind: ServiceFailureKind::BulkheadFull,
+                        error: None,
+                        unsent: Some(req),
+                    });
+                }
+            },
+            None => None,
+        };
+        // A replayable copy for retries: idempotent and without a body.
+        let replay = (self.retryable(req.method()) && http_body::Body::is_end_stream(req.body()))
+            .then(|| {
+                (
+                    req.method().clone(),
+                    req.uri().clone(),
+                    req.version(),
+                    req.headers().clone(),
+                )
+            });
+        let mut current = req;
+        let mut avoid = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let i = self.pick(avoid);
+            let endpoint = &inner.endpoints[i];
+            endpoint.in_flight.fetch_add(1, Relaxed);
+            let guard = InFlight {
+                cluster: Arc::clone(&self.inner),
+                index: i,
+            };
+            let result = endpoint.upstream.try_send(current).await;
+            let ok = matches!(&result, Ok(resp) if !is_failure_status(resp.status()));
+            self.outcome(i, ok);
+            let replayable = if attempt < inner.config.retry.attempts && !ok {
+                replay.as_ref()
+            } else {
+                None
+            };
+            if let Some((method, uri, version, headers)) = replayable {
+                if inner.budget.try_spend() {
+                    inner.counters.retries.fetch_add(1, Relaxed);
+                    // Exponential backoff with full jitter.
+                    let cap = inner
+                        .config
+                        .retry
+                        .backoff_base
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(inner.config.retry.backoff_max);
+                    tokio::time::sleep(cap.mul_f64(fastrand::f64())).await;
+                    let mut again = Request::new(B::empty());
+                    *again.method_mut() = method.clone();
+                    *again.uri_mut() = uri.clone();
+                    *again.version_mut() = *version;
+                    *again.headers_mut() = headers.clone();
+                    current = again;
+                    avoid = Some(i);
+                    drop(guard);
+                    continue;
+                }
+                inner.counters.retries_denied.fetch_add(1, Relaxed);
+            }
+            self.breaker_moved(inner.breaker.record(admit, ok));
+            return match result {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    Ok(Response::from_parts(
+                        parts,
+                        ClusterBody {
+                            inner: body,
+                            _permit: permit,
+                            _in_flight: Some(guard),
+                        },
+                    ))
+                }
+                Err(f) => Err(ServiceFailure {
+                    kind: ServiceFailureKind::Upstream(f.error.kind()),
+                    error: Some(f.error),
+                    unsent: f.unsent,
+                }),
+            };
+        }
+    }
+
+    /// Appends this service's figures in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = &self.inner.counters;
+        let name = &self.inner.config.name;
+        let state = self.breaker_state();
+        for (metric, value) in [
+            ("strangler_service_requests_total", c.requests.load(Relaxed)),
+            ("strangler_service_retries_total", c.retries.load(Relaxed)),
+            (
+                "strangler_service_retries_denied_total",
+                c.retries_denied.load(Relaxed),
+            ),
+            (
+                "strangler_service_breaker_rejected_total",
+                c.breaker_rejected.load(Relaxed),
+            ),
+            (
+                "strangler_service_bulkhead_rejected_total",
+                c.bulkhead_rejected.load(Relaxed),
+            ),
+            (
+                "strangler_service_ejections_total",
+                c.ejections.load(Relaxed),
+            ),
+            (
+                "strangler_service_breaker_opened_total",
+                c.breaker_opened.load(Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "{metric}{{service=\"{name}\"}} {value}");
+        }
+        for s in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            let _ = writeln!(
+                out,
+                "strangler_service_breaker_state{{service=\"{name}\",state=\"{}\"}} {}",
+                s.as_str(),
+                u8::from(s == state)
+            );
+        }
+        for e in self.instances() {
+            let _ = writeln!(
+                out,
+                "strangler_service_instance_ejected{{service=\"{name}\",instance=\"{}\"}} {}",
+                e.origin,
+                u8::from(e.ejected_for_ms > 0)
+            );
+        }
+    }
+}
+
+/// Counts a request in flight on one instance until dropped.
+struct InFlight<B> {
+    cluster: Arc<Inner<B>>,
+    index: usize,
+}
+
+impl<B> Drop for InFlight<B> {
+    fn drop(&mut self) {
+        self.cluster.endpoints[self.index]
+            .in_flight
+            .fetch_sub(1, Relaxed);
+    }
+}
+
+/// A response body from a cluster: holds the bulkhead permit and the in-flight count until done.
+pub struct ClusterBody<B> {
+    inner: UpstreamBody<B>,
+    _permit: Option<OwnedSemaphorePermit>,
+    _in_flight: Option<InFlight<B>>,
+}
+
+impl<B> std::fmt::Debug for ClusterBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterBody").finish()
+    }
+}
+
+impl<B: Unpin> http_body::Body for ClusterBody<B> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+//! The resilience stack against real HTTP servers on loopback.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use super::*;
+
+/// A test request body: empty, rebuildable.
+#[derive(Debug, Default)]
+struct Nothing(Empty<Bytes>);
+
+impl http_body::Body for Nothing {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().0).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        true
+    }
+}
+
+impl EmptyBody for Nothing {
+    fn empty() -> Self {
+        Nothing::default()
+    }
+}
+
+/// A server whose status can be changed; counts the requests it saw.
+struct Server {
+    addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    seen: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+async fn server(status: u16) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let status = Arc::new(AtomicU16::new(status));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let delay_ms = Arc::new(AtomicU64::new(0));
+    let (st, sn, dl) = (
+        Arc::clone(&status),
+        Arc::clone(&seen),
+        Arc::clone(&delay_ms),
+    );
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (st, sn, dl) = (Arc::clone(&st), Arc::clone(&sn), Arc::clone(&dl));
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let (st, sn, dl) = (Arc::clone(&st), Arc::clone(&sn), Arc::clone(&dl));
+                    async move {
+                        sn.fetch_add(1, SeqCst);
+                        let d = dl.load(SeqCst);
+                        if d > 0 {
+                            tokio::time::sleep(Duration::from_millis(d)).await;
+                        }
+                        let mut resp = http::Response::new(Full::new(Bytes::from_static(b"ok")));
+                        *resp.status_mut() = StatusCode::from_u16(st.load(SeqCst)).unwrap();
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Server {
+        addr,
+        status,
+        seen,
+        delay_ms,
+    }
+}
+
+fn dead() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn config(addrs: &[SocketAddr]) -> ClusterConfig {
+    let origins: Vec<Origin> = addrs
+        .iter()
+        .map(|a| Origin::parse(&format!("http://{a}")).unwrap())
+        .collect();
+    ClusterConfig {
+        name: "svc".into(),
+        upstream: UpstreamConfig::new(origins[0].clone()),
+        instances: origins,
+        balance: Balance::PowerOfTwoChoices,
+        outlier: OutlierConfig::default(),
+        breaker: BreakerConfig {
+            min_requests: 1_000_000,
+            ..BreakerConfig::default()
+        },
+        max_concurrent: None,
+        retry: RetryConfig {
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            ..RetryConfig::default()
+        },
+    }
+}
+
+async fn call(
+    c: &Cluster<Nothing>,
+    method: http::Method,
+) -> Result<StatusCode, ServiceFailureKind> {
+    let req = Request::builder()
+        .method(method)
+        .uri("/x")
+        .body(Nothing::default())
+        .unwrap();
+    match c.send(req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let _ = resp.into_body().collect().await;
+            Ok(status)
+        }
+        Err(f) => Err(f.kind),
+    }
+}
+
+#[tokio::test]
+async fn balancing_spreads_requests_over_instances() {
+    let (a, b) = (server(200).await, server(200).await);
+    let mut cfg = config(&[a.addr, b.addr]);
+    let p2c: Cluster<Nothing> = Cluster::new(cfg.clone(), None);
+    for _ in 0..200 {
+        assert_eq!(call(&p2c, http::Method::GET).await, Ok(StatusCode::OK));
+    }
+    let (sa, sb) = (a.seen.load(SeqCst), b.seen.load(SeqCst));
+    assert!(
+        sa > 40 && sb > 40,
+        "power of two choices left one idle: {sa}/{sb}"
+    );
+    cfg.balance = Balance::RoundRobin;
+    let rr: Cluster<Nothing> = Cluster::new(cfg, None);
+    let before = (a.seen.load(SeqCst), b.seen.load(SeqCst));
+    for _ in 0..100 {
+        call(&rr, http::Method::GET).await.unwrap();
+    }
+    assert_eq!(
+        (
+            a.seen.load(SeqCst) - before.0,
+            b.seen.load(SeqCst) - before.1
+        ),
+        (50, 50)
+    );
+}
+
+#[tokio::test]
+async fn safe_requests_are_retried_on_another_instance_writes_are_not() {
+    let good = server(200).await;
+    let mut cfg = config(&[dead(), good.addr]);
+    cfg.balance = Balance::RoundRobin;
+    cfg.outlier.consecutive_failures = 1_000; // keep the dead one in rotation for this test
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    for _ in 0..20 {
+        assert_eq!(
+            call(&c, http::Method::GET).await,
+            Ok(StatusCode::OK),
+            "a GET failed despite a healthy instance"
+        );
+    }
+    // POST to the dead instance: not retried, but handed back unsent.
+    let mut saw_unsent = false;
+    for _ in 0..4 {
+        let req = Request::post("/x").body(Nothing::default()).unwrap();
+        if let Err(f) = c.send(req).await {
+            assert_eq!(f.kind, ServiceFailureKind::Upstream(FailureKind::Connect));
+            assert!(
+                f.unsent.is_some(),
+                "a connect failure must return the request"
+            );
+            saw_unsent = true;
+        }
+    }
+    assert!(saw_unsent);
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_attempts_during_an_outage() {
+    let (a, b) = (server(503).await, server(503).await);
+    let mut cfg = config(&[a.addr, b.addr]);
+    cfg.retry.attempts = 5;
+    cfg.retry.budget_reserve = 5;
+    cfg.outlier.consecutive_failures = 1_000_000;
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    for _ in 0..200 {
+        assert_eq!(
+            call(&c, http::Method::GET).await,
+            Ok(StatusCode::SERVICE_UNAVAILABLE)
+        );
+    }
+    let attempts = a.seen.load(SeqCst) + b.seen.load(SeqCst);
+    // 200 requests, 20 % budget, 5 in reserve: at most 245 attempts, against 1000 without a budget.
+    assert!(
+        (200..=245).contains(&attempts),
+        "{attempts} upstream attempts for 200 requests"
+    );
+}
+
+#[tokio::test]
+async fn the_breaker_opens_then_probes_and_closes_after_recovery() {
+    let s = server(500).await;
+    let mut cfg = config(&[s.addr]);
+    cfg.retry.attempts = 1;
+    cfg.breaker = BreakerConfig {
+        window: Duration::from_secs(5),
+        min_requests: 10,
+        failure_rate: 0.5,
+        cool_down: Duration::from_millis(200),
+        probes: 2,
+    };
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    for _ in 0..10 {
+        assert_eq!(
+            call(&c, http::Method::GET).await,
+            Ok(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+    }
+    assert_eq!(c.breaker_state(), BreakerState::Open);
+    let seen = s.seen.load(SeqCst);
+    assert_eq!(
+        call(&c, http::Method::GET).await,
+        Err(ServiceFailureKind::BreakerOpen)
+    );
+    assert_eq!(s.seen.load(SeqCst), seen, "an open breaker must not send");
+    s.status.store(200, SeqCst);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(c.breaker_state(), BreakerState::HalfOpen);
+    for _ in 0..2 {
+        assert_eq!(call(&c, http::Method::GET).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(c.breaker_state(), BreakerState::Closed);
+    let mut metrics = String::new();
+    c.render(&mut metrics);
+    assert!(
+        metrics.contains("strangler_service_breaker_opened_total{service=\"svc\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn failing_instances_are_ejected_and_come_back_after_the_back_off() {
+    let (bad, good) = (server(500).await, server(200).await);
+    let mut cfg = config(&[bad.addr, good.addr]);
+    cfg.retry.attempts = 1;
+    cfg.balance = Balance::RoundRobin;
+    cfg.outlier = OutlierConfig {
+        consecutive_failures: 3,
+        base_ejection: Duration::from_millis(300),
+        max_ejection: Duration::from_secs(5),
+        max_ejected_share: 0.5,
+    };
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    for _ in 0..10 {
+        let _ = call(&c, http::Method::GET).await;
+    }
+    assert_eq!(
+        bad.seen.load(SeqCst),
+        3,
+        "the failing instance kept getting traffic"
+    );
+    assert!(c.instances()[0].ejected_for_ms > 0);
+    let before = bad.seen.load(SeqCst);
+    for _ in 0..10 {
+        assert_eq!(call(&c, http::Method::GET).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(bad.seen.load(SeqCst), before);
+    bad.status.store(200, SeqCst);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    for _ in 0..10 {
+        call(&c, http::Method::GET).await.unwrap();
+    }
+    assert!(
+        bad.seen.load(SeqCst) > before,
+        "the instance did not come back after its back-off"
+    );
+}
+
+#[tokio::test]
+async fn ejection_never_takes_the_last_instance() {
+    let bad = server(500).await;
+    let mut cfg = config(&[bad.addr]);
+    cfg.retry.attempts = 1;
+    cfg.outlier.consecutive_failures = 2;
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    for _ in 0..10 {
+        assert_eq!(
+            call(&c, http::Method::GET).await,
+            Ok(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+    }
+    assert_eq!(bad.seen.load(SeqCst), 10);
+    assert_eq!(c.instances()[0].ejected_for_ms, 0);
+}
+
+#[tokio::test]
+async fn a_full_bulkhead_refuses_without_sending() {
+    let slow = server(200).await;
+    slow.delay_ms.store(300, SeqCst);
+    let mut cfg = config(&[slow.addr]);
+    cfg.max_concurrent = Some(1);
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    let first = {
+        let c = c.clone();
+        tokio::spawn(async move { call(&c, http::Method::GET).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        call(&c, http::Method::GET).await,
+        Err(ServiceFailureKind::BulkheadFull)
+    );
+    assert_eq!(first.await.unwrap(), Ok(StatusCode::OK));
+    assert_eq!(slow.seen.load(SeqCst), 1);
+    assert_eq!(
+        call(&c, http::Method::GET).await,
+        Ok(StatusCode::OK),
+        "the permit is released with the body"
+    );
+}
