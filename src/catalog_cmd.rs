@@ -63,7 +63,13 @@ struct ExportContext {
     sticky: Option<StickyKey>,
     #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
+    #[serde(skip_serializing_if = "is_true")]
+    fallback: bool,
     routes: Vec<RouteSpec>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn is_zero(w: &u16) -> bool {
@@ -91,6 +97,7 @@ pub fn to_toml(c: &Catalog) -> Result<String, toml::ser::Error> {
                 weight: ctx.weight,
                 sticky: ctx.sticky.clone(),
                 description: ctx.description.clone(),
+                fallback: ctx.fallback,
                 routes: c.routes_of(&ctx.name).map(|r| r.spec.clone()).collect(),
             })
             .collect(),

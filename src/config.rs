@@ -81,8 +81,14 @@ struct FileContext {
     sticky: Option<strangler_catalog::StickyKey>,
     #[serde(default)]
     description: String,
+    #[serde(default = "yes")]
+    fallback: bool,
     #[serde(default)]
     routes: Vec<strangler_catalog::RouteSpec>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn legacy_state() -> strangler_catalog::MigrationState {
@@ -579,6 +585,7 @@ fn declared_catalog(
                 weight: fc.weight,
                 sticky: fc.sticky.clone(),
                 description: fc.description.clone(),
+                fallback: fc.fallback,
             },
         );
         for spec in &fc.routes {

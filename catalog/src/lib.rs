@@ -24,8 +24,8 @@ mod validate;
 pub use change::{Action, Change, ChangeError};
 pub use model::fnv1a64;
 pub use model::{
-    Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteSpec, Service, StickyKey,
-    ValueMatch, VersionMatch, Weight,
+    Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteSpec, Service, ServicePolicy,
+    StickyKey, ValueMatch, VersionMatch, Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
 pub use validate::{validate, ValidationError};

@@ -42,6 +42,123 @@ pub struct Service {
     pub name: Name,
     /// Static instances, `http://host:port` each.
     pub urls: Vec<String>,
+    /// How the service is called; every field has a default.
+    #[serde(default, skip_serializing_if = "ServicePolicy::is_default")]
+    pub policy: ServicePolicy,
+}
+
+/// How a service is called: timeouts, balancing, the bulkhead, retries, breaker and ejection.
+/// Unset fields take the defaults documented in the README.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePolicy {
+    /// `p2c` (power of two choices on in-flight requests, the default) or `round-robin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// To the response head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+    /// How long an idle pooled connection is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// The bulkhead: requests in flight at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// Tries in all for idempotent requests (1 = no retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_attempts: Option<u32>,
+    /// Retries as a share of requests, in percent (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget_percent: Option<u32>,
+    /// Retry PUT and DELETE too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_put_delete: Option<bool>,
+    /// Failure share, in percent, over the breaker's window that opens it (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_failure_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_min_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_window_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_cool_down_ms: Option<u64>,
+    /// Consecutive failures that eject an instance (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eject_after_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eject_base_ms: Option<u64>,
+}
+
+impl ServicePolicy {
+    pub fn is_default(&self) -> bool {
+        self == &ServicePolicy::default()
+    }
+
+    /// Checks the ranges; the error names the field and the fix.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let ms =
+            |field: &str, v: Option<u64>, min: u64, max: u64| -> Result<(), (String, String)> {
+                match v {
+                    Some(v) if v < min || v > max => Err((
+                        field.to_owned(),
+                        format!("{v} ms is out of range; choose {min}-{max} ms"),
+                    )),
+                    _ => Ok(()),
+                }
+            };
+        let n = |field: &str, v: Option<u32>, min: u32, max: u32| -> Result<(), (String, String)> {
+            match v {
+                Some(v) if v < min || v > max => Err((
+                    field.to_owned(),
+                    format!("{v} is out of range; choose {min}-{max}"),
+                )),
+                _ => Ok(()),
+            }
+        };
+        if let Some(b) = &self.balance {
+            if b != "p2c" && b != "round-robin" {
+                return Err((
+                    "balance".into(),
+                    format!("`{b}` is not a balancing rule; use p2c or round-robin"),
+                ));
+            }
+        }
+        ms("connect_timeout_ms", self.connect_timeout_ms, 1, 60_000)?;
+        ms("request_timeout_ms", self.request_timeout_ms, 1, 3_600_000)?;
+        ms("idle_timeout_ms", self.idle_timeout_ms, 100, 3_600_000)?;
+        n("max_concurrent", self.max_concurrent, 1, 1_000_000)?;
+        n("retry_attempts", self.retry_attempts, 1, 10)?;
+        n("retry_budget_percent", self.retry_budget_percent, 0, 100)?;
+        n(
+            "breaker_failure_percent",
+            self.breaker_failure_percent,
+            1,
+            100,
+        )?;
+        n(
+            "breaker_min_requests",
+            self.breaker_min_requests,
+            1,
+            1_000_000,
+        )?;
+        ms("breaker_window_ms", self.breaker_window_ms, 100, 3_600_000)?;
+        ms(
+            "breaker_cool_down_ms",
+            self.breaker_cool_down_ms,
+            10,
+            3_600_000,
+        )?;
+        n(
+            "eject_after_failures",
+            self.eject_after_failures,
+            1,
+            1_000_000,
+        )?;
+        ms("eject_base_ms", self.eject_base_ms, 10, 3_600_000)?;
+        Ok(())
+    }
 }
 
 /// What keeps a user on one side during a canary.
@@ -120,6 +237,19 @@ pub struct Context {
     pub sticky: Option<StickyKey>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// In canary and migrated, a safe request the new service fails (connect error, timeout,
+    /// 5xx, open breaker, full bulkhead) is answered by legacy instead; a write only when it was
+    /// never sent. Off in retired, whatever this says.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub fallback: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// How a header or query value must look.

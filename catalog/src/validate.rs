@@ -43,6 +43,9 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
         for (i, url) in s.urls.iter().enumerate() {
             check_url(url).map_err(|m| err(format!("{field}.urls[{i}]"), m))?;
         }
+        s.policy
+            .check()
+            .map_err(|(f, m)| err(format!("{field}.policy.{f}"), m))?;
     }
     for (key, ctx) in &c.contexts {
         let field = format!("contexts.{key}");

@@ -70,6 +70,7 @@ fn catalog(routes: usize) -> Catalog {
         Service {
             name: "svc".into(),
             urls: vec!["http://127.0.0.1:9".into()],
+            policy: Default::default(),
         },
     );
     for n in 0..CONTEXTS {
@@ -83,6 +84,7 @@ fn catalog(routes: usize) -> Catalog {
                 weight: 2500,
                 sticky: None,
                 description: String::new(),
+                fallback: true,
             },
         );
         for k in 0..routes / CONTEXTS {

@@ -7,6 +7,7 @@ fn base() -> Catalog {
         Change::PutService(Service {
             name: "orders-svc".into(),
             urls: vec!["http://127.0.0.1:9001".into()],
+            policy: Default::default(),
         }),
         Change::PutContext(Context {
             name: "orders".into(),
@@ -15,6 +16,7 @@ fn base() -> Catalog {
             weight: 0,
             sticky: Some(StickyKey::Cookie("sid".into())),
             description: String::new(),
+            fallback: true,
         }),
     ] {
         change.apply(&mut c).unwrap();
@@ -113,6 +115,7 @@ fn bad_names_and_urls_are_refused() {
     let err = Change::PutService(Service {
         name: "Bad Name".into(),
         urls: vec!["http://x:1".into()],
+        policy: Default::default(),
     })
     .apply(&mut c)
     .unwrap_err();
@@ -120,6 +123,7 @@ fn bad_names_and_urls_are_refused() {
     let err = Change::PutService(Service {
         name: "ok".into(),
         urls: vec!["ftp://x".into()],
+        policy: Default::default(),
     })
     .apply(&mut base())
     .unwrap_err();

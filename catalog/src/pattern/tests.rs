@@ -431,6 +431,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
         Service {
             name: "svc".into(),
             urls: vec!["http://127.0.0.1:9001".into()],
+            policy: Default::default(),
         },
     );
     for n in 0..contexts {
@@ -444,6 +445,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
                 weight: 0,
                 sticky: None,
                 description: String::new(),
+                fallback: true,
             },
         );
         for k in 0..per_context {

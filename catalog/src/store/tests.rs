@@ -55,6 +55,7 @@ fn service(name: &str) -> Change {
     Change::PutService(Service {
         name: name.into(),
         urls: vec!["http://127.0.0.1:9001".into()],
+        policy: Default::default(),
     })
 }
 
@@ -66,6 +67,7 @@ fn context(name: &str, target: &str) -> Change {
         weight: 0,
         sticky: None,
         description: String::new(),
+        fallback: true,
     })
 }
 

@@ -58,6 +58,7 @@ fn context(name: &str) -> Context {
         weight: 0,
         sticky: None,
         description: String::new(),
+        fallback: true,
     }
 }
 
@@ -71,6 +72,7 @@ fn catalog(routes: &[(&str, RouteSpec)]) -> Catalog {
             Service {
                 name: svc,
                 urls: vec!["http://127.0.0.1:9".into()],
+                policy: Default::default(),
             },
         );
         c.contexts.insert((*ctx).into(), context(ctx));
