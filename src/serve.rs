@@ -101,9 +101,11 @@ pub async fn run_listeners(
     tokio::spawn(apply_changes(facade.clone(), follower.catalog.clone()));
 
     let draining = Arc::new(AtomicBool::new(false));
-    let telemetry = Arc::clone(facade.telemetry());
+    let for_metrics = facade.clone();
+    let for_services = facade.clone();
     let state = AdminState {
-        metrics: Arc::new(move |out: &mut String| telemetry.render(out)),
+        metrics: Arc::new(move |out: &mut String| for_metrics.render_metrics(out)),
+        services: Arc::new(move || for_services.services_view()),
         readiness: {
             let draining = Arc::clone(&draining);
             let health = Arc::clone(&follower.health);

@@ -32,11 +32,15 @@ pub enum Readiness {
     NotReady(String),
 }
 
+/// Describes the services' instances and breakers as JSON.
+pub type ServicesFn = dyn Fn() -> serde_json::Value + Send + Sync;
+
 /// What the admin listener can see of the running process.
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<MetricsFn>,
     pub readiness: Arc<ReadinessFn>,
+    pub services: Arc<ServicesFn>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -51,6 +55,7 @@ pub fn router(state: AdminState, api: Option<api::ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/runtime/services", get(runtime_services))
         .with_state(state);
     match api {
         Some(api) => base.merge(api::router(api)),
@@ -97,6 +102,12 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The services' instances (health, ejection, in-flight) and breakers, as this process sees
+/// them. Health, not configuration, so it needs no token.
+async fn runtime_services(State(state): State<AdminState>) -> impl IntoResponse {
+    axum::Json((state.services)())
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

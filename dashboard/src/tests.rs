@@ -10,6 +10,7 @@ use super::*;
 fn state(ready: Arc<AtomicBool>) -> AdminState {
     AdminState {
         metrics: Arc::new(|out: &mut String| out.push_str("strangler_up 1\n")),
+        services: Arc::new(|| serde_json::json!({})),
         readiness: Arc::new(move || {
             if ready.load(Ordering::SeqCst) {
                 Readiness::Ready

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use strangler_services::cluster::{ClusterBody, EmptyBody};
 use strangler_services::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
@@ -31,7 +32,8 @@ pub enum RequestBodyError {
 /// The idle clock runs only while the facade waits for the client: when the upstream is slow
 /// to take data the body is not polled, and that is not the client's fault.
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None`: an empty body made by the facade (a retried or replayed request).
+    inner: Option<Incoming>,
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
@@ -42,7 +44,7 @@ pub struct RequestBody {
 impl RequestBody {
     pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             limit,
             seen: 0,
             idle,
@@ -61,7 +63,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.waiting = false;
                 if let (Some(data), Some(limit)) = (frame.data_ref(), this.limit) {
@@ -90,11 +95,26 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl EmptyBody for RequestBody {
+    fn empty() -> Self {
+        Self {
+            inner: None,
+            limit: None,
+            seen: 0,
+            idle: Duration::ZERO,
+            timer: None,
+            waiting: false,
+        }
     }
 }
 
@@ -108,6 +128,7 @@ pub struct ResponseBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(UpstreamBody<RequestBody>),
+    Cluster(ClusterBody<RequestBody>),
 }
 
 impl ResponseBody {
@@ -132,6 +153,13 @@ impl ResponseBody {
         }
     }
 
+    pub fn cluster(inner: ClusterBody<RequestBody>) -> Self {
+        Self {
+            kind: Kind::Cluster(inner),
+            _in_flight: None,
+        }
+    }
+
     pub(crate) fn with_in_flight(mut self, in_flight: InFlight) -> Self {
         self._in_flight = Some(in_flight);
         self
@@ -151,6 +179,9 @@ impl Body for ResponseBody {
             Kind::Upstream(inner) => Pin::new(inner)
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BoxError),
+            Kind::Cluster(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
         }
     }
 
@@ -158,6 +189,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::Cluster(inner) => inner.is_end_stream(),
         }
     }
 
@@ -166,6 +198,7 @@ impl Body for ResponseBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(inner) => inner.size_hint(),
+            Kind::Cluster(inner) => inner.size_hint(),
         }
     }
 }

@@ -19,6 +19,7 @@ impl Answer {
             Answer::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Answer::UpstreamUnreachable | Answer::UpstreamBroken => StatusCode::BAD_GATEWAY,
             Answer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Answer::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -32,6 +33,7 @@ impl Answer {
             Answer::UpstreamUnreachable => "The upstream service could not be reached",
             Answer::UpstreamBroken => "The upstream service broke off the exchange",
             Answer::MethodNotAllowed => "The method is not served by this facade",
+            Answer::ServiceUnavailable => "The service is unavailable for now",
         }
     }
 

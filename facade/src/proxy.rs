@@ -13,7 +13,8 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use strangler_catalog::{Catalog, Side};
-use strangler_services::{FailureKind, Upstream, UpstreamError};
+use strangler_services::cluster::{Cluster, EmptyBody, ServiceFailureKind};
+use strangler_services::{FailureKind, Origin, Upstream, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
 use crate::config::{FacadeConfig, HostHeader};
@@ -118,6 +119,59 @@ impl Facade {
         }
     }
 
+    /// Every figure of the facade and of the services it calls, as Prometheus text.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        self.shared.telemetry.render(out);
+        let snapshot = self.shared.snapshot.load();
+        let mut samples: Vec<_> = snapshot
+            .services
+            .values()
+            .flat_map(|(_, cluster)| cluster.samples())
+            .collect();
+        // The text format wants each family's samples together, under one TYPE line.
+        samples.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.cmp(&b.1)));
+        let mut family = "";
+        for (metric, labels, value) in samples {
+            if metric != family {
+                family = metric;
+                let kind = if metric.ends_with("_total") {
+                    "counter"
+                } else {
+                    "gauge"
+                };
+                let _ = writeln!(out, "# TYPE {metric} {kind}");
+            }
+            let _ = writeln!(out, "{metric}{{{labels}}} {value}");
+        }
+    }
+
+    /// The services' instances and breakers now, for the admin API.
+    pub fn services_view(&self) -> serde_json::Value {
+        let snapshot = self.shared.snapshot.load();
+        let mut out = serde_json::Map::new();
+        for (name, (_, cluster)) in &snapshot.services {
+            let instances: Vec<_> = cluster
+                .instances()
+                .into_iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "origin": i.origin,
+                        "in_flight": i.in_flight,
+                        "consecutive_failures": i.consecutive_failures,
+                        "ejected": i.ejected_for_ms > 0,
+                        "ejected_for_ms": i.ejected_for_ms,
+                    })
+                })
+                .collect();
+            out.insert(
+                name.to_string(),
+                serde_json::json!({ "breaker": cluster.breaker_state().as_str(), "instances": instances }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// The catalog version the facade follows now.
     pub fn catalog_version(&self) -> i64 {
         self.shared.snapshot.load().version
@@ -147,24 +201,22 @@ impl Facade {
         };
         let side = decide_side(matched.context, req.headers(), conn.peer.ip());
         let context = Some(Arc::clone(&matched.context.name));
-        match side {
-            Side::Legacy => Routing {
-                upstream: s.legacy.clone(),
+        match (side, snapshot.services.get(&matched.context.target)) {
+            (Side::New, Some((_, cluster))) => Routing {
+                target: Target::New {
+                    cluster: cluster.clone(),
+                    fallback: matched.context.fallback,
+                },
                 side,
                 context,
+                fell_back: None,
             },
-            Side::New => match snapshot.services.get(&matched.context.target) {
-                Some(upstream) => Routing {
-                    upstream: upstream.clone(),
-                    side,
-                    context,
-                },
-                // Validation makes this impossible; legacy is the safe answer if it happens.
-                None => Routing {
-                    upstream: s.legacy.clone(),
-                    side: Side::Legacy,
-                    context,
-                },
+            // Legacy, or (validation makes it impossible) a target that is not in the catalog.
+            _ => Routing {
+                target: Target::Legacy,
+                side: Side::Legacy,
+                context,
+                fell_back: None,
             },
         }
     }
@@ -256,7 +308,7 @@ impl Facade {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => req.headers().get(HOST).cloned(),
         };
-        let routing = self.route(&req, public_host.as_ref(), conn);
+        let mut routing = self.route(&req, public_host.as_ref(), conn);
         s.telemetry.record_side(routing.side);
         let wants_upgrade = version == Version::HTTP_11
             && req.headers().contains_key(UPGRADE)
@@ -289,14 +341,14 @@ impl Facade {
                 // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
                 None => {
                     if let Ok(h) =
-                        HeaderValue::from_str(routing.upstream.origin().authority.as_str())
+                        HeaderValue::from_str(self.origin_of(&routing).authority.as_str())
                     {
                         headers.insert(HOST, h);
                     }
                 }
             },
             HostHeader::Upstream => {
-                if let Ok(h) = HeaderValue::from_str(routing.upstream.origin().authority.as_str()) {
+                if let Ok(h) = HeaderValue::from_str(self.origin_of(&routing).authority.as_str()) {
                     headers.insert(HOST, h);
                 }
             }
@@ -319,14 +371,9 @@ impl Facade {
             s.config.limits.max_body_bytes,
             s.config.limits.body_idle_timeout,
         );
-        let mut resp = match routing
-            .upstream
-            .send(Request::from_parts(parts, body))
-            .await
-        {
-            Ok(resp) => resp,
-            Err(err) => return Err(self.upstream_failure(&err, &routing)),
-        };
+        let mut resp = self
+            .send(&mut routing, Request::from_parts(parts, body))
+            .await?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -355,7 +402,7 @@ impl Facade {
             if let Some(host) = &client_host {
                 rewrite_redirects(
                     &mut parts.headers,
-                    &routing.upstream.origin().to_prefix(),
+                    &self.origin_of(&routing).to_prefix(),
                     host,
                 );
             }
@@ -366,7 +413,7 @@ impl Facade {
         }
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
-        Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
+        Ok(Response::from_parts(parts, body))
     }
 
     /// Checks a request before anything is sent upstream. Returns whether it carries
@@ -458,33 +505,172 @@ impl Facade {
         };
         Problem::new(
             answer,
-            format!("{who} ({}): {err}", routing.upstream.origin().to_prefix()),
+            format!("{who} ({}): {err}", self.origin_of(routing).to_prefix()),
         )
+    }
+
+    /// The origin of whoever answers (the first instance of a new service).
+    fn origin_of<'a>(&'a self, routing: &'a Routing) -> &'a Origin {
+        match &routing.target {
+            Target::New { cluster, .. } if routing.fell_back.is_none() => {
+                cluster.origin().unwrap_or(self.shared.legacy.origin())
+            }
+            _ => self.shared.legacy.origin(),
+        }
+    }
+
+    /// Sends the request to the side the routing chose; on the new side, with fallback to
+    /// legacy where the context allows it.
+    async fn send(
+        &self,
+        routing: &mut Routing,
+        req: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, Problem> {
+        let s = &*self.shared;
+        let (cluster, fallback) = match &routing.target {
+            Target::Legacy => {
+                return match s.legacy.send(req).await {
+                    Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
+                    Err(err) => Err(self.upstream_failure(&err, routing)),
+                };
+            }
+            Target::New { cluster, fallback } => (cluster.clone(), *fallback),
+        };
+        // A safe request without a body can be sent again to legacy after the new side failed.
+        let replay = (fallback
+            && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            && http_body::Body::is_end_stream(req.body()))
+        .then(|| {
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+            )
+        });
+        let rebuild = |(method, uri, headers): (Method, http::Uri, http::HeaderMap)| {
+            let mut again = Request::new(<RequestBody as EmptyBody>::empty());
+            *again.method_mut() = method;
+            *again.uri_mut() = uri;
+            *again.headers_mut() = headers;
+            again
+        };
+        match cluster.send(req).await {
+            Ok(resp) if replay.is_some() && is_failure_status(resp.status()) => {
+                let reason = format!("status_{}", resp.status().as_u16());
+                drop(resp);
+                let again = replay.map(rebuild);
+                match again {
+                    Some(again) => self.fall_back(routing, again, &reason).await,
+                    None => Err(Problem::new(
+                        Answer::UpstreamBroken,
+                        "no request to fall back with",
+                    )),
+                }
+            }
+            Ok(resp) => Ok(resp.map(ResponseBody::cluster)),
+            Err(failure) => {
+                let reason = failure.kind.as_str();
+                if fallback {
+                    // A request that never left may go to legacy whatever its method; one that
+                    // left only when it is safe to send twice.
+                    if let Some(unsent) = failure.unsent {
+                        return self.fall_back(routing, unsent, reason).await;
+                    }
+                    if let Some(again) = replay.map(rebuild) {
+                        return self.fall_back(routing, again, reason).await;
+                    }
+                }
+                Err(self.service_failure(&failure.kind, failure.error.as_ref(), routing))
+            }
+        }
+    }
+
+    async fn fall_back(
+        &self,
+        routing: &mut Routing,
+        req: Request<RequestBody>,
+        reason: &str,
+    ) -> Result<Response<ResponseBody>, Problem> {
+        let s = &*self.shared;
+        let context = routing.context.as_deref().unwrap_or("-");
+        s.telemetry.record_fallback(context, reason);
+        tracing::debug!(context, reason, "new side failed; legacy answers");
+        routing.fell_back = Some(reason.to_owned());
+        routing.side = Side::Legacy;
+        match s.legacy.send(req).await {
+            Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
+            Err(err) => Err(self.upstream_failure(&err, routing)),
+        }
+    }
+
+    fn service_failure(
+        &self,
+        kind: &ServiceFailureKind,
+        error: Option<&UpstreamError>,
+        routing: &Routing,
+    ) -> Problem {
+        match (kind, error) {
+            (_, Some(err)) => self.upstream_failure(err, routing),
+            (ServiceFailureKind::BreakerOpen, None) => Problem::new(
+                Answer::ServiceUnavailable,
+                format!(
+                    "the circuit breaker of context `{}`'s service is open; try again shortly",
+                    routing.context.as_deref().unwrap_or("-")
+                ),
+            ),
+            (_, None) => Problem::new(
+                Answer::ServiceUnavailable,
+                format!(
+                    "context `{}`'s service is at its concurrency limit; try again shortly",
+                    routing.context.as_deref().unwrap_or("-")
+                ),
+            ),
+        }
     }
 }
 
-/// Where one request goes.
+fn is_failure_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// Who a request goes to.
+enum Target {
+    Legacy,
+    New {
+        cluster: Cluster<RequestBody>,
+        /// Whether legacy answers when the new side fails.
+        fallback: bool,
+    },
+}
+
+/// Where one request goes, and where it ended up.
 struct Routing {
-    upstream: Upstream<RequestBody>,
+    target: Target,
     side: Side,
     /// The matched context, if any.
     context: Option<Arc<str>>,
+    /// Why legacy answered instead of the new side, if it did.
+    fell_back: Option<String>,
 }
 
 impl Routing {
-    fn legacy(s: &Shared) -> Self {
+    fn legacy(_: &Shared) -> Self {
         Self {
-            upstream: s.legacy.clone(),
+            target: Target::Legacy,
             side: Side::Legacy,
             context: None,
+            fell_back: None,
         }
     }
 
     fn debug_header(&self, headers: &mut http::HeaderMap) {
-        let value = match &self.context {
+        let mut value = match &self.context {
             Some(ctx) => format!("context={ctx}; side={}", self.side.as_str()),
             None => "context=-; side=legacy".to_owned(),
         };
+        if let Some(why) = &self.fell_back {
+            value.push_str(&format!("; fallback={why}"));
+        }
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static("x-strangler-route"), v);
         }

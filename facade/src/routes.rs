@@ -41,6 +41,8 @@ pub struct ContextEntry {
     /// The canary's share, in basis points.
     pub weight: u16,
     pub sticky: Option<StickyKey>,
+    /// Whether legacy answers when the new side fails (canary and migrated only).
+    pub fallback: bool,
 }
 
 /// The route a request matched and its context.
@@ -88,6 +90,8 @@ impl RouteTable {
                     state: c.state,
                     weight: c.weight,
                     sticky: c.sticky.clone(),
+                    fallback: c.fallback
+                        && matches!(c.state, MigrationState::Canary | MigrationState::Migrated),
                 };
                 (c.name.as_str(), Arc::new(entry))
             })

@@ -1,11 +1,15 @@
-//! The catalog as the request path sees it: the compiled route table and a pooled client per
+//! The catalog as the request path sees it: the compiled route table and a resilient client per
 //! service, swapped in whole when the catalog changes. A request loads it once, without a lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use strangler_catalog::Catalog;
-use strangler_services::{Origin, Upstream, UpstreamConfig};
+use strangler_catalog::{Catalog, Service};
+use strangler_services::cluster::{
+    Balance, BreakerConfig, Cluster, ClusterConfig, OutlierConfig, RetryConfig,
+};
+use strangler_services::{Origin, UpstreamConfig};
 
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
@@ -14,8 +18,8 @@ use crate::routes::RouteTable;
 pub(crate) struct Snapshot {
     pub version: i64,
     pub routes: RouteTable,
-    /// The new services, by name.
-    pub services: HashMap<Arc<str>, Upstream<RequestBody>>,
+    /// The new services, by name, with the spec each was built from.
+    pub services: HashMap<Arc<str>, (Service, Cluster<RequestBody>)>,
 }
 
 impl Snapshot {
@@ -27,8 +31,8 @@ impl Snapshot {
         }
     }
 
-    /// Compiles `catalog`. Services whose origin did not change keep their pools (and their warm
-    /// connections) from `previous`.
+    /// Compiles `catalog`. A service whose spec did not change keeps its cluster — its pools,
+    /// breaker, ejections and counters — from `previous`; a changed one keeps its pools.
     pub fn compile(
         catalog: &Catalog,
         previous: &Snapshot,
@@ -37,23 +41,12 @@ impl Snapshot {
         let routes = RouteTable::compile(catalog)?;
         let mut services = HashMap::new();
         for svc in catalog.services.values() {
-            // One instance for now; discovery and balancing across several come with the
-            // services issue.
-            let url = svc
-                .urls
-                .first()
-                .ok_or_else(|| format!("service `{}` has no instance", svc.name))?;
-            let origin = Origin::parse(url).map_err(|e| format!("service `{}`: {e}", svc.name))?;
             let name: Arc<str> = Arc::from(svc.name.as_str());
-            let upstream = match previous.services.get(&name) {
-                Some(existing) if existing.origin() == &origin => existing.clone(),
-                _ => {
-                    let mut config = template.clone();
-                    config.origin = origin;
-                    Upstream::new(&config)
-                }
+            let cluster = match previous.services.get(&name) {
+                Some((spec, cluster)) if spec == svc => cluster.clone(),
+                old => Cluster::new(cluster_config(svc, template)?, old.map(|(_, c)| c)),
             };
-            services.insert(name, upstream);
+            services.insert(name, (svc.clone(), cluster));
         }
         Ok(Self {
             version: catalog.version,
@@ -61,4 +54,73 @@ impl Snapshot {
             services,
         })
     }
+}
+
+/// The cluster settings a service's policy asks for, with defaults for what it leaves out.
+fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterConfig, String> {
+    let p = &svc.policy;
+    let instances = svc
+        .urls
+        .iter()
+        .map(|u| Origin::parse(u).map_err(|e| format!("service `{}`: {e}", svc.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = instances
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("service `{}` has no instance", svc.name))?;
+    let ms = Duration::from_millis;
+    let mut upstream = template.clone();
+    upstream.origin = first;
+    if let Some(v) = p.connect_timeout_ms {
+        upstream.connect_timeout = ms(v);
+    }
+    if let Some(v) = p.request_timeout_ms {
+        upstream.response_timeout = Some(ms(v));
+    }
+    if let Some(v) = p.idle_timeout_ms {
+        upstream.pool_idle_timeout = ms(v);
+    }
+    let mut breaker = BreakerConfig::default();
+    if let Some(v) = p.breaker_failure_percent {
+        breaker.failure_rate = f64::from(v) / 100.0;
+    }
+    if let Some(v) = p.breaker_min_requests {
+        breaker.min_requests = v;
+    }
+    if let Some(v) = p.breaker_window_ms {
+        breaker.window = ms(v);
+    }
+    if let Some(v) = p.breaker_cool_down_ms {
+        breaker.cool_down = ms(v);
+    }
+    let mut outlier = OutlierConfig::default();
+    if let Some(v) = p.eject_after_failures {
+        outlier.consecutive_failures = v;
+    }
+    if let Some(v) = p.eject_base_ms {
+        outlier.base_ejection = ms(v);
+    }
+    let mut retry = RetryConfig::default();
+    if let Some(v) = p.retry_attempts {
+        retry.attempts = v;
+    }
+    if let Some(v) = p.retry_budget_percent {
+        retry.budget_ratio = f64::from(v) / 100.0;
+    }
+    if let Some(v) = p.retry_put_delete {
+        retry.put_and_delete = v;
+    }
+    Ok(ClusterConfig {
+        name: svc.name.clone(),
+        instances,
+        upstream,
+        balance: match p.balance.as_deref() {
+            Some("round-robin") => Balance::RoundRobin,
+            _ => Balance::PowerOfTwoChoices,
+        },
+        outlier,
+        breaker,
+        max_concurrent: p.max_concurrent.map(|n| n as usize),
+        retry,
+    })
 }

@@ -5,9 +5,10 @@
 //! atomic adds on a fixed set of cells, the exposition is a few lines, and the common Prometheus
 //! clients either lock per histogram observation or pull in a registry we do not need.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strangler_catalog::Side;
@@ -29,10 +30,11 @@ pub enum Answer {
     UpstreamUnreachable,
     UpstreamBroken,
     MethodNotAllowed,
+    ServiceUnavailable,
 }
 
 impl Answer {
-    const ALL: [Answer; 8] = [
+    const ALL: [Answer; 9] = [
         Answer::BadRequest,
         Answer::HeadersTooLarge,
         Answer::BodyTooLarge,
@@ -41,6 +43,7 @@ impl Answer {
         Answer::UpstreamUnreachable,
         Answer::UpstreamBroken,
         Answer::MethodNotAllowed,
+        Answer::ServiceUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Answer {
             Answer::UpstreamUnreachable => "upstream_unreachable",
             Answer::UpstreamBroken => "upstream_broken",
             Answer::MethodNotAllowed => "method_not_allowed",
+            Answer::ServiceUnavailable => "service_unavailable",
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Telemetry {
     by_side: [AtomicU64; 2],
     catalog_version: AtomicI64,
     catalog_rejected: AtomicU64,
+    /// Fallbacks to legacy by (context, reason). Locked only on that exceptional path.
+    fallbacks: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Telemetry {
@@ -113,6 +119,22 @@ impl Telemetry {
         if !ok {
             self.catalog_rejected.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Legacy answered for `context` because the new side failed with `reason`.
+    pub fn record_fallback(&self, context: &str, reason: &str) {
+        let mut map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((context.to_owned(), reason.to_owned()))
+            .or_insert(0) += 1;
+    }
+
+    /// Fallbacks so far, by context.
+    pub fn fallbacks(&self, context: &str) -> u64 {
+        let map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|((c, _), _)| c == context)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn record_upgrade(&self) {

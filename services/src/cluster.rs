@@ -497,13 +497,12 @@ where
         }
     }
 
-    /// Appends this service's figures in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// This service's figures as (metric family, labels, value), for Prometheus text.
+    pub fn samples(&self) -> Vec<(&'static str, String, u64)> {
         let c = &self.inner.counters;
         let name = &self.inner.config.name;
         let state = self.breaker_state();
-        for (metric, value) in [
+        let mut out: Vec<(&'static str, String, u64)> = [
             ("strangler_service_requests_total", c.requests.load(Relaxed)),
             ("strangler_service_retries_total", c.retries.load(Relaxed)),
             (
@@ -526,29 +525,34 @@ where
                 "strangler_service_breaker_opened_total",
                 c.breaker_opened.load(Relaxed),
             ),
-        ] {
-            let _ = writeln!(out, "{metric}{{service=\"{name}\"}} {value}");
-        }
+        ]
+        .into_iter()
+        .map(|(metric, value)| (metric, format!("service=\"{name}\""), value))
+        .collect();
         for s in [
             BreakerState::Closed,
             BreakerState::Open,
             BreakerState::HalfOpen,
         ] {
-            let _ = writeln!(
-                out,
-                "strangler_service_breaker_state{{service=\"{name}\",state=\"{}\"}} {}",
-                s.as_str(),
-                u8::from(s == state)
-            );
+            out.push((
+                "strangler_service_breaker_state",
+                format!("service=\"{name}\",state=\"{}\"", s.as_str()),
+                u64::from(s == state),
+            ));
         }
         for e in self.instances() {
-            let _ = writeln!(
-                out,
-                "strangler_service_instance_ejected{{service=\"{name}\",instance=\"{}\"}} {}",
-                e.origin,
-                u8::from(e.ejected_for_ms > 0)
-            );
+            out.push((
+                "strangler_service_instance_ejected",
+                format!("service=\"{name}\",instance=\"{}\"", e.origin),
+                u64::from(e.ejected_for_ms > 0),
+            ));
+            out.push((
+                "strangler_service_instance_in_flight",
+                format!("service=\"{name}\",instance=\"{}\"", e.origin),
+                e.in_flight as u64,
+            ));
         }
+        out
     }
 }
 

@@ -538,6 +538,7 @@ fn canary(weight: u16, sticky: Option<StickyKey>) -> ContextEntry {
         state: MigrationState::Canary,
         weight,
         sticky,
+        fallback: true,
     }
 }
 

@@ -251,12 +251,20 @@ async fn the_breaker_opens_then_probes_and_closes_after_recovery() {
         assert_eq!(call(&c, http::Method::GET).await, Ok(StatusCode::OK));
     }
     assert_eq!(c.breaker_state(), BreakerState::Closed);
-    let mut metrics = String::new();
-    c.render(&mut metrics);
+    let samples = c.samples();
     assert!(
-        metrics.contains("strangler_service_breaker_opened_total{service=\"svc\"} 1"),
-        "{metrics}"
+        samples.contains(&(
+            "strangler_service_breaker_opened_total",
+            "service=\"svc\"".to_owned(),
+            1
+        )),
+        "{samples:?}"
     );
+    assert!(samples.contains(&(
+        "strangler_service_breaker_state",
+        "service=\"svc\",state=\"closed\"".to_owned(),
+        1
+    )));
 }
 
 #[tokio::test]
