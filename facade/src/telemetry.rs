@@ -128,15 +128,6 @@ impl Telemetry {
             .or_insert(0) += 1;
     }
 
-    /// Fallbacks so far, by context.
-    pub fn fallbacks(&self, context: &str) -> u64 {
-        let map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter()
-            .filter(|((c, _), _)| c == context)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
     pub fn record_upgrade(&self) {
         self.upgrades_total.fetch_add(1, Relaxed);
     }
@@ -294,7 +285,17 @@ impl Telemetry {
             out,
             "strangler_catalog_rejected_total {}",
             self.catalog_rejected.load(Relaxed)
-        )
+        )?;
+        writeln!(out, "# HELP strangler_fallbacks_total Requests legacy answered because the new side failed, by context and reason.")?;
+        writeln!(out, "# TYPE strangler_fallbacks_total counter")?;
+        let map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        for ((context, reason), n) in map.iter() {
+            writeln!(
+                out,
+                "strangler_fallbacks_total{{context=\"{context}\",reason=\"{reason}\"}} {n}"
+            )?;
+        }
+        Ok(())
     }
 }
 
