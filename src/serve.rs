@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use strangler_catalog::follow::follow;
-use strangler_catalog::store::SqlStore;
+use strangler_catalog::store::{ChangeMeta, SqlStore, Store};
 use strangler_catalog::Catalog;
 use strangler_dashboard::api::{ApiState, LogControl, Tokens};
 use strangler_dashboard::{AdminState, Readiness};
 use strangler_facade::Facade;
+use strangler_services::cluster::{EventSink, ServiceEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -88,6 +89,7 @@ pub async fn run_listeners(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let facade = Facade::new(settings.facade.clone()).map_err(anyhow::Error::msg)?;
+    facade.report_events(event_log(store.clone()));
     let follower = follow(store.clone(), settings.catalog.poll_interval)
         .await
         .context("cannot read the catalog")?;
@@ -156,6 +158,67 @@ pub async fn run_listeners(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes the services' breaker, ejection and health changes to the catalog's log, from a
+/// bounded queue: the request path never waits for the store, and a full queue drops (and logs).
+fn event_log(store: SqlStore) -> EventSink {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ServiceEvent>(1024);
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let (action, target, detail, reason) = match &event {
+                ServiceEvent::Breaker { service, state } => (
+                    format!("breaker-{}", state.as_str()),
+                    format!("service:{service}"),
+                    serde_json::json!({ "breaker": state.as_str() }),
+                    format!("the circuit breaker of {service} is now {}", state.as_str()),
+                ),
+                ServiceEvent::Ejected {
+                    service,
+                    instance,
+                    for_ms,
+                } => (
+                    "instance-ejected".to_owned(),
+                    format!("service:{service}"),
+                    serde_json::json!({ "instance": instance, "for_ms": for_ms }),
+                    format!("{instance} failed repeatedly and is ejected for {for_ms} ms"),
+                ),
+                ServiceEvent::Health {
+                    service,
+                    instance,
+                    healthy,
+                } => (
+                    if *healthy {
+                        "instance-healthy"
+                    } else {
+                        "instance-unhealthy"
+                    }
+                    .to_owned(),
+                    format!("service:{service}"),
+                    serde_json::json!({ "instance": instance, "healthy": healthy }),
+                    format!(
+                        "health checks mark {instance} {}",
+                        if *healthy { "healthy" } else { "unhealthy" }
+                    ),
+                ),
+            };
+            let meta = ChangeMeta {
+                actor: "facade".into(),
+                reason,
+            };
+            if let Err(e) = store
+                .record(&meta, &action, &target, None, Some(detail))
+                .await
+            {
+                tracing::warn!(error = %e, action, "service event not recorded");
+            }
+        }
+    });
+    Arc::new(move |event| {
+        if tx.try_send(event).is_err() {
+            tracing::warn!("service event queue full; event dropped");
+        }
+    })
 }
 
 /// Compiles each new catalog into the facade. One that does not compile is reported and the

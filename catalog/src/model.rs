@@ -89,6 +89,17 @@ pub struct ServicePolicy {
     pub eject_after_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eject_base_ms: Option<u64>,
+    /// Active health checks: `GET` this path on every instance (off when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
 }
 
 impl ServicePolicy {
@@ -157,6 +168,23 @@ impl ServicePolicy {
             1_000_000,
         )?;
         ms("eject_base_ms", self.eject_base_ms, 10, 3_600_000)?;
+        if let Some(p) = &self.health_path {
+            if !p.starts_with('/') || p.contains(char::is_whitespace) {
+                return Err((
+                    "health_path".into(),
+                    format!("`{p}` is not a path; write it like /healthz"),
+                ));
+            }
+        }
+        ms(
+            "health_interval_ms",
+            self.health_interval_ms,
+            100,
+            3_600_000,
+        )?;
+        ms("health_timeout_ms", self.health_timeout_ms, 10, 60_000)?;
+        n("healthy_threshold", self.healthy_threshold, 1, 100)?;
+        n("unhealthy_threshold", self.unhealthy_threshold, 1, 100)?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use strangler_catalog::{Catalog, Side};
-use strangler_services::cluster::{Cluster, EmptyBody, ServiceFailureKind};
+use strangler_services::cluster::{Cluster, EmptyBody, EventSink, ServiceFailureKind};
 use strangler_services::{FailureKind, Origin, Upstream, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
@@ -49,6 +49,8 @@ struct Shared {
     legacy: Upstream<RequestBody>,
     /// The compiled catalog; replaced whole on every change.
     snapshot: ArcSwap<Snapshot>,
+    /// Where the services' breaker, ejection and health changes are reported.
+    events: std::sync::OnceLock<EventSink>,
     legacy_prefix: String,
     telemetry: Arc<Telemetry>,
     via_10: HeaderValue,
@@ -87,6 +89,7 @@ impl Facade {
                 via_2: via("2")?,
                 legacy,
                 snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+                events: std::sync::OnceLock::new(),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
                 config,
@@ -106,7 +109,7 @@ impl Facade {
     pub fn apply_catalog(&self, catalog: &Catalog) -> Result<(), String> {
         let s = &*self.shared;
         let previous = s.snapshot.load();
-        match Snapshot::compile(catalog, &previous, &s.config.legacy) {
+        match Snapshot::compile(catalog, &previous, &s.config.legacy, s.events.get()) {
             Ok(next) => {
                 s.snapshot.store(Arc::new(next));
                 s.telemetry.record_catalog(catalog.version, true);
@@ -117,6 +120,12 @@ impl Facade {
                 Err(e)
             }
         }
+    }
+
+    /// Reports the services' breaker, ejection and health changes to `sink` (set once, before
+    /// the first catalog is applied).
+    pub fn report_events(&self, sink: EventSink) {
+        let _ = self.shared.events.set(sink);
     }
 
     /// Every figure of the facade and of the services it calls, as Prometheus text.
@@ -157,6 +166,7 @@ impl Facade {
                 .map(|i| {
                     serde_json::json!({
                         "origin": i.origin,
+                        "healthy": i.healthy,
                         "in_flight": i.in_flight,
                         "consecutive_failures": i.consecutive_failures,
                         "ejected": i.ejected_for_ms > 0,

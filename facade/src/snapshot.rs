@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use strangler_catalog::{Catalog, Service};
 use strangler_services::cluster::{
-    Balance, BreakerConfig, Cluster, ClusterConfig, OutlierConfig, RetryConfig,
+    Balance, BreakerConfig, Cluster, ClusterConfig, EventSink, HealthCheckConfig, OutlierConfig,
+    RetryConfig,
 };
 use strangler_services::{Origin, UpstreamConfig};
 
@@ -37,6 +38,7 @@ impl Snapshot {
         catalog: &Catalog,
         previous: &Snapshot,
         template: &UpstreamConfig,
+        events: Option<&EventSink>,
     ) -> Result<Self, String> {
         let routes = RouteTable::compile(catalog)?;
         let mut services = HashMap::new();
@@ -44,7 +46,11 @@ impl Snapshot {
             let name: Arc<str> = Arc::from(svc.name.as_str());
             let cluster = match previous.services.get(&name) {
                 Some((spec, cluster)) if spec == svc => cluster.clone(),
-                old => Cluster::new(cluster_config(svc, template)?, old.map(|(_, c)| c)),
+                old => Cluster::with_events(
+                    cluster_config(svc, template)?,
+                    old.map(|(_, c)| c),
+                    events.cloned(),
+                ),
             };
             services.insert(name, (svc.clone(), cluster));
         }
@@ -122,5 +128,12 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
         breaker,
         max_concurrent: p.max_concurrent.map(|n| n as usize),
         retry,
+        health: p.health_path.as_ref().map(|path| HealthCheckConfig {
+            path: path.clone(),
+            interval: p.health_interval_ms.map_or(Duration::from_secs(5), ms),
+            timeout: p.health_timeout_ms.map_or(Duration::from_secs(2), ms),
+            healthy_threshold: p.healthy_threshold.unwrap_or(2),
+            unhealthy_threshold: p.unhealthy_threshold.unwrap_or(3),
+        }),
     })
 }

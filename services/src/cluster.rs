@@ -87,6 +87,40 @@ impl Default for RetryConfig {
     }
 }
 
+/// Active health checks: each instance is asked `GET path` every `interval`.
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that mark an unhealthy instance healthy again.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that mark a healthy instance unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+/// Something that happened to a service, for the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceEvent {
+    Breaker {
+        service: String,
+        state: BreakerState,
+    },
+    Ejected {
+        service: String,
+        instance: String,
+        for_ms: u64,
+    },
+    Health {
+        service: String,
+        instance: String,
+        healthy: bool,
+    },
+}
+
+/// Where service events go.
+pub type EventSink = Arc<dyn Fn(ServiceEvent) + Send + Sync>;
+
 /// Everything about one service.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -100,6 +134,7 @@ pub struct ClusterConfig {
     /// The bulkhead: requests in flight at most (`None`: unlimited).
     pub max_concurrent: Option<usize>,
     pub retry: RetryConfig,
+    pub health: Option<HealthCheckConfig>,
 }
 
 /// Why a service call failed.
@@ -155,6 +190,10 @@ struct Endpoint<B> {
     ejections: AtomicU32,
     /// Milliseconds since the process clock's start; 0 = not ejected.
     ejected_until: AtomicU64,
+    /// The active health check's verdict (true without checks).
+    healthy: std::sync::atomic::AtomicBool,
+    /// Consecutive check results in the other direction.
+    streak: AtomicU32,
 }
 
 /// Counters for `/metrics`.
@@ -171,6 +210,7 @@ struct Counters {
 
 struct Inner<B> {
     config: ClusterConfig,
+    events: Option<EventSink>,
     endpoints: Vec<Endpoint<B>>,
     breaker: Breaker,
     budget: RetryBudget,
@@ -217,6 +257,8 @@ fn is_failure_status(status: http::StatusCode) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceView {
     pub origin: String,
+    /// The active health check's verdict (true without checks).
+    pub healthy: bool,
     pub in_flight: usize,
     pub consecutive_failures: u32,
     pub ejected_for_ms: u64,
@@ -227,8 +269,19 @@ where
     B: http_body::Body<Data = Bytes> + EmptyBody + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    /// Builds the cluster; instances whose origin appears in `reuse` keep its pool.
+    /// Builds the cluster; instances whose origin appears in `reuse` keep its pool. With health
+    /// checks configured, a task checks the instances for as long as the cluster lives (so this
+    /// must run inside a Tokio runtime).
     pub fn new(config: ClusterConfig, reuse: Option<&Cluster<B>>) -> Self {
+        Self::with_events(config, reuse, None)
+    }
+
+    /// Like [`Cluster::new`], reporting breaker changes, ejections and health changes to `events`.
+    pub fn with_events(
+        config: ClusterConfig,
+        reuse: Option<&Cluster<B>>,
+        events: Option<EventSink>,
+    ) -> Self {
         let endpoints = config
             .instances
             .iter()
@@ -252,11 +305,14 @@ where
                     consecutive_failures: AtomicU32::new(0),
                     ejections: AtomicU32::new(0),
                     ejected_until: AtomicU64::new(0),
+                    healthy: std::sync::atomic::AtomicBool::new(true),
+                    streak: AtomicU32::new(0),
                 }
             })
             .collect();
-        Self {
+        let cluster = Self {
             inner: Arc::new(Inner {
+                events,
                 breaker: Breaker::new(config.breaker.clone()),
                 budget: RetryBudget::new(config.retry.budget_ratio, config.retry.budget_reserve),
                 bulkhead: config
@@ -267,6 +323,16 @@ where
                 endpoints,
                 config,
             }),
+        };
+        if let Some(health) = cluster.inner.config.health.clone() {
+            tokio::spawn(check_health(Arc::downgrade(&cluster.inner), health));
+        }
+        cluster
+    }
+
+    fn emit(&self, event: ServiceEvent) {
+        if let Some(sink) = &self.inner.events {
+            sink(event);
         }
     }
 
@@ -286,6 +352,7 @@ where
             .iter()
             .map(|e| InstanceView {
                 origin: e.upstream.origin().to_prefix(),
+                healthy: e.healthy.load(Relaxed),
                 in_flight: e.in_flight.load(Relaxed),
                 consecutive_failures: e.consecutive_failures.load(Relaxed),
                 ejected_for_ms: e.ejected_until.load(Relaxed).saturating_sub(now),
@@ -308,7 +375,9 @@ where
     fn pick(&self, avoid: Option<usize>) -> usize {
         let endpoints = &self.inner.endpoints;
         let now = clock_ms();
-        let usable = |i: usize| endpoints[i].ejected_until.load(Relaxed) <= now;
+        let usable = |i: usize| {
+            endpoints[i].ejected_until.load(Relaxed) <= now && endpoints[i].healthy.load(Relaxed)
+        };
         let mut candidates: Vec<usize> = (0..endpoints.len())
             .filter(|&i| usable(i) && Some(i) != avoid)
             .collect();
@@ -375,6 +444,11 @@ where
         e.consecutive_failures.store(0, Relaxed);
         self.inner.counters.ejections.fetch_add(1, Relaxed);
         tracing::warn!(service = %self.inner.config.name, instance = %e.upstream.origin().to_prefix(), ?length, "instance ejected");
+        self.emit(ServiceEvent::Ejected {
+            service: self.inner.config.name.clone(),
+            instance: e.upstream.origin().to_prefix(),
+            for_ms: u64::try_from(length.as_millis()).unwrap_or(u64::MAX),
+        });
     }
 
     fn breaker_moved(&self, to: Option<BreakerState>) {
@@ -383,6 +457,10 @@ where
                 self.inner.counters.breaker_opened.fetch_add(1, Relaxed);
             }
             tracing::warn!(service = %self.inner.config.name, state = state.as_str(), "circuit breaker changed");
+            self.emit(ServiceEvent::Breaker {
+                service: self.inner.config.name.clone(),
+                state,
+            });
         }
     }
 
@@ -553,6 +631,66 @@ where
             ));
         }
         out
+    }
+}
+
+/// Checks every instance each interval until the cluster is gone.
+async fn check_health<B>(cluster: std::sync::Weak<Inner<B>>, config: HealthCheckConfig)
+where
+    B: http_body::Body<Data = Bytes> + EmptyBody + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut tick = tokio::time::interval(config.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = cluster.upgrade() else {
+            return;
+        };
+        let checks = inner.endpoints.iter().map(|e| {
+            let upstream = e.upstream.clone();
+            let path = config.path.clone();
+            let timeout = config.timeout;
+            async move {
+                let mut req = Request::new(B::empty());
+                *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+                match tokio::time::timeout(timeout, upstream.send(req)).await {
+                    Ok(Ok(resp)) => {
+                        let ok = resp.status().is_success() || resp.status().is_redirection();
+                        // Read the (small) body so the connection goes back to the pool.
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                        ok
+                    }
+                    _ => false,
+                }
+            }
+        });
+        let results = futures_util::future::join_all(checks).await;
+        for (e, ok) in inner.endpoints.iter().zip(results) {
+            let healthy = e.healthy.load(Relaxed);
+            if ok == healthy {
+                e.streak.store(0, Relaxed);
+                continue;
+            }
+            let streak = e.streak.fetch_add(1, Relaxed) + 1;
+            let threshold = if healthy {
+                config.unhealthy_threshold
+            } else {
+                config.healthy_threshold
+            };
+            if streak >= threshold.max(1) {
+                e.healthy.store(ok, Relaxed);
+                e.streak.store(0, Relaxed);
+                tracing::warn!(service = %inner.config.name, instance = %e.upstream.origin().to_prefix(), healthy = ok, "health check verdict changed");
+                if let Some(sink) = &inner.events {
+                    sink(ServiceEvent::Health {
+                        service: inner.config.name.clone(),
+                        instance: e.upstream.origin().to_prefix(),
+                        healthy: ok,
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -111,6 +111,7 @@ fn config(addrs: &[SocketAddr]) -> ClusterConfig {
             ..BreakerConfig::default()
         },
         max_concurrent: None,
+        health: None,
         retry: RetryConfig {
             backoff_base: Duration::from_millis(1),
             backoff_max: Duration::from_millis(2),
@@ -344,5 +345,63 @@ async fn a_full_bulkhead_refuses_without_sending() {
         call(&c, http::Method::GET).await,
         Ok(StatusCode::OK),
         "the permit is released with the body"
+    );
+}
+
+#[tokio::test]
+async fn active_health_checks_take_an_instance_out_and_back() {
+    let (sick, well) = (server(200).await, server(200).await);
+    let mut cfg = config(&[sick.addr, well.addr]);
+    cfg.balance = Balance::RoundRobin;
+    cfg.health = Some(HealthCheckConfig {
+        path: "/health".into(),
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(200),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+    });
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let c: Cluster<Nothing> = Cluster::with_events(
+        cfg,
+        None,
+        Some(Arc::new(move |e| sink.lock().unwrap().push(e))),
+    );
+    sick.status.store(503, SeqCst);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        !c.instances()[0].healthy,
+        "two failed checks must mark it unhealthy"
+    );
+    let before = sick.seen.load(SeqCst);
+    for _ in 0..10 {
+        // Only the healthy instance answers now (the checks keep arriving at the sick one).
+        let req = Request::get("/x").body(Nothing::default()).unwrap();
+        let resp = c.send(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let checks_only = sick.seen.load(SeqCst) - before;
+    assert!(
+        checks_only <= 4,
+        "the unhealthy instance got traffic: {checks_only} requests"
+    );
+    sick.status.store(200, SeqCst);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        c.instances()[0].healthy,
+        "two good checks must bring it back"
+    );
+    let events = events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServiceEvent::Health { healthy: false, .. })),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServiceEvent::Health { healthy: true, .. })),
+        "{events:?}"
     );
 }
