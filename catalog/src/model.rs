@@ -100,6 +100,12 @@ pub struct ServicePolicy {
     pub healthy_threshold: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy_threshold: Option<u32>,
+    /// Identical concurrent GETs share one upstream call (bodies up to 1 MiB of known length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_requests: Option<bool>,
+    /// Also share GETs that carry `Authorization` or `Cookie`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_with_credentials: Option<bool>,
 }
 
 impl ServicePolicy {

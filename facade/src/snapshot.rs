@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use strangler_catalog::{Catalog, Service};
 use strangler_services::cluster::{
-    Balance, BreakerConfig, Cluster, ClusterConfig, EventSink, HealthCheckConfig, OutlierConfig,
-    RetryConfig,
+    Balance, BreakerConfig, Cluster, ClusterConfig, CollapseConfig, EventSink, HealthCheckConfig,
+    OutlierConfig, RetryConfig,
 };
 use strangler_services::{Origin, UpstreamConfig};
 
@@ -128,6 +128,13 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
         breaker,
         max_concurrent: p.max_concurrent.map(|n| n as usize),
         retry,
+        collapse: p
+            .collapse_requests
+            .unwrap_or(false)
+            .then(|| CollapseConfig {
+                with_credentials: p.collapse_with_credentials.unwrap_or(false),
+                max_body: 1 << 20,
+            }),
         health: p.health_path.as_ref().map(|path| HealthCheckConfig {
             path: path.clone(),
             interval: p.health_interval_ms.map_or(Duration::from_secs(5), ms),

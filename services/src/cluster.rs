@@ -9,6 +9,7 @@
 
 mod breaker;
 mod budget;
+mod collapse;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -135,6 +136,18 @@ pub struct ClusterConfig {
     pub max_concurrent: Option<usize>,
     pub retry: RetryConfig,
     pub health: Option<HealthCheckConfig>,
+    /// Request collapsing for identical concurrent GETs (`None`: off).
+    pub collapse: Option<CollapseConfig>,
+}
+
+/// Request collapsing.
+#[derive(Debug, Clone)]
+pub struct CollapseConfig {
+    /// Also share requests carrying `Authorization` or `Cookie` (only when the service answers
+    /// them the same for everyone).
+    pub with_credentials: bool,
+    /// The largest response body shared (its length must be known in advance).
+    pub max_body: usize,
 }
 
 /// Why a service call failed.
@@ -206,11 +219,14 @@ struct Counters {
     bulkhead_rejected: AtomicU64,
     ejections: AtomicU64,
     breaker_opened: AtomicU64,
+    /// Requests answered from another request's upstream call.
+    collapsed: AtomicU64,
 }
 
 struct Inner<B> {
     config: ClusterConfig,
     events: Option<EventSink>,
+    collapser: Option<collapse::Collapser>,
     endpoints: Vec<Endpoint<B>>,
     breaker: Breaker,
     budget: RetryBudget,
@@ -313,6 +329,10 @@ where
         let cluster = Self {
             inner: Arc::new(Inner {
                 events,
+                collapser: config
+                    .collapse
+                    .as_ref()
+                    .map(|c| collapse::Collapser::new(c.with_credentials, c.max_body)),
                 breaker: Breaker::new(config.breaker.clone()),
                 budget: RetryBudget::new(config.retry.budget_ratio, config.retry.budget_reserve),
                 bulkhead: config
@@ -464,8 +484,67 @@ where
         }
     }
 
-    /// Sends `req` through the stack.
+    /// Sends `req` through the stack; identical concurrent GETs share one call when collapsing
+    /// is on.
     pub async fn send(
+        &self,
+        req: Request<B>,
+    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
+        let inner = &*self.inner;
+        let Some(collapser) = &inner.collapser else {
+            return self.send_direct(req).await;
+        };
+        let Some(key) = collapser.key(&req) else {
+            return self.send_direct(req).await;
+        };
+        match collapser.join(key) {
+            collapse::Role::Follower(rx) => match collapse::follow(rx).await {
+                Some(shared) => {
+                    inner.counters.collapsed.fetch_add(1, Relaxed);
+                    Ok(shared_response(shared))
+                }
+                None => self.send_direct(req).await,
+            },
+            collapse::Role::Leader(leader) => {
+                let resp = match self.send_direct(req).await {
+                    Ok(resp) => resp,
+                    Err(f) => {
+                        collapser.land(leader, Err(()));
+                        return Err(f);
+                    }
+                };
+                let exact = http_body::Body::size_hint(resp.body()).exact();
+                if !exact.is_some_and(|n| n <= collapser.max_body as u64) {
+                    // Unknown or too large: stream it; the followers go on their own.
+                    collapser.land(leader, Err(()));
+                    return Ok(resp);
+                }
+                let (parts, body) = resp.into_parts();
+                match http_body_util::BodyExt::collect(body).await {
+                    Ok(collected) => {
+                        let shared = collapse::Shared {
+                            status: parts.status,
+                            version: parts.version,
+                            headers: parts.headers,
+                            body: collected.to_bytes(),
+                        };
+                        collapser.land(leader, Ok(shared.clone()));
+                        Ok(shared_response(shared))
+                    }
+                    Err(e) => {
+                        collapser.land(leader, Err(()));
+                        Err(ServiceFailure {
+                            kind: ServiceFailureKind::Upstream(FailureKind::Reset),
+                            error: Some(UpstreamError::new(FailureKind::Reset, Some(Box::new(e)))),
+                            unsent: None,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_direct(
         &self,
         req: Request<B>,
     ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
@@ -560,7 +639,7 @@ where
                     Ok(Response::from_parts(
                         parts,
                         ClusterBody {
-                            inner: body,
+                            inner: BodyKind::Upstream(body),
                             _permit: permit,
                             _in_flight: Some(guard),
                         },
@@ -602,6 +681,10 @@ where
             (
                 "strangler_service_breaker_opened_total",
                 c.breaker_opened.load(Relaxed),
+            ),
+            (
+                "strangler_service_collapsed_total",
+                c.collapsed.load(Relaxed),
             ),
         ]
         .into_iter()
@@ -708,9 +791,27 @@ impl<B> Drop for InFlight<B> {
     }
 }
 
+fn shared_response<B>(shared: collapse::Shared) -> Response<ClusterBody<B>> {
+    let mut resp = Response::new(ClusterBody {
+        inner: BodyKind::Bytes(Some(shared.body)),
+        _permit: None,
+        _in_flight: None,
+    });
+    *resp.status_mut() = shared.status;
+    *resp.version_mut() = shared.version;
+    *resp.headers_mut() = shared.headers;
+    resp
+}
+
+enum BodyKind<B> {
+    Upstream(UpstreamBody<B>),
+    /// A collapsed response's copy.
+    Bytes(Option<Bytes>),
+}
+
 /// A response body from a cluster: holds the bulkhead permit and the in-flight count until done.
 pub struct ClusterBody<B> {
-    inner: UpstreamBody<B>,
+    inner: BodyKind<B>,
     _permit: Option<OwnedSemaphorePermit>,
     _in_flight: Option<InFlight<B>>,
 }
@@ -729,15 +830,27 @@ impl<B: Unpin> http_body::Body for ClusterBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        match &mut self.get_mut().inner {
+            BodyKind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            BodyKind::Bytes(bytes) => {
+                Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            BodyKind::Upstream(body) => body.is_end_stream(),
+            BodyKind::Bytes(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            BodyKind::Upstream(body) => body.size_hint(),
+            BodyKind::Bytes(Some(b)) => http_body::SizeHint::with_exact(b.len() as u64),
+            BodyKind::Bytes(None) => http_body::SizeHint::with_exact(0),
+        }
     }
 }
 

@@ -112,6 +112,7 @@ fn config(addrs: &[SocketAddr]) -> ClusterConfig {
         },
         max_concurrent: None,
         health: None,
+        collapse: None,
         retry: RetryConfig {
             backoff_base: Duration::from_millis(1),
             backoff_max: Duration::from_millis(2),
@@ -404,4 +405,54 @@ async fn active_health_checks_take_an_instance_out_and_back() {
             .any(|e| matches!(e, ServiceEvent::Health { healthy: true, .. })),
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn identical_concurrent_gets_share_one_upstream_call() {
+    let slow = server(200).await;
+    slow.delay_ms.store(200, SeqCst);
+    let mut cfg = config(&[slow.addr]);
+    cfg.collapse = Some(CollapseConfig {
+        with_credentials: false,
+        max_body: 1 << 20,
+    });
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let c = c.clone();
+        calls.push(tokio::spawn(async move {
+            let mut req = Request::get("/hot").body(Nothing::default()).unwrap();
+            if i == 19 {
+                // Credentials are not shared unless configured: this one goes on its own.
+                req.headers_mut()
+                    .insert("authorization", "Bearer x".parse().unwrap());
+            }
+            let resp = c.send(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }));
+        if i == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap(),
+            (StatusCode::OK, Bytes::from_static(b"ok"))
+        );
+    }
+    assert_eq!(
+        slow.seen.load(SeqCst),
+        2,
+        "19 identical GETs should have made one call, the credentialed one its own"
+    );
+    assert!(c.samples().contains(&(
+        "strangler_service_collapsed_total",
+        "service=\"svc\"".to_owned(),
+        18
+    )));
+    // Later, a new flight.
+    call(&c, http::Method::GET).await.unwrap();
+    assert_eq!(slow.seen.load(SeqCst), 3);
 }
