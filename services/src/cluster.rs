@@ -514,7 +514,7 @@ where
                     }
                 };
                 let exact = http_body::Body::size_hint(resp.body()).exact();
-                if !exact.is_some_and(|n| n <= collapser.max_body as u64) {
+                if exact.is_none_or(|n| n > collapser.max_body as u64) {
                     // Unknown or too large: stream it; the followers go on their own.
                     collapser.land(leader, Err(()));
                     return Ok(resp);
