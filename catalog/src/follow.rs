@@ -93,17 +93,27 @@ async fn run(
             _ = tick.tick() => false,
             () = tx.closed() => return,
         };
-        let current = tx.borrow().version;
-        // A poll only reads the version; a notification or a new version loads everything.
+        let (current, registered) = {
+            let c = tx.borrow();
+            (c.version, c.registered.clone())
+        };
+        // A poll reads the version and the live registrations (which expire with time); a
+        // notification or a new version loads everything.
         let load = if notified {
             true
         } else {
-            match store.version().await {
-                Ok(v) => {
+            match (store.version().await, store.registered().await) {
+                (Ok(v), Ok(live)) => {
                     health.set(None);
+                    if v == current && live != registered {
+                        let mut next = (**tx.borrow()).clone();
+                        next.registered = live;
+                        tracing::info!("registered instances changed");
+                        tx.send_replace(Arc::new(next));
+                    }
                     v != current
                 }
-                Err(e) => {
+                (Err(e), _) | (_, Err(e)) => {
                     health.set(Some(e.to_string()));
                     false
                 }
@@ -115,7 +125,7 @@ async fn run(
         match store.load().await {
             Ok(catalog) => {
                 health.set(None);
-                if catalog.version != current {
+                if catalog.version != current || catalog.registered != registered {
                     tracing::info!(version = catalog.version, "catalog changed");
                     tx.send_replace(Arc::new(catalog));
                 }

@@ -28,4 +28,4 @@ pub use model::{
     StickyKey, ValueMatch, VersionMatch, Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
-pub use validate::{validate, ValidationError};
+pub use validate::{check_url, validate, ValidationError};

@@ -394,9 +394,28 @@ pub struct Catalog {
     pub services: BTreeMap<Name, Service>,
     pub contexts: BTreeMap<Name, Context>,
     pub routes: BTreeMap<String, Route>,
+    /// Instances that registered themselves and have not expired, by service (not part of the
+    /// versioned catalog: heartbeats do not change the version).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registered: BTreeMap<Name, Vec<String>>,
 }
 
 impl Catalog {
+    /// A service's instances: its static URLs, then the registered ones.
+    pub fn instances_of(&self, service: &str) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .services
+            .get(service)
+            .map(|s| s.urls.clone())
+            .unwrap_or_default();
+        for url in self.registered.get(service).into_iter().flatten() {
+            if !urls.contains(url) {
+                urls.push(url.clone());
+            }
+        }
+        urls
+    }
+
     /// The routes of one context, in id order.
     pub fn routes_of<'a>(&'a self, context: &'a str) -> impl Iterator<Item = &'a Route> + 'a {
         self.routes.values().filter(move |r| r.context == context)

@@ -95,6 +95,15 @@ pub trait Store: Send + Sync {
     ) -> Result<AuditEntry, StoreError>;
     /// The audit log, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Registers (or, as a heartbeat, renews) an instance of `service` for `ttl_ms`. Returns
+    /// whether it is new. Unknown services are refused.
+    async fn register(&self, service: &str, url: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+    /// Removes a registration; returns whether there was one.
+    async fn deregister(&self, service: &str, url: &str) -> Result<bool, StoreError>;
+    /// The registrations that have not expired, by service.
+    async fn registered(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError>;
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -34,12 +34,8 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
             ));
         }
         check_name("service", &s.name).map_err(|m| err(format!("{field}.name"), m))?;
-        if s.urls.is_empty() {
-            return Err(err(
-                format!("{field}.urls"),
-                "a service needs at least one instance URL, e.g. http://127.0.0.1:8001",
-            ));
-        }
+        // No static URL is allowed: the instances may register themselves
+        // (POST /api/v1/services/NAME/instances).
         for (i, url) in s.urls.iter().enumerate() {
             check_url(url).map_err(|m| err(format!("{field}.urls[{i}]"), m))?;
         }
@@ -164,7 +160,8 @@ fn literal_shape(spec: &RouteSpec) -> String {
     shape
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+/// Checks an instance URL: an `http://host:port` origin.
+pub fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("`{url}` must start with http://"))?;

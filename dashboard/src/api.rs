@@ -56,6 +56,10 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/services/{name}",
             get(get_service).put(put_service).delete(delete_service),
         )
+        .route(
+            "/api/v1/services/{name}/instances",
+            post(register_instance).delete(deregister_instance),
+        )
         .route("/api/v1/contexts", get(list_contexts).post(create_context))
         .route(
             "/api/v1/contexts/{name}",

@@ -44,15 +44,18 @@ impl Snapshot {
         let mut services = HashMap::new();
         for svc in catalog.services.values() {
             let name: Arc<str> = Arc::from(svc.name.as_str());
+            // Static instances and the registered ones that are alive.
+            let mut effective = svc.clone();
+            effective.urls = catalog.instances_of(&svc.name);
             let cluster = match previous.services.get(&name) {
-                Some((spec, cluster)) if spec == svc => cluster.clone(),
+                Some((spec, cluster)) if spec == &effective => cluster.clone(),
                 old => Cluster::with_events(
-                    cluster_config(svc, template)?,
+                    cluster_config(&effective, template)?,
                     old.map(|(_, c)| c),
                     events.cloned(),
                 ),
             };
-            services.insert(name, (svc.clone(), cluster));
+            services.insert(name, (effective, cluster));
         }
         Ok(Self {
             version: catalog.version,
@@ -70,10 +73,12 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
         .iter()
         .map(|u| Origin::parse(u).map_err(|e| format!("service `{}`: {e}", svc.name)))
         .collect::<Result<Vec<_>, _>>()?;
+    // With no instance yet (one that only registers itself), the template's origin stands in;
+    // the cluster answers "no instance" until one registers.
     let first = instances
         .first()
         .cloned()
-        .ok_or_else(|| format!("service `{}` has no instance", svc.name))?;
+        .unwrap_or_else(|| template.origin.clone());
     let ms = Duration::from_millis;
     let mut upstream = template.clone();
     upstream.origin = first;

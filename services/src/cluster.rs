@@ -550,6 +550,22 @@ where
     ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
         let inner = &*self.inner;
         inner.counters.requests.fetch_add(1, Relaxed);
+        if inner.endpoints.is_empty() {
+            return Err(ServiceFailure {
+                kind: ServiceFailureKind::Upstream(FailureKind::Connect),
+                error: Some(UpstreamError::new(
+                    FailureKind::Connect,
+                    Some(
+                        format!(
+                            "service `{}` has no instance (none configured or registered)",
+                            inner.config.name
+                        )
+                        .into(),
+                    ),
+                )),
+                unsent: Some(req),
+            });
+        }
         inner.budget.deposit();
         let (admit, moved) = inner.breaker.admit();
         self.breaker_moved(moved);

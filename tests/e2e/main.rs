@@ -12,6 +12,7 @@ mod commands;
 mod faults;
 mod limits;
 mod migration;
+mod registration;
 mod replicas;
 mod shutdown;
 mod streaming;

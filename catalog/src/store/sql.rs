@@ -127,6 +127,7 @@ impl SqlStore {
             services,
             contexts,
             routes,
+            registered: BTreeMap::new(),
         })
     }
 }
@@ -152,6 +153,23 @@ async fn rows<'c, T: DeserializeOwned>(
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+impl SqlStore {
+    /// Tells other replicas that the registrations changed (PostgreSQL only; on commit).
+    async fn notify_registrations(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, 'registrations')")
+                .bind(NOTIFY_CHANNEL)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
 }
 
 /// The entity a change targets, as JSON, in a catalog (for the audit's before/after).
@@ -202,7 +220,9 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let catalog = Self::load_from(&mut tx).await;
         tx.rollback().await.map_err(unavailable)?;
-        catalog
+        let mut catalog = catalog?;
+        catalog.registered = self.registered().await?;
+        Ok(catalog)
     }
 
     async fn version(&self) -> Result<i64, StoreError> {
@@ -315,6 +335,87 @@ impl Store for SqlStore {
             reason: meta.reason.clone(),
             version,
         })
+    }
+
+    async fn register(&self, service: &str, url: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let known: Option<String> = sqlx::query_scalar("SELECT name FROM services WHERE name = $1")
+            .bind(service)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if known.is_none() {
+            return Err(StoreError::Change(crate::change::ChangeError::NotFound {
+                kind: "service",
+                name: service.to_owned(),
+            }));
+        }
+        let now = now_ms();
+        let expires = now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX / 2));
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT expires_at_ms FROM registrations WHERE service = $1 AND url = $2",
+        )
+        .bind(service)
+        .bind(url)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO registrations (service, url, expires_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (service, url) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+        )
+        .bind(service)
+        .bind(url)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let new = live.is_none_or(|at| at <= now);
+        if new {
+            self.notify_registrations(&mut tx).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if new {
+            self.changed.send_modify(|_| {});
+        }
+        Ok(new)
+    }
+
+    async fn deregister(&self, service: &str, url: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let gone = sqlx::query("DELETE FROM registrations WHERE service = $1 AND url = $2")
+            .bind(service)
+            .bind(url)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            > 0;
+        if gone {
+            self.notify_registrations(&mut tx).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if gone {
+            self.changed.send_modify(|_| {});
+        }
+        Ok(gone)
+    }
+
+    async fn registered(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT service, url FROM registrations WHERE expires_at_ms > $1 ORDER BY service, url",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in rows {
+            let service: String = row.try_get(0).map_err(unavailable)?;
+            let url: String = row.try_get(1).map_err(unavailable)?;
+            out.entry(service).or_default().push(url);
+        }
+        Ok(out)
     }
 
     async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
