@@ -76,6 +76,8 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     /// Most header fields accepted in an upstream response.
     pub max_response_headers: usize,
+    /// Connections older than this are not reused (host names are resolved on every connect).
+    pub max_connection_age: Duration,
 }
 
 impl UpstreamConfig {
@@ -87,6 +89,7 @@ impl UpstreamConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle: 1024,
             max_response_headers: 512,
+            max_connection_age: Duration::from_secs(60),
         }
     }
 }
@@ -121,6 +124,8 @@ struct Inner<B> {
 struct Idle<B> {
     sender: SendRequest<B>,
     since: Instant,
+    /// When the connection was opened.
+    born: Instant,
 }
 
 impl<B> std::fmt::Debug for Upstream<B> {
@@ -206,10 +211,10 @@ where
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut sender = match self.checkout().await {
-                Some(sender) => sender,
+            let (mut sender, born) = match self.checkout().await {
+                Some(pooled) => pooled,
                 None => match self.connect().await {
-                    Ok(sender) => sender,
+                    Ok(sender) => (sender, Instant::now()),
                     Err(error) => {
                         return Err(SendFailure {
                             error,
@@ -219,7 +224,7 @@ where
                 },
             };
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap(resp, sender)),
+                Ok(resp) => return Ok(self.wrap(resp, sender, born)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
                     unsent => {
@@ -233,11 +238,16 @@ where
         }
     }
 
-    /// The most recently used idle connection that is still usable.
-    async fn checkout(&self) -> Option<SendRequest<B>> {
+    /// The most recently used idle connection that is still usable, and when it was opened.
+    async fn checkout(&self) -> Option<(SendRequest<B>, Instant)> {
         loop {
             let idle = lock(&self.inner.idle).pop()?;
-            if idle.sender.is_closed() || idle.since.elapsed() > self.inner.config.pool_idle_timeout
+            let config = &self.inner.config;
+            // Connections also retire with age, so that a host name is resolved again and a
+            // changed DNS answer takes effect within `max_connection_age`.
+            if idle.sender.is_closed()
+                || idle.since.elapsed() > config.pool_idle_timeout
+                || idle.born.elapsed() > config.max_connection_age
             {
                 continue;
             }
@@ -245,7 +255,7 @@ where
             // Returned connections finish their previous exchange in their own task; wait for
             // it (it is immediate for a healthy idle connection).
             if sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((sender, idle.born));
             }
         }
     }
@@ -282,7 +292,12 @@ where
         Ok(sender)
     }
 
-    fn wrap(&self, resp: Response<Incoming>, sender: SendRequest<B>) -> Response<UpstreamBody<B>> {
+    fn wrap(
+        &self,
+        resp: Response<Incoming>,
+        sender: SendRequest<B>,
+        born: Instant,
+    ) -> Response<UpstreamBody<B>> {
         // After 101 the connection belongs to the upgrade; it never returns to the pool.
         let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
         let (parts, body) = resp.into_parts();
@@ -290,6 +305,7 @@ where
             inner: body,
             give_back: reusable.then(|| GiveBack {
                 sender,
+                born,
                 pool: Arc::downgrade(&self.inner),
             }),
         };
@@ -315,6 +331,7 @@ pub struct SendFailure<B> {
 /// A connection waiting for its response body to end before it goes back to the pool.
 struct GiveBack<B> {
     sender: SendRequest<B>,
+    born: Instant,
     pool: Weak<Inner<B>>,
 }
 
@@ -346,6 +363,7 @@ impl<B> UpstreamBody<B> {
             idle.push(Idle {
                 sender: give_back.sender,
                 since: Instant::now(),
+                born: give_back.born,
             });
         }
     }

@@ -152,3 +152,22 @@ async fn connections_the_upstream_closed_are_replaced_without_failing() {
     }
     assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
+
+#[tokio::test]
+async fn old_connections_are_retired_so_names_are_resolved_again() {
+    let (addr, conns) = counting_server(usize::MAX).await;
+    let mut cfg =
+        UpstreamConfig::new(Origin::parse(&format!("http://localhost:{}", addr.port())).unwrap());
+    cfg.max_connection_age = Duration::from_millis(100);
+    let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&cfg);
+    get_ok(&up).await;
+    get_ok(&up).await;
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    get_ok(&up).await;
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "an old connection was reused"
+    );
+}
