@@ -3,6 +3,8 @@
 //!
 //! - `GET /bytes?n=N` streams N bytes (64 KiB chunks), for the large-download memory check;
 //! - `POST /sink` reads the whole body without keeping it and answers the byte count;
+//! - `GET /stats` answers how many requests it has served (itself not counted);
+//! - `GET /hot` answers after 1 ms (a hot key for the request-collapsing run);
 //! - anything else answers a 13-byte `hello, world!`.
 //!
 //! Usage: `bench-upstream 127.0.0.1:18000`.
@@ -72,8 +74,19 @@ impl Body for Out {
     }
 }
 
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn handle(req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
+    if req.uri().path() == "/stats" {
+        let n = SERVED.load(std::sync::atomic::Ordering::Relaxed);
+        return Ok(Response::new(Out::Full(Some(Bytes::from(n.to_string())))));
+    }
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match req.uri().path() {
+        "/hot" => {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            Ok(Response::new(Out::Full(Some(Bytes::from_static(b"hot")))))
+        }
         "/bytes" => {
             let n = req
                 .uri()

@@ -13,7 +13,7 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use strangler_catalog::{Catalog, Side};
-use strangler_services::cluster::{Cluster, EmptyBody, EventSink, ServiceFailureKind};
+use strangler_services::cluster::{Cluster, EventSink, Replay, ServiceFailureKind};
 use strangler_services::{FailureKind, Origin, Upstream, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
@@ -546,31 +546,18 @@ impl Facade {
             }
             Target::New { cluster, fallback } => (cluster.clone(), *fallback),
         };
-        // A safe request without a body can be sent again to legacy after the new side failed.
+        // A safe request without a body can be sent again to legacy after the new side failed
+        // (and the same copy serves the cluster's retries).
         let replay = (fallback
             && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
             && http_body::Body::is_end_stream(req.body()))
-        .then(|| {
-            (
-                req.method().clone(),
-                req.uri().clone(),
-                req.headers().clone(),
-            )
-        });
-        let rebuild = |(method, uri, headers): (Method, http::Uri, http::HeaderMap)| {
-            let mut again = Request::new(<RequestBody as EmptyBody>::empty());
-            *again.method_mut() = method;
-            *again.uri_mut() = uri;
-            *again.headers_mut() = headers;
-            again
-        };
-        match cluster.send(req).await {
+        .then(|| Replay::of(&req));
+        match cluster.send_with(req, replay.as_ref()).await {
             Ok(resp) if replay.is_some() && is_failure_status(resp.status()) => {
                 let reason = format!("status_{}", resp.status().as_u16());
                 drop(resp);
-                let again = replay.map(rebuild);
-                match again {
-                    Some(again) => self.fall_back(routing, again, &reason).await,
+                match &replay {
+                    Some(r) => self.fall_back(routing, r.rebuild(), &reason).await,
                     None => Err(Problem::new(
                         Answer::UpstreamBroken,
                         "no request to fall back with",
@@ -586,8 +573,8 @@ impl Facade {
                     if let Some(unsent) = failure.unsent {
                         return self.fall_back(routing, unsent, reason).await;
                     }
-                    if let Some(again) = replay.map(rebuild) {
-                        return self.fall_back(routing, again, reason).await;
+                    if let Some(r) = &replay {
+                        return self.fall_back(routing, r.rebuild(), reason).await;
                     }
                 }
                 Err(self.service_failure(&failure.kind, failure.error.as_ref(), routing))

@@ -196,6 +196,36 @@ pub trait EmptyBody {
     fn empty() -> Self;
 }
 
+/// What it takes to send a bodiless request again: its head.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+}
+
+impl Replay {
+    pub fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        }
+    }
+
+    /// The request again, with an empty body.
+    pub fn rebuild<B: EmptyBody>(&self) -> Request<B> {
+        let mut again = Request::new(B::empty());
+        *again.method_mut() = self.method.clone();
+        *again.uri_mut() = self.uri.clone();
+        *again.version_mut() = self.version;
+        *again.headers_mut() = self.headers.clone();
+        again
+    }
+}
+
 struct Endpoint<B> {
     upstream: Upstream<B>,
     in_flight: AtomicUsize,
@@ -394,31 +424,45 @@ where
     /// Picks an instance that is not ejected (and not `avoid`, when another exists).
     fn pick(&self, avoid: Option<usize>) -> usize {
         let endpoints = &self.inner.endpoints;
+        if endpoints.len() == 1 {
+            return 0;
+        }
         let now = clock_ms();
         let usable = |i: usize| {
             endpoints[i].ejected_until.load(Relaxed) <= now && endpoints[i].healthy.load(Relaxed)
         };
-        let mut candidates: Vec<usize> = (0..endpoints.len())
+        // Candidates as a bit set (no allocation on the request path): usable and not the one
+        // that just failed; failing that, usable; failing that, all.
+        let n = endpoints.len().min(64);
+        let mut set: u64 = (0..n)
             .filter(|&i| usable(i) && Some(i) != avoid)
-            .collect();
-        if candidates.is_empty() {
-            candidates = (0..endpoints.len()).filter(|&i| usable(i)).collect();
+            .fold(0, |m, i| m | 1 << i);
+        if set == 0 {
+            set = (0..n).filter(|&i| usable(i)).fold(0, |m, i| m | 1 << i);
         }
-        if candidates.is_empty() {
+        if set == 0 {
             // Ejection never takes all instances, but ejections can outlast the share rule
             // when instances change; an instance that may fail beats none.
-            candidates = (0..endpoints.len()).collect();
+            set = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         }
-        match (self.inner.config.balance, candidates.len()) {
-            (_, 1) => candidates[0],
-            (Balance::RoundRobin, n) => candidates[self.inner.next.fetch_add(1, Relaxed) % n],
-            (Balance::PowerOfTwoChoices, n) => {
-                let a = fastrand::usize(..n);
-                let mut b = fastrand::usize(..n - 1);
+        let count = set.count_ones() as usize;
+        let nth = |k: usize| {
+            let mut rest = set;
+            for _ in 0..k {
+                rest &= rest - 1;
+            }
+            rest.trailing_zeros() as usize
+        };
+        match (self.inner.config.balance, count) {
+            (_, 1) => nth(0),
+            (Balance::RoundRobin, c) => nth(self.inner.next.fetch_add(1, Relaxed) % c),
+            (Balance::PowerOfTwoChoices, c) => {
+                let a = fastrand::usize(..c);
+                let mut b = fastrand::usize(..c - 1);
                 if b >= a {
                     b += 1;
                 }
-                let (a, b) = (candidates[a], candidates[b]);
+                let (a, b) = (nth(a), nth(b));
                 if endpoints[b].in_flight.load(Relaxed) < endpoints[a].in_flight.load(Relaxed) {
                     b
                 } else {
@@ -490,12 +534,22 @@ where
         &self,
         req: Request<B>,
     ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
+        self.send_with(req, None).await
+    }
+
+    /// Like [`Cluster::send`], with the caller's own replayable copy of the request (so that it
+    /// is made once, when the caller needs one too).
+    pub async fn send_with(
+        &self,
+        req: Request<B>,
+        given: Option<&Replay>,
+    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
         let inner = &*self.inner;
         let Some(collapser) = &inner.collapser else {
-            return self.send_direct(req).await;
+            return self.send_direct(req, given).await;
         };
         let Some(key) = collapser.key(&req) else {
-            return self.send_direct(req).await;
+            return self.send_direct(req, given).await;
         };
         match collapser.join(key) {
             collapse::Role::Follower(rx) => match collapse::follow(rx).await {
@@ -503,10 +557,10 @@ where
                     inner.counters.collapsed.fetch_add(1, Relaxed);
                     Ok(shared_response(shared))
                 }
-                None => self.send_direct(req).await,
+                None => self.send_direct(req, given).await,
             },
             collapse::Role::Leader(leader) => {
-                let resp = match self.send_direct(req).await {
+                let resp = match self.send_direct(req, given).await {
                     Ok(resp) => resp,
                     Err(f) => {
                         collapser.land(leader, Err(()));
@@ -547,6 +601,7 @@ where
     async fn send_direct(
         &self,
         req: Request<B>,
+        given: Option<&Replay>,
     ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
         let inner = &*self.inner;
         inner.counters.requests.fetch_add(1, Relaxed);
@@ -596,15 +651,16 @@ where
             None => None,
         };
         // A replayable copy for retries: idempotent and without a body.
-        let replay = (self.retryable(req.method()) && http_body::Body::is_end_stream(req.body()))
-            .then(|| {
-                (
-                    req.method().clone(),
-                    req.uri().clone(),
-                    req.version(),
-                    req.headers().clone(),
-                )
-            });
+        // The caller's copy if it made one, else our own when the request may be retried.
+        let own;
+        let replay = match given {
+            Some(r) => Some(r),
+            None => {
+                own = (self.retryable(req.method()) && http_body::Body::is_end_stream(req.body()))
+                    .then(|| Replay::of(&req));
+                own.as_ref()
+            }
+        };
         let mut current = req;
         let mut avoid = None;
         let mut attempt = 0;
@@ -621,11 +677,11 @@ where
             let ok = matches!(&result, Ok(resp) if !is_failure_status(resp.status()));
             self.outcome(i, ok);
             let replayable = if attempt < inner.config.retry.attempts && !ok {
-                replay.as_ref()
+                replay
             } else {
                 None
             };
-            if let Some((method, uri, version, headers)) = replayable {
+            if let Some(replay) = replayable {
                 if inner.budget.try_spend() {
                     inner.counters.retries.fetch_add(1, Relaxed);
                     // Exponential backoff with full jitter.
@@ -636,12 +692,7 @@ where
                         .saturating_mul(1 << (attempt - 1).min(16))
                         .min(inner.config.retry.backoff_max);
                     tokio::time::sleep(cap.mul_f64(fastrand::f64())).await;
-                    let mut again = Request::new(B::empty());
-                    *again.method_mut() = method.clone();
-                    *again.uri_mut() = uri.clone();
-                    *again.version_mut() = *version;
-                    *again.headers_mut() = headers.clone();
-                    current = again;
+                    current = replay.rebuild();
                     avoid = Some(i);
                     drop(guard);
                     continue;

@@ -3,7 +3,9 @@
 //! few probes decide → closed again, or open again.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::clock_ms;
 
 /// Breaker settings.
 #[derive(Debug, Clone)]
@@ -56,9 +58,10 @@ const BUCKETS: usize = 10;
 #[derive(Debug)]
 struct Inner {
     state: BreakerState,
-    opened_at: Instant,
-    /// (bucket start, total, failures), oldest first.
-    buckets: [(Instant, u32, u32); BUCKETS],
+    /// Milliseconds on the cluster clock.
+    opened_at: u64,
+    /// (bucket start in ms, total, failures), oldest first.
+    buckets: [(u64, u32, u32); BUCKETS],
     probes_out: u32,
     probes_ok: u32,
 }
@@ -81,7 +84,7 @@ pub enum Admit {
 
 impl Breaker {
     pub fn new(config: BreakerConfig) -> Self {
-        let now = Instant::now();
+        let now = clock_ms();
         Self {
             config,
             inner: Mutex::new(Inner {
@@ -100,14 +103,18 @@ impl Breaker {
 
     pub fn state(&self) -> BreakerState {
         let mut inner = self.lock();
-        self.tick(&mut inner, Instant::now());
+        self.tick(&mut inner, clock_ms());
         inner.state
     }
 
+    fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Moves open → half-open once the cool-down is over.
-    fn tick(&self, inner: &mut Inner, now: Instant) {
+    fn tick(&self, inner: &mut Inner, now: u64) {
         if inner.state == BreakerState::Open
-            && now.duration_since(inner.opened_at) >= self.config.cool_down
+            && now.saturating_sub(inner.opened_at) >= Self::ms(self.config.cool_down)
         {
             inner.state = BreakerState::HalfOpen;
             inner.probes_out = 0;
@@ -119,7 +126,7 @@ impl Breaker {
     pub fn admit(&self) -> (Admit, Option<BreakerState>) {
         let mut inner = self.lock();
         let before = inner.state;
-        self.tick(&mut inner, Instant::now());
+        self.tick(&mut inner, clock_ms());
         let moved = (inner.state != before).then_some(inner.state);
         let admit = match inner.state {
             BreakerState::Closed => Admit::Yes,
@@ -135,7 +142,7 @@ impl Breaker {
 
     /// Records an outcome; returns the new state when it changed.
     pub fn record(&self, admit: Admit, ok: bool) -> Option<BreakerState> {
-        let now = Instant::now();
+        let now = clock_ms();
         let mut inner = self.lock();
         let before = inner.state;
         match (inner.state, admit) {
@@ -152,9 +159,10 @@ impl Breaker {
                 }
             }
             (BreakerState::Closed, _) => {
-                let width = self.config.window / BUCKETS as u32;
+                let window = Self::ms(self.config.window);
+                let width = (window / BUCKETS as u64).max(1);
                 let last = BUCKETS - 1;
-                if now.duration_since(inner.buckets[last].0) >= width {
+                if now.saturating_sub(inner.buckets[last].0) >= width {
                     inner.buckets.rotate_left(1);
                     inner.buckets[last] = (now, 0, 0);
                 }
@@ -163,7 +171,7 @@ impl Breaker {
                 let (total, failed) = inner
                     .buckets
                     .iter()
-                    .filter(|b| now.duration_since(b.0) < self.config.window)
+                    .filter(|b| now.saturating_sub(b.0) < window)
                     .fold((0u32, 0u32), |(t, f), b| (t + b.1, f + b.2));
                 if total >= self.config.min_requests
                     && f64::from(failed) / f64::from(total) >= self.config.failure_rate
