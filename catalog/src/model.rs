@@ -106,6 +106,10 @@ pub struct ServicePolicy {
     /// Also share GETs that carry `Authorization` or `Cookie`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_with_credentials: Option<bool>,
+    /// A batching window: the first of a group waits this long for identical requests to join
+    /// (default 0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_window_ms: Option<u64>,
 }
 
 impl ServicePolicy {
@@ -191,6 +195,7 @@ impl ServicePolicy {
         ms("health_timeout_ms", self.health_timeout_ms, 10, 60_000)?;
         n("healthy_threshold", self.healthy_threshold, 1, 100)?;
         n("unhealthy_threshold", self.unhealthy_threshold, 1, 100)?;
+        ms("collapse_window_ms", self.collapse_window_ms, 0, 10_000)?;
         Ok(())
     }
 }

@@ -139,6 +139,7 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
             .then(|| CollapseConfig {
                 with_credentials: p.collapse_with_credentials.unwrap_or(false),
                 max_body: 1 << 20,
+                window: p.collapse_window_ms.map_or(Duration::ZERO, ms),
             }),
         health: p.health_path.as_ref().map(|path| HealthCheckConfig {
             path: path.clone(),

@@ -148,6 +148,9 @@ pub struct CollapseConfig {
     pub with_credentials: bool,
     /// The largest response body shared (its length must be known in advance).
     pub max_body: usize,
+    /// How long a leader waits for identical requests to join before it goes upstream
+    /// (zero: it goes at once, and only requests that overlap its call share it).
+    pub window: Duration,
 }
 
 /// Why a service call failed.
@@ -560,6 +563,14 @@ where
                 None => self.send_direct(req, given).await,
             },
             collapse::Role::Leader(leader) => {
+                let window = inner
+                    .config
+                    .collapse
+                    .as_ref()
+                    .map_or(Duration::ZERO, |c| c.window);
+                if !window.is_zero() {
+                    tokio::time::sleep(window).await;
+                }
                 let resp = match self.send_direct(req, given).await {
                     Ok(resp) => resp,
                     Err(f) => {

@@ -415,6 +415,7 @@ async fn identical_concurrent_gets_share_one_upstream_call() {
     cfg.collapse = Some(CollapseConfig {
         with_credentials: false,
         max_body: 1 << 20,
+        window: Duration::ZERO,
     });
     let c: Cluster<Nothing> = Cluster::new(cfg, None);
     let mut calls = Vec::new();
@@ -455,4 +456,29 @@ async fn identical_concurrent_gets_share_one_upstream_call() {
     // Later, a new flight.
     call(&c, http::Method::GET).await.unwrap();
     assert_eq!(slow.seen.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_batching_window_gathers_requests_that_do_not_overlap_the_call() {
+    let fast = server(200).await;
+    let mut cfg = config(&[fast.addr]);
+    cfg.collapse = Some(CollapseConfig {
+        with_credentials: false,
+        max_body: 1 << 20,
+        window: Duration::from_millis(100),
+    });
+    let c: Cluster<Nothing> = Cluster::new(cfg, None);
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let c = c.clone();
+        calls.push(tokio::spawn(
+            async move { call(&c, http::Method::GET).await },
+        ));
+        // Spread over 40 ms: without the window a fast upstream would answer each on its own.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(StatusCode::OK));
+    }
+    assert_eq!(fast.seen.load(SeqCst), 1);
 }
