@@ -13,7 +13,9 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use strangler_catalog::{Catalog, Side};
-use strangler_services::cluster::{Cluster, EventSink, Replay, ServiceFailureKind};
+use strangler_services::cluster::{
+    is_failure_status, Cluster, EventSink, Replay, ServiceFailureKind,
+};
 use strangler_services::{FailureKind, Origin, Upstream, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
@@ -624,10 +626,6 @@ impl Facade {
             ),
         }
     }
-}
-
-fn is_failure_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 /// Who a request goes to.

@@ -297,8 +297,9 @@ fn clock_ms() -> u64 {
         .max(1)
 }
 
-/// A 5xx that says the instance, not the request, is at fault.
-fn is_failure_status(status: http::StatusCode) -> bool {
+/// A 5xx that says the instance, not the request, is at fault (what counts as a failure for
+/// breakers, ejection, retries and fallback).
+pub fn is_failure_status(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 

@@ -235,3 +235,10 @@ pub fn dead_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// An upstream that answers every request with its own name.
+pub async fn named(name: &'static str) -> SocketAddr {
+    axum_upstream(axum::Router::new().fallback(move || async move { name }))
+        .await
+        .0
+}

@@ -16,13 +16,6 @@ use crate::admin::{token_env, Admin, OPERATOR, VIEWER};
 use crate::binary::{start, Running};
 use crate::harness::*;
 
-/// An upstream that answers every request with its own name.
-async fn named(name: &'static str) -> SocketAddr {
-    axum_upstream(Router::new().fallback(move || async move { name }))
-        .await
-        .0
-}
-
 /// GET through the facade: (body, the debug route header).
 async fn answer(facade: &str, path: &str, cookie: Option<&str>) -> (String, String) {
     let mut req = http::Request::get(format!("http://{facade}{path}"));

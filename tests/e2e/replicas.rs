@@ -48,12 +48,6 @@ async fn fresh_database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-async fn named(name: &'static str) -> SocketAddr {
-    axum_upstream(Router::new().fallback(move || async move { name }))
-        .await
-        .0
-}
-
 async fn body_of(facade: &str, path: &str) -> String {
     String::from_utf8_lossy(&fetch(&format!("http://{facade}{path}")).await.2).into_owned()
 }
