@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use bytes::Bytes;
 use http::Method;
 use http_body_util::{BodyExt, Full};

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use http::Method;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
