@@ -121,6 +121,8 @@ impl EmptyBody for RequestBody {
 /// What the facade sends back to the client: a body it made itself, or the upstream's, streamed.
 pub struct ResponseBody {
     kind: Kind,
+    /// A copy for the shadow comparison, taken as the body streams past.
+    tee: Option<crate::shadow::Tee>,
     /// Keeps the request counted as in flight until the body is done or dropped.
     _in_flight: Option<InFlight>,
 }
@@ -135,6 +137,7 @@ impl ResponseBody {
     pub fn full(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Full(Some(bytes)),
+            tee: None,
             _in_flight: None,
         }
     }
@@ -142,6 +145,7 @@ impl ResponseBody {
     pub fn empty() -> Self {
         Self {
             kind: Kind::Full(None),
+            tee: None,
             _in_flight: None,
         }
     }
@@ -149,6 +153,7 @@ impl ResponseBody {
     pub fn upstream(inner: UpstreamBody<RequestBody>) -> Self {
         Self {
             kind: Kind::Upstream(inner),
+            tee: None,
             _in_flight: None,
         }
     }
@@ -156,8 +161,18 @@ impl ResponseBody {
     pub fn cluster(inner: ClusterBody<RequestBody>) -> Self {
         Self {
             kind: Kind::Cluster(inner),
+            tee: None,
             _in_flight: None,
         }
+    }
+
+    pub(crate) fn with_tee(mut self, mut tee: crate::shadow::Tee) -> Self {
+        if self.is_end_stream() {
+            tee.finish();
+        } else {
+            self.tee = Some(tee);
+        }
+        self
     }
 
     pub(crate) fn with_in_flight(mut self, in_flight: InFlight) -> Self {
@@ -174,7 +189,8 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(inner) => Pin::new(inner)
                 .poll_frame(cx)
@@ -182,7 +198,12 @@ impl Body for ResponseBody {
             Kind::Cluster(inner) => Pin::new(inner)
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BoxError),
+        };
+        if this.tee.is_some() {
+            let ended = this.is_end_stream();
+            crate::shadow::tee_poll(&mut this.tee, &polled, ended);
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

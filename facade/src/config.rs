@@ -85,6 +85,7 @@ pub struct FacadeConfig {
     pub access_log: bool,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    pub shadow: crate::shadow::ShadowConfig,
 }
 
 impl FacadeConfig {
@@ -95,6 +96,7 @@ impl FacadeConfig {
             forwarding: ForwardingConfig::default(),
             access_log: false,
             shutdown_grace: Duration::from_secs(30),
+            shadow: crate::shadow::ShadowConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - `snapshot.rs` — the compiled catalog (route table, service pools), swapped in whole;
+//! - `shadow.rs` — shadow copies to the new service, compared with legacy's answers (`shadow/diff.rs`);
 //! - `server.rs` — accepts connections (HTTP/1.1 and h2c), applies connection limits, drains on
 //!   shutdown;
 //! - `proxy.rs` — one request: check it, forward it, answer;
@@ -27,6 +28,7 @@ mod proxy;
 mod request_id;
 mod routes;
 mod server;
+mod shadow;
 mod snapshot;
 mod telemetry;
 mod upgrade;
@@ -35,4 +37,5 @@ pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use proxy::Facade;
 pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::serve;
+pub use shadow::ShadowConfig;
 pub use telemetry::Telemetry;

@@ -12,7 +12,7 @@ use http::header::{
 };
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use strangler_catalog::{Catalog, Side};
+use strangler_catalog::{Catalog, MigrationState, Side};
 use strangler_services::cluster::{
     is_failure_status, Cluster, EventSink, Replay, ServiceFailureKind,
 };
@@ -24,6 +24,7 @@ use crate::headers::{self, Forwarded};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
 use crate::routes::decide_side;
+use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{Answer, Telemetry};
 use crate::upgrade;
@@ -53,6 +54,8 @@ struct Shared {
     snapshot: ArcSwap<Snapshot>,
     /// Where the services' breaker, ejection and health changes are reported.
     events: std::sync::OnceLock<EventSink>,
+    /// Shadows in flight.
+    shadow_budget: Arc<shadow::Budget>,
     legacy_prefix: String,
     telemetry: Arc<Telemetry>,
     via_10: HeaderValue,
@@ -92,6 +95,7 @@ impl Facade {
                 legacy,
                 snapshot: ArcSwap::from_pointee(Snapshot::empty()),
                 events: std::sync::OnceLock::new(),
+                shadow_budget: Arc::new(shadow::Budget::default()),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
                 config,
@@ -213,6 +217,10 @@ impl Facade {
         };
         let side = decide_side(matched.context, req.headers(), conn.peer.ip());
         let context = Some(Arc::clone(&matched.context.name));
+        let shadow = (matched.context.state == MigrationState::Shadow)
+            .then(|| snapshot.services.get(&matched.context.target))
+            .flatten()
+            .map(|(_, c)| c.clone());
         match (side, snapshot.services.get(&matched.context.target)) {
             (Side::New, Some((_, cluster))) => Routing {
                 target: Target::New {
@@ -222,6 +230,7 @@ impl Facade {
                 side,
                 context,
                 fell_back: None,
+                shadow: None,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
             _ => Routing {
@@ -229,6 +238,7 @@ impl Facade {
                 side: Side::Legacy,
                 context,
                 fell_back: None,
+                shadow,
             },
         }
     }
@@ -383,9 +393,19 @@ impl Facade {
             s.config.limits.max_body_bytes,
             s.config.limits.body_idle_timeout,
         );
-        let mut resp = self
-            .send(&mut routing, Request::from_parts(parts, body))
-            .await?;
+        let outgoing = Request::from_parts(parts, body);
+        let shadow_plan = match (&routing.shadow, &routing.context) {
+            (Some(cluster), Some(ctx)) => shadow::plan(
+                &s.config.shadow,
+                &s.shadow_budget,
+                &s.telemetry,
+                ctx,
+                cluster,
+                &outgoing,
+            ),
+            _ => None,
+        };
+        let mut resp = self.send(&mut routing, outgoing).await?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -425,6 +445,24 @@ impl Facade {
         }
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
+        let body = match shadow_plan {
+            Some(plan) => {
+                let content_type = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let tee = shadow::launch(
+                    plan,
+                    &s.config.shadow,
+                    Arc::clone(&s.telemetry),
+                    parts.status.as_u16(),
+                    content_type,
+                );
+                body.with_tee(tee)
+            }
+            None => body,
+        };
         Ok(Response::from_parts(parts, body))
     }
 
@@ -646,6 +684,8 @@ struct Routing {
     context: Option<Arc<str>>,
     /// Why legacy answered instead of the new side, if it did.
     fell_back: Option<String>,
+    /// In `shadow` state: the new service a copy may go to.
+    shadow: Option<Cluster<RequestBody>>,
 }
 
 impl Routing {
@@ -655,6 +695,7 @@ impl Routing {
             side: Side::Legacy,
             context: None,
             fell_back: None,
+            shadow: None,
         }
     }
 

@@ -80,6 +80,19 @@ pub struct Telemetry {
     catalog_rejected: AtomicU64,
     /// Fallbacks to legacy by (context, reason). Locked only on that exceptional path.
     fallbacks: Mutex<BTreeMap<(String, String), u64>>,
+    /// Shadow comparisons and their outcomes, off the request path (the shadow's own task).
+    shadow: Mutex<ShadowFigures>,
+}
+
+/// Shadow figures by context.
+#[derive(Debug, Default)]
+struct ShadowFigures {
+    /// (compared, matched, legacy µs sum, new µs sum) by context.
+    compared: BTreeMap<String, (u64, u64, u64, u64)>,
+    /// Mismatches by (context, signature).
+    mismatches: BTreeMap<(String, String), u64>,
+    /// Requests not shadowed by (context, reason).
+    skipped: BTreeMap<(String, &'static str), u64>,
 }
 
 impl Telemetry {
@@ -126,6 +139,35 @@ impl Telemetry {
         let mut map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((context.to_owned(), reason.to_owned()))
             .or_insert(0) += 1;
+    }
+
+    /// A request of a shadowed context was not shadowed, and why.
+    pub fn record_shadow_skip(&self, context: &str, why: crate::shadow::Skip) {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        *f.skipped
+            .entry((context.to_owned(), why.as_str()))
+            .or_insert(0) += 1;
+    }
+
+    /// A shadow comparison: its mismatch signatures (none: a match) and both latencies.
+    pub fn record_shadow(
+        &self,
+        context: &str,
+        signatures: &[crate::shadow::diff::Signature],
+        legacy: Duration,
+        new: Duration,
+    ) {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = f.compared.entry(context.to_owned()).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(signatures.is_empty());
+        entry.2 += u64::try_from(legacy.as_micros()).unwrap_or(u64::MAX);
+        entry.3 += u64::try_from(new.as_micros()).unwrap_or(u64::MAX);
+        for sig in signatures {
+            *f.mismatches
+                .entry((context.to_owned(), sig.to_string()))
+                .or_insert(0) += 1;
+        }
     }
 
     pub fn record_upgrade(&self) {
@@ -293,6 +335,61 @@ impl Telemetry {
             writeln!(
                 out,
                 "strangler_fallbacks_total{{context=\"{context}\",reason=\"{reason}\"}} {n}"
+            )?;
+        }
+        drop(map);
+        let f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(
+            out,
+            "# HELP strangler_shadow_compared_total Shadow pairs compared, by context."
+        )?;
+        writeln!(out, "# TYPE strangler_shadow_compared_total counter")?;
+        for (ctx, (n, _, _, _)) in &f.compared {
+            writeln!(
+                out,
+                "strangler_shadow_compared_total{{context=\"{ctx}\"}} {n}"
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP strangler_shadow_matched_total Shadow pairs that matched, by context."
+        )?;
+        writeln!(out, "# TYPE strangler_shadow_matched_total counter")?;
+        for (ctx, (_, m, _, _)) in &f.compared {
+            writeln!(
+                out,
+                "strangler_shadow_matched_total{{context=\"{ctx}\"}} {m}"
+            )?;
+        }
+        writeln!(out, "# HELP strangler_shadow_latency_seconds_sum Time to answer for shadowed pairs, by context and side.")?;
+        writeln!(out, "# TYPE strangler_shadow_latency_seconds_sum counter")?;
+        for (ctx, (_, _, l, n)) in &f.compared {
+            writeln!(
+                out,
+                "strangler_shadow_latency_seconds_sum{{context=\"{ctx}\",side=\"legacy\"}} {}",
+                *l as f64 / 1e6
+            )?;
+            writeln!(
+                out,
+                "strangler_shadow_latency_seconds_sum{{context=\"{ctx}\",side=\"new\"}} {}",
+                *n as f64 / 1e6
+            )?;
+        }
+        writeln!(out, "# HELP strangler_shadow_mismatches_total Mismatches by context and signature (kind and JSON path).")?;
+        writeln!(out, "# TYPE strangler_shadow_mismatches_total counter")?;
+        for ((ctx, sig), n) in &f.mismatches {
+            let sig = sig.replace('\\', "\\\\").replace('"', "\\\"");
+            writeln!(
+                out,
+                "strangler_shadow_mismatches_total{{context=\"{ctx}\",signature=\"{sig}\"}} {n}"
+            )?;
+        }
+        writeln!(out, "# HELP strangler_shadow_skipped_total Requests of shadowed contexts not shadowed, by reason.")?;
+        writeln!(out, "# TYPE strangler_shadow_skipped_total counter")?;
+        for ((ctx, why), n) in &f.skipped {
+            writeln!(
+                out,
+                "strangler_shadow_skipped_total{{context=\"{ctx}\",reason=\"{why}\"}} {n}"
             )?;
         }
         Ok(())

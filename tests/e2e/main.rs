@@ -14,6 +14,7 @@ mod limits;
 mod migration;
 mod registration;
 mod replicas;
+mod shadow;
 mod shutdown;
 mod streaming;
 mod transparency;

@@ -1,0 +1,243 @@
+//! Shadow traffic: legacy answers, a copy goes to the new service, the answers are compared.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use strangler_catalog::{Catalog, Context, MigrationState, Route, RouteSpec, Service};
+
+use crate::harness::*;
+
+fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
+    let mut c = Catalog {
+        version: 1,
+        ..Catalog::default()
+    };
+    c.services.insert(
+        "orders-svc".into(),
+        Service {
+            name: "orders-svc".into(),
+            urls: vec![format!("http://{new}")],
+            policy: Default::default(),
+        },
+    );
+    c.contexts.insert(
+        "orders".into(),
+        Context {
+            name: "orders".into(),
+            target: "orders-svc".into(),
+            state,
+            weight: 0,
+            sticky: None,
+            description: String::new(),
+            fallback: true,
+        },
+    );
+    let spec = RouteSpec {
+        methods: vec![],
+        path: "/orders/{id}".into(),
+        host: None,
+        headers: vec![],
+        query: vec![],
+        version: None,
+    };
+    c.routes.insert(
+        spec.id(),
+        Route {
+            id: spec.id(),
+            context: "orders".into(),
+            spec,
+        },
+    );
+    c
+}
+
+fn metric(text: &str, line_start: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(line_start)
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+async fn until_metric(f: &FacadeHandle, line: &str, want: u64) -> String {
+    let started = Instant::now();
+    loop {
+        let m = f.metrics();
+        if metric(&m, line) == Some(want) {
+            return m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{line} never reached {want}:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn shadow_copies_are_compared_and_mismatches_grouped_by_signature() {
+    let legacy = Router::new().route(
+        "/orders/{id}",
+        get(|axum::extract::Path(id): axum::extract::Path<u32>| async move {
+            axum::Json(serde_json::json!({ "orderId": id, "total": "49.80", "lines": [{"sku": "a"}, {"sku": "b"}] }))
+        }),
+    );
+    let shadow_marks = Arc::new(AtomicU64::new(0));
+    let marks = Arc::clone(&shadow_marks);
+    let writes = Arc::new(AtomicU64::new(0));
+    let w = Arc::clone(&writes);
+    let new = Router::new().route(
+        "/orders/{id}",
+        get(move |axum::extract::Path(id): axum::extract::Path<u32>, headers: http::HeaderMap| {
+            let marks = Arc::clone(&marks);
+            async move {
+                if headers.get("x-strangler-shadow").is_some_and(|v| v == "1") {
+                    marks.fetch_add(1, Ordering::SeqCst);
+                }
+                // Order 2 has the planted difference: the total as a number.
+                let total = if id == 2 { serde_json::json!(4980) } else { serde_json::json!("49.80") };
+                axum::Json(serde_json::json!({ "lines": [{"sku": "a"}, {"sku": "b"}], "total": total, "orderId": id }))
+            }
+        })
+        .post(move || {
+            let w = Arc::clone(&w);
+            async move {
+                w.fetch_add(1, Ordering::SeqCst);
+                "written"
+            }
+        }),
+    );
+    let (legacy, _) = axum_upstream(legacy).await;
+    let (new, _) = axum_upstream(new).await;
+    let f = facade(legacy, |_| {}).await;
+    f.facade
+        .apply_catalog(&catalog(new, MigrationState::Shadow))
+        .unwrap();
+
+    for id in [1, 1, 2, 3] {
+        let (status, _, body) = fetch(&f.url(&format!("/orders/{id}"))).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["total"], "49.80", "the client must get legacy's answer");
+    }
+    let m = until_metric(&f, "strangler_shadow_compared_total{context=\"orders\"}", 4).await;
+    assert_eq!(
+        metric(&m, "strangler_shadow_matched_total{context=\"orders\"}"),
+        Some(3),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "strangler_shadow_mismatches_total{context=\"orders\",signature=\"type $.total\"}"
+        ),
+        Some(1),
+        "{m}"
+    );
+    assert_eq!(
+        shadow_marks.load(Ordering::SeqCst),
+        4,
+        "shadow copies must carry X-Strangler-Shadow: 1"
+    );
+
+    // Writes are not shadowed by default.
+    let req = http::Request::post(f.url("/orders/1"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 405, "legacy has no POST route");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        0,
+        "a write reached the new service in shadow"
+    );
+    let m = f.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "strangler_shadow_skipped_total{context=\"orders\",reason=\"unsafe_method\"}"
+        ),
+        Some(1),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_shadow_never_touches_the_client_and_the_budget_drops() {
+    let (legacy, _) =
+        axum_upstream(Router::new().route("/orders/{id}", get(|| async { "legacy" }))).await;
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            "late"
+        }),
+    ))
+    .await;
+    let f = facade(legacy, |c| c.shadow.max_in_flight = 2).await;
+    f.facade
+        .apply_catalog(&catalog(new, MigrationState::Shadow))
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..10 {
+        let (status, _, body) = fetch(&f.url("/orders/1")).await;
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"legacy"[..]));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the client waited for the shadow"
+    );
+    let m = f.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "strangler_shadow_skipped_total{context=\"orders\",reason=\"budget_full\"}"
+        ),
+        Some(8),
+        "{m}"
+    );
+
+    // A new service that is down: counted, the client unaffected.
+    let f = facade(legacy, |_| {}).await;
+    f.facade
+        .apply_catalog(&catalog(dead_port(), MigrationState::Shadow))
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(fetch(&f.url("/orders/1")).await.2, "legacy");
+    }
+    until_metric(
+        &f,
+        "strangler_shadow_skipped_total{context=\"orders\",reason=\"new_failed\"}",
+        3,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_shadow_state_shadows() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = Arc::clone(&hits);
+    let (legacy, _) =
+        axum_upstream(Router::new().route("/orders/{id}", get(|| async { "legacy" }))).await;
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(move || {
+            let h = Arc::clone(&h);
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                "new"
+            }
+        }),
+    ))
+    .await;
+    let f = facade(legacy, |_| {}).await;
+    f.facade
+        .apply_catalog(&catalog(new, MigrationState::Legacy))
+        .unwrap();
+    fetch(&f.url("/orders/1")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
