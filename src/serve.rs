@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use strangler_catalog::follow::follow;
-use strangler_catalog::store::{ChangeMeta, SqlStore, Store};
+use strangler_catalog::store::{ChangeMeta, ShadowMinute, SqlStore, Store};
 use strangler_catalog::Catalog;
 use strangler_dashboard::api::{ApiState, LogControl, Tokens};
 use strangler_dashboard::{AdminState, Readiness};
-use strangler_facade::Facade;
+use strangler_facade::{Facade, Telemetry};
 use strangler_services::cluster::{EventSink, ServiceEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -101,6 +101,14 @@ pub async fn run_listeners(
         )
     })?;
     tokio::spawn(apply_changes(facade.clone(), follower.catalog.clone()));
+    tokio::spawn(flush_shadow(
+        Arc::clone(facade.telemetry()),
+        store.clone(),
+        settings
+            .catalog
+            .poll_interval
+            .max(std::time::Duration::from_secs(1)),
+    ));
 
     let draining = Arc::new(AtomicBool::new(false));
     let for_metrics = facade.clone();
@@ -219,6 +227,39 @@ fn event_log(store: SqlStore) -> EventSink {
             tracing::warn!("service event queue full; event dropped");
         }
     })
+}
+
+/// Flushes the shadow results to the catalog, where every replica's add up. A failed flush is
+/// kept for the next one.
+async fn flush_shadow(telemetry: Arc<Telemetry>, store: SqlStore, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let rows = telemetry.take_shadow_rollup();
+        if rows.is_empty() {
+            continue;
+        }
+        let out: Vec<ShadowMinute> = rows
+            .iter()
+            .map(|r| ShadowMinute {
+                minute: r.minute,
+                context: r.context.clone(),
+                compared: i64::try_from(r.compared).unwrap_or(i64::MAX),
+                matched: i64::try_from(r.matched).unwrap_or(i64::MAX),
+                legacy_us: i64::try_from(r.legacy_us).unwrap_or(i64::MAX),
+                new_us: i64::try_from(r.new_us).unwrap_or(i64::MAX),
+                signatures: r
+                    .signatures
+                    .iter()
+                    .map(|(k, v)| (k.clone(), i64::try_from(*v).unwrap_or(i64::MAX)))
+                    .collect(),
+            })
+            .collect();
+        if let Err(e) = store.add_shadow(&out).await {
+            tracing::warn!(error = %e, "shadow results not flushed; kept for the next try");
+            telemetry.restore_shadow_rollup(rows);
+        }
+    }
 }
 
 /// Compiles each new catalog into the facade. One that does not compile is reported and the

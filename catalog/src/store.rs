@@ -54,6 +54,21 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+/// One minute of shadow results for one context, from one replica (rows add up).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowMinute {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub context: String,
+    pub compared: i64,
+    pub matched: i64,
+    /// Sums of both sides' answer times, in microseconds.
+    pub legacy_us: i64,
+    pub new_us: i64,
+    /// Mismatch counts by signature (`type $.total`).
+    pub signatures: std::collections::BTreeMap<String, i64>,
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,6 +115,14 @@ pub trait Store: Send + Sync {
     async fn register(&self, service: &str, url: &str, ttl_ms: u64) -> Result<bool, StoreError>;
     /// Removes a registration; returns whether there was one.
     async fn deregister(&self, service: &str, url: &str) -> Result<bool, StoreError>;
+    /// Adds shadow results (each replica adds its own; the store sums).
+    async fn add_shadow(&self, rows: &[ShadowMinute]) -> Result<(), StoreError>;
+    /// A context's shadow results per minute since `since_minute`, oldest first.
+    async fn shadow(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<ShadowMinute>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

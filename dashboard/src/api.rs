@@ -65,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/contexts/{name}",
             get(get_context).put(put_context).delete(delete_context),
         )
+        .route("/api/v1/contexts/{name}/shadow", get(shadow_results))
         .route("/api/v1/contexts/{name}/promote", post(promote))
         .route("/api/v1/contexts/{name}/rollback", post(rollback))
         .route("/api/v1/contexts/{name}/weight", post(set_weight))

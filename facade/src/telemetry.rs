@@ -93,6 +93,40 @@ struct ShadowFigures {
     mismatches: BTreeMap<(String, String), u64>,
     /// Requests not shadowed by (context, reason).
     skipped: BTreeMap<(String, &'static str), u64>,
+    /// Not yet flushed to the catalog, by (minute, context).
+    pending: BTreeMap<(i64, String), ShadowRollup>,
+}
+
+/// One minute of shadow results of one context, waiting to be flushed to the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShadowRollup {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub context: String,
+    pub compared: u64,
+    pub matched: u64,
+    pub legacy_us: u64,
+    pub new_us: u64,
+    pub signatures: BTreeMap<String, u64>,
+}
+
+impl ShadowRollup {
+    fn absorb(&mut self, other: &ShadowRollup) {
+        self.compared += other.compared;
+        self.matched += other.matched;
+        self.legacy_us += other.legacy_us;
+        self.new_us += other.new_us;
+        for (sig, n) in &other.signatures {
+            *self.signatures.entry(sig.clone()).or_insert(0) += n;
+        }
+    }
+}
+
+fn current_minute() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 impl Telemetry {
@@ -167,6 +201,48 @@ impl Telemetry {
             *f.mismatches
                 .entry((context.to_owned(), sig.to_string()))
                 .or_insert(0) += 1;
+        }
+        let minute = current_minute();
+        let mut one = ShadowRollup {
+            minute,
+            context: context.to_owned(),
+            compared: 1,
+            matched: u64::from(signatures.is_empty()),
+            legacy_us: u64::try_from(legacy.as_micros()).unwrap_or(u64::MAX),
+            new_us: u64::try_from(new.as_micros()).unwrap_or(u64::MAX),
+            signatures: BTreeMap::new(),
+        };
+        for sig in signatures {
+            *one.signatures.entry(sig.to_string()).or_insert(0) += 1;
+        }
+        f.pending
+            .entry((minute, context.to_owned()))
+            .or_insert_with(|| ShadowRollup {
+                minute,
+                context: context.to_owned(),
+                ..ShadowRollup::default()
+            })
+            .absorb(&one);
+    }
+
+    /// Takes the shadow results not yet flushed to the catalog.
+    pub fn take_shadow_rollup(&self) -> Vec<ShadowRollup> {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut f.pending).into_values().collect()
+    }
+
+    /// Puts back results whose flush failed, so that an outage loses nothing.
+    pub fn restore_shadow_rollup(&self, rows: Vec<ShadowRollup>) {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            f.pending
+                .entry((row.minute, row.context.clone()))
+                .or_insert_with(|| ShadowRollup {
+                    minute: row.minute,
+                    context: row.context.clone(),
+                    ..ShadowRollup::default()
+                })
+                .absorb(&row);
         }
     }
 

@@ -241,3 +241,71 @@ async fn only_the_shadow_state_shadows() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn shadow_results_reach_the_catalog_and_the_api() {
+    use crate::admin::{token_env, Admin, OPERATOR};
+    use http::Method;
+    use serde_json::json;
+    let (legacy, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async { axum::Json(json!({ "status": "N", "total": "10.00" })) }),
+    ))
+    .await;
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async { axum::Json(json!({ "status": "new", "total": "10.00" })) }),
+    ))
+    .await;
+    let catalog = crate::binary::temp_catalog();
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_URL", catalog.as_str()));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    admin
+        .carve(
+            "orders-svc",
+            &format!("http://{new}"),
+            "orders",
+            &["/orders/{id}"],
+            None,
+        )
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/promote",
+            json!({ "reason": "compare" }),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        assert_eq!(fetch(&format!("http://{}/orders/7", s.listen)).await.0, 200);
+    }
+    let started = Instant::now();
+    let results = loop {
+        let (_, _, v) = admin
+            .call(
+                Method::GET,
+                "/api/v1/contexts/orders/shadow?minutes=5",
+                None,
+            )
+            .await;
+        if v["compared"] == 10 {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "shadow results never reached the catalog: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(results["matched"], 0, "{results}");
+    assert_eq!(
+        results["top_signatures"][0]["signature"], "value $.status",
+        "{results}"
+    );
+    assert_eq!(results["top_signatures"][0]["count"], 10);
+    s.stop().await;
+}

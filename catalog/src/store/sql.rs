@@ -10,7 +10,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::watch;
 
-use super::{now_ms, AuditEntry, AuditQuery, ChangeMeta, Store, StoreError};
+use super::{now_ms, AuditEntry, AuditQuery, ChangeMeta, ShadowMinute, Store, StoreError};
 use crate::change::Change;
 use crate::model::{Catalog, Context, Route, Service};
 
@@ -399,6 +399,97 @@ impl Store for SqlStore {
             self.changed.send_modify(|_| {});
         }
         Ok(gone)
+    }
+
+    async fn add_shadow(&self, rows: &[ShadowMinute]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO shadow_minutes (minute, context, compared, matched, legacy_us, new_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (minute, context) DO UPDATE SET \
+                 compared = shadow_minutes.compared + excluded.compared, \
+                 matched = shadow_minutes.matched + excluded.matched, \
+                 legacy_us = shadow_minutes.legacy_us + excluded.legacy_us, \
+                 new_us = shadow_minutes.new_us + excluded.new_us",
+            )
+            .bind(r.minute)
+            .bind(&r.context)
+            .bind(r.compared)
+            .bind(r.matched)
+            .bind(r.legacy_us)
+            .bind(r.new_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            for (signature, count) in &r.signatures {
+                sqlx::query(
+                    "INSERT INTO shadow_signatures (minute, context, signature, count) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (minute, context, signature) DO UPDATE SET \
+                     count = shadow_signatures.count + excluded.count",
+                )
+                .bind(r.minute)
+                .bind(&r.context)
+                .bind(signature)
+                .bind(*count)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn shadow(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<ShadowMinute>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT minute, compared, matched, legacy_us, new_us FROM shadow_minutes \
+             WHERE context = $1 AND minute >= $2 ORDER BY minute",
+        )
+        .bind(context)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut out: BTreeMap<i64, ShadowMinute> = BTreeMap::new();
+        for row in rows {
+            let minute: i64 = row.try_get(0).map_err(unavailable)?;
+            out.insert(
+                minute,
+                ShadowMinute {
+                    minute,
+                    context: context.to_owned(),
+                    compared: row.try_get(1).map_err(unavailable)?,
+                    matched: row.try_get(2).map_err(unavailable)?,
+                    legacy_us: row.try_get(3).map_err(unavailable)?,
+                    new_us: row.try_get(4).map_err(unavailable)?,
+                    signatures: BTreeMap::new(),
+                },
+            );
+        }
+        let sigs = sqlx::query(
+            "SELECT minute, signature, count FROM shadow_signatures \
+             WHERE context = $1 AND minute >= $2",
+        )
+        .bind(context)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for row in sigs {
+            let minute: i64 = row.try_get(0).map_err(unavailable)?;
+            let signature: String = row.try_get(1).map_err(unavailable)?;
+            let count: i64 = row.try_get(2).map_err(unavailable)?;
+            if let Some(m) = out.get_mut(&minute) {
+                m.signatures.insert(signature, count);
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     async fn registered(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {

@@ -237,6 +237,34 @@ async fn runtime_changes_are_recorded(store: SqlStore) {
     assert_eq!(log, vec![e]);
 }
 
+async fn shadow_results_from_replicas_add_up(store: SqlStore) {
+    let row = |compared, matched, sig: Option<(&str, i64)>| ShadowMinute {
+        minute: 29_000_000,
+        context: "orders".into(),
+        compared,
+        matched,
+        legacy_us: 1000,
+        new_us: 2000,
+        signatures: sig.into_iter().map(|(s, n)| (s.to_owned(), n)).collect(),
+    };
+    store
+        .add_shadow(&[row(10, 9, Some(("type $.total", 1)))])
+        .await
+        .unwrap();
+    store
+        .add_shadow(&[row(5, 3, Some(("type $.total", 2)))])
+        .await
+        .unwrap();
+    let got = store.shadow("orders", 28_999_999).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].compared, got[0].matched, got[0].legacy_us),
+        (15, 12, 2000)
+    );
+    assert_eq!(got[0].signatures["type $.total"], 3);
+    assert!(store.shadow("orders", 29_000_001).await.unwrap().is_empty());
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -260,4 +288,5 @@ on_both!(
     the_audit_log_is_append_only,
     concurrent_changes_on_one_version_let_exactly_one_pass,
     runtime_changes_are_recorded,
+    shadow_results_from_replicas_add_up,
 );

@@ -508,6 +508,54 @@ pub async fn delete_context(
     .await
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ShadowQuery {
+    /// How many minutes back (1-10080; default 60).
+    minutes: Option<i64>,
+}
+
+/// A context's shadow comparison results: per minute, totals, and the top mismatch signatures.
+pub async fn shadow_results(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<ShadowQuery>,
+) -> ApiResult {
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=10_080).contains(&minutes) {
+        return Err(ApiProblem::bad_request(
+            "minutes",
+            format!("{minutes} is out of range; ask for 1-10080 minutes"),
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    let rows = s.store.shadow(&name, now - minutes + 1).await?;
+    let (compared, matched) = rows
+        .iter()
+        .fold((0i64, 0i64), |(c, m), r| (c + r.compared, m + r.matched));
+    let mut signatures: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for r in &rows {
+        for (sig, n) in &r.signatures {
+            *signatures.entry(sig).or_insert(0) += n;
+        }
+    }
+    let mut top: Vec<(&str, i64)> = signatures.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    top.truncate(20);
+    Ok(Json(serde_json::json!({
+        "context": name,
+        "compared": compared,
+        "matched": matched,
+        "match_rate": if compared > 0 { Some(matched as f64 / compared as f64) } else { None },
+        "top_signatures": top.iter().map(|(s, n)| serde_json::json!({ "signature": s, "count": n })).collect::<Vec<_>>(),
+        "minutes": rows,
+    }))
+    .into_response())
+}
+
 pub async fn promote(
     op: Operator,
     State(s): State<ApiState>,

@@ -72,6 +72,7 @@ pub fn spec() -> Value {
             "/api/v1/services/{name}": { "get": op("Read a service", None), "put": op("Replace a service", Some(change_body(service))), "delete": op("Delete a service", Some(change_body(empty.clone()))) },
             "/api/v1/contexts": { "get": op("List contexts", None), "post": op("Create a context", Some(change_body(context.clone()))) },
             "/api/v1/contexts/{name}": { "get": op("Read a context and its routes", None), "put": op("Replace a context", Some(change_body(context))), "delete": op("Delete a context and its routes", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts/{name}/shadow": { "get": op("Shadow comparison results: per minute, totals, top mismatch signatures (?minutes=60)", None) },
             "/api/v1/contexts/{name}/promote": { "post": op("Move the context one state forward", Some(change_body(empty.clone()))) },
             "/api/v1/contexts/{name}/rollback": { "post": op("Return the context to legacy", Some(change_body(empty.clone()))) },
             "/api/v1/contexts/{name}/weight": { "post": op("Set the canary weight (basis points)", Some(change_body(weight))) },
