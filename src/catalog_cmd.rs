@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use strangler_catalog::store::{ChangeMeta, Store};
-use strangler_catalog::{Catalog, Change, RouteSpec, Service, StickyKey};
+use strangler_catalog::{Catalog, Change, RouteSpec, Service, ShadowPolicy, StickyKey};
 
 use crate::config::Settings;
 use crate::serve::open_store;
@@ -65,6 +65,8 @@ struct ExportContext {
     description: String,
     #[serde(skip_serializing_if = "is_true")]
     fallback: bool,
+    #[serde(skip_serializing_if = "ShadowPolicy::is_default")]
+    shadow: ShadowPolicy,
     routes: Vec<RouteSpec>,
 }
 
@@ -98,6 +100,7 @@ pub fn to_toml(c: &Catalog) -> Result<String, toml::ser::Error> {
                 sticky: ctx.sticky.clone(),
                 description: ctx.description.clone(),
                 fallback: ctx.fallback,
+                shadow: ctx.shadow.clone(),
                 routes: c.routes_of(&ctx.name).map(|r| r.spec.clone()).collect(),
             })
             .collect(),

@@ -84,6 +84,8 @@ struct FileContext {
     #[serde(default = "yes")]
     fallback: bool,
     #[serde(default)]
+    shadow: strangler_catalog::ShadowPolicy,
+    #[serde(default)]
     routes: Vec<strangler_catalog::RouteSpec>,
 }
 
@@ -586,6 +588,7 @@ fn declared_catalog(
                 sticky: fc.sticky.clone(),
                 description: fc.description.clone(),
                 fallback: fc.fallback,
+                shadow: fc.shadow.clone(),
             },
         );
         for spec in &fc.routes {

@@ -22,10 +22,10 @@ pub mod store;
 mod validate;
 
 pub use change::{Action, Change, ChangeError};
-pub use model::fnv1a64;
+pub use model::{check_json_path, fnv1a64};
 pub use model::{
     Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteSpec, Service, ServicePolicy,
-    StickyKey, ValueMatch, VersionMatch, Weight,
+    ShadowPolicy, StickyKey, ValueMatch, VersionMatch, Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
 pub use validate::{check_url, validate, ValidationError};

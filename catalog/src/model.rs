@@ -281,6 +281,107 @@ pub struct Context {
     /// never sent. Off in retired, whatever this says.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub fallback: bool,
+    /// How shadow answers are sampled and compared.
+    #[serde(default, skip_serializing_if = "ShadowPolicy::is_default")]
+    pub shadow: ShadowPolicy,
+}
+
+/// How a context's shadow copies are sampled and compared. Paths are JSON paths over the
+/// legacy contract: `$`, then `.key` or `.*` (any key) segments, `[*]` for array elements
+/// (`$.items[*].updatedAt`, `$.*.id`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowPolicy {
+    /// Share of eligible requests copied, in percent (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_percent: Option<u8>,
+    /// Differences at or under these paths are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+    /// Arrays at these paths are compared as multisets (order ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unordered: Vec<String>,
+    /// Numbers at these paths may differ by this much.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tolerance: BTreeMap<String, f64>,
+    /// Values at these paths are normalised before comparing: `timestamp`, `uuid`,
+    /// `whitespace` or `case`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub normalize: BTreeMap<String, String>,
+}
+
+impl Eq for ShadowPolicy {}
+
+impl ShadowPolicy {
+    pub fn is_default(&self) -> bool {
+        self == &ShadowPolicy::default()
+    }
+
+    /// Checks the rules; the error names the rule and the fix.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if let Some(p) = self.sample_percent {
+            if p > 100 {
+                return Err((
+                    "sample_percent".into(),
+                    format!("{p} is out of range; choose 0-100"),
+                ));
+            }
+        }
+        let paths = self
+            .ignore
+            .iter()
+            .map(|p| ("ignore", p))
+            .chain(self.unordered.iter().map(|p| ("unordered", p)))
+            .chain(self.tolerance.keys().map(|p| ("tolerance", p)))
+            .chain(self.normalize.keys().map(|p| ("normalize", p)));
+        for (rule, path) in paths {
+            check_json_path(path).map_err(|why| (format!("{rule}[{path}]"), why))?;
+        }
+        for (path, tol) in &self.tolerance {
+            if !tol.is_finite() || *tol < 0.0 {
+                return Err((
+                    format!("tolerance[{path}]"),
+                    format!("{tol} is not a tolerance; use a number ≥ 0"),
+                ));
+            }
+        }
+        for (path, n) in &self.normalize {
+            if !matches!(n.as_str(), "timestamp" | "uuid" | "whitespace" | "case") {
+                return Err((
+                    format!("normalize[{path}]"),
+                    format!("`{n}` is not a normaliser; use timestamp, uuid, whitespace or case"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a JSON path of a shadow rule: `$` then `.key`, `.*` or `[*]` segments.
+pub fn check_json_path(path: &str) -> Result<(), String> {
+    let Some(mut rest) = path.strip_prefix('$') else {
+        return Err(format!(
+            "`{path}` must start with `$`, e.g. $.items[*].updatedAt"
+        ));
+    };
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("[*]") {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            if end == 0 {
+                return Err(format!(
+                    "`{path}` has an empty key; write $.a.b, $.a[*] or $.*"
+                ));
+            }
+            rest = &r[end..];
+        } else {
+            return Err(format!(
+                "`{path}` is not a JSON path; write $.a.b, $.a[*].c or $.*.c"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn yes() -> bool {

@@ -76,6 +76,9 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
                 ),
             ));
         }
+        ctx.shadow
+            .check()
+            .map_err(|(f, m)| err(format!("{field}.shadow.{f}"), m))?;
         if ctx.state != MigrationState::Canary && ctx.weight != 0 {
             return Err(err(
                 format!("{field}.weight"),

@@ -85,6 +85,7 @@ fn catalog(routes: usize) -> Catalog {
                 sticky: None,
                 description: String::new(),
                 fallback: true,
+                shadow: Default::default(),
             },
         );
         for k in 0..routes / CONTEXTS {

@@ -220,7 +220,14 @@ impl Facade {
         let shadow = (matched.context.state == MigrationState::Shadow)
             .then(|| snapshot.services.get(&matched.context.target))
             .flatten()
-            .map(|(_, c)| c.clone());
+            .map(|(_, c)| {
+                let rules = snapshot
+                    .shadow_rules
+                    .get(&matched.context.name)
+                    .cloned()
+                    .unwrap_or_default();
+                (c.clone(), rules)
+            });
         match (side, snapshot.services.get(&matched.context.target)) {
             (Side::New, Some((_, cluster))) => Routing {
                 target: Target::New {
@@ -395,8 +402,9 @@ impl Facade {
         );
         let outgoing = Request::from_parts(parts, body);
         let shadow_plan = match (&routing.shadow, &routing.context) {
-            (Some(cluster), Some(ctx)) => shadow::plan(
+            (Some((cluster, rules)), Some(ctx)) => shadow::plan(
                 &s.config.shadow,
+                rules,
                 &s.shadow_budget,
                 &s.telemetry,
                 ctx,
@@ -684,8 +692,8 @@ struct Routing {
     context: Option<Arc<str>>,
     /// Why legacy answered instead of the new side, if it did.
     fell_back: Option<String>,
-    /// In `shadow` state: the new service a copy may go to.
-    shadow: Option<Cluster<RequestBody>>,
+    /// In `shadow` state: the new service a copy may go to, and the context's rules.
+    shadow: Option<(Cluster<RequestBody>, Arc<shadow::diff::Rules>)>,
 }
 
 impl Routing {

@@ -141,6 +141,7 @@ impl Tee {
 /// A planned shadow: what to send, where, for which context.
 pub struct Plan {
     pub replay: Replay,
+    pub rules: Arc<diff::Rules>,
     pub cluster: Cluster<RequestBody>,
     pub context: Arc<str>,
     slot: Slot,
@@ -150,6 +151,7 @@ pub struct Plan {
 /// Decides whether a request is shadowed; counts why not.
 pub fn plan(
     config: &ShadowConfig,
+    rules: &Arc<diff::Rules>,
     budget: &Arc<Budget>,
     telemetry: &Telemetry,
     context: &Arc<str>,
@@ -169,7 +171,7 @@ pub fn plan(
     if !req.body().is_end_stream() {
         return skip(Skip::HasBody);
     }
-    if fastrand::u8(..100) >= config.sample_percent {
+    if fastrand::u8(..100) >= config.sample_percent.min(rules.sample_percent) {
         return skip(Skip::NotSampled);
     }
     let Some(slot) = budget.take(config.max_in_flight) else {
@@ -181,6 +183,7 @@ pub fn plan(
         .insert("x-strangler-shadow", http::HeaderValue::from_static("1"));
     Some(Plan {
         replay,
+        rules: Arc::clone(rules),
         cluster: cluster.clone(),
         context: Arc::clone(context),
         slot,
@@ -218,6 +221,7 @@ async fn run(
 ) {
     let _slot = plan.slot;
     let context = plan.context;
+    let rules = plan.rules;
     let started = Instant::now();
     let sent = tokio::time::timeout(config.timeout, plan.cluster.send(plan.replay.rebuild())).await;
     let resp = match sent {
@@ -253,7 +257,7 @@ async fn run(
         telemetry.record_shadow_skip(&context, Skip::BodyTooLarge);
         return;
     };
-    let signatures = diff::compare(
+    let signatures = diff::compare_with(
         &diff::Answer {
             status: legacy.status,
             content_type: legacy.content_type.as_deref(),
@@ -264,6 +268,7 @@ async fn run(
             content_type: content_type.as_deref(),
             body: new_body,
         },
+        &rules,
     );
     telemetry.record_shadow(&context, &signatures, legacy.elapsed, new_elapsed);
 }

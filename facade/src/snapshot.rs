@@ -14,6 +14,7 @@ use strangler_services::{Origin, UpstreamConfig};
 
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
+use crate::shadow::diff::Rules;
 
 /// One compiled catalog.
 pub(crate) struct Snapshot {
@@ -21,6 +22,8 @@ pub(crate) struct Snapshot {
     pub routes: RouteTable,
     /// The new services, by name, with the spec each was built from.
     pub services: HashMap<Arc<str>, (Service, Cluster<RequestBody>)>,
+    /// Each context's shadow sampling and noise rules.
+    pub shadow_rules: HashMap<Arc<str>, Arc<Rules>>,
 }
 
 impl Snapshot {
@@ -29,6 +32,7 @@ impl Snapshot {
             version: 0,
             routes: RouteTable::empty(),
             services: HashMap::new(),
+            shadow_rules: HashMap::new(),
         }
     }
 
@@ -57,10 +61,21 @@ impl Snapshot {
             };
             services.insert(name, (effective, cluster));
         }
+        let shadow_rules = catalog
+            .contexts
+            .values()
+            .map(|c| {
+                (
+                    Arc::from(c.name.as_str()),
+                    Arc::new(Rules::compile(&c.shadow)),
+                )
+            })
+            .collect();
         Ok(Self {
             version: catalog.version,
             routes,
             services,
+            shadow_rules,
         })
     }
 }

@@ -33,6 +33,7 @@ fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
             sticky: None,
             description: String::new(),
             fallback: true,
+            shadow: Default::default(),
         },
     );
     let spec = RouteSpec {
@@ -307,5 +308,64 @@ async fn shadow_results_reach_the_catalog_and_the_api() {
         "{results}"
     );
     assert_eq!(results["top_signatures"][0]["count"], 10);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn noise_rules_apply_to_live_comparisons_and_bad_ones_are_refused() {
+    let (legacy, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async {
+            axum::Json(serde_json::json!({ "id": 1, "updatedAt": "2026-11-22T05:00:00Z" }))
+        }),
+    ))
+    .await;
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async {
+            axum::Json(serde_json::json!({ "id": 1, "updatedAt": "2026-11-22T05:00:09Z" }))
+        }),
+    ))
+    .await;
+    let f = facade(legacy, |_| {}).await;
+    let mut c = catalog(new, MigrationState::Shadow);
+    if let Some(ctx) = c.contexts.get_mut("orders") {
+        ctx.shadow.ignore = vec!["$.updatedAt".into()];
+    }
+    f.facade.apply_catalog(&c).unwrap();
+    for _ in 0..3 {
+        fetch(&f.url("/orders/1")).await;
+    }
+    let m = until_metric(&f, "strangler_shadow_compared_total{context=\"orders\"}", 3).await;
+    assert_eq!(
+        metric(&m, "strangler_shadow_matched_total{context=\"orders\"}"),
+        Some(3),
+        "{m}"
+    );
+
+    // Through the API, a bad rule is a 422 naming it.
+    use crate::admin::{token_env, Admin, OPERATOR};
+    let s = crate::binary::start(&format!("http://{legacy}"), &token_env()).await;
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    admin
+        .change(
+            http::Method::POST,
+            "/api/v1/services",
+            serde_json::json!({ "name": "orders-svc", "urls": [] }),
+        )
+        .await;
+    let v = admin.version().await;
+    let (status, _, p) = admin
+        .call(
+            http::Method::POST,
+            "/api/v1/contexts",
+            Some(serde_json::json!({ "base_version": v, "reason": "x", "name": "orders", "target": "orders-svc", "state": "legacy", "shadow": { "ignore": ["updatedAt"] } })),
+        )
+        .await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(
+        p["field"], "contexts.orders.shadow.ignore[updatedAt]",
+        "{p}"
+    );
     s.stop().await;
 }

@@ -17,6 +17,7 @@ fn base() -> Catalog {
             sticky: Some(StickyKey::Cookie("sid".into())),
             description: String::new(),
             fallback: true,
+            shadow: Default::default(),
         }),
     ] {
         change.apply(&mut c).unwrap();

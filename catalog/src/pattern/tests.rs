@@ -446,6 +446,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
                 sticky: None,
                 description: String::new(),
                 fallback: true,
+                shadow: Default::default(),
             },
         );
         for k in 0..per_context {

@@ -68,6 +68,7 @@ fn context(name: &str, target: &str) -> Change {
         sticky: None,
         description: String::new(),
         fallback: true,
+        shadow: Default::default(),
     })
 }
 

@@ -59,6 +59,7 @@ fn context(name: &str) -> Context {
         sticky: None,
         description: String::new(),
         fallback: true,
+        shadow: Default::default(),
     }
 }
 

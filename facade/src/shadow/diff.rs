@@ -5,6 +5,145 @@
 //! mismatches group into a few.
 
 use serde_json::Value;
+use strangler_catalog::ShadowPolicy;
+
+/// One segment of a path, as walked or as written in a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    /// `.*` in a rule: any key.
+    AnyKey,
+    /// `[*]`: an array element.
+    Array,
+}
+
+/// A rule's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern(Vec<Seg>);
+
+impl Pattern {
+    fn parse(path: &str) -> Option<Self> {
+        strangler_catalog::check_json_path(path).ok()?;
+        let mut segs = Vec::new();
+        let mut rest = path.strip_prefix('$')?;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("[*]") {
+                segs.push(Seg::Array);
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix('.') {
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                let key = &r[..end];
+                segs.push(if key == "*" {
+                    Seg::AnyKey
+                } else {
+                    Seg::Key(key.to_owned())
+                });
+                rest = &r[end..];
+            } else {
+                return None;
+            }
+        }
+        Some(Self(segs))
+    }
+
+    fn seg_matches(rule: &Seg, at: &Seg) -> bool {
+        match (rule, at) {
+            (Seg::AnyKey, Seg::Key(_)) | (Seg::Array, Seg::Array) => true,
+            (Seg::Key(a), Seg::Key(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The walked path is exactly this pattern.
+    fn is(&self, at: &[Seg]) -> bool {
+        self.0.len() == at.len() && self.0.iter().zip(at).all(|(r, a)| Self::seg_matches(r, a))
+    }
+
+    /// The walked path is this pattern or below it.
+    fn covers(&self, at: &[Seg]) -> bool {
+        self.0.len() <= at.len() && self.0.iter().zip(at).all(|(r, a)| Self::seg_matches(r, a))
+    }
+}
+
+/// A value normaliser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Norm {
+    Timestamp,
+    Uuid,
+    Whitespace,
+    Case,
+}
+
+/// A context's compiled noise rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub sample_percent: u8,
+    ignore: Vec<Pattern>,
+    unordered: Vec<Pattern>,
+    tolerance: Vec<(Pattern, f64)>,
+    normalize: Vec<(Pattern, Norm)>,
+}
+
+impl Rules {
+    /// Compiles a policy (already validated by the catalog; a bad path is skipped).
+    pub fn compile(p: &ShadowPolicy) -> Self {
+        let pats = |v: &[String]| v.iter().filter_map(|s| Pattern::parse(s)).collect();
+        Self {
+            sample_percent: p.sample_percent.unwrap_or(100).min(100),
+            ignore: pats(&p.ignore),
+            unordered: pats(&p.unordered),
+            tolerance: p
+                .tolerance
+                .iter()
+                .filter_map(|(k, v)| Some((Pattern::parse(k)?, *v)))
+                .collect(),
+            normalize: p
+                .normalize
+                .iter()
+                .filter_map(|(k, v)| {
+                    let n = match v.as_str() {
+                        "timestamp" => Norm::Timestamp,
+                        "uuid" => Norm::Uuid,
+                        "whitespace" => Norm::Whitespace,
+                        "case" => Norm::Case,
+                        _ => return None,
+                    };
+                    Some((Pattern::parse(k)?, n))
+                })
+                .collect(),
+        }
+    }
+}
+
+fn looks_like_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 16
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b'T' || b[10] == b' ')
+        && b[13] == b':'
+}
+
+fn looks_like_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn normalized_equal(n: Norm, a: &Value, b: &Value) -> bool {
+    let (Value::String(a), Value::String(b)) = (a, b) else {
+        return false;
+    };
+    match n {
+        Norm::Timestamp => looks_like_timestamp(a) && looks_like_timestamp(b),
+        Norm::Uuid => looks_like_uuid(a) && looks_like_uuid(b),
+        Norm::Whitespace => a.split_whitespace().eq(b.split_whitespace()),
+        Norm::Case => a.to_lowercase() == b.to_lowercase(),
+    }
+}
 
 /// What kind of difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,7 +208,13 @@ fn is_json(content_type: Option<&str>) -> bool {
 }
 
 /// The signatures of every difference between `legacy` and `new` (empty: they match).
+#[cfg(test)]
 pub fn compare(legacy: &Answer<'_>, new: &Answer<'_>) -> Vec<Signature> {
+    compare_with(legacy, new, &Rules::default())
+}
+
+/// Like [`compare`], with a context's noise rules.
+pub fn compare_with(legacy: &Answer<'_>, new: &Answer<'_>, rules: &Rules) -> Vec<Signature> {
     let mut out = Vec::new();
     if legacy.status != new.status {
         out.push(Signature {
@@ -97,7 +242,15 @@ pub fn compare(legacy: &Answer<'_>, new: &Answer<'_>) -> Vec<Signature> {
             serde_json::from_slice::<Value>(legacy.body),
             serde_json::from_slice::<Value>(new.body),
         ) {
-            (Ok(a), Ok(b)) => diff_values(&a, &b, &mut String::from("$"), &mut out),
+            (Ok(a), Ok(b)) => {
+                let mut walk = Walk {
+                    rules,
+                    segs: Vec::new(),
+                    path: String::from("$"),
+                    out: &mut out,
+                };
+                walk.diff(&a, &b);
+            }
             _ if legacy.body == new.body => {}
             _ => out.push(Signature {
                 kind: Kind::Body,
@@ -126,58 +279,118 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Walks both values; `path` is the JSON path so far (restored on return).
-fn diff_values(a: &Value, b: &Value, path: &mut String, out: &mut Vec<Signature>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            for (k, va) in x {
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                match y.get(k) {
-                    Some(vb) => diff_values(va, vb, path, out),
-                    None => out.push(Signature {
-                        kind: Kind::Missing,
-                        path: path.clone(),
-                    }),
+/// A walk over both values: where it is, and what it found.
+struct Walk<'a> {
+    rules: &'a Rules,
+    segs: Vec<Seg>,
+    /// The same place as text (`$.items[*].total`).
+    path: String,
+    out: &'a mut Vec<Signature>,
+}
+
+impl Walk<'_> {
+    fn push(&mut self, kind: Kind) {
+        self.out.push(Signature {
+            kind,
+            path: self.path.clone(),
+        });
+    }
+
+    fn enter(&mut self, seg: Seg) -> usize {
+        let len = self.path.len();
+        match &seg {
+            Seg::Key(k) => {
+                self.path.push('.');
+                self.path.push_str(k);
+            }
+            _ => self.path.push_str("[*]"),
+        }
+        self.segs.push(seg);
+        len
+    }
+
+    fn leave(&mut self, len: usize) {
+        self.path.truncate(len);
+        self.segs.pop();
+    }
+
+    fn diff(&mut self, a: &Value, b: &Value) {
+        let rules = self.rules;
+        if rules.ignore.iter().any(|p| p.covers(&self.segs)) {
+            return;
+        }
+        if let Some((_, n)) = rules.normalize.iter().find(|(p, _)| p.is(&self.segs)) {
+            if normalized_equal(*n, a, b) {
+                return;
+            }
+        }
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, va) in x {
+                    let len = self.enter(Seg::Key(k.clone()));
+                    match y.get(k) {
+                        Some(vb) => self.diff(va, vb),
+                        None if !rules.ignore.iter().any(|p| p.covers(&self.segs)) => {
+                            self.push(Kind::Missing)
+                        }
+                        None => {}
+                    }
+                    self.leave(len);
                 }
-                path.truncate(len);
+                for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                    let len = self.enter(Seg::Key(k.clone()));
+                    if !rules.ignore.iter().any(|p| p.covers(&self.segs)) {
+                        self.push(Kind::Extra);
+                    }
+                    self.leave(len);
+                }
             }
-            for k in y.keys().filter(|k| !x.contains_key(*k)) {
-                out.push(Signature {
-                    kind: Kind::Extra,
-                    path: format!("{path}.{k}"),
-                });
+            (Value::Array(x), Value::Array(y)) => {
+                let len = self.enter(Seg::Array);
+                if rules
+                    .unordered
+                    .iter()
+                    .any(|p| p.is(&self.segs[..self.segs.len() - 1]))
+                {
+                    // As multisets: the same elements, in any order.
+                    let canon = |v: &Vec<Value>| {
+                        let mut s: Vec<String> = v.iter().map(Value::to_string).collect();
+                        s.sort();
+                        s
+                    };
+                    if canon(x) != canon(y) {
+                        self.push(Kind::Value);
+                    }
+                } else {
+                    for (va, vb) in x.iter().zip(y) {
+                        self.diff(va, vb);
+                    }
+                    if x.len() > y.len() {
+                        self.push(Kind::Missing);
+                    } else if y.len() > x.len() {
+                        self.push(Kind::Extra);
+                    }
+                }
+                self.leave(len);
             }
+            (Value::Number(x), Value::Number(y)) => {
+                let tolerance = rules
+                    .tolerance
+                    .iter()
+                    .find(|(p, _)| p.is(&self.segs))
+                    .map(|(_, t)| *t);
+                let close = match (tolerance, x.as_f64(), y.as_f64()) {
+                    (Some(t), Some(x), Some(y)) => (x - y).abs() <= t,
+                    _ => x == y,
+                };
+                if !close {
+                    self.push(Kind::Value);
+                }
+            }
+            _ if type_name(a) != type_name(b) => self.push(Kind::Type),
+            _ if a != b => self.push(Kind::Value),
+            _ => {}
         }
-        (Value::Array(x), Value::Array(y)) => {
-            let len = path.len();
-            path.push_str("[*]");
-            for (va, vb) in x.iter().zip(y) {
-                diff_values(va, vb, path, out);
-            }
-            if x.len() > y.len() {
-                out.push(Signature {
-                    kind: Kind::Missing,
-                    path: path.clone(),
-                });
-            } else if y.len() > x.len() {
-                out.push(Signature {
-                    kind: Kind::Extra,
-                    path: path.clone(),
-                });
-            }
-            path.truncate(len);
-        }
-        _ if type_name(a) != type_name(b) => out.push(Signature {
-            kind: Kind::Type,
-            path: path.clone(),
-        }),
-        _ if a != b => out.push(Signature {
-            kind: Kind::Value,
-            path: path.clone(),
-        }),
-        _ => {}
     }
 }
 
@@ -226,6 +439,61 @@ mod tests {
             "array indexes fold into one signature"
         );
         assert_eq!(sigs("[1,2,3]", "[1,2]"), ["missing $[*]"]);
+    }
+
+    fn with(policy: serde_json::Value, a: &str, b: &str) -> Vec<String> {
+        let policy: ShadowPolicy = serde_json::from_value(policy).unwrap();
+        policy.check().unwrap();
+        compare_with(&json(a), &json(b), &Rules::compile(&policy))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn noise_rules_silence_what_they_name_and_nothing_else() {
+        let a = r#"{"id":"3f2a8c1e-0000-4000-8000-000000000001","at":"2026-11-22T05:00:00Z","items":[{"p":1,"updatedAt":"x"},{"p":2,"updatedAt":"y"}],"tags":["a","b"],"price":10.0,"name":"Ann  Lee","code":"ab"}"#;
+        let b = r#"{"id":"9b1c0d2e-1111-4000-8000-000000000002","at":"2026-11-22T05:00:01Z","items":[{"p":1,"updatedAt":"z"},{"p":2,"updatedAt":"w"}],"tags":["b","a"],"price":10.004,"name":"Ann Lee","code":"AB"}"#;
+        assert_eq!(
+            with(serde_json::json!({}), a, b).len(),
+            7,
+            "{:?}",
+            with(serde_json::json!({}), a, b)
+        );
+        let policy = serde_json::json!({
+            "ignore": ["$.items[*].updatedAt"],
+            "unordered": ["$.tags"],
+            "tolerance": { "$.price": 0.01 },
+            "normalize": { "$.id": "uuid", "$.at": "timestamp", "$.name": "whitespace", "$.code": "case" }
+        });
+        assert!(
+            with(policy.clone(), a, b).is_empty(),
+            "{:?}",
+            with(policy.clone(), a, b)
+        );
+        // The rules do not hide real differences.
+        let c = b.replace(r#""p":2"#, r#""p":3"#).replace("10.004", "11");
+        assert_eq!(with(policy, a, &c), ["value $.items[*].p", "value $.price"]);
+        // A wildcard key.
+        assert!(with(
+            serde_json::json!({ "ignore": ["$.*.updatedAt"] }),
+            r#"{"o":{"updatedAt":1}}"#,
+            r#"{"o":{"updatedAt":2}}"#
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn bad_rules_name_the_rule() {
+        let bad: ShadowPolicy =
+            serde_json::from_value(serde_json::json!({ "ignore": ["items.updatedAt"] })).unwrap();
+        let (field, why) = bad.check().unwrap_err();
+        assert_eq!(field, "ignore[items.updatedAt]");
+        assert!(why.contains("must start with `$`"), "{why}");
+        let bad: ShadowPolicy =
+            serde_json::from_value(serde_json::json!({ "normalize": { "$.a": "soundex" } }))
+                .unwrap();
+        assert_eq!(bad.check().unwrap_err().0, "normalize[$.a]");
     }
 
     #[test]
