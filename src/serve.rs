@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use strangler_catalog::follow::follow;
-use strangler_catalog::store::{ChangeMeta, ShadowMinute, SqlStore, Store};
+use strangler_catalog::store::{ChangeMeta, ShadowExample, ShadowMinute, SqlStore, Store};
 use strangler_catalog::Catalog;
 use strangler_dashboard::api::{ApiState, LogControl, Tokens};
 use strangler_dashboard::{AdminState, Readiness};
@@ -252,6 +252,20 @@ async fn flush_shadow(telemetry: Arc<Telemetry>, store: SqlStore, every: std::ti
                     .signatures
                     .iter()
                     .map(|(k, v)| (k.clone(), i64::try_from(*v).unwrap_or(i64::MAX)))
+                    .collect(),
+                examples: r
+                    .examples
+                    .iter()
+                    .map(|e| ShadowExample {
+                        signature: e.signature.clone(),
+                        at_ms: e.at_ms,
+                        method: e.method.clone(),
+                        path: e.path.clone(),
+                        legacy_status: i64::from(e.legacy_status),
+                        new_status: i64::from(e.new_status),
+                        legacy_body: e.legacy_body.clone(),
+                        new_body: e.new_body.clone(),
+                    })
                     .collect(),
             })
             .collect();

@@ -308,6 +308,10 @@ pub struct ShadowPolicy {
     /// `whitespace` or `case`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub normalize: BTreeMap<String, String>,
+    /// Values at these paths are blanked in stored examples (request headers such as
+    /// `Authorization` and `Cookie`, and `Set-Cookie`, are never stored at all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 impl Eq for ShadowPolicy {}
@@ -333,7 +337,8 @@ impl ShadowPolicy {
             .map(|p| ("ignore", p))
             .chain(self.unordered.iter().map(|p| ("unordered", p)))
             .chain(self.tolerance.keys().map(|p| ("tolerance", p)))
-            .chain(self.normalize.keys().map(|p| ("normalize", p)));
+            .chain(self.normalize.keys().map(|p| ("normalize", p)))
+            .chain(self.redact.iter().map(|p| ("redact", p)));
         for (rule, path) in paths {
             check_json_path(path).map_err(|why| (format!("{rule}[{path}]"), why))?;
         }

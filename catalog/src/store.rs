@@ -67,6 +67,23 @@ pub struct ShadowMinute {
     pub new_us: i64,
     /// Mismatch counts by signature (`type $.total`).
     pub signatures: std::collections::BTreeMap<String, i64>,
+    /// A few example pairs (the store keeps the latest few per signature).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<ShadowExample>,
+}
+
+/// One mismatching pair, redacted: no request headers, configured JSON paths blanked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowExample {
+    pub signature: String,
+    pub at_ms: i64,
+    pub method: String,
+    /// The request path, without the query.
+    pub path: String,
+    pub legacy_status: i64,
+    pub new_status: i64,
+    pub legacy_body: String,
+    pub new_body: String,
 }
 
 /// Why the store could not do what was asked.
@@ -117,6 +134,8 @@ pub trait Store: Send + Sync {
     async fn deregister(&self, service: &str, url: &str) -> Result<bool, StoreError>;
     /// Adds shadow results (each replica adds its own; the store sums).
     async fn add_shadow(&self, rows: &[ShadowMinute]) -> Result<(), StoreError>;
+    /// A context's latest example pairs, newest first (at most `per_signature` per signature).
+    async fn shadow_examples(&self, context: &str) -> Result<Vec<ShadowExample>, StoreError>;
     /// A context's shadow results per minute since `since_minute`, oldest first.
     async fn shadow(
         &self,

@@ -38,4 +38,4 @@ pub use proxy::Facade;
 pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::serve;
 pub use shadow::ShadowConfig;
-pub use telemetry::{ShadowRollup, Telemetry};
+pub use telemetry::{ShadowExampleRow, ShadowRollup, Telemetry};

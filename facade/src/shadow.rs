@@ -222,6 +222,9 @@ async fn run(
     let _slot = plan.slot;
     let context = plan.context;
     let rules = plan.rules;
+    // What an example may say of the request: method and path, never headers or the query.
+    let plan_method = plan.replay.method.clone();
+    let plan_path = plan.replay.uri.path().to_owned();
     let started = Instant::now();
     let sent = tokio::time::timeout(config.timeout, plan.cluster.send(plan.replay.rebuild())).await;
     let resp = match sent {
@@ -270,7 +273,20 @@ async fn run(
         },
         &rules,
     );
-    telemetry.record_shadow(&context, &signatures, legacy.elapsed, new_elapsed);
+    let example = (!signatures.is_empty()).then(|| crate::telemetry::ShadowExampleRow {
+        signature: String::new(),
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or_default(),
+        method: plan_method.to_string(),
+        path: plan_path.clone(),
+        legacy_status: legacy.status,
+        new_status: status,
+        legacy_body: rules.redacted(legacy_body, legacy.content_type.as_deref()),
+        new_body: rules.redacted(new_body, content_type.as_deref()),
+    });
+    telemetry.record_shadow(&context, &signatures, legacy.elapsed, new_elapsed, example);
 }
 
 /// A body wrapper with a tee (used by the response body).

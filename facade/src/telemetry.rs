@@ -108,7 +108,25 @@ pub struct ShadowRollup {
     pub legacy_us: u64,
     pub new_us: u64,
     pub signatures: BTreeMap<String, u64>,
+    /// A few redacted example pairs (at most three per signature per minute).
+    pub examples: Vec<ShadowExampleRow>,
 }
+
+/// One mismatching pair, redacted, waiting to be flushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShadowExampleRow {
+    pub signature: String,
+    pub at_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub legacy_status: u16,
+    pub new_status: u16,
+    pub legacy_body: String,
+    pub new_body: String,
+}
+
+/// Examples kept per signature per minute before flushing.
+const EXAMPLES_PER_MINUTE: usize = 3;
 
 impl ShadowRollup {
     fn absorb(&mut self, other: &ShadowRollup) {
@@ -118,6 +136,16 @@ impl ShadowRollup {
         self.new_us += other.new_us;
         for (sig, n) in &other.signatures {
             *self.signatures.entry(sig.clone()).or_insert(0) += n;
+        }
+        for e in &other.examples {
+            let same = self
+                .examples
+                .iter()
+                .filter(|x| x.signature == e.signature)
+                .count();
+            if same < EXAMPLES_PER_MINUTE {
+                self.examples.push(e.clone());
+            }
         }
     }
 }
@@ -190,6 +218,7 @@ impl Telemetry {
         signatures: &[crate::shadow::diff::Signature],
         legacy: Duration,
         new: Duration,
+        example: Option<ShadowExampleRow>,
     ) {
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
         let entry = f.compared.entry(context.to_owned()).or_default();
@@ -211,9 +240,16 @@ impl Telemetry {
             legacy_us: u64::try_from(legacy.as_micros()).unwrap_or(u64::MAX),
             new_us: u64::try_from(new.as_micros()).unwrap_or(u64::MAX),
             signatures: BTreeMap::new(),
+            examples: Vec::new(),
         };
         for sig in signatures {
             *one.signatures.entry(sig.to_string()).or_insert(0) += 1;
+            if let Some(e) = &example {
+                one.examples.push(ShadowExampleRow {
+                    signature: sig.to_string(),
+                    ..e.clone()
+                });
+            }
         }
         f.pending
             .entry((minute, context.to_owned()))

@@ -369,3 +369,92 @@ async fn noise_rules_apply_to_live_comparisons_and_bad_ones_are_refused() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn stored_examples_are_redacted_and_secrets_never_reach_the_store() {
+    use crate::admin::{token_env, Admin, OPERATOR};
+    use http::Method;
+    use serde_json::json;
+    let (legacy, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async { axum::Json(json!({ "card": "4111-SECRET-CARD", "total": "10.00" })) }),
+    ))
+    .await;
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async { axum::Json(json!({ "card": "4111-SECRET-CARD", "total": 1000 })) }),
+    ))
+    .await;
+    let dir = std::env::temp_dir().join(format!("strangler-redact-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog = format!("sqlite://{}", dir.join("catalog.db").display());
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_URL", catalog.as_str()));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/services",
+            json!({ "name": "orders-svc", "urls": [format!("http://{new}")] }),
+        )
+        .await;
+    admin
+        .change(Method::POST, "/api/v1/contexts", json!({ "name": "orders", "target": "orders-svc", "state": "shadow", "shadow": { "redact": ["$.card"] } }))
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/routes",
+            json!({ "context": "orders", "path": "/orders/{id}" }),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let req = http::Request::get(format!("http://{}/orders/9?session=SECRET-QUERY", s.listen))
+            .header("authorization", "Bearer SECRET-BEARER-TOKEN")
+            .header("cookie", "sid=SECRET-COOKIE")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        assert_eq!(client().request(req).await.unwrap().status(), 200);
+    }
+    let started = Instant::now();
+    let results = loop {
+        let (_, _, v) = admin
+            .call(Method::GET, "/api/v1/contexts/orders/shadow", None)
+            .await;
+        if v["examples"].as_array().is_some_and(|e| !e.is_empty()) {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no example stored: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let e = &results["examples"][0];
+    assert_eq!(e["signature"], "type $.total", "{results}");
+    assert_eq!(e["path"], "/orders/9");
+    assert!(
+        e["legacy_body"].as_str().unwrap().contains("[redacted]"),
+        "{e}"
+    );
+    s.stop().await;
+    // Search every byte the store wrote.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for secret in [
+            "SECRET-BEARER-TOKEN",
+            "SECRET-COOKIE",
+            "SECRET-QUERY",
+            "4111-SECRET-CARD",
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} reached the store"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,7 +10,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::watch;
 
-use super::{now_ms, AuditEntry, AuditQuery, ChangeMeta, ShadowMinute, Store, StoreError};
+use super::{
+    now_ms, AuditEntry, AuditQuery, ChangeMeta, ShadowExample, ShadowMinute, Store, StoreError,
+};
+
+/// Example pairs kept per (context, signature).
+const EXAMPLES_PER_SIGNATURE: i64 = 5;
 use crate::change::Change;
 use crate::model::{Catalog, Context, Route, Service};
 
@@ -424,6 +429,66 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            for e in &r.examples {
+                sqlx::query(
+                    "INSERT INTO shadow_examples (context, signature, at_ms, method, path, \
+                     legacy_status, new_status, legacy_body, new_body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&r.context)
+                .bind(&e.signature)
+                .bind(e.at_ms)
+                .bind(&e.method)
+                .bind(&e.path)
+                .bind(e.legacy_status)
+                .bind(e.new_status)
+                .bind(&e.legacy_body)
+                .bind(&e.new_body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query(
+                    "DELETE FROM shadow_examples WHERE context = $1 AND signature = $2 AND id NOT IN \
+                     (SELECT id FROM shadow_examples WHERE context = $1 AND signature = $2 \
+                      ORDER BY id DESC LIMIT $3)",
+                )
+                .bind(&r.context)
+                .bind(&e.signature)
+                .bind(EXAMPLES_PER_SIGNATURE)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            for e in &r.examples {
+                sqlx::query(
+                    "INSERT INTO shadow_examples (context, signature, at_ms, method, path, \
+                     legacy_status, new_status, legacy_body, new_body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&r.context)
+                .bind(&e.signature)
+                .bind(e.at_ms)
+                .bind(&e.method)
+                .bind(&e.path)
+                .bind(e.legacy_status)
+                .bind(e.new_status)
+                .bind(&e.legacy_body)
+                .bind(&e.new_body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query(
+                    "DELETE FROM shadow_examples WHERE context = $1 AND signature = $2 AND id NOT IN \
+                     (SELECT id FROM shadow_examples WHERE context = $1 AND signature = $2 \
+                      ORDER BY id DESC LIMIT $3)",
+                )
+                .bind(&r.context)
+                .bind(&e.signature)
+                .bind(EXAMPLES_PER_SIGNATURE)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
             for (signature, count) in &r.signatures {
                 sqlx::query(
                     "INSERT INTO shadow_signatures (minute, context, signature, count) \
@@ -440,6 +505,31 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await.map_err(unavailable)
+    }
+
+    async fn shadow_examples(&self, context: &str) -> Result<Vec<ShadowExample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT signature, at_ms, method, path, legacy_status, new_status, legacy_body, new_body \
+             FROM shadow_examples WHERE context = $1 ORDER BY id DESC LIMIT 100",
+        )
+        .bind(context)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ShadowExample {
+                    signature: row.try_get(0).map_err(unavailable)?,
+                    at_ms: row.try_get(1).map_err(unavailable)?,
+                    method: row.try_get(2).map_err(unavailable)?,
+                    path: row.try_get(3).map_err(unavailable)?,
+                    legacy_status: row.try_get(4).map_err(unavailable)?,
+                    new_status: row.try_get(5).map_err(unavailable)?,
+                    legacy_body: row.try_get(6).map_err(unavailable)?,
+                    new_body: row.try_get(7).map_err(unavailable)?,
+                })
+            })
+            .collect()
     }
 
     async fn shadow(
@@ -469,6 +559,7 @@ impl Store for SqlStore {
                     legacy_us: row.try_get(3).map_err(unavailable)?,
                     new_us: row.try_get(4).map_err(unavailable)?,
                     signatures: BTreeMap::new(),
+                    examples: Vec::new(),
                 },
             );
         }

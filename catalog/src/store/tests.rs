@@ -247,6 +247,7 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         legacy_us: 1000,
         new_us: 2000,
         signatures: sig.into_iter().map(|(s, n)| (s.to_owned(), n)).collect(),
+        examples: Vec::new(),
     };
     store
         .add_shadow(&[row(10, 9, Some(("type $.total", 1)))])
@@ -264,6 +265,21 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
     );
     assert_eq!(got[0].signatures["type $.total"], 3);
     assert!(store.shadow("orders", 29_000_001).await.unwrap().is_empty());
+
+    // Examples: the latest few per signature are kept.
+    let mut with_examples = row(1, 0, Some(("type $.total", 1)));
+    for i in 0..8 {
+        with_examples.examples.push(ShadowExample {
+            signature: "type $.total".into(),
+            at_ms: i,
+            path: format!("/orders/{i}"),
+            ..ShadowExample::default()
+        });
+    }
+    store.add_shadow(&[with_examples]).await.unwrap();
+    let kept = store.shadow_examples("orders").await.unwrap();
+    assert_eq!(kept.len(), 5);
+    assert_eq!(kept[0].path, "/orders/7", "newest first");
 }
 
 macro_rules! on_both {

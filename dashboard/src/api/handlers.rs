@@ -545,7 +545,9 @@ pub async fn shadow_results(
     let mut top: Vec<(&str, i64)> = signatures.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     top.truncate(20);
+    let examples = s.store.shadow_examples(&name).await?;
     Ok(Json(serde_json::json!({
+        "examples": examples,
         "context": name,
         "compared": compared,
         "matched": matched,

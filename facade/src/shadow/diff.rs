@@ -82,6 +82,7 @@ pub struct Rules {
     unordered: Vec<Pattern>,
     tolerance: Vec<(Pattern, f64)>,
     normalize: Vec<(Pattern, Norm)>,
+    redact: Vec<Pattern>,
 }
 
 impl Rules {
@@ -91,6 +92,7 @@ impl Rules {
         Self {
             sample_percent: p.sample_percent.unwrap_or(100).min(100),
             ignore: pats(&p.ignore),
+            redact: pats(&p.redact),
             unordered: pats(&p.unordered),
             tolerance: p
                 .tolerance
@@ -111,6 +113,61 @@ impl Rules {
                     Some((Pattern::parse(k)?, n))
                 })
                 .collect(),
+        }
+    }
+}
+
+/// The longest body text kept in an example.
+const EXAMPLE_BYTES: usize = 4096;
+
+impl Rules {
+    /// A body as stored in an example: JSON with the redacted paths blanked, other text as
+    /// is; cut at 4 KiB.
+    pub fn redacted(&self, body: &[u8], content_type: Option<&str>) -> String {
+        let mut text = if is_json(content_type) {
+            match serde_json::from_slice::<Value>(body) {
+                Ok(mut v) => {
+                    let mut at = Vec::new();
+                    self.blank(&mut v, &mut at);
+                    v.to_string()
+                }
+                Err(_) => String::from_utf8_lossy(body).into_owned(),
+            }
+        } else {
+            String::from_utf8_lossy(body).into_owned()
+        };
+        if text.len() > EXAMPLE_BYTES {
+            let mut cut = EXAMPLE_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+
+    fn blank(&self, v: &mut Value, at: &mut Vec<Seg>) {
+        if self.redact.iter().any(|p| p.covers(at)) {
+            *v = Value::String("[redacted]".into());
+            return;
+        }
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    at.push(Seg::Key(k.clone()));
+                    self.blank(child, at);
+                    at.pop();
+                }
+            }
+            Value::Array(items) => {
+                at.push(Seg::Array);
+                for child in items {
+                    self.blank(child, at);
+                }
+                at.pop();
+            }
+            _ => {}
         }
     }
 }
@@ -481,6 +538,23 @@ mod tests {
             r#"{"o":{"updatedAt":2}}"#
         )
         .is_empty());
+    }
+
+    #[test]
+    fn examples_are_redacted_and_cut() {
+        let policy: ShadowPolicy =
+            serde_json::from_value(serde_json::json!({ "redact": ["$.card", "$.users[*].email"] }))
+                .unwrap();
+        let rules = Rules::compile(&policy);
+        let body = br#"{"card":"4111-1111","users":[{"email":"a@b.c","n":1}],"ok":true}"#;
+        let out = rules.redacted(body, Some("application/json"));
+        assert!(!out.contains("4111") && !out.contains("a@b.c"), "{out}");
+        assert!(
+            out.contains("[redacted]") && out.contains("\"n\":1"),
+            "{out}"
+        );
+        let long = vec![b'x'; 10_000];
+        assert!(rules.redacted(&long, Some("text/plain")).len() <= EXAMPLE_BYTES + 3);
     }
 
     #[test]
