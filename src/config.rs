@@ -43,6 +43,8 @@ struct File {
     #[serde(default)]
     catalog: CatalogSection,
     #[serde(default)]
+    shadow: ShadowSection,
+    #[serde(default)]
     auth: AuthSection,
     /// The catalog itself, declared in the file (imported with `strangler import`).
     #[serde(default)]
@@ -56,6 +58,14 @@ struct File {
 struct CatalogSection {
     url: Option<String>,
     poll_interval: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowSection {
+    max_in_flight: Option<Ranged<1, 100_000>>,
+    max_body_bytes: Option<Ranged<1024, 104_857_600>>,
+    timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +191,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("auth.viewer_token", Kind::Str),
     ("auth.viewer_token_file", Kind::Str),
     ("forwarding.debug_header", Kind::Bool),
+    ("shadow.max_in_flight", Kind::Int),
+    ("shadow.max_body_bytes", Kind::Int),
+    ("shadow.timeout", Kind::Str),
 ];
 
 /// The environment variable of a key.
@@ -501,6 +514,15 @@ fn build(file: File) -> Result<Settings, ConfigError> {
         facade.shutdown_grace = d.0;
     }
 
+    if let Some(v) = file.shadow.max_in_flight {
+        facade.shadow.max_in_flight = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = file.shadow.max_body_bytes {
+        facade.shadow.max_body_bytes = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(d) = file.shadow.timeout {
+        facade.shadow.timeout = d.0;
+    }
     let declared = declared_catalog(&file.services, &file.contexts)?;
     let auth = AuthSettings {
         operator_token: token(

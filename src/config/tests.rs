@@ -203,7 +203,10 @@ fn every_key_has_a_working_variable() {
                 }
                 _ => "5s",
             },
-            Kind::Int => "64",
+            Kind::Int => match *key {
+                "shadow.max_body_bytes" => "4096",
+                _ => "64",
+            },
             Kind::Bool => "false",
             Kind::List => "10.0.0.0/8",
         };
