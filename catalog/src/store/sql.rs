@@ -459,36 +459,6 @@ impl Store for SqlStore {
                 .await
                 .map_err(unavailable)?;
             }
-            for e in &r.examples {
-                sqlx::query(
-                    "INSERT INTO shadow_examples (context, signature, at_ms, method, path, \
-                     legacy_status, new_status, legacy_body, new_body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&r.context)
-                .bind(&e.signature)
-                .bind(e.at_ms)
-                .bind(&e.method)
-                .bind(&e.path)
-                .bind(e.legacy_status)
-                .bind(e.new_status)
-                .bind(&e.legacy_body)
-                .bind(&e.new_body)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                sqlx::query(
-                    "DELETE FROM shadow_examples WHERE context = $1 AND signature = $2 AND id NOT IN \
-                     (SELECT id FROM shadow_examples WHERE context = $1 AND signature = $2 \
-                      ORDER BY id DESC LIMIT $3)",
-                )
-                .bind(&r.context)
-                .bind(&e.signature)
-                .bind(EXAMPLES_PER_SIGNATURE)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            }
             for (signature, count) in &r.signatures {
                 sqlx::query(
                     "INSERT INTO shadow_signatures (minute, context, signature, count) \

@@ -278,8 +278,18 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
     }
     store.add_shadow(&[with_examples]).await.unwrap();
     let kept = store.shadow_examples("orders").await.unwrap();
-    assert_eq!(kept.len(), 5);
-    assert_eq!(kept[0].path, "/orders/7", "newest first");
+    let paths: Vec<&str> = kept.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/orders/7",
+            "/orders/6",
+            "/orders/5",
+            "/orders/4",
+            "/orders/3"
+        ],
+        "the five newest, once each"
+    );
 }
 
 macro_rules! on_both {
