@@ -66,6 +66,9 @@ struct ShadowSection {
     max_in_flight: Option<Ranged<1, 100_000>>,
     max_body_bytes: Option<Ranged<1024, 104_857_600>>,
     timeout: Option<Dur>,
+    outbox_queue: Option<Ranged<1, 1_000_000>>,
+    mirror_attempts: Option<Ranged<1, 1000>>,
+    retention: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +197,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("shadow.max_in_flight", Kind::Int),
     ("shadow.max_body_bytes", Kind::Int),
     ("shadow.timeout", Kind::Str),
+    ("shadow.outbox_queue", Kind::Int),
+    ("shadow.mirror_attempts", Kind::Int),
+    ("shadow.retention", Kind::Str),
 ];
 
 /// The environment variable of a key.
@@ -522,6 +528,15 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     }
     if let Some(d) = file.shadow.timeout {
         facade.shadow.timeout = d.0;
+    }
+    if let Some(v) = file.shadow.outbox_queue {
+        facade.shadow.outbox_queue = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = file.shadow.mirror_attempts {
+        facade.shadow.mirror_attempts = u32::try_from(v.0).unwrap_or(u32::MAX);
+    }
+    if let Some(d) = file.shadow.retention {
+        facade.shadow.retention = d.0;
     }
     let declared = declared_catalog(&file.services, &file.contexts)?;
     let auth = AuthSettings {

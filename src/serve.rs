@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use strangler_catalog::follow::follow;
-use strangler_catalog::store::{ChangeMeta, ShadowExample, ShadowMinute, SqlStore, Store};
+use strangler_catalog::store::{
+    ChangeMeta, ShadowExample, ShadowMinute, SignatureCount, SqlStore, Store,
+};
 use strangler_catalog::Catalog;
 use strangler_dashboard::api::{ApiState, LogControl, Tokens};
 use strangler_dashboard::{AdminState, Readiness};
@@ -101,14 +103,20 @@ pub async fn run_listeners(
         )
     })?;
     tokio::spawn(apply_changes(facade.clone(), follower.catalog.clone()));
+    let flush_every = settings
+        .catalog
+        .poll_interval
+        .max(std::time::Duration::from_secs(1));
     tokio::spawn(flush_shadow(
         Arc::clone(facade.telemetry()),
         store.clone(),
-        settings
-            .catalog
-            .poll_interval
-            .max(std::time::Duration::from_secs(1)),
+        flush_every,
     ));
+    tokio::spawn(prune_shadow(
+        store.clone(),
+        settings.facade.shadow.retention,
+    ));
+    facade.start_outbox(Arc::new(store.clone()));
 
     let draining = Arc::new(AtomicBool::new(false));
     let for_metrics = facade.clone();
@@ -131,7 +139,7 @@ pub async fn run_listeners(
         },
     };
     let api = ApiState {
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
         tokens: Tokens {
             operator: settings.auth.operator_token.clone(),
             viewer: settings.auth.viewer_token.clone(),
@@ -157,9 +165,12 @@ pub async fn run_listeners(
         stopped(stop).await;
         draining_flag.store(true, Ordering::Relaxed);
     };
-    strangler_facade::serve(public, facade, stop_facade)
+    strangler_facade::serve(public, facade.clone(), stop_facade)
         .await
         .context("the facade listener failed")?;
+    // What the last interval gathered, and the mirrored writes still queued, go to the store.
+    facade.drain_outbox(std::time::Duration::from_secs(2)).await;
+    flush_shadow_once(facade.telemetry(), &store).await;
     match admin_task.await {
         Ok(result) => result.context("the admin listener failed")?,
         Err(e) => tracing::warn!(error = %e, "the admin listener task ended abnormally"),
@@ -235,23 +246,66 @@ async fn flush_shadow(telemetry: Arc<Telemetry>, store: SqlStore, every: std::ti
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        flush_shadow_once(&telemetry, &store).await;
+    }
+}
+
+/// Deletes shadow results older than `retention`, hourly (and once at start).
+async fn prune_shadow(store: SqlStore, retention: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let keep_minutes = i64::try_from(retention.as_secs() / 60).unwrap_or(i64::MAX);
+        let now_minute = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        match store
+            .prune_shadow(now_minute.saturating_sub(keep_minutes))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "old shadow results deleted"),
+            Err(e) => tracing::warn!(error = %e, "old shadow results not deleted; next hour"),
+        }
+    }
+}
+
+async fn flush_shadow_once(telemetry: &Arc<Telemetry>, store: &SqlStore) {
+    {
         let rows = telemetry.take_shadow_rollup();
         if rows.is_empty() {
-            continue;
+            return;
         }
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let out: Vec<ShadowMinute> = rows
             .iter()
             .map(|r| ShadowMinute {
                 minute: r.minute,
                 context: r.context.clone(),
-                compared: i64::try_from(r.compared).unwrap_or(i64::MAX),
-                matched: i64::try_from(r.matched).unwrap_or(i64::MAX),
-                legacy_us: i64::try_from(r.legacy_us).unwrap_or(i64::MAX),
-                new_us: i64::try_from(r.new_us).unwrap_or(i64::MAX),
+                compared: count(r.compared),
+                matched: count(r.matched),
+                legacy_us: count(r.legacy_us),
+                new_us: count(r.new_us),
+                learned: count(r.learned),
                 signatures: r
                     .signatures
                     .iter()
-                    .map(|(k, v)| (k.clone(), i64::try_from(*v).unwrap_or(i64::MAX)))
+                    .map(|((route, signature), n)| SignatureCount {
+                        route: route.clone(),
+                        signature: signature.clone(),
+                        count: count(*n),
+                    })
+                    .collect(),
+                skipped: r
+                    .skipped
+                    .iter()
+                    .map(|(k, n)| (k.clone(), count(*n)))
+                    .collect(),
+                noise: r
+                    .noise
+                    .iter()
+                    .map(|(k, n)| (k.clone(), count(*n)))
                     .collect(),
                 examples: r
                     .examples

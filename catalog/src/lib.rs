@@ -24,8 +24,8 @@ mod validate;
 pub use change::{Action, Change, ChangeError};
 pub use model::{check_json_path, fnv1a64};
 pub use model::{
-    Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteSpec, Service, ServicePolicy,
-    ShadowPolicy, StickyKey, ValueMatch, VersionMatch, Weight,
+    Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteShadow, RouteSpec, Service,
+    ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch, Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
 pub use validate::{check_url, validate, ValidationError};

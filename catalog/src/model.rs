@@ -312,6 +312,17 @@ pub struct ShadowPolicy {
     /// `Authorization` and `Cookie`, and `Set-Cookie`, are never stored at all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// Response header fields compared besides status and body (`content-type`, `cache-control`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    /// In canary and migrated: share of the safe requests the new service answers that are also
+    /// sent to legacy and compared (reverse shadow), in percent (default 0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_percent: Option<u8>,
+    /// Share of shadowed safe requests also sent to legacy a second time; JSON paths whose
+    /// values differ between two legacy answers are proposed as ignore rules (default 0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learn_percent: Option<u8>,
 }
 
 impl Eq for ShadowPolicy {}
@@ -323,11 +334,20 @@ impl ShadowPolicy {
 
     /// Checks the rules; the error names the rule and the fix.
     pub fn check(&self) -> Result<(), (String, String)> {
-        if let Some(p) = self.sample_percent {
-            if p > 100 {
+        for (rule, p) in [
+            ("sample_percent", self.sample_percent),
+            ("reverse_percent", self.reverse_percent),
+            ("learn_percent", self.learn_percent),
+        ] {
+            if let Some(p) = p.filter(|p| *p > 100) {
+                return Err((rule.into(), format!("{p} is out of range; choose 0-100")));
+            }
+        }
+        for h in &self.headers {
+            if !http_token(h) {
                 return Err((
-                    "sample_percent".into(),
-                    format!("{p} is out of range; choose 0-100"),
+                    format!("headers[{h}]"),
+                    "not a header field name; use letters, digits and -".into(),
                 ));
             }
         }
@@ -459,12 +479,56 @@ pub struct RouteSpec {
     pub query: Vec<QueryMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionMatch>,
+    /// How the route's requests are shadowed. Not part of what the route matches, so not part
+    /// of its id.
+    #[serde(default, skip_serializing_if = "RouteShadow::is_default")]
+    pub shadow: RouteShadow,
+}
+
+/// How writes on a route are shadowed (safe methods always are, in `shadow` state).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShadowWrites {
+    /// Writes are not shadowed.
+    #[default]
+    Off,
+    /// The write goes to the new service marked `X-Strangler-Shadow: 1`; the new service
+    /// promises no side effects for it, and its answer is compared.
+    DryRun,
+    /// The write is replayed to the new service from a durable outbox with an
+    /// `Idempotency-Key`, at least once, so its data keeps step with legacy.
+    Mirror,
+}
+
+/// A route's shadow settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteShadow {
+    #[serde(default, skip_serializing_if = "is_off")]
+    pub writes: ShadowWrites,
+    /// Largest request body copied for a shadow, in bytes (default: the facade's
+    /// `[shadow] max_body_bytes`). A larger request is not shadowed, and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+fn is_off(w: &ShadowWrites) -> bool {
+    *w == ShadowWrites::Off
+}
+
+impl RouteShadow {
+    pub fn is_default(&self) -> bool {
+        self == &RouteShadow::default()
+    }
 }
 
 impl RouteSpec {
     /// A stable id: `r` and 16 hex digits of the FNV-1a hash of the spec's canonical JSON.
     pub fn id(&self) -> String {
         let mut canonical = self.clone();
+        canonical.shadow = RouteShadow::default();
         canonical.methods.sort();
         canonical.methods.dedup();
         canonical.headers.sort();

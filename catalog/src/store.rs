@@ -65,11 +65,79 @@ pub struct ShadowMinute {
     /// Sums of both sides' answer times, in microseconds.
     pub legacy_us: i64,
     pub new_us: i64,
-    /// Mismatch counts by signature (`type $.total`).
-    pub signatures: std::collections::BTreeMap<String, i64>,
+    /// Pairs of legacy answers compared to learn noise.
+    #[serde(default)]
+    pub learned: i64,
+    /// Mismatch counts by route and signature (`type $.total`).
+    pub signatures: Vec<SignatureCount>,
+    /// Requests of the context not shadowed, by reason (`not_sampled`, `budget_full` …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped: std::collections::BTreeMap<String, i64>,
+    /// JSON paths whose values differed between two legacy answers to one request.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub noise: std::collections::BTreeMap<String, i64>,
     /// A few example pairs (the store keeps the latest few per signature).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<ShadowExample>,
+}
+
+/// How often one mismatch signature was seen on one route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SignatureCount {
+    /// The route's id (empty for counts from before routes were recorded).
+    pub route: String,
+    pub signature: String,
+    pub count: i64,
+}
+
+/// A JSON path proposed as an ignore rule: its values differed between two legacy answers to
+/// the same request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoiseProposal {
+    pub path: String,
+    /// Pairs of legacy answers in which it differed.
+    pub count: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub dismissed: bool,
+}
+
+/// A write to replay to the new service (mirror mode), with legacy's answer to compare with.
+/// Credentials (`Authorization`, `Cookie`, `Proxy-Authorization`) are never part of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Given by the store.
+    pub id: i64,
+    pub context: String,
+    pub route: String,
+    pub idempotency_key: String,
+    pub method: String,
+    pub uri: String,
+    /// Header fields in order; values are bytes as chars U+0000–U+00FF, so any value survives.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub legacy_status: i64,
+    /// Legacy's content type and compared header fields.
+    pub legacy_headers: Vec<(String, String)>,
+    /// `None`: legacy's body was over the cap, so only status and headers are compared.
+    pub legacy_body: Option<Vec<u8>>,
+    pub legacy_us: i64,
+    pub created_ms: i64,
+    /// Delivery attempts made so far.
+    pub attempts: i64,
+}
+
+/// The outbox of one context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxStats {
+    /// Waiting for (re)delivery.
+    pub pending: i64,
+    /// Given up on after the last attempt.
+    pub dead: i64,
+    /// The oldest pending write's age, in milliseconds.
+    pub oldest_pending_ms: Option<i64>,
+    /// The latest error of a pending or dead write.
+    pub last_error: Option<String>,
 }
 
 /// One mismatching pair, redacted: no request headers, configured JSON paths blanked.
@@ -142,6 +210,37 @@ pub trait Store: Send + Sync {
         context: &str,
         since_minute: i64,
     ) -> Result<Vec<ShadowMinute>, StoreError>;
+    /// A context's proposed ignore rules, most seen first (dismissed ones included, marked).
+    async fn shadow_noise(&self, context: &str) -> Result<Vec<NoiseProposal>, StoreError>;
+    /// Hides a proposed rule (or shows it again); returns whether it exists.
+    async fn dismiss_noise(
+        &self,
+        context: &str,
+        path: &str,
+        dismissed: bool,
+    ) -> Result<bool, StoreError>;
+    /// Deletes shadow results from before `before_minute` (examples and dead outbox writes by
+    /// the same time). Returns the rows deleted.
+    async fn prune_shadow(&self, before_minute: i64) -> Result<u64, StoreError>;
+    /// Stores mirrored writes for delivery; returns their ids.
+    async fn outbox_put(&self, items: &[OutboxItem]) -> Result<Vec<i64>, StoreError>;
+    /// Claims up to `limit` writes due now for `lease_ms` (another replica sees them again
+    /// only after that), oldest first; a write waits while an earlier live write of its
+    /// context is not due, so each context's writes are delivered in order.
+    async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError>;
+    /// A write was delivered: forget it.
+    async fn outbox_done(&self, id: i64) -> Result<(), StoreError>;
+    /// A delivery failed (`error`, counted as an attempt) or must wait for an earlier write
+    /// (`None`): try again at `next_at_ms`, or never (`dead`).
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), StoreError>;
+    /// The outbox of one context.
+    async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

@@ -66,6 +66,15 @@ pub fn router(state: ApiState) -> Router {
             get(get_context).put(put_context).delete(delete_context),
         )
         .route("/api/v1/contexts/{name}/shadow", get(shadow_results))
+        .route("/api/v1/contexts/{name}/shadow/noise", get(shadow_noise))
+        .route(
+            "/api/v1/contexts/{name}/shadow/noise/accept",
+            post(accept_noise),
+        )
+        .route(
+            "/api/v1/contexts/{name}/shadow/noise/dismiss",
+            post(dismiss_noise),
+        )
         .route("/api/v1/contexts/{name}/promote", post(promote))
         .route("/api/v1/contexts/{name}/rollback", post(rollback))
         .route("/api/v1/contexts/{name}/weight", post(set_weight))

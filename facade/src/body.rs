@@ -32,25 +32,81 @@ pub enum RequestBodyError {
 /// The idle clock runs only while the facade waits for the client: when the upstream is slow
 /// to take data the body is not polled, and that is not the client's fault.
 pub struct RequestBody {
-    /// `None`: an empty body made by the facade (a retried or replayed request).
+    /// `None`: a body made by the facade (a retried, replayed or shadow request).
     inner: Option<Incoming>,
+    /// A body made by the facade: sent once, then the end.
+    full: Option<Bytes>,
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// A copy for a shadow, taken as the body streams past.
+    tee: Option<RequestTee>,
+}
+
+/// Copies a request body up to a cap and hands it over at its end: `Some` the whole body,
+/// `None` when it was over the cap. Dropped without an end (the client broke off): nothing.
+struct RequestTee {
+    tx: tokio::sync::oneshot::Sender<Option<Bytes>>,
+    buf: Option<bytes::BytesMut>,
+    cap: usize,
+}
+
+impl RequestTee {
+    fn data(&mut self, data: &Bytes) {
+        if let Some(buf) = self.buf.as_mut() {
+            if buf.len() + data.len() > self.cap {
+                self.buf = None;
+            } else {
+                buf.extend_from_slice(data);
+            }
+        }
+    }
+
+    fn finish(self) {
+        let _ = self.tx.send(self.buf.map(bytes::BytesMut::freeze));
+    }
 }
 
 impl RequestBody {
     pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
         Self {
             inner: Some(inner),
-            limit,
-            seen: 0,
-            idle,
-            timer: None,
-            waiting: false,
+            ..Self::empty()
         }
+        .with_limits(limit, idle)
+    }
+
+    fn with_limits(mut self, limit: Option<u64>, idle: Duration) -> Self {
+        self.limit = limit;
+        self.idle = idle;
+        self
+    }
+
+    /// A body the facade made (a shadow's copy of a client's body).
+    pub fn full(bytes: Bytes) -> Self {
+        Self {
+            full: (!bytes.is_empty()).then_some(bytes),
+            ..Self::empty()
+        }
+    }
+
+    /// Copies the body (up to `cap` bytes) as it streams to the upstream; the receiver gets
+    /// it at the end. A body already at its end is handed over at once.
+    pub fn tee(&mut self, cap: usize) -> tokio::sync::oneshot::Receiver<Option<Bytes>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tee = RequestTee {
+            tx,
+            buf: Some(bytes::BytesMut::new()),
+            cap,
+        };
+        if self.is_end_stream() {
+            tee.finish();
+        } else {
+            self.tee = Some(tee);
+        }
+        rx
     }
 }
 
@@ -63,6 +119,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
+        if let Some(bytes) = this.full.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -72,13 +131,32 @@ impl Body for RequestBody {
                 if let (Some(data), Some(limit)) = (frame.data_ref(), this.limit) {
                     this.seen += data.len() as u64;
                     if this.seen > limit {
+                        this.tee = None;
                         return Poll::Ready(Some(Err(RequestBodyError::TooLarge { limit })));
+                    }
+                }
+                if let Some(tee) = this.tee.as_mut() {
+                    if let Some(data) = frame.data_ref() {
+                        tee.data(data);
+                    }
+                    if this.inner.as_ref().is_none_or(Body::is_end_stream) {
+                        if let Some(tee) = this.tee.take() {
+                            tee.finish();
+                        }
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(RequestBodyError::Client(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                this.tee = None;
+                Poll::Ready(Some(Err(RequestBodyError::Client(e))))
+            }
+            Poll::Ready(None) => {
+                if let Some(tee) = this.tee.take() {
+                    tee.finish();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 let deadline = Instant::now() + this.idle;
                 let timer = this
@@ -95,10 +173,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.full.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(b) = &self.full {
+            return SizeHint::with_exact(b.len() as u64);
+        }
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
@@ -109,11 +190,13 @@ impl EmptyBody for RequestBody {
     fn empty() -> Self {
         Self {
             inner: None,
+            full: None,
             limit: None,
             seen: 0,
             idle: Duration::ZERO,
             timer: None,
             waiting: false,
+            tee: None,
         }
     }
 }

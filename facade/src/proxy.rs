@@ -56,6 +56,8 @@ struct Shared {
     events: std::sync::OnceLock<EventSink>,
     /// Shadows in flight.
     shadow_budget: Arc<shadow::Budget>,
+    /// The mirror outbox's queue, once the outbox runs.
+    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<strangler_catalog::store::OutboxItem>>,
     legacy_prefix: String,
     telemetry: Arc<Telemetry>,
     via_10: HeaderValue,
@@ -96,11 +98,67 @@ impl Facade {
                 snapshot: ArcSwap::from_pointee(Snapshot::empty()),
                 events: std::sync::OnceLock::new(),
                 shadow_budget: Arc::new(shadow::Budget::default()),
+                outbox: std::sync::OnceLock::new(),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
                 config,
             }),
         })
+    }
+
+    /// Starts the mirror outbox on `store`: the writer and the delivery task. Until it runs,
+    /// mirrored writes are dropped (and counted).
+    pub fn start_outbox(
+        &self,
+        store: Arc<dyn strangler_catalog::store::Store>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let s = &*self.shared;
+        let (tx, rx) = tokio::sync::mpsc::channel(s.config.shadow.outbox_queue.max(1));
+        if s.outbox.set(tx).is_err() {
+            return Vec::new();
+        }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let facade = self.clone();
+        let resolve: Arc<shadow::outbox::Resolve> = Arc::new(move |context: &str| {
+            let snapshot = facade.shared.snapshot.load();
+            let (_, cluster) = snapshot
+                .services
+                .get(snapshot.targets.get(context)?.as_str())?;
+            let rules = snapshot
+                .shadow_rules
+                .get(context)
+                .cloned()
+                .unwrap_or_default();
+            Some((cluster.clone(), rules))
+        });
+        vec![
+            tokio::spawn(shadow::outbox::write(
+                Arc::clone(&store),
+                rx,
+                Arc::clone(&wake),
+                Arc::clone(&s.telemetry),
+            )),
+            tokio::spawn(shadow::outbox::deliver(
+                store,
+                resolve,
+                s.config.shadow.clone(),
+                wake,
+                Arc::clone(&s.telemetry),
+            )),
+        ]
+    }
+
+    /// Waits (at most `limit`) until the mirrored writes queued for the outbox are taken by
+    /// its writer, and a moment for the writer to store them.
+    pub async fn drain_outbox(&self, limit: std::time::Duration) {
+        let Some(tx) = self.shared.outbox.get() else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + limit;
+        while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
@@ -217,18 +275,37 @@ impl Facade {
         };
         let side = decide_side(matched.context, req.headers(), conn.peer.ip());
         let context = Some(Arc::clone(&matched.context.name));
-        let shadow = (matched.context.state == MigrationState::Shadow)
-            .then(|| snapshot.services.get(&matched.context.target))
-            .flatten()
-            .map(|(_, c)| {
-                let rules = snapshot
-                    .shadow_rules
-                    .get(&matched.context.name)
+        let target = snapshot.services.get(&matched.context.target);
+        let rules = snapshot.shadow_rules.get(&matched.context.name);
+        let state = matched.context.state;
+        let forward = state == MigrationState::Shadow;
+        let reverse = side == Side::New
+            && matches!(state, MigrationState::Canary | MigrationState::Migrated)
+            && rules.is_some_and(|r| r.reverse_percent > 0);
+        let shadow = match (target, rules) {
+            (Some((_, cluster)), Some(rules)) if forward || reverse => {
+                let (route, route_shadow) = snapshot
+                    .route_shadow
+                    .get(matched.route_id)
                     .cloned()
-                    .unwrap_or_default();
-                (c.clone(), rules)
-            });
-        match (side, snapshot.services.get(&matched.context.target)) {
+                    .unwrap_or_else(|| (Arc::from(matched.route_id), Default::default()));
+                Some(Box::new(shadow::Wanted {
+                    context: Arc::clone(&matched.context.name),
+                    route,
+                    route_shadow,
+                    rules: Arc::clone(rules),
+                    peer: if reverse {
+                        shadow::Peer::Legacy(s.legacy.clone())
+                    } else {
+                        shadow::Peer::New(cluster.clone())
+                    },
+                    reverse,
+                    legacy: s.legacy.clone(),
+                }))
+            }
+            _ => None,
+        };
+        match (side, target) {
             (Side::New, Some((_, cluster))) => Routing {
                 target: Target::New {
                     cluster: cluster.clone(),
@@ -237,7 +314,7 @@ impl Facade {
                 side,
                 context,
                 fell_back: None,
-                shadow: None,
+                shadow,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
             _ => Routing {
@@ -400,20 +477,26 @@ impl Facade {
             s.config.limits.max_body_bytes,
             s.config.limits.body_idle_timeout,
         );
-        let outgoing = Request::from_parts(parts, body);
-        let shadow_plan = match (&routing.shadow, &routing.context) {
-            (Some((cluster, rules)), Some(ctx)) => shadow::plan(
+        let mut outgoing = Request::from_parts(parts, body);
+        let shadow_plan = match &routing.shadow {
+            Some(wanted) => shadow::plan(
                 &s.config.shadow,
-                rules,
+                wanted,
                 &s.shadow_budget,
                 &s.telemetry,
-                ctx,
-                cluster,
-                &outgoing,
+                &mut outgoing,
             ),
-            _ => None,
+            None => None,
         };
         let mut resp = self.send(&mut routing, outgoing).await?;
+        // In reverse, a fallback means legacy answered: there is nothing to compare.
+        let shadow_plan = match shadow_plan {
+            Some(plan) if routing.fell_back.is_some() => {
+                shadow::abandon(plan, &s.telemetry, shadow::Skip::FellBack);
+                None
+            }
+            plan => plan,
+        };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -455,19 +538,11 @@ impl Facade {
         parts.extensions = http::Extensions::new();
         let body = match shadow_plan {
             Some(plan) => {
-                let content_type = parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let tee = shadow::launch(
-                    plan,
-                    &s.config.shadow,
-                    Arc::clone(&s.telemetry),
-                    parts.status.as_u16(),
-                    content_type,
-                );
-                body.with_tee(tee)
+                let sinks = shadow::Sinks {
+                    telemetry: Arc::clone(&s.telemetry),
+                    outbox: s.outbox.get().cloned(),
+                };
+                body.with_tee(shadow::launch(plan, &s.config.shadow, sinks, &parts))
             }
             None => body,
         };
@@ -692,8 +767,8 @@ struct Routing {
     context: Option<Arc<str>>,
     /// Why legacy answered instead of the new side, if it did.
     fell_back: Option<String>,
-    /// In `shadow` state: the new service a copy may go to, and the context's rules.
-    shadow: Option<(Cluster<RequestBody>, Arc<shadow::diff::Rules>)>,
+    /// In `shadow` state (or reverse shadow in canary and migrated): where a copy may go.
+    shadow: Option<Box<shadow::Wanted>>,
 }
 
 impl Routing {

@@ -1,10 +1,16 @@
-//! Shadow traffic: in `shadow` state legacy answers, and a sampled copy of the request goes to
-//! the new service; both answers are compared and the differences counted by signature. The
-//! client never waits for the shadow: the legacy body streams to it while a copy (up to a cap)
-//! is taken on the way; the comparison runs in a task of its own, under a cap on shadows in
-//! flight that drops (and counts) instead of queueing.
+//! Shadow traffic. In `shadow` state legacy answers and a sampled copy of the request goes to
+//! the new service; in canary and migrated, optionally, a sampled copy of what the new service
+//! answers goes to legacy (reverse shadow). Both answers are compared and the differences
+//! counted by signature. The client never waits for the shadow: request and response bodies
+//! stream while a copy (up to a cap) is taken on the way; the shadow runs in a task of its own,
+//! under a cap on shadows in flight that drops (and counts) instead of queueing.
+//!
+//! Writes are shadowed only where a route opts in: `dry-run` sends them like reads (the new
+//! service promises no side effects for requests marked `X-Strangler-Shadow: 1`), `mirror` hands
+//! them to the durable outbox (see [`outbox`]), which replays them at least once.
 
 pub mod diff;
+pub mod outbox;
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -12,9 +18,13 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
+use strangler_catalog::store::OutboxItem;
+use strangler_catalog::{RouteShadow, ShadowWrites};
 use strangler_services::cluster::{Cluster, Replay};
-use tokio::sync::oneshot;
+use strangler_services::Upstream;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::body::RequestBody;
 use crate::telemetry::Telemetry;
@@ -26,10 +36,18 @@ pub struct ShadowConfig {
     pub sample_percent: u8,
     /// Shadows in flight at most; beyond, requests are not shadowed (and counted).
     pub max_in_flight: usize,
-    /// Largest body (either side) compared; larger ones are counted, not compared.
+    /// Largest body (request or answer, either side) copied; a route may set its own request
+    /// cap. Larger ones are counted, not compared.
     pub max_body_bytes: usize,
-    /// How long the new side may take.
+    /// How long the shadow side may take.
     pub timeout: Duration,
+    /// Mirrored writes waiting to be written to the outbox at most; beyond, they are dropped
+    /// (and counted).
+    pub outbox_queue: usize,
+    /// Delivery attempts of a mirrored write before it is given up on (kept, marked dead).
+    pub mirror_attempts: u32,
+    /// Shadow results (and dead outbox writes) older than this are deleted.
+    pub retention: Duration,
 }
 
 impl Default for ShadowConfig {
@@ -39,23 +57,32 @@ impl Default for ShadowConfig {
             max_in_flight: 256,
             max_body_bytes: 1 << 20,
             timeout: Duration::from_secs(10),
+            outbox_queue: 1024,
+            mirror_attempts: 20,
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
 
-/// Why a request in a shadowed context was not shadowed.
+/// Why a request in a shadowed context was not shadowed (or its shadow not compared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     NotSampled,
+    /// A write on a route that does not opt writes in (or any write, in reverse).
     UnsafeMethod,
-    /// Bodies are not mirrored yet.
-    HasBody,
     BudgetFull,
+    /// The request or an answer was over the cap.
     BodyTooLarge,
-    /// The new side failed (connect, timeout, 5xx from the stack, open breaker …).
-    NewFailed,
-    /// The client went away before legacy's answer was complete.
-    LegacyIncomplete,
+    /// The new service's breaker is open or no instance is healthy.
+    NewUnhealthy,
+    /// The shadow side failed (connect, timeout, broken answer …).
+    ShadowFailed,
+    /// The client went away before the primary exchange was complete.
+    Incomplete,
+    /// In canary or migrated, the new side failed and legacy answered: nothing to compare.
+    FellBack,
+    /// A mirrored write could not be queued for the outbox.
+    OutboxFull,
 }
 
 impl Skip {
@@ -63,11 +90,13 @@ impl Skip {
         match self {
             Skip::NotSampled => "not_sampled",
             Skip::UnsafeMethod => "unsafe_method",
-            Skip::HasBody => "has_body",
             Skip::BudgetFull => "budget_full",
             Skip::BodyTooLarge => "body_too_large",
-            Skip::NewFailed => "new_failed",
-            Skip::LegacyIncomplete => "legacy_incomplete",
+            Skip::NewUnhealthy => "new_unhealthy",
+            Skip::ShadowFailed => "shadow_failed",
+            Skip::Incomplete => "incomplete",
+            Skip::FellBack => "fell_back",
+            Skip::OutboxFull => "outbox_full",
         }
     }
 }
@@ -95,21 +124,116 @@ impl Budget {
     }
 }
 
-/// Legacy's answer as the comparison sees it.
-#[derive(Debug)]
-pub struct Captured {
+/// Where a shadow copy goes: legacy or a new service.
+#[derive(Clone)]
+pub enum Peer {
+    Legacy(Upstream<RequestBody>),
+    New(Cluster<RequestBody>),
+}
+
+/// An answer read whole (up to the cap).
+pub struct Read {
     pub status: u16,
     pub content_type: Option<String>,
+    pub headers: Vec<Option<String>>,
     /// `None`: over the cap.
     pub body: Option<Bytes>,
     pub elapsed: Duration,
 }
 
-/// Takes a copy of a body as it streams past, up to a cap, and hands it over at the end.
+impl Peer {
+    /// Sends `req` and reads the answer whole, up to `cap` bytes, within `timeout`.
+    pub async fn exchange(
+        &self,
+        req: http::Request<RequestBody>,
+        chosen: &[http::HeaderName],
+        cap: usize,
+        timeout: Duration,
+    ) -> Result<Read, String> {
+        let started = Instant::now();
+        let work = async {
+            match self {
+                Peer::Legacy(u) => {
+                    let resp = u.send(req).await.map_err(|e| e.to_string())?;
+                    read(resp, chosen, cap, started).await
+                }
+                Peer::New(c) => {
+                    let resp = c.send(req).await.map_err(|e| e.kind.as_str().to_owned())?;
+                    read(resp, chosen, cap, started).await
+                }
+            }
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| format!("no complete answer within {timeout:?}"))?
+    }
+}
+
+/// Reads an answer whole, up to `cap` body bytes (beyond, the rest is not read).
+async fn read<B>(
+    resp: http::Response<B>,
+    chosen: &[http::HeaderName],
+    cap: usize,
+    started: Instant,
+) -> Result<Read, String>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let (head, mut body) = resp.into_parts();
+    let mut buf = BytesMut::new();
+    let mut over = false;
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let frame = frame.map_err(|e| format!("the answer's body broke off: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > cap {
+                over = true;
+                break;
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(Read {
+        status: head.status.as_u16(),
+        content_type: header_text(&head.headers, &http::header::CONTENT_TYPE),
+        headers: chosen
+            .iter()
+            .map(|h| header_text(&head.headers, h))
+            .collect(),
+        body: (!over).then(|| buf.freeze()),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    Some(
+        values
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// The primary's answer as the comparison sees it.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub headers: Vec<Option<String>>,
+    /// `None`: over the cap.
+    pub body: Option<Bytes>,
+    pub elapsed: Duration,
+}
+
+/// Takes a copy of a response body as it streams past, up to a cap, and hands it over at
+/// the end.
 pub struct Tee {
     tx: Option<oneshot::Sender<Captured>>,
     status: u16,
     content_type: Option<String>,
+    headers: Vec<Option<String>>,
     buf: Option<BytesMut>,
     cap: usize,
     started: Instant,
@@ -131,6 +255,7 @@ impl Tee {
             let _ = tx.send(Captured {
                 status: self.status,
                 content_type: self.content_type.take(),
+                headers: std::mem::take(&mut self.headers),
                 body: self.buf.take().map(BytesMut::freeze),
                 elapsed: self.started.elapsed(),
             });
@@ -138,155 +263,336 @@ impl Tee {
     }
 }
 
+/// What the routing found for a request that may be shadowed.
+#[derive(Clone)]
+pub struct Wanted {
+    pub context: Arc<str>,
+    pub route: Arc<str>,
+    pub route_shadow: RouteShadow,
+    pub rules: Arc<diff::Rules>,
+    /// Where the copy goes.
+    pub peer: Peer,
+    /// The primary is the new service and the copy goes to legacy.
+    pub reverse: bool,
+    /// Legacy, for a second legacy call that learns noise.
+    pub legacy: Upstream<RequestBody>,
+}
+
+enum Mode {
+    /// Send the copy now, compare its answer with the primary's.
+    Compare,
+    /// Hand the write to the outbox once the primary has answered.
+    Mirror,
+}
+
 /// A planned shadow: what to send, where, for which context.
 pub struct Plan {
-    pub replay: Replay,
-    pub rules: Arc<diff::Rules>,
-    pub cluster: Cluster<RequestBody>,
-    pub context: Arc<str>,
+    wanted: Wanted,
+    mode: Mode,
+    replay: Replay,
+    /// The request body's copy, when the request has one.
+    body: Option<oneshot::Receiver<Option<Bytes>>>,
+    learn: bool,
     slot: Slot,
     started: Instant,
 }
 
-/// Decides whether a request is shadowed; counts why not.
+/// Decides whether a request is shadowed (counting why not), and if so takes a copy of its
+/// body as it streams to the primary.
 pub fn plan(
     config: &ShadowConfig,
-    rules: &Arc<diff::Rules>,
+    wanted: &Wanted,
     budget: &Arc<Budget>,
     telemetry: &Telemetry,
-    context: &Arc<str>,
-    cluster: &Cluster<RequestBody>,
-    req: &http::Request<RequestBody>,
+    req: &mut http::Request<RequestBody>,
 ) -> Option<Plan> {
     let skip = |why: Skip| {
-        telemetry.record_shadow_skip(context, why);
+        telemetry.record_shadow_skip(&wanted.context, why);
         None
     };
-    if !matches!(
+    let rules = &wanted.rules;
+    let safe = matches!(
         *req.method(),
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    ) {
-        return skip(Skip::UnsafeMethod);
-    }
-    if !req.body().is_end_stream() {
-        return skip(Skip::HasBody);
-    }
-    if fastrand::u8(..100) >= config.sample_percent.min(rules.sample_percent) {
+    );
+    let mode = match (safe, wanted.reverse, wanted.route_shadow.writes) {
+        (true, _, _) => Mode::Compare,
+        (false, true, _) | (false, false, ShadowWrites::Off) => return skip(Skip::UnsafeMethod),
+        (false, false, ShadowWrites::DryRun) => Mode::Compare,
+        (false, false, ShadowWrites::Mirror) => Mode::Mirror,
+    };
+    // A mirror keeps the new side's data in step: every write goes, whatever the sampling.
+    let percent = if wanted.reverse {
+        rules.reverse_percent
+    } else {
+        config.sample_percent.min(rules.sample_percent)
+    };
+    if matches!(mode, Mode::Compare) && fastrand::u8(..100) >= percent {
         return skip(Skip::NotSampled);
+    }
+    // A mirrored write waits in the outbox for the new side to come back.
+    if let (Mode::Compare, Peer::New(cluster)) = (&mode, &wanted.peer) {
+        if !cluster.available() {
+            return skip(Skip::NewUnhealthy);
+        }
+    }
+    let cap = wanted
+        .route_shadow
+        .max_body_bytes
+        .map_or(config.max_body_bytes, |c| {
+            usize::try_from(c).unwrap_or(usize::MAX)
+        });
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return skip(Skip::BodyTooLarge);
     }
     let Some(slot) = budget.take(config.max_in_flight) else {
         return skip(Skip::BudgetFull);
     };
+    let body = (!req.body().is_end_stream()).then(|| req.body_mut().tee(cap));
     let mut replay = Replay::of(req);
     replay
         .headers
-        .insert("x-strangler-shadow", http::HeaderValue::from_static("1"));
+        .insert("x-strangler-shadow", HeaderValue::from_static("1"));
+    let learn = safe
+        && !wanted.reverse
+        && rules.learn_percent > 0
+        && fastrand::u8(..100) < rules.learn_percent;
     Some(Plan {
+        wanted: wanted.clone(),
+        mode,
         replay,
-        rules: Arc::clone(rules),
-        cluster: cluster.clone(),
-        context: Arc::clone(context),
+        body,
+        learn,
         slot,
         started: Instant::now(),
     })
 }
 
-/// Starts the shadow once legacy's response head is known; returns the tee to put on legacy's
-/// body.
+/// Where shadow tasks report.
+#[derive(Clone)]
+pub struct Sinks {
+    pub telemetry: Arc<Telemetry>,
+    /// The outbox's queue, once the outbox runs.
+    pub outbox: Option<mpsc::Sender<OutboxItem>>,
+}
+
+/// Starts the shadow once the primary's response head is known; returns the tee to put on the
+/// primary's body.
 pub fn launch(
     plan: Plan,
     config: &ShadowConfig,
-    telemetry: Arc<Telemetry>,
-    status: u16,
-    content_type: Option<String>,
+    sinks: Sinks,
+    head: &http::response::Parts,
 ) -> Tee {
     let (tx, rx) = oneshot::channel();
     let tee = Tee {
         tx: Some(tx),
-        status,
-        content_type,
+        status: head.status.as_u16(),
+        content_type: header_text(&head.headers, &http::header::CONTENT_TYPE),
+        headers: plan
+            .wanted
+            .rules
+            .headers
+            .iter()
+            .map(|h| header_text(&head.headers, h))
+            .collect(),
         buf: Some(BytesMut::new()),
         cap: config.max_body_bytes,
         started: plan.started,
     };
-    tokio::spawn(run(plan, rx, config.clone(), telemetry));
+    tokio::spawn(run(plan, rx, config.clone(), sinks));
     tee
 }
 
-async fn run(
-    plan: Plan,
-    legacy: oneshot::Receiver<Captured>,
-    config: ShadowConfig,
-    telemetry: Arc<Telemetry>,
-) {
+/// The primary fell back (or failed) after the plan was made: nothing will be compared.
+pub fn abandon(plan: Plan, telemetry: &Telemetry, why: Skip) {
+    telemetry.record_shadow_skip(&plan.wanted.context, why);
+}
+
+/// How long a shadow waits for the primary's exchange to complete.
+const PRIMARY_WAIT: Duration = Duration::from_secs(60);
+
+async fn run(plan: Plan, primary: oneshot::Receiver<Captured>, config: ShadowConfig, sinks: Sinks) {
     let _slot = plan.slot;
-    let context = plan.context;
-    let rules = plan.rules;
-    // What an example may say of the request: method and path, never headers or the query.
-    let plan_method = plan.replay.method.clone();
-    let plan_path = plan.replay.uri.path().to_owned();
-    let started = Instant::now();
-    let sent = tokio::time::timeout(config.timeout, plan.cluster.send(plan.replay.rebuild())).await;
-    let resp = match sent {
-        Ok(Ok(resp)) => resp,
-        _ => {
-            telemetry.record_shadow_skip(&context, Skip::NewFailed);
-            return;
+    let telemetry = &sinks.telemetry;
+    let wanted = plan.wanted;
+    let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
+    let body = match plan.body {
+        None => Bytes::new(),
+        Some(rx) => match tokio::time::timeout(PRIMARY_WAIT, rx).await {
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) => return skip(Skip::BodyTooLarge),
+            _ => return skip(Skip::Incomplete),
+        },
+    };
+    match plan.mode {
+        Mode::Mirror => {
+            let Ok(Ok(legacy)) = tokio::time::timeout(PRIMARY_WAIT, primary).await else {
+                return skip(Skip::Incomplete);
+            };
+            let item = outbox::item(&wanted, &plan.replay, body, &legacy);
+            match &sinks.outbox {
+                Some(tx) if tx.try_send(item).is_ok() => {
+                    telemetry.record_mirror_queued(&wanted.context)
+                }
+                _ => skip(Skip::OutboxFull),
+            }
+        }
+        Mode::Compare => {
+            compare(
+                &wanted,
+                &plan.replay,
+                body,
+                plan.learn,
+                primary,
+                &config,
+                telemetry,
+            )
+            .await;
+        }
+    }
+}
+
+async fn compare(
+    wanted: &Wanted,
+    replay: &Replay,
+    body: Bytes,
+    learn: bool,
+    primary: oneshot::Receiver<Captured>,
+    config: &ShadowConfig,
+    telemetry: &Arc<Telemetry>,
+) {
+    let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
+    let rules = &wanted.rules;
+    let request = |body: Bytes| {
+        let mut req: http::Request<RequestBody> = replay.rebuild();
+        *req.body_mut() = RequestBody::full(body);
+        req
+    };
+    let shadow = wanted
+        .peer
+        .exchange(
+            request(body.clone()),
+            &rules.headers,
+            config.max_body_bytes,
+            config.timeout,
+        )
+        .await;
+    let shadow = match shadow {
+        Ok(read) => read,
+        Err(why) => {
+            tracing::debug!(context = %wanted.context, %why, "shadow failed");
+            return skip(Skip::ShadowFailed);
         }
     };
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let limited = http_body_util::Limited::new(resp.into_body(), config.max_body_bytes);
-    let body = match tokio::time::timeout(config.timeout, http_body_util::BodyExt::collect(limited))
-        .await
-    {
-        Ok(Ok(c)) => Some(c.to_bytes()),
-        Ok(Err(_)) => None,
-        Err(_) => {
-            telemetry.record_shadow_skip(&context, Skip::NewFailed);
-            return;
-        }
+    let Ok(Ok(primary)) = tokio::time::timeout(PRIMARY_WAIT, primary).await else {
+        return skip(Skip::Incomplete);
     };
-    let new_elapsed = started.elapsed();
-    let Ok(Ok(legacy)) = tokio::time::timeout(Duration::from_secs(60), legacy).await else {
-        telemetry.record_shadow_skip(&context, Skip::LegacyIncomplete);
-        return;
+    let primary = Read {
+        status: primary.status,
+        content_type: primary.content_type,
+        headers: primary.headers,
+        body: primary.body,
+        elapsed: primary.elapsed,
     };
-    let (Some(legacy_body), Some(new_body)) = (legacy.body.as_ref(), body.as_ref()) else {
-        telemetry.record_shadow_skip(&context, Skip::BodyTooLarge);
-        return;
+    // Legacy is the reference either way.
+    let (legacy, new) = if wanted.reverse {
+        (&shadow, &primary)
+    } else {
+        (&primary, &shadow)
     };
-    let signatures = diff::compare_with(
-        &diff::Answer {
-            status: legacy.status,
-            content_type: legacy.content_type.as_deref(),
-            body: legacy_body,
-        },
-        &diff::Answer {
-            status,
-            content_type: content_type.as_deref(),
-            body: new_body,
-        },
-        &rules,
+    let Some(signatures) = diff_reads(legacy, new, rules) else {
+        return skip(Skip::BodyTooLarge);
+    };
+    let example = (!signatures.is_empty()).then(|| example(replay, legacy, new, rules));
+    telemetry.record_shadow(
+        &wanted.context,
+        &wanted.route,
+        &signatures,
+        legacy.elapsed,
+        new.elapsed,
+        example,
     );
-    let example = (!signatures.is_empty()).then(|| crate::telemetry::ShadowExampleRow {
+    if learn {
+        let again = Peer::Legacy(wanted.legacy.clone())
+            .exchange(request(body), &[], config.max_body_bytes, config.timeout)
+            .await;
+        if let Ok(again) = again {
+            if let (Some(a), Some(b)) = (&legacy.body, &again.body) {
+                let first = answer(legacy.status, legacy.content_type.as_deref(), &[], a);
+                let second = answer(again.status, again.content_type.as_deref(), &[], b);
+                telemetry.record_noise(&wanted.context, &diff::noise_paths(&first, &second));
+            }
+        }
+    }
+}
+
+fn answer<'a>(
+    status: u16,
+    content_type: Option<&'a str>,
+    headers: &'a [Option<String>],
+    body: &'a [u8],
+) -> diff::Answer<'a> {
+    diff::Answer {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+/// The differences of two answers; `None` when a body is over the cap.
+pub fn diff_reads(legacy: &Read, new: &Read, rules: &diff::Rules) -> Option<Vec<diff::Signature>> {
+    let (Some(lb), Some(nb)) = (&legacy.body, &new.body) else {
+        return None;
+    };
+    Some(diff::compare_with(
+        &answer(
+            legacy.status,
+            legacy.content_type.as_deref(),
+            &legacy.headers,
+            lb,
+        ),
+        &answer(new.status, new.content_type.as_deref(), &new.headers, nb),
+        rules,
+    ))
+}
+
+/// A redacted example: method and path, never request headers or the query.
+pub fn example(
+    replay: &Replay,
+    legacy: &Read,
+    new: &Read,
+    rules: &diff::Rules,
+) -> crate::telemetry::ShadowExampleRow {
+    crate::telemetry::ShadowExampleRow {
         signature: String::new(),
-        at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or_default(),
-        method: plan_method.to_string(),
-        path: plan_path.clone(),
+        at_ms: now_ms(),
+        method: replay.method.to_string(),
+        path: replay.uri.path().to_owned(),
         legacy_status: legacy.status,
-        new_status: status,
-        legacy_body: rules.redacted(legacy_body, legacy.content_type.as_deref()),
-        new_body: rules.redacted(new_body, content_type.as_deref()),
-    });
-    telemetry.record_shadow(&context, &signatures, legacy.elapsed, new_elapsed, example);
+        new_status: new.status,
+        legacy_body: rules.redacted(
+            legacy.body.as_deref().unwrap_or_default(),
+            legacy.content_type.as_deref(),
+        ),
+        new_body: rules.redacted(
+            new.body.as_deref().unwrap_or_default(),
+            new.content_type.as_deref(),
+        ),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 /// A body wrapper with a tee (used by the response body).

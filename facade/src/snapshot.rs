@@ -15,6 +15,7 @@ use strangler_services::{Origin, UpstreamConfig};
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
 use crate::shadow::diff::Rules;
+use strangler_catalog::RouteShadow;
 
 /// One compiled catalog.
 pub(crate) struct Snapshot {
@@ -24,6 +25,10 @@ pub(crate) struct Snapshot {
     pub services: HashMap<Arc<str>, (Service, Cluster<RequestBody>)>,
     /// Each context's shadow sampling and noise rules.
     pub shadow_rules: HashMap<Arc<str>, Arc<Rules>>,
+    /// Each context's target service.
+    pub targets: HashMap<String, String>,
+    /// Routes with their own shadow settings (writes opted in, a body cap), by id.
+    pub route_shadow: HashMap<String, (Arc<str>, RouteShadow)>,
 }
 
 impl Snapshot {
@@ -33,6 +38,8 @@ impl Snapshot {
             routes: RouteTable::empty(),
             services: HashMap::new(),
             shadow_rules: HashMap::new(),
+            route_shadow: HashMap::new(),
+            targets: HashMap::new(),
         }
     }
 
@@ -71,11 +78,28 @@ impl Snapshot {
                 )
             })
             .collect();
+        let route_shadow = catalog
+            .routes
+            .values()
+            .filter(|r| !r.spec.shadow.is_default())
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    (Arc::from(r.id.as_str()), r.spec.shadow.clone()),
+                )
+            })
+            .collect();
         Ok(Self {
             version: catalog.version,
             routes,
             services,
             shadow_rules,
+            route_shadow,
+            targets: catalog
+                .contexts
+                .values()
+                .map(|c| (c.name.clone(), c.target.clone()))
+                .collect(),
         })
     }
 }

@@ -93,6 +93,12 @@ struct ShadowFigures {
     mismatches: BTreeMap<(String, String), u64>,
     /// Requests not shadowed by (context, reason).
     skipped: BTreeMap<(String, &'static str), u64>,
+    /// Mirrored writes by (context, outcome: queued, delivered, dead).
+    mirrored: BTreeMap<(String, &'static str), u64>,
+    /// Mirrored writes stored in the outbox.
+    mirror_stored: u64,
+    /// Pairs of legacy answers compared to learn noise, by context.
+    learned: BTreeMap<String, u64>,
     /// Not yet flushed to the catalog, by (minute, context).
     pending: BTreeMap<(i64, String), ShadowRollup>,
 }
@@ -107,7 +113,13 @@ pub struct ShadowRollup {
     pub matched: u64,
     pub legacy_us: u64,
     pub new_us: u64,
-    pub signatures: BTreeMap<String, u64>,
+    /// Mismatches by (route, signature).
+    pub signatures: BTreeMap<(String, String), u64>,
+    /// Requests not shadowed, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Pairs of legacy answers compared to learn noise, and the paths that differed.
+    pub learned: u64,
+    pub noise: BTreeMap<String, u64>,
     /// A few redacted example pairs (at most three per signature per minute).
     pub examples: Vec<ShadowExampleRow>,
 }
@@ -128,6 +140,21 @@ pub struct ShadowExampleRow {
 /// Examples kept per signature per minute before flushing.
 const EXAMPLES_PER_MINUTE: usize = 3;
 
+impl ShadowFigures {
+    /// Adds `one` to this minute's rollup of `context`.
+    fn pend(&mut self, context: &str, one: &ShadowRollup) {
+        let minute = current_minute();
+        self.pending
+            .entry((minute, context.to_owned()))
+            .or_insert_with(|| ShadowRollup {
+                minute,
+                context: context.to_owned(),
+                ..ShadowRollup::default()
+            })
+            .absorb(one);
+    }
+}
+
 impl ShadowRollup {
     fn absorb(&mut self, other: &ShadowRollup) {
         self.compared += other.compared;
@@ -136,6 +163,13 @@ impl ShadowRollup {
         self.new_us += other.new_us;
         for (sig, n) in &other.signatures {
             *self.signatures.entry(sig.clone()).or_insert(0) += n;
+        }
+        for (why, n) in &other.skipped {
+            *self.skipped.entry(why.clone()).or_insert(0) += n;
+        }
+        self.learned += other.learned;
+        for (path, n) in &other.noise {
+            *self.noise.entry(path.clone()).or_insert(0) += n;
         }
         for e in &other.examples {
             let same = self
@@ -209,12 +243,56 @@ impl Telemetry {
         *f.skipped
             .entry((context.to_owned(), why.as_str()))
             .or_insert(0) += 1;
+        let mut one = ShadowRollup::default();
+        one.skipped.insert(why.as_str().to_owned(), 1);
+        f.pend(context, &one);
+    }
+
+    /// Two legacy answers to one request were compared; `paths` differed.
+    pub fn record_noise(&self, context: &str, paths: &[String]) {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        *f.learned.entry(context.to_owned()).or_insert(0) += 1;
+        let mut one = ShadowRollup {
+            learned: 1,
+            ..ShadowRollup::default()
+        };
+        for p in paths {
+            *one.noise.entry(p.clone()).or_insert(0) += 1;
+        }
+        f.pend(context, &one);
+    }
+
+    fn record_mirror(&self, context: &str, outcome: &'static str) {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        *f.mirrored.entry((context.to_owned(), outcome)).or_insert(0) += 1;
+    }
+
+    /// A write was queued for the outbox.
+    pub fn record_mirror_queued(&self, context: &str) {
+        self.record_mirror(context, "queued");
+    }
+
+    /// A mirrored write reached the new service.
+    pub fn record_mirror_delivered(&self, context: &str) {
+        self.record_mirror(context, "delivered");
+    }
+
+    /// A mirrored write ran out of attempts.
+    pub fn record_mirror_dead(&self, context: &str) {
+        self.record_mirror(context, "dead");
+    }
+
+    /// Mirrored writes were stored in the outbox.
+    pub fn record_mirror_stored(&self, n: usize) {
+        let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        f.mirror_stored += n as u64;
     }
 
     /// A shadow comparison: its mismatch signatures (none: a match) and both latencies.
     pub fn record_shadow(
         &self,
         context: &str,
+        route: &str,
         signatures: &[crate::shadow::diff::Signature],
         legacy: Duration,
         new: Duration,
@@ -231,19 +309,17 @@ impl Telemetry {
                 .entry((context.to_owned(), sig.to_string()))
                 .or_insert(0) += 1;
         }
-        let minute = current_minute();
         let mut one = ShadowRollup {
-            minute,
-            context: context.to_owned(),
             compared: 1,
             matched: u64::from(signatures.is_empty()),
             legacy_us: u64::try_from(legacy.as_micros()).unwrap_or(u64::MAX),
             new_us: u64::try_from(new.as_micros()).unwrap_or(u64::MAX),
-            signatures: BTreeMap::new(),
-            examples: Vec::new(),
+            ..ShadowRollup::default()
         };
         for sig in signatures {
-            *one.signatures.entry(sig.to_string()).or_insert(0) += 1;
+            *one.signatures
+                .entry((route.to_owned(), sig.to_string()))
+                .or_insert(0) += 1;
             if let Some(e) = &example {
                 one.examples.push(ShadowExampleRow {
                     signature: sig.to_string(),
@@ -251,14 +327,7 @@ impl Telemetry {
                 });
             }
         }
-        f.pending
-            .entry((minute, context.to_owned()))
-            .or_insert_with(|| ShadowRollup {
-                minute,
-                context: context.to_owned(),
-                ..ShadowRollup::default()
-            })
-            .absorb(&one);
+        f.pend(context, &one);
     }
 
     /// Takes the shadow results not yet flushed to the catalog.
@@ -502,6 +571,32 @@ impl Telemetry {
             writeln!(
                 out,
                 "strangler_shadow_skipped_total{{context=\"{ctx}\",reason=\"{why}\"}} {n}"
+            )?;
+        }
+        writeln!(out, "# HELP strangler_shadow_mirror_total Mirrored writes by context and outcome (queued, delivered, dead).")?;
+        writeln!(out, "# TYPE strangler_shadow_mirror_total counter")?;
+        for ((ctx, outcome), n) in &f.mirrored {
+            writeln!(
+                out,
+                "strangler_shadow_mirror_total{{context=\"{ctx}\",outcome=\"{outcome}\"}} {n}"
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP strangler_shadow_mirror_stored_total Mirrored writes stored in the outbox."
+        )?;
+        writeln!(out, "# TYPE strangler_shadow_mirror_stored_total counter")?;
+        writeln!(
+            out,
+            "strangler_shadow_mirror_stored_total {}",
+            f.mirror_stored
+        )?;
+        writeln!(out, "# HELP strangler_shadow_learned_total Pairs of legacy answers compared to learn noise, by context.")?;
+        writeln!(out, "# TYPE strangler_shadow_learned_total counter")?;
+        for (ctx, n) in &f.learned {
+            writeln!(
+                out,
+                "strangler_shadow_learned_total{{context=\"{ctx}\"}} {n}"
             )?;
         }
         Ok(())

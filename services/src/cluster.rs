@@ -398,6 +398,19 @@ where
         self.inner.breaker.state()
     }
 
+    /// Whether a request could be sent now: the breaker is not open and some instance is
+    /// healthy and not ejected.
+    pub fn available(&self) -> bool {
+        if self.inner.breaker.state() == BreakerState::Open {
+            return false;
+        }
+        let now = clock_ms();
+        self.inner
+            .endpoints
+            .iter()
+            .any(|e| e.healthy.load(Relaxed) && e.ejected_until.load(Relaxed) <= now)
+    }
+
     /// The instances and their health now.
     pub fn instances(&self) -> Vec<InstanceView> {
         let now = clock_ms();

@@ -43,6 +43,7 @@ fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
         headers: vec![],
         query: vec![],
         version: None,
+        shadow: Default::default(),
     };
     c.routes.insert(
         spec.id(),
@@ -211,7 +212,7 @@ async fn a_slow_or_failing_shadow_never_touches_the_client_and_the_budget_drops(
     }
     until_metric(
         &f,
-        "strangler_shadow_skipped_total{context=\"orders\",reason=\"new_failed\"}",
+        "strangler_shadow_skipped_total{context=\"orders\",reason=\"shadow_failed\"}",
         3,
     )
     .await;

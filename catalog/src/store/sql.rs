@@ -11,7 +11,8 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::watch;
 
 use super::{
-    now_ms, AuditEntry, AuditQuery, ChangeMeta, ShadowExample, ShadowMinute, Store, StoreError,
+    now_ms, AuditEntry, AuditQuery, ChangeMeta, NoiseProposal, OutboxItem, OutboxStats,
+    ShadowExample, ShadowMinute, SignatureCount, Store, StoreError,
 };
 
 /// Example pairs kept per (context, signature).
@@ -413,12 +414,13 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for r in rows {
             sqlx::query(
-                "INSERT INTO shadow_minutes (minute, context, compared, matched, legacy_us, new_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (minute, context) DO UPDATE SET \
+                "INSERT INTO shadow_minutes (minute, context, compared, matched, legacy_us, new_us, learned) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (minute, context) DO UPDATE SET \
                  compared = shadow_minutes.compared + excluded.compared, \
                  matched = shadow_minutes.matched + excluded.matched, \
                  legacy_us = shadow_minutes.legacy_us + excluded.legacy_us, \
-                 new_us = shadow_minutes.new_us + excluded.new_us",
+                 new_us = shadow_minutes.new_us + excluded.new_us, \
+                 learned = shadow_minutes.learned + excluded.learned",
             )
             .bind(r.minute)
             .bind(&r.context)
@@ -426,6 +428,7 @@ impl Store for SqlStore {
             .bind(r.matched)
             .bind(r.legacy_us)
             .bind(r.new_us)
+            .bind(r.learned)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -459,16 +462,48 @@ impl Store for SqlStore {
                 .await
                 .map_err(unavailable)?;
             }
-            for (signature, count) in &r.signatures {
+            for sig in &r.signatures {
                 sqlx::query(
-                    "INSERT INTO shadow_signatures (minute, context, signature, count) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (minute, context, signature) DO UPDATE SET \
-                     count = shadow_signatures.count + excluded.count",
+                    "INSERT INTO shadow_signatures (minute, context, route, signature, count) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (minute, context, route, signature) \
+                     DO UPDATE SET count = shadow_signatures.count + excluded.count",
                 )
                 .bind(r.minute)
                 .bind(&r.context)
-                .bind(signature)
+                .bind(&sig.route)
+                .bind(&sig.signature)
+                .bind(sig.count)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            for (reason, count) in &r.skipped {
+                sqlx::query(
+                    "INSERT INTO shadow_skips (minute, context, reason, count) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (minute, context, reason) \
+                     DO UPDATE SET count = shadow_skips.count + excluded.count",
+                )
+                .bind(r.minute)
+                .bind(&r.context)
+                .bind(reason)
                 .bind(*count)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            let at_ms = r.minute.saturating_mul(60_000);
+            for (path, count) in &r.noise {
+                sqlx::query(
+                    "INSERT INTO shadow_noise (context, path, count, first_ms, last_ms) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (context, path) DO UPDATE SET \
+                     count = shadow_noise.count + excluded.count, \
+                     last_ms = CASE WHEN excluded.last_ms > shadow_noise.last_ms \
+                       THEN excluded.last_ms ELSE shadow_noise.last_ms END",
+                )
+                .bind(&r.context)
+                .bind(path)
+                .bind(*count)
+                .bind(at_ms)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
@@ -508,7 +543,7 @@ impl Store for SqlStore {
         since_minute: i64,
     ) -> Result<Vec<ShadowMinute>, StoreError> {
         let rows = sqlx::query(
-            "SELECT minute, compared, matched, legacy_us, new_us FROM shadow_minutes \
+            "SELECT minute, compared, matched, legacy_us, new_us, learned FROM shadow_minutes \
              WHERE context = $1 AND minute >= $2 ORDER BY minute",
         )
         .bind(context)
@@ -528,14 +563,36 @@ impl Store for SqlStore {
                     matched: row.try_get(2).map_err(unavailable)?,
                     legacy_us: row.try_get(3).map_err(unavailable)?,
                     new_us: row.try_get(4).map_err(unavailable)?,
-                    signatures: BTreeMap::new(),
-                    examples: Vec::new(),
+                    learned: row.try_get(5).map_err(unavailable)?,
+                    ..ShadowMinute::default()
                 },
             );
         }
+        // Skips are counted for minutes without a comparison, too.
+        let skips = sqlx::query(
+            "SELECT minute, reason, count FROM shadow_skips WHERE context = $1 AND minute >= $2",
+        )
+        .bind(context)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for row in skips {
+            let minute: i64 = row.try_get(0).map_err(unavailable)?;
+            let reason: String = row.try_get(1).map_err(unavailable)?;
+            let count: i64 = row.try_get(2).map_err(unavailable)?;
+            out.entry(minute)
+                .or_insert_with(|| ShadowMinute {
+                    minute,
+                    context: context.to_owned(),
+                    ..ShadowMinute::default()
+                })
+                .skipped
+                .insert(reason, count);
+        }
         let sigs = sqlx::query(
-            "SELECT minute, signature, count FROM shadow_signatures \
-             WHERE context = $1 AND minute >= $2",
+            "SELECT minute, route, signature, count FROM shadow_signatures \
+             WHERE context = $1 AND minute >= $2 ORDER BY route, signature",
         )
         .bind(context)
         .bind(since_minute)
@@ -544,13 +601,240 @@ impl Store for SqlStore {
         .map_err(unavailable)?;
         for row in sigs {
             let minute: i64 = row.try_get(0).map_err(unavailable)?;
-            let signature: String = row.try_get(1).map_err(unavailable)?;
-            let count: i64 = row.try_get(2).map_err(unavailable)?;
             if let Some(m) = out.get_mut(&minute) {
-                m.signatures.insert(signature, count);
+                m.signatures.push(SignatureCount {
+                    route: row.try_get(1).map_err(unavailable)?,
+                    signature: row.try_get(2).map_err(unavailable)?,
+                    count: row.try_get(3).map_err(unavailable)?,
+                });
             }
         }
         Ok(out.into_values().collect())
+    }
+
+    async fn shadow_noise(&self, context: &str) -> Result<Vec<NoiseProposal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT path, count, first_ms, last_ms, dismissed FROM shadow_noise \
+             WHERE context = $1 ORDER BY count DESC, path LIMIT 200",
+        )
+        .bind(context)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(NoiseProposal {
+                    path: row.try_get(0).map_err(unavailable)?,
+                    count: row.try_get(1).map_err(unavailable)?,
+                    first_ms: row.try_get(2).map_err(unavailable)?,
+                    last_ms: row.try_get(3).map_err(unavailable)?,
+                    dismissed: row.try_get::<i64, _>(4).map_err(unavailable)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn dismiss_noise(
+        &self,
+        context: &str,
+        path: &str,
+        dismissed: bool,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE shadow_noise SET dismissed = $1 WHERE context = $2 AND path = $3")
+                .bind(i64::from(dismissed))
+                .bind(context)
+                .bind(path)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn prune_shadow(&self, before_minute: i64) -> Result<u64, StoreError> {
+        let before_ms = before_minute.saturating_mul(60_000);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut deleted = 0;
+        for (sql, bound) in [
+            (
+                "DELETE FROM shadow_minutes WHERE minute < $1",
+                before_minute,
+            ),
+            (
+                "DELETE FROM shadow_signatures WHERE minute < $1",
+                before_minute,
+            ),
+            ("DELETE FROM shadow_skips WHERE minute < $1", before_minute),
+            ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
+            ("DELETE FROM shadow_noise WHERE last_ms < $1", before_ms),
+            (
+                "DELETE FROM shadow_outbox WHERE dead = 1 AND created_ms < $1",
+                before_ms,
+            ),
+        ] {
+            deleted += sqlx::query(sql)
+                .bind(bound)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deleted)
+    }
+
+    async fn outbox_put(&self, items: &[OutboxItem]) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut ids = Vec::with_capacity(items.len());
+        let now = now_ms();
+        for i in items {
+            let headers = serde_json::to_string(&i.headers)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let legacy_headers = serde_json::to_string(&i.legacy_headers)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row = sqlx::query(
+                "INSERT INTO shadow_outbox (context, route, idempotency_key, method, uri, headers, \
+                 body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, next_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+            )
+            .bind(&i.context)
+            .bind(&i.route)
+            .bind(&i.idempotency_key)
+            .bind(&i.method)
+            .bind(&i.uri)
+            .bind(headers)
+            .bind(i.body.clone())
+            .bind(i.legacy_status)
+            .bind(legacy_headers)
+            .bind(i.legacy_body.clone())
+            .bind(i.legacy_us)
+            .bind(if i.created_ms > 0 { i.created_ms } else { now })
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            ids.push(row.try_get(0).map_err(unavailable)?);
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ids)
+    }
+
+    async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT id, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
+             legacy_headers, legacy_body, legacy_us, created_ms, attempts, next_at_ms \
+             FROM shadow_outbox o WHERE dead = 0 AND next_at_ms <= $1 AND NOT EXISTS \
+             (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context AND e.dead = 0 \
+              AND e.id < o.id AND e.next_at_ms > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0).map_err(unavailable)?;
+            let due: i64 = row.try_get(14).map_err(unavailable)?;
+            // Another replica may have claimed it since the select: the update decides.
+            let claimed = sqlx::query(
+                "UPDATE shadow_outbox SET next_at_ms = $1 WHERE id = $2 AND next_at_ms = $3 AND dead = 0",
+            )
+            .bind(now + lease_ms)
+            .bind(id)
+            .bind(due)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+                == 1;
+            if !claimed {
+                continue;
+            }
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("outbox {id}: {e}"));
+            out.push(OutboxItem {
+                id,
+                context: row.try_get(1).map_err(unavailable)?,
+                route: row.try_get(2).map_err(unavailable)?,
+                idempotency_key: row.try_get(3).map_err(unavailable)?,
+                method: row.try_get(4).map_err(unavailable)?,
+                uri: row.try_get(5).map_err(unavailable)?,
+                headers: serde_json::from_str(&row.try_get::<String, _>(6).map_err(unavailable)?)
+                    .map_err(corrupt)?,
+                body: row.try_get(7).map_err(unavailable)?,
+                legacy_status: row.try_get(8).map_err(unavailable)?,
+                legacy_headers: serde_json::from_str(
+                    &row.try_get::<String, _>(9).map_err(unavailable)?,
+                )
+                .map_err(corrupt)?,
+                legacy_body: row.try_get(10).map_err(unavailable)?,
+                legacy_us: row.try_get(11).map_err(unavailable)?,
+                created_ms: row.try_get(12).map_err(unavailable)?,
+                attempts: row.try_get(13).map_err(unavailable)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM shadow_outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE shadow_outbox SET attempts = attempts + $5, next_at_ms = $1, \
+             last_error = COALESCE($2, last_error), dead = $3 WHERE id = $4",
+        )
+        .bind(next_at_ms)
+        .bind(error.map(str::to_owned))
+        .bind(i64::from(dead))
+        .bind(id)
+        .bind(i64::from(error.is_some()))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
+             FROM shadow_outbox WHERE context = $1",
+        )
+        .bind(context)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let last_error = sqlx::query(
+            "SELECT last_error FROM shadow_outbox WHERE context = $1 AND last_error IS NOT NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(context)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()
+        .map_err(unavailable)?;
+        let oldest: Option<i64> = row.try_get(2).map_err(unavailable)?;
+        Ok(OutboxStats {
+            pending: row.try_get(0).map_err(unavailable)?,
+            dead: row.try_get(1).map_err(unavailable)?,
+            oldest_pending_ms: oldest.map(|t| (now_ms() - t).max(0)),
+            last_error,
+        })
     }
 
     async fn registered(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {

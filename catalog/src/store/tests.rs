@@ -82,6 +82,7 @@ fn route(context: &str, path: &str) -> Change {
             headers: vec![],
             query: vec![],
             version: None,
+            shadow: Default::default(),
         },
     }
 }
@@ -246,7 +247,17 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         matched,
         legacy_us: 1000,
         new_us: 2000,
-        signatures: sig.into_iter().map(|(s, n)| (s.to_owned(), n)).collect(),
+        signatures: sig
+            .into_iter()
+            .map(|(s, n)| SignatureCount {
+                route: "r1".into(),
+                signature: s.to_owned(),
+                count: n,
+            })
+            .collect(),
+        skipped: [("budget_full".to_owned(), 2)].into(),
+        learned: 1,
+        noise: [("$.requestId".to_owned(), 1)].into(),
         examples: Vec::new(),
     };
     store
@@ -263,8 +274,31 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         (got[0].compared, got[0].matched, got[0].legacy_us),
         (15, 12, 2000)
     );
-    assert_eq!(got[0].signatures["type $.total"], 3);
+    assert_eq!(
+        got[0].signatures,
+        [SignatureCount {
+            route: "r1".into(),
+            signature: "type $.total".into(),
+            count: 3
+        }]
+    );
+    assert_eq!(got[0].skipped["budget_full"], 4);
+    assert_eq!(got[0].learned, 2);
     assert!(store.shadow("orders", 29_000_001).await.unwrap().is_empty());
+    let noise = store.shadow_noise("orders").await.unwrap();
+    assert_eq!(
+        (noise[0].path.as_str(), noise[0].count, noise[0].dismissed),
+        ("$.requestId", 2, false)
+    );
+    assert!(store
+        .dismiss_noise("orders", "$.requestId", true)
+        .await
+        .unwrap());
+    assert!(!store
+        .dismiss_noise("orders", "$.nothing", true)
+        .await
+        .unwrap());
+    assert!(store.shadow_noise("orders").await.unwrap()[0].dismissed);
 
     // Examples: the latest few per signature are kept.
     let mut with_examples = row(1, 0, Some(("type $.total", 1)));
@@ -290,6 +324,90 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         ],
         "the five newest, once each"
     );
+
+    // Retention: everything from before the cut goes, newer results stay.
+    let mut newer = row(4, 4, None);
+    newer.minute = 29_000_100;
+    store.add_shadow(&[newer]).await.unwrap();
+    assert!(store.prune_shadow(29_000_050).await.unwrap() > 0);
+    let left = store.shadow("orders", 0).await.unwrap();
+    assert_eq!(
+        left.iter().map(|m| m.minute).collect::<Vec<_>>(),
+        [29_000_100]
+    );
+    assert!(store.shadow_examples("orders").await.unwrap().is_empty());
+}
+
+async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
+    let item = |context: &str, n: u8| OutboxItem {
+        context: context.into(),
+        route: "r1".into(),
+        idempotency_key: format!("k{n}"),
+        method: "POST".into(),
+        uri: "/orders".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: vec![n, 0, 255],
+        legacy_status: 201,
+        legacy_headers: vec![],
+        legacy_body: (n != 3).then(|| b"{}".to_vec()),
+        ..OutboxItem::default()
+    };
+    let ids = store
+        .outbox_put(&[item("orders", 1), item("orders", 2), item("carts", 3)])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let claimed = store.outbox_claim(10, 60_000).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|i| i.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        ["k1", "k2", "k3"]
+    );
+    assert_eq!(
+        claimed[0].body,
+        [1, 0, 255],
+        "bodies are bytes, kept exactly"
+    );
+    assert_eq!(claimed[2].legacy_body, None);
+    assert!(
+        store.outbox_claim(10, 60_000).await.unwrap().is_empty(),
+        "claimed writes are leased"
+    );
+    // The first orders write fails and waits; the second must wait behind it.
+    let past = now_ms() - 1;
+    store
+        .outbox_retry(ids[0], now_ms() + 60_000, Some("refused"), false)
+        .await
+        .unwrap();
+    store.outbox_retry(ids[1], past, None, false).await.unwrap();
+    store.outbox_done(ids[2]).await.unwrap();
+    assert!(
+        store.outbox_claim(10, 60_000).await.unwrap().is_empty(),
+        "a later write of a context overtook an earlier one"
+    );
+    let stats = store.outbox_stats("orders").await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (2, 0));
+    assert_eq!(stats.last_error.as_deref(), Some("refused"));
+    // Due again: both, in order; the attempt was counted once.
+    store.outbox_retry(ids[0], past, None, false).await.unwrap();
+    let again = store.outbox_claim(10, 60_000).await.unwrap();
+    assert_eq!(
+        again.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
+        [(ids[0], 1), (ids[1], 0)]
+    );
+    // A dead write no longer holds its context back.
+    store
+        .outbox_retry(ids[0], past, Some("gave up"), true)
+        .await
+        .unwrap();
+    store.outbox_retry(ids[1], past, None, false).await.unwrap();
+    let after = store.outbox_claim(10, 60_000).await.unwrap();
+    assert_eq!(after.iter().map(|i| i.id).collect::<Vec<_>>(), [ids[1]]);
+    let stats = store.outbox_stats("orders").await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (1, 1));
+    assert_eq!(store.outbox_stats("carts").await.unwrap().pending, 0);
 }
 
 macro_rules! on_both {
@@ -316,4 +434,5 @@ on_both!(
     concurrent_changes_on_one_version_let_exactly_one_pass,
     runtime_changes_are_recorded,
     shadow_results_from_replicas_add_up,
+    the_outbox_delivers_each_context_in_order,
 );

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use strangler_catalog::store::{AuditQuery, ChangeMeta};
 use strangler_catalog::{Action, Catalog, Change, Context, RouteSpec, Service};
@@ -533,29 +535,184 @@ pub async fn shadow_results(
         .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
         .unwrap_or_default();
     let rows = s.store.shadow(&name, now - minutes + 1).await?;
-    let (compared, matched) = rows
-        .iter()
-        .fold((0i64, 0i64), |(c, m), r| (c + r.compared, m + r.matched));
-    let mut signatures: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    let mut compared = 0i64;
+    let mut matched = 0i64;
+    let mut legacy_us = 0i64;
+    let mut new_us = 0i64;
+    let mut learned = 0i64;
+    let mut signatures: BTreeMap<&str, (i64, BTreeMap<&str, i64>)> = BTreeMap::new();
+    let mut skipped: BTreeMap<&str, i64> = BTreeMap::new();
     for r in &rows {
-        for (sig, n) in &r.signatures {
-            *signatures.entry(sig).or_insert(0) += n;
+        compared += r.compared;
+        matched += r.matched;
+        legacy_us += r.legacy_us;
+        new_us += r.new_us;
+        learned += r.learned;
+        for c in &r.signatures {
+            let entry = signatures.entry(&c.signature).or_default();
+            entry.0 += c.count;
+            *entry.1.entry(&c.route).or_insert(0) += c.count;
+        }
+        for (why, n) in &r.skipped {
+            *skipped.entry(why).or_insert(0) += n;
         }
     }
-    let mut top: Vec<(&str, i64)> = signatures.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut top: Vec<_> = signatures.into_iter().collect();
+    top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
     top.truncate(20);
     let examples = s.store.shadow_examples(&name).await?;
+    let outbox = s.store.outbox_stats(&name).await?;
+    let mean_ms = |us: i64| (compared > 0).then(|| us as f64 / compared as f64 / 1000.0);
     Ok(Json(serde_json::json!({
         "examples": examples,
         "context": name,
         "compared": compared,
         "matched": matched,
         "match_rate": if compared > 0 { Some(matched as f64 / compared as f64) } else { None },
-        "top_signatures": top.iter().map(|(s, n)| serde_json::json!({ "signature": s, "count": n })).collect::<Vec<_>>(),
+        "latency_ms": { "legacy_mean": mean_ms(legacy_us), "new_mean": mean_ms(new_us) },
+        "skipped": skipped,
+        "learned": learned,
+        "outbox": outbox,
+        "top_signatures": top.iter().map(|(sig, (n, routes))| serde_json::json!({
+            "signature": sig,
+            "count": n,
+            "routes": routes.iter().map(|(r, n)| serde_json::json!({ "route": r, "count": n })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "minutes": rows,
     }))
     .into_response())
+}
+
+/// Proposed ignore rules learned from two legacy answers to the same request, with whether
+/// each is already a rule of the context.
+pub async fn shadow_noise(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let ctx = c
+        .contexts
+        .get(&name)
+        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
+    let proposals = s.store.shadow_noise(&name).await?;
+    let items: Vec<_> = proposals
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "path": p.path,
+                "count": p.count,
+                "first_ms": p.first_ms,
+                "last_ms": p.last_ms,
+                "dismissed": p.dismissed,
+                "accepted": ctx.shadow.ignore.contains(&p.path),
+            })
+        })
+        .collect();
+    Ok(
+        Json(serde_json::json!({ "version": c.version, "context": name, "items": items }))
+            .into_response(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoisePath {
+    path: String,
+}
+
+/// Accepts a proposed ignore rule: a catalog change (versioned, audited) adding the path to
+/// the context's `shadow.ignore`.
+pub async fn accept_noise(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<NoisePath>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let mut ctx = c
+        .contexts
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
+    let known = s
+        .store
+        .shadow_noise(&name)
+        .await?
+        .iter()
+        .any(|p| p.path == e.item.path);
+    if !known {
+        return Err(ApiProblem::not_found(format!(
+            "`{}` is not a proposed rule of context `{name}`; GET /api/v1/contexts/{name}/shadow/noise lists them",
+            e.item.path
+        )));
+    }
+    if ctx.shadow.ignore.contains(&e.item.path) {
+        return Err(ApiProblem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The rule exists",
+            format!("context `{name}` already ignores `{}`", e.item.path),
+        ));
+    }
+    ctx.shadow.ignore.push(e.item.path);
+    change(
+        &s,
+        &op,
+        Change::PutContext(ctx),
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DismissNoise {
+    path: String,
+    /// `false` shows a dismissed proposal again.
+    #[serde(default = "yes")]
+    dismissed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Dismisses a proposed ignore rule (audited; the catalog does not change).
+pub async fn dismiss_noise(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<DismissNoise>,
+) -> ApiResult {
+    let meta = meta(&op, e.reason)?;
+    let DismissNoise { path, dismissed } = e.item;
+    if !s.store.dismiss_noise(&name, &path, dismissed).await? {
+        return Err(ApiProblem::not_found(format!(
+            "`{path}` is not a proposed rule of context `{name}`"
+        )));
+    }
+    let action = if dismissed {
+        "dismiss-noise"
+    } else {
+        "restore-noise"
+    };
+    let entry = s
+        .store
+        .record(
+            &meta,
+            action,
+            &format!("context:{name}"),
+            None,
+            Some(serde_json::json!({ "path": path, "dismissed": dismissed })),
+        )
+        .await?;
+    Ok(
+        Json(serde_json::json!({ "path": path, "dismissed": dismissed, "audit_id": entry.id }))
+            .into_response(),
+    )
 }
 
 pub async fn promote(

@@ -16,6 +16,7 @@ fn spec(path: &str) -> RouteSpec {
         headers: vec![],
         query: vec![],
         version: None,
+        shadow: Default::default(),
     }
 }
 

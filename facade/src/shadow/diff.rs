@@ -78,6 +78,12 @@ enum Norm {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rules {
     pub sample_percent: u8,
+    /// Reverse shadow share in canary and migrated, percent.
+    pub reverse_percent: u8,
+    /// Share of shadowed safe requests sent to legacy twice to learn noise, percent.
+    pub learn_percent: u8,
+    /// Response header fields compared, lower-case.
+    pub headers: Vec<http::HeaderName>,
     ignore: Vec<Pattern>,
     unordered: Vec<Pattern>,
     tolerance: Vec<(Pattern, f64)>,
@@ -91,6 +97,13 @@ impl Rules {
         let pats = |v: &[String]| v.iter().filter_map(|s| Pattern::parse(s)).collect();
         Self {
             sample_percent: p.sample_percent.unwrap_or(100).min(100),
+            reverse_percent: p.reverse_percent.unwrap_or(0).min(100),
+            learn_percent: p.learn_percent.unwrap_or(0).min(100),
+            headers: p
+                .headers
+                .iter()
+                .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
             ignore: pats(&p.ignore),
             redact: pats(&p.redact),
             unordered: pats(&p.unordered),
@@ -249,6 +262,8 @@ impl std::fmt::Display for Signature {
 pub struct Answer<'a> {
     pub status: u16,
     pub content_type: Option<&'a str>,
+    /// The values of the compared header fields, in the order of [`Rules::headers`].
+    pub headers: &'a [Option<String>],
     pub body: &'a [u8],
 }
 
@@ -262,6 +277,34 @@ fn is_json(content_type: Option<&str>) -> bool {
             .to_ascii_lowercase();
         ct == "application/json" || ct.ends_with("+json")
     })
+}
+
+impl Rules {
+    /// Non-JSON text bodies under a normaliser at `$` (`whitespace`, `case`) compare as
+    /// normalised text.
+    fn same_text(&self, a: &[u8], b: &[u8]) -> bool {
+        let whole = self.normalize.iter().find(|(p, _)| p.0.is_empty());
+        match (whole, std::str::from_utf8(a), std::str::from_utf8(b)) {
+            (Some((_, n)), Ok(a), Ok(b)) => normalized_equal(*n, &Value::from(a), &Value::from(b)),
+            _ => false,
+        }
+    }
+}
+
+/// JSON paths whose values differ between two answers of the same side to the same request:
+/// candidates for ignore rules (status, header and non-JSON differences are not paths).
+pub fn noise_paths(first: &Answer<'_>, second: &Answer<'_>) -> Vec<String> {
+    compare_with(first, second, &Rules::default())
+        .into_iter()
+        .filter(|s| {
+            matches!(
+                s.kind,
+                Kind::Missing | Kind::Extra | Kind::Type | Kind::Value
+            )
+        })
+        .map(|s| s.path)
+        .filter(|p| p != "$" && strangler_catalog::check_json_path(p).is_ok())
+        .collect()
 }
 
 /// The signatures of every difference between `legacy` and `new` (empty: they match).
@@ -294,6 +337,14 @@ pub fn compare_with(legacy: &Answer<'_>, new: &Answer<'_>, rules: &Rules) -> Vec
             path: "content-type".into(),
         });
     }
+    for (i, name) in rules.headers.iter().enumerate() {
+        if legacy.headers.get(i) != new.headers.get(i) {
+            out.push(Signature {
+                kind: Kind::Header,
+                path: name.as_str().to_owned(),
+            });
+        }
+    }
     if is_json(legacy.content_type) && is_json(new.content_type) {
         match (
             serde_json::from_slice::<Value>(legacy.body),
@@ -314,7 +365,7 @@ pub fn compare_with(legacy: &Answer<'_>, new: &Answer<'_>, rules: &Rules) -> Vec
                 path: "$ (invalid JSON)".into(),
             }),
         }
-    } else if legacy.body != new.body {
+    } else if legacy.body != new.body && !rules.same_text(legacy.body, new.body) {
         out.push(Signature {
             kind: Kind::Body,
             path: "$".into(),
@@ -457,6 +508,7 @@ mod tests {
 
     fn json(body: &str) -> Answer<'_> {
         Answer {
+            headers: &[],
             status: 200,
             content_type: Some("application/json; charset=utf-8"),
             body: body.as_bytes(),
@@ -573,6 +625,7 @@ mod tests {
     #[test]
     fn status_content_type_and_plain_bodies() {
         let legacy = Answer {
+            headers: &[],
             status: 200,
             content_type: Some("text/html"),
             body: b"<p>hi</p>",
@@ -580,6 +633,7 @@ mod tests {
         let same = legacy.clone();
         assert!(compare(&legacy, &same).is_empty());
         let other = Answer {
+            headers: &[],
             status: 404,
             content_type: Some("application/json"),
             body: b"{}",
@@ -590,6 +644,7 @@ mod tests {
             .collect();
         assert_eq!(s, ["status 200 -> 404", "header content-type", "body $"]);
         let garbage = Answer {
+            headers: &[],
             status: 200,
             content_type: Some("application/json"),
             body: b"{oops",

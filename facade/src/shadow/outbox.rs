@@ -1,0 +1,304 @@
+//! The mirror outbox: writes on `mirror` routes are replayed to the new service at least once,
+//! in order per context, from a table in the catalog, so that the new service's data keeps step
+//! with legacy during shadow.
+//!
+//! The request path never touches the store: a mirrored write (with legacy's answer) goes into
+//! a bounded queue; the writer task stores it in batches; the delivery task claims due writes
+//! (a lease keeps other replicas off them), sends each with an `Idempotency-Key` and
+//! `X-Strangler-Shadow: mirror`, and on a transport failure or a 429/502/503/504 tries again
+//! later with exponential backoff, until the attempts run out and the write is kept as dead.
+//! A delivered write's answer is compared with legacy's; a difference is a divergence, counted
+//! like any shadow mismatch. What is lost: writes still in the queue when the process dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use strangler_catalog::store::{OutboxItem, Store};
+use strangler_services::cluster::{Cluster, Replay};
+use tokio::sync::{mpsc, Notify};
+
+use super::{diff, now_ms, Captured, Read, Wanted};
+use crate::body::RequestBody;
+use crate::telemetry::Telemetry;
+
+/// Request fields never stored in the outbox (the mirrored write goes without them).
+const NEVER_STORED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// How long a claimed write is someone's before another replica may take it.
+const LEASE_MS: i64 = 30_000;
+
+/// Writes claimed at once.
+const BATCH: i64 = 32;
+
+/// A mirrored write with legacy's answer, ready for the outbox.
+pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Captured) -> OutboxItem {
+    let headers = replay
+        .headers
+        .iter()
+        .filter(|(n, _)| !NEVER_STORED.contains(&n.as_str()) && n.as_str() != "x-strangler-shadow")
+        .map(|(n, v)| (n.as_str().to_owned(), latin1(v.as_bytes())))
+        .collect();
+    let idempotency_key = replay
+        .headers
+        .get("idempotency-key")
+        .map(|v| latin1(v.as_bytes()))
+        .unwrap_or_else(|| {
+            format!(
+                "strangler-{:016x}{:016x}",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            )
+        });
+    let mut legacy_headers = Vec::new();
+    if let Some(ct) = &legacy.content_type {
+        legacy_headers.push(("content-type".to_owned(), ct.clone()));
+    }
+    for (name, value) in wanted.rules.headers.iter().zip(&legacy.headers) {
+        if let Some(v) = value {
+            legacy_headers.push((name.as_str().to_owned(), v.clone()));
+        }
+    }
+    OutboxItem {
+        id: 0,
+        context: wanted.context.to_string(),
+        route: wanted.route.to_string(),
+        idempotency_key,
+        method: replay.method.to_string(),
+        uri: replay
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        headers,
+        body: body.to_vec(),
+        legacy_status: i64::from(legacy.status),
+        legacy_headers,
+        legacy_body: legacy.body.as_ref().map(|b| b.to_vec()),
+        legacy_us: i64::try_from(legacy.elapsed.as_micros()).unwrap_or(i64::MAX),
+        created_ms: now_ms(),
+        attempts: 0,
+    }
+}
+
+/// Header bytes as chars U+0000–U+00FF: any value survives the round trip through text.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| char::from(*b)).collect()
+}
+
+fn from_latin1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
+}
+
+/// Stores queued writes in batches; wakes the delivery task after each. A store that is down
+/// is retried, holding the batch (the queue behind it fills, then drops and counts).
+pub async fn write(
+    store: Arc<dyn Store>,
+    mut queue: mpsc::Receiver<OutboxItem>,
+    wake: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < 64 {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match store.outbox_put(&batch).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, writes = batch.len(), "mirrored writes not stored yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        telemetry.record_mirror_stored(batch.len());
+        batch.clear();
+        wake.notify_one();
+    }
+}
+
+/// Where a context's mirrored writes go now, and its rules.
+pub type Resolve = dyn Fn(&str) -> Option<(Cluster<RequestBody>, Arc<diff::Rules>)> + Send + Sync;
+
+/// Delivers due writes, oldest first, one context's in order.
+pub async fn deliver(
+    store: Arc<dyn Store>,
+    resolve: Arc<Resolve>,
+    config: super::ShadowConfig,
+    wake: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+) {
+    loop {
+        let items = match store.outbox_claim(BATCH, LEASE_MS).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox not readable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if items.is_empty() {
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
+        // A context whose write must wait holds back its later writes of this batch.
+        let mut held: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for item in items {
+            if let Some(at) = held.get(&item.context) {
+                if let Err(e) = store.outbox_retry(item.id, *at, None, false).await {
+                    tracing::warn!(error = %e, "outbox write not deferred; its lease will expire");
+                }
+                continue;
+            }
+            let outcome = deliver_one(&item, &resolve, &config, &telemetry).await;
+            let result = match outcome {
+                Outcome::Done => store.outbox_done(item.id).await,
+                Outcome::Retry(why) => {
+                    let attempts = item.attempts + 1;
+                    let dead = attempts >= i64::from(config.mirror_attempts);
+                    let at = now_ms() + backoff_ms(attempts);
+                    if dead {
+                        telemetry.record_mirror_dead(&item.context);
+                        tracing::warn!(context = %item.context, id = item.id, %why, "mirrored write given up on");
+                    } else {
+                        held.insert(item.context.clone(), at);
+                    }
+                    store.outbox_retry(item.id, at, Some(&why), dead).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, id = item.id, "outbox not updated; the write may be delivered again");
+            }
+        }
+    }
+}
+
+/// 500 ms doubling per attempt, at most a minute, with a fifth of jitter.
+fn backoff_ms(attempts: i64) -> i64 {
+    let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+    let base = 500i64.saturating_mul(1 << exp).min(60_000);
+    base + i64::try_from(fastrand::u64(..=u64::try_from(base / 5).unwrap_or(0))).unwrap_or(0)
+}
+
+enum Outcome {
+    Done,
+    Retry(String),
+}
+
+async fn deliver_one(
+    item: &OutboxItem,
+    resolve: &Arc<Resolve>,
+    config: &super::ShadowConfig,
+    telemetry: &Telemetry,
+) -> Outcome {
+    let Some((cluster, rules)) = resolve(&item.context) else {
+        return Outcome::Retry(format!("context `{}` has no new service now", item.context));
+    };
+    let req = match request(item) {
+        Ok(r) => r,
+        // Not sendable now, not sendable later: spend the attempts quickly.
+        Err(why) => return Outcome::Retry(why),
+    };
+    let read = super::Peer::New(cluster)
+        .exchange(req, &rules.headers, config.max_body_bytes, config.timeout)
+        .await;
+    let new = match read {
+        Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => {
+            return Outcome::Retry(format!("the new service answered {}", r.status))
+        }
+        Ok(r) => r,
+        Err(why) => return Outcome::Retry(why),
+    };
+    telemetry.record_mirror_delivered(&item.context);
+    let header = |name: &str| {
+        item.legacy_headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .next()
+    };
+    let legacy = Read {
+        status: u16::try_from(item.legacy_status).unwrap_or(0),
+        content_type: header("content-type"),
+        headers: rules.headers.iter().map(|h| header(h.as_str())).collect(),
+        body: item.legacy_body.clone().map(Bytes::from),
+        elapsed: Duration::from_micros(u64::try_from(item.legacy_us).unwrap_or(0)),
+    };
+    let replay = match request(item) {
+        Ok(r) => Replay::of(&r),
+        Err(_) => return Outcome::Done,
+    };
+    match super::diff_reads(&legacy, &new, &rules) {
+        Some(signatures) => {
+            let example =
+                (!signatures.is_empty()).then(|| super::example(&replay, &legacy, &new, &rules));
+            telemetry.record_shadow(
+                &item.context,
+                &item.route,
+                &signatures,
+                legacy.elapsed,
+                new.elapsed,
+                example,
+            );
+        }
+        None => telemetry.record_shadow_skip(&item.context, super::Skip::BodyTooLarge),
+    }
+    Outcome::Done
+}
+
+/// The stored write as a request again, with its idempotency key and the mirror mark.
+fn request(item: &OutboxItem) -> Result<http::Request<RequestBody>, String> {
+    let mut req = http::Request::new(RequestBody::full(Bytes::from(item.body.clone())));
+    *req.method_mut() = http::Method::from_bytes(item.method.as_bytes())
+        .map_err(|_| format!("stored method `{}` is not a method", item.method))?;
+    *req.uri_mut() = item
+        .uri
+        .parse()
+        .map_err(|_| format!("stored target `{}` is not a request target", item.uri))?;
+    let headers = req.headers_mut();
+    for (name, value) in &item.headers {
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&from_latin1(value)),
+        ) else {
+            continue;
+        };
+        headers.append(n, v);
+    }
+    if let Ok(key) = HeaderValue::from_bytes(&from_latin1(&item.idempotency_key)) {
+        headers.insert("idempotency-key", key);
+    }
+    headers.insert("x-strangler-shadow", HeaderValue::from_static("mirror"));
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_survive_the_text_round_trip() {
+        let raw: Vec<u8> = (0x20..=0xff).collect();
+        assert_eq!(from_latin1(&latin1(&raw)), raw);
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        for (attempts, low) in [(0, 500), (1, 1000), (3, 4000), (20, 60_000)] {
+            let b = backoff_ms(attempts);
+            assert!(b >= low && b <= low + low / 5, "{attempts}: {b}");
+        }
+    }
+}
