@@ -15,6 +15,7 @@ mod migration;
 mod registration;
 mod replicas;
 mod shadow;
+mod shadow_writes;
 mod shutdown;
 mod streaming;
 mod transparency;

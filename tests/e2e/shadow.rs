@@ -10,7 +10,7 @@ use strangler_catalog::{Catalog, Context, MigrationState, Route, RouteSpec, Serv
 
 use crate::harness::*;
 
-fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
+pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
     let mut c = Catalog {
         version: 1,
         ..Catalog::default()
@@ -56,14 +56,14 @@ fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
     c
 }
 
-fn metric(text: &str, line_start: &str) -> Option<u64> {
+pub(crate) fn metric(text: &str, line_start: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         l.strip_prefix(line_start)
             .and_then(|v| v.trim().parse().ok())
     })
 }
 
-async fn until_metric(f: &FacadeHandle, line: &str, want: u64) -> String {
+pub(crate) async fn until_metric(f: &FacadeHandle, line: &str, want: u64) -> String {
     let started = Instant::now();
     loop {
         let m = f.metrics();
