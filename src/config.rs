@@ -21,7 +21,7 @@ use strangler_services::UpstreamConfig;
 
 pub use env::{Env, ProcessEnv};
 pub use values::LogFormat;
-use values::{Addr, Dur, Filter, HostMode, Net, OptDur, Ranged, Token, Url};
+use values::{Addr, Dur, Filter, HostMode, Net, OptDur, Ranged, Retention, Token, Url};
 
 /// The file, as written. Every key is optional; defaults fill the rest.
 #[derive(Debug, Default, Deserialize)]
@@ -64,11 +64,12 @@ struct CatalogSection {
 #[serde(deny_unknown_fields)]
 struct ShadowSection {
     max_in_flight: Option<Ranged<1, 100_000>>,
+    max_per_second: Option<Ranged<0, 10_000_000>>,
     max_body_bytes: Option<Ranged<1024, 104_857_600>>,
     timeout: Option<Dur>,
     outbox_queue: Option<Ranged<1, 1_000_000>>,
     mirror_attempts: Option<Ranged<1, 1000>>,
-    retention: Option<Dur>,
+    retention: Option<Retention>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +196,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("auth.viewer_token_file", Kind::Str),
     ("forwarding.debug_header", Kind::Bool),
     ("shadow.max_in_flight", Kind::Int),
+    ("shadow.max_per_second", Kind::Int),
     ("shadow.max_body_bytes", Kind::Int),
     ("shadow.timeout", Kind::Str),
     ("shadow.outbox_queue", Kind::Int),
@@ -522,6 +524,9 @@ fn build(file: File) -> Result<Settings, ConfigError> {
 
     if let Some(v) = file.shadow.max_in_flight {
         facade.shadow.max_in_flight = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = file.shadow.max_per_second {
+        facade.shadow.max_per_second = u32::try_from(v.0).unwrap_or(u32::MAX);
     }
     if let Some(v) = file.shadow.max_body_bytes {
         facade.shadow.max_body_bytes = usize::try_from(v.0).unwrap_or(usize::MAX);

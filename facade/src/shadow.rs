@@ -12,7 +12,7 @@
 pub mod diff;
 pub mod outbox;
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ pub struct ShadowConfig {
     pub sample_percent: u8,
     /// Shadows in flight at most; beyond, requests are not shadowed (and counted).
     pub max_in_flight: usize,
+    /// Shadows started per second at most (0: no cap). The in-flight cap bounds memory; this
+    /// bounds the CPU shadowing takes from the primary path.
+    pub max_per_second: u32,
     /// Largest body (request or answer, either side) copied; a route may set its own request
     /// cap. Larger ones are counted, not compared.
     pub max_body_bytes: usize,
@@ -55,6 +58,7 @@ impl Default for ShadowConfig {
         Self {
             sample_percent: 100,
             max_in_flight: 256,
+            max_per_second: 0,
             max_body_bytes: 1 << 20,
             timeout: Duration::from_secs(10),
             outbox_queue: 1024,
@@ -86,6 +90,22 @@ pub enum Skip {
 }
 
 impl Skip {
+    pub const ALL: [Skip; 9] = [
+        Skip::NotSampled,
+        Skip::UnsafeMethod,
+        Skip::BudgetFull,
+        Skip::BodyTooLarge,
+        Skip::NewUnhealthy,
+        Skip::ShadowFailed,
+        Skip::Incomplete,
+        Skip::FellBack,
+        Skip::OutboxFull,
+    ];
+
+    pub fn index(self) -> usize {
+        Skip::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::NotSampled => "not_sampled",
@@ -101,10 +121,13 @@ impl Skip {
     }
 }
 
-/// The shadows in flight.
+/// The shadows in flight, and those started this second.
 #[derive(Debug, Default)]
 pub struct Budget {
     in_flight: AtomicUsize,
+    /// The rate cap's theoretical arrival time, in nanoseconds since the first call (GCRA):
+    /// starts are spaced evenly, with a burst of a twentieth of a second's allowance.
+    next_ns: AtomicU64,
 }
 
 struct Slot(Arc<Budget>);
@@ -116,11 +139,31 @@ impl Drop for Slot {
 }
 
 impl Budget {
-    fn take(self: &Arc<Self>, max: usize) -> Option<Slot> {
+    fn take(self: &Arc<Self>, max: usize, per_second: u32) -> Option<Slot> {
+        if per_second > 0 && !self.rate_allows(per_second) {
+            return None;
+        }
         self.in_flight
             .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| Slot(Arc::clone(self)))
+    }
+}
+
+impl Budget {
+    /// Counts one start against the rate cap.
+    fn rate_allows(&self, per_second: u32) -> bool {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let now =
+            u64::try_from(START.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let interval = 1_000_000_000 / u64::from(per_second.max(1));
+        let burst = interval * u64::from((per_second / 20).max(1));
+        self.next_ns
+            .fetch_update(Relaxed, Relaxed, |tat| {
+                let tat = tat.max(now);
+                (tat - now <= burst - interval).then_some(tat + interval)
+            })
+            .is_ok()
     }
 }
 
@@ -350,7 +393,7 @@ pub fn plan(
     if declared.is_some_and(|n| n > cap as u64) {
         return skip(Skip::BodyTooLarge);
     }
-    let Some(slot) = budget.take(config.max_in_flight) else {
+    let Some(slot) = budget.take(config.max_in_flight, config.max_per_second) else {
         return skip(Skip::BudgetFull);
     };
     let body = (!req.body().is_end_stream()).then(|| req.body_mut().tee(cap));
@@ -612,5 +655,34 @@ pub fn tee_poll(
         Poll::Ready(None) => t.finish(),
         Poll::Ready(Some(Err(_))) => *tee = None,
         Poll::Pending => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_cap_allows_so_many_per_second() {
+        let budget = Arc::new(Budget::default());
+        // 100 a second: one every 10 ms, a burst of five (a twentieth of a second's worth).
+        let taken: Vec<_> = (0..10).filter_map(|_| budget.take(100, 100)).collect();
+        assert_eq!(taken.len(), 5);
+        std::thread::sleep(Duration::from_millis(25));
+        let later: Vec<_> = (0..10).filter_map(|_| budget.take(100, 100)).collect();
+        assert!(
+            (2..=3).contains(&later.len()),
+            "{} after 25 ms",
+            later.len()
+        );
+        drop(later);
+        drop(taken);
+        assert_eq!(budget.in_flight.load(Relaxed), 0, "slots are given back");
+        let unlimited: Vec<_> = (0..10).filter_map(|_| budget.take(100, 0)).collect();
+        assert_eq!(unlimited.len(), 10);
+        assert!(
+            budget.take(10, 0).is_none(),
+            "the in-flight cap still holds"
+        );
     }
 }

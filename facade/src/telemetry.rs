@@ -92,7 +92,9 @@ struct ShadowFigures {
     /// Mismatches by (context, signature).
     mismatches: BTreeMap<(String, String), u64>,
     /// Requests not shadowed by (context, reason).
-    skipped: BTreeMap<(String, &'static str), u64>,
+    skipped: BTreeMap<String, [u64; crate::shadow::Skip::ALL.len()]>,
+    /// The part of `skipped` already handed to the catalog flush.
+    skipped_flushed: BTreeMap<String, [u64; crate::shadow::Skip::ALL.len()]>,
     /// Mirrored writes by (context, outcome: queued, delivered, dead).
     mirrored: BTreeMap<(String, &'static str), u64>,
     /// Mirrored writes stored in the outbox.
@@ -239,13 +241,17 @@ impl Telemetry {
 
     /// A request of a shadowed context was not shadowed, and why.
     pub fn record_shadow_skip(&self, context: &str, why: crate::shadow::Skip) {
+        // On the request path for every request of a shadowed context: no allocation once the
+        // context is known; the catalog's per-minute counts are taken from these at flush time.
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
-        *f.skipped
-            .entry((context.to_owned(), why.as_str()))
-            .or_insert(0) += 1;
-        let mut one = ShadowRollup::default();
-        one.skipped.insert(why.as_str().to_owned(), 1);
-        f.pend(context, &one);
+        let i = why.index();
+        if let Some(counts) = f.skipped.get_mut(context) {
+            counts[i] += 1;
+        } else {
+            let mut counts = [0; crate::shadow::Skip::ALL.len()];
+            counts[i] = 1;
+            f.skipped.insert(context.to_owned(), counts);
+        }
     }
 
     /// Two legacy answers to one request were compared; `paths` differed.
@@ -333,6 +339,24 @@ impl Telemetry {
     /// Takes the shadow results not yet flushed to the catalog.
     pub fn take_shadow_rollup(&self) -> Vec<ShadowRollup> {
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = Vec::new();
+        for (ctx, counts) in &f.skipped {
+            let before = f.skipped_flushed.get(ctx).copied().unwrap_or_default();
+            let mut one = ShadowRollup::default();
+            for (i, why) in crate::shadow::Skip::ALL.iter().enumerate() {
+                let n = counts[i] - before[i];
+                if n > 0 {
+                    one.skipped.insert(why.as_str().to_owned(), n);
+                }
+            }
+            if !one.skipped.is_empty() {
+                fresh.push((ctx.clone(), one, *counts));
+            }
+        }
+        for (ctx, one, counts) in fresh {
+            f.pend(&ctx, &one);
+            f.skipped_flushed.insert(ctx, counts);
+        }
         std::mem::take(&mut f.pending).into_values().collect()
     }
 
@@ -567,7 +591,13 @@ impl Telemetry {
         }
         writeln!(out, "# HELP strangler_shadow_skipped_total Requests of shadowed contexts not shadowed, by reason.")?;
         writeln!(out, "# TYPE strangler_shadow_skipped_total counter")?;
-        for ((ctx, why), n) in &f.skipped {
+        for ((ctx, why), n) in f.skipped.iter().flat_map(|(ctx, counts)| {
+            crate::shadow::Skip::ALL
+                .iter()
+                .zip(counts)
+                .filter(|(_, n)| **n > 0)
+                .map(move |(why, n)| ((ctx, why.as_str()), n))
+        }) {
             writeln!(
                 out,
                 "strangler_shadow_skipped_total{{context=\"{ctx}\",reason=\"{why}\"}} {n}"

@@ -197,6 +197,7 @@ fn every_key_has_a_working_variable() {
                 "log.level" => "debug",
                 "forwarding.via_name" => "edge",
                 "catalog.url" => "sqlite://x.db",
+                "shadow.retention" => "7d",
                 "auth.operator_token" | "auth.viewer_token" => "0123456789abcdef0123",
                 "auth.operator_token_file" | "auth.viewer_token_file" => {
                     token_file.path().to_str().unwrap()
@@ -273,4 +274,19 @@ fn the_file_can_declare_the_catalog() {
         err.to_string().contains("contexts.orders.target") && err.message.contains("ghost"),
         "{err}"
     );
+}
+
+#[test]
+fn shadow_settings_load_and_retention_is_checked() {
+    let f = file(
+        "[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[shadow]\nmax_per_second = 500\nmirror_attempts = 3\nretention = \"30d\"\n",
+    );
+    let s = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap();
+    assert_eq!(s.facade.shadow.max_per_second, 500);
+    assert_eq!(s.facade.shadow.mirror_attempts, 3);
+    assert_eq!(s.facade.shadow.retention, Duration::from_secs(30 * 86_400));
+    let f = file("[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[shadow]\nretention = \"5s\"\n");
+    let err = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap_err();
+    assert!(err.message.contains("out of range"), "{err}");
+    assert!(err.to_string().contains(":5:"), "names the line: {err}");
 }

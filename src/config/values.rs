@@ -43,6 +43,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A retention period: from a minute to ten years (`"7d"`, `"12h"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Duration);
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let d = humantime::parse_duration(&s).map_err(|_| {
+            de::Error::custom(format!(
+                "`{s}` is not a duration; write it like \"7d\", \"12h\" or \"90d\""
+            ))
+        })?;
+        if d < Duration::from_secs(60) || d > Duration::from_secs(3650 * 86_400) {
+            return Err(de::Error::custom(format!(
+                "`{s}` is out of range; keep results from a minute to ten years"
+            )));
+        }
+        Ok(Retention(d))
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
