@@ -116,7 +116,7 @@ pub async fn run_listeners(
         store.clone(),
         settings.facade.shadow.retention,
     ));
-    facade.start_outbox(Arc::new(store.clone()));
+    facade.start_outbox(Arc::new(CatalogOutbox(store.clone())));
 
     let draining = Arc::new(AtomicBool::new(false));
     let for_metrics = facade.clone();
@@ -247,6 +247,48 @@ async fn flush_shadow(telemetry: Arc<Telemetry>, store: SqlStore, every: std::ti
     loop {
         tick.tick().await;
         flush_shadow_once(&telemetry, &store).await;
+    }
+}
+
+/// The mirror outbox, kept in the catalog's store.
+struct CatalogOutbox(SqlStore);
+
+#[async_trait::async_trait]
+impl strangler_facade::OutboxStore for CatalogOutbox {
+    async fn put(&self, items: &[strangler_catalog::OutboxItem]) -> Result<(), String> {
+        self.0
+            .outbox_put(items)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn claim(
+        &self,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<strangler_catalog::OutboxItem>, String> {
+        self.0
+            .outbox_claim(limit, lease_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn done(&self, id: i64) -> Result<(), String> {
+        self.0.outbox_done(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), String> {
+        self.0
+            .outbox_retry(id, next_at_ms, error, dead)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

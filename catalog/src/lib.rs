@@ -28,4 +28,5 @@ pub use model::{
     ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch, Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
+pub use store::OutboxItem;
 pub use validate::{check_url, validate, ValidationError};

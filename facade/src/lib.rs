@@ -38,5 +38,6 @@ pub use proxy::Facade;
 pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::serve;
 pub use shadow::diff as shadow_diff;
+pub use shadow::outbox::OutboxStore;
 pub use shadow::ShadowConfig;
 pub use telemetry::{ShadowExampleRow, ShadowRollup, Telemetry};

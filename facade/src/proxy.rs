@@ -57,7 +57,7 @@ struct Shared {
     /// Shadows in flight.
     shadow_budget: Arc<shadow::Budget>,
     /// The mirror outbox's queue, once the outbox runs.
-    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<strangler_catalog::store::OutboxItem>>,
+    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<strangler_catalog::OutboxItem>>,
     legacy_prefix: String,
     telemetry: Arc<Telemetry>,
     via_10: HeaderValue,
@@ -110,7 +110,7 @@ impl Facade {
     /// mirrored writes are dropped (and counted).
     pub fn start_outbox(
         &self,
-        store: Arc<dyn strangler_catalog::store::Store>,
+        store: Arc<dyn shadow::outbox::OutboxStore>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let s = &*self.shared;
         let (tx, rx) = tokio::sync::mpsc::channel(s.config.shadow.outbox_queue.max(1));
@@ -488,7 +488,15 @@ impl Facade {
             ),
             None => None,
         };
-        let mut resp = self.send(&mut routing, outgoing).await?;
+        let mut resp = match self.send(&mut routing, outgoing).await {
+            Ok(resp) => resp,
+            Err(problem) => {
+                if let Some(plan) = shadow_plan {
+                    shadow::abandon(plan, &s.telemetry, shadow::Skip::PrimaryFailed);
+                }
+                return Err(problem);
+            }
+        };
         // In reverse, a fallback means legacy answered: there is nothing to compare.
         let shadow_plan = match shadow_plan {
             Some(plan) if routing.fell_back.is_some() => {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
-use strangler_catalog::store::OutboxItem;
+use strangler_catalog::OutboxItem;
 use strangler_catalog::{RouteShadow, ShadowWrites};
 use strangler_services::cluster::{Cluster, Replay};
 use strangler_services::Upstream;
@@ -87,10 +87,12 @@ pub enum Skip {
     FellBack,
     /// A mirrored write could not be queued for the outbox.
     OutboxFull,
+    /// The primary side gave no answer (the client got a 502/503/504 from the facade).
+    PrimaryFailed,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 9] = [
+    pub const ALL: [Skip; 10] = [
         Skip::NotSampled,
         Skip::UnsafeMethod,
         Skip::BudgetFull,
@@ -100,6 +102,7 @@ impl Skip {
         Skip::Incomplete,
         Skip::FellBack,
         Skip::OutboxFull,
+        Skip::PrimaryFailed,
     ];
 
     pub fn index(self) -> usize {
@@ -117,6 +120,7 @@ impl Skip {
             Skip::Incomplete => "incomplete",
             Skip::FellBack => "fell_back",
             Skip::OutboxFull => "outbox_full",
+            Skip::PrimaryFailed => "primary_failed",
         }
     }
 }
@@ -393,7 +397,12 @@ pub fn plan(
     if declared.is_some_and(|n| n > cap as u64) {
         return skip(Skip::BodyTooLarge);
     }
-    let Some(slot) = budget.take(config.max_in_flight, config.max_per_second) else {
+    // A mirror is not a sample: every write must reach the outbox, whose queue bounds it.
+    let (max, per_second) = match mode {
+        Mode::Compare => (config.max_in_flight, config.max_per_second),
+        Mode::Mirror => (usize::MAX, 0),
+    };
+    let Some(slot) = budget.take(max, per_second) else {
         return skip(Skip::BudgetFull);
     };
     let body = (!req.body().is_end_stream()).then(|| req.body_mut().tee(cap));
@@ -552,6 +561,20 @@ async fn compare(
     let Some(signatures) = diff_reads(legacy, new, rules) else {
         return skip(Skip::BodyTooLarge);
     };
+    tracing::debug!(
+        target: "strangler::shadow",
+        context = %wanted.context,
+        route = %wanted.route,
+        method = %replay.method,
+        path = replay.uri.path(),
+        reverse = wanted.reverse,
+        legacy_status = legacy.status,
+        new_status = new.status,
+        legacy_ms = legacy.elapsed.as_secs_f64() * 1000.0,
+        new_ms = new.elapsed.as_secs_f64() * 1000.0,
+        mismatches = signatures.len(),
+        "shadow leg"
+    );
     let example = (!signatures.is_empty()).then(|| example(replay, legacy, new, rules));
     telemetry.record_shadow(
         &wanted.context,

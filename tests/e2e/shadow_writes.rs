@@ -470,3 +470,70 @@ async fn noise_learned_from_legacy_is_proposed_and_applies_once_accepted() {
     assert_eq!(after["matched"], 2, "the accepted rule applies: {after}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn shadow_targets_that_hang_or_answer_garbage_are_counted_and_never_reach_the_client() {
+    let (legacy, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(|| async { axum::Json(json!({ "id": 1 })) }),
+    ))
+    .await;
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(
+            |axum::extract::Path(id): axum::extract::Path<u32>| async move {
+                match id {
+                    // Hangs past the shadow timeout.
+                    1 => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        axum::response::Response::new(axum::body::Body::from("late"))
+                    }
+                    // Over the body cap (2 MiB against 1 MiB).
+                    2 => axum::response::Response::new(axum::body::Body::from(vec![b'x'; 2 << 20])),
+                    // Invalid JSON under a JSON content type.
+                    _ => axum::response::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from("{\"id\": 1,"))
+                        .unwrap(),
+                }
+            },
+        ),
+    ))
+    .await;
+    let f = facade(legacy, |c| c.shadow.timeout = Duration::from_millis(300)).await;
+    f.facade
+        .apply_catalog(&catalog(new, MigrationState::Shadow))
+        .unwrap();
+    let started = Instant::now();
+    for id in [1, 2, 3] {
+        let (status, _, body) = fetch(&f.url(&format!("/orders/{id}"))).await;
+        assert_eq!((status.as_u16(), &body[..]), (200, &br#"{"id":1}"#[..]));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the client waited"
+    );
+    until_metric(
+        &f,
+        "strangler_shadow_skipped_total{context=\"orders\",reason=\"shadow_failed\"}",
+        1,
+    )
+    .await;
+    until_metric(
+        &f,
+        "strangler_shadow_skipped_total{context=\"orders\",reason=\"body_too_large\"}",
+        1,
+    )
+    .await;
+    let m = until_metric(
+        &f,
+        "strangler_shadow_mismatches_total{context=\"orders\",signature=\"body $ (invalid JSON)\"}",
+        1,
+    )
+    .await;
+    assert_eq!(
+        metric(&m, "strangler_shadow_compared_total{context=\"orders\"}"),
+        Some(1),
+        "{m}"
+    );
+}

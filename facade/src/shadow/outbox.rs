@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use strangler_catalog::store::{OutboxItem, Store};
+use strangler_catalog::OutboxItem;
 use strangler_services::cluster::{Cluster, Replay};
 use tokio::sync::{mpsc, Notify};
 
@@ -31,6 +31,27 @@ const LEASE_MS: i64 = 30_000;
 
 /// Writes claimed at once.
 const BATCH: i64 = 32;
+
+/// Where the outbox keeps its writes. The facade knows no store: the binary implements this
+/// on the catalog's.
+#[async_trait::async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Stores writes for delivery.
+    async fn put(&self, items: &[OutboxItem]) -> Result<(), String>;
+    /// Claims up to `limit` due writes for `lease_ms`, oldest first, each context in order.
+    async fn claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, String>;
+    /// Forgets a delivered write.
+    async fn done(&self, id: i64) -> Result<(), String>;
+    /// Tries a write again at `next_at_ms` (`error`: a failed attempt; `None`: it waits for an
+    /// earlier one), or never (`dead`).
+    async fn retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), String>;
+}
 
 /// A mirrored write with legacy's answer, ready for the outbox.
 pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Captured) -> OutboxItem {
@@ -95,7 +116,7 @@ fn from_latin1(text: &str) -> Vec<u8> {
 /// Stores queued writes in batches; wakes the delivery task after each. A store that is down
 /// is retried, holding the batch (the queue behind it fills, then drops and counts).
 pub async fn write(
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     mut queue: mpsc::Receiver<OutboxItem>,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
@@ -111,7 +132,7 @@ pub async fn write(
         }
         let mut pause = Duration::from_millis(100);
         loop {
-            match store.outbox_put(&batch).await {
+            match store.put(&batch).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, writes = batch.len(), "mirrored writes not stored yet; retrying");
@@ -131,14 +152,14 @@ pub type Resolve = dyn Fn(&str) -> Option<(Cluster<RequestBody>, Arc<diff::Rules
 
 /// Delivers due writes, oldest first, one context's in order.
 pub async fn deliver(
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     resolve: Arc<Resolve>,
     config: super::ShadowConfig,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
 ) {
     loop {
-        let items = match store.outbox_claim(BATCH, LEASE_MS).await {
+        let items = match store.claim(BATCH, LEASE_MS).await {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox not readable; retrying");
@@ -157,14 +178,14 @@ pub async fn deliver(
         let mut held: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for item in items {
             if let Some(at) = held.get(&item.context) {
-                if let Err(e) = store.outbox_retry(item.id, *at, None, false).await {
+                if let Err(e) = store.retry(item.id, *at, None, false).await {
                     tracing::warn!(error = %e, "outbox write not deferred; its lease will expire");
                 }
                 continue;
             }
             let outcome = deliver_one(&item, &resolve, &config, &telemetry).await;
             let result = match outcome {
-                Outcome::Done => store.outbox_done(item.id).await,
+                Outcome::Done => store.done(item.id).await,
                 Outcome::Retry(why) => {
                     let attempts = item.attempts + 1;
                     let dead = attempts >= i64::from(config.mirror_attempts);
@@ -175,7 +196,7 @@ pub async fn deliver(
                     } else {
                         held.insert(item.context.clone(), at);
                     }
-                    store.outbox_retry(item.id, at, Some(&why), dead).await
+                    store.retry(item.id, at, Some(&why), dead).await
                 }
             };
             if let Err(e) = result {
@@ -222,6 +243,15 @@ async fn deliver_one(
         Err(why) => return Outcome::Retry(why),
     };
     telemetry.record_mirror_delivered(&item.context);
+    tracing::debug!(
+        target: "strangler::shadow",
+        context = %item.context,
+        route = %item.route,
+        method = %item.method,
+        attempts = item.attempts + 1,
+        new_status = new.status,
+        "mirror leg delivered"
+    );
     let header = |name: &str| {
         item.legacy_headers
             .iter()
