@@ -10,6 +10,7 @@
 //! them to the durable outbox (see [`outbox`]), which replays them at least once.
 
 pub mod diff;
+mod json;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -5,6 +5,8 @@
 //! mismatches group into a few.
 
 use serde_json::Value;
+
+use super::json::J;
 use strangler_catalog::ShadowPolicy;
 
 /// One segment of a path, as walked or as written in a rule.
@@ -240,10 +242,7 @@ fn looks_like_uuid(s: &str) -> bool {
         })
 }
 
-fn normalized_equal(n: Norm, a: &Value, b: &Value) -> bool {
-    let (Value::String(a), Value::String(b)) = (a, b) else {
-        return false;
-    };
+fn normalized_equal(n: Norm, a: &str, b: &str) -> bool {
     match n {
         Norm::Timestamp => looks_like_timestamp(a) && looks_like_timestamp(b),
         Norm::Uuid => looks_like_uuid(a) && looks_like_uuid(b),
@@ -322,7 +321,7 @@ impl Rules {
     fn same_text(&self, a: &[u8], b: &[u8]) -> bool {
         let whole = self.normalize.iter().find(|(p, _)| p.0.is_empty());
         match (whole, std::str::from_utf8(a), std::str::from_utf8(b)) {
-            (Some((_, n)), Ok(a), Ok(b)) => normalized_equal(*n, &Value::from(a), &Value::from(b)),
+            (Some((_, n)), Ok(a), Ok(b)) => normalized_equal(*n, a, b),
             _ => false,
         }
     }
@@ -385,10 +384,7 @@ pub fn compare_with(legacy: &Answer<'_>, new: &Answer<'_>, rules: &Rules) -> Vec
     if legacy.body == new.body {
         // Identical bytes: nothing in the body differs, whatever the rules say.
     } else if is_json(legacy.content_type) && is_json(new.content_type) {
-        match (
-            serde_json::from_slice::<Value>(legacy.body),
-            serde_json::from_slice::<Value>(new.body),
-        ) {
+        match (J::parse(legacy.body), J::parse(new.body)) {
             (Ok(a), Ok(b)) => {
                 let mut walk = Walk {
                     rules,
@@ -413,17 +409,6 @@ pub fn compare_with(legacy: &Answer<'_>, new: &Answer<'_>, rules: &Rules) -> Vec
     out.sort();
     out.dedup();
     out
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// A walk over both values: where it is, and what it found.
@@ -461,21 +446,23 @@ impl<'v> Walk<'_, 'v> {
         self.segs.pop();
     }
 
-    fn diff(&mut self, a: &'v Value, b: &'v Value) {
+    fn diff(&mut self, a: &'v J<'_>, b: &'v J<'_>) {
         let rules = self.rules;
         if rules.ignore.iter().any(|p| p.covers(&self.segs)) {
             return;
         }
         if let Some((_, n)) = rules.normalize.iter().find(|(p, _)| p.is(&self.segs)) {
-            if normalized_equal(*n, a, b) {
-                return;
+            if let (J::Str(x), J::Str(y)) = (a, b) {
+                if normalized_equal(*n, x, y) {
+                    return;
+                }
             }
         }
         match (a, b) {
-            (Value::Object(x), Value::Object(y)) => {
+            (J::Obj(x), J::Obj(y)) => {
                 for (k, va) in x {
                     let len = self.enter(At::Key(k));
-                    match y.get(k) {
+                    match J::get(y, k) {
                         Some(vb) => self.diff(va, vb),
                         None if !rules.ignore.iter().any(|p| p.covers(&self.segs)) => {
                             self.push(Kind::Missing)
@@ -484,7 +471,7 @@ impl<'v> Walk<'_, 'v> {
                     }
                     self.leave(len);
                 }
-                for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                for (k, _) in y.iter().filter(|(k, _)| J::get(x, k).is_none()) {
                     let len = self.enter(At::Key(k));
                     if !rules.ignore.iter().any(|p| p.covers(&self.segs)) {
                         self.push(Kind::Extra);
@@ -492,7 +479,7 @@ impl<'v> Walk<'_, 'v> {
                     self.leave(len);
                 }
             }
-            (Value::Array(x), Value::Array(y)) => {
+            (J::Arr(x), J::Arr(y)) => {
                 let len = self.enter(At::Array);
                 if rules
                     .unordered
@@ -500,8 +487,15 @@ impl<'v> Walk<'_, 'v> {
                     .any(|p| p.is(&self.segs[..self.segs.len() - 1]))
                 {
                     // As multisets: the same elements, in any order.
-                    let canon = |v: &Vec<Value>| {
-                        let mut s: Vec<String> = v.iter().map(Value::to_string).collect();
+                    let canon = |v: &Vec<J<'_>>| {
+                        let mut s: Vec<String> = v
+                            .iter()
+                            .map(|e| {
+                                let mut t = String::new();
+                                e.canonical(&mut t);
+                                t
+                            })
+                            .collect();
                         s.sort();
                         s
                     };
@@ -520,21 +514,21 @@ impl<'v> Walk<'_, 'v> {
                 }
                 self.leave(len);
             }
-            (Value::Number(x), Value::Number(y)) => {
+            (J::Num(x), J::Num(y)) => {
                 let tolerance = rules
                     .tolerance
                     .iter()
                     .find(|(p, _)| p.is(&self.segs))
                     .map(|(_, t)| *t);
-                let close = match (tolerance, x.as_f64(), y.as_f64()) {
-                    (Some(t), Some(x), Some(y)) => (x - y).abs() <= t,
-                    _ => x == y,
+                let close = match tolerance {
+                    Some(t) => (x.as_f64() - y.as_f64()).abs() <= t,
+                    None => x == y,
                 };
                 if !close {
                     self.push(Kind::Value);
                 }
             }
-            _ if type_name(a) != type_name(b) => self.push(Kind::Type),
+            _ if a.type_name() != b.type_name() => self.push(Kind::Type),
             _ if a != b => self.push(Kind::Value),
             _ => {}
         }
