@@ -179,7 +179,9 @@ pub enum Peer {
     New(Cluster<RequestBody>),
 }
 
-/// An answer read whole (up to the cap).
+/// An answer as the comparison sees it: read whole (a shadow's), or copied as it streamed to
+/// the client (the primary's), up to the cap.
+#[derive(Debug)]
 pub struct Read {
     pub status: u16,
     pub content_type: Option<String>,
@@ -264,21 +266,10 @@ fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
     )
 }
 
-/// The primary's answer as the comparison sees it.
-#[derive(Debug)]
-pub struct Captured {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub headers: Vec<Option<String>>,
-    /// `None`: over the cap.
-    pub body: Option<Bytes>,
-    pub elapsed: Duration,
-}
-
 /// Takes a copy of a response body as it streams past, up to a cap, and hands it over at
 /// the end.
 pub struct Tee {
-    tx: Option<oneshot::Sender<Captured>>,
+    tx: Option<oneshot::Sender<Read>>,
     status: u16,
     content_type: Option<String>,
     headers: Vec<Option<String>>,
@@ -300,7 +291,7 @@ impl Tee {
 
     pub fn finish(&mut self) {
         if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Captured {
+            let _ = tx.send(Read {
                 status: self.status,
                 content_type: self.content_type.take(),
                 headers: std::mem::take(&mut self.headers),
@@ -470,7 +461,7 @@ pub fn abandon(plan: Plan, telemetry: &Telemetry, why: Skip) {
 /// How long a shadow waits for the primary's exchange to complete.
 const PRIMARY_WAIT: Duration = Duration::from_secs(60);
 
-async fn run(plan: Plan, primary: oneshot::Receiver<Captured>, config: ShadowConfig, sinks: Sinks) {
+async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig, sinks: Sinks) {
     let _slot = plan.slot;
     let telemetry = &sinks.telemetry;
     let wanted = plan.wanted;
@@ -516,7 +507,7 @@ async fn compare(
     replay: &Replay,
     body: Bytes,
     learn: bool,
-    primary: oneshot::Receiver<Captured>,
+    primary: oneshot::Receiver<Read>,
     config: &ShadowConfig,
     telemetry: &Arc<Telemetry>,
 ) {
@@ -545,13 +536,6 @@ async fn compare(
     };
     let Ok(Ok(primary)) = tokio::time::timeout(PRIMARY_WAIT, primary).await else {
         return skip(Skip::Incomplete);
-    };
-    let primary = Read {
-        status: primary.status,
-        content_type: primary.content_type,
-        headers: primary.headers,
-        body: primary.body,
-        elapsed: primary.elapsed,
     };
     // Legacy is the reference either way.
     let (legacy, new) = if wanted.reverse {

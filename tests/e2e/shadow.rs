@@ -373,7 +373,6 @@ async fn noise_rules_apply_to_live_comparisons_and_bad_ones_are_refused() {
 
 #[tokio::test]
 async fn stored_examples_are_redacted_and_secrets_never_reach_the_store() {
-    use crate::admin::{token_env, Admin, OPERATOR};
     use http::Method;
     use serde_json::json;
     let (legacy, _) = axum_upstream(Router::new().route(
@@ -389,29 +388,14 @@ async fn stored_examples_are_redacted_and_secrets_never_reach_the_store() {
     let dir = std::env::temp_dir().join(format!("strangler-redact-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let catalog = format!("sqlite://{}", dir.join("catalog.db").display());
-    let mut env = token_env();
-    env.push(("STRANGLER_CATALOG_URL", catalog.as_str()));
-    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
-    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
-    let admin = Admin::new(&s.admin, Some(OPERATOR));
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/services",
-            json!({ "name": "orders-svc", "urls": [format!("http://{new}")] }),
-        )
-        .await;
-    admin
-        .change(Method::POST, "/api/v1/contexts", json!({ "name": "orders", "target": "orders-svc", "state": "shadow", "shadow": { "redact": ["$.card"] } }))
-        .await;
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/routes",
-            json!({ "context": "orders", "path": "/orders/{id}" }),
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, admin) = shadowed(
+        legacy,
+        new,
+        &catalog,
+        json!({ "redact": ["$.card"] }),
+        json!({ "path": "/orders/{id}" }),
+    )
+    .await;
     for _ in 0..3 {
         let req = http::Request::get(format!("http://{}/orders/9?session=SECRET-QUERY", s.listen))
             .header("authorization", "Bearer SECRET-BEARER-TOKEN")
@@ -458,4 +442,42 @@ async fn stored_examples_are_redacted_and_secrets_never_reach_the_store() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The binary on `catalog_url` in front of `legacy`, with context `orders` (in `shadow` state,
+/// `policy` as its shadow policy) moving to `new`, and `route` added to it; once the catalog
+/// has been picked up.
+pub(crate) async fn shadowed(
+    legacy: std::net::SocketAddr,
+    new: std::net::SocketAddr,
+    catalog_url: &str,
+    policy: serde_json::Value,
+    mut route: serde_json::Value,
+) -> (crate::binary::Running, crate::admin::Admin) {
+    use crate::admin::{token_env, Admin, OPERATOR};
+    use http::Method;
+    use serde_json::json;
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_URL", catalog_url));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/services",
+            json!({ "name": "orders-svc", "urls": [format!("http://{new}")] }),
+        )
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts",
+            json!({ "name": "orders", "target": "orders-svc", "state": "shadow", "shadow": policy }),
+        )
+        .await;
+    route["context"] = "orders".into();
+    admin.change(Method::POST, "/api/v1/routes", route).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    (s, admin)
 }

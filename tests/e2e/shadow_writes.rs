@@ -11,9 +11,9 @@ use http::Method;
 use serde_json::json;
 use strangler_catalog::{MigrationState, ShadowWrites};
 
-use crate::admin::{token_env, Admin, OPERATOR};
+use crate::admin::Admin;
 use crate::harness::*;
-use crate::shadow::{catalog, metric, until_metric};
+use crate::shadow::{catalog, metric, shadowed, until_metric};
 
 type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>, Option<String>, Bytes)>>>;
 
@@ -248,33 +248,14 @@ async fn mirrored_writes_wait_in_the_outbox_until_the_new_service_is_back() {
     let dir = std::env::temp_dir().join(format!("strangler-mirror-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let catalog_url = format!("sqlite://{}", dir.join("catalog.db").display());
-    let mut env = token_env();
-    env.push(("STRANGLER_CATALOG_URL", catalog_url.as_str()));
-    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
-    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
-    let admin = Admin::new(&s.admin, Some(OPERATOR));
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/services",
-            json!({ "name": "orders-svc", "urls": [format!("http://{new_addr}")] }),
-        )
-        .await;
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/contexts",
-            json!({ "name": "orders", "target": "orders-svc", "state": "shadow" }),
-        )
-        .await;
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/routes",
-            json!({ "context": "orders", "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror" } }),
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (s, admin) = shadowed(
+        legacy,
+        new_addr,
+        &catalog_url,
+        json!({}),
+        json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror" } }),
+    )
+    .await;
 
     // The new service is down: the writes are answered by legacy and wait in the outbox.
     for n in 1..=3u8 {
@@ -376,33 +357,14 @@ async fn noise_learned_from_legacy_is_proposed_and_applies_once_accepted() {
     ))
     .await;
     let catalog_url = crate::binary::temp_catalog();
-    let mut env = token_env();
-    env.push(("STRANGLER_CATALOG_URL", catalog_url.as_str()));
-    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
-    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
-    let admin = Admin::new(&s.admin, Some(OPERATOR));
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/services",
-            json!({ "name": "orders-svc", "urls": [format!("http://{new}")] }),
-        )
-        .await;
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/contexts",
-            json!({ "name": "orders", "target": "orders-svc", "state": "shadow", "shadow": { "learn_percent": 100 } }),
-        )
-        .await;
-    admin
-        .change(
-            Method::POST,
-            "/api/v1/routes",
-            json!({ "context": "orders", "path": "/orders/{id}" }),
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (s, admin) = shadowed(
+        legacy,
+        new,
+        &catalog_url,
+        json!({ "learn_percent": 100 }),
+        json!({ "path": "/orders/{id}" }),
+    )
+    .await;
     for _ in 0..4 {
         assert_eq!(fetch(&format!("http://{}/orders/7", s.listen)).await.0, 200);
     }
