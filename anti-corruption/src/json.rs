@@ -1,0 +1,841 @@
+//! The JSON value translators work on. Unlike `serde_json::Value` without its optional
+//! features, it keeps what a translation must not change by accident: numbers exactly as they
+//! were written (a 30-digit id stays 30 digits, `1.10` stays `1.10`) and the order of object
+//! keys. Parsing is iterative in depth — a limit, not the stack, bounds nesting — and rejects
+//! invalid UTF-8, so no body can make it panic.
+
+use std::fmt::Write as _;
+
+/// Deepest nesting accepted; deeper documents are refused, not translated.
+pub const MAX_DEPTH: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// A number as written: valid JSON number syntax, never re-formatted.
+    Num(String),
+    Str(String),
+    Arr(Vec<Value>),
+    /// Keys in document order; a repeated key keeps its last value in the first position.
+    Obj(Vec<(String, Value)>),
+}
+
+/// Why a body is not JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at byte {at}")]
+pub struct ParseError {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Num(_) => "number",
+            Value::Str(_) => "string",
+            Value::Arr(_) => "array",
+            Value::Obj(_) => "object",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value of `key`, in an object.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        match self {
+            Value::Obj(fields) => fields.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Sets `key` in an object (in place when present, appended otherwise).
+    pub fn insert(fields: &mut Vec<(String, Value)>, key: &str, value: Value) {
+        match fields.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => fields.push((key.to_owned(), value)),
+        }
+    }
+
+    pub fn remove(fields: &mut Vec<(String, Value)>, key: &str) -> Option<Value> {
+        let i = fields.iter().position(|(k, _)| k == key)?;
+        Some(fields.remove(i).1)
+    }
+
+    /// A number from an integer.
+    pub fn int(n: i64) -> Value {
+        Value::Num(n.to_string())
+    }
+
+    /// Parses one JSON document (surrounding whitespace allowed).
+    pub fn parse(bytes: &[u8]) -> Result<Value, ParseError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ParseError {
+            at: e.valid_up_to(),
+            what: "invalid UTF-8",
+        })?;
+        Parser {
+            s: text,
+            b: text.as_bytes(),
+            i: 0,
+        }
+        .document()
+    }
+
+    /// Writes compact JSON.
+    pub fn write(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(true) => out.push_str("true"),
+            Value::Bool(false) => out.push_str("false"),
+            Value::Num(n) => out.push_str(n),
+            Value::Str(s) => write_str(s, out),
+            Value::Arr(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+            Value::Obj(fields) => {
+                out.push('{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(k, out);
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    /// Nesting depth (a scalar is 0). Values built by translators can only be as deep as
+    /// what was parsed plus the spec's paths, but jq can build anything.
+    pub fn depth(&self) -> usize {
+        let mut max = 0;
+        let mut stack = vec![(self, 0usize)];
+        while let Some((v, d)) = stack.pop() {
+            max = max.max(d);
+            match v {
+                Value::Arr(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+                Value::Obj(fields) => stack.extend(fields.iter().map(|(_, v)| (v, d + 1))),
+                _ => {}
+            }
+        }
+        max
+    }
+}
+
+/// Frees deep values without recursing (the derived drop would recurse once per level).
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        match self {
+            Value::Arr(items) if !items.is_empty() => stack.append(items),
+            Value::Obj(fields) if !fields.is_empty() => {
+                stack.extend(fields.drain(..).map(|(_, v)| v))
+            }
+            _ => return,
+        }
+        while let Some(mut v) = stack.pop() {
+            match &mut v {
+                Value::Arr(items) => stack.append(items),
+                Value::Obj(fields) => stack.extend(fields.drain(..).map(|(_, v)| v)),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub fn write_str(s: &str, out: &mut String) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Whether `s` is a JSON number.
+pub fn is_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'-') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(c) if c.is_ascii_digit() => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+/// An open container while parsing.
+enum Frame {
+    Arr(Vec<Value>),
+    Obj(Vec<(String, Value)>, String),
+}
+
+impl Parser<'_> {
+    fn err<T>(&self, what: &'static str) -> Result<T, ParseError> {
+        Err(ParseError { at: self.i, what })
+    }
+
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn document(mut self) -> Result<Value, ParseError> {
+        let v = self.value()?;
+        self.ws();
+        if self.i != self.b.len() {
+            return self.err("trailing characters after the JSON value");
+        }
+        Ok(v)
+    }
+
+    /// One value, with an explicit stack for containers.
+    fn value(&mut self) -> Result<Value, ParseError> {
+        let mut stack: Vec<Frame> = Vec::new();
+        loop {
+            // Read a value start.
+            self.ws();
+            let mut v = match self.b.get(self.i) {
+                None => return self.err("unexpected end of JSON"),
+                Some(b'{') => {
+                    self.i += 1;
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b'}') {
+                        self.i += 1;
+                        Value::Obj(Vec::new())
+                    } else {
+                        if stack.len() >= MAX_DEPTH {
+                            return self.err("JSON nested deeper than 512 levels");
+                        }
+                        let key = self.key()?;
+                        stack.push(Frame::Obj(Vec::new(), key));
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.i += 1;
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b']') {
+                        self.i += 1;
+                        Value::Arr(Vec::new())
+                    } else {
+                        if stack.len() >= MAX_DEPTH {
+                            return self.err("JSON nested deeper than 512 levels");
+                        }
+                        stack.push(Frame::Arr(Vec::new()));
+                        continue;
+                    }
+                }
+                Some(b'"') => Value::Str(self.string()?),
+                Some(b't') => self.word("true", Value::Bool(true))?,
+                Some(b'f') => self.word("false", Value::Bool(false))?,
+                Some(b'n') => self.word("null", Value::Null)?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return self.err("expected a JSON value"),
+            };
+            // Hand it to the open containers, closing those that end.
+            loop {
+                let Some(top) = stack.last_mut() else {
+                    return Ok(v);
+                };
+                self.ws();
+                let next = self.b.get(self.i).copied();
+                match top {
+                    Frame::Arr(items) => {
+                        items.push(v);
+                        match next {
+                            Some(b',') => {
+                                self.i += 1;
+                                break;
+                            }
+                            Some(b']') => {
+                                self.i += 1;
+                                let Some(Frame::Arr(items)) = stack.pop() else {
+                                    return self.err("parser state");
+                                };
+                                v = Value::Arr(items);
+                            }
+                            _ => return self.err("expected `,` or `]`"),
+                        }
+                    }
+                    Frame::Obj(fields, key) => {
+                        let k = std::mem::take(key);
+                        match fields.iter_mut().find(|(f, _)| *f == k) {
+                            Some(slot) => slot.1 = v,
+                            None => fields.push((k, v)),
+                        }
+                        match next {
+                            Some(b',') => {
+                                self.i += 1;
+                                *key = self.key()?;
+                                break;
+                            }
+                            Some(b'}') => {
+                                self.i += 1;
+                                let Some(Frame::Obj(fields, _)) = stack.pop() else {
+                                    return self.err("parser state");
+                                };
+                                v = Value::Obj(fields);
+                            }
+                            _ => return self.err("expected `,` or `}`"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `"key" :`
+    fn key(&mut self) -> Result<String, ParseError> {
+        self.ws();
+        if self.b.get(self.i) != Some(&b'"') {
+            return self.err("expected a string key");
+        }
+        let k = self.string()?;
+        self.ws();
+        if self.b.get(self.i) != Some(&b':') {
+            return self.err("expected `:`");
+        }
+        self.i += 1;
+        Ok(k)
+    }
+
+    fn word(&mut self, w: &'static str, v: Value) -> Result<Value, ParseError> {
+        if self.b[self.i..].starts_with(w.as_bytes()) {
+            self.i += w.len();
+            Ok(v)
+        } else {
+            self.err("expected a JSON value")
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, ParseError> {
+        let start = self.i;
+        while self.i < self.b.len()
+            && matches!(
+                self.b[self.i],
+                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+            )
+        {
+            self.i += 1;
+        }
+        let text = &self.s[start..self.i];
+        if !is_number(text) {
+            self.i = start;
+            return self.err("invalid number");
+        }
+        Ok(Value::Num(text.to_owned()))
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        self.i += 1; // the opening quote
+        let start = self.i;
+        // Fast path: no escapes.
+        while self.i < self.b.len() {
+            match self.b[self.i] {
+                b'"' => {
+                    let s = self.s[start..self.i].to_owned();
+                    self.i += 1;
+                    return Ok(s);
+                }
+                b'\\' => break,
+                c if c < 0x20 => return self.err("control character in a string"),
+                _ => self.i += 1,
+            }
+        }
+        let mut out = self.s[start..self.i].to_owned();
+        loop {
+            let Some(&c) = self.b.get(self.i) else {
+                return self.err("unterminated string");
+            };
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let Some(&e) = self.b.get(self.i) else {
+                        return self.err("unterminated string");
+                    };
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let c = if (0xD800..0xDC00).contains(&hi) {
+                                if !self.b[self.i..].starts_with(b"\\u") {
+                                    return self.err("lone surrogate in a string");
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return self.err("lone surrogate in a string");
+                                }
+                                char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                            } else {
+                                char::from_u32(hi)
+                            };
+                            match c {
+                                Some(c) => out.push(c),
+                                None => return self.err("lone surrogate in a string"),
+                            }
+                        }
+                        _ => return self.err("invalid escape in a string"),
+                    }
+                }
+                c if c < 0x20 => return self.err("control character in a string"),
+                _ => {
+                    // Copy a run of plain characters at once.
+                    let run = self.i;
+                    while self.i < self.b.len()
+                        && !matches!(self.b[self.i], b'"' | b'\\')
+                        && self.b[self.i] >= 0x20
+                    {
+                        self.i += 1;
+                    }
+                    out.push_str(&self.s[run..self.i]);
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ParseError> {
+        let Some(h) = self.s.get(self.i..self.i + 4) else {
+            return self.err("short \\u escape");
+        };
+        let Ok(n) = u32::from_str_radix(h, 16) else {
+            return self.err("invalid \\u escape");
+        };
+        if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return self.err("invalid \\u escape");
+        }
+        self.i += 4;
+        Ok(n)
+    }
+}
+
+/// A path into a JSON value: `$`, then `.key`, `["key with.dots"]`, `[3]` or `[*]` (every
+/// element of an array) segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub text: String,
+    pub segs: Vec<Seg>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+    Each,
+}
+
+impl Path {
+    pub fn parse(text: &str) -> Result<Path, String> {
+        let Some(mut rest) = text.strip_prefix('$') else {
+            return Err(format!(
+                "`{text}` must start with `$`, e.g. $.items[*].price"
+            ));
+        };
+        let mut segs = Vec::new();
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("[*]") {
+                segs.push(Seg::Each);
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("[\"") {
+                let Some(end) = r.find("\"]") else {
+                    return Err(format!("`{text}` has an unclosed [\"…\"]"));
+                };
+                segs.push(Seg::Key(r[..end].to_owned()));
+                rest = &r[end + 2..];
+            } else if let Some(r) = rest.strip_prefix('[') {
+                let end = r.find(']').unwrap_or(r.len());
+                let Ok(n) = r[..end].parse::<usize>() else {
+                    return Err(format!(
+                        "`{text}` has a bad index; write [0], [*] or [\"key\"]"
+                    ));
+                };
+                segs.push(Seg::Index(n));
+                rest = r.get(end + 1..).unwrap_or("");
+            } else if let Some(r) = rest.strip_prefix('.') {
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                if end == 0 {
+                    return Err(format!(
+                        "`{text}` has an empty key; write $.a.b or $.a[*].b"
+                    ));
+                }
+                segs.push(Seg::Key(r[..end].to_owned()));
+                rest = &r[end..];
+            } else {
+                return Err(format!("`{text}` is not a path; write $.a.b or $.a[*].b"));
+            }
+        }
+        Ok(Path {
+            text: text.to_owned(),
+            segs,
+        })
+    }
+
+    /// Whether the path names one value (no `[*]`).
+    pub fn is_single(&self) -> bool {
+        !self.segs.contains(&Seg::Each)
+    }
+
+    /// Splits at the last `[*]`: the part naming arrays' elements, and the rest within each.
+    pub fn split_each(&self) -> (&[Seg], &[Seg]) {
+        match self.segs.iter().rposition(|s| *s == Seg::Each) {
+            Some(i) => (&self.segs[..=i], &self.segs[i + 1..]),
+            None => (&[], &self.segs[..]),
+        }
+    }
+}
+
+/// Calls `f` on every value the segments reach (`[*]` fans out); missing keys are skipped.
+/// The string passed is the concrete path of the value, for error messages.
+pub fn each_mut<E>(
+    root: &mut Value,
+    segs: &[Seg],
+    f: &mut dyn FnMut(&mut Value, &str) -> Result<(), E>,
+) -> Result<(), E> {
+    fn go<E>(
+        v: &mut Value,
+        segs: &[Seg],
+        at: &mut String,
+        f: &mut dyn FnMut(&mut Value, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some((first, rest)) = segs.split_first() else {
+            return f(v, at);
+        };
+        let len = at.len();
+        match (first, v) {
+            (Seg::Key(k), Value::Obj(fields)) => {
+                if let Some((_, child)) = fields.iter_mut().find(|(f, _)| f == k) {
+                    push_key(at, k);
+                    go(child, rest, at, f)?;
+                }
+            }
+            (Seg::Index(n), Value::Arr(items)) => {
+                if let Some(child) = items.get_mut(*n) {
+                    let _ = write!(at, "[{n}]");
+                    go(child, rest, at, f)?;
+                }
+            }
+            (Seg::Each, Value::Arr(items)) => {
+                for (i, child) in items.iter_mut().enumerate() {
+                    let _ = write!(at, "[{i}]");
+                    go(child, rest, at, f)?;
+                    at.truncate(len);
+                }
+            }
+            _ => {}
+        }
+        at.truncate(len);
+        Ok(())
+    }
+    let mut at = String::from("$");
+    go(root, segs, &mut at, f)
+}
+
+/// Appends `.key` (or `["key"]` when it is not a plain name) to a concrete path.
+pub fn push_key(at: &mut String, k: &str) {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        at.push('.');
+        at.push_str(k);
+    } else {
+        at.push_str("[\"");
+        at.push_str(k);
+        at.push_str("\"]");
+    }
+}
+
+/// The value at single-valued `segs` under `v`, if present.
+pub fn get<'v>(v: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
+    let mut v = v;
+    for s in segs {
+        v = match (s, v) {
+            (Seg::Key(k), Value::Obj(_)) => v.get(k)?,
+            (Seg::Index(n), Value::Arr(items)) => items.get(*n)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// Removes and returns the value at single-valued `segs`.
+pub fn take(v: &mut Value, segs: &[Seg]) -> Option<Value> {
+    let (last, parent) = segs.split_last()?;
+    let mut v = v;
+    for s in parent {
+        v = match (s, v) {
+            (Seg::Key(k), v @ Value::Obj(_)) => v.get_mut(k)?,
+            (Seg::Index(n), Value::Arr(items)) => items.get_mut(*n)?,
+            _ => return None,
+        };
+    }
+    match (last, v) {
+        (Seg::Key(k), Value::Obj(fields)) => Value::remove(fields, k),
+        (Seg::Index(n), Value::Arr(items)) if *n < items.len() => Some(items.remove(*n)),
+        _ => None,
+    }
+}
+
+/// Sets the value at single-valued `segs`, creating objects on the way. Fails (with the
+/// concrete path) where something that is not an object is in the way.
+pub fn put(v: &mut Value, segs: &[Seg], value: Value) -> Result<(), String> {
+    let Some((last, parent)) = segs.split_last() else {
+        *v = value;
+        return Ok(());
+    };
+    let mut at = String::from("$");
+    let mut v = v;
+    for s in parent {
+        v = match s {
+            Seg::Key(k) => {
+                push_key(&mut at, k);
+                if let Value::Null = v {
+                    *v = Value::Obj(Vec::new());
+                }
+                let Value::Obj(fields) = v else {
+                    return Err(format!(
+                        "{at}: the parent is a {}, not an object",
+                        v.type_name()
+                    ));
+                };
+                let i = match fields.iter().position(|(f, _)| f == k) {
+                    Some(i) => i,
+                    None => {
+                        fields.push((k.clone(), Value::Obj(Vec::new())));
+                        fields.len() - 1
+                    }
+                };
+                &mut fields[i].1
+            }
+            Seg::Index(n) => {
+                let _ = write!(at, "[{n}]");
+                match v {
+                    Value::Arr(items) if *n < items.len() => &mut items[*n],
+                    _ => return Err(format!("{at}: no such array element")),
+                }
+            }
+            Seg::Each => return Err(format!("{at}[*]: cannot set through [*] here")),
+        };
+    }
+    match (last, v) {
+        (Seg::Key(k), Value::Obj(fields)) => {
+            Value::insert(fields, k, value);
+            Ok(())
+        }
+        (Seg::Key(k), v @ Value::Null) => {
+            *v = Value::Obj(vec![(k.clone(), value)]);
+            Ok(())
+        }
+        (Seg::Index(n), Value::Arr(items)) if *n < items.len() => {
+            items[*n] = value;
+            Ok(())
+        }
+        (_, v) => Err(format!(
+            "{at}: the parent is a {}, not an object",
+            v.type_name()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(s: &str) -> String {
+        match Value::parse(s.as_bytes()) {
+            Ok(v) => v.to_json(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn numbers_and_key_order_survive_a_round_trip() {
+        assert_eq!(
+            round(r#" {"z": 1.10, "a": 123456789012345678901234567890, "m": -0.5e-7} "#),
+            r#"{"z":1.10,"a":123456789012345678901234567890,"m":-0.5e-7}"#
+        );
+    }
+
+    #[test]
+    fn strings_escape_and_unescape() {
+        assert_eq!(
+            round(r#"["a\"b\\c\n\u00e9\ud83d\ude00/\u0001", "plain"]"#),
+            "[\"a\\\"b\\\\c\\né😀/\\u0001\",\"plain\"]"
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_errors_not_panics() {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\"}",
+            "01",
+            "1.",
+            "-",
+            "\"\\ud800\"",
+            "\"\\x\"",
+            "tru",
+            "[1] 2",
+            "{\"a\":1,}",
+            "\"\u{1}\"",
+            "1e",
+            "\"abc",
+        ] {
+            assert!(Value::parse(bad.as_bytes()).is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(
+            Value::parse(&[b'"', 0xff, b'"']).map_err(|e| e.what),
+            Err("invalid UTF-8")
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let err = Value::parse(deep.as_bytes()).err();
+        assert_eq!(
+            err.map(|e| e.what),
+            Some("JSON nested deeper than 512 levels")
+        );
+        let ok = "[".repeat(500) + &"]".repeat(500);
+        let v = Value::parse(ok.as_bytes());
+        assert_eq!(v.as_ref().map(Value::depth), Ok(499));
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value() {
+        assert_eq!(round(r#"{"a":1,"b":2,"a":3}"#), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn paths_parse_and_reach_values() {
+        let p = Path::parse("$.items[*][\"unit.price\"]").map(|p| p.segs);
+        assert_eq!(
+            p,
+            Ok(vec![
+                Seg::Key("items".into()),
+                Seg::Each,
+                Seg::Key("unit.price".into())
+            ])
+        );
+        for bad in ["items", "$.", "$..a", "$[x]", "$a", "$[\"a"] {
+            assert!(Path::parse(bad).is_err(), "{bad}");
+        }
+        let mut v = Value::parse(br#"{"a":[{"b":1},{"b":2},{"c":3}]}"#).unwrap_or(Value::Null);
+        let mut seen = Vec::new();
+        let path = Path::parse("$.a[*].b").map(|p| p.segs).unwrap_or_default();
+        let _ = each_mut::<()>(&mut v, &path, &mut |v, at| {
+            seen.push(format!("{at}={}", v.to_json()));
+            Ok(())
+        });
+        assert_eq!(seen, ["$.a[0].b=1", "$.a[1].b=2"]);
+    }
+
+    #[test]
+    fn put_creates_objects_and_names_the_obstacle() {
+        let mut v = Value::parse(br#"{"a":5}"#).unwrap_or(Value::Null);
+        let segs = |p: &str| Path::parse(p).map(|p| p.segs).unwrap_or_default();
+        assert_eq!(put(&mut v, &segs("$.b.c"), Value::int(1)), Ok(()));
+        assert_eq!(v.to_json(), r#"{"a":5,"b":{"c":1}}"#);
+        assert_eq!(
+            put(&mut v, &segs("$.a.x"), Value::Null),
+            Err("$.a: the parent is a number, not an object".to_owned())
+        );
+        assert_eq!(take(&mut v, &segs("$.b.c")), Some(Value::int(1)));
+        assert_eq!(v.to_json(), r#"{"a":5,"b":{}}"#);
+    }
+}
