@@ -67,6 +67,8 @@ struct ExportContext {
     fallback: bool,
     #[serde(skip_serializing_if = "ShadowPolicy::is_default")]
     shadow: ShadowPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    translator: Option<String>,
     routes: Vec<RouteSpec>,
 }
 
@@ -101,6 +103,7 @@ pub fn to_toml(c: &Catalog) -> Result<String, toml::ser::Error> {
                 description: ctx.description.clone(),
                 fallback: ctx.fallback,
                 shadow: ctx.shadow.clone(),
+                translator: ctx.translator.clone(),
                 routes: c.routes_of(&ctx.name).map(|r| r.spec.clone()).collect(),
             })
             .collect(),

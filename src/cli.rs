@@ -41,6 +41,22 @@ pub enum Command {
     },
     /// Drive a running Strangler through its admin API.
     Ctl(crate::ctl::CtlArgs),
+    /// Work with anti-corruption translators.
+    #[command(subcommand)]
+    Translators(TranslatorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TranslatorsCommand {
+    /// Run the translators' example pairs (NAME.tests.toml beside NAME.toml) and show what differs.
+    Test {
+        /// The directory of translators
+        #[arg(long, value_name = "DIR", default_value = "translators")]
+        dir: PathBuf,
+        /// Only this context's translator (NAME.toml)
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,7 +124,11 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 
 /// Runs a parsed command line. Exit codes: 0 success, 1 runtime failure, 2 bad configuration.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::translators::install_check();
     match cli.command {
+        Command::Translators(TranslatorsCommand::Test { dir, context }) => {
+            crate::translators::test(&dir, context.as_deref())
+        }
         Command::Check(args) => {
             match config::load(args.config.as_deref(), &ProcessEnv, &args.overrides()) {
                 Ok(settings) => {

@@ -101,6 +101,12 @@ struct FileContext {
     shadow: strangler_catalog::ShadowPolicy,
     #[serde(default)]
     routes: Vec<strangler_catalog::RouteSpec>,
+    /// The translator's spec, inline (TOML text).
+    #[serde(default)]
+    translator: Option<String>,
+    /// Or the file that holds it, relative to the configuration file.
+    #[serde(default)]
+    translator_file: Option<String>,
 }
 
 fn yes() -> bool {
@@ -317,7 +323,53 @@ fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
     if let Err(e) = toml::from_str::<File>(&text) {
         return Err(located(path, &text, &e));
     }
-    toml::from_str::<toml::Table>(&text).map_err(|e| located(path, &text, &e))
+    let mut table = toml::from_str::<toml::Table>(&text).map_err(|e| located(path, &text, &e))?;
+    read_translators(path, &mut table)?;
+    Ok(table)
+}
+
+/// Replaces each context's `translator_file` with the file's text (`translator`), checking it
+/// so that an error names the translator's own file and line.
+fn read_translators(config: &Path, table: &mut toml::Table) -> Result<(), ConfigError> {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let Some(toml::Value::Array(contexts)) = table.get_mut("contexts") else {
+        return Ok(());
+    };
+    for ctx in contexts.iter_mut() {
+        let Some(ctx) = ctx.as_table_mut() else {
+            continue;
+        };
+        let Some(toml::Value::String(file)) = ctx.remove("translator_file") else {
+            continue;
+        };
+        let name = ctx
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        if ctx.contains_key("translator") {
+            return Err(ConfigError {
+                location: format!("{} [contexts.{name}]", config.display()),
+                message: "give translator (inline) or translator_file, not both".into(),
+            });
+        }
+        let full = dir.join(&file);
+        let text = std::fs::read_to_string(&full).map_err(|e| ConfigError {
+            location: format!("{} [contexts.{name}.translator_file]", config.display()),
+            message: format!(
+                "cannot read `{}`: {e}; the path is relative to the configuration file",
+                full.display()
+            ),
+        })?;
+        if let Err(e) = crate::translators::check(&text) {
+            return Err(ConfigError {
+                location: format!("{}:{}", full.display(), e.line),
+                message: e.message,
+            });
+        }
+        ctx.insert("translator".into(), toml::Value::String(text));
+    }
+    Ok(())
 }
 
 fn located(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
@@ -515,6 +567,7 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     }
 
     let mut facade = FacadeConfig::new(upstream);
+    facade.translators = crate::translators::registry();
     facade.limits = limits;
     facade.forwarding = forwarding;
     facade.access_log = file.log.access_log.unwrap_or(false);
@@ -620,6 +673,16 @@ fn declared_catalog(
         c.services.insert(s.name.clone(), s.clone());
     }
     for fc in contexts {
+        if fc.translator_file.is_some() {
+            // read_file replaces it with the text; it can only be left when it did not come
+            // from a file.
+            return Err(ConfigError {
+                location: format!("configuration [contexts.{}.translator_file]", fc.name),
+                message: "translator_file is only read from a configuration file; give the spec \
+                          inline as translator"
+                    .into(),
+            });
+        }
         c.contexts.insert(
             fc.name.clone(),
             strangler_catalog::Context {
@@ -631,6 +694,7 @@ fn declared_catalog(
                 description: fc.description.clone(),
                 fallback: fc.fallback,
                 shadow: fc.shadow.clone(),
+                translator: fc.translator.clone(),
             },
         );
         for spec in &fc.routes {

@@ -9,7 +9,8 @@
 //!   into [`config::Settings`];
 //! - `demo.rs` — `strangler demo`: a sample legacy shop with the facade in front;
 //! - `logging.rs` — the `tracing` subscriber and its run-time filter;
-//! - `serve.rs` — starts the facade and the admin listener and stops them on a signal.
+//! - `serve.rs` — starts the facade and the admin listener and stops them on a signal;
+//! - `translators.rs` — the Rust translators the binary registers, and `strangler translators test`.
 #![forbid(unsafe_code)]
 
 pub mod catalog_cmd;
@@ -19,3 +20,4 @@ pub mod ctl;
 pub mod demo;
 pub mod logging;
 pub mod serve;
+pub mod translators;

@@ -29,4 +29,6 @@ pub use model::{
 };
 pub use state::{MigrationState, Side, TransitionError};
 pub use store::OutboxItem;
-pub use validate::{check_url, validate, ValidationError};
+pub use validate::{
+    check_url, set_translator_check, validate, ValidationError, MAX_TRANSLATOR_BYTES,
+};

@@ -284,6 +284,11 @@ pub struct Context {
     /// How shadow answers are sampled and compared.
     #[serde(default, skip_serializing_if = "ShadowPolicy::is_default")]
     pub shadow: ShadowPolicy,
+    /// The anti-corruption translator between the legacy contract and the target's, as the
+    /// text of its TOML spec (see the README's "Translators"). It applies to every request the
+    /// target answers or is shadowed with, and to the target's answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translator: Option<String>,
 }
 
 /// How a context's shadow copies are sampled and compared. Paths are JSON paths over the

@@ -23,6 +23,21 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError 
     }
 }
 
+/// Checks a translator's spec text: `Err("line N: what and how to fix it")`.
+pub type TranslatorCheck = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+static TRANSLATOR_CHECK: std::sync::OnceLock<Box<TranslatorCheck>> = std::sync::OnceLock::new();
+
+/// Installs the check that compiles translators (the binary does, with the anti-corruption
+/// crate, which the catalog does not depend on). Without it only the size is checked; the
+/// facade still refuses a snapshot whose translator does not compile.
+pub fn set_translator_check(check: Box<TranslatorCheck>) {
+    let _ = TRANSLATOR_CHECK.set(check);
+}
+
+/// Largest translator spec, in bytes.
+pub const MAX_TRANSLATOR_BYTES: usize = 256 * 1024;
+
 /// Checks the whole catalog.
 pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
     for (key, s) in &c.services {
@@ -52,6 +67,21 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
             ));
         }
         check_name("context", &ctx.name).map_err(|m| err(format!("{field}.name"), m))?;
+        if let Some(text) = &ctx.translator {
+            if text.len() > MAX_TRANSLATOR_BYTES {
+                return Err(err(
+                    format!("{field}.translator"),
+                    format!(
+                        "the spec is {} bytes; the limit is {MAX_TRANSLATOR_BYTES}; split rules \
+                         into a Rust translator",
+                        text.len()
+                    ),
+                ));
+            }
+            if let Some(check) = TRANSLATOR_CHECK.get() {
+                check(text).map_err(|m| err(format!("{field}.translator"), m))?;
+            }
+        }
         if ctx.target == "legacy" {
             return Err(err(
                 format!("{field}.target"),

@@ -87,6 +87,7 @@ fn catalog(routes: usize) -> Catalog {
                 description: String::new(),
                 fallback: true,
                 shadow: Default::default(),
+                translator: None,
             },
         );
         for k in 0..routes / CONTEXTS {

@@ -86,6 +86,8 @@ pub struct FacadeConfig {
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
     pub shadow: crate::shadow::ShadowConfig,
+    /// The Rust translators a context's translator may name.
+    pub translators: strangler_anti_corruption::Registry,
 }
 
 impl FacadeConfig {
@@ -97,6 +99,7 @@ impl FacadeConfig {
             access_log: false,
             shutdown_grace: Duration::from_secs(30),
             shadow: crate::shadow::ShadowConfig::default(),
+            translators: strangler_anti_corruption::Registry::new(),
         }
     }
 }

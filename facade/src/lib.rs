@@ -31,6 +31,7 @@ mod server;
 mod shadow;
 mod snapshot;
 mod telemetry;
+mod translate;
 mod upgrade;
 
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};

@@ -20,6 +20,8 @@ impl Answer {
             Answer::UpstreamUnreachable | Answer::UpstreamBroken => StatusCode::BAD_GATEWAY,
             Answer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Answer::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Answer::TranslationFailed => StatusCode::BAD_GATEWAY,
+            Answer::Untranslatable => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -34,6 +36,10 @@ impl Answer {
             Answer::UpstreamBroken => "The upstream service broke off the exchange",
             Answer::MethodNotAllowed => "The method is not served by this facade",
             Answer::ServiceUnavailable => "The service is unavailable for now",
+            Answer::TranslationFailed => {
+                "The service's answer could not be translated to the legacy contract"
+            }
+            Answer::Untranslatable => "The request could not be translated for the service",
         }
     }
 
@@ -56,6 +62,8 @@ impl Answer {
 pub struct Problem {
     pub answer: Answer,
     pub detail: String,
+    /// Extension members (RFC 9457 §3.2): `rule` and `path` of a failed translation.
+    pub extensions: Vec<(&'static str, String)>,
 }
 
 impl Problem {
@@ -63,18 +71,30 @@ impl Problem {
         Self {
             answer,
             detail: detail.into(),
+            extensions: Vec::new(),
         }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, name: &'static str, value: String) -> Self {
+        self.extensions.push((name, value));
+        self
     }
 
     pub fn into_response(self, id: RequestId) -> Response<ResponseBody> {
         let status = self.answer.status();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("urn:strangler:problem:{}", self.answer.as_str().replace('_', "-")),
             "title": self.answer.title(),
             "status": status.as_u16(),
             "detail": self.detail,
             "request_id": id.to_string(),
         });
+        if let Some(members) = body.as_object_mut() {
+            for (name, value) in self.extensions {
+                members.insert(name.to_owned(), serde_json::Value::String(value));
+            }
+        }
         let mut resp = Response::new(ResponseBody::full(Bytes::from(body.to_string())));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();

@@ -27,6 +27,7 @@ use crate::routes::decide_side;
 use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{Answer, Telemetry};
+use crate::translate::{self, Collect, Translation, MAX_TRANSLATED_BODY};
 use crate::upgrade;
 
 /// What the facade knows about one client connection.
@@ -129,7 +130,8 @@ impl Facade {
                 .get(context)
                 .cloned()
                 .unwrap_or_default();
-            Some((cluster.clone(), rules))
+            let translation = snapshot.translations.get(context).map(|(_, t)| t.clone());
+            Some((cluster.clone(), rules, translation))
         });
         vec![
             tokio::spawn(shadow::outbox::write(
@@ -173,7 +175,13 @@ impl Facade {
     pub fn apply_catalog(&self, catalog: &Catalog) -> Result<(), String> {
         let s = &*self.shared;
         let previous = s.snapshot.load();
-        match Snapshot::compile(catalog, &previous, &s.config.legacy, s.events.get()) {
+        match Snapshot::compile(
+            catalog,
+            &previous,
+            &s.config.legacy,
+            s.events.get(),
+            &s.config.translators,
+        ) {
             Ok(next) => {
                 s.snapshot.store(Arc::new(next));
                 s.telemetry.record_catalog(catalog.version, true);
@@ -275,6 +283,10 @@ impl Facade {
         };
         let side = decide_side(matched.context, req.headers(), conn.peer.ip());
         let context = Some(Arc::clone(&matched.context.name));
+        let translation = snapshot
+            .translations
+            .get(&matched.context.name)
+            .map(|(_, t)| t.clone());
         let target = snapshot.services.get(&matched.context.target);
         let rules = snapshot.shadow_rules.get(&matched.context.name);
         let state = matched.context.state;
@@ -301,6 +313,9 @@ impl Facade {
                     },
                     reverse,
                     legacy: s.legacy.clone(),
+                    // In reverse the copy goes to legacy untranslated; the primary's answer is
+                    // translated on the live path.
+                    translation: if reverse { None } else { translation.clone() },
                 }))
             }
             _ => None,
@@ -315,6 +330,8 @@ impl Facade {
                 context,
                 fell_back: None,
                 shadow,
+                translation,
+                untranslated: None,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
             _ => Routing {
@@ -323,6 +340,8 @@ impl Facade {
                 context,
                 fell_back: None,
                 shadow,
+                translation: None,
+                untranslated: None,
             },
         }
     }
@@ -410,6 +429,7 @@ impl Facade {
         let internal_headers = self.check(&req, conn)?;
 
         let version = req.version();
+        let head_request = req.method() == Method::HEAD;
         let public_host = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => req.headers().get(HOST).cloned(),
@@ -488,6 +508,15 @@ impl Facade {
             ),
             None => None,
         };
+        let outgoing = match self.translate_outgoing(&mut routing, outgoing).await {
+            Ok(req) => req,
+            Err(problem) => {
+                if let Some(plan) = shadow_plan {
+                    shadow::abandon(plan, &s.telemetry, shadow::Skip::PrimaryFailed);
+                }
+                return Err(problem);
+            }
+        };
         let mut resp = match self.send(&mut routing, outgoing).await {
             Ok(resp) => resp,
             Err(problem) => {
@@ -529,6 +558,24 @@ impl Facade {
 
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
+        let body = match self
+            .translate_incoming(
+                &routing,
+                &mut parts,
+                body,
+                client_host.as_ref(),
+                head_request,
+            )
+            .await
+        {
+            Ok(body) => body,
+            Err(problem) => {
+                if let Some(plan) = shadow_plan {
+                    shadow::abandon(plan, &s.telemetry, shadow::Skip::PrimaryFailed);
+                }
+                return Err(problem);
+            }
+        };
         if s.config.forwarding.rewrite_redirects {
             if let Some(host) = &client_host {
                 rewrite_redirects(
@@ -609,6 +656,118 @@ impl Facade {
             }
         }
         Ok(internal)
+    }
+
+    /// Translates a request going to the new side (head always; the body when the translator's
+    /// rules need it, buffered up to a cap). Keeps the client's request for a fallback.
+    async fn translate_outgoing(
+        &self,
+        routing: &mut Routing,
+        req: Request<RequestBody>,
+    ) -> Result<Request<RequestBody>, Problem> {
+        let s = &*self.shared;
+        let (Target::New { fallback, .. }, Some(t)) = (&routing.target, &routing.translation)
+        else {
+            return Ok(req);
+        };
+        let (mut parts, body) = req.into_parts();
+        let (body, buffered) = if t.compiled.needs_request_body() {
+            match translate::collect(body, MAX_TRANSLATED_BODY).await {
+                Ok(b) => (None, Some(b)),
+                Err(Collect::TooLarge) => {
+                    return Err(Problem::new(
+                        Answer::BodyTooLarge,
+                        format!(
+                            "context `{}` translates request bodies of at most {MAX_TRANSLATED_BODY} bytes",
+                            t.context
+                        ),
+                    ))
+                }
+                Err(Collect::Broken(e)) => {
+                    let answer = match e {
+                        RequestBodyError::TooLarge { .. } => Answer::BodyTooLarge,
+                        RequestBodyError::Idle(_) => Answer::ClientTimeout,
+                        RequestBodyError::Client(_) => Answer::BadRequest,
+                    };
+                    return Err(Problem::new(answer, e.to_string()));
+                }
+            }
+        } else {
+            (Some(body), None)
+        };
+        if *fallback {
+            let head = Replay {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                headers: parts.headers.clone(),
+            };
+            routing.untranslated = Some((head, buffered.clone()));
+        }
+        let translated = translate::request(&t.compiled, &mut parts, buffered)
+            .map_err(|f| translate::failed(&s.telemetry, &t.context, "request", &f))?;
+        let body = match (translated, body) {
+            (Some(b), _) => RequestBody::full(b),
+            (None, Some(body)) => body,
+            (None, None) => RequestBody::full(bytes::Bytes::new()),
+        };
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// Translates the new side's answer back into the legacy contract (nothing when legacy
+    /// answered, or the context has no translator).
+    async fn translate_incoming(
+        &self,
+        routing: &Routing,
+        parts: &mut http::response::Parts,
+        body: ResponseBody,
+        client_host: Option<&HeaderValue>,
+        head_request: bool,
+    ) -> Result<ResponseBody, Problem> {
+        let s = &*self.shared;
+        let (Target::New { .. }, Some(t), None) =
+            (&routing.target, &routing.translation, &routing.fell_back)
+        else {
+            return Ok(body);
+        };
+        let (body, buffered) = if !head_request && t.compiled.needs_response_body(parts.status) {
+            match translate::collect(body, MAX_TRANSLATED_BODY).await {
+                Ok(b) => (None, Some(b)),
+                Err(Collect::TooLarge) => {
+                    s.telemetry
+                        .record_translation_failure(&t.context, "response");
+                    return Err(Problem::new(
+                        Answer::TranslationFailed,
+                        format!(
+                            "context `{}`'s answer is over {MAX_TRANSLATED_BODY} bytes, the most its translator buffers",
+                            t.context
+                        ),
+                    ));
+                }
+                Err(Collect::Broken(e)) => {
+                    return Err(Problem::new(
+                        Answer::UpstreamBroken,
+                        format!("context `{}`'s answer broke off: {e}", t.context),
+                    ))
+                }
+            }
+        } else {
+            (Some(body), None)
+        };
+        let public = client_host
+            .and_then(|h| h.to_str().ok())
+            .map(|h| format!("http://{h}"));
+        let links = strangler_anti_corruption::Links {
+            upstreams: &t.upstreams,
+            public: public.as_deref(),
+        };
+        let translated = translate::response(&t.compiled, parts, buffered, &links)
+            .map_err(|f| translate::failed(&s.telemetry, &t.context, "response", &f))?;
+        Ok(match (translated, body) {
+            (Some(b), _) => ResponseBody::full(b),
+            (None, Some(body)) => body,
+            (None, None) => ResponseBody::empty(),
+        })
     }
 
     fn via(&self, version: Version) -> &HeaderValue {
@@ -720,6 +879,19 @@ impl Facade {
         reason: &str,
     ) -> Result<Response<ResponseBody>, Problem> {
         let s = &*self.shared;
+        // Legacy gets the request as the client sent it, not the new service's translation.
+        let req = match routing.untranslated.take() {
+            Some((head, buffered)) => {
+                let body = match buffered {
+                    Some(b) => RequestBody::full(b),
+                    None => req.into_body(),
+                };
+                let mut again: Request<RequestBody> = head.rebuild();
+                *again.body_mut() = body;
+                again
+            }
+            None => req,
+        };
         let context = routing.context.as_deref().unwrap_or("-");
         s.telemetry.record_fallback(context, reason);
         tracing::debug!(context, reason, "new side failed; legacy answers");
@@ -777,6 +949,11 @@ struct Routing {
     fell_back: Option<String>,
     /// In `shadow` state (or reverse shadow in canary and migrated): where a copy may go.
     shadow: Option<Box<shadow::Wanted>>,
+    /// The context's translator, applied when the new side answers.
+    translation: Option<Translation>,
+    /// The request as the client sent it (head, and body when it was buffered), for a
+    /// fallback to legacy after it was translated for the new side.
+    untranslated: Option<(Replay, Option<bytes::Bytes>)>,
 }
 
 impl Routing {
@@ -787,6 +964,8 @@ impl Routing {
             context: None,
             fell_back: None,
             shadow: None,
+            translation: None,
+            untranslated: None,
         }
     }
 

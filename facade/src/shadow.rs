@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::body::RequestBody;
 use crate::telemetry::Telemetry;
+use crate::translate::Translation;
 
 /// Shadowing settings.
 #[derive(Debug, Clone)]
@@ -90,10 +91,13 @@ pub enum Skip {
     OutboxFull,
     /// The primary side gave no answer (the client got a 502/503/504 from the facade).
     PrimaryFailed,
+    /// The context's translator could not translate the copy or the new service's answer: a
+    /// translator problem, counted apart from the service's mismatches.
+    TranslationFailed,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 10] = [
+    pub const ALL: [Skip; 11] = [
         Skip::NotSampled,
         Skip::UnsafeMethod,
         Skip::BudgetFull,
@@ -104,6 +108,7 @@ impl Skip {
         Skip::FellBack,
         Skip::OutboxFull,
         Skip::PrimaryFailed,
+        Skip::TranslationFailed,
     ];
 
     pub fn index(self) -> usize {
@@ -122,6 +127,7 @@ impl Skip {
             Skip::FellBack => "fell_back",
             Skip::OutboxFull => "outbox_full",
             Skip::PrimaryFailed => "primary_failed",
+            Skip::TranslationFailed => "translation_failed",
         }
     }
 }
@@ -191,56 +197,122 @@ pub struct Read {
     pub elapsed: Duration,
 }
 
+/// Why a shadow exchange gave nothing to compare.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The peer failed: connect error, timeout, a broken answer.
+    Failed(String),
+    /// The context's translator could not translate the copy (it was not sent).
+    Request(String),
+    /// The context's translator could not translate the answer.
+    Answer(String),
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::Failed(why) => f.write_str(why),
+            ExchangeError::Request(why) => write!(f, "the copy could not be translated: {why}"),
+            ExchangeError::Answer(why) => write!(f, "the answer could not be translated: {why}"),
+        }
+    }
+}
+
 impl Peer {
-    /// Sends `req` and reads the answer whole, up to `cap` bytes, within `timeout`.
+    /// Sends `req` and reads the answer whole, up to `cap` bytes, within `timeout`. With a
+    /// translation (a new service's peer), the request is translated on the way out and the
+    /// answer back into the legacy contract, so that it compares with legacy's.
     pub async fn exchange(
         &self,
         req: http::Request<RequestBody>,
         chosen: &[http::HeaderName],
         cap: usize,
         timeout: Duration,
-    ) -> Result<Read, String> {
+        translation: Option<&Translation>,
+    ) -> Result<Read, ExchangeError> {
         let started = Instant::now();
+        let failed = |e: String| ExchangeError::Failed(e);
         let work = async {
             match self {
                 Peer::Legacy(u) => {
-                    let resp = u.send(req).await.map_err(|e| e.to_string())?;
-                    read(resp, chosen, cap, started).await
+                    let resp = u.send(req).await.map_err(|e| failed(e.to_string()))?;
+                    read(resp, chosen, cap, started, None).await
                 }
                 Peer::New(c) => {
-                    let resp = c.send(req).await.map_err(|e| e.kind.as_str().to_owned())?;
-                    read(resp, chosen, cap, started).await
+                    let req = match translation {
+                        Some(t) => translate_copy(t, req).await?,
+                        None => req,
+                    };
+                    let resp = c
+                        .send(req)
+                        .await
+                        .map_err(|e| failed(e.kind.as_str().to_owned()))?;
+                    read(resp, chosen, cap, started, translation).await
                 }
             }
         };
         tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| format!("no complete answer within {timeout:?}"))?
+            .map_err(|_| failed(format!("no complete answer within {timeout:?}")))?
     }
 }
 
-/// Reads an answer whole, up to `cap` body bytes (beyond, the rest is not read).
+/// A shadow's copy (its body already whole) translated for the new service.
+async fn translate_copy(
+    t: &Translation,
+    req: http::Request<RequestBody>,
+) -> Result<http::Request<RequestBody>, ExchangeError> {
+    let (mut parts, body) = req.into_parts();
+    let body = crate::translate::collect(body, crate::translate::MAX_TRANSLATED_BODY)
+        .await
+        .map_err(|_| ExchangeError::Failed("the copy's body could not be read again".into()))?;
+    let body = crate::translate::request(&t.compiled, &mut parts, Some(body))
+        .map_err(|f| ExchangeError::Request(f.to_string()))?;
+    Ok(http::Request::from_parts(
+        parts,
+        RequestBody::full(body.unwrap_or_default()),
+    ))
+}
+
+/// Reads an answer whole, up to `cap` body bytes (beyond, the rest is not read), translated
+/// back into the legacy contract when a translation is given.
 async fn read<B>(
     resp: http::Response<B>,
     chosen: &[http::HeaderName],
     cap: usize,
     started: Instant,
-) -> Result<Read, String>
+    translation: Option<&Translation>,
+) -> Result<Read, ExchangeError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let (head, mut body) = resp.into_parts();
+    let (mut head, mut body) = resp.into_parts();
     let mut buf = BytesMut::new();
     let mut over = false;
     while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-        let frame = frame.map_err(|e| format!("the answer's body broke off: {e}"))?;
+        let frame = frame
+            .map_err(|e| ExchangeError::Failed(format!("the answer's body broke off: {e}")))?;
         if let Some(data) = frame.data_ref() {
             if buf.len() + data.len() > cap {
                 over = true;
                 break;
             }
             buf.extend_from_slice(data);
+        }
+    }
+    let mut buf = buf.freeze();
+    if let (Some(t), false) = (translation, over) {
+        let links = strangler_anti_corruption::Links {
+            upstreams: &t.upstreams,
+            public: None,
+        };
+        if let Some(b) = crate::translate::response(&t.compiled, &mut head, Some(buf), &links)
+            .map_err(|f| ExchangeError::Answer(f.to_string()))?
+        {
+            buf = b;
+        } else {
+            buf = Bytes::new();
         }
     }
     Ok(Read {
@@ -250,7 +322,7 @@ where
             .iter()
             .map(|h| header_text(&head.headers, h))
             .collect(),
-        body: (!over).then(|| buf.freeze()),
+        body: (!over).then_some(buf),
         elapsed: started.elapsed(),
     })
 }
@@ -315,6 +387,8 @@ pub struct Wanted {
     pub reverse: bool,
     /// Legacy, for a second legacy call that learns noise.
     pub legacy: Upstream<RequestBody>,
+    /// The context's translator, for a copy that goes to the new service.
+    pub translation: Option<Translation>,
 }
 
 enum Mode {
@@ -525,10 +599,16 @@ async fn compare(
             &rules.headers,
             config.max_body_bytes,
             config.timeout,
+            wanted.translation.as_ref(),
         )
         .await;
     let shadow = match shadow {
         Ok(read) => read,
+        Err(why @ (ExchangeError::Request(_) | ExchangeError::Answer(_))) => {
+            tracing::debug!(context = %wanted.context, %why, "shadow translation failed");
+            telemetry.record_translation_failure(&wanted.context, "shadow");
+            return skip(Skip::TranslationFailed);
+        }
         Err(why) => {
             tracing::debug!(context = %wanted.context, %why, "shadow failed");
             return skip(Skip::ShadowFailed);
@@ -571,7 +651,13 @@ async fn compare(
     );
     if learn {
         let again = Peer::Legacy(wanted.legacy.clone())
-            .exchange(request(body), &[], config.max_body_bytes, config.timeout)
+            .exchange(
+                request(body),
+                &[],
+                config.max_body_bytes,
+                config.timeout,
+                None,
+            )
             .await;
         if let Ok(again) = again {
             if let (Some(a), Some(b)) = (&legacy.body, &again.body) {

@@ -12,9 +12,12 @@ use strangler_services::cluster::{
 };
 use strangler_services::{Origin, UpstreamConfig};
 
+use strangler_anti_corruption::{Compiled, Registry};
+
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
 use crate::shadow::diff::Rules;
+use crate::translate::Translation;
 use strangler_catalog::RouteShadow;
 
 /// One compiled catalog.
@@ -29,6 +32,8 @@ pub(crate) struct Snapshot {
     pub targets: HashMap<String, String>,
     /// Routes with their own shadow settings (writes opted in, a body cap), by id.
     pub route_shadow: HashMap<String, (Arc<str>, RouteShadow)>,
+    /// Each context's translator, with the spec text it was compiled from.
+    pub translations: HashMap<Arc<str>, (String, Translation)>,
 }
 
 impl Snapshot {
@@ -40,6 +45,7 @@ impl Snapshot {
             shadow_rules: HashMap::new(),
             route_shadow: HashMap::new(),
             targets: HashMap::new(),
+            translations: HashMap::new(),
         }
     }
 
@@ -50,6 +56,7 @@ impl Snapshot {
         previous: &Snapshot,
         template: &UpstreamConfig,
         events: Option<&EventSink>,
+        registry: &Registry,
     ) -> Result<Self, String> {
         let routes = RouteTable::compile(catalog)?;
         let mut services = HashMap::new();
@@ -89,7 +96,41 @@ impl Snapshot {
                 )
             })
             .collect();
+        let mut translations = HashMap::new();
+        for ctx in catalog.contexts.values() {
+            let Some(text) = &ctx.translator else {
+                continue;
+            };
+            let name: Arc<str> = Arc::from(ctx.name.as_str());
+            let upstreams: Arc<[String]> = catalog
+                .instances_of(&ctx.target)
+                .iter()
+                .filter_map(|u| Origin::parse(u).ok())
+                .map(|o| o.to_prefix().trim_end_matches('/').to_owned())
+                .collect();
+            let compiled = match previous.translations.get(&name) {
+                Some((old, t)) if old == text => Arc::clone(&t.compiled),
+                _ => Arc::new(Compiled::compile(text, registry).map_err(|e| {
+                    format!(
+                        "context `{}`: the translator does not compile: {e}",
+                        ctx.name
+                    )
+                })?),
+            };
+            translations.insert(
+                Arc::clone(&name),
+                (
+                    text.clone(),
+                    Translation {
+                        context: name,
+                        compiled,
+                        upstreams,
+                    },
+                ),
+            );
+        }
         Ok(Self {
+            translations,
             version: catalog.version,
             routes,
             services,

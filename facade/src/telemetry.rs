@@ -31,10 +31,14 @@ pub enum Answer {
     UpstreamBroken,
     MethodNotAllowed,
     ServiceUnavailable,
+    /// The new service's answer could not be translated to the legacy contract (502).
+    TranslationFailed,
+    /// The client's request does not fit the translator's rules (400).
+    Untranslatable,
 }
 
 impl Answer {
-    const ALL: [Answer; 9] = [
+    const ALL: [Answer; 11] = [
         Answer::BadRequest,
         Answer::HeadersTooLarge,
         Answer::BodyTooLarge,
@@ -44,6 +48,8 @@ impl Answer {
         Answer::UpstreamBroken,
         Answer::MethodNotAllowed,
         Answer::ServiceUnavailable,
+        Answer::TranslationFailed,
+        Answer::Untranslatable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +63,8 @@ impl Answer {
             Answer::UpstreamBroken => "upstream_broken",
             Answer::MethodNotAllowed => "method_not_allowed",
             Answer::ServiceUnavailable => "service_unavailable",
+            Answer::TranslationFailed => "translation_failed",
+            Answer::Untranslatable => "untranslatable_request",
         }
     }
 }
@@ -80,6 +88,8 @@ pub struct Telemetry {
     catalog_rejected: AtomicU64,
     /// Fallbacks to legacy by (context, reason). Locked only on that exceptional path.
     fallbacks: Mutex<BTreeMap<(String, String), u64>>,
+    /// Failed translations by (context, direction: request, response, shadow).
+    translation_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Shadow comparisons and their outcomes, off the request path (the shadow's own task).
     shadow: Mutex<ShadowFigures>,
 }
@@ -237,6 +247,27 @@ impl Telemetry {
         let mut map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((context.to_owned(), reason.to_owned()))
             .or_insert(0) += 1;
+    }
+
+    /// A translator of `context` failed on a request, an answer or a shadow's answer.
+    pub fn record_translation_failure(&self, context: &str, direction: &'static str) {
+        let mut map = self
+            .translation_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry((context.to_owned(), direction)).or_insert(0) += 1;
+    }
+
+    /// Failed translations of `context` (all directions), for the admin API.
+    pub fn translation_failures(&self, context: &str) -> u64 {
+        let map = self
+            .translation_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|((c, _), _)| c == context)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// A request of a shadowed context was not shadowed, and why.
@@ -540,6 +571,19 @@ impl Telemetry {
             writeln!(
                 out,
                 "strangler_fallbacks_total{{context=\"{context}\",reason=\"{reason}\"}} {n}"
+            )?;
+        }
+        drop(map);
+        writeln!(out, "# HELP strangler_translation_failures_total Messages a context's translator could not translate, by context and direction (request, response, shadow).")?;
+        writeln!(out, "# TYPE strangler_translation_failures_total counter")?;
+        let map = self
+            .translation_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for ((context, direction), n) in map.iter() {
+            writeln!(
+                out,
+                "strangler_translation_failures_total{{context=\"{context}\",direction=\"{direction}\"}} {n}"
             )?;
         }
         drop(map);

@@ -18,5 +18,6 @@ mod shadow;
 mod shadow_writes;
 mod shutdown;
 mod streaming;
+mod translators;
 mod transparency;
 mod upgrades;

@@ -34,6 +34,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
             description: String::new(),
             fallback: true,
             shadow: Default::default(),
+            translator: None,
         },
     );
     let spec = RouteSpec {

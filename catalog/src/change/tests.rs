@@ -18,6 +18,7 @@ fn base() -> Catalog {
             description: String::new(),
             fallback: true,
             shadow: Default::default(),
+            translator: None,
         }),
     ] {
         change.apply(&mut c).unwrap();

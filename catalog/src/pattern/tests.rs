@@ -448,6 +448,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
                 description: String::new(),
                 fallback: true,
                 shadow: Default::default(),
+                translator: None,
             },
         );
         for k in 0..per_context {

@@ -69,6 +69,7 @@ fn context(name: &str, target: &str) -> Change {
         description: String::new(),
         fallback: true,
         shadow: Default::default(),
+        translator: None,
     })
 }
 

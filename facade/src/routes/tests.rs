@@ -61,6 +61,7 @@ fn context(name: &str) -> Context {
         description: String::new(),
         fallback: true,
         shadow: Default::default(),
+        translator: None,
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use super::{diff, now_ms, Read, Wanted};
 use crate::body::RequestBody;
 use crate::telemetry::Telemetry;
+use crate::translate::Translation;
 
 /// Request fields never stored in the outbox (the mirrored write goes without them).
 const NEVER_STORED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
@@ -148,7 +149,9 @@ pub async fn write(
 }
 
 /// Where a context's mirrored writes go now, and its rules.
-pub type Resolve = dyn Fn(&str) -> Option<(Cluster<RequestBody>, Arc<diff::Rules>)> + Send + Sync;
+pub type Resolve = dyn Fn(&str) -> Option<(Cluster<RequestBody>, Arc<diff::Rules>, Option<Translation>)>
+    + Send
+    + Sync;
 
 /// Delivers due writes, oldest first, one context's in order.
 pub async fn deliver(
@@ -224,7 +227,7 @@ async fn deliver_one(
     config: &super::ShadowConfig,
     telemetry: &Telemetry,
 ) -> Outcome {
-    let Some((cluster, rules)) = resolve(&item.context) else {
+    let Some((cluster, rules, translation)) = resolve(&item.context) else {
         return Outcome::Retry(format!("context `{}` has no new service now", item.context));
     };
     let req = match request(item) {
@@ -235,14 +238,34 @@ async fn deliver_one(
     // What an example may say of the request (method and path).
     let replay = Replay::of(&req);
     let read = super::Peer::New(cluster)
-        .exchange(req, &rules.headers, config.max_body_bytes, config.timeout)
+        .exchange(
+            req,
+            &rules.headers,
+            config.max_body_bytes,
+            config.timeout,
+            translation.as_ref(),
+        )
         .await;
     let new = match read {
         Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => {
             return Outcome::Retry(format!("the new service answered {}", r.status))
         }
         Ok(r) => r,
-        Err(why) => return Outcome::Retry(why),
+        // The request could not be translated: it was not sent; a fixed translator (hot
+        // reloaded with the catalog) may send it on a later attempt.
+        Err(why @ super::ExchangeError::Request(_)) => {
+            telemetry.record_translation_failure(&item.context, "shadow");
+            return Outcome::Retry(why.to_string());
+        }
+        Err(why @ super::ExchangeError::Answer(_)) => {
+            // Delivered, but its answer cannot be compared.
+            telemetry.record_mirror_delivered(&item.context);
+            telemetry.record_translation_failure(&item.context, "shadow");
+            telemetry.record_shadow_skip(&item.context, super::Skip::TranslationFailed);
+            tracing::debug!(context = %item.context, %why, "mirror answer not translated");
+            return Outcome::Done;
+        }
+        Err(why) => return Outcome::Retry(why.to_string()),
     };
     telemetry.record_mirror_delivered(&item.context);
     tracing::debug!(

@@ -1,0 +1,137 @@
+//! The anti-corruption layer on the request path: a context's compiled translator applied to
+//! the heads (and, when its rules need them, the buffered bodies) of requests going to the new
+//! service and of the answers coming back. The translating itself is the anti-corruption
+//! crate's; this module moves messages in and out of it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderValue, Uri};
+use http_body::Body;
+use strangler_anti_corruption::{Compiled, Failure, Links};
+
+use crate::problem::Problem;
+use crate::telemetry::{Answer, Telemetry};
+
+/// Largest body a translator buffers; a larger one is refused (413 for a request, 502 for an
+/// answer) rather than passed on untranslated.
+pub const MAX_TRANSLATED_BODY: usize = 16 * 1024 * 1024;
+
+/// A context's translator with what link rewriting needs.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub context: Arc<str>,
+    pub compiled: Arc<Compiled>,
+    /// The target service's origins (`http://host:port`), whose links are rewritten.
+    pub upstreams: Arc<[String]>,
+}
+
+/// Reading a body whole failed.
+#[derive(Debug)]
+pub enum Collect<E> {
+    TooLarge,
+    Broken(E),
+}
+
+/// Reads `body` whole, up to `cap` bytes.
+pub async fn collect<B>(mut body: B, cap: usize) -> Result<Bytes, Collect<B::Error>>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    if body.size_hint().lower() > cap as u64 {
+        return Err(Collect::TooLarge);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let frame = frame.map_err(Collect::Broken)?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > cap {
+                return Err(Collect::TooLarge);
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Translates a request head (and its body, when given) in place; returns the new body.
+pub fn request(
+    t: &Compiled,
+    parts: &mut http::request::Parts,
+    body: Option<Bytes>,
+) -> Result<Option<Bytes>, Failure> {
+    let mut req = strangler_anti_corruption::Request {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: std::mem::take(&mut parts.headers),
+        body,
+    };
+    let result = t.request(&mut req);
+    parts.headers = std::mem::take(&mut req.headers);
+    result?;
+    let target = match &req.query {
+        Some(q) => format!("{}?{q}", req.path),
+        None => req.path.clone(),
+    };
+    parts.uri = target.parse::<Uri>().map_err(|_| Failure {
+        rule: "paths".into(),
+        path: "$".into(),
+        reason: format!("the translated target `{target}` is not a valid request target"),
+        client: true,
+    })?;
+    parts.method = req.method;
+    if let Some(b) = &req.body {
+        set_length(&mut parts.headers, b.len());
+    }
+    Ok(req.body)
+}
+
+/// Translates an answer head (and its body, when given) in place; returns the new body.
+pub fn response(
+    t: &Compiled,
+    parts: &mut http::response::Parts,
+    body: Option<Bytes>,
+    links: &Links<'_>,
+) -> Result<Option<Bytes>, Failure> {
+    let mut resp = strangler_anti_corruption::Response {
+        status: parts.status,
+        headers: std::mem::take(&mut parts.headers),
+        body,
+    };
+    let result = t.response(&mut resp, links);
+    parts.headers = std::mem::take(&mut resp.headers);
+    result?;
+    parts.status = resp.status;
+    if let Some(b) = &resp.body {
+        set_length(&mut parts.headers, b.len());
+    }
+    Ok(resp.body)
+}
+
+fn set_length(headers: &mut http::HeaderMap, len: usize) {
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// The answer for a failed translation, counted per context and direction.
+pub fn failed(
+    telemetry: &Telemetry,
+    context: &str,
+    direction: &'static str,
+    f: &Failure,
+) -> Problem {
+    telemetry.record_translation_failure(context, direction);
+    let answer = if f.client {
+        Answer::Untranslatable
+    } else {
+        Answer::TranslationFailed
+    };
+    Problem::new(
+        answer,
+        format!("the translator of context `{context}` failed: {f}"),
+    )
+    .with("rule", f.rule.clone())
+    .with("path", f.path.clone())
+}
