@@ -438,3 +438,152 @@ async fn a_translator_that_does_not_compile_is_refused_and_the_old_one_serves() 
         .unwrap()
         .contains("\"total_cents\":1999"));
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_strangler");
+
+async fn run(args: &[&str], catalog: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args);
+    if let Some(c) = catalog {
+        cmd.env("STRANGLER_CATALOG_URL", c);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_a_translator_that_does_not_compile_and_applies_a_good_one() {
+    use crate::admin::{token_env, Admin, OPERATOR};
+    use serde_json::json;
+    let (new, _) = axum_upstream(new_service(Arc::default())).await;
+    let (legacy, _) = axum_upstream(Router::new().fallback(|| async { "legacy" })).await;
+    let s = crate::binary::start(&format!("http://{legacy}"), &token_env()).await;
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    admin
+        .carve("orders-svc", &format!("http://{new}"), "orders", &["/api/orders/{id}"], None)
+        .await;
+    let context = |translator: &str| {
+        json!({ "name": "orders", "target": "orders-svc", "state": "migrated", "translator": translator })
+    };
+    let before = admin.version().await;
+    let mut body = context("[[paths]]\nfrom = \"/api/orders/{id}\"\nto = \"/v2/orders/{nope}\"\n");
+    body["base_version"] = before.into();
+    body["reason"] = "a broken translator".into();
+    let (status, _, problem) = admin
+        .call(http::Method::PUT, "/api/v1/contexts/orders", Some(body))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    let detail = problem.to_string();
+    assert!(
+        detail.contains("contexts.orders.translator") && detail.contains("line 1") && detail.contains("{nope}"),
+        "{detail}"
+    );
+    assert_eq!(admin.version().await, before, "nothing was written");
+
+    admin
+        .change(http::Method::PUT, "/api/v1/contexts/orders", context(ORDERS))
+        .await;
+    // The running facade follows the catalog: the translated answer arrives within the poll.
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _, body) = fetch(&format!("http://{}/api/orders/7", s.listen)).await;
+        if status == 200 && std::str::from_utf8(&body).unwrap().contains("\"total\":\"19.99\"") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status} {body:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn config_files_name_translator_files_and_their_errors_point_into_them() {
+    let dir = std::env::temp_dir().join(format!("strangler-translators-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("translators")).unwrap();
+    let config = dir.join("strangler.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[services]]
+name = "orders-svc"
+urls = ["http://127.0.0.1:9"]
+
+[[contexts]]
+name = "orders"
+target = "orders-svc"
+translator_file = "translators/orders.toml"
+routes = [{ path = "/api/orders/{id}" }]
+"#,
+    )
+    .unwrap();
+    let translator = dir.join("translators/orders.toml");
+    std::fs::write(&translator, "[[paths]]\nfrom = \"/api/orders/{id}\"\n\nto = 5\n").unwrap();
+    let catalog = crate::binary::temp_catalog();
+    let cfg = config.to_str().unwrap();
+    let (code, _, err) = run(&["import", "--config", cfg], Some(&catalog)).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("translators/orders.toml:4") && err.contains("invalid type"),
+        "{err}"
+    );
+    std::fs::write(&translator, ORDERS).unwrap();
+    let (code, out, err) = run(&["import", "--config", cfg], Some(&catalog)).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("imported"), "{out}");
+    // The export carries the translator inline, and imports again as no change.
+    let (code, exported, _) = run(&["export"], Some(&catalog)).await;
+    assert_eq!(code, Some(0));
+    assert!(exported.contains("translator = "), "{exported}");
+    let again = dir.join("exported.toml");
+    std::fs::write(&again, &exported).unwrap();
+    let (_, out, err) = run(&["import", "--config", again.to_str().unwrap()], Some(&catalog)).await;
+    assert!(out.contains("no change"), "{out}{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn translators_test_runs_the_examples_and_shows_what_differs() {
+    // The repository's own translators pass.
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/translators");
+    let (code, out, err) = run(&["translators", "test", "--dir", repo], None).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ok    orders: response \"a created order\""), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("strangler-examples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("orders.toml"), ORDERS).unwrap();
+    std::fs::write(
+        dir.join("orders.tests.toml"),
+        r#"
+[[response]]
+name = "cents"
+given = { status = 200, json = '{"total_cents": 250, "status": "open"}' }
+expect = { json = '{"total": "2.05", "status": "O"}' }
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("billing.toml"), "[[paths]]\nfrom = \"/a\"\nto = \"/b\"\n").unwrap();
+    let d = dir.to_str().unwrap();
+    let (code, out, _) = run(&["translators", "test", "--dir", d, "--context", "orders"], None).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  orders: response \"cents\"")
+            && out.contains("$.total: expected \"2.05\", got \"2.50\""),
+        "{out}"
+    );
+    // A translator without examples fails too; an unknown context or directory is a usage error.
+    let (code, out, _) = run(&["translators", "test", "--dir", d, "--context", "billing"], None).await;
+    assert_eq!(code, Some(1));
+    assert!(out.contains("no examples"), "{out}");
+    let (code, _, err) = run(&["translators", "test", "--dir", d, "--context", "nope"], None).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no translator `nope.toml`"), "{err}");
+    let (code, _, err) = run(&["translators", "test", "--dir", "/nonexistent/dir"], None).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("pass --dir"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
