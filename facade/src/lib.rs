@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod compose;
 mod config;
 mod framing;
 mod headers;

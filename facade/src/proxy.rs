@@ -19,6 +19,7 @@ use strangler_services::cluster::{
 use strangler_services::{FailureKind, Origin, Upstream, UpstreamError};
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
+use crate::compose;
 use crate::config::{FacadeConfig, HostHeader};
 use crate::headers::{self, Forwarded};
 use crate::problem::Problem;
@@ -492,6 +493,29 @@ impl Facade {
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
 
+        // A composed route: several calls, one assembled answer (safe methods only).
+        if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
+            match compose::answer(&t, composition, &parts, &s.legacy, &cluster, &s.telemetry)
+                .await?
+            {
+                compose::Composed::Answer(mut resp) => {
+                    resp.headers_mut().append(VIA, s.via_11.clone());
+                    if s.config.forwarding.debug_header {
+                        routing.debug_header(resp.headers_mut());
+                    }
+                    return Ok(resp);
+                }
+                compose::Composed::ToLegacy => {
+                    s.telemetry
+                        .record_fallback(&t.context, "composed_part_failed");
+                    routing.fell_back = Some("composed_part_failed".to_owned());
+                    routing.side = Side::Legacy;
+                    routing.target = Target::Legacy;
+                    routing.shadow = None;
+                }
+            }
+        }
+
         let body = RequestBody::new(
             body,
             s.config.limits.max_body_bytes,
@@ -656,6 +680,27 @@ impl Facade {
             }
         }
         Ok(internal)
+    }
+
+    /// The composition that answers this request, if its context's translator has one for the
+    /// path and the new side answers.
+    fn composition(
+        &self,
+        routing: &Routing,
+        parts: &http::request::Parts,
+    ) -> Option<(
+        Translation,
+        Cluster<RequestBody>,
+        strangler_anti_corruption::Composition,
+    )> {
+        let (Target::New { cluster, .. }, Some(t)) = (&routing.target, &routing.translation) else {
+            return None;
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            return None;
+        }
+        let composition = t.compiled.compose(parts.uri.path())?;
+        Some((t.clone(), cluster.clone(), composition))
     }
 
     /// Translates a request going to the new side (head always; the body when the translator's

@@ -464,11 +464,15 @@ async fn the_admin_api_refuses_a_translator_that_does_not_compile_and_applies_a_
     let s = crate::binary::start(&format!("http://{legacy}"), &token_env()).await;
     let admin = Admin::new(&s.admin, Some(OPERATOR));
     admin
-        .carve("orders-svc", &format!("http://{new}"), "orders", &["/api/orders/{id}"], None)
+        .carve(
+            "orders-svc",
+            &format!("http://{new}"),
+            "orders",
+            &["/api/orders/{id}"],
+            None,
+        )
         .await;
-    let context = |translator: &str| {
-        json!({ "name": "orders", "target": "orders-svc", "state": "migrated", "translator": translator })
-    };
+    let context = |translator: &str| json!({ "name": "orders", "target": "orders-svc", "state": "migrated", "translator": translator });
     let before = admin.version().await;
     let mut body = context("[[paths]]\nfrom = \"/api/orders/{id}\"\nto = \"/v2/orders/{nope}\"\n");
     body["base_version"] = before.into();
@@ -479,22 +483,35 @@ async fn the_admin_api_refuses_a_translator_that_does_not_compile_and_applies_a_
     assert_eq!(status, 422, "{problem}");
     let detail = problem.to_string();
     assert!(
-        detail.contains("contexts.orders.translator") && detail.contains("line 1") && detail.contains("{nope}"),
+        detail.contains("contexts.orders.translator")
+            && detail.contains("line 1")
+            && detail.contains("{nope}"),
         "{detail}"
     );
     assert_eq!(admin.version().await, before, "nothing was written");
 
     admin
-        .change(http::Method::PUT, "/api/v1/contexts/orders", context(ORDERS))
+        .change(
+            http::Method::PUT,
+            "/api/v1/contexts/orders",
+            context(ORDERS),
+        )
         .await;
     // The running facade follows the catalog: the translated answer arrives within the poll.
     let started = std::time::Instant::now();
     loop {
         let (status, _, body) = fetch(&format!("http://{}/api/orders/7", s.listen)).await;
-        if status == 200 && std::str::from_utf8(&body).unwrap().contains("\"total\":\"19.99\"") {
+        if status == 200
+            && std::str::from_utf8(&body)
+                .unwrap()
+                .contains("\"total\":\"19.99\"")
+        {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{status} {body:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{status} {body:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.stop().await;
@@ -521,7 +538,11 @@ routes = [{ path = "/api/orders/{id}" }]
     )
     .unwrap();
     let translator = dir.join("translators/orders.toml");
-    std::fs::write(&translator, "[[paths]]\nfrom = \"/api/orders/{id}\"\n\nto = 5\n").unwrap();
+    std::fs::write(
+        &translator,
+        "[[paths]]\nfrom = \"/api/orders/{id}\"\n\nto = 5\n",
+    )
+    .unwrap();
     let catalog = crate::binary::temp_catalog();
     let cfg = config.to_str().unwrap();
     let (code, _, err) = run(&["import", "--config", cfg], Some(&catalog)).await;
@@ -540,7 +561,11 @@ routes = [{ path = "/api/orders/{id}" }]
     assert!(exported.contains("translator = "), "{exported}");
     let again = dir.join("exported.toml");
     std::fs::write(&again, &exported).unwrap();
-    let (_, out, err) = run(&["import", "--config", again.to_str().unwrap()], Some(&catalog)).await;
+    let (_, out, err) = run(
+        &["import", "--config", again.to_str().unwrap()],
+        Some(&catalog),
+    )
+    .await;
     assert!(out.contains("no change"), "{out}{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -551,7 +576,10 @@ async fn translators_test_runs_the_examples_and_shows_what_differs() {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/translators");
     let (code, out, err) = run(&["translators", "test", "--dir", repo], None).await;
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("ok    orders: response \"a created order\""), "{out}");
+    assert!(
+        out.contains("ok    orders: response \"a created order\""),
+        "{out}"
+    );
 
     let dir = std::env::temp_dir().join(format!("strangler-examples-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -566,9 +594,17 @@ expect = { json = '{"total": "2.05", "status": "O"}' }
 "#,
     )
     .unwrap();
-    std::fs::write(dir.join("billing.toml"), "[[paths]]\nfrom = \"/a\"\nto = \"/b\"\n").unwrap();
+    std::fs::write(
+        dir.join("billing.toml"),
+        "[[paths]]\nfrom = \"/a\"\nto = \"/b\"\n",
+    )
+    .unwrap();
     let d = dir.to_str().unwrap();
-    let (code, out, _) = run(&["translators", "test", "--dir", d, "--context", "orders"], None).await;
+    let (code, out, _) = run(
+        &["translators", "test", "--dir", d, "--context", "orders"],
+        None,
+    )
+    .await;
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("FAIL  orders: response \"cents\"")
@@ -576,14 +612,115 @@ expect = { json = '{"total": "2.05", "status": "O"}' }
         "{out}"
     );
     // A translator without examples fails too; an unknown context or directory is a usage error.
-    let (code, out, _) = run(&["translators", "test", "--dir", d, "--context", "billing"], None).await;
+    let (code, out, _) = run(
+        &["translators", "test", "--dir", d, "--context", "billing"],
+        None,
+    )
+    .await;
     assert_eq!(code, Some(1));
     assert!(out.contains("no examples"), "{out}");
-    let (code, _, err) = run(&["translators", "test", "--dir", d, "--context", "nope"], None).await;
+    let (code, _, err) = run(
+        &["translators", "test", "--dir", d, "--context", "nope"],
+        None,
+    )
+    .await;
     assert_eq!(code, Some(2));
     assert!(err.contains("no translator `nope.toml`"), "{err}");
     let (code, _, err) = run(&["translators", "test", "--dir", "/nonexistent/dir"], None).await;
     assert_eq!(code, Some(2));
     assert!(err.contains("pass --dir"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_composed_route_assembles_several_answers_with_a_policy_for_failed_parts() {
+    let legacy = Router::new()
+        .route(
+            "/api/customers/{id}",
+            get(|Path(id): Path<u64>| async move {
+                if id == 9 {
+                    // A part that hangs past its time limit.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                axum::Json(serde_json::json!({ "customerId": id, "name": "Ada" }))
+            }),
+        )
+        .fallback(|| async { "legacy answered the whole request" });
+    let (legacy, _) = axum_upstream(legacy).await;
+    let (new, _) = axum_upstream(new_service(Arc::default())).await;
+    let f = facade(legacy, |_| {}).await;
+    let spec = |policy: &str| {
+        format!(
+            r#"
+[[compose]]
+path = "/api/orders/{{id}}/summary/{{customer}}"
+on_failure = "{policy}"
+parts = [
+  {{ name = "order", side = "new", path = "/v2/orders/{{id}}" }},
+  {{ name = "customer", side = "legacy", path = "/api/customers/{{customer}}", timeout_ms = 300 }},
+]
+body = {{ orderId = "$.order.order_id", cents = "$.order.total_cents", customer = "$.customer.name" }}
+"#
+        )
+    };
+    let mut c = translated(new, MigrationState::Migrated, &spec("omit"));
+    let route = RouteSpec {
+        methods: vec![],
+        path: "/api/orders/{id}/summary/{customer}".into(),
+        host: None,
+        headers: vec![],
+        query: vec![],
+        version: None,
+        shadow: Default::default(),
+    };
+    c.routes.insert(
+        route.id(),
+        strangler_catalog::Route {
+            id: route.id(),
+            context: "orders".into(),
+            spec: route,
+        },
+    );
+    f.facade.apply_catalog(&c).unwrap();
+    let started = std::time::Instant::now();
+    let (status, headers, body) = fetch(&f.url("/api/orders/7/summary/1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        r#"{"cents":1999,"customer":"Ada","orderId":7}"#
+    );
+    // The customer part times out: omitted, within its own limit.
+    let (status, _, body) = fetch(&f.url("/api/orders/7/summary/9")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        r#"{"cents":1999,"customer":null,"orderId":7}"#
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for (version, policy) in [(2, "fail"), (3, "legacy")] {
+        let ctx = c.contexts.get_mut("orders").unwrap();
+        ctx.translator = Some(spec(policy));
+        c.version = version;
+        f.facade.apply_catalog(&c).unwrap();
+        let (status, headers, body) = fetch(&f.url("/api/orders/7/summary/9")).await;
+        if policy == "fail" {
+            let problem = assert_problem(&headers, &body, 502);
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("part `customer`"),
+                "{problem}"
+            );
+        } else {
+            assert_eq!(status, 200);
+            assert_eq!(&body[..], b"legacy answered the whole request");
+        }
+    }
 }
