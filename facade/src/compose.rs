@@ -23,7 +23,7 @@ const DEFAULT_PART_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a composition produced.
 pub enum Composed {
-    Answer(Response<ResponseBody>),
+    Answer(Box<Response<ResponseBody>>),
     /// A part failed and the rule says legacy answers the whole request.
     ToLegacy,
 }
@@ -116,5 +116,5 @@ pub async fn answer(
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Ok(Composed::Answer(resp))
+    Ok(Composed::Answer(Box::new(resp)))
 }

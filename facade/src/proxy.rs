@@ -498,7 +498,8 @@ impl Facade {
             match compose::answer(&t, composition, &parts, &s.legacy, &cluster, &s.telemetry)
                 .await?
             {
-                compose::Composed::Answer(mut resp) => {
+                compose::Composed::Answer(resp) => {
+                    let mut resp = *resp;
                     resp.headers_mut().append(VIA, s.via_11.clone());
                     if s.config.forwarding.debug_header {
                         routing.debug_header(resp.headers_mut());
