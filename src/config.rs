@@ -46,6 +46,8 @@ struct File {
     shadow: ShadowSection,
     #[serde(default)]
     auth: AuthSection,
+    #[serde(default)]
+    identity: IdentitySection,
     /// The catalog itself, declared in the file (imported with `strangler import`).
     #[serde(default)]
     services: Vec<strangler_catalog::Service>,
@@ -70,6 +72,22 @@ struct ShadowSection {
     outbox_queue: Option<Ranged<1, 1_000_000>>,
     mirror_attempts: Option<Ranged<1, 1000>>,
     retention: Option<Retention>,
+}
+
+/// The identity bridge: on when `resolve_path` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentitySection {
+    /// The legacy session cookie's name.
+    cookie: Option<String>,
+    /// The legacy path that answers a session with its claims.
+    resolve_path: Option<String>,
+    cache_ttl: Option<Dur>,
+    token_ttl: Option<Dur>,
+    issuer: Option<String>,
+    /// The Ed25519 key's 32-byte seed (64 hex digits or base64), inline or in a file.
+    key: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +226,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("shadow.outbox_queue", Kind::Int),
     ("shadow.mirror_attempts", Kind::Int),
     ("shadow.retention", Kind::Str),
+    ("identity.cookie", Kind::Str),
+    ("identity.resolve_path", Kind::Str),
+    ("identity.cache_ttl", Kind::Str),
+    ("identity.token_ttl", Kind::Str),
+    ("identity.issuer", Kind::Str),
+    ("identity.key", Kind::Str),
+    ("identity.key_file", Kind::Str),
 ];
 
 /// The environment variable of a key.
@@ -596,6 +621,7 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(d) = file.shadow.retention {
         facade.shadow.retention = d.0;
     }
+    facade.identity = identity(file.identity)?;
     let declared = declared_catalog(&file.services, &file.contexts)?;
     let auth = AuthSettings {
         operator_token: token(
@@ -631,6 +657,80 @@ fn build(file: File) -> Result<Settings, ConfigError> {
             level: file.log.level.map_or_else(|| "info".to_owned(), |f| f.0),
         },
     })
+}
+
+/// The identity bridge's settings; `None` when it is off.
+fn identity(s: IdentitySection) -> Result<Option<strangler_facade::IdentityConfig>, ConfigError> {
+    let err = |key: &str, message: String| ConfigError {
+        location: format!("identity.{key}"),
+        message,
+    };
+    let Some(resolve_path) = s.resolve_path else {
+        if s.cookie.is_some() || s.key.is_some() || s.key_file.is_some() {
+            return Err(err(
+                "resolve_path",
+                "the identity bridge needs the legacy path that resolves a session, e.g. \
+                 resolve_path = \"/api/session\""
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !resolve_path.starts_with('/') || resolve_path.parse::<http::Uri>().is_err() {
+        return Err(err(
+            "resolve_path",
+            format!("`{resolve_path}` is not a path; write it like /api/session"),
+        ));
+    }
+    let cookie = s.cookie.unwrap_or_else(|| "SESSIONID".to_owned());
+    let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if cookie.is_empty() || !cookie.bytes().all(token_char) {
+        return Err(err(
+            "cookie",
+            format!("`{cookie}` is not a cookie name; use letters, digits, - and _"),
+        ));
+    }
+    let key = match (s.key, s.key_file) {
+        (Some(k), _) => Some(k),
+        (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
+            err(
+                "key_file",
+                format!("cannot read `{path}`: {e}; check the path and its permissions"),
+            )
+        })?),
+        (None, None) => None,
+    };
+    let seed = match key {
+        Some(k) => strangler_anti_corruption::identity::Signer::parse_seed(&k)
+            .map_err(|m| err("key", m))?,
+        None => {
+            // One process alone can make its own key; replicas must share one (key_file).
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).map_err(|e| {
+                err(
+                    "key",
+                    format!("no key given and none could be generated: {e}"),
+                )
+            })?;
+            seed
+        }
+    };
+    let ttl =
+        |d: Option<Dur>, default: u64, key: &str| -> Result<std::time::Duration, ConfigError> {
+            let d = d.map_or(std::time::Duration::from_secs(default), |d| d.0);
+            if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(86_400) {
+                return Err(err(key, format!("{d:?} is out of range; choose 1s to 24h")));
+            }
+            Ok(d)
+        };
+    Ok(Some(strangler_facade::IdentityConfig {
+        cookie,
+        resolve_path,
+        cache_ttl: ttl(s.cache_ttl, 60, "cache_ttl")?,
+        token_ttl: ttl(s.token_ttl, 300, "token_ttl")?,
+        issuer: s.issuer.unwrap_or_else(|| "strangler".to_owned()),
+        seed,
+    }))
 }
 
 /// A token given inline or in a file (whose surrounding whitespace is ignored).

@@ -122,6 +122,7 @@ pub async fn run_listeners(
     let for_metrics = facade.clone();
     let for_services = facade.clone();
     let state = AdminState {
+        jwks: facade.identity_jwks().map(Arc::from),
         metrics: Arc::new(move |out: &mut String| for_metrics.render_metrics(out)),
         services: Arc::new(move || for_services.services_view()),
         readiness: {

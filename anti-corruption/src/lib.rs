@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 pub mod contract;
+pub mod identity;
 pub mod jq;
 pub mod json;
 pub mod ops;

@@ -41,6 +41,8 @@ pub struct AdminState {
     pub metrics: Arc<MetricsFn>,
     pub readiness: Arc<ReadinessFn>,
     pub services: Arc<ServicesFn>,
+    /// The identity bridge's public keys as a JWKS, when the bridge is on.
+    pub jwks: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -56,6 +58,8 @@ pub fn router(state: AdminState, api: Option<api::ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/runtime/services", get(runtime_services))
+        .route("/api/v1/identity/jwks", get(jwks))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(state);
     match api {
         Some(api) => base.merge(api::router(api)),
@@ -120,6 +124,30 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// The identity bridge's public key, for new services to verify `X-Strangler-Identity`
+/// (public: no token needed).
+async fn jwks(State(state): State<AdminState>) -> Response {
+    match &state.jwks {
+        Some(keys) => (
+            [(header::CONTENT_TYPE, "application/jwk-set+json")],
+            keys.to_string(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            serde_json::json!({
+                "type": "urn:strangler:problem:not-found",
+                "title": "The identity bridge is off",
+                "status": 404,
+                "detail": "set [identity] resolve_path (and key_file) in the configuration to sign identities for new services",
+            })
+            .to_string(),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found() -> Response {

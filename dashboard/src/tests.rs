@@ -11,6 +11,7 @@ fn state(ready: Arc<AtomicBool>) -> AdminState {
     AdminState {
         metrics: Arc::new(|out: &mut String| out.push_str("strangler_up 1\n")),
         services: Arc::new(|| serde_json::json!({})),
+        jwks: None,
         readiness: Arc::new(move || {
             if ready.load(Ordering::SeqCst) {
                 Readiness::Ready

@@ -86,6 +86,8 @@ pub struct FacadeConfig {
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
     pub shadow: crate::shadow::ShadowConfig,
+    /// The identity bridge, when configured.
+    pub identity: Option<crate::identity::IdentityConfig>,
     /// The Rust translators a context's translator may name.
     pub translators: strangler_anti_corruption::Registry,
 }
@@ -100,6 +102,7 @@ impl FacadeConfig {
             shutdown_grace: Duration::from_secs(30),
             shadow: crate::shadow::ShadowConfig::default(),
             translators: strangler_anti_corruption::Registry::new(),
+            identity: None,
         }
     }
 }

@@ -24,6 +24,7 @@ mod compose;
 mod config;
 mod framing;
 mod headers;
+mod identity;
 mod problem;
 mod proxy;
 mod request_id;
@@ -36,6 +37,7 @@ mod translate;
 mod upgrade;
 
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
+pub use identity::{IdentityConfig, IDENTITY_HEADER};
 pub use proxy::Facade;
 pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::serve;

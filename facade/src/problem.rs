@@ -22,6 +22,7 @@ impl Answer {
             Answer::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Answer::TranslationFailed => StatusCode::BAD_GATEWAY,
             Answer::Untranslatable => StatusCode::BAD_REQUEST,
+            Answer::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -40,6 +41,7 @@ impl Answer {
                 "The service's answer could not be translated to the legacy contract"
             }
             Answer::Untranslatable => "The request could not be translated for the service",
+            Answer::Unauthenticated => "A signed-in session is required",
         }
     }
 
@@ -107,6 +109,12 @@ impl Problem {
         }
         if self.answer.closes() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.answer == Answer::Unauthenticated {
+            headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Cookie realm=\"legacy session\""),
+            );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));

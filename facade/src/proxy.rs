@@ -58,6 +58,8 @@ struct Shared {
     events: std::sync::OnceLock<EventSink>,
     /// Shadows in flight.
     shadow_budget: Arc<shadow::Budget>,
+    /// The identity bridge, when configured.
+    identity: Option<crate::identity::Bridge>,
     /// The mirror outbox's queue, once the outbox runs.
     outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<strangler_catalog::OutboxItem>>,
     legacy_prefix: String,
@@ -101,6 +103,7 @@ impl Facade {
                 events: std::sync::OnceLock::new(),
                 shadow_budget: Arc::new(shadow::Budget::default()),
                 outbox: std::sync::OnceLock::new(),
+                identity: config.identity.clone().map(crate::identity::Bridge::new),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
                 config,
@@ -253,6 +256,11 @@ impl Facade {
             );
         }
         serde_json::Value::Object(out)
+    }
+
+    /// The identity bridge's public key as a JWKS, when the bridge is configured.
+    pub fn identity_jwks(&self) -> Option<String> {
+        self.shared.identity.as_ref().map(|b| b.jwks())
     }
 
     /// The catalog version the facade follows now.
@@ -749,6 +757,12 @@ impl Facade {
                 headers: parts.headers.clone(),
             };
             routing.untranslated = Some((head, buffered.clone()));
+        }
+        // After the copy for a fallback: legacy gets the session cookie, the service the token.
+        if let (Some(spec), Some(bridge)) = (t.compiled.identity(), &s.identity) {
+            bridge
+                .apply(spec, &s.legacy, &mut parts.headers, &t.context)
+                .await?;
         }
         let translated = translate::request(&t.compiled, &mut parts, buffered)
             .map_err(|f| translate::failed(&s.telemetry, &t.context, "request", &f))?;

@@ -35,10 +35,12 @@ pub enum Answer {
     TranslationFailed,
     /// The client's request does not fit the translator's rules (400).
     Untranslatable,
+    /// A context's new service needs a legacy session and the request has none (401).
+    Unauthenticated,
 }
 
 impl Answer {
-    const ALL: [Answer; 11] = [
+    const ALL: [Answer; 12] = [
         Answer::BadRequest,
         Answer::HeadersTooLarge,
         Answer::BodyTooLarge,
@@ -50,6 +52,7 @@ impl Answer {
         Answer::ServiceUnavailable,
         Answer::TranslationFailed,
         Answer::Untranslatable,
+        Answer::Unauthenticated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Answer {
             Answer::ServiceUnavailable => "service_unavailable",
             Answer::TranslationFailed => "translation_failed",
             Answer::Untranslatable => "untranslatable_request",
+            Answer::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -186,6 +186,7 @@ fn same_listen_and_admin_is_refused() {
 fn every_key_has_a_working_variable() {
     // Each KEYS entry must reach a real field: a wrong path would be an unknown field.
     let token_file = file("  0123456789abcdef0123\n");
+    let key_file = file(&"ab".repeat(32));
     for (key, kind) in KEYS {
         let value = match kind {
             Kind::Str => match *key {
@@ -202,6 +203,13 @@ fn every_key_has_a_working_variable() {
                 "auth.operator_token_file" | "auth.viewer_token_file" => {
                     token_file.path().to_str().unwrap()
                 }
+                "identity.cookie" => "SID",
+                "identity.resolve_path" => "/api/session",
+                "identity.issuer" => "shop",
+                "identity.key" => {
+                    "0101010101010101010101010101010101010101010101010101010101010101"
+                }
+                "identity.key_file" => key_file.path().to_str().unwrap(),
                 _ => "5s",
             },
             Kind::Int => match *key {
@@ -215,6 +223,12 @@ fn every_key_has_a_working_variable() {
         env.insert(env_name(key), value.into());
         if *key != "legacy.url" {
             env.insert("STRANGLER_LEGACY_URL".into(), "http://127.0.0.1:3".into());
+        }
+        if key.starts_with("identity.") && *key != "identity.resolve_path" {
+            env.insert(
+                "STRANGLER_IDENTITY_RESOLVE_PATH".into(),
+                "/api/session".into(),
+            );
         }
         if *key == "limits.max_header_bytes" {
             env.insert(env_name(key), "2048".into());

@@ -724,3 +724,168 @@ body = {{ orderId = "$.order.order_id", cents = "$.order.total_cents", customer 
         }
     }
 }
+
+#[tokio::test]
+async fn the_identity_bridge_turns_the_legacy_session_into_a_signed_token() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let resolved = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&resolved);
+    let legacy = Router::new().route(
+        "/api/session",
+        get(move |headers: http::HeaderMap| {
+            let r = Arc::clone(&r);
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                let cookie = headers
+                    .get("cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if cookie == "SID=good" {
+                    (
+                        http::StatusCode::OK,
+                        r#"{"sub":"u-1","name":"Ada","roles":["clerk"]}"#,
+                    )
+                } else {
+                    (http::StatusCode::UNAUTHORIZED, r#"{"error":"no session"}"#)
+                }
+            }
+        }),
+    );
+    let (legacy, _) = axum_upstream(legacy).await;
+    // The new service answers with what it was given.
+    let new = Router::new().route(
+        "/v2/orders/{id}",
+        get(|headers: http::HeaderMap| async move {
+            let h = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            axum::Json(
+                serde_json::json!({ "identity": h("x-strangler-identity"), "cookie": h("cookie") }),
+            )
+        }),
+    );
+    let (new, _) = axum_upstream(new).await;
+    let f = facade(legacy, |cfg| {
+        cfg.identity = Some(strangler_facade::IdentityConfig {
+            cookie: "SID".into(),
+            resolve_path: "/api/session".into(),
+            cache_ttl: Duration::from_secs(60),
+            token_ttl: Duration::from_secs(300),
+            issuer: "shop-facade".into(),
+            seed: [9; 32],
+        })
+    })
+    .await;
+    let spec = |extra: &str| {
+        format!("[[paths]]\nfrom = \"/api/orders/{{id}}\"\nto = \"/v2/orders/{{id}}\"\n[identity]\n{extra}\n")
+    };
+    f.facade
+        .apply_catalog(&translated(new, MigrationState::Migrated, &spec("")))
+        .unwrap();
+    let public =
+        strangler_anti_corruption::identity::public_key_of(&f.facade.identity_jwks().unwrap())
+            .unwrap();
+    let call = |cookie: Option<&'static str>, forged: bool| {
+        let url = f.url("/api/orders/7");
+        async move {
+            let mut req = http::Request::get(url);
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            if forged {
+                req = req.header("x-strangler-identity", "forged.token.here");
+            }
+            let resp = client()
+                .request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (status, parts.headers, body)
+        }
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    for _ in 0..3 {
+        let (status, _, body) = call(Some("SID=good; theme=dark"), false).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let claims = strangler_anti_corruption::identity::verify(
+            v["identity"].as_str().unwrap(),
+            &public,
+            now(),
+        )
+        .map(|c| c.to_json())
+        .unwrap();
+        let claims: serde_json::Value = serde_json::from_str(&claims).unwrap();
+        assert_eq!(claims["sub"], "u-1");
+        assert_eq!(claims["roles"][0], "clerk");
+        assert_eq!(claims["iss"], "shop-facade");
+        assert_eq!(
+            v["cookie"], "theme=dark",
+            "the session cookie stays with legacy"
+        );
+    }
+    assert_eq!(
+        resolved.load(Ordering::SeqCst),
+        1,
+        "the session is resolved once, then cached"
+    );
+
+    // No session, or a forged token: the service gets no identity.
+    for (cookie, forged) in [(Some("SID=bad"), false), (None, true)] {
+        let (status, _, body) = call(cookie, forged).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["identity"], "-", "{v}");
+    }
+
+    // Required: no session is a 401 for the client, and the service is not called.
+    let mut c = translated(
+        new,
+        MigrationState::Migrated,
+        &spec("required = true\nforward_cookie = true"),
+    );
+    c.version = 2;
+    f.facade.apply_catalog(&c).unwrap();
+    let (status, headers, body) = call(Some("SID=bad"), false).await;
+    assert_problem(&headers, &body, 401);
+    assert!(headers.contains_key("www-authenticate"));
+    assert_eq!(status, 401);
+    let (_, _, body) = call(Some("SID=good"), false).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["cookie"], "SID=good", "forward_cookie passes it on");
+}
+
+#[tokio::test]
+async fn the_admin_listener_publishes_the_identity_key() {
+    let (legacy, _) = axum_upstream(Router::new()).await;
+    let key = "0a".repeat(32);
+    let s = crate::binary::start(
+        &format!("http://{legacy}"),
+        &[
+            ("STRANGLER_IDENTITY_RESOLVE_PATH", "/api/session"),
+            ("STRANGLER_IDENTITY_KEY", key.as_str()),
+        ],
+    )
+    .await;
+    let (status, headers, body) = fetch(&format!("http://{}/.well-known/jwks.json", s.admin)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/jwk-set+json");
+    let expected = strangler_anti_corruption::identity::Signer::from_seed([0x0a; 32]).jwks();
+    assert_eq!(std::str::from_utf8(&body).unwrap(), expected);
+    s.stop().await;
+    let s = crate::binary::start(&format!("http://{legacy}"), &[]).await;
+    let (status, _, _) = fetch(&format!("http://{}/api/v1/identity/jwks", s.admin)).await;
+    assert_eq!(status, 404);
+    s.stop().await;
+}
