@@ -1,8 +1,9 @@
 //! The JSON value translators work on. Unlike `serde_json::Value` without its optional
 //! features, it keeps what a translation must not change by accident: numbers exactly as they
 //! were written (a 30-digit id stays 30 digits, `1.10` stays `1.10`) and the order of object
-//! keys. Parsing is iterative in depth — a limit, not the stack, bounds nesting — and rejects
-//! invalid UTF-8, so no body can make it panic.
+//! keys. Parsing is iterative in depth and refuses documents nested deeper than [`MAX_DEPTH`]
+//! (so dropping a value, which recurses, stays far from the stack's end), and rejects invalid
+//! UTF-8: no body can make it panic.
 
 use std::fmt::Write as _;
 
@@ -129,7 +130,12 @@ impl Value {
     }
 
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
+        self.to_json_sized(0)
+    }
+
+    /// Writes compact JSON into a string that starts with room for `hint` bytes.
+    pub fn to_json_sized(&self, hint: usize) -> String {
+        let mut out = String::with_capacity(hint);
         self.write(&mut out);
         out
     }
@@ -151,47 +157,29 @@ impl Value {
     }
 }
 
-/// Frees deep values without recursing (the derived drop would recurse once per level).
-impl Drop for Value {
-    fn drop(&mut self) {
-        let mut stack = Vec::new();
-        match self {
-            Value::Arr(items) if !items.is_empty() => stack.append(items),
-            Value::Obj(fields) if !fields.is_empty() => {
-                stack.extend(fields.drain(..).map(|(_, v)| v))
-            }
-            _ => return,
-        }
-        while let Some(mut v) = stack.pop() {
-            match &mut v {
-                Value::Arr(items) => stack.append(items),
-                Value::Obj(fields) => stack.extend(fields.drain(..).map(|(_, v)| v)),
-                _ => {}
-            }
-        }
-    }
-}
-
 pub fn write_str(s: &str, out: &mut String) {
     out.push('"');
+    let b = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
+    // Bytes, not chars: every byte that needs an escape is ASCII, so the runs between them
+    // are whole UTF-8 sequences.
+    for (i, &c) in b.iter().enumerate() {
         let esc = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 => "",
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            c if c < 0x20 => "",
             _ => continue,
         };
         out.push_str(&s[start..i]);
         if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+            let _ = write!(out, "\\u{c:04x}");
         } else {
             out.push_str(esc);
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -602,13 +590,13 @@ pub fn each_mut<E>(
             }
             (Seg::Index(n), Value::Arr(items)) => {
                 if let Some(child) = items.get_mut(*n) {
-                    let _ = write!(at, "[{n}]");
+                    push_index(at, *n);
                     go(child, rest, at, f)?;
                 }
             }
             (Seg::Each, Value::Arr(items)) => {
                 for (i, child) in items.iter_mut().enumerate() {
-                    let _ = write!(at, "[{i}]");
+                    push_index(at, i);
                     go(child, rest, at, f)?;
                     at.truncate(len);
                 }
@@ -620,6 +608,25 @@ pub fn each_mut<E>(
     }
     let mut at = String::from("$");
     go(root, segs, &mut at, f)
+}
+
+/// Appends `[n]` to a concrete path (without the formatting machinery: this runs for every
+/// array element a rule visits).
+pub fn push_index(at: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    at.push('[');
+    at.extend(digits[i..].iter().map(|d| char::from(*d)));
+    at.push(']');
 }
 
 /// Appends `.key` (or `["key"]` when it is not a plain name) to a concrete path.
@@ -700,7 +707,7 @@ pub fn put(v: &mut Value, segs: &[Seg], value: Value) -> Result<(), String> {
                 &mut fields[i].1
             }
             Seg::Index(n) => {
-                let _ = write!(at, "[{n}]");
+                push_index(&mut at, *n);
                 match v {
                     Value::Arr(items) if *n < items.len() => &mut items[*n],
                     _ => return Err(format!("{at}: no such array element")),

@@ -724,7 +724,7 @@ impl Compiled {
                         client: true,
                     })?;
                 }
-                *body = Bytes::from(v.to_json());
+                *body = Bytes::from(v.to_json_sized(body.len() + body.len() / 8));
                 if !req.headers.contains_key(CONTENT_TYPE) {
                     req.headers
                         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -856,7 +856,7 @@ impl Compiled {
                     if rewrite_links {
                         self.rewrite_body_links(&mut v, links);
                     }
-                    *body = Bytes::from(v.to_json());
+                    *body = Bytes::from(v.to_json_sized(body.len() + body.len() / 8));
                 }
             }
         }

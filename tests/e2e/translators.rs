@@ -889,3 +889,130 @@ async fn the_admin_listener_publishes_the_identity_key() {
     assert_eq!(status, 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn v1_clients_are_served_by_a_service_that_speaks_only_v2() {
+    // The service knows only /v2 paths and the v2 media type and version header; it says
+    // which version it answered in.
+    let new = Router::new().route(
+        "/v2/orders/{id}",
+        get(|headers: http::HeaderMap| async move {
+            let accept = headers
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let version = headers
+                .get("x-api-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if accept.contains("vnd.shop.v1") || version == "1" {
+                return (
+                    http::StatusCode::NOT_ACCEPTABLE,
+                    [("content-type", "text/plain")],
+                    "v1 is gone".to_owned(),
+                );
+            }
+            (
+                http::StatusCode::OK,
+                [("content-type", "application/vnd.shop.v2+json")],
+                format!(r#"{{"accept":"{accept}","version":"{version}"}}"#),
+            )
+        }),
+    );
+    let (new, _) = axum_upstream(new).await;
+    let (legacy, _) = axum_upstream(Router::new()).await;
+    let f = facade(legacy, |_| {}).await;
+    let route = |path: &str, version: Option<strangler_catalog::VersionMatch>| RouteSpec {
+        methods: vec![],
+        path: path.into(),
+        host: None,
+        headers: vec![],
+        query: vec![],
+        version,
+        shadow: Default::default(),
+    };
+    let with = |spec: &str, route: RouteSpec, v: i64| {
+        let mut c = translated(new, MigrationState::Migrated, spec);
+        c.routes.clear();
+        c.routes.insert(
+            route.id(),
+            strangler_catalog::Route {
+                id: route.id(),
+                context: "orders".into(),
+                spec: route,
+            },
+        );
+        c.version = v;
+        c
+    };
+    let get_with = |path: &str, header: Option<(&'static str, &'static str)>| {
+        let url = f.url(path);
+        async move {
+            let mut req = http::Request::get(url);
+            if let Some((k, v)) = header {
+                req = req.header(k, v);
+            }
+            let resp = client()
+                .request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, ct, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+
+    // Path prefix: /v1/orders/7 reaches /v2/orders/7.
+    f.facade
+        .apply_catalog(&with(
+            "[version]\nstyle = \"prefix\"\nfrom = \"v1\"\nto = \"v2\"\n",
+            route("/v1/orders/{id}", None),
+            1,
+        ))
+        .unwrap();
+    let (status, _, body) = get_with("/v1/orders/7", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Media type: the route matches v1 clients by Accept; the service sees v2 and answers v2;
+    // the client reads v1.
+    f.facade
+        .apply_catalog(&with(
+            "[[paths]]\nfrom = \"/orders/{id}\"\nto = \"/v2/orders/{id}\"\n[version]\nstyle = \"media-type\"\nvendor = \"shop\"\nfrom = \"v1\"\nto = \"v2\"\n",
+            route(
+                "/orders/{id}",
+                Some(strangler_catalog::VersionMatch::MediaType { version: "v1".into() }),
+            ),
+            2,
+        ))
+        .unwrap();
+    let (status, ct, body) = get_with(
+        "/orders/7",
+        Some(("accept", "application/vnd.shop.v1+json")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"accept":"application/vnd.shop.v2+json","version":""}"#
+    );
+    assert_eq!(ct.as_deref(), Some("application/vnd.shop.v1+json"));
+
+    // Header: X-API-Version 1 from the client, 2 to the service.
+    f.facade
+        .apply_catalog(&with(
+            "[[paths]]\nfrom = \"/orders/{id}\"\nto = \"/v2/orders/{id}\"\n[version]\nstyle = \"header\"\nheader = \"X-API-Version\"\nfrom = \"1\"\nto = \"2\"\n",
+            route(
+                "/orders/{id}",
+                Some(strangler_catalog::VersionMatch::Header { name: "x-api-version".into(), version: "1".into() }),
+            ),
+            3,
+        ))
+        .unwrap();
+    let (status, _, body) = get_with("/orders/7", Some(("x-api-version", "1"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""version":"2""#), "{body}");
+}

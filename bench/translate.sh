@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Translator cost on the live path: throughput and latency of a migrated route whose context
+# has a head-only translator (path rewrite, headers added, removed and renamed, a capture set
+# as a header), against the same route without a translator, in one run. Each variant is
+# measured twice, alternating, to show the run-to-run spread next to the difference.
+#
+#   bash bench/translate.sh           (BENCH_SKIP_BUILD=1 to use the existing release binaries)
+#
+# Layout as bench/run.sh: the facade on CPU 1; the upstream (bench-upstream, which answers
+# any path) and wrk on CPU 0. Knobs: BENCH_SECONDS [10], BENCH_CONNECTIONS [64].
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+
+# write_translate_catalog FILE WITH_TRANSLATOR: `hello` migrated to the upstream itself, with
+# or without a head-only translator.
+write_translate_catalog() {
+    {
+        printf '[legacy]\nurl = "http://%s"\n\n' "$UPSTREAM_ADDR"
+        printf '[[services]]\nname = "new-svc"\nurls = ["http://%s"]\n\n' "$UPSTREAM_ADDR"
+        printf '[[contexts]]\nname = "hello"\ntarget = "new-svc"\nstate = "migrated"\n'
+        if [[ "$2" == yes ]]; then
+            cat <<'SPEC'
+translator = """
+[[paths]]
+from = "/{greeting}"
+to = "/v2/{greeting}"
+
+[request.headers]
+add = { "x-api-version" = "2" }
+remove = ["x-legacy-debug"]
+rename = { "x-customer" = "x-customer-id" }
+from_capture = { "x-greeting" = "greeting" }
+
+[response.headers]
+add = { "x-contract" = "legacy-v1" }
+remove = ["x-internal"]
+"""
+SPEC
+        fi
+        printf '\n[[contexts.routes]]\nmethods = ["GET"]\npath = "/hello"\n\n'
+    } >"$1"
+}
+
+start_variant() {
+    local name="$1" with="$2"
+    write_translate_catalog "$WORK_DIR/$name.toml" "$with"
+    rm -f "$WORK_DIR/$name.db"
+    STRANGLER_CATALOG_URL="sqlite://$WORK_DIR/$name.db" \
+        "$STRANGLER_BIN" import --config "$WORK_DIR/$name.toml" >>"$LOG_DIR/strangler-$name.log" 2>&1 ||
+        die "import failed (see $LOG_DIR/strangler-$name.log)"
+    CATALOG_URL="sqlite://$WORK_DIR/$name.db" start_strangler "$LOG_DIR/strangler-$name.log"
+}
+
+translate_main() {
+    install_tools
+    [[ "${BENCH_SKIP_BUILD:-}" == 1 ]] || (cd "$REPO_ROOT" && cargo build --release -p strangler -p strangler-bench)
+    WORK_DIR="$(mktemp -d -t strangler-translate.XXXXXX)"
+    LOG_DIR="$WORK_DIR/logs"
+    mkdir -p "$LOG_DIR"
+    trap cleanup EXIT
+    start_upstream
+    local round variant
+    for round in 1 2; do
+        for variant in plain translated; do
+            start_variant "$variant" "$([[ $variant == translated ]] && echo yes || echo no)"
+            # The translated variant must really translate: the header it adds is there.
+            if [[ "$variant" == translated ]]; then
+                curl -fsS -D - -o /dev/null "http://$STRANGLER_ADDR/hello" | grep -qi '^x-contract: legacy-v1' ||
+                    die "the translator did not apply"
+            fi
+            measure "$variant-$round" "http://$STRANGLER_ADDR"
+            stop_pid "$PROXY_PID"
+        done
+    done
+    log ""
+    log "variant       req/s   p50 ms  p99 ms"
+    for variant in plain-1 translated-1 plain-2 translated-2; do
+        printf '%-12s %8s %7s %7s\n' "$variant" "${RPS[$variant]}" "${P50[$variant]}" "${P99[$variant]}"
+    done
+    log "translated/plain throughput: $(awk -v a="${RPS[translated-1]}" -v b="${RPS[translated-2]}" \
+        -v c="${RPS[plain-1]}" -v d="${RPS[plain-2]}" 'BEGIN { printf "%.3f", (a + b) / (c + d) }')" \
+        "(spread between plain runs: $(awk -v c="${RPS[plain-1]}" -v d="${RPS[plain-2]}" \
+        'BEGIN { x = c / d; if (x < 1) x = 1 / x; printf "%.3f", x }'))"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    translate_main "$@"
+fi
