@@ -55,8 +55,41 @@ per_request() {
 }
 
 export STRANGLER_LOG_LEVEL=warn
+export STRANGLER_CATALOG_URL="sqlite://$work/empty.db"
 per_request strangler target/release/strangler serve --legacy "http://$UP" \
   --listen "127.0.0.1:$PORT" --admin 127.0.0.1:18102 --workers 1
+
+# catalog FILE TRANSLATOR: /hello in a migrated context whose new service is the same upstream,
+# with the TRANSLATOR spec (or none).
+catalog() {
+  {
+    printf '[[services]]\nname = "new-svc"\nurls = ["http://%s"]\n\n' "$UP"
+    printf '[[contexts]]\nname = "hello"\ntarget = "new-svc"\nstate = "migrated"\n'
+    [ -n "$2" ] && printf 'translator = """\n%s\n"""\n' "$2"
+    printf '\n[[contexts.routes]]\nmethods = ["GET"]\npath = "/hello"\n'
+  } >"$1"
+}
+# A head-only translator: a path rewrite with a capture, headers added, removed, renamed and
+# set from the capture, response headers added and removed (bench/translate.sh uses the same).
+HEAD_ONLY='[[paths]]
+from = "/{greeting}"
+to = "/v2/{greeting}"
+[request.headers]
+add = { "x-api-version" = "2" }
+remove = ["x-legacy-debug"]
+rename = { "x-customer" = "x-customer-id" }
+from_capture = { "x-greeting" = "greeting" }
+[response.headers]
+add = { "x-contract" = "legacy-v1" }
+remove = ["x-internal"]'
+for variant in migrated translated; do
+  catalog "$work/$variant.toml" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
+  STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" target/release/strangler import \
+    --config "$work/$variant.toml" >/dev/null
+  STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" per_request "$variant" \
+    target/release/strangler serve --legacy "http://$UP" --listen "127.0.0.1:$PORT" \
+    --admin 127.0.0.1:18102 --workers 1
+done
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<CONF

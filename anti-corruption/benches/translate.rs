@@ -94,7 +94,7 @@ fn run(c: &mut Criterion, name: &str, spec: &str, body: &Bytes) {
                 body: Some(body.clone()),
             };
             let r = t.response(&mut resp, &Links::default());
-            black_box((r, resp.body));
+            let _ = black_box((r, resp.body));
         })
     });
 }

@@ -247,6 +247,30 @@ fn failures_name_the_rule_the_path_and_the_side_at_fault() {
 }
 
 #[test]
+fn a_required_field_that_is_missing_is_an_error_naming_it() {
+    let t = compile(
+        "[[response.body]]\nop = \"rename\"\nfrom = \"$.items[*].sku_code\"\nto = \"$.items[*].sku\"\nrequired = true\n",
+    );
+    let mut r = resp(
+        200,
+        r#"{"items": [{"sku_code": "a"}, {"name": "no code"}]}"#,
+    );
+    let e = t.response(&mut r, &Links::default()).err();
+    assert_eq!(
+        e.map(|e| (e.path, e.reason)),
+        Some((
+            "$.items[1]".to_owned(),
+            "$.items[*].sku_code is missing and the rule requires it".to_owned()
+        ))
+    );
+    // Without `required`, a missing field is left alone.
+    let t = compile("[[response.body]]\nop = \"rename\"\nfrom = \"$.a\"\nto = \"$.b\"\n");
+    let mut r = resp(200, r#"{"c": 1}"#);
+    assert_eq!(t.response(&mut r, &Links::default()), Ok(()));
+    assert_eq!(body(&r.body), r#"{"c":1}"#);
+}
+
+#[test]
 fn spec_errors_give_the_line() {
     let cases = [
         (
@@ -579,7 +603,11 @@ fn arb_json() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    // STRANGLER_FUZZ_CASES runs longer (the README gives the command and what it found).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("STRANGLER_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000),
+        ..ProptestConfig::default()
+    })]
 
     /// Any spec text compiles or is refused; it never panics.
     #[test]

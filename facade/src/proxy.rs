@@ -814,7 +814,13 @@ impl Facade {
         } else {
             (Some(body), None)
         };
+        // The public origin, only when there may be a link to rewrite.
+        let links_possible = buffered.is_some()
+            || parts.headers.contains_key(LOCATION)
+            || parts.headers.contains_key(CONTENT_LOCATION)
+            || parts.headers.contains_key(http::header::LINK);
         let public = client_host
+            .filter(|_| links_possible)
             .and_then(|h| h.to_str().ok())
             .map(|h| format!("http://{h}"));
         let links = strangler_anti_corruption::Links {

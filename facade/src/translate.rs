@@ -71,16 +71,20 @@ pub fn request(
     let result = t.request(&mut req);
     parts.headers = std::mem::take(&mut req.headers);
     result?;
-    let target = match &req.query {
-        Some(q) => format!("{}?{q}", req.path),
-        None => req.path.clone(),
-    };
-    parts.uri = target.parse::<Uri>().map_err(|_| Failure {
-        rule: "paths".into(),
-        path: "$".into(),
-        reason: format!("the translated target `{target}` is not a valid request target"),
-        client: true,
-    })?;
+    let unchanged = req.path == parts.uri.path() && req.query.as_deref() == parts.uri.query();
+    if !unchanged {
+        let mut target = req.path.clone();
+        if let Some(q) = &req.query {
+            target.push('?');
+            target.push_str(q);
+        }
+        parts.uri = Uri::try_from(target).map_err(|e| Failure {
+            rule: "paths".into(),
+            path: "$".into(),
+            reason: format!("the translated target is not a valid request target: {e}"),
+            client: true,
+        })?;
+    }
     parts.method = req.method;
     if let Some(b) = &req.body {
         set_length(&mut parts.headers, b.len());
