@@ -1016,3 +1016,75 @@ async fn v1_clients_are_served_by_a_service_that_speaks_only_v2() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""version":"2""#), "{body}");
 }
+
+/// A Rust translator: signs the order id into a header the service checks, and wraps the
+/// service's answer in the legacy `{"data": …}` envelope.
+struct Envelope;
+
+impl strangler_anti_corruption::Translator for Envelope {
+    fn request(
+        &self,
+        req: &mut strangler_anti_corruption::Request,
+    ) -> Result<(), strangler_anti_corruption::Failure> {
+        let id = req.path.rsplit('/').next().unwrap_or_default().to_owned();
+        req.headers.insert(
+            "x-order-ref",
+            http::HeaderValue::from_str(&format!("ref-{id}")).unwrap(),
+        );
+        Ok(())
+    }
+
+    fn response(
+        &self,
+        resp: &mut strangler_anti_corruption::Response,
+    ) -> Result<(), strangler_anti_corruption::Failure> {
+        if let Some(body) = &resp.body {
+            let mut wrapped = b"{\"data\":".to_vec();
+            wrapped.extend_from_slice(body);
+            wrapped.push(b'}');
+            resp.body = Some(Bytes::from(wrapped));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_registered_rust_translator_runs_on_the_live_path() {
+    let new = Router::new().route(
+        "/v2/orders/{id}",
+        get(|headers: http::HeaderMap| async move {
+            let r = headers
+                .get("x-order-ref")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            axum::Json(serde_json::json!({ "ref": r }))
+        }),
+    );
+    let (new, _) = axum_upstream(new).await;
+    let (legacy, _) = axum_upstream(Router::new()).await;
+    let f = facade(legacy, |cfg| {
+        cfg.translators.register("envelope", Arc::new(Envelope));
+    })
+    .await;
+    let spec =
+        "rust = \"envelope\"\n[[paths]]\nfrom = \"/api/orders/{id}\"\nto = \"/v2/orders/{id}\"\n";
+    f.facade
+        .apply_catalog(&translated(new, MigrationState::Migrated, spec))
+        .unwrap();
+    let (status, headers, body) = fetch(&f.url("/api/orders/31")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        r#"{"data":{"ref":"ref-31"}}"#
+    );
+    assert_eq!(headers["content-length"], body.len().to_string());
+    // A spec naming a translator that is not registered does not compile.
+    let mut c = translated(new, MigrationState::Migrated, "rust = \"nope\"\n");
+    c.version = 2;
+    let err = f.facade.apply_catalog(&c).unwrap_err();
+    assert!(
+        err.contains("no Rust translator named `nope`") && err.contains("envelope"),
+        "{err}"
+    );
+}
