@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderValue, Uri};
+use http::{HeaderValue, StatusCode, Uri};
 use http_body::Body;
 use strangler_anti_corruption::{Compiled, Failure, Links};
 
@@ -87,7 +87,12 @@ pub fn request(
     }
     parts.method = req.method;
     if let Some(b) = &req.body {
-        set_length(&mut parts.headers, b.len());
+        // A request that had no body (a GET) gets no framing fields for its empty one.
+        let framed = parts.headers.contains_key(CONTENT_LENGTH)
+            || parts.headers.contains_key(TRANSFER_ENCODING);
+        if framed || !b.is_empty() {
+            set_length(&mut parts.headers, b.len());
+        }
     }
     Ok(req.body)
 }
@@ -109,7 +114,15 @@ pub fn response(
     result?;
     parts.status = resp.status;
     if let Some(b) = &resp.body {
-        set_length(&mut parts.headers, b.len());
+        // 1xx and 204 carry no Content-Length (RFC 9110 §8.6); a 304's describes the
+        // representation, not this empty body.
+        let s = parts.status;
+        if s.is_informational() || s == StatusCode::NO_CONTENT {
+            parts.headers.remove(CONTENT_LENGTH);
+            parts.headers.remove(TRANSFER_ENCODING);
+        } else if s != StatusCode::NOT_MODIFIED {
+            set_length(&mut parts.headers, b.len());
+        }
     }
     Ok(resp.body)
 }

@@ -142,7 +142,8 @@ fn new_service(seen: Seen) -> Router {
                     [("content-type", "application/json")],
                     format!(r#"{{"order_id":{id},"total_cents":{total},"status":"shipped","line_items":[{{"sku_code":"a"}}]}}"#),
                 )
-            }),
+            })
+            .delete(|| async { http::StatusCode::NO_CONTENT }),
         )
         .route("/v2/orders", post(record(Arc::clone(&seen))))
         .route("/api/files/{*rest}", post(record(Arc::clone(&seen))))
@@ -198,6 +199,17 @@ async fn requests_and_answers_cross_the_translator_on_the_live_path() {
     assert_eq!(
         std::str::from_utf8(&body).unwrap(),
         r#"{"errorCode":"order-missing","errorMessage":"no order 404"}"#
+    );
+    // A 204 stays without a body and without Content-Length, though the route has body rules.
+    let req = http::Request::delete(f.url("/api/orders/7"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(
+        resp.headers().get("content-length").is_none(),
+        "{:?}",
+        resp.headers()
     );
     assert_eq!(legacy_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
