@@ -315,6 +315,11 @@ async fn prune_shadow(store: SqlStore, retention: std::time::Duration) {
 }
 
 async fn flush_shadow_once(telemetry: &Arc<Telemetry>, store: &SqlStore) {
+    let traffic = telemetry.take_traffic();
+    if let Err(e) = store.add_traffic(&traffic).await {
+        tracing::warn!(error = %e, "traffic counts not flushed; kept for the next try");
+        telemetry.restore_traffic(&traffic);
+    }
     {
         let rows = telemetry.take_shadow_rollup();
         if rows.is_empty() {

@@ -28,7 +28,7 @@ pub use model::{
     ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch, Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
-pub use store::OutboxItem;
+pub use store::{OutboxItem, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
 pub use validate::{
     check_url, set_translator_check, validate, ValidationError, MAX_TRANSLATOR_BYTES,
 };

@@ -81,6 +81,66 @@ pub struct ShadowMinute {
     pub examples: Vec<ShadowExample>,
 }
 
+/// Upper bounds of the latency histogram's buckets, in milliseconds; a last bucket holds the
+/// rest. Fixed, so that every replica's counts add up.
+pub const LATENCY_BOUNDS_MS: [u64; 13] =
+    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
+/// Buckets of the latency histogram.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// One minute of traffic of one context (empty: requests no context claimed) answered by one
+/// side, from one replica (rows add up).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficMinute {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub context: String,
+    /// `legacy` or `new`.
+    pub side: String,
+    pub requests: i64,
+    /// Answers of 500 and above (the facade's own included).
+    pub errors: i64,
+    /// Sum of the times to the response head, in microseconds.
+    pub latency_us: i64,
+    /// Requests per latency bucket ([`LATENCY_BOUNDS_MS`]).
+    pub buckets: Vec<i64>,
+}
+
+impl TrafficMinute {
+    /// The latency under which `q` (0–1) of the requests were answered, in milliseconds: the
+    /// upper bound of the bucket it falls in (None when there were none, or it is in the last,
+    /// open bucket).
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        let total: i64 = self.buckets.iter().sum();
+        if total <= 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil().max(1.0) as i64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return LATENCY_BOUNDS_MS.get(i).copied();
+            }
+        }
+        None
+    }
+
+    /// Adds `other`'s counts to this one's.
+    pub fn absorb(&mut self, other: &TrafficMinute) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency_us += other.latency_us;
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+}
+
 /// How often one mismatch signature was seen on one route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SignatureCount {
@@ -241,6 +301,14 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The outbox of one context.
     async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError>;
+    /// Adds traffic counts (each replica adds its own; the store sums).
+    async fn add_traffic(&self, rows: &[TrafficMinute]) -> Result<(), StoreError>;
+    /// Traffic per minute since `since_minute`, for one context or (None) all, oldest first.
+    async fn traffic(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

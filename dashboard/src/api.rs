@@ -66,6 +66,8 @@ pub fn router(state: ApiState) -> Router {
             get(get_context).put(put_context).delete(delete_context),
         )
         .route("/api/v1/contexts/{name}/shadow", get(shadow_results))
+        .route("/api/v1/contexts/{name}/traffic", get(context_traffic))
+        .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/contexts/{name}/shadow/noise", get(shadow_noise))
         .route(
             "/api/v1/contexts/{name}/shadow/noise/accept",

@@ -33,6 +33,7 @@ mod server;
 mod shadow;
 mod snapshot;
 mod telemetry;
+mod traffic;
 mod translate;
 mod upgrade;
 

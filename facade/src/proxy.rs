@@ -28,6 +28,7 @@ use crate::routes::decide_side;
 use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{Answer, Telemetry};
+use crate::traffic::ContextTraffic;
 use crate::translate::{self, Collect, Translation, MAX_TRANSLATED_BODY};
 use crate::upgrade;
 
@@ -185,6 +186,7 @@ impl Facade {
             &s.config.legacy,
             s.events.get(),
             &s.config.translators,
+            &s.telemetry.traffic,
         ) {
             Ok(next) => {
                 s.snapshot.store(Arc::new(next));
@@ -296,6 +298,7 @@ impl Facade {
             .translations
             .get(&matched.context.name)
             .map(|(_, t)| t.clone());
+        let traffic = snapshot.traffic.get(&matched.context.name).cloned();
         let target = snapshot.services.get(&matched.context.target);
         let rules = snapshot.shadow_rules.get(&matched.context.name);
         let state = matched.context.state;
@@ -341,6 +344,7 @@ impl Facade {
                 shadow,
                 translation,
                 untranslated: None,
+                traffic,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
             _ => Routing {
@@ -351,6 +355,7 @@ impl Facade {
                 shadow,
                 translation: None,
                 untranslated: None,
+                traffic,
             },
         }
     }
@@ -392,7 +397,8 @@ impl Facade {
             .then(|| (req.method().clone(), req.uri().clone(), req.version()));
         let in_flight = s.telemetry.request_started();
         let mut id = None;
-        let resp = match self.forward(req, conn, &mut id).await {
+        let mut served = None;
+        let resp = match self.forward(req, conn, &mut id, &mut served).await {
             Ok(resp) => resp,
             Err(problem) => {
                 let id = *id.get_or_insert_with(RequestId::next);
@@ -409,6 +415,14 @@ impl Facade {
         };
         let elapsed = start.elapsed();
         s.telemetry.record_response(resp.status().as_u16(), elapsed);
+        match &served {
+            Some((traffic, side)) => traffic.record(*side, resp.status().as_u16(), elapsed),
+            None => s.telemetry.traffic.unclaimed().record(
+                Side::Legacy,
+                resp.status().as_u16(),
+                elapsed,
+            ),
+        }
         if let Some((method, uri, version)) = access {
             let id = id.unwrap_or_else(RequestId::next);
             tracing::info!(
@@ -428,11 +442,14 @@ impl Facade {
         Response::from_parts(parts, body)
     }
 
+    /// Forwards a request. `served` is set to the matched context's traffic counters and the
+    /// side that answered (left `None` for requests no context claimed).
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         id: &mut Option<RequestId>,
+        served: &mut Option<(Arc<ContextTraffic>, Side)>,
     ) -> Result<Response<ResponseBody>, Refusal> {
         let s = &*self.shared;
         let internal_headers = self.check(&req, conn)?;
@@ -445,6 +462,9 @@ impl Facade {
         };
         let mut routing = self.route(&req, public_host.as_ref(), conn);
         s.telemetry.record_side(routing.side);
+        if let Some(t) = routing.traffic.take() {
+            *served = Some((t, routing.side));
+        }
         let wants_upgrade = version == Version::HTTP_11
             && req.headers().contains_key(UPGRADE)
             && headers::connection_has(req.headers(), "upgrade");
@@ -515,6 +535,9 @@ impl Facade {
                     return Ok(resp);
                 }
                 compose::Composed::ToLegacy => {
+                    if let Some(served) = served.as_mut() {
+                        served.1 = Side::Legacy;
+                    }
                     s.telemetry
                         .record_fallback(&t.context, "composed_part_failed");
                     routing.fell_back = Some("composed_part_failed".to_owned());
@@ -550,7 +573,12 @@ impl Facade {
                 return Err(problem);
             }
         };
-        let mut resp = match self.send(&mut routing, outgoing).await {
+        let sent = self.send(&mut routing, outgoing).await;
+        // A fallback changed who answered.
+        if let Some(served) = served.as_mut() {
+            served.1 = routing.side;
+        }
+        let mut resp = match sent {
             Ok(resp) => resp,
             Err(problem) => {
                 if let Some(plan) = shadow_plan {
@@ -1017,6 +1045,8 @@ struct Routing {
     shadow: Option<Box<shadow::Wanted>>,
     /// The context's translator, applied when the new side answers.
     translation: Option<Translation>,
+    /// The matched context's traffic counters (taken by `forward`).
+    traffic: Option<Arc<ContextTraffic>>,
     /// The request as the client sent it (head, and body when it was buffered), for a
     /// fallback to legacy after it was translated for the new side.
     untranslated: Option<(Replay, Option<bytes::Bytes>)>,
@@ -1032,6 +1062,7 @@ impl Routing {
             shadow: None,
             translation: None,
             untranslated: None,
+            traffic: None,
         }
     }
 

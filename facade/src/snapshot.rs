@@ -17,6 +17,7 @@ use strangler_anti_corruption::{Compiled, Registry};
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
 use crate::shadow::diff::Rules;
+use crate::traffic::{ContextTraffic, Traffic};
 use crate::translate::Translation;
 use strangler_catalog::RouteShadow;
 
@@ -32,6 +33,8 @@ pub(crate) struct Snapshot {
     pub targets: HashMap<String, String>,
     /// Routes with their own shadow settings (writes opted in, a body cap), by id.
     pub route_shadow: HashMap<String, (Arc<str>, RouteShadow)>,
+    /// Each context's traffic counters (kept by the telemetry across snapshots).
+    pub traffic: HashMap<Arc<str>, Arc<ContextTraffic>>,
     /// Each context's translator, with the spec text it was compiled from.
     pub translations: HashMap<Arc<str>, (String, Translation)>,
 }
@@ -46,6 +49,7 @@ impl Snapshot {
             route_shadow: HashMap::new(),
             targets: HashMap::new(),
             translations: HashMap::new(),
+            traffic: HashMap::new(),
         }
     }
 
@@ -57,6 +61,7 @@ impl Snapshot {
         template: &UpstreamConfig,
         events: Option<&EventSink>,
         registry: &Registry,
+        traffic: &Traffic,
     ) -> Result<Self, String> {
         let routes = RouteTable::compile(catalog)?;
         let mut services = HashMap::new();
@@ -130,6 +135,11 @@ impl Snapshot {
             );
         }
         Ok(Self {
+            traffic: catalog
+                .contexts
+                .keys()
+                .map(|name| (Arc::from(name.as_str()), traffic.of(name)))
+                .collect(),
             translations,
             version: catalog.version,
             routes,

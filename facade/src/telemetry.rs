@@ -94,6 +94,8 @@ pub struct Telemetry {
     fallbacks: Mutex<BTreeMap<(String, String), u64>>,
     /// Failed translations by (context, direction: request, response, shadow).
     translation_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Requests per context and side, for the catalog's traffic rows.
+    pub traffic: crate::traffic::Traffic,
     /// Shadow comparisons and their outcomes, off the request path (the shadow's own task).
     shadow: Mutex<ShadowFigures>,
 }
@@ -251,6 +253,16 @@ impl Telemetry {
         let mut map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((context.to_owned(), reason.to_owned()))
             .or_insert(0) += 1;
+    }
+
+    /// Takes the traffic counts since the last call, as rows of the current minute.
+    pub fn take_traffic(&self) -> Vec<strangler_catalog::TrafficMinute> {
+        self.traffic.take(current_minute())
+    }
+
+    /// Puts back traffic rows a flush could not store.
+    pub fn restore_traffic(&self, rows: &[strangler_catalog::TrafficMinute]) {
+        self.traffic.restore(rows);
     }
 
     /// A translator of `context` failed on a request, an answer or a shadow's answer.

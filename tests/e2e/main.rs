@@ -18,6 +18,7 @@ mod shadow;
 mod shadow_writes;
 mod shutdown;
 mod streaming;
+mod traffic;
 mod translators;
 mod transparency;
 mod upgrades;

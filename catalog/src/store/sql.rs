@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::{
     now_ms, AuditEntry, AuditQuery, ChangeMeta, NoiseProposal, OutboxItem, OutboxStats,
-    ShadowExample, ShadowMinute, SignatureCount, Store, StoreError,
+    ShadowExample, ShadowMinute, SignatureCount, Store, StoreError, TrafficMinute, LATENCY_BUCKETS,
 };
 
 /// Example pairs kept per (context, signature).
@@ -651,6 +651,81 @@ impl Store for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn add_traffic(&self, rows: &[TrafficMinute]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let sql = format!(
+            "INSERT INTO traffic_minutes (minute, context, side, requests, errors, latency_us, {}) \
+             VALUES ($1, $2, $3, $4, $5, $6, {}) ON CONFLICT (minute, context, side) DO UPDATE SET \
+             requests = traffic_minutes.requests + excluded.requests, \
+             errors = traffic_minutes.errors + excluded.errors, \
+             latency_us = traffic_minutes.latency_us + excluded.latency_us, {}",
+            buckets.join(", "),
+            (0..LATENCY_BUCKETS)
+                .map(|i| format!("${}", i + 7))
+                .collect::<Vec<_>>()
+                .join(", "),
+            buckets
+                .iter()
+                .map(|b| format!("{b} = traffic_minutes.{b} + excluded.{b}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for r in rows {
+            let mut q = sqlx::query(&sql)
+                .bind(r.minute)
+                .bind(&r.context)
+                .bind(&r.side)
+                .bind(r.requests)
+                .bind(r.errors)
+                .bind(r.latency_us);
+            for i in 0..LATENCY_BUCKETS {
+                q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+            }
+            q.execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn traffic(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let sql = format!(
+            "SELECT minute, context, side, requests, errors, latency_us, {} FROM traffic_minutes \
+             WHERE minute >= $1 AND ($2 = '' OR context = $3) ORDER BY minute, context, side",
+            buckets.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_minute)
+            .bind(if context.is_some() { "one" } else { "" })
+            .bind(context.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(TrafficMinute {
+                    minute: row.try_get("minute").map_err(unavailable)?,
+                    context: row.try_get("context").map_err(unavailable)?,
+                    side: row.try_get("side").map_err(unavailable)?,
+                    requests: row.try_get("requests").map_err(unavailable)?,
+                    errors: row.try_get("errors").map_err(unavailable)?,
+                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
+                    buckets: buckets
+                        .iter()
+                        .map(|b| row.try_get::<i64, _>(b.as_str()).map_err(unavailable))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+
     async fn prune_shadow(&self, before_minute: i64) -> Result<u64, StoreError> {
         let before_ms = before_minute.saturating_mul(60_000);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -665,6 +740,10 @@ impl Store for SqlStore {
                 before_minute,
             ),
             ("DELETE FROM shadow_skips WHERE minute < $1", before_minute),
+            (
+                "DELETE FROM traffic_minutes WHERE minute < $1",
+                before_minute,
+            ),
             ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
             ("DELETE FROM shadow_noise WHERE last_ms < $1", before_ms),
             (

@@ -411,6 +411,56 @@ async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
     assert_eq!(store.outbox_stats("carts").await.unwrap().pending, 0);
 }
 
+async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
+    use crate::store::{TrafficMinute, LATENCY_BUCKETS};
+    let row = |minute: i64, context: &str, side: &str, n: i64, slow: i64| {
+        let mut buckets = vec![0; LATENCY_BUCKETS];
+        buckets[2] = n - slow; // up to 5 ms
+        buckets[8] = slow; // up to 500 ms
+        TrafficMinute {
+            minute,
+            context: context.into(),
+            side: side.into(),
+            requests: n,
+            errors: slow,
+            latency_us: n * 3_000,
+            buckets,
+        }
+    };
+    // Two replicas flush the same minute; a third row is another side, a fourth unclaimed.
+    store
+        .add_traffic(&[
+            row(100, "orders", "new", 90, 1),
+            row(100, "orders", "legacy", 10, 0),
+        ])
+        .await
+        .unwrap();
+    store
+        .add_traffic(&[
+            row(100, "orders", "new", 9, 1),
+            row(101, "", "legacy", 50, 0),
+        ])
+        .await
+        .unwrap();
+    let all = store.traffic(None, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let new = all
+        .iter()
+        .find(|r| r.context == "orders" && r.side == "new")
+        .unwrap();
+    assert_eq!((new.requests, new.errors, new.latency_us), (99, 2, 297_000));
+    assert_eq!(new.buckets[2], 97);
+    assert_eq!(new.buckets[8], 2);
+    // 97 of 99 within 5 ms: the median is 5 ms, the 99th percentile 500 ms.
+    assert_eq!(new.quantile_ms(0.5), Some(5));
+    assert_eq!(new.quantile_ms(0.99), Some(500));
+    assert_eq!(store.traffic(Some("orders"), 0).await.unwrap().len(), 2);
+    assert_eq!(store.traffic(Some(""), 0).await.unwrap().len(), 1);
+    assert_eq!(store.traffic(None, 101).await.unwrap().len(), 1);
+    store.prune_shadow(101).await.unwrap();
+    assert_eq!(store.traffic(None, 0).await.unwrap().len(), 1);
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -436,4 +486,5 @@ on_both!(
     runtime_changes_are_recorded,
     shadow_results_from_replicas_add_up,
     the_outbox_delivers_each_context_in_order,
+    traffic_from_replicas_adds_up_and_is_pruned,
 );

@@ -965,6 +965,123 @@ pub async fn put_log_level(
     )
 }
 
+/// One side's figures over a window.
+fn side_figures(t: &strangler_catalog::TrafficMinute) -> serde_json::Value {
+    serde_json::json!({
+        "requests": t.requests,
+        "errors": t.errors,
+        "error_rate": (t.requests > 0).then(|| t.errors as f64 / t.requests as f64),
+        "mean_ms": (t.requests > 0).then(|| t.latency_us as f64 / t.requests as f64 / 1000.0),
+        "p50_ms": t.quantile_ms(0.5),
+        "p99_ms": t.quantile_ms(0.99),
+    })
+}
+
+fn window(minutes: Option<i64>) -> Result<(i64, i64), ApiProblem> {
+    let minutes = minutes.unwrap_or(60);
+    if !(1..=43_200).contains(&minutes) {
+        return Err(ApiProblem::bad_request(
+            "minutes",
+            format!("{minutes} is out of range; ask for 1-43200 minutes (30 days)"),
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    Ok((minutes, now - minutes + 1))
+}
+
+/// Requests answered by legacy and by the new services over the last `minutes`, per context
+/// (`""`: requests no context claimed), with the share the new services answered: how far the
+/// strangling has come.
+pub async fn traffic(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(q): Query<ShadowQuery>,
+) -> ApiResult {
+    let (minutes, since) = window(q.minutes)?;
+    let rows = s.store.traffic(None, since).await?;
+    let mut by: BTreeMap<(&str, &str), strangler_catalog::TrafficMinute> = BTreeMap::new();
+    for r in &rows {
+        by.entry((&r.context, &r.side)).or_default().absorb(r);
+    }
+    let (mut total, mut new_total) = (0i64, 0i64);
+    let mut contexts: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    let mut unclaimed = strangler_catalog::TrafficMinute::default();
+    for ((context, side), t) in &by {
+        total += t.requests;
+        if *side == "new" {
+            new_total += t.requests;
+        }
+        if context.is_empty() {
+            unclaimed.absorb(t);
+            continue;
+        }
+        contexts
+            .entry(context)
+            .or_default()
+            .insert((*side).to_owned(), side_figures(t));
+    }
+    let share = |new: i64, all: i64| (all > 0).then(|| new as f64 / all as f64);
+    let contexts: Vec<_> = contexts
+        .into_iter()
+        .map(|(name, mut sides)| {
+            let n = |side: &str| {
+                sides
+                    .get(side)
+                    .and_then(|v| v["requests"].as_i64())
+                    .unwrap_or(0)
+            };
+            let (new, legacy) = (n("new"), n("legacy"));
+            sides.insert("context".into(), name.into());
+            sides.insert("new_share".into(), share(new, new + legacy).into());
+            serde_json::Value::Object(sides)
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "minutes": minutes,
+        "since_minute": since,
+        "requests": total,
+        "new_share": share(new_total, total),
+        "contexts": contexts,
+        "unclaimed": side_figures(&unclaimed),
+    }))
+    .into_response())
+}
+
+/// One context's traffic per minute and side.
+pub async fn context_traffic(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<ShadowQuery>,
+) -> ApiResult {
+    let (minutes, since) = window(q.minutes)?;
+    if !s.store.load().await?.contexts.contains_key(&name) {
+        return Err(ApiProblem::not_found(format!(
+            "context `{name}` does not exist"
+        )));
+    }
+    let rows = s.store.traffic(Some(&name), since).await?;
+    let series: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let mut v = side_figures(r);
+            v["minute"] = r.minute.into();
+            v["side"] = r.side.clone().into();
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "context": name,
+        "minutes": minutes,
+        "since_minute": since,
+        "series": series,
+    }))
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
