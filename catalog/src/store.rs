@@ -309,6 +309,8 @@ pub trait Store: Send + Sync {
         context: Option<&str>,
         since_minute: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Traffic since `since_minute` summed per context and side (`minute` is `since_minute`).
+    async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use strangler_catalog::store::Store;
 
-pub use auth::Tokens;
+pub use auth::{Role, Tokens};
 pub use problem::ApiProblem;
 
 /// The process's log filter, adjustable at run time.

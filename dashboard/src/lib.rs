@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod pages;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,7 +63,9 @@ pub fn router(state: AdminState, api: Option<api::ApiState>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .with_state(state);
     match api {
-        Some(api) => base.merge(api::router(api)),
+        Some(api) => base
+            .merge(pages::router(api.clone()))
+            .merge(api::router(api)),
         None => base,
     }
     .fallback(not_found)

@@ -726,6 +726,42 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError> {
+        // SUM over BIGINT is NUMERIC on PostgreSQL: cast back, so both backends give i64.
+        let sql = format!(
+            "SELECT context, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, {} \
+             FROM traffic_minutes WHERE minute >= $1 GROUP BY context, side ORDER BY context, side",
+            (0..LATENCY_BUCKETS)
+                .map(|i| format!("CAST(SUM(b{i}) AS BIGINT) AS b{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_minute)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(TrafficMinute {
+                    minute: since_minute,
+                    context: row.try_get("context").map_err(unavailable)?,
+                    side: row.try_get("side").map_err(unavailable)?,
+                    requests: row.try_get("requests").map_err(unavailable)?,
+                    errors: row.try_get("errors").map_err(unavailable)?,
+                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
+                    buckets: (0..LATENCY_BUCKETS)
+                        .map(|i| {
+                            row.try_get::<i64, _>(format!("b{i}").as_str())
+                                .map_err(unavailable)
+                        })
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+
     async fn prune_shadow(&self, before_minute: i64) -> Result<u64, StoreError> {
         let before_ms = before_minute.saturating_mul(60_000);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;

@@ -457,6 +457,13 @@ async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
     assert_eq!(store.traffic(Some("orders"), 0).await.unwrap().len(), 2);
     assert_eq!(store.traffic(Some(""), 0).await.unwrap().len(), 1);
     assert_eq!(store.traffic(None, 101).await.unwrap().len(), 1);
+    let totals = store.traffic_totals(0).await.unwrap();
+    assert_eq!(totals.len(), 3);
+    let t = totals
+        .iter()
+        .find(|r| r.context == "orders" && r.side == "new")
+        .unwrap();
+    assert_eq!((t.requests, t.buckets[8]), (99, 2));
     store.prune_shadow(101).await.unwrap();
     assert_eq!(store.traffic(None, 0).await.unwrap().len(), 1);
 }

@@ -1,0 +1,745 @@
+//! The dashboard's pages on the admin listener: the overview (how far the strangling has come),
+//! a context's page with its actions, and signing in.
+//!
+//! Signing in with the viewer or the operator token gives a session cookie: the role and an
+//! expiry, tagged with HMAC-SHA256 under a key derived from the configured tokens (so every
+//! replica with the same tokens accepts it, and changing a token ends every session). The
+//! cookie is HttpOnly and SameSite=Strict. Every form carries a CSRF token tied to the session.
+//! Actions are refused on the server to viewers, not only hidden. Templates are askama's:
+//! checked at compile time, and everything they print is HTML-escaped.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use strangler_catalog::store::{AuditQuery, ChangeMeta, StoreError};
+use strangler_catalog::{Action, Change, MigrationState, TrafficMinute};
+
+use crate::api::{ApiState, Role};
+
+/// How long a session lasts.
+const SESSION_SECS: i64 = 8 * 3600;
+const COOKIE: &str = "strangler_session";
+
+/// The dashboard's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/contexts/{name}", get(context_page))
+        .route("/contexts/{name}/actions", post(action))
+        .with_state(state)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The session key: derived from the tokens, so that replicas agree and a new token ends the
+/// old sessions.
+fn key(s: &ApiState) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"strangler-dashboard-session\0");
+    h.update(s.tokens.operator.as_deref().unwrap_or("").as_bytes());
+    h.update(b"\0");
+    h.update(s.tokens.viewer.as_deref().unwrap_or("").as_bytes());
+    h.finalize().into()
+}
+
+fn tag(key: &[u8; 32], message: &str) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(message.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn verify(key: &[u8; 32], message: &str, hex_tag: &str) -> bool {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(message.as_bytes());
+    let bytes: Option<Vec<u8>> = (0..hex_tag.len() / 2)
+        .map(|i| u8::from_str_radix(hex_tag.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    match bytes {
+        Some(b) if hex_tag.len() == 64 => mac.verify_slice(&b).is_ok(),
+        _ => false,
+    }
+}
+
+/// Who is looking: a signed-in role with its cookie value, or the open mode (no token is
+/// configured: everyone may look, nobody may change).
+struct Viewer {
+    role: Role,
+    cookie: Option<String>,
+}
+
+impl Viewer {
+    fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    fn csrf(&self, key: &[u8; 32]) -> Option<String> {
+        self.cookie.as_ref().map(|c| tag(key, &format!("csrf:{c}")))
+    }
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// The session of a request: None when it must sign in.
+fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer> {
+    if s.tokens.operator.is_none() && s.tokens.viewer.is_none() {
+        return Some(Viewer {
+            role: Role::Viewer,
+            cookie: None,
+        });
+    }
+    let value = cookie_value(headers)?;
+    let mut parts = value.splitn(3, '.');
+    let (role, expires, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let expires: i64 = expires.parse().ok()?;
+    if expires <= now() || !verify(&key(s), &format!("{role}.{expires}"), sig) {
+        return None;
+    }
+    let role = match role {
+        "operator" if s.tokens.operator.is_some() => Role::Operator,
+        "viewer" if s.tokens.viewer.is_some() => Role::Viewer,
+        _ => return None,
+    };
+    Some(Viewer {
+        role,
+        cookie: Some(value.to_owned()),
+    })
+}
+
+fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
+    match page {
+        Ok(body) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("the page could not be rendered: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+fn see_other(to: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(
+            header::LOCATION,
+            HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+        )],
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    role: Option<&'a str>,
+    csrf: Option<String>,
+    title: &'a str,
+    detail: String,
+    back: String,
+}
+
+fn message(
+    status: StatusCode,
+    viewer: Option<&Viewer>,
+    s: &ApiState,
+    title: &str,
+    detail: String,
+    back: String,
+) -> Response {
+    let page = MessagePage {
+        role: viewer.map(Viewer::role_name),
+        csrf: viewer.and_then(|v| v.csrf(&key(s))),
+        title,
+        detail,
+        back,
+    };
+    html(status, page.render())
+}
+
+fn store_failure(s: &ApiState, viewer: Option<&Viewer>, e: StoreError) -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        viewer,
+        s,
+        "The catalog cannot be read",
+        format!("{e}; the facade keeps serving from its last catalog. Try again shortly."),
+        "/".into(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    role: Option<&'static str>,
+    csrf: Option<String>,
+    error: Option<&'static str>,
+}
+
+async fn login_page() -> Response {
+    html(
+        StatusCode::OK,
+        LoginPage {
+            role: None,
+            csrf: None,
+            error: None,
+        }
+        .render(),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(s): State<ApiState>, Form(f): Form<LoginForm>) -> Response {
+    let role = match s.tokens.role_of(Some(f.token.trim())) {
+        Ok(role) if s.tokens.operator.is_some() || s.tokens.viewer.is_some() => role,
+        _ => {
+            return html(
+                StatusCode::UNAUTHORIZED,
+                LoginPage {
+                    role: None,
+                    csrf: None,
+                    error: Some("That token is neither the viewer nor the operator token."),
+                }
+                .render(),
+            )
+        }
+    };
+    let name = match role {
+        Role::Operator => "operator",
+        Role::Viewer => "viewer",
+    };
+    let expires = now() + SESSION_SECS;
+    let value = format!(
+        "{name}.{expires}.{}",
+        tag(&key(&s), &format!("{name}.{expires}"))
+    );
+    let cookie =
+        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}");
+    let mut resp = see_other("/");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let Some(viewer) = session(&s, &headers) else {
+        return see_other("/login");
+    };
+    if viewer.csrf(&key(&s)).is_none_or(|t| t != f.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            Some(&viewer),
+            &s,
+            "Not signed out",
+            "the form's CSRF token is missing or wrong; reload the page and try again".into(),
+            "/".into(),
+        );
+    }
+    let mut resp = see_other("/login");
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "strangler_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    resp
+}
+
+fn minute_now() -> i64 {
+    now() / 60
+}
+
+fn percent(x: Option<f64>) -> String {
+    x.map_or("—".to_owned(), |x| format!("{:.1} %", x * 100.0))
+}
+
+fn ms(x: Option<u64>) -> String {
+    x.map_or("—".to_owned(), |x| format!("≤ {x} ms"))
+}
+
+struct Window {
+    label: &'static str,
+    share: String,
+    requests: i64,
+}
+
+struct LastChange {
+    at: String,
+    actor: String,
+    reason: String,
+}
+
+struct ContextRow {
+    name: String,
+    state: &'static str,
+    target: String,
+    split: String,
+    requests: i64,
+    match_rate: String,
+    errors: String,
+    p99: String,
+    last_change: Option<LastChange>,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    role: Option<&'static str>,
+    csrf: Option<String>,
+    windows: Vec<Window>,
+    by_state: Vec<(&'static str, usize)>,
+    contexts: Vec<ContextRow>,
+    unclaimed: i64,
+}
+
+fn iso(ms: i64) -> String {
+    // RFC 3339 in UTC from milliseconds since the epoch (civil-from-days).
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn state_name(s: MigrationState) -> &'static str {
+    s.as_str()
+}
+
+fn split(state: MigrationState, weight: u16) -> String {
+    match state {
+        MigrationState::Legacy | MigrationState::Shadow => "legacy 100 %".into(),
+        MigrationState::Canary => format!("new {:.2} %", f64::from(weight) / 100.0),
+        MigrationState::Migrated | MigrationState::Retired => "new 100 %".into(),
+    }
+}
+
+/// Sums rows per side of one context.
+fn sides(rows: &[TrafficMinute], context: &str) -> (TrafficMinute, TrafficMinute) {
+    let (mut legacy, mut new) = (TrafficMinute::default(), TrafficMinute::default());
+    for r in rows.iter().filter(|r| r.context == context) {
+        if r.side == "new" {
+            new.absorb(r);
+        } else {
+            legacy.absorb(r);
+        }
+    }
+    (legacy, new)
+}
+
+async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    let Some(viewer) = session(&s, &headers) else {
+        return see_other("/login");
+    };
+    match overview_page(&s, &viewer).await {
+        Ok(page) => html(StatusCode::OK, page.render()),
+        Err(e) => store_failure(&s, Some(&viewer), e),
+    }
+}
+
+async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, StoreError> {
+    let catalog = s.store.load().await?;
+    let now = minute_now();
+    let mut windows = Vec::new();
+    let mut hour = Vec::new();
+    for (label, minutes) in [("hour", 60), ("day", 1440), ("week", 10_080)] {
+        let rows = s.store.traffic_totals(now - minutes + 1).await?;
+        let total: i64 = rows.iter().map(|r| r.requests).sum();
+        let new: i64 = rows
+            .iter()
+            .filter(|r| r.side == "new")
+            .map(|r| r.requests)
+            .sum();
+        windows.push(Window {
+            label,
+            share: percent((total > 0).then(|| new as f64 / total as f64)),
+            requests: total,
+        });
+        if minutes == 60 {
+            hour = rows;
+        }
+    }
+    let mut by_state: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
+    let mut contexts = Vec::new();
+    for ctx in catalog.contexts.values() {
+        let state = state_name(ctx.state);
+        by_state.entry(ctx.state as u8).or_insert((state, 0)).1 += 1;
+        let (legacy, new) = sides(&hour, &ctx.name);
+        let shadow = s.store.shadow(&ctx.name, now - 59).await?;
+        let (compared, matched) = shadow
+            .iter()
+            .fold((0, 0), |(c, m), r| (c + r.compared, m + r.matched));
+        let rate =
+            |t: &TrafficMinute| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64);
+        let last = s
+            .store
+            .audit(&AuditQuery {
+                target: Some(format!("context:{}", ctx.name)),
+                limit: Some(1),
+                ..AuditQuery::default()
+            })
+            .await?;
+        contexts.push(ContextRow {
+            name: ctx.name.clone(),
+            state,
+            target: ctx.target.clone(),
+            split: split(ctx.state, ctx.weight),
+            requests: legacy.requests + new.requests,
+            match_rate: percent((compared > 0).then(|| matched as f64 / compared as f64)),
+            errors: format!("{} / {}", percent(rate(&new)), percent(rate(&legacy))),
+            p99: format!(
+                "{} / {}",
+                ms(new.quantile_ms(0.99)),
+                ms(legacy.quantile_ms(0.99))
+            ),
+            last_change: last.first().map(|a| LastChange {
+                at: iso(a.at_ms),
+                actor: a.actor.clone(),
+                reason: a.reason.clone(),
+            }),
+        });
+    }
+    let (unclaimed, _) = sides(&hour, "");
+    Ok(OverviewPage {
+        role: (viewer.cookie.is_some()).then(|| viewer.role_name()),
+        csrf: viewer.csrf(&key(s)),
+        windows,
+        by_state: by_state.into_values().collect(),
+        contexts,
+        unclaimed: unclaimed.requests,
+    })
+}
+
+struct RouteRow {
+    methods: String,
+    path: String,
+    id: String,
+}
+
+struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    reason: String,
+    version: i64,
+}
+
+#[derive(Template)]
+#[template(path = "context.html")]
+struct ContextPage {
+    role: Option<&'static str>,
+    csrf: Option<String>,
+    csrf_value: String,
+    operator: bool,
+    notice: Option<String>,
+    name: String,
+    description: String,
+    state: &'static str,
+    next_state: Option<&'static str>,
+    target: String,
+    split: String,
+    weight: u16,
+    version: i64,
+    match_rate: String,
+    compared: i64,
+    requests: i64,
+    errors: String,
+    p99: String,
+    routes: Vec<RouteRow>,
+    signatures: Vec<(String, i64)>,
+    examples: Vec<strangler_catalog::store::ShadowExample>,
+    audit: Vec<AuditRow>,
+}
+
+#[derive(Deserialize)]
+struct Done {
+    done: Option<String>,
+}
+
+async fn context_page(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(done): Query<Done>,
+) -> Response {
+    let Some(viewer) = session(&s, &headers) else {
+        return see_other("/login");
+    };
+    let catalog = match s.store.load().await {
+        Ok(c) => c,
+        Err(e) => return store_failure(&s, Some(&viewer), e),
+    };
+    let Some(ctx) = catalog.contexts.get(&name) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            Some(&viewer),
+            &s,
+            "No such context",
+            format!("there is no context named `{name}`; the overview lists them all"),
+            "/".into(),
+        );
+    };
+    let now = minute_now();
+    let loaded = async {
+        let hour = s.store.traffic(Some(&ctx.name), now - 59).await?;
+        let shadow = s.store.shadow(&ctx.name, now - 59).await?;
+        let examples = s.store.shadow_examples(&ctx.name).await?;
+        let audit = s
+            .store
+            .audit(&AuditQuery {
+                target: Some(format!("context:{}", ctx.name)),
+                limit: Some(20),
+                ..AuditQuery::default()
+            })
+            .await?;
+        Ok::<_, StoreError>((hour, shadow, examples, audit))
+    };
+    let (hour, shadow, examples, audit) = match loaded.await {
+        Ok(x) => x,
+        Err(e) => return store_failure(&s, Some(&viewer), e),
+    };
+    let (legacy, new) = sides(&hour, &ctx.name);
+    let (compared, matched) = shadow
+        .iter()
+        .fold((0, 0), |(c, m), r| (c + r.compared, m + r.matched));
+    let mut signatures: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &shadow {
+        for c in &r.signatures {
+            *signatures.entry(c.signature.clone()).or_insert(0) += c.count;
+        }
+    }
+    let mut signatures: Vec<(String, i64)> = signatures.into_iter().collect();
+    signatures.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    signatures.truncate(10);
+    let rate = |t: &TrafficMinute| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64);
+    let k = key(&s);
+    let page = ContextPage {
+        role: viewer.cookie.is_some().then(|| viewer.role_name()),
+        csrf: viewer.csrf(&k),
+        csrf_value: viewer.csrf(&k).unwrap_or_default(),
+        operator: viewer.role == Role::Operator && viewer.cookie.is_some(),
+        notice: done
+            .done
+            .map(|d| format!("Done: {d}. The facade follows within its poll interval.")),
+        name: ctx.name.clone(),
+        description: ctx.description.clone(),
+        state: state_name(ctx.state),
+        next_state: ctx.state.next().map(state_name),
+        target: ctx.target.clone(),
+        split: split(ctx.state, ctx.weight),
+        weight: ctx.weight,
+        version: catalog.version,
+        match_rate: percent((compared > 0).then(|| matched as f64 / compared as f64)),
+        compared,
+        requests: legacy.requests + new.requests,
+        errors: format!(
+            "new {} / legacy {}",
+            percent(rate(&new)),
+            percent(rate(&legacy))
+        ),
+        p99: format!(
+            "new {} / legacy {}",
+            ms(new.quantile_ms(0.99)),
+            ms(legacy.quantile_ms(0.99))
+        ),
+        routes: catalog
+            .routes_of(&ctx.name)
+            .map(|r| RouteRow {
+                methods: if r.spec.methods.is_empty() {
+                    "any".into()
+                } else {
+                    r.spec.methods.join(", ")
+                },
+                path: r.spec.path.clone(),
+                id: r.id.clone(),
+            })
+            .collect(),
+        signatures,
+        examples: examples.into_iter().take(3).collect(),
+        audit: audit
+            .iter()
+            .map(|a| AuditRow {
+                at: iso(a.at_ms),
+                actor: a.actor.clone(),
+                action: a.action.clone(),
+                reason: a.reason.clone(),
+                version: a.version,
+            })
+            .collect(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    base_version: i64,
+    action: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    weight: Option<u16>,
+}
+
+async fn action(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let back = format!("/contexts/{name}");
+    let Some(viewer) = session(&s, &headers) else {
+        return see_other("/login");
+    };
+    let refuse = |status, title: &str, detail: String| {
+        message(status, Some(&viewer), &s, title, detail, back.clone())
+    };
+    if viewer.role != Role::Operator || viewer.cookie.is_none() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "signed in as a viewer: changes need the operator token".into(),
+        );
+    }
+    if viewer.csrf(&key(&s)).is_none_or(|t| t != f.csrf) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Not applied",
+            "the form's CSRF token is missing or wrong; reload the page and try again".into(),
+        );
+    }
+    if f.reason.trim().len() < 3 {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not applied",
+            "give a reason of at least 3 characters: it goes into the audit log".into(),
+        );
+    }
+    let action = match (f.action.as_str(), f.weight) {
+        ("promote", _) => Action::Promote,
+        ("rollback", _) => Action::Rollback,
+        ("set-weight", Some(weight)) if weight <= 10_000 => Action::SetWeight { weight },
+        _ => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not applied",
+                "choose promote, rollback, or set-weight with a weight of 0-10000".into(),
+            )
+        }
+    };
+    let change = Change::Transition {
+        context: name.clone(),
+        action: action.clone(),
+    };
+    let meta = ChangeMeta {
+        actor: "operator (dashboard)".into(),
+        reason: f.reason.trim().to_owned(),
+    };
+    match s.store.apply(&change, f.base_version, &meta).await {
+        Ok(_) => {
+            let what = match action {
+                Action::Promote => "promoted".to_owned(),
+                Action::Rollback => "rolled back to legacy".to_owned(),
+                Action::SetWeight { weight } => format!("canary weight set to {weight}"),
+            };
+            see_other(&format!("{back}?done={}", what.replace(' ', "+")))
+        }
+        Err(StoreError::Stale { based_on, current }) => {
+            let since = s
+                .store
+                .audit(&AuditQuery {
+                    limit: Some(10),
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap_or_default();
+            let changes: Vec<String> = since
+                .iter()
+                .filter(|a| a.version > based_on)
+                .map(|a| format!("{} by {} on {} ({})", a.action, a.actor, a.target, a.reason))
+                .collect();
+            refuse(
+                StatusCode::CONFLICT,
+                "The catalog changed while you looked",
+                format!(
+                    "your page showed version {based_on}; the catalog is at {current}. Changed since: {}. Nothing was applied: reload the page and decide again.",
+                    if changes.is_empty() { "—".to_owned() } else { changes.join("; ") }
+                ),
+            )
+        }
+        Err(StoreError::Change(e)) => refuse(StatusCode::CONFLICT, "Not applied", e.to_string()),
+        Err(e) => store_failure(&s, Some(&viewer), e),
+    }
+}
+
+#[cfg(test)]
+mod tests;
