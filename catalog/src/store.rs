@@ -311,6 +311,13 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<TrafficMinute>, StoreError>;
     /// Traffic since `since_minute` summed per context and side (`minute` is `since_minute`).
     async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Traffic since `since_minute` summed over all contexts per side and per `bucket_minutes`
+    /// (`minute` is the bucket's first minute; no latency buckets), oldest first.
+    async fn traffic_series(
+        &self,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

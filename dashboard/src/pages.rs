@@ -313,6 +313,63 @@ fn ms(x: Option<u64>) -> String {
     x.map_or("—".to_owned(), |x| format!("≤ {x} ms"))
 }
 
+/// A bar chart of the share of requests the new services answered per bucket, as inline SVG
+/// (only numbers the server computed go into it). Buckets without traffic stay empty.
+fn share_chart(series: &[TrafficMinute], first: i64, buckets: i64, bucket_minutes: i64) -> String {
+    use std::fmt::Write;
+    let (w, h, left, top, bottom) = (720.0, 160.0, 40.0, 8.0, 20.0);
+    let plot_h = h - top - bottom;
+    let bar_w = (w - left) / buckets as f64;
+    let mut out = String::new();
+    let mut bars = 0;
+    let _ = write!(
+        out,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="Share of requests answered by new services, per bucket of {bucket_minutes} minutes">"#
+    );
+    for (pct, y) in [(100, top), (50, top + plot_h / 2.0), (0, top + plot_h)] {
+        let _ = write!(
+            out,
+            r##"<line x1="{left}" x2="{w}" y1="{y}" y2="{y}" stroke="#d0d7de"/><text x="{}" y="{}" font-size="10" text-anchor="end" fill="#57606a">{pct} %</text>"##,
+            left - 4.0,
+            y + 3.0
+        );
+    }
+    for i in 0..buckets {
+        let start = first + i * bucket_minutes;
+        let in_bucket = series.iter().filter(|r| r.minute == start);
+        let (new, total) = in_bucket.fold((0i64, 0i64), |(n, t), r| {
+            (
+                n + if r.side == "new" { r.requests } else { 0 },
+                t + r.requests,
+            )
+        });
+        if total == 0 {
+            continue;
+        }
+        bars += 1;
+        let share = new as f64 / total as f64;
+        let bh = (share * plot_h).max(1.0);
+        let _ = write!(
+            out,
+            r##"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#1a7f37"><title>{:.1} % of {total} requests</title></rect>"##,
+            left + i as f64 * bar_w + 1.0,
+            top + plot_h - bh,
+            (bar_w - 2.0).max(1.0),
+            share * 100.0
+        );
+    }
+    if bars == 0 {
+        let _ = write!(
+            out,
+            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#57606a">No traffic recorded yet</text>"##,
+            left + (w - left) / 2.0,
+            top + plot_h / 2.0
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
 struct Window {
     label: &'static str,
     share: String,
@@ -346,6 +403,8 @@ struct OverviewPage {
     by_state: Vec<(&'static str, usize)>,
     contexts: Vec<ContextRow>,
     unclaimed: i64,
+    /// The last 24 hours, per hour (SVG).
+    chart: String,
 }
 
 fn iso(ms: i64) -> String {
@@ -468,7 +527,10 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
         });
     }
     let (unclaimed, _) = sides(&hour, "");
+    let first_hour = (now / 60 - 23) * 60;
+    let series = s.store.traffic_series(first_hour, 60).await?;
     Ok(OverviewPage {
+        chart: share_chart(&series, first_hour, 24, 60),
         role: (viewer.cookie.is_some()).then(|| viewer.role_name()),
         csrf: viewer.csrf(&key(s)),
         windows,

@@ -762,6 +762,39 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn traffic_series(
+        &self,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let bucket = bucket_minutes.max(1);
+        let rows = sqlx::query(
+            "SELECT bucket, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us \
+             FROM (SELECT CAST((minute / $1) * $1 AS BIGINT) AS bucket, side, requests, errors, \
+                   latency_us FROM traffic_minutes WHERE minute >= $2) AS t \
+             GROUP BY bucket, side ORDER BY bucket, side",
+        )
+        .bind(bucket)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(TrafficMinute {
+                    minute: row.try_get("bucket").map_err(unavailable)?,
+                    context: String::new(),
+                    side: row.try_get("side").map_err(unavailable)?,
+                    requests: row.try_get("requests").map_err(unavailable)?,
+                    errors: row.try_get("errors").map_err(unavailable)?,
+                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
+                    buckets: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
     async fn prune_shadow(&self, before_minute: i64) -> Result<u64, StoreError> {
         let before_ms = before_minute.saturating_mul(60_000);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;

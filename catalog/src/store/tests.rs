@@ -457,6 +457,15 @@ async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
     assert_eq!(store.traffic(Some("orders"), 0).await.unwrap().len(), 2);
     assert_eq!(store.traffic(Some(""), 0).await.unwrap().len(), 1);
     assert_eq!(store.traffic(None, 101).await.unwrap().len(), 1);
+    // Per 60-minute bucket: minutes 100 and 101 are both in the bucket starting at 60.
+    let series = store.traffic_series(0, 60).await.unwrap();
+    assert_eq!(
+        series
+            .iter()
+            .map(|r| (r.minute, r.side.as_str(), r.requests))
+            .collect::<Vec<_>>(),
+        vec![(60, "legacy", 60), (60, "new", 99)]
+    );
     let totals = store.traffic_totals(0).await.unwrap();
     assert_eq!(totals.len(), 3);
     let t = totals

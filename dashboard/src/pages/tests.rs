@@ -256,6 +256,39 @@ async fn an_operator_promotes_with_a_reason_and_the_audit_shows_it() {
 }
 
 #[tokio::test]
+async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
+    let (app, store) = app().await;
+    let cookie = sign_in(&app, VIEWER).await;
+    let (_, _, page) = send(&app, get("/", Some(&cookie))).await;
+    assert!(page.contains("No traffic recorded yet"), "{page}");
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60;
+    let row = |side: &str, n: i64| strangler_catalog::TrafficMinute {
+        minute,
+        context: "orders".into(),
+        side: side.into(),
+        requests: n,
+        errors: 0,
+        latency_us: n * 1000,
+        buckets: vec![n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+    store
+        .add_traffic(&[row("new", 3), row("legacy", 1)])
+        .await
+        .unwrap();
+    let (_, _, page) = send(&app, get("/", Some(&cookie))).await;
+    assert!(page.contains("75.0 %"), "{page}");
+    assert_eq!(page.matches("<rect class=\"bar\"").count(), 1, "{page}");
+    assert!(
+        page.contains("<title>75.0 % of 4 requests</title>"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn stored_html_is_escaped_and_unknown_contexts_are_a_clear_page() {
     let (app, _) = app().await;
     let cookie = sign_in(&app, VIEWER).await;
