@@ -1,0 +1,85 @@
+// The dashboard in a real browser (Debian's Chromium driven by playwright-core): sign in as a
+// viewer (no actions, and a forged action refused by the server), sign in as the operator,
+// open a context, promote it with a reason, see the audit row and the new state; a
+// screenshot of each page goes to $ARTIFACTS.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const admin = process.env.ADMIN_URL;
+const operator = process.env.OPERATOR_TOKEN;
+const viewer = process.env.VIEWER_TOKEN;
+const out = process.env.ARTIFACTS || "tests/browser/artifacts";
+if (!admin || !operator || !viewer) throw new Error("set ADMIN_URL, OPERATOR_TOKEN and VIEWER_TOKEN");
+mkdirSync(out, { recursive: true });
+
+function check(ok, what) {
+  if (!ok) throw new Error(`browser test failed: ${what}`);
+}
+
+async function signIn(page, token) {
+  await page.goto(`${admin}/`);
+  check(page.url().endsWith("/login"), `not sent to sign in (at ${page.url()})`);
+  await page.fill("input[name=token]", token);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${admin}/`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+try {
+  const laptop = { viewport: { width: 1280, height: 860 } };
+
+  // A viewer sees everything and can change nothing.
+  const v = await browser.newContext(laptop);
+  const vp = await v.newPage();
+  await vp.goto(`${admin}/login`);
+  await vp.screenshot({ path: `${out}/login.png`, fullPage: true });
+  await signIn(vp, viewer);
+  check(await vp.isVisible("text=How far the strangling has come"), "no overview");
+  check(await vp.isVisible("a[href='/contexts/orders']"), "the orders context is not listed");
+  await vp.screenshot({ path: `${out}/overview.png`, fullPage: true });
+  await vp.click("a[href='/contexts/orders']");
+  check(await vp.isVisible("text=changes need the operator token"), "no viewer notice");
+  check((await vp.locator("select[name=action]").count()) === 0, "a viewer was offered actions");
+  await vp.screenshot({ path: `${out}/context-viewer.png`, fullPage: true });
+  const forged = await vp.request.post(`${admin}/contexts/orders/actions`, {
+    form: { csrf: "x", base_version: "1", action: "promote", reason: "from a viewer" },
+    maxRedirects: 0,
+  });
+  check(forged.status() === 403, `a viewer's action answered ${forged.status()}, not 403`);
+  await v.close();
+
+  // The operator promotes the context with a reason.
+  const o = await browser.newContext(laptop);
+  const op = await o.newPage();
+  await signIn(op, operator);
+  await op.click("a[href='/contexts/orders']");
+  check((await op.textContent("h1")).includes("legacy"), "the context does not start in legacy");
+  await op.selectOption("select[name=action]", "promote");
+  await op.fill("input[name=reason]", "start shadowing, from the browser test");
+  op.once("dialog", (d) => d.accept());
+  await op.click("button:has-text('Apply')");
+  await op.waitForURL(/done=promoted/);
+  check(await op.isVisible("text=Done: promoted"), "no confirmation");
+  check((await op.textContent("h1")).includes("shadow"), "the state did not change to shadow");
+  check(
+    await op.isVisible("td:has-text('start shadowing, from the browser test')"),
+    "the audit row with the reason is missing",
+  );
+  await op.screenshot({ path: `${out}/context-operator.png`, fullPage: true });
+
+  // The overview on a phone.
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    storageState: await o.storageState(),
+  });
+  const pp = await phone.newPage();
+  await pp.goto(`${admin}/`);
+  check(await pp.isVisible("text=How far the strangling has come"), "no overview on a phone");
+  await pp.screenshot({ path: `${out}/overview-phone.png`, fullPage: true });
+  console.log(`browser test passed; screenshots in ${out}`);
+} finally {
+  await browser.close();
+}

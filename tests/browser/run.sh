@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The dashboard's browser test: a legacy app (Python's http.server), `strangler serve` with a
+# small catalog and both tokens, then tests/browser/dashboard.mjs in Debian's Chromium.
+# Needs chromium (apt-get install -y chromium) and `npm ci` in tests/browser; .ci/run does both.
+#
+#   bash tests/browser/run.sh                 (ARTIFACTS=docs/screenshots to refresh those)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN="${STRANGLER_BIN:-target/debug/strangler}"
+[ -x "$BIN" ] || cargo build -q -p strangler
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+LEGACY="$(free_port)" PUBLIC="$(free_port)" ADMIN="$(free_port)"
+echo '<h1>the legacy shop</h1>' >"$work/index.html"
+python3 -m http.server "$LEGACY" --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$LEGACY/" >/dev/null && break; sleep 0.1; done
+
+cat >"$work/strangler.toml" <<TOML
+[[services]]
+name = "orders-svc"
+urls = ["http://127.0.0.1:$LEGACY"]
+
+[[contexts]]
+name = "orders"
+target = "orders-svc"
+description = "Orders and their lines, moving to the orders service."
+routes = [{ methods = ["GET"], path = "/orders/{id}" }]
+
+[[contexts]]
+name = "catalog"
+target = "orders-svc"
+routes = [{ path = "/products/{id}" }]
+TOML
+export STRANGLER_CATALOG_URL="sqlite://$work/catalog.db"
+export STRANGLER_AUTH_OPERATOR_TOKEN="browser-operator-token-0123"
+export STRANGLER_AUTH_VIEWER_TOKEN="browser-viewer-token-456789"
+"$BIN" import --config "$work/strangler.toml" >/dev/null
+"$BIN" serve --legacy "http://127.0.0.1:$LEGACY" --listen "127.0.0.1:$PUBLIC" \
+  --admin "127.0.0.1:$ADMIN" >"$work/strangler.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
+# Some traffic, so that the overview has figures.
+for i in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/orders/$i" || true; done
+for i in $(seq 1 10); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/" || true; done
+sleep 2.5
+
+ADMIN_URL="http://127.0.0.1:$ADMIN" OPERATOR_TOKEN="$STRANGLER_AUTH_OPERATOR_TOKEN" \
+  VIEWER_TOKEN="$STRANGLER_AUTH_VIEWER_TOKEN" \
+  NODE_PATH="tests/browser/node_modules" node tests/browser/dashboard.mjs || {
+    echo "strangler's log:" >&2
+    tail -n 30 "$work/strangler.log" >&2
+    exit 1
+  }
