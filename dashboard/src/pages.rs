@@ -648,8 +648,15 @@ async fn context_page(
         csrf: viewer.csrf(&k),
         csrf_value: viewer.csrf(&k).unwrap_or_default(),
         operator: viewer.role == Role::Operator && viewer.cookie.is_some(),
+        // Only the confirmations the actions produce: a link cannot put other words here.
         notice: done
             .done
+            .filter(|d| {
+                d == "promoted"
+                    || d == "rolled back to legacy"
+                    || d.strip_prefix("canary weight set to ")
+                        .is_some_and(|w| w.parse::<u16>().is_ok())
+            })
             .map(|d| format!("Done: {d}. The facade follows within its poll interval.")),
         name: ctx.name.clone(),
         description: ctx.description.clone(),

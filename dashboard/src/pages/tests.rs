@@ -298,6 +298,16 @@ async fn stored_html_is_escaped_and_unknown_contexts_are_a_clear_page() {
         page.contains("&#60;script&#62;alert") || page.contains("&lt;script&gt;alert"),
         "{page}"
     );
+    // The confirmation line takes only the actions' own words.
+    let (_, _, page) = send(
+        &app,
+        get(
+            "/contexts/orders?done=your+account+is+locked",
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert!(!page.contains("account is locked"), "{page}");
     let (status, _, page) = send(&app, get("/contexts/%3Cb%3Enope", Some(&cookie))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
