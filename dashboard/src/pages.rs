@@ -313,18 +313,18 @@ fn ms(x: Option<u64>) -> String {
     x.map_or("—".to_owned(), |x| format!("≤ {x} ms"))
 }
 
-/// A bar chart of the share of requests the new services answered per bucket, as inline SVG
-/// (only numbers the server computed go into it). Buckets without traffic stay empty.
-fn share_chart(series: &[TrafficMinute], first: i64, buckets: i64, bucket_minutes: i64) -> String {
+/// A bar chart of ratios (0 to 1) as inline SVG: one bar per bucket, `None` for a bucket with
+/// nothing to show. Only numbers the server computed, and the escaped tooltips, go into it.
+fn ratio_chart(label: &str, bars: &[(Option<f64>, String)], color: &str, empty: &str) -> String {
     use std::fmt::Write;
     let (w, h, left, top, bottom) = (720.0, 160.0, 40.0, 8.0, 20.0);
     let plot_h = h - top - bottom;
-    let bar_w = (w - left) / buckets as f64;
+    let bar_w = (w - left) / bars.len().max(1) as f64;
     let mut out = String::new();
-    let mut bars = 0;
     let _ = write!(
         out,
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="Share of requests answered by new services, per bucket of {bucket_minutes} minutes">"#
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{}">"#,
+        escape(label)
     );
     for (pct, y) in [(100, top), (50, top + plot_h / 2.0), (0, top + plot_h)] {
         let _ = write!(
@@ -334,40 +334,79 @@ fn share_chart(series: &[TrafficMinute], first: i64, buckets: i64, bucket_minute
             y + 3.0
         );
     }
-    for i in 0..buckets {
-        let start = first + i * bucket_minutes;
-        let in_bucket = series.iter().filter(|r| r.minute == start);
-        let (new, total) = in_bucket.fold((0i64, 0i64), |(n, t), r| {
-            (
-                n + if r.side == "new" { r.requests } else { 0 },
-                t + r.requests,
-            )
-        });
-        if total == 0 {
+    let mut drawn = 0;
+    for (i, (value, tip)) in bars.iter().enumerate() {
+        let Some(v) = value.filter(|v| v.is_finite()) else {
             continue;
-        }
-        bars += 1;
-        let share = new as f64 / total as f64;
-        let bh = (share * plot_h).max(1.0);
+        };
+        drawn += 1;
+        let bh = (v.clamp(0.0, 1.0) * plot_h).max(1.0);
         let _ = write!(
             out,
-            r##"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#1a7f37"><title>{:.1} % of {total} requests</title></rect>"##,
+            r##"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>{}</title></rect>"##,
             left + i as f64 * bar_w + 1.0,
             top + plot_h - bh,
             (bar_w - 2.0).max(1.0),
-            share * 100.0
+            escape(tip)
         );
     }
-    if bars == 0 {
+    if drawn == 0 {
         let _ = write!(
             out,
-            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#57606a">No traffic recorded yet</text>"##,
+            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#57606a">{}</text>"##,
             left + (w - left) / 2.0,
-            top + plot_h / 2.0
+            top + plot_h / 2.0,
+            escape(empty)
         );
     }
     out.push_str("</svg>");
     out
+}
+
+/// Escapes text for HTML (for the SVG the pages build themselves).
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The share of requests the new services answered per bucket.
+fn share_chart(series: &[TrafficMinute], first: i64, buckets: i64, bucket_minutes: i64) -> String {
+    let bars: Vec<(Option<f64>, String)> = (0..buckets)
+        .map(|i| {
+            let start = first + i * bucket_minutes;
+            let (new, total) = series
+                .iter()
+                .filter(|r| r.minute / bucket_minutes * bucket_minutes == start)
+                .fold((0i64, 0i64), |(n, t), r| {
+                    (
+                        n + if r.side == "new" { r.requests } else { 0 },
+                        t + r.requests,
+                    )
+                });
+            let share = (total > 0).then(|| new as f64 / total as f64);
+            let tip = match share {
+                Some(x) => format!("{:.1} % of {total} requests", x * 100.0),
+                None => String::new(),
+            };
+            (share, tip)
+        })
+        .collect();
+    ratio_chart(
+        &format!("Share of requests answered by new services, per {bucket_minutes} minutes"),
+        &bars,
+        "#1a7f37",
+        "No traffic recorded yet",
+    )
 }
 
 struct Window {
@@ -576,6 +615,10 @@ struct ContextPage {
     errors: String,
     p99: String,
     routes: Vec<RouteRow>,
+    /// Match rate per hour over 24 hours (SVG).
+    match_chart: String,
+    /// Share answered by the new service per hour over 24 hours (SVG).
+    share_chart: String,
     signatures: Vec<(String, i64)>,
     examples: Vec<strangler_catalog::store::ShadowExample>,
     audit: Vec<AuditRow>,
@@ -610,9 +653,10 @@ async fn context_page(
         );
     };
     let now = minute_now();
+    let first_hour = (now / 60 - 23) * 60;
     let loaded = async {
-        let hour = s.store.traffic(Some(&ctx.name), now - 59).await?;
-        let shadow = s.store.shadow(&ctx.name, now - 59).await?;
+        let day = s.store.traffic(Some(&ctx.name), first_hour).await?;
+        let shadow_day = s.store.shadow(&ctx.name, first_hour).await?;
         let examples = s.store.shadow_examples(&ctx.name).await?;
         let audit = s
             .store
@@ -622,12 +666,32 @@ async fn context_page(
                 ..AuditQuery::default()
             })
             .await?;
-        Ok::<_, StoreError>((hour, shadow, examples, audit))
+        Ok::<_, StoreError>((day, shadow_day, examples, audit))
     };
-    let (hour, shadow, examples, audit) = match loaded.await {
+    let (day, shadow_day, examples, audit) = match loaded.await {
         Ok(x) => x,
         Err(e) => return store_failure(&s, Some(&viewer), e),
     };
+    let hour: Vec<TrafficMinute> = day
+        .iter()
+        .filter(|r| r.minute > now - 60)
+        .cloned()
+        .collect();
+    let shadow: Vec<_> = shadow_day.iter().filter(|r| r.minute > now - 60).collect();
+    let match_bars: Vec<(Option<f64>, String)> = (0..24)
+        .map(|i| {
+            let start = first_hour + i * 60;
+            let (c, m) = shadow_day
+                .iter()
+                .filter(|r| r.minute / 60 * 60 == start)
+                .fold((0i64, 0i64), |(c, m), r| (c + r.compared, m + r.matched));
+            let rate = (c > 0).then(|| m as f64 / c as f64);
+            let tip = rate.map_or(String::new(), |r| {
+                format!("{:.1} % of {c} compared", r * 100.0)
+            });
+            (rate, tip)
+        })
+        .collect();
     let (legacy, new) = sides(&hour, &ctx.name);
     let (compared, matched) = shadow
         .iter()
@@ -679,6 +743,13 @@ async fn context_page(
             ms(new.quantile_ms(0.99)),
             ms(legacy.quantile_ms(0.99))
         ),
+        match_chart: ratio_chart(
+            "Shadow match rate per hour, last 24 hours",
+            &match_bars,
+            "#0b5fae",
+            "No comparisons yet: the context compares once it is in shadow",
+        ),
+        share_chart: share_chart(&day, first_hour, 24, 60),
         routes: catalog
             .routes_of(&ctx.name)
             .map(|r| RouteRow {

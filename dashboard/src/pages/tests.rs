@@ -286,6 +286,28 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
         page.contains("<title>75.0 % of 4 requests</title>"),
         "{page}"
     );
+
+    // The context page charts its own match rate and share per hour.
+    store
+        .add_shadow(&[strangler_catalog::store::ShadowMinute {
+            minute,
+            context: "orders".into(),
+            compared: 4,
+            matched: 2,
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
+    assert!(
+        page.contains("<title>50.0 % of 4 compared</title>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<title>75.0 % of 4 requests</title>"),
+        "{page}"
+    );
+    assert!(page.contains("4 compared</div>"), "{page}");
 }
 
 #[tokio::test]
