@@ -620,6 +620,10 @@ struct ContextPage {
     /// Share answered by the new service per hour over 24 hours (SVG).
     share_chart: String,
     signatures: Vec<(String, i64)>,
+    /// Why requests were not shadowed in the last hour, most frequent first.
+    skipped: Vec<(String, i64)>,
+    /// Proposed ignore rules: path, pairs seen, state.
+    noise: Vec<(String, i64, &'static str)>,
     examples: Vec<strangler_catalog::store::ShadowExample>,
     audit: Vec<AuditRow>,
 }
@@ -666,9 +670,10 @@ async fn context_page(
                 ..AuditQuery::default()
             })
             .await?;
-        Ok::<_, StoreError>((day, shadow_day, examples, audit))
+        let noise = s.store.shadow_noise(&ctx.name).await?;
+        Ok::<_, StoreError>((day, shadow_day, examples, audit, noise))
     };
-    let (day, shadow_day, examples, audit) = match loaded.await {
+    let (day, shadow_day, examples, audit, noise) = match loaded.await {
         Ok(x) => x,
         Err(e) => return store_failure(&s, Some(&viewer), e),
     };
@@ -702,6 +707,27 @@ async fn context_page(
             *signatures.entry(c.signature.clone()).or_insert(0) += c.count;
         }
     }
+    let mut skipped: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &shadow {
+        for (why, n) in &r.skipped {
+            *skipped.entry(why.clone()).or_insert(0) += n;
+        }
+    }
+    let mut skipped: Vec<(String, i64)> = skipped.into_iter().collect();
+    skipped.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let noise: Vec<(String, i64, &'static str)> = noise
+        .into_iter()
+        .map(|p| {
+            let state = if ctx.shadow.ignore.contains(&p.path) {
+                "accepted"
+            } else if p.dismissed {
+                "dismissed"
+            } else {
+                "proposed"
+            };
+            (p.path, p.count, state)
+        })
+        .collect();
     let mut signatures: Vec<(String, i64)> = signatures.into_iter().collect();
     signatures.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     signatures.truncate(10);
@@ -763,6 +789,8 @@ async fn context_page(
             })
             .collect(),
         signatures,
+        skipped,
+        noise,
         examples: examples.into_iter().take(3).collect(),
         audit: audit
             .iter()

@@ -294,6 +294,7 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
             context: "orders".into(),
             compared: 4,
             matched: 2,
+            skipped: [("budget_full".to_owned(), 7)].into_iter().collect(),
             ..Default::default()
         }])
         .await
@@ -308,6 +309,10 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
         "{page}"
     );
     assert!(page.contains("4 compared</div>"), "{page}");
+    assert!(
+        page.contains("<code>budget_full</code></td><td class=\"num\">7</td>"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
