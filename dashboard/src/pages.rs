@@ -605,6 +605,8 @@ struct ContextPage {
     description: String,
     state: &'static str,
     next_state: Option<&'static str>,
+    /// Shadow sampling is set to 0.
+    shadow_paused: bool,
     target: String,
     split: String,
     weight: u16,
@@ -742,8 +744,15 @@ async fn context_page(
         notice: done
             .done
             .filter(|d| {
-                d == "promoted"
-                    || d == "rolled back to legacy"
+                [
+                    "promoted",
+                    "rolled back to legacy",
+                    "shadowing paused",
+                    "shadowing resumed",
+                    "noise rule accepted",
+                    "noise rule dismissed",
+                ]
+                .contains(&d.as_str())
                     || d.strip_prefix("canary weight set to ")
                         .is_some_and(|w| w.parse::<u16>().is_ok())
             })
@@ -752,6 +761,7 @@ async fn context_page(
         description: ctx.description.clone(),
         state: state_name(ctx.state),
         next_state: ctx.state.next().map(state_name),
+        shadow_paused: ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),
         weight: ctx.weight,
@@ -816,6 +826,9 @@ struct ActionForm {
     reason: String,
     #[serde(default)]
     weight: Option<u16>,
+    /// The JSON path of a noise rule to accept or dismiss.
+    #[serde(default)]
+    path: Option<String>,
 }
 
 async fn action(
@@ -852,35 +865,94 @@ async fn action(
             "give a reason of at least 3 characters: it goes into the audit log".into(),
         );
     }
-    let action = match (f.action.as_str(), f.weight) {
-        ("promote", _) => Action::Promote,
-        ("rollback", _) => Action::Rollback,
-        ("set-weight", Some(weight)) if weight <= 10_000 => Action::SetWeight { weight },
-        _ => {
-            return refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Not applied",
-                "choose promote, rollback, or set-weight with a weight of 0-10000".into(),
-            )
-        }
-    };
-    let change = Change::Transition {
-        context: name.clone(),
-        action: action.clone(),
-    };
     let meta = ChangeMeta {
         actor: "operator (dashboard)".into(),
         reason: f.reason.trim().to_owned(),
     };
-    match s.store.apply(&change, f.base_version, &meta).await {
-        Ok(_) => {
-            let what = match action {
-                Action::Promote => "promoted".to_owned(),
-                Action::Rollback => "rolled back to legacy".to_owned(),
-                Action::SetWeight { weight } => format!("canary weight set to {weight}"),
+    let transition = |action| Change::Transition {
+        context: name.clone(),
+        action,
+    };
+    // Shadowing and noise rules change the context itself.
+    let context = || async { s.store.load().await.map(|c| c.contexts.get(&name).cloned()) };
+    let path = f.path.as_deref().unwrap_or("").trim().to_owned();
+    let (change, what) = match (f.action.as_str(), f.weight) {
+        ("promote", _) => (transition(Action::Promote), "promoted".to_owned()),
+        ("rollback", _) => (
+            transition(Action::Rollback),
+            "rolled back to legacy".to_owned(),
+        ),
+        ("set-weight", Some(weight)) if weight <= 10_000 => (
+            transition(Action::SetWeight { weight }),
+            format!("canary weight set to {weight}"),
+        ),
+        (pause @ ("pause-shadow" | "resume-shadow"), _) => match context().await {
+            Ok(Some(mut ctx)) => {
+                let paused = pause == "pause-shadow";
+                ctx.shadow.sample_percent = paused.then_some(0);
+                let what = if paused { "shadowing paused" } else { "shadowing resumed" };
+                (Change::PutContext(ctx), what.to_owned())
+            }
+            Ok(None) => return refuse(StatusCode::NOT_FOUND, "Not applied", format!("there is no context named `{name}`")),
+            Err(e) => return store_failure(&s, Some(&viewer), e),
+        },
+        ("accept-noise", _) => {
+            let proposed = match s.store.shadow_noise(&name).await {
+                Ok(p) => p.iter().any(|p| p.path == path),
+                Err(e) => return store_failure(&s, Some(&viewer), e),
             };
-            see_other(&format!("{back}?done={}", what.replace(' ', "+")))
+            match context().await {
+                Ok(Some(mut ctx)) if proposed && !ctx.shadow.ignore.contains(&path) => {
+                    ctx.shadow.ignore.push(path.clone());
+                    (Change::PutContext(ctx), "noise rule accepted".to_owned())
+                }
+                Ok(_) => {
+                    return refuse(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Not applied",
+                        format!("`{path}` is not a proposed rule of `{name}` that is not yet accepted"),
+                    )
+                }
+                Err(e) => return store_failure(&s, Some(&viewer), e),
+            }
         }
+        ("dismiss-noise", _) => {
+            // Not a catalog change: the proposal is hidden, and the act audited.
+            return match s.store.dismiss_noise(&name, &path, true).await {
+                Ok(true) => {
+                    let recorded = s
+                        .store
+                        .record(
+                            &meta,
+                            "dismiss-noise",
+                            &format!("context:{name}"),
+                            None,
+                            Some(serde_json::json!({ "path": path, "dismissed": true })),
+                        )
+                        .await;
+                    match recorded {
+                        Ok(_) => see_other(&format!("{back}?done=noise+rule+dismissed")),
+                        Err(e) => store_failure(&s, Some(&viewer), e),
+                    }
+                }
+                Ok(false) => refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Not applied",
+                    format!("`{path}` is not a proposed rule of `{name}`"),
+                ),
+                Err(e) => store_failure(&s, Some(&viewer), e),
+            };
+        }
+        _ => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not applied",
+                "choose promote, rollback, set-weight (0-10000), pause-shadow, resume-shadow, accept-noise or dismiss-noise".into(),
+            )
+        }
+    };
+    match s.store.apply(&change, f.base_version, &meta).await {
+        Ok(_) => see_other(&format!("{back}?done={}", what.replace(' ', "+"))),
         Err(StoreError::Stale { based_on, current }) => {
             let since = s
                 .store

@@ -342,3 +342,97 @@ async fn stored_html_is_escaped_and_unknown_contexts_are_a_clear_page() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn an_operator_pauses_shadowing_and_decides_on_noise_rules() {
+    let (app, store) = app().await;
+    let cookie = sign_in(&app, OPERATOR).await;
+    let act = |form: String| post("/contexts/orders/actions", Some(&cookie), &form);
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
+    let (csrf, version) = form_fields(&page);
+    let (status, headers, _) = send(
+        &app,
+        act(format!(
+            "csrf={csrf}&base_version={version}&action=pause-shadow&reason=too+much+load"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        "/contexts/orders?done=shadowing+paused"
+    );
+    let c = store.load().await.unwrap();
+    assert_eq!(c.contexts["orders"].shadow.sample_percent, Some(0));
+    let (_, _, page) = send(
+        &app,
+        get("/contexts/orders?done=shadowing+paused", Some(&cookie)),
+    )
+    .await;
+    assert!(
+        page.contains("Resume shadowing") && page.contains("Done: shadowing paused"),
+        "{page}"
+    );
+
+    // A proposal learned from legacy: accepted as an ignore rule, through the catalog.
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60;
+    store
+        .add_shadow(&[strangler_catalog::store::ShadowMinute {
+            minute,
+            context: "orders".into(),
+            noise: [("$.requestId".to_owned(), 3), ("$.servedBy".to_owned(), 2)]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
+    assert!(page.contains("<option value=\"$.requestId\">"), "{page}");
+    let (csrf, version) = form_fields(&page);
+    let (status, _, _) = send(
+        &app,
+        act(format!(
+            "csrf={csrf}&base_version={version}&action=accept-noise&path=%24.requestId&reason=differs+per+request"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let c = store.load().await.unwrap();
+    assert_eq!(
+        c.contexts["orders"].shadow.ignore,
+        vec!["$.requestId".to_owned()]
+    );
+    // Dismissing another is audited; an unknown one is refused.
+    let (status, _, _) = send(
+        &app,
+        act(format!(
+            "csrf={csrf}&base_version={}&action=dismiss-noise&path=%24.servedBy&reason=a+real+difference",
+            c.version
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
+    assert!(
+        page.contains("dismiss-noise") && page.contains("a real difference"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>dismissed</td>") && page.contains("<td>accepted</td>"),
+        "{page}"
+    );
+    let (status, _, _) = send(
+        &app,
+        act(format!(
+            "csrf={csrf}&base_version={}&action=accept-noise&path=%24.nope&reason=why+not",
+            c.version
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
