@@ -39,12 +39,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The session key: derived from the tokens, so that replicas agree and a new token ends the
 /// old sessions.
 fn key(s: &ApiState) -> [u8; 32] {
@@ -125,7 +119,7 @@ fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer> {
     let mut parts = value.splitn(3, '.');
     let (role, expires, sig) = (parts.next()?, parts.next()?, parts.next()?);
     let expires: i64 = expires.parse().ok()?;
-    if expires <= now() || !verify(&key(s), &format!("{role}.{expires}"), sig) {
+    if expires <= crate::now_secs() || !verify(&key(s), &format!("{role}.{expires}"), sig) {
         return None;
     }
     let role = match role {
@@ -253,7 +247,7 @@ async fn login(State(s): State<ApiState>, Form(f): Form<LoginForm>) -> Response 
         Role::Operator => "operator",
         Role::Viewer => "viewer",
     };
-    let expires = now() + SESSION_SECS;
+    let expires = crate::now_secs() + SESSION_SECS;
     let value = format!(
         "{name}.{expires}.{}",
         tag(&key(&s), &format!("{name}.{expires}"))
@@ -299,10 +293,6 @@ async fn logout(
         ),
     );
     resp
-}
-
-fn minute_now() -> i64 {
-    now() / 60
 }
 
 fn percent(x: Option<f64>) -> String {
@@ -468,10 +458,6 @@ fn iso(ms: i64) -> String {
     )
 }
 
-fn state_name(s: MigrationState) -> &'static str {
-    s.as_str()
-}
-
 fn split(state: MigrationState, weight: u16) -> String {
     match state {
         MigrationState::Legacy | MigrationState::Shadow => "legacy 100 %".into(),
@@ -505,7 +491,7 @@ async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Response {
 
 async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, StoreError> {
     let catalog = s.store.load().await?;
-    let now = minute_now();
+    let now = crate::now_minute();
     let mut windows = Vec::new();
     let mut hour = Vec::new();
     for (label, minutes) in [("hour", 60), ("day", 1440), ("week", 10_080)] {
@@ -528,7 +514,7 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
     let mut by_state: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
     let mut contexts = Vec::new();
     for ctx in catalog.contexts.values() {
-        let state = state_name(ctx.state);
+        let state = ctx.state.as_str();
         by_state.entry(ctx.state as u8).or_insert((state, 0)).1 += 1;
         let (legacy, new) = sides(&hour, &ctx.name);
         let shadow = s.store.shadow(&ctx.name, now - 59).await?;
@@ -658,7 +644,7 @@ async fn context_page(
             "/".into(),
         );
     };
-    let now = minute_now();
+    let now = crate::now_minute();
     let first_hour = (now / 60 - 23) * 60;
     let loaded = async {
         let day = s.store.traffic(Some(&ctx.name), first_hour).await?;
@@ -759,8 +745,8 @@ async fn context_page(
             .map(|d| format!("Done: {d}. The facade follows within its poll interval.")),
         name: ctx.name.clone(),
         description: ctx.description.clone(),
-        state: state_name(ctx.state),
-        next_state: ctx.state.next().map(state_name),
+        state: ctx.state.as_str(),
+        next_state: ctx.state.next().map(MigrationState::as_str),
         shadow_paused: ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),

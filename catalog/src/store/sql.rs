@@ -43,6 +43,28 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// The channel PostgreSQL notifies on after each change (its payload is the new version).
 pub const NOTIFY_CHANNEL: &str = "strangler_catalog";
 
+/// A `traffic_minutes` row (or a sum of them, with the same column names); `minute` stands
+/// in for a row without a minute column.
+fn traffic_row(row: &AnyRow, minute: Option<i64>) -> Result<TrafficMinute, StoreError> {
+    Ok(TrafficMinute {
+        minute: match minute {
+            Some(m) => m,
+            None => row.try_get("minute").map_err(unavailable)?,
+        },
+        context: row.try_get("context").map_err(unavailable)?,
+        side: row.try_get("side").map_err(unavailable)?,
+        requests: row.try_get("requests").map_err(unavailable)?,
+        errors: row.try_get("errors").map_err(unavailable)?,
+        latency_us: row.try_get("latency_us").map_err(unavailable)?,
+        buckets: (0..LATENCY_BUCKETS)
+            .map(|i| {
+                row.try_get::<i64, _>(format!("b{i}").as_str())
+                    .map_err(unavailable)
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -708,22 +730,7 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                Ok(TrafficMinute {
-                    minute: row.try_get("minute").map_err(unavailable)?,
-                    context: row.try_get("context").map_err(unavailable)?,
-                    side: row.try_get("side").map_err(unavailable)?,
-                    requests: row.try_get("requests").map_err(unavailable)?,
-                    errors: row.try_get("errors").map_err(unavailable)?,
-                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
-                    buckets: buckets
-                        .iter()
-                        .map(|b| row.try_get::<i64, _>(b.as_str()).map_err(unavailable))
-                        .collect::<Result<_, _>>()?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| traffic_row(row, None)).collect()
     }
 
     async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError> {
@@ -743,22 +750,7 @@ impl Store for SqlStore {
             .await
             .map_err(unavailable)?;
         rows.iter()
-            .map(|row| {
-                Ok(TrafficMinute {
-                    minute: since_minute,
-                    context: row.try_get("context").map_err(unavailable)?,
-                    side: row.try_get("side").map_err(unavailable)?,
-                    requests: row.try_get("requests").map_err(unavailable)?,
-                    errors: row.try_get("errors").map_err(unavailable)?,
-                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
-                    buckets: (0..LATENCY_BUCKETS)
-                        .map(|i| {
-                            row.try_get::<i64, _>(format!("b{i}").as_str())
-                                .map_err(unavailable)
-                        })
-                        .collect::<Result<_, _>>()?,
-                })
-            })
+            .map(|row| traffic_row(row, Some(since_minute)))
             .collect()
     }
 

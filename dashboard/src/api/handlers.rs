@@ -530,10 +530,7 @@ pub async fn shadow_results(
             format!("{minutes} is out of range; ask for 1-10080 minutes"),
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
-        .unwrap_or_default();
+    let now = crate::now_minute();
     let rows = s.store.shadow(&name, now - minutes + 1).await?;
     let mut compared = 0i64;
     let mut matched = 0i64;
@@ -985,10 +982,7 @@ fn window(minutes: Option<i64>) -> Result<(i64, i64), ApiProblem> {
             format!("{minutes} is out of range; ask for 1-43200 minutes (30 days)"),
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
-        .unwrap_or_default();
+    let now = crate::now_minute();
     Ok((minutes, now - minutes + 1))
 }
 
