@@ -48,6 +48,8 @@ struct File {
     auth: AuthSection,
     #[serde(default)]
     identity: IdentitySection,
+    #[serde(default)]
+    dashboard: DashboardSection,
     /// The catalog itself, declared in the file (imported with `strangler import`).
     #[serde(default)]
     services: Vec<strangler_catalog::Service>,
@@ -72,6 +74,14 @@ struct ShadowSection {
     outbox_queue: Option<Ranged<1, 1_000_000>>,
     mirror_attempts: Option<Ranged<1, 1000>>,
     retention: Option<Retention>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardSection {
+    /// How long legacy must not have served a retired route before the ledger marks it safe
+    /// to delete from the monolith.
+    quiet_period: Option<Retention>,
 }
 
 /// The identity bridge: on when `resolve_path` is set.
@@ -125,6 +135,9 @@ struct FileContext {
     /// Or the file that holds it, relative to the configuration file.
     #[serde(default)]
     translator_file: Option<String>,
+    /// The operational objective (availability and p99) the dashboard holds both sides to.
+    #[serde(default)]
+    objective: Option<strangler_catalog::Objective>,
 }
 
 fn yes() -> bool {
@@ -233,6 +246,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("identity.issuer", Kind::Str),
     ("identity.key", Kind::Str),
     ("identity.key_file", Kind::Str),
+    ("dashboard.quiet_period", Kind::Str),
 ];
 
 /// The environment variable of a key.
@@ -314,6 +328,9 @@ pub struct Settings {
     pub log: LogSettings,
     pub catalog: CatalogSettings,
     pub auth: AuthSettings,
+    /// A retired route is safe to delete from the monolith after legacy has not served it
+    /// for this long (default 30 days).
+    pub quiet_period: std::time::Duration,
 }
 
 /// Reads the file (if any), the environment and the overrides, and checks the result.
@@ -651,6 +668,10 @@ fn build(file: File) -> Result<Settings, ConfigError> {
             declared,
         },
         auth,
+        quiet_period: file
+            .dashboard
+            .quiet_period
+            .map_or(std::time::Duration::from_secs(30 * 86_400), |d| d.0),
         facade,
         log: LogSettings {
             format: file.log.format.unwrap_or_default(),
@@ -795,6 +816,7 @@ fn declared_catalog(
                 fallback: fc.fallback,
                 shadow: fc.shadow.clone(),
                 translator: fc.translator.clone(),
+                objective: fc.objective.clone(),
             },
         );
         for spec in &fc.routes {

@@ -121,10 +121,12 @@ pub async fn run_listeners(
     let draining = Arc::new(AtomicBool::new(false));
     let for_metrics = facade.clone();
     let for_services = facade.clone();
+    let services: Arc<strangler_dashboard::ServicesFn> =
+        Arc::new(move || for_services.services_view());
     let state = AdminState {
         jwks: facade.identity_jwks().map(Arc::from),
         metrics: Arc::new(move |out: &mut String| for_metrics.render_metrics(out)),
-        services: Arc::new(move || for_services.services_view()),
+        services: Arc::clone(&services),
         readiness: {
             let draining = Arc::clone(&draining);
             let health = Arc::clone(&follower.health);
@@ -146,6 +148,8 @@ pub async fn run_listeners(
             viewer: settings.auth.viewer_token.clone(),
         },
         log,
+        runtime: Some(services),
+        quiet_period: settings.quiet_period,
     };
     tracing::info!(
         listen = %public.local_addr()?,
@@ -319,6 +323,11 @@ async fn flush_shadow_once(telemetry: &Arc<Telemetry>, store: &SqlStore) {
     if let Err(e) = store.add_traffic(&traffic).await {
         tracing::warn!(error = %e, "traffic counts not flushed; kept for the next try");
         telemetry.restore_traffic(&traffic);
+    }
+    let paths = telemetry.take_path_traffic();
+    if let Err(e) = store.add_path_traffic(&paths).await {
+        tracing::warn!(error = %e, "route traffic counts not flushed; kept for the next try");
+        telemetry.restore_path_traffic(&paths);
     }
     {
         let rows = telemetry.take_shadow_rollup();

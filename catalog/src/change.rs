@@ -49,6 +49,12 @@ pub enum Change {
         context: String,
         action: Action,
     },
+    /// Creates a context with its first routes at once (one version, one audit row): the
+    /// dashboard's "start a context" from unclaimed path templates.
+    Carve {
+        context: Context,
+        routes: Vec<RouteSpec>,
+    },
     /// Replaces the whole catalog (a config import).
     Replace(Box<Catalog>),
 }
@@ -90,6 +96,7 @@ impl Change {
                 Action::SetWeight { .. } => "set-weight".into(),
             },
             Change::Replace(_) => "import".into(),
+            Change::Carve { .. } => "carve".into(),
         }
     }
 
@@ -105,6 +112,7 @@ impl Change {
             Change::ReplaceRoute { id, .. } => format!("route:{id}"),
             Change::Transition { context, .. } => format!("context:{context}"),
             Change::Replace(_) => "catalog".into(),
+            Change::Carve { context, .. } => format!("context:{}", context.name),
         }
     }
 
@@ -143,6 +151,24 @@ impl Change {
                     });
                 }
                 catalog.routes.retain(|_, r| &r.context != name);
+            }
+            Change::Carve { context, routes } => {
+                if catalog.contexts.contains_key(&context.name) {
+                    return Err(ChangeError::Exists {
+                        kind: "context",
+                        name: context.name.clone(),
+                    });
+                }
+                catalog
+                    .contexts
+                    .insert(context.name.clone(), context.clone());
+                for spec in routes {
+                    Change::AddRoute {
+                        context: context.name.clone(),
+                        spec: spec.clone(),
+                    }
+                    .apply(catalog)?;
+                }
             }
             Change::AddRoute { context, spec } => {
                 let id = spec.id();

@@ -24,11 +24,14 @@ mod validate;
 pub use change::{Action, Change, ChangeError};
 pub use model::{check_json_path, fnv1a64};
 pub use model::{
-    Catalog, Context, HeaderMatch, Name, QueryMatch, Route, RouteShadow, RouteSpec, Service,
-    ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch, Weight,
+    Catalog, Context, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow, RouteSpec,
+    Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch,
+    Weight,
 };
 pub use state::{MigrationState, Side, TransitionError};
-pub use store::{OutboxItem, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
+pub use store::{
+    LastSeen, OutboxItem, PathTraffic, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS,
+};
 pub use validate::{
     check_url, set_translator_check, validate, ValidationError, MAX_TRANSLATOR_BYTES,
 };

@@ -289,6 +289,61 @@ pub struct Context {
     /// target answers or is shadowed with, and to the target's answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translator: Option<String>,
+    /// The operational objective both sides are held to: the dashboard shows each side's
+    /// error budget left against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<Objective>,
+}
+
+/// A context's operational objective over a rolling window: the share of requests answered
+/// without a server error, and the 99th-percentile time to the response head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    /// Percent of requests answered below 500 (e.g. 99.9).
+    pub availability_percent: f64,
+    /// The 99th percentile of the time to the response head, in milliseconds.
+    pub p99_ms: u64,
+    /// The rolling window, in days (default 30).
+    #[serde(default = "thirty")]
+    pub window_days: u16,
+}
+
+fn thirty() -> u16 {
+    30
+}
+
+impl Eq for Objective {}
+
+impl Objective {
+    /// Checks the figures; the error names the field and the fix.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let a = self.availability_percent;
+        if !a.is_finite() || a <= 0.0 || a >= 100.0 {
+            return Err((
+                "availability_percent".into(),
+                format!(
+                    "{a} is out of range; choose a percentage above 0 and below 100, e.g. 99.9"
+                ),
+            ));
+        }
+        if self.p99_ms == 0 || self.p99_ms > 600_000 {
+            return Err((
+                "p99_ms".into(),
+                format!(
+                    "{} is out of range; choose 1 to 600000 milliseconds",
+                    self.p99_ms
+                ),
+            ));
+        }
+        if self.window_days == 0 || self.window_days > 90 {
+            return Err((
+                "window_days".into(),
+                format!("{} is out of range; choose 1 to 90 days", self.window_days),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a context's shadow copies are sampled and compared. Paths are JSON paths over the

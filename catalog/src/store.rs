@@ -105,6 +105,37 @@ pub struct TrafficMinute {
     pub latency_us: i64,
     /// Requests per latency bucket ([`LATENCY_BOUNDS_MS`]).
     pub buckets: Vec<i64>,
+    /// Requests legacy answered because the new side failed (counted on the legacy side).
+    #[serde(default)]
+    pub fallbacks: i64,
+}
+
+/// Traffic of one route (`context` and the route's id as `path`) or of one path template no
+/// context claimed (`context` empty, `path` like `GET /orders/{id}`), answered by one side,
+/// in one hour, from one replica (rows add up).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathTraffic {
+    /// The hour's first minute since the Unix epoch (or a window's first minute in sums).
+    pub minute: i64,
+    pub context: String,
+    pub path: String,
+    /// `legacy` or `new`.
+    pub side: String,
+    pub requests: i64,
+    /// Answers of 500 and above.
+    pub errors: i64,
+    /// Sum of the times to the response head, in microseconds.
+    pub latency_us: i64,
+}
+
+/// When a route or template was last answered by a side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    pub context: String,
+    pub path: String,
+    pub side: String,
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
 }
 
 impl TrafficMinute {
@@ -132,6 +163,7 @@ impl TrafficMinute {
         self.requests += other.requests;
         self.errors += other.errors;
         self.latency_us += other.latency_us;
+        self.fallbacks += other.fallbacks;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -309,6 +341,13 @@ pub trait Store: Send + Sync {
         context: Option<&str>,
         since_minute: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// One context's traffic per hour since `since_minute` (`minute` is the hour's first),
+    /// oldest first: the rollup, for windows of days.
+    async fn traffic_hourly(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
     /// Traffic since `since_minute` summed per context and side (`minute` is `since_minute`).
     async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError>;
     /// Traffic since `since_minute` summed over all contexts per side and per `bucket_minutes`
@@ -318,6 +357,26 @@ pub trait Store: Send + Sync {
         since_minute: i64,
         bucket_minutes: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Shadow results since `since_minute` summed per context (`minute` is `since_minute`;
+    /// counts only: no signatures, skips or examples).
+    async fn shadow_totals(&self, since_minute: i64) -> Result<Vec<ShadowMinute>, StoreError>;
+    /// The latest audit row of every target that starts with `prefix` (e.g. `context:`).
+    async fn last_changes(&self, prefix: &str) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Audit rows whose target starts with `prefix`, oldest first, at most `limit`, newest
+    /// kept.
+    async fn audit_of(&self, prefix: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Adds per-hour traffic of routes and unclaimed path templates (each replica adds its
+    /// own) and moves their last-seen times forward.
+    async fn add_path_traffic(&self, rows: &[PathTraffic]) -> Result<(), StoreError>;
+    /// Traffic since `since_minute` of one context's routes (or, with `""`, of unclaimed
+    /// templates) summed per path and side (`minute` is `since_minute`).
+    async fn path_traffic(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<PathTraffic>, StoreError>;
+    /// When every route was last answered by `side` (unclaimed templates left out).
+    async fn last_seen(&self, side: &str) -> Result<Vec<LastSeen>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

@@ -35,6 +35,12 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub tokens: Tokens,
     pub log: Option<Arc<dyn LogControl>>,
+    /// The services' instances and breakers as this process sees them (the context page
+    /// shows its target's).
+    pub runtime: Option<Arc<crate::ServicesFn>>,
+    /// How long legacy must not have served a retired route before the ledger marks it
+    /// safe to delete from the monolith.
+    pub quiet_period: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -68,6 +74,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/contexts/{name}/shadow", get(shadow_results))
         .route("/api/v1/contexts/{name}/traffic", get(context_traffic))
         .route("/api/v1/traffic", get(traffic))
+        .route("/api/v1/unclaimed", get(unclaimed))
         .route("/api/v1/contexts/{name}/shadow/noise", get(shadow_noise))
         .route(
             "/api/v1/contexts/{name}/shadow/noise/accept",

@@ -24,6 +24,9 @@ use strangler_catalog::{Action, Change, MigrationState, TrafficMinute};
 
 use crate::api::{ApiState, Role};
 
+mod inventory;
+mod ledger;
+
 /// How long a session lasts.
 const SESSION_SECS: i64 = 8 * 3600;
 const COOKIE: &str = "strangler_session";
@@ -36,6 +39,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/logout", post(logout))
         .route("/contexts/{name}", get(context_page))
         .route("/contexts/{name}/actions", post(action))
+        .route("/unclaimed", get(inventory::unclaimed_page))
+        .route("/unclaimed/claim", post(inventory::claim))
+        .route("/ledger", get(ledger::ledger_page))
         .with_state(state)
 }
 
@@ -369,6 +375,74 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// A bar chart of two series side by side per bucket (new, legacy) as inline SVG, scaled to
+/// the largest value; `fmt` writes a value with its unit for the axis and the tooltips.
+fn pair_chart(
+    label: &str,
+    bars: &[(Option<f64>, Option<f64>)],
+    fmt: &dyn Fn(f64) -> String,
+    empty: &str,
+) -> String {
+    use std::fmt::Write;
+    let (w, h, left, top, bottom) = (720.0, 160.0, 56.0, 8.0, 20.0);
+    let plot_h = h - top - bottom;
+    let slot = (w - left) / bars.len().max(1) as f64;
+    let max = bars
+        .iter()
+        .flat_map(|(a, b)| [*a, *b])
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{}">"#,
+        escape(label)
+    );
+    let scale = if max > 0.0 { max } else { 1.0 };
+    for (frac, y) in [(1.0, top), (0.5, top + plot_h / 2.0), (0.0, top + plot_h)] {
+        let _ = write!(
+            out,
+            r##"<line x1="{left}" x2="{w}" y1="{y}" y2="{y}" stroke="#d0d7de"/><text x="{}" y="{}" font-size="10" text-anchor="end" fill="#57606a">{}</text>"##,
+            left - 4.0,
+            y + 3.0,
+            escape(&fmt(scale * frac))
+        );
+    }
+    let mut drawn = 0;
+    for (i, (new, legacy)) in bars.iter().enumerate() {
+        for (j, (value, color, side)) in [(new, "#1a7f37", "new"), (legacy, "#8c959f", "legacy")]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(v) = value.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            drawn += 1;
+            let bh = (v.max(0.0) / scale * plot_h).max(1.0);
+            let bw = ((slot - 2.0) / 2.0).max(0.5);
+            let _ = write!(
+                out,
+                r##"<rect class="bar {side}" x="{:.1}" y="{:.1}" width="{bw:.1}" height="{bh:.1}" fill="{color}"><title>{side}: {}</title></rect>"##,
+                left + i as f64 * slot + 1.0 + j as f64 * bw,
+                top + plot_h - bh,
+                escape(&fmt(v))
+            );
+        }
+    }
+    if drawn == 0 {
+        let _ = write!(
+            out,
+            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#57606a">{}</text>"##,
+            left + (w - left) / 2.0,
+            top + plot_h / 2.0,
+            escape(empty)
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
 /// The share of requests the new services answered per bucket.
 fn share_chart(series: &[TrafficMinute], first: i64, buckets: i64, bucket_minutes: i64) -> String {
     let bars: Vec<(Option<f64>, String)> = (0..buckets)
@@ -416,10 +490,16 @@ struct ContextRow {
     state: &'static str,
     target: String,
     split: String,
+    /// The share the new service answered in the last hour.
+    realized: String,
     requests: i64,
+    /// Requests legacy answered because the new side failed, last hour.
+    fallbacks: i64,
     match_rate: String,
     errors: String,
     p99: String,
+    /// The target's circuit breaker as this process sees it.
+    breaker: String,
     last_change: Option<LastChange>,
 }
 
@@ -430,8 +510,11 @@ struct OverviewPage {
     csrf: Option<String>,
     windows: Vec<Window>,
     by_state: Vec<(&'static str, usize)>,
+    routes_by_state: Vec<(&'static str, usize)>,
     contexts: Vec<ContextRow>,
     unclaimed: i64,
+    /// The busiest unclaimed path templates of the last hour.
+    top_unclaimed: Vec<(String, i64)>,
     /// The last 24 hours, per hour (SVG).
     chart: String,
 }
@@ -511,32 +594,42 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
             hour = rows;
         }
     }
+    // One query each for every context's shadow results and last change.
+    let shadow: BTreeMap<String, (i64, i64)> = s
+        .store
+        .shadow_totals(now - 59)
+        .await?
+        .into_iter()
+        .map(|r| (r.context, (r.compared, r.matched)))
+        .collect();
+    let last: BTreeMap<String, strangler_catalog::store::AuditEntry> = s
+        .store
+        .last_changes("context:")
+        .await?
+        .into_iter()
+        .filter_map(|a| Some((a.target.strip_prefix("context:")?.to_owned(), a)))
+        .collect();
+    let runtime = s.runtime.as_ref().map(|f| f());
     let mut by_state: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
     let mut contexts = Vec::new();
     for ctx in catalog.contexts.values() {
         let state = ctx.state.as_str();
         by_state.entry(ctx.state as u8).or_insert((state, 0)).1 += 1;
         let (legacy, new) = sides(&hour, &ctx.name);
-        let shadow = s.store.shadow(&ctx.name, now - 59).await?;
-        let (compared, matched) = shadow
-            .iter()
-            .fold((0, 0), |(c, m), r| (c + r.compared, m + r.matched));
+        let (compared, matched) = shadow.get(&ctx.name).copied().unwrap_or((0, 0));
         let rate =
             |t: &TrafficMinute| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64);
-        let last = s
-            .store
-            .audit(&AuditQuery {
-                target: Some(format!("context:{}", ctx.name)),
-                limit: Some(1),
-                ..AuditQuery::default()
-            })
-            .await?;
         contexts.push(ContextRow {
             name: ctx.name.clone(),
             state,
             target: ctx.target.clone(),
             split: split(ctx.state, ctx.weight),
+            realized: percent(
+                (legacy.requests + new.requests > 0)
+                    .then(|| new.requests as f64 / (legacy.requests + new.requests) as f64),
+            ),
             requests: legacy.requests + new.requests,
+            fallbacks: legacy.fallbacks,
             match_rate: percent((compared > 0).then(|| matched as f64 / compared as f64)),
             errors: format!("{} / {}", percent(rate(&new)), percent(rate(&legacy))),
             p99: format!(
@@ -544,7 +637,12 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
                 ms(new.quantile_ms(0.99)),
                 ms(legacy.quantile_ms(0.99))
             ),
-            last_change: last.first().map(|a| LastChange {
+            breaker: runtime
+                .as_ref()
+                .and_then(|v| v.get(&ctx.target)?.get("breaker")?.as_str())
+                .unwrap_or("—")
+                .to_owned(),
+            last_change: last.get(&ctx.name).map(|a| LastChange {
                 at: iso(a.at_ms),
                 actor: a.actor.clone(),
                 reason: a.reason.clone(),
@@ -552,16 +650,33 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
         });
     }
     let (unclaimed, _) = sides(&hour, "");
+    let mut templates = s.store.path_traffic("", now - 59).await?;
+    templates.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.path.cmp(&b.path)));
+    templates.truncate(5);
     let first_hour = (now / 60 - 23) * 60;
     let series = s.store.traffic_series(first_hour, 60).await?;
+    let routes_by_state = {
+        let mut m: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
+        for r in catalog.routes.values() {
+            if let Some(c) = catalog.contexts.get(&r.context) {
+                m.entry(c.state as u8).or_insert((c.state.as_str(), 0)).1 += 1;
+            }
+        }
+        m.into_values().collect()
+    };
     Ok(OverviewPage {
         chart: share_chart(&series, first_hour, 24, 60),
         role: (viewer.cookie.is_some()).then(|| viewer.role_name()),
         csrf: viewer.csrf(&key(s)),
         windows,
         by_state: by_state.into_values().collect(),
+        routes_by_state,
         contexts,
         unclaimed: unclaimed.requests,
+        top_unclaimed: templates
+            .into_iter()
+            .map(|t| (t.path, t.requests))
+            .collect(),
     })
 }
 
@@ -569,6 +684,131 @@ struct RouteRow {
     methods: String,
     path: String,
     id: String,
+    /// Last 24 hours: requests answered by each side, errors, mean time.
+    new: i64,
+    legacy: i64,
+    errors: String,
+    mean: String,
+}
+
+/// One side's standing against the context's objective.
+struct ObjectiveRow {
+    side: &'static str,
+    requests: i64,
+    availability: String,
+    /// The error budget left, e.g. `62.0 %` or `exhausted (−40.0 %)`.
+    budget: String,
+    budget_ok: bool,
+    p99: String,
+    p99_ok: bool,
+}
+
+/// An example pair with the lines that differ marked (HTML the page built and escaped).
+struct ExampleView {
+    signature: String,
+    method: String,
+    path: String,
+    legacy_status: i64,
+    new_status: i64,
+    legacy_html: String,
+    new_html: String,
+}
+
+/// A body as lines: JSON pretty-printed (so that one-line answers diff by field), anything
+/// else as it is.
+fn body_lines(body: &str) -> Vec<String> {
+    let pretty = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    pretty
+        .as_deref()
+        .unwrap_or(body)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Both bodies as escaped HTML with the lines only one side has wrapped in `<mark>` (a
+/// longest-common-subsequence diff of lines; past 400 lines a side, line by line).
+fn diff_html(legacy: &str, new: &str) -> (String, String) {
+    let (a, b) = (body_lines(legacy), body_lines(new));
+    let (mut keep_a, mut keep_b) = (vec![false; a.len()], vec![false; b.len()]);
+    if a.len() <= 400 && b.len() <= 400 {
+        let mut lcs = vec![vec![0u16; b.len() + 1]; a.len() + 1];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                lcs[i][j] = if a[i] == b[j] {
+                    lcs[i + 1][j + 1] + 1
+                } else {
+                    lcs[i + 1][j].max(lcs[i][j + 1])
+                };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if a[i] == b[j] {
+                keep_a[i] = true;
+                keep_b[j] = true;
+                i += 1;
+                j += 1;
+            } else if lcs[i + 1][j] >= lcs[i][j + 1] {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+    } else {
+        for (i, line) in a.iter().enumerate() {
+            let same = b.get(i) == Some(line);
+            keep_a[i] = same;
+            if let Some(k) = keep_b.get_mut(i) {
+                *k = same;
+            }
+        }
+    }
+    let render = |lines: &[String], keep: &[bool]| {
+        let mut out = String::new();
+        for (line, same) in lines.iter().zip(keep) {
+            if *same {
+                out.push_str(&escape(line));
+            } else {
+                out.push_str("<mark>");
+                out.push_str(&escape(line));
+                out.push_str("</mark>");
+            }
+            out.push('\n');
+        }
+        out
+    };
+    (render(&a, &keep_a), render(&b, &keep_b))
+}
+
+/// A side's standing against an objective over its window.
+fn objective_row(
+    side: &'static str,
+    t: &TrafficMinute,
+    o: &strangler_catalog::Objective,
+) -> ObjectiveRow {
+    let allowed = (1.0 - o.availability_percent / 100.0) * t.requests as f64;
+    let left = (allowed > 0.0).then(|| 1.0 - t.errors as f64 / allowed);
+    let p99 = t.quantile_ms(0.99);
+    ObjectiveRow {
+        side,
+        requests: t.requests,
+        availability: percent((t.requests > 0).then(|| 1.0 - t.errors as f64 / t.requests as f64)),
+        budget: match left {
+            None => "— (no requests yet)".to_owned(),
+            Some(l) if l < 0.0 => format!("exhausted ({:.1} %)", l * 100.0),
+            Some(l) => format!("{:.1} % left", l * 100.0),
+        },
+        budget_ok: left.is_none_or(|l| l >= 0.0),
+        p99: match (p99, t.requests) {
+            (_, 0) => "—".to_owned(),
+            (Some(ms), _) => format!("≤ {ms} ms"),
+            (None, _) => "over 10 s".to_owned(),
+        },
+        p99_ok: t.requests == 0 || p99.is_some_and(|ms| ms <= o.p99_ms),
+    }
 }
 
 struct AuditRow {
@@ -603,6 +843,17 @@ struct ContextPage {
     errors: String,
     p99: String,
     routes: Vec<RouteRow>,
+    /// The target's circuit breaker and instances as this process sees them.
+    breaker: String,
+    instances: Vec<(String, &'static str)>,
+    /// Requests legacy answered because the new side failed: last hour, last 24 hours.
+    fallbacks: (i64, i64),
+    /// The objective in words, and each side's standing against it.
+    objective: Option<String>,
+    objective_rows: Vec<ObjectiveRow>,
+    /// p99 and error rate per hour over 24 hours, new vs legacy (SVG).
+    latency_chart: String,
+    error_chart: String,
     /// Match rate per hour over 24 hours (SVG).
     match_chart: String,
     /// Share answered by the new service per hour over 24 hours (SVG).
@@ -612,7 +863,7 @@ struct ContextPage {
     skipped: Vec<(String, i64)>,
     /// Proposed ignore rules: path, pairs seen, state.
     noise: Vec<(String, i64, &'static str)>,
-    examples: Vec<strangler_catalog::store::ShadowExample>,
+    examples: Vec<ExampleView>,
     audit: Vec<AuditRow>,
 }
 
@@ -659,9 +910,18 @@ async fn context_page(
             })
             .await?;
         let noise = s.store.shadow_noise(&ctx.name).await?;
-        Ok::<_, StoreError>((day, shadow_day, examples, audit, noise))
+        let routes = s.store.path_traffic(&ctx.name, first_hour).await?;
+        let window = match &ctx.objective {
+            Some(o) => {
+                s.store
+                    .traffic_hourly(&ctx.name, now - i64::from(o.window_days) * 1440 + 1)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        Ok::<_, StoreError>((day, shadow_day, examples, audit, noise, routes, window))
     };
-    let (day, shadow_day, examples, audit, noise) = match loaded.await {
+    let (day, shadow_day, examples, audit, noise, route_traffic, window) = match loaded.await {
         Ok(x) => x,
         Err(e) => return store_failure(&s, Some(&viewer), e),
     };
@@ -720,6 +980,64 @@ async fn context_page(
     signatures.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     signatures.truncate(10);
     let rate = |t: &TrafficMinute| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64);
+    // Per hour and side over the day: p99 and error rate, new vs legacy.
+    let per_hour: Vec<(TrafficMinute, TrafficMinute)> = (0..24)
+        .map(|i| {
+            let start = first_hour + i * 60;
+            let rows: Vec<TrafficMinute> = day
+                .iter()
+                .filter(|r| r.minute / 60 * 60 == start)
+                .cloned()
+                .collect();
+            sides(&rows, &ctx.name)
+        })
+        .collect();
+    let latency_bars: Vec<(Option<f64>, Option<f64>)> = per_hour
+        .iter()
+        .map(|(l, n)| {
+            let p = |t: &TrafficMinute| t.quantile_ms(0.99).map(|v| v as f64);
+            (p(n), p(l))
+        })
+        .collect();
+    let error_bars: Vec<(Option<f64>, Option<f64>)> =
+        per_hour.iter().map(|(l, n)| (rate(n), rate(l))).collect();
+    let (day_legacy, _) = sides(&day, &ctx.name);
+    let runtime = s.runtime.as_ref().map(|f| f());
+    let target_view = runtime.as_ref().and_then(|v| v.get(&ctx.target));
+    let instances = target_view
+        .and_then(|v| v.get("instances")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            let origin = i.get("origin").and_then(|o| o.as_str()).unwrap_or("?");
+            let status = if i.get("ejected").and_then(serde_json::Value::as_bool) == Some(true) {
+                "ejected"
+            } else if i.get("healthy").and_then(serde_json::Value::as_bool) == Some(false) {
+                "unhealthy"
+            } else {
+                "healthy"
+            };
+            (origin.to_owned(), status)
+        })
+        .collect();
+    let mut by_route: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
+    for r in &route_traffic {
+        let e = by_route.entry(r.path.as_str()).or_default();
+        if r.side == "new" {
+            e.0 += r.requests;
+        } else {
+            e.1 += r.requests;
+        }
+        e.2 += r.errors;
+        e.3 += r.latency_us;
+    }
+    let objective_rows = match &ctx.objective {
+        Some(o) => {
+            let (l, n) = sides(&window, &ctx.name);
+            vec![objective_row("new", &n, o), objective_row("legacy", &l, o)]
+        }
+        None => Vec::new(),
+    };
     let k = key(&s);
     let page = ContextPage {
         role: viewer.cookie.is_some().then(|| viewer.role_name()),
@@ -765,6 +1083,31 @@ async fn context_page(
             ms(new.quantile_ms(0.99)),
             ms(legacy.quantile_ms(0.99))
         ),
+        breaker: target_view
+            .and_then(|v| v.get("breaker")?.as_str())
+            .unwrap_or("—")
+            .to_owned(),
+        instances,
+        fallbacks: (legacy.fallbacks, day_legacy.fallbacks),
+        objective: ctx.objective.as_ref().map(|o| {
+            format!(
+                "{} % of requests answered below 500, p99 ≤ {} ms, over {} days",
+                o.availability_percent, o.p99_ms, o.window_days
+            )
+        }),
+        objective_rows,
+        latency_chart: pair_chart(
+            "p99 per hour, new (green) and legacy (grey), last 24 hours",
+            &latency_bars,
+            &|v| format!("{v:.0} ms"),
+            "No requests recorded yet",
+        ),
+        error_chart: pair_chart(
+            "Error rate (5xx) per hour, new (green) and legacy (grey), last 24 hours",
+            &error_bars,
+            &|v| format!("{:.1} %", v * 100.0),
+            "No requests recorded yet",
+        ),
         match_chart: ratio_chart(
             "Shadow match rate per hour, last 24 hours",
             &match_bars,
@@ -782,12 +1125,40 @@ async fn context_page(
                 },
                 path: r.spec.path.clone(),
                 id: r.id.clone(),
+                new: by_route.get(r.id.as_str()).map_or(0, |t| t.0),
+                legacy: by_route.get(r.id.as_str()).map_or(0, |t| t.1),
+                errors: percent(
+                    by_route
+                        .get(r.id.as_str())
+                        .and_then(|t| (t.0 + t.1 > 0).then(|| t.2 as f64 / (t.0 + t.1) as f64)),
+                ),
+                mean: by_route
+                    .get(r.id.as_str())
+                    .filter(|t| t.0 + t.1 > 0)
+                    .map_or("—".to_owned(), |t| {
+                        format!("{:.1} ms", t.3 as f64 / 1000.0 / (t.0 + t.1) as f64)
+                    }),
             })
             .collect(),
         signatures,
         skipped,
         noise,
-        examples: examples.into_iter().take(3).collect(),
+        examples: examples
+            .into_iter()
+            .take(3)
+            .map(|e| {
+                let (legacy_html, new_html) = diff_html(&e.legacy_body, &e.new_body);
+                ExampleView {
+                    signature: e.signature,
+                    method: e.method,
+                    path: e.path,
+                    legacy_status: e.legacy_status,
+                    new_status: e.new_status,
+                    legacy_html,
+                    new_html,
+                }
+            })
+            .collect(),
         audit: audit
             .iter()
             .map(|a| AuditRow {

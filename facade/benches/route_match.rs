@@ -88,6 +88,7 @@ fn catalog(routes: usize) -> Catalog {
                 fallback: true,
                 shadow: Default::default(),
                 translator: None,
+                objective: None,
             },
         );
         for k in 0..routes / CONTEXTS {

@@ -28,7 +28,7 @@ use crate::routes::decide_side;
 use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{Answer, Telemetry};
-use crate::traffic::ContextTraffic;
+use crate::traffic::{ContextTraffic, PathCounters};
 use crate::translate::{self, Collect, Translation, MAX_TRANSLATED_BODY};
 use crate::upgrade;
 
@@ -280,7 +280,7 @@ impl Facade {
         let s = &*self.shared;
         let snapshot = s.snapshot.load();
         if snapshot.routes.is_empty() {
-            return Routing::legacy(s);
+            return Routing::legacy(s, req);
         }
         let host = host.and_then(|h| h.to_str().ok());
         let Some(matched) = snapshot.routes.lookup(
@@ -290,7 +290,7 @@ impl Facade {
             req.uri().query(),
             req.headers(),
         ) else {
-            return Routing::legacy(s);
+            return Routing::legacy(s, req);
         };
         let side = decide_side(matched.context, req.headers(), conn.peer.ip());
         let context = Some(Arc::clone(&matched.context.name));
@@ -298,7 +298,12 @@ impl Facade {
             .translations
             .get(&matched.context.name)
             .map(|(_, t)| t.clone());
-        let traffic = snapshot.traffic.get(&matched.context.name).cloned();
+        let traffic = snapshot.traffic.get(&matched.context.name).map(|t| Served {
+            context: Some(Arc::clone(t)),
+            route: snapshot.route_traffic.get(matched.route_id).cloned(),
+            side,
+            fell_back: false,
+        });
         let target = snapshot.services.get(&matched.context.target);
         let rules = snapshot.shadow_rules.get(&matched.context.name);
         let state = matched.context.state;
@@ -415,13 +420,20 @@ impl Facade {
         };
         let elapsed = start.elapsed();
         s.telemetry.record_response(resp.status().as_u16(), elapsed);
-        match &served {
-            Some((traffic, side)) => traffic.record(*side, resp.status().as_u16(), elapsed),
-            None => s.telemetry.traffic.unclaimed().record(
-                Side::Legacy,
-                resp.status().as_u16(),
-                elapsed,
-            ),
+        let status = resp.status().as_u16();
+        let (side, fell_back) = served
+            .as_ref()
+            .map_or((Side::Legacy, false), |t| (t.side, t.fell_back));
+        match served.as_ref().and_then(|t| t.context.as_ref()) {
+            Some(context) => context.record(side, status, elapsed, fell_back),
+            None => s
+                .telemetry
+                .traffic
+                .unclaimed()
+                .record(side, status, elapsed, false),
+        }
+        if let Some(route) = served.as_ref().and_then(|t| t.route.as_ref()) {
+            route.record(side, status, elapsed);
         }
         if let Some((method, uri, version)) = access {
             let id = id.unwrap_or_else(RequestId::next);
@@ -449,7 +461,7 @@ impl Facade {
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         id: &mut Option<RequestId>,
-        served: &mut Option<(Arc<ContextTraffic>, Side)>,
+        served: &mut Option<Served>,
     ) -> Result<Response<ResponseBody>, Refusal> {
         let s = &*self.shared;
         let internal_headers = self.check(&req, conn)?;
@@ -463,7 +475,7 @@ impl Facade {
         let mut routing = self.route(&req, public_host.as_ref(), conn);
         s.telemetry.record_side(routing.side);
         if let Some(t) = routing.traffic.take() {
-            *served = Some((t, routing.side));
+            *served = Some(t);
         }
         let wants_upgrade = version == Version::HTTP_11
             && req.headers().contains_key(UPGRADE)
@@ -536,7 +548,8 @@ impl Facade {
                 }
                 compose::Composed::ToLegacy => {
                     if let Some(served) = served.as_mut() {
-                        served.1 = Side::Legacy;
+                        served.side = Side::Legacy;
+                        served.fell_back = true;
                     }
                     s.telemetry
                         .record_fallback(&t.context, "composed_part_failed");
@@ -576,7 +589,8 @@ impl Facade {
         let sent = self.send(&mut routing, outgoing).await;
         // A fallback changed who answered.
         if let Some(served) = served.as_mut() {
-            served.1 = routing.side;
+            served.side = routing.side;
+            served.fell_back = routing.fell_back.is_some();
         }
         let mut resp = match sent {
             Ok(resp) => resp,
@@ -1046,14 +1060,28 @@ struct Routing {
     /// The context's translator, applied when the new side answers.
     translation: Option<Translation>,
     /// The matched context's traffic counters (taken by `forward`).
-    traffic: Option<Arc<ContextTraffic>>,
+    traffic: Option<Served>,
     /// The request as the client sent it (head, and body when it was buffered), for a
     /// fallback to legacy after it was translated for the new side.
     untranslated: Option<(Replay, Option<bytes::Bytes>)>,
 }
 
+/// The traffic counters a request counts in, and who answered it.
+struct Served {
+    /// None: no context claimed it.
+    context: Option<Arc<ContextTraffic>>,
+    route: Option<Arc<PathCounters>>,
+    side: Side,
+    fell_back: bool,
+}
+
 impl Routing {
-    fn legacy(_: &Shared) -> Self {
+    /// No context claimed the request: legacy answers, and it is counted by path template.
+    fn legacy(s: &Shared, req: &Request<Incoming>) -> Self {
+        let counters = s
+            .telemetry
+            .traffic
+            .unclaimed_path(req.method().as_str(), req.uri().path());
         Self {
             target: Target::Legacy,
             side: Side::Legacy,
@@ -1062,7 +1090,12 @@ impl Routing {
             shadow: None,
             translation: None,
             untranslated: None,
-            traffic: None,
+            traffic: Some(Served {
+                context: None,
+                route: Some(counters),
+                side: Side::Legacy,
+                fell_back: false,
+            }),
         }
     }
 

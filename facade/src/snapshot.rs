@@ -17,7 +17,7 @@ use strangler_anti_corruption::{Compiled, Registry};
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
 use crate::shadow::diff::Rules;
-use crate::traffic::{ContextTraffic, Traffic};
+use crate::traffic::{ContextTraffic, PathCounters, Traffic};
 use crate::translate::Translation;
 use strangler_catalog::RouteShadow;
 
@@ -35,6 +35,8 @@ pub(crate) struct Snapshot {
     pub route_shadow: HashMap<String, (Arc<str>, RouteShadow)>,
     /// Each context's traffic counters (kept by the telemetry across snapshots).
     pub traffic: HashMap<Arc<str>, Arc<ContextTraffic>>,
+    /// Each route's traffic counters, by id (kept by the telemetry across snapshots).
+    pub route_traffic: HashMap<Arc<str>, Arc<PathCounters>>,
     /// Each context's translator, with the spec text it was compiled from.
     pub translations: HashMap<Arc<str>, (String, Translation)>,
 }
@@ -50,6 +52,7 @@ impl Snapshot {
             targets: HashMap::new(),
             translations: HashMap::new(),
             traffic: HashMap::new(),
+            route_traffic: HashMap::new(),
         }
     }
 
@@ -135,6 +138,11 @@ impl Snapshot {
             );
         }
         Ok(Self {
+            route_traffic: catalog
+                .routes
+                .values()
+                .map(|r| (Arc::from(r.id.as_str()), traffic.route(&r.context, &r.id)))
+                .collect(),
             traffic: catalog
                 .contexts
                 .keys()

@@ -260,6 +260,16 @@ impl Telemetry {
         self.traffic.take(current_minute())
     }
 
+    /// Takes the traffic counts of routes and unclaimed path templates since the last call.
+    pub fn take_path_traffic(&self) -> Vec<strangler_catalog::PathTraffic> {
+        self.traffic.take_paths(current_minute())
+    }
+
+    /// Puts back path traffic rows a flush could not store.
+    pub fn restore_path_traffic(&self, rows: &[strangler_catalog::PathTraffic]) {
+        self.traffic.restore_paths(rows);
+    }
+
     /// Puts back traffic rows a flush could not store.
     pub fn restore_traffic(&self, rows: &[strangler_catalog::TrafficMinute]) {
         self.traffic.restore(rows);

@@ -8,7 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use strangler_catalog::{Side, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
+use strangler_catalog::{PathTraffic, Side, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
+
+/// At most this many path templates of unclaimed requests are counted apart; the rest are
+/// counted as [`OTHER`] (a crawler cannot grow the map without bound).
+const MAX_TEMPLATES: usize = 2000;
+/// The template of unclaimed requests beyond [`MAX_TEMPLATES`].
+pub const OTHER: &str = "(other paths)";
+/// Templates longer than this are cut (at a character boundary).
+const MAX_TEMPLATE_BYTES: usize = 200;
 
 /// One side's counters.
 #[derive(Debug, Default)]
@@ -16,7 +24,121 @@ struct Counters {
     requests: AtomicU64,
     errors: AtomicU64,
     latency_us: AtomicU64,
+    fallbacks: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// One side's counters of a route or a path template.
+#[derive(Debug, Default)]
+struct PathSide {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency_us: AtomicU64,
+}
+
+/// The counters of one route, or of one path template of unclaimed requests.
+#[derive(Debug, Default)]
+pub struct PathCounters {
+    sides: [PathSide; 2],
+}
+
+impl PathCounters {
+    /// Counts one answered request.
+    pub fn record(&self, side: Side, status: u16, elapsed: Duration) {
+        let c = &self.sides[usize::from(side == Side::New)];
+        c.requests.fetch_add(1, Relaxed);
+        if status >= 500 {
+            c.errors.fetch_add(1, Relaxed);
+        }
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        c.latency_us.fetch_add(us, Relaxed);
+    }
+
+    fn take(&self, minute: i64, context: &str, path: &str, out: &mut Vec<PathTraffic>) {
+        for (i, c) in self.sides.iter().enumerate() {
+            let requests = c.requests.swap(0, Relaxed);
+            if requests == 0 {
+                continue;
+            }
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            out.push(PathTraffic {
+                minute,
+                context: context.to_owned(),
+                path: path.to_owned(),
+                side: if i == 1 { "new" } else { "legacy" }.to_owned(),
+                requests: n(requests),
+                errors: n(c.errors.swap(0, Relaxed)),
+                latency_us: n(c.latency_us.swap(0, Relaxed)),
+            });
+        }
+    }
+
+    fn restore(&self, r: &PathTraffic) {
+        let c = &self.sides[usize::from(r.side == "new")];
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        c.requests.fetch_add(n(r.requests), Relaxed);
+        c.errors.fetch_add(n(r.errors), Relaxed);
+        c.latency_us.fetch_add(n(r.latency_us), Relaxed);
+    }
+}
+
+/// Whether a path segment names one thing among many (an id, a UUID, a hash, a token) rather
+/// than a kind of thing: `123`, `550e8400-e29b-41d4-a716-446655440000`, `9f86d081884c7d65`.
+fn is_id(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits == b.len() {
+        return true;
+    }
+    let hex_or_dash = b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-');
+    if hex_or_dash && digits > 0 && b.len() >= 8 {
+        return true;
+    }
+    // Long tokens with digits in them (`a1B2c3…`, `ord_8f3k2j1…`).
+    b.len() >= 16
+        && digits > 0
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
+/// The path template of a request: `GET /orders/123/items` → `GET /orders/{id}/items`. A
+/// segment's extension is kept (`/invoices/42.pdf` → `/invoices/{id}.pdf`); the query is not
+/// part of the path.
+pub fn template(method: &str, path: &str) -> String {
+    let mut out = String::with_capacity(method.len() + 1 + path.len());
+    out.push_str(method);
+    out.push(' ');
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let (stem, ext) = match segment.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() && ext.len() <= 5 => (stem, Some(ext)),
+            _ => (segment, None),
+        };
+        if is_id(stem) {
+            out.push_str("{id}");
+            if let Some(ext) = ext {
+                out.push('.');
+                out.push_str(ext);
+            }
+        } else {
+            out.push_str(segment);
+        }
+        if out.len() > MAX_TEMPLATE_BYTES {
+            let mut cut = MAX_TEMPLATE_BYTES;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
 }
 
 /// The counters of one context (or of requests no context claimed), by side.
@@ -27,11 +149,14 @@ pub struct ContextTraffic {
 
 impl ContextTraffic {
     /// Counts one answered request.
-    pub fn record(&self, side: Side, status: u16, elapsed: Duration) {
+    pub fn record(&self, side: Side, status: u16, elapsed: Duration, fell_back: bool) {
         let c = &self.sides[usize::from(side == Side::New)];
         c.requests.fetch_add(1, Relaxed);
         if status >= 500 {
             c.errors.fetch_add(1, Relaxed);
+        }
+        if fell_back {
+            c.fallbacks.fetch_add(1, Relaxed);
         }
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         c.latency_us.fetch_add(us, Relaxed);
@@ -44,11 +169,18 @@ impl ContextTraffic {
     }
 }
 
+/// A route by (context, id).
+type RouteKey = (Arc<str>, Arc<str>);
+
 /// Every context's counters, kept across catalog versions.
 #[derive(Debug, Default)]
 pub struct Traffic {
     contexts: RwLock<HashMap<Arc<str>, Arc<ContextTraffic>>>,
     unclaimed: Arc<ContextTraffic>,
+    /// Routes' counters by (context, route id).
+    routes: RwLock<HashMap<RouteKey, Arc<PathCounters>>>,
+    /// Unclaimed requests' counters by template.
+    templates: RwLock<HashMap<Box<str>, Arc<PathCounters>>>,
 }
 
 impl Traffic {
@@ -72,6 +204,63 @@ impl Traffic {
         &self.unclaimed
     }
 
+    /// The counters of a route (made when a snapshot is compiled).
+    pub fn route(&self, context: &str, id: &str) -> Arc<PathCounters> {
+        let mut map = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry((Arc::from(context), Arc::from(id))).or_default())
+    }
+
+    /// The counters of a request no context claimed: those of its path template.
+    pub fn unclaimed_path(&self, method: &str, path: &str) -> Arc<PathCounters> {
+        let key = template(method, path);
+        let counters = self
+            .templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key.as_str())
+            .cloned();
+        counters.unwrap_or_else(|| {
+            let mut map = self.templates.write().unwrap_or_else(|e| e.into_inner());
+            let key = if map.len() >= MAX_TEMPLATES && !map.contains_key(key.as_str()) {
+                Box::from(OTHER)
+            } else {
+                key.into_boxed_str()
+            };
+            Arc::clone(map.entry(key).or_default())
+        })
+    }
+
+    /// Takes the counts of routes and templates since the last call as rows of `minute`.
+    pub fn take_paths(&self, minute: i64) -> Vec<PathTraffic> {
+        let mut out = Vec::new();
+        for ((context, id), c) in self.routes.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            c.take(minute, context, id, &mut out);
+        }
+        for (key, c) in self
+            .templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            c.take(minute, "", key, &mut out);
+        }
+        out
+    }
+
+    /// Puts path rows back (a flush that failed).
+    pub fn restore_paths(&self, rows: &[PathTraffic]) {
+        for r in rows {
+            if r.context.is_empty() {
+                let mut map = self.templates.write().unwrap_or_else(|e| e.into_inner());
+                map.entry(Box::from(r.path.as_str()))
+                    .or_default()
+                    .restore(r);
+            } else {
+                self.route(&r.context, &r.path).restore(r);
+            }
+        }
+    }
+
     /// Takes the counts since the last call as rows of `minute` (only non-zero ones).
     pub fn take(&self, minute: i64) -> Vec<TrafficMinute> {
         let mut out = Vec::new();
@@ -89,6 +278,7 @@ impl Traffic {
                     requests: n(requests),
                     errors: n(c.errors.swap(0, Relaxed)),
                     latency_us: n(c.latency_us.swap(0, Relaxed)),
+                    fallbacks: n(c.fallbacks.swap(0, Relaxed)),
                     buckets: c.buckets.iter().map(|b| n(b.swap(0, Relaxed))).collect(),
                 });
             }
@@ -114,6 +304,7 @@ impl Traffic {
             c.requests.fetch_add(n(r.requests), Relaxed);
             c.errors.fetch_add(n(r.errors), Relaxed);
             c.latency_us.fetch_add(n(r.latency_us), Relaxed);
+            c.fallbacks.fetch_add(n(r.fallbacks), Relaxed);
             for (b, v) in c.buckets.iter().zip(&r.buckets) {
                 b.fetch_add(n(*v), Relaxed);
             }
@@ -129,12 +320,12 @@ mod tests {
     fn counts_are_taken_once_and_bucketed_by_latency() {
         let t = Traffic::default();
         let orders = t.of("orders");
-        orders.record(Side::New, 200, Duration::from_micros(800));
-        orders.record(Side::New, 503, Duration::from_millis(2));
-        orders.record(Side::New, 200, Duration::from_millis(30));
-        orders.record(Side::Legacy, 200, Duration::from_secs(20));
+        orders.record(Side::New, 200, Duration::from_micros(800), false);
+        orders.record(Side::New, 503, Duration::from_millis(2), false);
+        orders.record(Side::New, 200, Duration::from_millis(30), false);
+        orders.record(Side::Legacy, 200, Duration::from_secs(20), true);
         t.unclaimed()
-            .record(Side::Legacy, 404, Duration::from_millis(1));
+            .record(Side::Legacy, 404, Duration::from_millis(1), false);
         assert!(Arc::ptr_eq(&orders, &t.of("orders")));
         let mut rows = t.take(7);
         rows.sort_by(|a, b| (&a.context, &a.side).cmp(&(&b.context, &b.side)));
@@ -156,8 +347,85 @@ mod tests {
             1,
             "20 s is in the open bucket"
         );
+        assert_eq!((rows[1].fallbacks, new.fallbacks), (1, 0));
         assert!(t.take(8).is_empty(), "taken once");
         t.restore(&rows);
         assert_eq!(t.take(9).iter().map(|r| r.requests).sum::<i64>(), 5);
+    }
+
+    #[test]
+    fn ids_become_placeholders_and_kinds_stay() {
+        for (path, want) in [
+            ("/orders/123", "GET /orders/{id}"),
+            ("/orders/123/items/7", "GET /orders/{id}/items/{id}"),
+            ("/invoices/42.pdf", "GET /invoices/{id}.pdf"),
+            (
+                "/users/550e8400-e29b-41d4-a716-446655440000/cart",
+                "GET /users/{id}/cart",
+            ),
+            ("/blobs/9f86d081884c7d65", "GET /blobs/{id}"),
+            ("/t/ord_8f3k2j1h9g7f6d5s", "GET /t/{id}"),
+            ("/", "GET /"),
+            ("/v2/orders", "GET /v2/orders"),
+            ("/static/app.css", "GET /static/app.css"),
+            ("/cafe/facade", "GET /cafe/facade"),
+            ("/decade", "GET /decade"),
+        ] {
+            assert_eq!(template("GET", path), want, "{path}");
+        }
+        let long = format!("/{}", "a".repeat(500));
+        assert!(template("GET", &long).len() <= MAX_TEMPLATE_BYTES + 4);
+    }
+
+    #[test]
+    fn unclaimed_requests_are_counted_per_template_and_capped() {
+        let t = Traffic::default();
+        t.unclaimed_path("GET", "/orders/1")
+            .record(Side::Legacy, 200, Duration::from_millis(2));
+        t.unclaimed_path("GET", "/orders/2")
+            .record(Side::Legacy, 502, Duration::from_millis(4));
+        t.unclaimed_path("POST", "/orders")
+            .record(Side::Legacy, 201, Duration::from_millis(1));
+        t.route("orders", "r1")
+            .record(Side::New, 200, Duration::from_millis(1));
+        let mut rows = t.take_paths(60);
+        rows.sort_by(|a, b| (&a.context, &a.path).cmp(&(&b.context, &b.path)));
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.context.as_str(),
+                    r.path.as_str(),
+                    r.side.as_str(),
+                    r.requests,
+                    r.errors,
+                    r.latency_us,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("", "GET /orders/{id}", "legacy", 2, 1, 6000),
+                ("", "POST /orders", "legacy", 1, 0, 1000),
+                ("orders", "r1", "new", 1, 0, 1000),
+            ]
+        );
+        assert!(t.take_paths(61).is_empty(), "taken once");
+        t.restore_paths(&rows);
+        assert_eq!(t.take_paths(62).len(), 3);
+        for i in 0..MAX_TEMPLATES + 10 {
+            t.unclaimed_path("GET", &format!("/p{i}x"))
+                .record(Side::Legacy, 200, Duration::ZERO);
+        }
+        let rows = t.take_paths(63);
+        // Two templates were known: MAX - 2 more fit, the last 12 are counted together.
+        assert_eq!(rows.len(), MAX_TEMPLATES - 1);
+        let other = rows.iter().find(|r| r.path == OTHER).map(|r| r.requests);
+        assert_eq!(
+            other,
+            Some(12),
+            "the paths beyond the cap are counted together"
+        );
     }
 }

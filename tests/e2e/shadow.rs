@@ -35,6 +35,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
             fallback: true,
             shadow: Default::default(),
             translator: None,
+            objective: None,
         },
     );
     let spec = RouteSpec {

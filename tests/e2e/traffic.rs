@@ -100,6 +100,49 @@ async fn the_api_reports_who_answered_how_much_per_context() {
         .map(|r| r["requests"].as_i64().unwrap())
         .sum();
     assert_eq!(new_requests, 5, "{series}");
+    // Per route, too.
+    let routes = series["routes"].as_array().cloned().unwrap_or_default();
+    let on_new: i64 = routes
+        .iter()
+        .filter(|r| r["side"] == "new")
+        .map(|r| r["requests"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(on_new, 5, "{series}");
+    assert!(
+        routes
+            .iter()
+            .all(|r| r["route"].as_str().is_some_and(|id| !id.is_empty())),
+        "{series}"
+    );
+    // Unclaimed requests by path template: ids fold into `{id}`.
+    for id in [7, 8, 9] {
+        fetch(&format!("http://{}/catalog/{id}?q=1", s.listen)).await;
+    }
+    let started = Instant::now();
+    let templates = loop {
+        let (status, _, v) = admin.call(Method::GET, "/api/v1/unclaimed", None).await;
+        assert_eq!(status, 200, "{v}");
+        let t = v["templates"].as_array().cloned().unwrap_or_default();
+        if t.iter()
+            .any(|t| t["template"] == "GET /catalog/{id}" && t["requests"] == 3)
+        {
+            break t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let names: Vec<&str> = templates
+        .iter()
+        .filter_map(|t| t["template"].as_str())
+        .collect();
+    assert_eq!(names[0], "GET /catalog/{id}", "busiest first: {names:?}");
+    for t in ["GET /", "GET /about", "GET /cart"] {
+        assert!(names.contains(&t), "{t} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("/orders")),
+        "claimed: {names:?}"
+    );
     let (status, _, _) = admin
         .call(Method::GET, "/api/v1/contexts/nope/traffic", None)
         .await;

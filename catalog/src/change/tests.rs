@@ -19,6 +19,7 @@ fn base() -> Catalog {
             fallback: true,
             shadow: Default::default(),
             translator: None,
+            objective: None,
         }),
     ] {
         change.apply(&mut c).unwrap();

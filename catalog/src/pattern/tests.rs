@@ -449,6 +449,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
                 fallback: true,
                 shadow: Default::default(),
                 translator: None,
+                objective: None,
             },
         );
         for k in 0..per_context {

@@ -11,8 +11,9 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::watch;
 
 use super::{
-    now_ms, AuditEntry, AuditQuery, ChangeMeta, NoiseProposal, OutboxItem, OutboxStats,
-    ShadowExample, ShadowMinute, SignatureCount, Store, StoreError, TrafficMinute, LATENCY_BUCKETS,
+    now_ms, AuditEntry, AuditQuery, ChangeMeta, LastSeen, NoiseProposal, OutboxItem, OutboxStats,
+    PathTraffic, ShadowExample, ShadowMinute, SignatureCount, Store, StoreError, TrafficMinute,
+    LATENCY_BUCKETS,
 };
 
 /// Example pairs kept per (context, signature).
@@ -56,6 +57,7 @@ fn traffic_row(row: &AnyRow, minute: Option<i64>) -> Result<TrafficMinute, Store
         requests: row.try_get("requests").map_err(unavailable)?,
         errors: row.try_get("errors").map_err(unavailable)?,
         latency_us: row.try_get("latency_us").map_err(unavailable)?,
+        fallbacks: row.try_get("fallbacks").map_err(unavailable)?,
         buckets: (0..LATENCY_BUCKETS)
             .map(|i| {
                 row.try_get::<i64, _>(format!("b{i}").as_str())
@@ -678,36 +680,43 @@ impl Store for SqlStore {
             return Ok(());
         }
         let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
-        let sql = format!(
-            "INSERT INTO traffic_minutes (minute, context, side, requests, errors, latency_us, {}) \
-             VALUES ($1, $2, $3, $4, $5, $6, {}) ON CONFLICT (minute, context, side) DO UPDATE SET \
-             requests = traffic_minutes.requests + excluded.requests, \
-             errors = traffic_minutes.errors + excluded.errors, \
-             latency_us = traffic_minutes.latency_us + excluded.latency_us, {}",
-            buckets.join(", "),
-            (0..LATENCY_BUCKETS)
-                .map(|i| format!("${}", i + 7))
-                .collect::<Vec<_>>()
-                .join(", "),
-            buckets
-                .iter()
-                .map(|b| format!("{b} = traffic_minutes.{b} + excluded.{b}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let upsert = |table: &str| {
+            format!(
+                "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, {}) ON CONFLICT (minute, context, side) DO UPDATE SET \
+                 requests = {table}.requests + excluded.requests, \
+                 errors = {table}.errors + excluded.errors, \
+                 latency_us = {table}.latency_us + excluded.latency_us, \
+                 fallbacks = {table}.fallbacks + excluded.fallbacks, {}",
+                buckets.join(", "),
+                (0..LATENCY_BUCKETS)
+                    .map(|i| format!("${}", i + 8))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                buckets
+                    .iter()
+                    .map(|b| format!("{b} = {table}.{b} + excluded.{b}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let (minutes, hours) = (upsert("traffic_minutes"), upsert("traffic_hours"));
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for r in rows {
-            let mut q = sqlx::query(&sql)
-                .bind(r.minute)
-                .bind(&r.context)
-                .bind(&r.side)
-                .bind(r.requests)
-                .bind(r.errors)
-                .bind(r.latency_us);
-            for i in 0..LATENCY_BUCKETS {
-                q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+            for (sql, minute) in [(&minutes, r.minute), (&hours, r.minute.div_euclid(60) * 60)] {
+                let mut q = sqlx::query(sql)
+                    .bind(minute)
+                    .bind(&r.context)
+                    .bind(&r.side)
+                    .bind(r.requests)
+                    .bind(r.errors)
+                    .bind(r.latency_us)
+                    .bind(r.fallbacks);
+                for i in 0..LATENCY_BUCKETS {
+                    q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+                }
+                q.execute(&mut *tx).await.map_err(unavailable)?;
             }
-            q.execute(&mut *tx).await.map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
@@ -719,7 +728,7 @@ impl Store for SqlStore {
     ) -> Result<Vec<TrafficMinute>, StoreError> {
         let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
         let sql = format!(
-            "SELECT minute, context, side, requests, errors, latency_us, {} FROM traffic_minutes \
+            "SELECT minute, context, side, requests, errors, latency_us, fallbacks, {} FROM traffic_minutes \
              WHERE minute >= $1 AND ($2 = '' OR context = $3) ORDER BY minute, context, side",
             buckets.join(", ")
         );
@@ -733,19 +742,53 @@ impl Store for SqlStore {
         rows.iter().map(|row| traffic_row(row, None)).collect()
     }
 
+    async fn traffic_hourly(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let sql = format!(
+            "SELECT minute, context, side, requests, errors, latency_us, fallbacks, {} \
+             FROM traffic_hours WHERE context = $1 AND minute >= $2 ORDER BY minute, side",
+            buckets.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(context)
+            .bind(since_minute.div_euclid(60) * 60)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(|row| traffic_row(row, None)).collect()
+    }
+
     async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError> {
-        // SUM over BIGINT is NUMERIC on PostgreSQL: cast back, so both backends give i64.
+        // Minutes up to the first whole hour, then the hourly rollup: a week is 168 rows per
+        // context and side, not 10,080. SUM over BIGINT is NUMERIC on PostgreSQL: cast back,
+        // so both backends give i64.
+        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let picked = format!(
+            "context, side, requests, errors, latency_us, fallbacks, {}",
+            columns.join(", ")
+        );
         let sql = format!(
             "SELECT context, side, CAST(SUM(requests) AS BIGINT) AS requests, \
-             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, {} \
-             FROM traffic_minutes WHERE minute >= $1 GROUP BY context, side ORDER BY context, side",
-            (0..LATENCY_BUCKETS)
-                .map(|i| format!("CAST(SUM(b{i}) AS BIGINT) AS b{i}"))
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
+             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
+             FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
+                   UNION ALL SELECT {picked} FROM traffic_hours WHERE minute >= $3) AS t \
+             GROUP BY context, side ORDER BY context, side",
+            columns
+                .iter()
+                .map(|b| format!("CAST(SUM({b}) AS BIGINT) AS {b}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let whole = (since_minute + 59).div_euclid(60) * 60;
         let rows = sqlx::query(&sql)
             .bind(since_minute)
+            .bind(whole)
+            .bind(whole)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -760,13 +803,21 @@ impl Store for SqlStore {
         bucket_minutes: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError> {
         let bucket = bucket_minutes.max(1);
-        let rows = sqlx::query(
+        // Whole hours from a whole hour: the hourly rollup has the same sums in 60 times
+        // fewer rows.
+        let table = if bucket % 60 == 0 && since_minute % 60 == 0 {
+            "traffic_hours"
+        } else {
+            "traffic_minutes"
+        };
+        let rows = sqlx::query(&format!(
             "SELECT bucket, side, CAST(SUM(requests) AS BIGINT) AS requests, \
-             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
+             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks \
              FROM (SELECT CAST((minute / $1) * $1 AS BIGINT) AS bucket, side, requests, errors, \
-                   latency_us FROM traffic_minutes WHERE minute >= $2) AS t \
+                   latency_us, fallbacks FROM {table} WHERE minute >= $2) AS t \
              GROUP BY bucket, side ORDER BY bucket, side",
-        )
+        ))
         .bind(bucket)
         .bind(since_minute)
         .fetch_all(&self.pool)
@@ -781,6 +832,7 @@ impl Store for SqlStore {
                     requests: row.try_get("requests").map_err(unavailable)?,
                     errors: row.try_get("errors").map_err(unavailable)?,
                     latency_us: row.try_get("latency_us").map_err(unavailable)?,
+                    fallbacks: row.try_get("fallbacks").map_err(unavailable)?,
                     buckets: Vec::new(),
                 })
             })
@@ -804,6 +856,14 @@ impl Store for SqlStore {
             (
                 "DELETE FROM traffic_minutes WHERE minute < $1",
                 before_minute,
+            ),
+            (
+                "DELETE FROM traffic_hours WHERE minute < $1",
+                before_minute.div_euclid(60) * 60,
+            ),
+            (
+                "DELETE FROM path_traffic WHERE minute < $1",
+                before_minute.div_euclid(60) * 60,
             ),
             ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
             ("DELETE FROM shadow_noise WHERE last_ms < $1", before_ms),
@@ -992,6 +1052,154 @@ impl Store for SqlStore {
             out.entry(service).or_default().push(url);
         }
         Ok(out)
+    }
+
+    async fn shadow_totals(&self, since_minute: i64) -> Result<Vec<ShadowMinute>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT context, CAST(SUM(compared) AS BIGINT), CAST(SUM(matched) AS BIGINT), \
+             CAST(SUM(legacy_us) AS BIGINT), CAST(SUM(new_us) AS BIGINT), \
+             CAST(SUM(learned) AS BIGINT) FROM shadow_minutes WHERE minute >= $1 \
+             GROUP BY context ORDER BY context",
+        )
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ShadowMinute {
+                    minute: since_minute,
+                    context: row.try_get(0).map_err(unavailable)?,
+                    compared: row.try_get(1).map_err(unavailable)?,
+                    matched: row.try_get(2).map_err(unavailable)?,
+                    legacy_us: row.try_get(3).map_err(unavailable)?,
+                    new_us: row.try_get(4).map_err(unavailable)?,
+                    learned: row.try_get(5).map_err(unavailable)?,
+                    ..ShadowMinute::default()
+                })
+            })
+            .collect()
+    }
+
+    async fn last_changes(&self, prefix: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, action, target, before, after, reason, version FROM audit \
+             WHERE id IN (SELECT MAX(id) FROM audit WHERE substr(target, 1, CAST($1 AS INTEGER)) = $2 \
+                          GROUP BY target) ORDER BY id DESC",
+        )
+        .bind(i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX))
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(entry_from).collect()
+    }
+
+    async fn audit_of(&self, prefix: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, action, target, before, after, reason, version FROM \
+             (SELECT * FROM audit WHERE substr(target, 1, CAST($1 AS INTEGER)) = $2 ORDER BY id DESC LIMIT $3) AS a \
+             ORDER BY id",
+        )
+        .bind(i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX))
+        .bind(prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(entry_from).collect()
+    }
+
+    async fn add_path_traffic(&self, rows: &[PathTraffic]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for r in rows {
+            let hour = r.minute.div_euclid(60) * 60;
+            sqlx::query(
+                "INSERT INTO path_traffic (context, minute, path, side, requests, errors, latency_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (context, minute, path, side) \
+                 DO UPDATE SET requests = path_traffic.requests + excluded.requests, \
+                 errors = path_traffic.errors + excluded.errors, \
+                 latency_us = path_traffic.latency_us + excluded.latency_us",
+            )
+            .bind(&r.context)
+            .bind(hour)
+            .bind(&r.path)
+            .bind(&r.side)
+            .bind(r.requests)
+            .bind(r.errors)
+            .bind(r.latency_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO path_last_seen (context, path, side, minute) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (context, path, side) DO UPDATE SET minute = \
+                 CASE WHEN excluded.minute > path_last_seen.minute THEN excluded.minute \
+                 ELSE path_last_seen.minute END",
+            )
+            .bind(&r.context)
+            .bind(&r.path)
+            .bind(&r.side)
+            .bind(r.minute)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn path_traffic(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<PathTraffic>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT path, side, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+             CAST(SUM(latency_us) AS BIGINT) FROM path_traffic \
+             WHERE context = $1 AND minute >= $2 GROUP BY path, side ORDER BY path, side",
+        )
+        .bind(context)
+        .bind(since_minute.div_euclid(60) * 60)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(PathTraffic {
+                    minute: since_minute,
+                    context: context.to_owned(),
+                    path: row.try_get(0).map_err(unavailable)?,
+                    side: row.try_get(1).map_err(unavailable)?,
+                    requests: row.try_get(2).map_err(unavailable)?,
+                    errors: row.try_get(3).map_err(unavailable)?,
+                    latency_us: row.try_get(4).map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_seen(&self, side: &str) -> Result<Vec<LastSeen>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT context, path, side, minute FROM path_last_seen \
+             WHERE side = $1 AND context <> '' ORDER BY context, path",
+        )
+        .bind(side)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(LastSeen {
+                    context: row.try_get(0).map_err(unavailable)?,
+                    path: row.try_get(1).map_err(unavailable)?,
+                    side: row.try_get(2).map_err(unavailable)?,
+                    minute: row.try_get(3).map_err(unavailable)?,
+                })
+            })
+            .collect()
     }
 
     async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {

@@ -70,6 +70,7 @@ fn context(name: &str, target: &str) -> Change {
         fallback: true,
         shadow: Default::default(),
         translator: None,
+        objective: None,
     })
 }
 
@@ -425,6 +426,7 @@ async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
             errors: slow,
             latency_us: n * 3_000,
             buckets,
+            fallbacks: 0,
         }
     };
     // Two replicas flush the same minute; a third row is another side, a fourth unclaimed.
@@ -477,6 +479,188 @@ async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
     assert_eq!(store.traffic(None, 0).await.unwrap().len(), 1);
 }
 
+async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
+    use crate::store::{PathTraffic, TrafficMinute, LATENCY_BUCKETS};
+    let row = |minute: i64, side: &str, n: i64, fallbacks: i64| TrafficMinute {
+        minute,
+        context: "orders".into(),
+        side: side.into(),
+        requests: n,
+        errors: 1,
+        latency_us: n,
+        buckets: vec![n; LATENCY_BUCKETS],
+        fallbacks,
+    };
+    store
+        .add_traffic(&[row(130, "legacy", 10, 2), row(185, "legacy", 5, 1)])
+        .await
+        .unwrap();
+    store
+        .add_traffic(&[row(131, "legacy", 1, 0)])
+        .await
+        .unwrap();
+    // Whole hours come from the rollup, the part before the first whole hour from minutes.
+    let sum = |rows: Vec<TrafficMinute>| {
+        rows.iter()
+            .map(|r| (r.requests, r.errors, r.fallbacks))
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    };
+    assert_eq!(sum(store.traffic_totals(100).await.unwrap()), (16, 3, 3));
+    assert_eq!(sum(store.traffic_totals(131).await.unwrap()), (6, 2, 1));
+    assert_eq!(sum(store.traffic_totals(150).await.unwrap()), (5, 1, 1));
+    let hourly = store.traffic_hourly("orders", 0).await.unwrap();
+    assert_eq!(
+        hourly
+            .iter()
+            .map(|r| (r.minute, r.requests, r.fallbacks, r.buckets[3]))
+            .collect::<Vec<_>>(),
+        [(120, 11, 2, 11), (180, 5, 1, 5)]
+    );
+    assert!(store.traffic_hourly("carts", 0).await.unwrap().is_empty());
+    let series = store.traffic_series(120, 60).await.unwrap();
+    assert_eq!(
+        series
+            .iter()
+            .map(|r| (r.minute, r.requests, r.fallbacks))
+            .collect::<Vec<_>>(),
+        [(120, 11, 2), (180, 5, 1)]
+    );
+
+    // Routes and unclaimed templates per hour, from two replicas.
+    let path = |minute: i64, context: &str, path: &str, side: &str, n: i64| PathTraffic {
+        minute,
+        context: context.into(),
+        path: path.into(),
+        side: side.into(),
+        requests: n,
+        errors: n / 2,
+        latency_us: n * 10,
+    };
+    store
+        .add_path_traffic(&[
+            path(125, "orders", "r1", "legacy", 4),
+            path(126, "", "GET /cart/{id}", "legacy", 6),
+        ])
+        .await
+        .unwrap();
+    store
+        .add_path_traffic(&[
+            path(130, "orders", "r1", "legacy", 2),
+            path(250, "orders", "r1", "new", 8),
+        ])
+        .await
+        .unwrap();
+    let r1 = store.path_traffic("orders", 0).await.unwrap();
+    assert_eq!(
+        r1.iter()
+            .map(|r| (
+                r.path.as_str(),
+                r.side.as_str(),
+                r.requests,
+                r.errors,
+                r.latency_us
+            ))
+            .collect::<Vec<_>>(),
+        [("r1", "legacy", 6, 3, 60), ("r1", "new", 8, 4, 80)]
+    );
+    assert_eq!(store.path_traffic("orders", 240).await.unwrap().len(), 1);
+    let unclaimed = store.path_traffic("", 0).await.unwrap();
+    assert_eq!(
+        (unclaimed.len(), unclaimed[0].path.as_str()),
+        (1, "GET /cart/{id}")
+    );
+    let seen = store.last_seen("legacy").await.unwrap();
+    assert_eq!(
+        seen.iter()
+            .map(|l| (l.context.as_str(), l.path.as_str(), l.minute))
+            .collect::<Vec<_>>(),
+        [("orders", "r1", 130)],
+        "the latest minute, routes only"
+    );
+    // Pruning the hours keeps when a route was last served.
+    store.prune_shadow(300).await.unwrap();
+    assert!(store.path_traffic("orders", 0).await.unwrap().is_empty());
+    assert!(store.traffic_hourly("orders", 0).await.unwrap().is_empty());
+    assert_eq!(store.last_seen("legacy").await.unwrap().len(), 1);
+
+    // Shadow totals per context in one query.
+    store
+        .add_shadow(&[
+            ShadowMinute {
+                minute: 500,
+                context: "orders".into(),
+                compared: 4,
+                matched: 3,
+                ..Default::default()
+            },
+            ShadowMinute {
+                minute: 501,
+                context: "orders".into(),
+                compared: 2,
+                matched: 2,
+                ..Default::default()
+            },
+        ])
+        .await
+        .unwrap();
+    let totals = store.shadow_totals(500).await.unwrap();
+    assert_eq!(
+        totals
+            .iter()
+            .map(|t| (t.context.as_str(), t.compared, t.matched))
+            .collect::<Vec<_>>(),
+        [("orders", 6, 5)]
+    );
+
+    // A context carved with its routes is one version and one audit row; carving it again
+    // changes nothing.
+    let mut v = store.version().await.unwrap();
+    v = store
+        .apply(&service("svc"), v, &meta("svc"))
+        .await
+        .unwrap()
+        .version;
+    let Change::PutContext(ctx) = context("shop", "svc") else {
+        unreachable!()
+    };
+    let Change::AddRoute { spec, .. } = route("shop", "/shop/{id}") else {
+        unreachable!()
+    };
+    let carve = Change::Carve {
+        context: ctx,
+        routes: vec![spec],
+    };
+    let after = store.apply(&carve, v, &meta("carve")).await.unwrap();
+    assert_eq!(after.version, v + 1);
+    assert_eq!(after.routes_of("shop").count(), 1);
+    let again = store.apply(&carve, v + 1, &meta("again")).await;
+    assert!(matches!(again, Err(StoreError::Change(_))), "{again:?}");
+    assert_eq!(store.version().await.unwrap(), v + 1);
+    v = store
+        .apply(&context("other", "svc"), v + 1, &meta("second"))
+        .await
+        .unwrap()
+        .version;
+    let last = store.last_changes("context:").await.unwrap();
+    assert_eq!(
+        last.iter()
+            .map(|a| (a.target.as_str(), a.action.as_str()))
+            .collect::<Vec<_>>(),
+        [("context:other", "put-context"), ("context:shop", "carve")]
+    );
+    let history = store.audit_of("context:", 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|a| a.reason.as_str())
+            .collect::<Vec<_>>(),
+        ["carve", "second"],
+        "oldest first"
+    );
+    assert_eq!(store.audit_of("context:", 1).await.unwrap()[0].version, v);
+    assert!(store.audit_of("service:", 10).await.unwrap().len() == 1);
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -503,4 +687,5 @@ on_both!(
     shadow_results_from_replicas_add_up,
     the_outbox_delivers_each_context_in_order,
     traffic_from_replicas_adds_up_and_is_pruned,
+    hourly_rollups_path_traffic_and_carving,
 );

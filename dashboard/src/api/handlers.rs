@@ -971,6 +971,17 @@ fn side_figures(t: &strangler_catalog::TrafficMinute) -> serde_json::Value {
         "mean_ms": (t.requests > 0).then(|| t.latency_us as f64 / t.requests as f64 / 1000.0),
         "p50_ms": t.quantile_ms(0.5),
         "p99_ms": t.quantile_ms(0.99),
+        "fallbacks": t.fallbacks,
+    })
+}
+
+/// A route's or a template's figures.
+fn path_figures(t: &strangler_catalog::PathTraffic) -> serde_json::Value {
+    serde_json::json!({
+        "side": t.side,
+        "requests": t.requests,
+        "errors": t.errors,
+        "mean_ms": (t.requests > 0).then(|| t.latency_us as f64 / t.requests as f64 / 1000.0),
     })
 }
 
@@ -1045,6 +1056,32 @@ pub async fn traffic(
 }
 
 /// One context's traffic per minute and side.
+/// Requests no context claims, by path template, busiest first (`minutes` defaults to a day;
+/// counted per hour, so the window is rounded out to whole hours).
+pub async fn unclaimed(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(q): Query<ShadowQuery>,
+) -> ApiResult {
+    let (minutes, since) = window(Some(q.minutes.unwrap_or(1440)))?;
+    let mut rows = s.store.path_traffic("", since).await?;
+    rows.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.path.cmp(&b.path)));
+    let templates: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let mut v = path_figures(r);
+            v["template"] = r.path.clone().into();
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "minutes": minutes,
+        "since_minute": since,
+        "templates": templates,
+    }))
+    .into_response())
+}
+
 pub async fn context_traffic(
     _: Reader,
     State(s): State<ApiState>,
@@ -1067,11 +1104,24 @@ pub async fn context_traffic(
             v
         })
         .collect();
+    // Routes are counted per hour: the window is rounded out to whole hours.
+    let routes: Vec<_> = s
+        .store
+        .path_traffic(&name, since)
+        .await?
+        .iter()
+        .map(|r| {
+            let mut v = path_figures(r);
+            v["route"] = r.path.clone().into();
+            v
+        })
+        .collect();
     Ok(Json(serde_json::json!({
         "context": name,
         "minutes": minutes,
         "since_minute": since,
         "series": series,
+        "routes": routes,
     }))
     .into_response())
 }

@@ -20,6 +20,10 @@ const VIEWER: &str = "viewer-token-0123456789ab";
 static N: AtomicUsize = AtomicUsize::new(0);
 
 async fn app() -> (Router, Arc<SqlStore>) {
+    app_with(std::time::Duration::from_secs(30 * 86_400)).await
+}
+
+async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) {
     let dir = std::env::temp_dir().join(format!(
         "strangler_pages_{}_{}",
         std::process::id(),
@@ -52,6 +56,7 @@ async fn app() -> (Router, Arc<SqlStore>) {
             fallback: true,
             shadow: Default::default(),
             translator: None,
+            objective: None,
         }),
         Change::AddRoute {
             context: "orders".into(),
@@ -75,6 +80,8 @@ async fn app() -> (Router, Arc<SqlStore>) {
             viewer: Some(VIEWER.into()),
         },
         log: None,
+        runtime: None,
+        quiet_period,
     };
     (super::router(state), store)
 }
@@ -274,6 +281,7 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
         errors: 0,
         latency_us: n * 1000,
         buckets: vec![n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        fallbacks: 0,
     };
     store
         .add_traffic(&[row("new", 3), row("legacy", 1)])
@@ -435,4 +443,392 @@ async fn an_operator_pauses_shadowing_and_decides_on_noise_rules() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+fn now_minute() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60
+}
+
+fn path_row(
+    context: &str,
+    path: &str,
+    side: &str,
+    requests: i64,
+    errors: i64,
+) -> strangler_catalog::PathTraffic {
+    strangler_catalog::PathTraffic {
+        minute: now_minute(),
+        context: context.into(),
+        path: path.into(),
+        side: side.into(),
+        requests,
+        errors,
+        latency_us: requests * 2000,
+    }
+}
+
+/// Positions of `needles` in `page`, in the order given (panics on a missing one).
+fn order_of(page: &str, needles: &[&str]) -> Vec<usize> {
+    needles
+        .iter()
+        .map(|n| page.find(n).unwrap_or_else(|| panic!("{n} not in {page}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
+    let (app, store) = app().await;
+    store
+        .add_path_traffic(&[
+            path_row("", "GET /catalog/{id}", "legacy", 10, 1),
+            path_row("", "GET /cart", "legacy", 3, 0),
+            path_row("", "GET /<script>alert(1)</script>", "legacy", 5, 5),
+            path_row("", "(other paths)", "legacy", 1, 0),
+            path_row("orders", "r-claimed", "legacy", 99, 0),
+        ])
+        .await
+        .unwrap();
+    let viewer = sign_in(&app, VIEWER).await;
+    let (status, _, page) = send(&app, get("/unclaimed", Some(&viewer))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    assert!(
+        !page.contains("r-claimed"),
+        "claimed routes are not unclaimed: {page}"
+    );
+    // Busiest first by default, with error rate and mean time.
+    let at = order_of(
+        &page,
+        &["GET /catalog/{id}", "&#60;script&#62;alert(1)", "GET /cart"],
+    );
+    assert!(at[0] < at[1] && at[1] < at[2], "{page}");
+    assert!(page.contains("<td class=\"num\">10</td>\n  <td class=\"num\">10.0 %</td>\n  <td class=\"num\">2.0 ms</td>"), "{page}");
+    assert!(page.contains("19 requests"), "{page}");
+    assert!(
+        !page.contains("type=\"checkbox\""),
+        "a viewer gets no selection: {page}"
+    );
+    // Sorted by error rate, then by name.
+    let (_, _, page) = send(&app, get("/unclaimed?sort=errors&dir=desc", Some(&viewer))).await;
+    let at = order_of(
+        &page,
+        &["&#60;script&#62;alert(1)", "GET /catalog/{id}", "GET /cart"],
+    );
+    assert!(at[0] < at[1] && at[1] < at[2], "{page}");
+    assert!(page.contains("aria-sort=\"descending\"><a href=\"/unclaimed?window=day&#38;sort=errors&#38;dir=asc\""), "{page}");
+    let (_, _, page) = send(&app, get("/unclaimed?sort=template&dir=asc", Some(&viewer))).await;
+    let at = order_of(
+        &page,
+        &[
+            "(other paths)",
+            "GET /&#60;script",
+            "GET /cart",
+            "GET /catalog/{id}",
+        ],
+    );
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{page}");
+
+    // A viewer cannot start a context, not even with a hand-made form.
+    let form = "csrf=x&base_version=1&name=catalog&target=orders-svc&reason=next+one&template=GET+%2Fcatalog%2F%7Bid%7D";
+    let (status, _, _) = send(&app, post("/unclaimed/claim", Some(&viewer), form)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let operator = sign_in(&app, OPERATOR).await;
+    let (_, _, page) = send(&app, get("/unclaimed", Some(&operator))).await;
+    assert_eq!(
+        page.matches("type=\"checkbox\"").count(),
+        3,
+        "not the overflow bucket: {page}"
+    );
+    assert!(page.contains("<option value=\"orders-svc\">"), "{page}");
+    let (csrf, version) = form_fields(&page);
+    let claim = |csrf: &str, version: &str, templates: &str| {
+        format!("csrf={csrf}&base_version={version}&name=catalog&target=orders-svc&reason=biggest+unclaimed{templates}")
+    };
+    let (status, _, _) = send(
+        &app,
+        post(
+            "/unclaimed/claim",
+            Some(&operator),
+            &claim("forged", &version, "&template=GET+%2Fcart"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a wrong CSRF token");
+    let (status, _, page) = send(
+        &app,
+        post(
+            "/unclaimed/claim",
+            Some(&operator),
+            &claim(&csrf, &version, ""),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    let (status, _, page) = send(
+        &app,
+        post(
+            "/unclaimed/claim",
+            Some(&operator),
+            &claim(&csrf, &version, "&template=%28other+paths%29"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    let both = "&template=GET+%2Fcatalog%2F%7Bid%7D&template=HEAD+%2Fcatalog%2F%7Bid%7D&template=GET+%2Fcart";
+    let (status, headers, _) = send(
+        &app,
+        post(
+            "/unclaimed/claim",
+            Some(&operator),
+            &claim(&csrf, &version, both),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        "/unclaimed?done=context+catalog+started"
+    );
+    let catalog = store.load().await.unwrap();
+    assert_eq!(catalog.contexts["catalog"].state, MigrationState::Legacy);
+    let mut routes: Vec<(Vec<String>, String)> = catalog
+        .routes_of("catalog")
+        .map(|r| (r.spec.methods.clone(), r.spec.path.clone()))
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            (vec!["GET".to_owned()], "/cart".to_owned()),
+            (
+                vec!["GET".to_owned(), "HEAD".to_owned()],
+                "/catalog/{id}".to_owned()
+            )
+        ]
+    );
+    let audit = store
+        .audit(&strangler_catalog::store::AuditQuery {
+            target: Some("context:catalog".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            audit.len(),
+            audit[0].action.as_str(),
+            audit[0].reason.as_str()
+        ),
+        (1, "carve", "biggest unclaimed")
+    );
+    // The same form again is stale: nothing is applied twice.
+    let (status, _, page) = send(
+        &app,
+        post(
+            "/unclaimed/claim",
+            Some(&operator),
+            &claim(&csrf, &version, both),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{page}");
+    assert!(page.contains("Nothing was applied"), "{page}");
+}
+
+async fn retire_orders(store: &SqlStore) {
+    let meta = ChangeMeta {
+        actor: "test".into(),
+        reason: "moving on".into(),
+    };
+    for _ in 0..4 {
+        let v = store.version().await.unwrap();
+        store
+            .apply(
+                &Change::Transition {
+                    context: "orders".into(),
+                    action: strangler_catalog::Action::Promote,
+                },
+                v,
+                &meta,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_shows_state_history_and_marks_quiet_retired_routes_safe_to_delete() {
+    // With the default quiet period, a route retired a moment ago is not safe yet.
+    let (app, store) = app().await;
+    let viewer = sign_in(&app, VIEWER).await;
+    let (_, _, page) = send(&app, get("/ledger", Some(&viewer))).await;
+    assert!(page.contains("still legacy"), "{page}");
+    assert!(!page.contains("<script>alert"), "{page}");
+    retire_orders(&store).await;
+    let route = store
+        .load()
+        .await
+        .unwrap()
+        .routes_of("orders")
+        .next()
+        .unwrap()
+        .id
+        .clone();
+    store
+        .add_path_traffic(&[path_row("orders", &route, "legacy", 4, 0)])
+        .await
+        .unwrap();
+    let (status, _, page) = send(&app, get("/ledger", Some(&viewer))).await;
+    assert_eq!(status, StatusCode::OK);
+    let steps = order_of(
+        &page,
+        &[
+            "<td>legacy</td><td><span class=\"state shadow\">",
+            "<td>shadow</td><td><span class=\"state canary\">",
+            "<td>canary</td><td><span class=\"state migrated\">",
+            "<td>migrated</td><td><span class=\"state retired\">",
+        ],
+    );
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {page}"
+    );
+    assert!(page.contains("not yet quiet"), "{page}");
+    assert!(page.contains("<td class=\"num\">0 d</td>"), "{page}");
+    assert!(
+        !page.contains("<strong class=\"good\">safe to delete"),
+        "{page}"
+    );
+
+    // With no quiet period, the same retired route is safe to delete.
+    let (app, store) = app_with(std::time::Duration::ZERO).await;
+    retire_orders(&store).await;
+    let viewer = sign_in(&app, VIEWER).await;
+    let (_, _, page) = send(&app, get("/ledger", Some(&viewer))).await;
+    assert!(
+        page.contains("<strong class=\"good\">safe to delete"),
+        "{page}"
+    );
+    assert!(page.contains("1 route(s) safe to delete"), "{page}");
+}
+
+#[tokio::test]
+async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
+    let (app, store) = app().await;
+    let mut ctx = store.load().await.unwrap().contexts["orders"].clone();
+    ctx.objective = Some(strangler_catalog::Objective {
+        availability_percent: 99.0,
+        p99_ms: 50,
+        window_days: 7,
+    });
+    let v = store.version().await.unwrap();
+    let meta = ChangeMeta {
+        actor: "test".into(),
+        reason: "objective".into(),
+    };
+    store
+        .apply(&Change::PutContext(ctx), v, &meta)
+        .await
+        .unwrap();
+    let route = store
+        .load()
+        .await
+        .unwrap()
+        .routes_of("orders")
+        .next()
+        .unwrap()
+        .id
+        .clone();
+    store
+        .add_path_traffic(&[
+            path_row("orders", &route, "new", 6, 0),
+            path_row("orders", &route, "legacy", 2, 1),
+        ])
+        .await
+        .unwrap();
+    let row =
+        |side: &str, requests: i64, errors: i64, slow: i64| strangler_catalog::TrafficMinute {
+            minute: now_minute(),
+            context: "orders".into(),
+            side: side.into(),
+            requests,
+            errors,
+            latency_us: 0,
+            // Fast ones under 1 ms, slow ones between 100 and 200 ms.
+            buckets: vec![requests - slow, 0, 0, 0, 0, 0, 0, slow, 0, 0, 0, 0, 0, 0],
+            fallbacks: if side == "legacy" { 3 } else { 0 },
+        };
+    // New: 1,000 requests, 5 errors (half the 1 % budget), p99 ≤ 1 ms; legacy: 100 requests,
+    // 2 errors (over its budget of 1), p99 ≤ 200 ms (over 50).
+    store
+        .add_traffic(&[row("new", 1000, 5, 0), row("legacy", 100, 2, 5)])
+        .await
+        .unwrap();
+    store
+        .add_shadow(&[strangler_catalog::store::ShadowMinute {
+            minute: now_minute(),
+            context: "orders".into(),
+            compared: 1,
+            signatures: vec![strangler_catalog::store::SignatureCount {
+                route: route.clone(),
+                signature: "value $.total".into(),
+                count: 1,
+            }],
+            examples: vec![strangler_catalog::store::ShadowExample {
+                signature: "value $.total".into(),
+                at_ms: now_minute() * 60_000,
+                method: "GET".into(),
+                path: "/orders/1".into(),
+                legacy_status: 200,
+                new_status: 200,
+                legacy_body: r#"{"id":1,"total":"10.00","note":"<b>hi</b>"}"#.into(),
+                new_body: r#"{"id":1,"total":"9.99","note":"<b>hi</b>"}"#.into(),
+            }],
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let viewer = sign_in(&app, VIEWER).await;
+    let (status, _, page) = send(&app, get("/contexts/orders", Some(&viewer))).await;
+    assert_eq!(status, StatusCode::OK);
+    // Per-route traffic: 6 new, 2 legacy, 1 error in 8, 2 ms mean.
+    assert!(page.contains("<td class=\"num\">6</td><td class=\"num\">2</td><td class=\"num opt\">12.5 %</td><td class=\"num opt\">2.0 ms</td>"), "{page}");
+    // The objective, each side against it.
+    assert!(
+        page.contains("99 % of requests answered below 500, p99 ≤ 50 ms, over 7 days"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td class=\"num good\">50.0 % left</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td class=\"num bad\">exhausted (-100.0 %)</td>"),
+        "{page}"
+    );
+    assert!(page.contains("≤ 200 ms (over)"), "{page}");
+    // Fallbacks, and the latency and error charts with both sides.
+    assert!(
+        page.contains("Fallbacks to legacy</div><div class=\"value\">3</div>"),
+        "{page}"
+    );
+    assert!(page.contains("<title>legacy: 200 ms</title>"), "{page}");
+    assert!(page.contains("<title>new: 0.5 %</title>"), "{page}");
+    // The differing line is marked on both sides; the same lines are not; bodies escaped.
+    assert!(
+        page.contains("<mark>  &quot;total&quot;: &quot;10.00&quot;</mark>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<mark>  &quot;total&quot;: &quot;9.99&quot;</mark>"),
+        "{page}"
+    );
+    assert!(!page.contains("<mark>  &quot;id&quot;"), "{page}");
+    assert!(page.contains("&lt;b&gt;hi&lt;/b&gt;"), "{page}");
+    assert!(!page.contains("<b>hi</b>"), "{page}");
 }

@@ -62,6 +62,7 @@ fn context(name: &str) -> Context {
         fallback: true,
         shadow: Default::default(),
         translator: None,
+        objective: None,
     }
 }
 
