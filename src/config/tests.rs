@@ -198,7 +198,7 @@ fn every_key_has_a_working_variable() {
                 "log.level" => "debug",
                 "forwarding.via_name" => "edge",
                 "catalog.url" => "sqlite://x.db",
-                "shadow.retention" => "7d",
+                "shadow.retention" | "dashboard.quiet_period" => "7d",
                 "auth.operator_token" | "auth.viewer_token" => "0123456789abcdef0123",
                 "auth.operator_token_file" | "auth.viewer_token_file" => {
                     token_file.path().to_str().unwrap()

@@ -49,6 +49,9 @@ try {
     maxRedirects: 0,
   });
   check(forged.status() === 403, `a viewer's action answered ${forged.status()}, not 403`);
+  await vp.goto(`${admin}/unclaimed`);
+  check(await vp.isVisible("code:has-text('GET /accounts/{id}')"), "the unclaimed template is not listed");
+  check((await vp.locator("input[type=checkbox]").count()) === 0, "a viewer was offered to start a context");
   await v.close();
 
   // The operator promotes the context with a reason.
@@ -69,6 +72,27 @@ try {
     "the audit row with the reason is missing",
   );
   await op.screenshot({ path: `${out}/context-operator.png`, fullPage: true });
+
+  // The next extraction, picked from the unclaimed routes.
+  await op.goto(`${admin}/unclaimed`);
+  await op.screenshot({ path: `${out}/unclaimed.png`, fullPage: true });
+  await op.check("input[value='GET /accounts/{id}']");
+  await op.fill("input[name=name]", "accounts");
+  await op.fill("input[name=reason]", "busiest unclaimed template, from the browser test");
+  op.once("dialog", (d) => d.accept());
+  await op.click("button:has-text('Start the context')");
+  await op.waitForURL(/done=context\+accounts\+started/);
+  check(await op.isVisible("text=Done: context accounts started"), "no confirmation of the new context");
+  await op.goto(`${admin}/contexts/accounts`);
+  check(await op.isVisible("code:has-text('/accounts/{id}')"), "the new context lacks its route");
+
+  // The ledger: the orders context's step into shadow, with its reason.
+  await op.goto(`${admin}/ledger`);
+  check(
+    await op.isVisible("td:has-text('start shadowing, from the browser test')"),
+    "the ledger lacks the promotion",
+  );
+  await op.screenshot({ path: `${out}/ledger.png`, fullPage: true });
 
   // The overview on a phone.
   const phone = await browser.newContext({

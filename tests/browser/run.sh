@@ -47,6 +47,9 @@ for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$ADMIN/healthz" >/dev/null 
 # Some traffic, so that the overview has figures.
 for i in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/orders/$i" || true; done
 for i in $(seq 1 10); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/" || true; done
+# And unclaimed paths, for the inventory (ids fold into `{id}`).
+for i in $(seq 101 130); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/accounts/$i" || true; done
+for i in $(seq 1 5); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/search?q=$i" || true; done
 sleep 2.5
 
 ADMIN_URL="http://127.0.0.1:$ADMIN" OPERATOR_TOKEN="$STRANGLER_AUTH_OPERATOR_TOKEN" \

@@ -1,0 +1,270 @@
+//! How long each dashboard page takes to answer, server side, over a catalog the size the
+//! dashboard issue sets as its target: 100 contexts, 10,000 routes, 30 days of per-minute
+//! traffic and shadow history (and hourly per-route history) on SQLite.
+//!
+//! `cargo bench -p strangler-dashboard --bench pages` (or `bench/pages.sh`). The database is
+//! built once under `target/bench-pages/` (about a minute and a few GB) and reused; delete it to
+//! build it again. Each page is requested 30 times after 3 warm-ups; the median, 90th
+//! percentile and worst times are printed, from the request entering the router to the last
+//! byte of the body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use strangler_catalog::store::{ChangeMeta, SqlStore, Store};
+use strangler_catalog::{
+    Action, Catalog, Change, Context, MigrationState, Objective, Route, RouteSpec, Service,
+};
+use strangler_dashboard::api::{ApiState, Tokens};
+use tower::ServiceExt;
+
+const CONTEXTS: usize = 100;
+const ROUTES_PER_CONTEXT: usize = 100;
+const DAYS: i64 = 30;
+const TEMPLATES: i64 = 500;
+const OPERATOR: &str = "bench-operator-token-0123";
+
+fn now_minute() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64 / 60)
+}
+
+fn catalog() -> Catalog {
+    let mut c = Catalog::default();
+    for i in 0..CONTEXTS {
+        let svc = format!("svc-{i:03}");
+        c.services.insert(
+            svc.clone(),
+            Service {
+                name: svc.clone(),
+                urls: vec![format!("http://127.0.0.1:{}", 20_000 + i)],
+                policy: Default::default(),
+            },
+        );
+        let name = format!("ctx-{i:03}");
+        c.contexts.insert(
+            name.clone(),
+            Context {
+                name: name.clone(),
+                target: svc,
+                state: MigrationState::Legacy,
+                weight: 0,
+                sticky: None,
+                description: format!("bounded context number {i}"),
+                fallback: true,
+                shadow: Default::default(),
+                translator: None,
+                objective: Some(Objective {
+                    availability_percent: 99.9,
+                    p99_ms: 200,
+                    window_days: 30,
+                }),
+            },
+        );
+        for j in 0..ROUTES_PER_CONTEXT {
+            let spec = RouteSpec {
+                methods: vec!["GET".into()],
+                path: format!("/c{i}/r{j}/{{id}}"),
+                host: None,
+                headers: vec![],
+                query: vec![],
+                version: None,
+                shadow: Default::default(),
+            };
+            let id = spec.id();
+            c.routes.insert(
+                id.clone(),
+                Route {
+                    id,
+                    context: name.clone(),
+                    spec,
+                },
+            );
+        }
+    }
+    c
+}
+
+async fn seed(url: &str, store: &SqlStore) -> anyhow_free::Result<()> {
+    let meta = ChangeMeta {
+        actor: "bench".into(),
+        reason: "seed".into(),
+    };
+    let v = store.version().await?;
+    store
+        .apply(&Change::Replace(Box::new(catalog())), v, &meta)
+        .await?;
+    // Move contexts along so that the ledger has history and every state is present.
+    for i in 0..CONTEXTS {
+        for _ in 0..(i % 5) {
+            let v = store.version().await?;
+            store
+                .apply(
+                    &Change::Transition {
+                        context: format!("ctx-{i:03}"),
+                        action: Action::Promote,
+                    },
+                    v,
+                    &meta,
+                )
+                .await?;
+        }
+    }
+    let first = now_minute() - DAYS * 1440;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await?;
+    let buckets = (0..14)
+        .map(|i| format!("b{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = "7, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0";
+    let statements = [
+        // 30 days × 1,440 minutes × 100 contexts × 2 sides.
+        format!(
+            "WITH RECURSIVE m(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM m WHERE x < {first} + {DAYS} * 1440), \
+             c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {CONTEXTS} - 1), \
+             s(side) AS (SELECT 'legacy' UNION ALL SELECT 'new') \
+             INSERT INTO traffic_minutes (minute, context, side, requests, errors, latency_us, fallbacks, {buckets}) \
+             SELECT x, printf('ctx-%03d', i), side, 14, 0, 28000, 0, {values} FROM m, c, s"
+        ),
+        format!(
+            "INSERT INTO traffic_hours (minute, context, side, requests, errors, latency_us, fallbacks, {buckets}) \
+             SELECT (minute / 60) * 60, context, side, SUM(requests), SUM(errors), SUM(latency_us), 0, \
+             {} FROM traffic_minutes GROUP BY (minute / 60) * 60, context, side",
+            (0..14).map(|i| format!("SUM(b{i})")).collect::<Vec<_>>().join(", ")
+        ),
+        format!(
+            "WITH RECURSIVE m(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM m WHERE x < {first} + {DAYS} * 1440), \
+             c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {CONTEXTS} - 1) \
+             INSERT INTO shadow_minutes (minute, context, compared, matched, legacy_us, new_us, learned) \
+             SELECT x, printf('ctx-%03d', i), 10, 9, 20000, 25000, 0 FROM m, c"
+        ),
+        format!(
+            "WITH RECURSIVE m(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM m WHERE x < {first} + {DAYS} * 1440), \
+             c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {CONTEXTS} - 1) \
+             INSERT INTO shadow_signatures (minute, context, route, signature, count) \
+             SELECT x, printf('ctx-%03d', i), '', 'value $.total', 1 FROM m, c"
+        ),
+        // Every route every hour, legacy side.
+        format!(
+            "WITH RECURSIVE h(x) AS (SELECT {first} / 60 * 60 UNION ALL SELECT x + 60 FROM h WHERE x < {first} + {DAYS} * 1440) \
+             INSERT INTO path_traffic (context, minute, path, side, requests, errors, latency_us) \
+             SELECT r.context, x, r.id, 'legacy', 840, 1, 1680000 FROM h, routes AS r"
+        ),
+        format!(
+            "INSERT INTO path_last_seen (context, path, side, minute) \
+             SELECT context, id, 'legacy', {} FROM routes",
+            now_minute() - 5
+        ),
+        // Unclaimed templates every hour.
+        format!(
+            "WITH RECURSIVE h(x) AS (SELECT {first} / 60 * 60 UNION ALL SELECT x + 60 FROM h WHERE x < {first} + {DAYS} * 1440), \
+             t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i < {TEMPLATES} - 1) \
+             INSERT INTO path_traffic (context, minute, path, side, requests, errors, latency_us) \
+             SELECT '', x, printf('GET /legacy/area%d/{{id}}', i), 'legacy', 60 + i, i % 3, 120000 FROM h, t"
+        ),
+    ];
+    for sql in statements {
+        let started = Instant::now();
+        let done = sqlx::query(&sql).execute(&pool).await?;
+        eprintln!(
+            "  {} rows in {:.1} s",
+            done.rows_affected(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    sqlx::query("ANALYZE").execute(&pool).await?;
+    Ok(())
+}
+
+/// Errors of any kind, printed (a benchmark, not a library).
+mod anyhow_free {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+}
+
+#[tokio::main]
+async fn main() -> anyhow_free::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-pages");
+    std::fs::create_dir_all(&dir)?;
+    let done = dir.join("seeded");
+    let url = format!("sqlite://{}", dir.join("catalog.db").display());
+    if !done.exists() {
+        let _ = std::fs::remove_file(dir.join("catalog.db"));
+        eprintln!("building the database (once): {url}");
+        let store = SqlStore::connect(&url).await?;
+        seed(&url, &store).await?;
+        std::fs::write(&done, b"")?;
+    }
+    let store = Arc::new(SqlStore::connect(&url).await?);
+    let catalog = store.load().await?;
+    eprintln!(
+        "{} contexts, {} routes; history from {} days ago",
+        catalog.contexts.len(),
+        catalog.routes.len(),
+        DAYS
+    );
+    let app = strangler_dashboard::pages::router(ApiState {
+        store,
+        tokens: Tokens {
+            operator: Some(OPERATOR.into()),
+            viewer: None,
+        },
+        log: None,
+        runtime: None,
+        quiet_period: Duration::from_secs(30 * 86_400),
+    });
+    let login = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={OPERATOR}")))?;
+    let resp = app.clone().oneshot(login).await?;
+    let cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or("no session cookie")?
+        .to_owned();
+    println!("| page | median | p90 | worst | body |");
+    println!("|---|---:|---:|---:|---:|");
+    for page in [
+        "/",
+        "/contexts/ctx-042",
+        "/unclaimed",
+        "/unclaimed?window=week&sort=errors&dir=desc",
+        "/ledger",
+    ] {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for i in 0..33 {
+            let req = Request::get(page)
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())?;
+            let started = Instant::now();
+            let resp = app.clone().oneshot(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            let took = started.elapsed();
+            if status != StatusCode::OK {
+                return Err(format!("{page}: {status}: {}", String::from_utf8_lossy(&body)).into());
+            }
+            size = body.len();
+            if i >= 3 {
+                times.push(took);
+            }
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| `{page}` | {:.1} ms | {:.1} ms | {:.1} ms | {} KiB |",
+            ms(times[times.len() / 2]),
+            ms(times[times.len() * 9 / 10]),
+            ms(times[times.len() - 1]),
+            size / 1024
+        );
+    }
+    Ok(())
+}
