@@ -150,6 +150,7 @@ pub async fn run_listeners(
         log,
         runtime: Some(services),
         quiet_period: settings.quiet_period,
+        catalog_cache: Default::default(),
     };
     tracing::info!(
         listen = %public.local_addr()?,

@@ -375,8 +375,24 @@ pub trait Store: Send + Sync {
         context: &str,
         since_minute: i64,
     ) -> Result<Vec<PathTraffic>, StoreError>;
-    /// When every route was last answered by `side` (unclaimed templates left out).
-    async fn last_seen(&self, side: &str) -> Result<Vec<LastSeen>, StoreError>;
+    /// When the routes of `contexts` were last answered by `side`.
+    async fn last_seen(&self, side: &str, contexts: &[String])
+        -> Result<Vec<LastSeen>, StoreError>;
+    /// Traffic since `since_minute` summed per side, of one context or (None) of all
+    /// (`minute` is `since_minute`; `context` the one asked for, or empty).
+    async fn traffic_sum(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// One context's shadow counts since `since_minute` per `bucket_minutes` (`minute` is the
+    /// bucket's first; counts only), oldest first.
+    async fn shadow_series(
+        &self,
+        context: &str,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<ShadowMinute>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

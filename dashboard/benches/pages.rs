@@ -207,6 +207,76 @@ async fn main() -> anyhow_free::Result<()> {
         catalog.routes.len(),
         DAYS
     );
+    // What each page's reads cost on their own.
+    let now = now_minute();
+    let first_hour = (now / 60 - 23) * 60;
+    let mut reads: Vec<(&str, Duration)> = Vec::new();
+    macro_rules! time {
+        ($name:expr, $call:expr) => {{
+            let mut times = Vec::new();
+            for _ in 0..11 {
+                let started = Instant::now();
+                let _ = $call.await?;
+                times.push(started.elapsed());
+            }
+            times.sort();
+            reads.push(($name, times[5]));
+        }};
+    }
+    time!("load (the whole catalog)", store.load());
+    time!("traffic_totals 1 h", store.traffic_totals(now - 59));
+    time!(
+        "traffic_series 7 d per hour",
+        store.traffic_series(first_hour - 144 * 60, 60)
+    );
+    time!("shadow_totals 1 h", store.shadow_totals(now - 59));
+    time!("last_changes", store.last_changes("context:"));
+    time!(
+        "traffic (context, 1 h)",
+        store.traffic(Some("ctx-042"), now - 59)
+    );
+    time!(
+        "traffic_hourly (context, 24 h)",
+        store.traffic_hourly("ctx-042", first_hour)
+    );
+    time!("shadow (context, 1 h)", store.shadow("ctx-042", now - 59));
+    time!(
+        "shadow_series (context, 24 h)",
+        store.shadow_series("ctx-042", first_hour, 60)
+    );
+    time!(
+        "traffic_sum (context, 30 d)",
+        store.traffic_sum(Some("ctx-042"), now - 43_199)
+    );
+    time!(
+        "path_traffic (context, 24 h)",
+        store.path_traffic("ctx-042", first_hour)
+    );
+    time!(
+        "path_traffic (unclaimed, 1 d)",
+        store.path_traffic("", now - 1439)
+    );
+    time!(
+        "path_traffic (unclaimed, 1 w)",
+        store.path_traffic("", now - 10_079)
+    );
+    time!("audit_of context:", store.audit_of("context:", 10_000));
+    let retired: Vec<String> = catalog
+        .contexts
+        .values()
+        .filter(|c| c.state == MigrationState::Retired)
+        .map(|c| c.name.clone())
+        .collect();
+    time!(
+        "last_seen (retired contexts)",
+        store.last_seen("legacy", &retired)
+    );
+    println!("| read | median |");
+    println!("|---|---:|");
+    for (name, t) in reads {
+        println!("| {name} | {:.2} ms |", t.as_secs_f64() * 1000.0);
+    }
+    println!();
     let app = strangler_dashboard::pages::router(ApiState {
         store,
         tokens: Tokens {
@@ -216,6 +286,7 @@ async fn main() -> anyhow_free::Result<()> {
         log: None,
         runtime: None,
         quiet_period: Duration::from_secs(30 * 86_400),
+        catalog_cache: Default::default(),
     });
     let login = Request::post("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")

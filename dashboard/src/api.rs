@@ -41,6 +41,36 @@ pub struct ApiState {
     /// How long legacy must not have served a retired route before the ledger marks it
     /// safe to delete from the monolith.
     pub quiet_period: std::time::Duration,
+    /// The last catalog the pages read, reused while the version stays the same.
+    pub catalog_cache: CatalogCache,
+}
+
+/// The catalog the pages last read: a page asks the store for the version (one cheap query)
+/// and parses the whole catalog again only when it changed.
+#[derive(Clone, Default)]
+pub struct CatalogCache(Arc<std::sync::Mutex<Option<Arc<strangler_catalog::Catalog>>>>);
+
+impl CatalogCache {
+    /// The current catalog.
+    pub async fn load(
+        &self,
+        store: &dyn Store,
+    ) -> Result<Arc<strangler_catalog::Catalog>, strangler_catalog::store::StoreError> {
+        let version = store.version().await?;
+        let cached = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| c.version == version)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let fresh = Arc::new(store.load().await?);
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&fresh));
+        Ok(fresh)
+    }
 }
 
 impl std::fmt::Debug for ApiState {

@@ -234,7 +234,11 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<ApiState>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let role = match s.tokens.role_of(Some(f.token.trim())) {
         Ok(role) if s.tokens.operator.is_some() || s.tokens.viewer.is_some() => role,
         _ => {
@@ -258,8 +262,16 @@ async fn login(State(s): State<ApiState>, Form(f): Form<LoginForm>) -> Response 
         "{name}.{expires}.{}",
         tag(&key(&s), &format!("{name}.{expires}"))
     );
-    let cookie =
-        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}");
+    // Behind a TLS-terminating proxy the browser spoke HTTPS: the cookie must never travel
+    // over plain HTTP then (a forged header only makes the cookie stricter).
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{}",
+        if tls { "; Secure" } else { "" }
+    );
     let mut resp = see_other("/");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -573,27 +585,40 @@ async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Response {
 }
 
 async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, StoreError> {
-    let catalog = s.store.load().await?;
+    let catalog = s.catalog_cache.load(&*s.store).await?;
     let now = crate::now_minute();
-    let mut windows = Vec::new();
-    let mut hour = Vec::new();
-    for (label, minutes) in [("hour", 60), ("day", 1440), ("week", 10_080)] {
-        let rows = s.store.traffic_totals(now - minutes + 1).await?;
-        let total: i64 = rows.iter().map(|r| r.requests).sum();
-        let new: i64 = rows
-            .iter()
-            .filter(|r| r.side == "new")
-            .map(|r| r.requests)
-            .sum();
-        windows.push(Window {
-            label,
-            share: percent((total > 0).then(|| new as f64 / total as f64)),
-            requests: total,
+    // The last hour per context (the context rows are made of it); the day, the week and the
+    // chart from one hourly series (whole hours, the current one included).
+    let hour = s.store.traffic_totals(now - 59).await?;
+    let first_hour = (now / 60 - 23) * 60;
+    let series = s.store.traffic_series(first_hour - 144 * 60, 60).await?;
+    let share = |rows: &mut dyn Iterator<Item = &TrafficMinute>| {
+        let (new, total) = rows.fold((0i64, 0i64), |(n, t), r| {
+            (
+                n + if r.side == "new" { r.requests } else { 0 },
+                t + r.requests,
+            )
         });
-        if minutes == 60 {
-            hour = rows;
-        }
-    }
+        (
+            percent((total > 0).then(|| new as f64 / total as f64)),
+            total,
+        )
+    };
+    let windows = [
+        ("hour", share(&mut hour.iter())),
+        (
+            "day",
+            share(&mut series.iter().filter(|r| r.minute >= first_hour)),
+        ),
+        ("week", share(&mut series.iter())),
+    ]
+    .into_iter()
+    .map(|(label, (share, requests))| Window {
+        label,
+        share,
+        requests,
+    })
+    .collect();
     // One query each for every context's shadow results and last change.
     let shadow: BTreeMap<String, (i64, i64)> = s
         .store
@@ -653,8 +678,6 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
     let mut templates = s.store.path_traffic("", now - 59).await?;
     templates.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.path.cmp(&b.path)));
     templates.truncate(5);
-    let first_hour = (now / 60 - 23) * 60;
-    let series = s.store.traffic_series(first_hour, 60).await?;
     let routes_by_state = {
         let mut m: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
         for r in catalog.routes.values() {
@@ -881,7 +904,7 @@ async fn context_page(
     let Some(viewer) = session(&s, &headers) else {
         return see_other("/login");
     };
-    let catalog = match s.store.load().await {
+    let catalog = match s.catalog_cache.load(&*s.store).await {
         Ok(c) => c,
         Err(e) => return store_failure(&s, Some(&viewer), e),
     };
@@ -898,8 +921,11 @@ async fn context_page(
     let now = crate::now_minute();
     let first_hour = (now / 60 - 23) * 60;
     let loaded = async {
-        let day = s.store.traffic(Some(&ctx.name), first_hour).await?;
-        let shadow_day = s.store.shadow(&ctx.name, first_hour).await?;
+        // The day per hour (the rollup), the last hour per minute.
+        let day = s.store.traffic_hourly(&ctx.name, first_hour).await?;
+        let hour = s.store.traffic(Some(&ctx.name), now - 59).await?;
+        let shadow_day = s.store.shadow_series(&ctx.name, first_hour, 60).await?;
+        let shadow = s.store.shadow(&ctx.name, now - 59).await?;
         let examples = s.store.shadow_examples(&ctx.name).await?;
         let audit = s
             .store
@@ -914,29 +940,32 @@ async fn context_page(
         let window = match &ctx.objective {
             Some(o) => {
                 s.store
-                    .traffic_hourly(&ctx.name, now - i64::from(o.window_days) * 1440 + 1)
+                    .traffic_sum(Some(&ctx.name), now - i64::from(o.window_days) * 1440 + 1)
                     .await?
             }
             None => Vec::new(),
         };
-        Ok::<_, StoreError>((day, shadow_day, examples, audit, noise, routes, window))
+        Ok::<_, StoreError>((
+            (day, hour),
+            (shadow_day, shadow),
+            examples,
+            audit,
+            noise,
+            routes,
+            window,
+        ))
     };
-    let (day, shadow_day, examples, audit, noise, route_traffic, window) = match loaded.await {
-        Ok(x) => x,
-        Err(e) => return store_failure(&s, Some(&viewer), e),
-    };
-    let hour: Vec<TrafficMinute> = day
-        .iter()
-        .filter(|r| r.minute > now - 60)
-        .cloned()
-        .collect();
-    let shadow: Vec<_> = shadow_day.iter().filter(|r| r.minute > now - 60).collect();
+    let ((day, hour), (shadow_day, shadow), examples, audit, noise, route_traffic, window) =
+        match loaded.await {
+            Ok(x) => x,
+            Err(e) => return store_failure(&s, Some(&viewer), e),
+        };
     let match_bars: Vec<(Option<f64>, String)> = (0..24)
         .map(|i| {
             let start = first_hour + i * 60;
             let (c, m) = shadow_day
                 .iter()
-                .filter(|r| r.minute / 60 * 60 == start)
+                .filter(|r| r.minute == start)
                 .fold((0i64, 0i64), |(c, m), r| (c + r.compared, m + r.matched));
             let rate = (c > 0).then(|| m as f64 / c as f64);
             let tip = rate.map_or(String::new(), |r| {

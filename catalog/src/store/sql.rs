@@ -865,6 +865,10 @@ impl Store for SqlStore {
                 "DELETE FROM path_traffic WHERE minute < $1",
                 before_minute.div_euclid(60) * 60,
             ),
+            (
+                "DELETE FROM path_traffic_days WHERE minute < $1",
+                before_minute.div_euclid(1440) * 1440,
+            ),
             ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
             ("DELETE FROM shadow_noise WHERE last_ms < $1", before_ms),
             (
@@ -1117,23 +1121,26 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for r in rows {
             let hour = r.minute.div_euclid(60) * 60;
-            sqlx::query(
-                "INSERT INTO path_traffic (context, minute, path, side, requests, errors, latency_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (context, minute, path, side) \
-                 DO UPDATE SET requests = path_traffic.requests + excluded.requests, \
-                 errors = path_traffic.errors + excluded.errors, \
-                 latency_us = path_traffic.latency_us + excluded.latency_us",
-            )
-            .bind(&r.context)
-            .bind(hour)
-            .bind(&r.path)
-            .bind(&r.side)
-            .bind(r.requests)
-            .bind(r.errors)
-            .bind(r.latency_us)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            let day = r.minute.div_euclid(1440) * 1440;
+            for (table, at) in [("path_traffic", hour), ("path_traffic_days", day)] {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (context, minute, path, side, requests, errors, latency_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (context, minute, path, side) \
+                     DO UPDATE SET requests = {table}.requests + excluded.requests, \
+                     errors = {table}.errors + excluded.errors, \
+                     latency_us = {table}.latency_us + excluded.latency_us"
+                ))
+                .bind(&r.context)
+                .bind(at)
+                .bind(&r.path)
+                .bind(&r.side)
+                .bind(r.requests)
+                .bind(r.errors)
+                .bind(r.latency_us)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
             sqlx::query(
                 "INSERT INTO path_last_seen (context, path, side, minute) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (context, path, side) DO UPDATE SET minute = \
@@ -1156,13 +1163,23 @@ impl Store for SqlStore {
         context: &str,
         since_minute: i64,
     ) -> Result<Vec<PathTraffic>, StoreError> {
+        // Hours up to the first whole day, then days.
+        let hour = since_minute.div_euclid(60) * 60;
+        let day = (hour + 1439).div_euclid(1440) * 1440;
         let rows = sqlx::query(
             "SELECT path, side, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
-             CAST(SUM(latency_us) AS BIGINT) FROM path_traffic \
-             WHERE context = $1 AND minute >= $2 GROUP BY path, side ORDER BY path, side",
+             CAST(SUM(latency_us) AS BIGINT) FROM \
+             (SELECT path, side, requests, errors, latency_us FROM path_traffic \
+              WHERE context = $1 AND minute >= $2 AND minute < $3 \
+              UNION ALL SELECT path, side, requests, errors, latency_us FROM path_traffic_days \
+              WHERE context = $4 AND minute >= $5) AS t \
+             GROUP BY path, side ORDER BY path, side",
         )
         .bind(context)
-        .bind(since_minute.div_euclid(60) * 60)
+        .bind(hour)
+        .bind(day)
+        .bind(context)
+        .bind(day)
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -1181,22 +1198,127 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn last_seen(&self, side: &str) -> Result<Vec<LastSeen>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT context, path, side, minute FROM path_last_seen \
-             WHERE side = $1 AND context <> '' ORDER BY context, path",
-        )
-        .bind(side)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+    async fn last_seen(
+        &self,
+        side: &str,
+        contexts: &[String],
+    ) -> Result<Vec<LastSeen>, StoreError> {
+        if contexts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..contexts.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT context, path, minute FROM path_last_seen \
+             WHERE side = $1 AND context IN ({}) ORDER BY context, path",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(side);
+        for c in contexts {
+            q = q.bind(c);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
         rows.iter()
             .map(|row| {
                 Ok(LastSeen {
                     context: row.try_get(0).map_err(unavailable)?,
                     path: row.try_get(1).map_err(unavailable)?,
-                    side: row.try_get(2).map_err(unavailable)?,
-                    minute: row.try_get(3).map_err(unavailable)?,
+                    side: side.to_owned(),
+                    minute: row.try_get(2).map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn traffic_sum(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        // As traffic_totals, per side only.
+        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let picked = format!(
+            "side, requests, errors, latency_us, fallbacks, {}",
+            columns.join(", ")
+        );
+        let sql = format!(
+            "SELECT side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
+             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
+             FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
+                     AND ($3 = '' OR context = $4) \
+                   UNION ALL SELECT {picked} FROM traffic_hours WHERE minute >= $5 \
+                     AND ($6 = '' OR context = $7)) AS t \
+             GROUP BY side ORDER BY side",
+            columns
+                .iter()
+                .map(|b| format!("CAST(SUM({b}) AS BIGINT) AS {b}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let whole = (since_minute + 59).div_euclid(60) * 60;
+        let one = if context.is_some() { "one" } else { "" };
+        let name = context.unwrap_or("");
+        let rows = sqlx::query(&sql)
+            .bind(since_minute)
+            .bind(whole)
+            .bind(one)
+            .bind(name)
+            .bind(whole)
+            .bind(one)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let mut t = TrafficMinute {
+                    minute: since_minute,
+                    context: name.to_owned(),
+                    side: row.try_get("side").map_err(unavailable)?,
+                    requests: row.try_get("requests").map_err(unavailable)?,
+                    errors: row.try_get("errors").map_err(unavailable)?,
+                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
+                    fallbacks: row.try_get("fallbacks").map_err(unavailable)?,
+                    buckets: Vec::with_capacity(LATENCY_BUCKETS),
+                };
+                for b in &columns {
+                    t.buckets
+                        .push(row.try_get::<i64, _>(b.as_str()).map_err(unavailable)?);
+                }
+                Ok(t)
+            })
+            .collect()
+    }
+
+    async fn shadow_series(
+        &self,
+        context: &str,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<ShadowMinute>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT bucket, CAST(SUM(compared) AS BIGINT), CAST(SUM(matched) AS BIGINT), \
+             CAST(SUM(legacy_us) AS BIGINT), CAST(SUM(new_us) AS BIGINT) FROM \
+             (SELECT CAST((minute / $1) * $1 AS BIGINT) AS bucket, compared, matched, legacy_us, \
+              new_us FROM shadow_minutes WHERE context = $2 AND minute >= $3) AS t \
+             GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(bucket_minutes.max(1))
+        .bind(context)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ShadowMinute {
+                    minute: row.try_get(0).map_err(unavailable)?,
+                    context: context.to_owned(),
+                    compared: row.try_get(1).map_err(unavailable)?,
+                    matched: row.try_get(2).map_err(unavailable)?,
+                    legacy_us: row.try_get(3).map_err(unavailable)?,
+                    new_us: row.try_get(4).map_err(unavailable)?,
+                    ..ShadowMinute::default()
                 })
             })
             .collect()

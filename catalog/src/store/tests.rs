@@ -508,6 +508,24 @@ async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
     assert_eq!(sum(store.traffic_totals(100).await.unwrap()), (16, 3, 3));
     assert_eq!(sum(store.traffic_totals(131).await.unwrap()), (6, 2, 1));
     assert_eq!(sum(store.traffic_totals(150).await.unwrap()), (5, 1, 1));
+    let per_side = |rows: Vec<TrafficMinute>| {
+        rows.iter()
+            .map(|r| (r.side.clone(), r.requests, r.fallbacks, r.buckets[0]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        per_side(store.traffic_sum(Some("orders"), 131).await.unwrap()),
+        [("legacy".to_owned(), 6, 1, 6)]
+    );
+    assert_eq!(
+        per_side(store.traffic_sum(None, 0).await.unwrap()),
+        [("legacy".to_owned(), 16, 3, 16)]
+    );
+    assert!(store
+        .traffic_sum(Some("carts"), 0)
+        .await
+        .unwrap()
+        .is_empty());
     let hourly = store.traffic_hourly("orders", 0).await.unwrap();
     assert_eq!(
         hourly
@@ -564,12 +582,43 @@ async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
         [("r1", "legacy", 6, 3, 60), ("r1", "new", 8, 4, 80)]
     );
     assert_eq!(store.path_traffic("orders", 240).await.unwrap().len(), 1);
+    // A later day: windows that start mid-day read hours, whole days read the daily rows.
+    store
+        .add_path_traffic(&[path(1440 + 70, "orders", "r1", "new", 1)])
+        .await
+        .unwrap();
+    let new_since = |rows: Vec<PathTraffic>| -> i64 {
+        rows.iter()
+            .filter(|r| r.side == "new")
+            .map(|r| r.requests)
+            .sum()
+    };
+    assert_eq!(new_since(store.path_traffic("orders", 0).await.unwrap()), 9);
+    assert_eq!(
+        new_since(store.path_traffic("orders", 200).await.unwrap()),
+        9
+    );
+    assert_eq!(
+        new_since(store.path_traffic("orders", 300).await.unwrap()),
+        1
+    );
+    assert_eq!(
+        new_since(store.path_traffic("orders", 1440).await.unwrap()),
+        1
+    );
+    assert_eq!(
+        new_since(store.path_traffic("orders", 1440 + 120).await.unwrap()),
+        0
+    );
     let unclaimed = store.path_traffic("", 0).await.unwrap();
     assert_eq!(
         (unclaimed.len(), unclaimed[0].path.as_str()),
         (1, "GET /cart/{id}")
     );
-    let seen = store.last_seen("legacy").await.unwrap();
+    let seen = store
+        .last_seen("legacy", &["orders".to_owned(), "carts".to_owned()])
+        .await
+        .unwrap();
     assert_eq!(
         seen.iter()
             .map(|l| (l.context.as_str(), l.path.as_str(), l.minute))
@@ -578,10 +627,23 @@ async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
         "the latest minute, routes only"
     );
     // Pruning the hours keeps when a route was last served.
-    store.prune_shadow(300).await.unwrap();
+    store.prune_shadow(3000).await.unwrap();
     assert!(store.path_traffic("orders", 0).await.unwrap().is_empty());
     assert!(store.traffic_hourly("orders", 0).await.unwrap().is_empty());
-    assert_eq!(store.last_seen("legacy").await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .last_seen("legacy", &["orders".to_owned()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .last_seen("legacy", &["carts".to_owned()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.last_seen("legacy", &[]).await.unwrap().is_empty());
 
     // Shadow totals per context in one query.
     store
@@ -603,6 +665,14 @@ async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
         ])
         .await
         .unwrap();
+    let series = store.shadow_series("orders", 0, 60).await.unwrap();
+    assert_eq!(
+        series
+            .iter()
+            .map(|r| (r.minute, r.compared, r.matched))
+            .collect::<Vec<_>>(),
+        [(480, 6, 5)]
+    );
     let totals = store.shadow_totals(500).await.unwrap();
     assert_eq!(
         totals

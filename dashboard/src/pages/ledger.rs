@@ -64,9 +64,16 @@ pub(super) async fn ledger_page(State(s): State<ApiState>, headers: HeaderMap) -
         return see_other("/login");
     };
     let loaded = async {
-        let catalog = s.store.load().await?;
+        let catalog = s.catalog_cache.load(&*s.store).await?;
         let audit = s.store.audit_of("context:", HISTORY_ROWS).await?;
-        let seen = s.store.last_seen("legacy").await?;
+        // Days since legacy served a route matter once its context is retired.
+        let retired: Vec<String> = catalog
+            .contexts
+            .values()
+            .filter(|c| c.state == MigrationState::Retired)
+            .map(|c| c.name.clone())
+            .collect();
+        let seen = s.store.last_seen("legacy", &retired).await?;
         Ok::<_, StoreError>((catalog, audit, seen))
     };
     let (catalog, audit, seen) = match loaded.await {

@@ -82,6 +82,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) 
         log: None,
         runtime: None,
         quiet_period,
+        catalog_cache: Default::default(),
     };
     (super::router(state), store)
 }
@@ -119,7 +120,22 @@ async fn sign_in(app: &Router, token: &str) -> String {
     for attr in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
         assert!(set.contains(attr), "{set}");
     }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
     set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn behind_a_tls_proxy_the_session_cookie_is_secure() {
+    let (app, _) = app().await;
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https")
+        .body(Body::from(format!("token={VIEWER}")))
+        .unwrap();
+    let (status, headers, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.ends_with("; Secure"), "{set}");
 }
 
 /// The CSRF token and catalog version in a context page's form.
