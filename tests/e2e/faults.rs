@@ -164,7 +164,7 @@ async fn send(facade: &str, method: Method) -> (u16, String) {
 #[tokio::test]
 async fn get_clients_never_see_a_failing_new_service() {
     let new = NewService::start().await;
-    let (s, _admin, _) = migrated(
+    let (s, admin, _) = migrated(
         &new,
         json!({ "request_timeout_ms": 300, "breaker_min_requests": 1000000 }),
         true,
@@ -230,6 +230,29 @@ async fn get_clients_never_see_a_failing_new_service() {
         metrics.contains("strangler_fallbacks_total{context=\"orders\",reason=\"connect\"}"),
         "{metrics}"
     );
+    // The traffic rows count the same fallbacks, as answers legacy gave for the context.
+    let connect: i64 = metrics
+        .lines()
+        .find(|l| l.starts_with("strangler_fallbacks_total{context=\"orders\",reason=\"connect\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    let started = Instant::now();
+    loop {
+        let (status, _, v) = admin
+            .call(Method::GET, "/api/v1/traffic?minutes=10", None)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let legacy = v["contexts"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["context"] == "orders"))
+            .map(|c| c["legacy"].clone())
+            .unwrap_or_default();
+        if legacy["fallbacks"].as_i64() == Some(20 + 3 + connect) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     s.stop().await;
 }
 
