@@ -17,7 +17,7 @@ use strangler_anti_corruption::{Compiled, Registry};
 use crate::body::RequestBody;
 use crate::routes::RouteTable;
 use crate::shadow::diff::Rules;
-use crate::traffic::{ContextTraffic, PathCounters, Traffic};
+use crate::traffic::{ContextTraffic, FastMap, PathCounters, Traffic};
 use crate::translate::Translation;
 use strangler_catalog::RouteShadow;
 
@@ -36,7 +36,7 @@ pub(crate) struct Snapshot {
     /// Each context's traffic counters (kept by the telemetry across snapshots).
     pub traffic: HashMap<Arc<str>, Arc<ContextTraffic>>,
     /// Each route's traffic counters, by id (kept by the telemetry across snapshots).
-    pub route_traffic: HashMap<Arc<str>, Arc<PathCounters>>,
+    pub route_traffic: FastMap<Arc<str>, Arc<PathCounters>>,
     /// Each context's translator, with the spec text it was compiled from.
     pub translations: HashMap<Arc<str>, (String, Translation)>,
 }
@@ -52,7 +52,7 @@ impl Snapshot {
             targets: HashMap::new(),
             translations: HashMap::new(),
             traffic: HashMap::new(),
-            route_traffic: HashMap::new(),
+            route_traffic: FastMap::default(),
         }
     }
 

@@ -94,6 +94,20 @@ try {
   );
   await op.screenshot({ path: `${out}/ledger.png`, fullPage: true });
 
+  // Live figures: new traffic shows up on the open overview without a reload.
+  await op.goto(`${admin}/`);
+  const before = await op.textContent("#unclaimed");
+  const marker = await op.evaluate(() => (window.__notReloaded = true));
+  for (let i = 0; i < 7; i++) await fetch(`${process.env.PUBLIC_URL}/live-check/${i}`);
+  let after = before;
+  for (let tries = 0; tries < 40 && after === before; tries++) {
+    await op.waitForTimeout(250);
+    await op.evaluate(() => window.stranglerRefresh());
+    after = await op.textContent("#unclaimed");
+  }
+  check(after !== before && after.includes("GET /live-check/{id}"), "the overview's figures did not refresh");
+  check(await op.evaluate(() => window.__notReloaded === true) && marker, "the page reloaded instead of refreshing");
+
   // The overview on a phone.
   const phone = await browser.newContext({
     viewport: { width: 390, height: 844 },

@@ -52,7 +52,7 @@ for i in $(seq 101 130); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/accou
 for i in $(seq 1 5); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/search?q=$i" || true; done
 sleep 2.5
 
-ADMIN_URL="http://127.0.0.1:$ADMIN" OPERATOR_TOKEN="$STRANGLER_AUTH_OPERATOR_TOKEN" \
+ADMIN_URL="http://127.0.0.1:$ADMIN" PUBLIC_URL="http://127.0.0.1:$PUBLIC" OPERATOR_TOKEN="$STRANGLER_AUTH_OPERATOR_TOKEN" \
   VIEWER_TOKEN="$STRANGLER_AUTH_VIEWER_TOKEN" \
   NODE_PATH="tests/browser/node_modules" node tests/browser/dashboard.mjs || {
     echo "strangler's log:" >&2
