@@ -9,6 +9,7 @@ mod harness;
 mod bad_input;
 mod binary;
 mod commands;
+mod demo;
 mod faults;
 mod limits;
 mod migration;

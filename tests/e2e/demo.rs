@@ -1,0 +1,284 @@
+//! `strangler demo` as a real process: the shop, the orders service, the facade, the
+//! dashboard and simulated shoppers; the planted bug shows as the top mismatch signature,
+//! `--fixed` matches every answer, a promotion goes through, Ctrl-C stops it all — and the
+//! demo's own bad input (a taken port, a directory another demo uses, one it cannot write).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::admin::Admin;
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strangler");
+
+struct Demo {
+    child: Child,
+    /// What the banner printed: `dashboard`, `operator token`, `facade`, `orders`.
+    urls: HashMap<&'static str, String>,
+    dir: PathBuf,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("strangler_e2e_demo_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn demo_command(dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--data-dir"]).arg(dir).args(extra);
+    // Every address on port 0 and 10 shoppers, unless the test says otherwise.
+    for (flag, default) in [
+        ("--legacy-listen", "127.0.0.1:0"),
+        ("--orders-listen", "127.0.0.1:0"),
+        ("--listen", "127.0.0.1:0"),
+        ("--admin", "127.0.0.1:0"),
+        ("--users", "10"),
+    ] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, default]);
+        }
+    }
+    cmd.env("STRANGLER_LOG_LEVEL", "warn")
+        .env_remove("STRANGLER_AUTH_OPERATOR_TOKEN")
+        .env_remove("STRANGLER_AUTH_VIEWER_TOKEN")
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn start(name: &str, extra: &[&str]) -> Demo {
+    let dir = temp_dir(name);
+    let mut child = demo_command(&dir, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut urls = HashMap::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            let line = line.trim();
+            let value = || line.rsplit(' ').next().unwrap_or("").to_owned();
+            if line.starts_with("dashboard ") {
+                urls.insert("dashboard", value().trim_end_matches('/').to_owned());
+            } else if line.starts_with("operator token ") {
+                urls.insert("operator token", value());
+            } else if line.starts_with("the shop, through the facade") {
+                urls.insert("facade", value().trim_end_matches('/').to_owned());
+            } else if line.starts_with("the orders service (direct)") {
+                urls.insert("orders", value().trim_end_matches("/v2/orders").to_owned());
+            } else if line.starts_with("Ctrl-C stops everything") {
+                return;
+            }
+        }
+        panic!("the demo ended before printing its banner");
+    })
+    .await
+    .expect("the demo did not start");
+    // Keep reading stdout so the demo never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    Demo { child, urls, dir }
+}
+
+impl Demo {
+    fn admin(&self) -> Admin {
+        let token: &'static str = Box::leak(self.urls["operator token"].clone().into_boxed_str());
+        Admin::new(
+            self.urls["dashboard"].trim_start_matches("http://"),
+            Some(token),
+        )
+    }
+
+    /// The orders context's shadow results once at least `n` answers were compared.
+    async fn compared(&self, n: i64) -> Value {
+        let admin = self.admin();
+        let started = Instant::now();
+        loop {
+            let (status, _, v) = admin
+                .call(
+                    Method::GET,
+                    "/api/v1/contexts/orders/shadow?minutes=10",
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{v}");
+            if v["compared"].as_i64().unwrap_or(0) >= n {
+                return v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "too few comparisons: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Ctrl-C: the demo stops, cleanly, and lets go of its directory.
+    async fn interrupt(mut self) {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the demo ignored Ctrl-C")
+            .unwrap();
+        assert!(status.success(), "{status}");
+        assert!(
+            !self.dir.join("demo.pid").exists(),
+            "the lock was left behind"
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_demo_surfaces_the_planted_bug_and_the_context_can_be_promoted() {
+    let demo = start("bug", &[]).await;
+    let facade = &demo.urls["facade"];
+    // Clients keep the legacy contract through the facade; the service has its own model.
+    let (status, _, body) = fetch(&format!("{facade}/api/orders/1001")).await;
+    assert_eq!(status, 200);
+    let legacy: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (legacy["orderId"].as_i64(), legacy["status"].as_str()),
+        (Some(1001), Some("S"))
+    );
+    let (_, _, body) = fetch(&format!("{}/v2/orders/1001", demo.urls["orders"])).await;
+    let new: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(new["status"], "shipped");
+    assert_eq!(
+        new["total_cents"], 2227,
+        "the planted bug: 22.275 cut to 22.27"
+    );
+    assert_eq!(legacy["total"], "22.28");
+
+    // The shoppers' traffic is compared; the bug is the top mismatch signature.
+    let v = demo.compared(30).await;
+    let rate = v["match_rate"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate < 1.0, "{v}");
+    assert_eq!(v["top_signatures"][0]["signature"], "value $.total", "{v}");
+    assert!(
+        v["outbox"]["dead"] == 0,
+        "mirrored writes are delivered: {v}"
+    );
+
+    // The dashboard shows it, to a signed-in operator.
+    let login = http::Request::post(format!("{}/login", demo.urls["dashboard"]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "token={}",
+            demo.urls["operator token"]
+        ))))
+        .unwrap();
+    let resp = client().request(login).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http::Request::get(format!("{}/contexts/orders", demo.urls["dashboard"]))
+        .header("cookie", &cookie)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = client().request(page).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    assert!(html.contains("<code>value $.total</code>"), "{html}");
+    assert!(
+        html.contains("<mark>"),
+        "an example pair with its difference marked"
+    );
+
+    // Unclaimed traffic is there to pick the next extraction from.
+    let (_, _, unclaimed) = demo
+        .admin()
+        .call(Method::GET, "/api/v1/unclaimed", None)
+        .await;
+    let templates: Vec<&str> = unclaimed["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["template"].as_str())
+        .collect();
+    assert!(
+        templates.contains(&"GET /api/customers/{id}"),
+        "{templates:?}"
+    );
+
+    // Promotion works.
+    let after = demo
+        .admin()
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/promote",
+            json!({ "reason": "demo test" }),
+        )
+        .await;
+    assert_eq!(after["item"]["state"], "canary", "{after}");
+    demo.interrupt().await;
+}
+
+#[tokio::test]
+async fn with_fixed_every_answer_matches() {
+    let demo = start("fixed", &["--fixed"]).await;
+    let v = demo.compared(30).await;
+    assert_eq!(v["match_rate"], 1.0, "{v}");
+    assert_eq!(v["top_signatures"], json!([]), "{v}");
+    demo.interrupt().await;
+}
+
+#[tokio::test]
+async fn a_second_demo_in_the_same_directory_a_taken_port_and_an_unwritable_directory_are_told() {
+    let demo = start("twice", &["--users", "0"]).await;
+    let out = demo_command(&demo.dir, &[]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another demo") && err.contains("--data-dir"),
+        "{err}"
+    );
+
+    let taken = demo.urls["facade"].trim_start_matches("http://").to_owned();
+    let other = temp_dir("port");
+    let out = demo_command(&other, &["--listen", &taken])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&taken) && err.contains("--listen"), "{err}");
+    assert!(
+        !other.join("demo.pid").exists(),
+        "a failed start leaves no lock"
+    );
+    let _ = std::fs::remove_dir_all(&other);
+
+    let out = demo_command(Path::new("/proc/strangler-demo"), &[])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data-dir") && err.contains("/proc/strangler-demo"),
+        "{err}"
+    );
+    demo.interrupt().await;
+}
