@@ -54,8 +54,9 @@ fn demo_catalog(orders_url: &str) -> Catalog {
     let mut c = Catalog::default();
     for (name, url) in [
         ("orders-svc", orders_url),
-        // Not built yet: `catalog` stays in legacy, so nothing calls it.
+        // Not built yet: their contexts stay in legacy, so nothing calls them.
         ("catalog-svc", "http://127.0.0.1:9"),
+        ("customers-svc", "http://127.0.0.1:9"),
     ] {
         c.services.insert(
             name.into(),
@@ -82,16 +83,17 @@ fn demo_catalog(orders_url: &str) -> Catalog {
             window_days: 7,
         }),
     };
-    c.contexts.insert(
-        "orders".into(),
-        context(
-            "orders",
-            "orders-svc",
-            MigrationState::Shadow,
-            "Orders, moving to the orders service (snake_case, cents, /v2) behind the orders translator; new orders are mirrored to it.",
-            Some(ORDERS_TRANSLATOR.to_owned()),
-        ),
+    let mut orders = context(
+        "orders",
+        "orders-svc",
+        MigrationState::Shadow,
+        "Orders, moving to the orders service (snake_case, cents, /v2) behind the orders translator; new orders are mirrored to it.",
+        Some(ORDERS_TRANSLATOR.to_owned()),
     );
+    // In canary a customer stays on one side, so that the orders it placed there are the
+    // ones it reads back.
+    orders.sticky = Some(strangler_catalog::StickyKey::Header("x-customer".into()));
+    c.contexts.insert("orders".into(), orders);
     c.contexts.insert(
         "catalog".into(),
         context(
@@ -252,6 +254,26 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
             )
             .await
             .context("cannot write the demo's catalog")?;
+    } else {
+        // Continued: the orders service may listen elsewhere this time.
+        let catalog = store.load().await?;
+        let url = format!("http://{orders_addr}");
+        if let Some(svc) = catalog
+            .services
+            .get("orders-svc")
+            .filter(|s| s.urls != [url.clone()])
+        {
+            let mut svc = svc.clone();
+            svc.urls = vec![url];
+            let meta = ChangeMeta {
+                actor: "strangler demo".into(),
+                reason: "the demo's orders service listens at a new address".into(),
+            };
+            store
+                .apply(&Change::PutService(svc), catalog.version, &meta)
+                .await
+                .context("cannot point the catalog at the orders service")?;
+        }
     }
 
     let stop = serve::stop_on_signal();
@@ -295,8 +317,10 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
          \x20    rate and the top mismatch signature `value $.total` fill within seconds.\n\
          \x20 2. curl -s http://{public_addr}/api/orders/1001        (the legacy contract)\n\
          \x20    curl -s http://{orders_addr}/v2/orders/1001        (the service's own model)\n\
-         \x20 3. Pick the next extraction from Unclaimed routes; promote `orders` to canary\n\
-         \x20    once it matches (the README's walkthrough tells the whole story).\n\n\
+         \x20 3. Fix the bug: Ctrl-C, then run the demo again with --fixed --data-dir {data}\n\
+         \x20    and watch the match rate climb to 100 %; then promote `orders` to canary.\n\
+         \x20 4. Pick the next extraction from Unclaimed routes (the README's walkthrough\n\
+         \x20    tells the whole story).\n\n\
          Ctrl-C stops everything.\n",
         shoppers = args.users,
         data = dir.display(),

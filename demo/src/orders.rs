@@ -84,6 +84,18 @@ impl Orders {
                     .map_err(|e| sqlx::Error::Protocol(e.detail))?;
             }
         }
+        if fixed {
+            // The fix ships with its data repair: totals the bug cut are computed again.
+            let repaired = sqlx::query(
+                "UPDATE orders SET total_cents = \
+                 ((SELECT SUM(qty * unit_price_cents) FROM lines WHERE lines.order_id = orders.order_id) \
+                  * (100 - (SELECT discount_percent FROM loyalty WHERE loyalty.customer_id = orders.customer_id)) \
+                  + 50) / 100",
+            )
+            .execute(&svc.db)
+            .await?;
+            let _ = repaired.rows_affected();
+        }
         Ok(svc)
     }
 

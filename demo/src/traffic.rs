@@ -36,12 +36,13 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    // Orders placed during the demo, readable once their mirrored copy has surely arrived.
-    let placed: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
-        let (client, counts, placed) = (client.clone(), Arc::clone(&counts), Arc::clone(&placed));
+        let (client, counts) = (client.clone(), Arc::clone(&counts));
         tasks.spawn(async move {
+            // The orders this shopper placed, read back once their mirrored copy has surely
+            // arrived (a shopper reads its own orders: in canary it stays on one side).
+            let placed: Mutex<Vec<(i64, Instant)>> = Mutex::default();
             let customer = i64::try_from(user % data::CUSTOMERS.len()).unwrap_or(0) + 1;
             let mut sid: Option<String> = None;
             loop {
@@ -50,7 +51,16 @@ pub async fn run(
                 let (method, path, body) = next_request(customer, &placed);
                 let cookie = sid.clone();
                 let started = Instant::now();
-                let result = send(&client, facade, method, &path, body, cookie.as_deref()).await;
+                let result = send(
+                    &client,
+                    facade,
+                    customer,
+                    method,
+                    &path,
+                    body,
+                    cookie.as_deref(),
+                )
+                .await;
                 counts.requests.fetch_add(1, Ordering::Relaxed);
                 match result {
                     Ok((status, set_cookie, json)) => {
@@ -145,6 +155,7 @@ fn next_request(
 async fn send(
     client: &HttpClient,
     facade: SocketAddr,
+    customer: i64,
     method: Method,
     path: &str,
     body: Option<String>,
@@ -157,7 +168,8 @@ async fn send(
     let mut req = Request::builder()
         .method(method)
         .uri(format!("http://{facade}{path}"))
-        .header("user-agent", "strangler-demo-shopper");
+        .header("user-agent", "strangler-demo-shopper")
+        .header("x-customer", customer.to_string());
     if let Some(sid) = sid {
         req = req.header("cookie", format!("SID={sid}"));
     }

@@ -55,7 +55,10 @@ fn demo_command(dir: &Path, extra: &[&str]) -> Command {
 }
 
 async fn start(name: &str, extra: &[&str]) -> Demo {
-    let dir = temp_dir(name);
+    start_in(temp_dir(name), extra).await
+}
+
+async fn start_in(dir: PathBuf, extra: &[&str]) -> Demo {
     let mut child = demo_command(&dir, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -122,7 +125,13 @@ impl Demo {
     }
 
     /// Ctrl-C: the demo stops, cleanly, and lets go of its directory.
-    async fn interrupt(mut self) {
+    async fn interrupt(self) {
+        let dir = self.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Ctrl-C, keeping the directory to start again from.
+    async fn stop(mut self) -> PathBuf {
         let pid = self.child.id().unwrap();
         std::process::Command::new("kill")
             .args(["-INT", &pid.to_string()])
@@ -137,7 +146,7 @@ impl Demo {
             !self.dir.join("demo.pid").exists(),
             "the lock was left behind"
         );
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir
     }
 }
 
@@ -220,6 +229,22 @@ async fn the_demo_surfaces_the_planted_bug_and_the_context_can_be_promoted() {
     assert!(
         templates.contains(&"GET /api/customers/{id}"),
         "{templates:?}"
+    );
+
+    // The fix: the demo again on the same data, with the bug removed (and the totals it cut
+    // repaired): from then on every answer matches.
+    let before = demo.compared(0).await;
+    let dir = demo.stop().await;
+    let demo = start_in(dir, &["--fixed"]).await;
+    let (compared, matched) = (
+        before["compared"].as_i64().unwrap(),
+        before["matched"].as_i64().unwrap(),
+    );
+    let after = demo.compared(compared + 30).await;
+    assert_eq!(
+        after["compared"].as_i64().unwrap() - compared,
+        after["matched"].as_i64().unwrap() - matched,
+        "a mismatch after the fix: {after}"
     );
 
     // Promotion works.

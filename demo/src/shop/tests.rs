@@ -206,3 +206,27 @@ async fn both_apps_start_with_the_same_orders() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_fix_repairs_the_totals_the_bug_cut() {
+    let dir = std::env::temp_dir().join(format!("strangler_demo_repair_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("orders.db");
+    let buggy = Orders::open(open_db(&path).await.unwrap(), "http://o".into(), false)
+        .await
+        .unwrap();
+    let app = orders_service(Arc::new(buggy));
+    let (_, _, order) = call(&app, get("/v2/orders/1001")).await;
+    assert_eq!(order["total_cents"], 2227, "22.275 cut by the bug");
+    let fixed = Orders::open(open_db(&path).await.unwrap(), "http://o".into(), true)
+        .await
+        .unwrap();
+    let app = orders_service(Arc::new(fixed));
+    let (_, _, order) = call(&app, get("/v2/orders/1001")).await;
+    assert_eq!(
+        order["total_cents"], 2228,
+        "repaired when the fixed service starts"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
