@@ -789,9 +789,27 @@ fn diff_html(legacy: &str, new: &str) -> (String, String) {
             }
         }
     }
+    // Long bodies show the differing lines with three lines around them; the runs of same
+    // lines in between are folded to one line saying how many.
     let render = |lines: &[String], keep: &[bool]| {
+        const AROUND: usize = 3;
+        let near = |i: usize| {
+            lines.len() <= 12
+                || (i.saturating_sub(AROUND)..=(i + AROUND).min(lines.len() - 1)).any(|j| !keep[j])
+        };
         let mut out = String::new();
-        for (line, same) in lines.iter().zip(keep) {
+        let mut folded = 0;
+        for (i, (line, same)) in lines.iter().zip(keep).enumerate() {
+            if !near(i) {
+                folded += 1;
+                continue;
+            }
+            if folded > 0 {
+                out.push_str(&format!(
+                    "<span class=\"muted\">⋯ {folded} same lines</span>\n"
+                ));
+                folded = 0;
+            }
             if *same {
                 out.push_str(&escape(line));
             } else {
@@ -800,6 +818,11 @@ fn diff_html(legacy: &str, new: &str) -> (String, String) {
                 out.push_str("</mark>");
             }
             out.push('\n');
+        }
+        if folded > 0 {
+            out.push_str(&format!(
+                "<span class=\"muted\">⋯ {folded} same lines</span>\n"
+            ));
         }
         out
     };

@@ -59,3 +59,40 @@ ADMIN_URL="http://127.0.0.1:$ADMIN" PUBLIC_URL="http://127.0.0.1:$PUBLIC" OPERAT
     tail -n 30 "$work/strangler.log" >&2
     exit 1
   }
+
+# The demo's walkthrough in the browser: `strangler demo` with its shoppers, then
+# tests/browser/demo.mjs reads the planted bug, starts a context from unclaimed traffic and
+# promotes `orders`; its screenshots are the README walkthrough's.
+kill "${pids[1]}" 2>/dev/null || true
+DEMO_PUBLIC="$(free_port)" DEMO_ADMIN="$(free_port)"
+env -u STRANGLER_AUTH_OPERATOR_TOKEN -u STRANGLER_AUTH_VIEWER_TOKEN -u STRANGLER_CATALOG_URL \
+  STRANGLER_LOG_LEVEL=warn "$BIN" demo --data-dir "$work/demo" --users 16 \
+  --legacy-listen 127.0.0.1:0 --orders-listen 127.0.0.1:0 \
+  --listen "127.0.0.1:$DEMO_PUBLIC" --admin "127.0.0.1:$DEMO_ADMIN" >"$work/demo.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q "Ctrl-C stops everything" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
+DEMO_TOKEN="$(awk '/^ *operator token /{print $3}' "$work/demo.out")"
+[ -n "$DEMO_TOKEN" ] || { cat "$work/demo.out" >&2; exit 1; }
+sleep 6   # the shoppers' first comparisons reach the dashboard
+demo_phase() {
+  ADMIN_URL="http://127.0.0.1:$DEMO_ADMIN" OPERATOR_TOKEN="$DEMO_TOKEN" PHASE="$1" \
+    NODE_PATH="tests/browser/node_modules" node tests/browser/demo.mjs || {
+      echo "the demo's output:" >&2
+      tail -n 30 "$work/demo.out" >&2
+      exit 1
+    }
+}
+demo_phase bug
+# The fix: Ctrl-C, and the demo again on the same data with --fixed.
+kill -INT "${pids[-1]}"
+for _ in $(seq 1 100); do kill -0 "${pids[-1]}" 2>/dev/null || break; sleep 0.1; done
+env -u STRANGLER_AUTH_OPERATOR_TOKEN -u STRANGLER_AUTH_VIEWER_TOKEN -u STRANGLER_CATALOG_URL \
+  STRANGLER_LOG_LEVEL=warn "$BIN" demo --fixed --data-dir "$work/demo" --users 16 \
+  --legacy-listen 127.0.0.1:0 --orders-listen 127.0.0.1:0 \
+  --listen "127.0.0.1:$DEMO_PUBLIC" --admin "127.0.0.1:$DEMO_ADMIN" >"$work/demo.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q "Ctrl-C stops everything" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
+DEMO_TOKEN="$(awk '/^ *operator token /{print $3}' "$work/demo.out")"
+[ -n "$DEMO_TOKEN" ] || { cat "$work/demo.out" >&2; exit 1; }
+sleep 3
+demo_phase fixed

@@ -846,5 +846,19 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
     );
     assert!(!page.contains("<mark>  &quot;id&quot;"), "{page}");
     assert!(page.contains("&lt;b&gt;hi&lt;/b&gt;"), "{page}");
+    // A long body folds the lines far from the difference.
+    let long: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
+    let mut changed = long.clone();
+    changed[20] = "line twenty".into();
+    let (l, n) = super::diff_html(&long.join("\n"), &changed.join("\n"));
+    assert!(
+        l.contains("<mark>line 20</mark>") && n.contains("<mark>line twenty</mark>"),
+        "{n}"
+    );
+    assert!(
+        n.contains("⋯ 17 same lines") && n.contains("⋯ 16 same lines"),
+        "{n}"
+    );
+    assert!(n.contains("line 17\n") && !n.contains("line 16\n"), "{n}");
     assert!(!page.contains("<b>hi</b>"), "{page}");
 }
