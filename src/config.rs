@@ -138,6 +138,9 @@ struct FileContext {
     /// The operational objective (availability and p99) the dashboard holds both sides to.
     #[serde(default)]
     objective: Option<strangler_catalog::Objective>,
+    /// The autopilot's policy for the context.
+    #[serde(default)]
+    rollout: Option<strangler_catalog::rollout::RolloutPolicy>,
 }
 
 fn yes() -> bool {
@@ -817,6 +820,7 @@ fn declared_catalog(
                 shadow: fc.shadow.clone(),
                 translator: fc.translator.clone(),
                 objective: fc.objective.clone(),
+                rollout: fc.rollout.clone(),
             },
         );
         for spec in &fc.routes {

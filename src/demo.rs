@@ -82,6 +82,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
             p99_ms: 100,
             window_days: 7,
         }),
+        rollout: None,
     };
     let mut orders = context(
         "orders",

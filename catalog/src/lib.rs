@@ -17,6 +17,7 @@ mod change;
 pub mod follow;
 mod model;
 pub mod pattern;
+pub mod rollout;
 mod state;
 pub mod store;
 mod validate;

@@ -293,6 +293,10 @@ pub struct Context {
     /// error budget left against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<Objective>,
+    /// The autopilot's policy: when the context leaves shadow and how its canary steps up
+    /// (see [`crate::rollout`]). Without one, only people move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutPolicy>,
 }
 
 /// A context's operational objective over a rolling window: the share of requests answered

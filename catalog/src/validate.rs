@@ -82,6 +82,10 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
                 check(text).map_err(|m| err(format!("{field}.translator"), m))?;
             }
         }
+        if let Some(r) = &ctx.rollout {
+            r.check()
+                .map_err(|(f, m)| err(format!("{field}.rollout.{f}"), m))?;
+        }
         if let Some(o) = &ctx.objective {
             o.check()
                 .map_err(|(f, m)| err(format!("{field}.objective.{f}"), m))?;

@@ -63,6 +63,7 @@ fn catalog() -> Catalog {
                     p99_ms: 200,
                     window_days: 30,
                 }),
+                rollout: None,
             },
         );
         for j in 0..ROUTES_PER_CONTEXT {

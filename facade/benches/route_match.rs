@@ -89,6 +89,7 @@ fn catalog(routes: usize) -> Catalog {
                 shadow: Default::default(),
                 translator: None,
                 objective: None,
+                rollout: None,
             },
         );
         for k in 0..routes / CONTEXTS {

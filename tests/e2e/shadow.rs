@@ -36,6 +36,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
             shadow: Default::default(),
             translator: None,
             objective: None,
+            rollout: None,
         },
     );
     let spec = RouteSpec {

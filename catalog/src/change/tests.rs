@@ -20,6 +20,7 @@ fn base() -> Catalog {
             shadow: Default::default(),
             translator: None,
             objective: None,
+            rollout: None,
         }),
     ] {
         change.apply(&mut c).unwrap();

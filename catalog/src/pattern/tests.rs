@@ -450,6 +450,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
                 shadow: Default::default(),
                 translator: None,
                 objective: None,
+                rollout: None,
             },
         );
         for k in 0..per_context {

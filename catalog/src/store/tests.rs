@@ -71,6 +71,7 @@ fn context(name: &str, target: &str) -> Change {
         shadow: Default::default(),
         translator: None,
         objective: None,
+        rollout: None,
     })
 }
 

@@ -330,6 +330,7 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
         shadow: Default::default(),
         translator: None,
         objective: None,
+        rollout: None,
     };
     let routes = paths
         .into_iter()

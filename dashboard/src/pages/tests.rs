@@ -57,6 +57,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) 
             shadow: Default::default(),
             translator: None,
             objective: None,
+            rollout: None,
         }),
         Change::AddRoute {
             context: "orders".into(),

@@ -63,6 +63,7 @@ fn context(name: &str) -> Context {
         shadow: Default::default(),
         translator: None,
         objective: None,
+        rollout: None,
     }
 }
 
