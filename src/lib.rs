@@ -13,6 +13,7 @@
 //! - `translators.rs` — the Rust translators the binary registers, and `strangler translators test`.
 #![forbid(unsafe_code)]
 
+pub mod autopilot;
 pub mod catalog_cmd;
 pub mod cli;
 pub mod config;

@@ -117,6 +117,13 @@ pub async fn run_listeners(
         settings.facade.shadow.retention,
     ));
     facade.start_outbox(Arc::new(CatalogOutbox(store.clone())));
+    let autopilot = Arc::new(crate::autopilot::Status::default());
+    tokio::spawn(crate::autopilot::run(
+        store.clone(),
+        format!("{}:{}", admin.local_addr()?, std::process::id()),
+        Arc::clone(&autopilot),
+        stop.clone(),
+    ));
 
     let draining = Arc::new(AtomicBool::new(false));
     let for_metrics = facade.clone();
@@ -151,6 +158,7 @@ pub async fn run_listeners(
         runtime: Some(services),
         quiet_period: settings.quiet_period,
         catalog_cache: Default::default(),
+        autopilot: Some(Arc::new(move || autopilot.view())),
     };
     tracing::info!(
         listen = %public.local_addr()?,

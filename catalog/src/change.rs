@@ -49,6 +49,17 @@ pub enum Change {
         context: String,
         action: Action,
     },
+    /// A transition the autopilot decided (audited as `autopilot-…`); unlike a person's, it
+    /// does not pause the autopilot.
+    Autopilot {
+        context: String,
+        action: Action,
+    },
+    /// Pauses or resumes the autopilot for a context.
+    PauseAutopilot {
+        context: String,
+        paused: bool,
+    },
     /// Creates a context with its first routes at once (one version, one audit row): the
     /// dashboard's "start a context" from unclaimed path templates.
     Carve {
@@ -97,6 +108,13 @@ impl Change {
             },
             Change::Replace(_) => "import".into(),
             Change::Carve { .. } => "carve".into(),
+            Change::Autopilot { action, .. } => match action {
+                Action::Promote => "autopilot-promote".into(),
+                Action::Rollback => "autopilot-rollback".into(),
+                Action::SetWeight { .. } => "autopilot-set-weight".into(),
+            },
+            Change::PauseAutopilot { paused: true, .. } => "pause-autopilot".into(),
+            Change::PauseAutopilot { paused: false, .. } => "resume-autopilot".into(),
         }
     }
 
@@ -113,6 +131,9 @@ impl Change {
             Change::Transition { context, .. } => format!("context:{context}"),
             Change::Replace(_) => "catalog".into(),
             Change::Carve { context, .. } => format!("context:{}", context.name),
+            Change::Autopilot { context, .. } | Change::PauseAutopilot { context, .. } => {
+                format!("context:{context}")
+            }
         }
     }
 
@@ -237,6 +258,40 @@ impl Change {
                             name: context.clone(),
                         })?;
                 transition(ctx, action)?;
+                // A person moved it: the autopilot leaves it alone until resumed.
+                if let Some(r) = ctx.rollout.as_mut() {
+                    r.paused = true;
+                }
+            }
+            Change::Autopilot { context, action } => {
+                let ctx =
+                    catalog
+                        .contexts
+                        .get_mut(context)
+                        .ok_or_else(|| ChangeError::NotFound {
+                            kind: "context",
+                            name: context.clone(),
+                        })?;
+                transition(ctx, action)?;
+            }
+            Change::PauseAutopilot { context, paused } => {
+                let ctx =
+                    catalog
+                        .contexts
+                        .get_mut(context)
+                        .ok_or_else(|| ChangeError::NotFound {
+                            kind: "context",
+                            name: context.clone(),
+                        })?;
+                match ctx.rollout.as_mut() {
+                    Some(r) => r.paused = *paused,
+                    None => {
+                        return Err(ChangeError::NotFound {
+                            kind: "rollout policy of context",
+                            name: context.clone(),
+                        })
+                    }
+                }
             }
             Change::Replace(new) => {
                 let version = catalog.version;

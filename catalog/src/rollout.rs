@@ -113,13 +113,19 @@ impl RolloutPolicy {
             if v.is_finite() && (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err((field.to_owned(), format!("{v} is out of range; choose 0 to 1")))
+                Err((
+                    field.to_owned(),
+                    format!("{v} is out of range; choose 0 to 1"),
+                ))
             }
         };
         if !(1..=3600).contains(&self.interval_secs) {
             return Err((
                 "interval_secs".into(),
-                format!("{} is out of range; evaluate every 1 to 3600 seconds", self.interval_secs),
+                format!(
+                    "{} is out of range; evaluate every 1 to 3600 seconds",
+                    self.interval_secs
+                ),
             ));
         }
         let g = &self.shadow_gate;
@@ -134,7 +140,10 @@ impl RolloutPolicy {
         if g.window_minutes == 0 || g.window_minutes > 10_080 {
             return Err((
                 "shadow_gate.window_minutes".into(),
-                format!("{} is out of range; choose 1 to 10080 minutes", g.window_minutes),
+                format!(
+                    "{} is out of range; choose 1 to 10080 minutes",
+                    g.window_minutes
+                ),
             ));
         }
         if u64::from(g.window_minutes) * 60 < u64::from(self.interval_secs) {
@@ -147,7 +156,10 @@ impl RolloutPolicy {
             ));
         }
         if self.steps.is_empty() || self.steps.len() > 20 {
-            return Err(("steps".into(), "give 1 to 20 canary steps, e.g. [1, 5, 25, 50, 100]".into()));
+            return Err((
+                "steps".into(),
+                "give 1 to 20 canary steps, e.g. [1, 5, 25, 50, 100]".into(),
+            ));
         }
         let mut last = 0.0;
         for s in &self.steps {
@@ -303,6 +315,13 @@ pub fn decide(
                 why: format!("shadow gate passed: {figures}; canary at {first} %"),
             }
         }
+        MigrationState::Canary if weight == 0 => {
+            let first = policy.steps.first().copied().unwrap_or(100.0);
+            Decision::NextStep {
+                weight: RolloutPolicy::weight_of(first),
+                why: format!("the canary starts at its first step, {first} %"),
+            }
+        }
         MigrationState::Canary => {
             let c = &policy.checks;
             let (n, l) = (&canary.new, &canary.legacy);
@@ -331,7 +350,7 @@ pub fn decide(
                 canary.held_secs
             );
             // Failures count as soon as they are seen; passes need enough evidence.
-            if meant >= c.min_requests.min(10).max(1) && fallback_rate > c.max_fallback_rate {
+            if meant >= c.min_requests.clamp(1, 10) && fallback_rate > c.max_fallback_rate {
                 return Decision::Rollback {
                     why: format!(
                         "fallback rate {} over {}: {figures}",
@@ -340,8 +359,7 @@ pub fn decide(
                     ),
                 };
             }
-            if n.requests >= c.min_requests.min(10).max(1)
-                && rate(n) > rate(l) + c.error_rate_margin
+            if n.requests >= c.min_requests.clamp(1, 10) && rate(n) > rate(l) + c.error_rate_margin
             {
                 return Decision::Rollback {
                     why: format!(
@@ -354,9 +372,19 @@ pub fn decide(
             }
             // Latency is compared only when both sides answered enough to have a p99.
             if n.requests >= c.min_requests && l.requests >= c.min_requests {
+                // p99s are histogram buckets: the new side is over only when even the low end
+                // of its bucket is (≤ 2 ms against ≤ 1 ms proves nothing).
+                let low_end = |upper: u64| {
+                    crate::store::LATENCY_BOUNDS_MS
+                        .iter()
+                        .rev()
+                        .find(|b| **b < upper)
+                        .copied()
+                        .unwrap_or(0)
+                };
                 let p99_over = match (n.p99_ms, l.p99_ms) {
                     (None, Some(_)) => true,
-                    (Some(new), Some(old)) => new as f64 > old as f64 * c.p99_ratio,
+                    (Some(new), Some(old)) => low_end(new) as f64 > old as f64 * c.p99_ratio,
                     _ => false,
                 };
                 if p99_over {
@@ -372,7 +400,10 @@ pub fn decide(
             }
             if canary.held_secs < u64::from(policy.hold_secs) {
                 return Decision::Hold {
-                    why: format!("checks pass; holding the step for {} s: {figures}", policy.hold_secs),
+                    why: format!(
+                        "checks pass; holding the step for {} s: {figures}",
+                        policy.hold_secs
+                    ),
                 };
             }
             match policy
@@ -391,7 +422,10 @@ pub fn decide(
                     ),
                 },
                 None => Decision::Migrate {
-                    why: format!("the last step held {} s with checks passing: {figures}", canary.held_secs),
+                    why: format!(
+                        "the last step held {} s with checks passing: {figures}",
+                        canary.held_secs
+                    ),
                 },
             }
         }

@@ -393,6 +393,11 @@ pub trait Store: Send + Sync {
         since_minute: i64,
         bucket_minutes: i64,
     ) -> Result<Vec<ShadowMinute>, StoreError>;
+    /// Takes or renews the lease `name` for `holder` until `ttl_ms` from now; false when
+    /// another holder has it and it has not expired.
+    async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// Who holds the lease `name` and until when (ms since the epoch), if anyone does.
+    async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

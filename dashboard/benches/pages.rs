@@ -288,6 +288,7 @@ async fn main() -> anyhow_free::Result<()> {
         runtime: None,
         quiet_period: Duration::from_secs(30 * 86_400),
         catalog_cache: Default::default(),
+        autopilot: None,
     });
     let login = Request::post("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub quiet_period: std::time::Duration,
     /// The last catalog the pages read, reused while the version stays the same.
     pub catalog_cache: CatalogCache,
+    /// This process's autopilot evaluator, as JSON.
+    pub autopilot: Option<Arc<crate::ServicesFn>>,
 }
 
 /// The catalog the pages last read: a page asks the store for the version (one cheap query)
@@ -105,6 +107,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/contexts/{name}/traffic", get(context_traffic))
         .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/unclaimed", get(unclaimed))
+        .route("/api/v1/autopilot", get(autopilot))
+        .route("/api/v1/contexts/{name}/autopilot", post(pause_autopilot))
         .route("/api/v1/contexts/{name}/shadow/noise", get(shadow_noise))
         .route(
             "/api/v1/contexts/{name}/shadow/noise/accept",

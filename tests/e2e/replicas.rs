@@ -16,7 +16,7 @@ use crate::binary::start_with;
 use crate::harness::*;
 
 /// A fresh database on the test server, as a URL; `None` when PostgreSQL tests are not asked for.
-async fn fresh_database() -> Option<String> {
+pub(crate) async fn fresh_database() -> Option<String> {
     let Ok(admin_url) = std::env::var("STRANGLER_TEST_POSTGRES") else {
         eprintln!("STRANGLER_TEST_POSTGRES is not set: PostgreSQL test not run");
         return None;

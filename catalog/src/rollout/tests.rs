@@ -48,15 +48,27 @@ fn defaults_and_bad_policies() {
     bad(&|p| p.steps = vec![1.0, 1.0], "steps");
     bad(&|p| p.steps = vec![50.0, 150.0], "steps");
     bad(&|p| p.steps = vec![], "steps");
-    bad(&|p| p.shadow_gate.min_match_rate = 1.5, "shadow_gate.min_match_rate");
-    bad(&|p| p.shadow_gate.min_comparisons = 0, "shadow_gate.min_comparisons");
-    bad(&|p| {
-        p.interval_secs = 600;
-        p.hold_secs = 600;
-    }, "shadow_gate.window_minutes");
+    bad(
+        &|p| p.shadow_gate.min_match_rate = 1.5,
+        "shadow_gate.min_match_rate",
+    );
+    bad(
+        &|p| p.shadow_gate.min_comparisons = 0,
+        "shadow_gate.min_comparisons",
+    );
+    bad(
+        &|p| {
+            p.interval_secs = 600;
+            p.hold_secs = 600;
+        },
+        "shadow_gate.window_minutes",
+    );
     bad(&|p| p.hold_secs = 0, "hold_secs");
     bad(&|p| p.checks.p99_ratio = 0.5, "checks.p99_ratio");
-    bad(&|p| p.checks.max_fallback_rate = -0.1, "checks.max_fallback_rate");
+    bad(
+        &|p| p.checks.max_fallback_rate = -0.1,
+        "checks.max_fallback_rate",
+    );
     bad(&|p| p.interval_secs = 0, "interval_secs");
 }
 
@@ -76,18 +88,26 @@ fn shadow_leaves_only_on_enough_evidence_and_no_open_signature() {
             &CanaryEvidence::default(),
         )
     };
-    assert!(matches!(decide_shadow(50, 50, None), Decision::Hold { .. }), "too few");
+    assert!(
+        matches!(decide_shadow(50, 50, None), Decision::Hold { .. }),
+        "too few"
+    );
     // 100 % of 100 has a lower bound of 96.3 %: passes 95 %.
     assert_eq!(
         std::mem::discriminant(&decide_shadow(100, 100, None)),
-        std::mem::discriminant(&Decision::StartCanary { weight: 0, why: String::new() })
+        std::mem::discriminant(&Decision::StartCanary {
+            weight: 0,
+            why: String::new()
+        })
     );
     if let Decision::StartCanary { weight, why } = decide_shadow(100, 100, None) {
         assert_eq!(weight, 100, "1 % is 100 basis points");
         assert!(why.contains("100 of 100"), "{why}");
     }
     // 96 of 100 is over 95 % as a ratio, but its lower bound (90.2 %) is not.
-    assert!(matches!(decide_shadow(100, 96, None), Decision::Hold { why } if why.contains("match rate too low")));
+    assert!(
+        matches!(decide_shadow(100, 96, None), Decision::Hold { why } if why.contains("match rate too low"))
+    );
     // A single open signature keeps it in shadow, whatever the rate.
     assert!(matches!(
         decide_shadow(10_000, 9_999, Some(("value $.total", 1))),
@@ -113,24 +133,62 @@ fn a_canary_steps_up_after_its_hold_and_rolls_back_on_a_failed_check() {
         )
     };
     let good = || side(100, 0, 20);
-    assert!(matches!(canary(100, good(), good(), 0, 1), Decision::Hold { why } if why.contains("holding")));
-    assert!(matches!(canary(100, good(), good(), 0, 2), Decision::NextStep { weight: 500, .. }));
-    assert!(matches!(canary(2500, good(), good(), 0, 3), Decision::NextStep { weight: 5000, .. }));
+    assert!(
+        matches!(canary(100, good(), good(), 0, 1), Decision::Hold { why } if why.contains("holding"))
+    );
+    assert!(matches!(
+        canary(100, good(), good(), 0, 2),
+        Decision::NextStep { weight: 500, .. }
+    ));
+    assert!(matches!(
+        canary(2500, good(), good(), 0, 3),
+        Decision::NextStep { weight: 5000, .. }
+    ));
     // At 100 % legacy answers nothing: its figures do not count against the new side.
     let none = SideFigures::default();
-    assert!(matches!(canary(10_000, good(), none.clone(), 0, 3), Decision::Migrate { .. }));
-    assert!(matches!(canary(10_000, good(), side(3, 0, 1), 0, 3), Decision::Migrate { .. }));
+    assert!(matches!(
+        canary(10_000, good(), none.clone(), 0, 3),
+        Decision::Migrate { .. }
+    ));
+    assert!(matches!(
+        canary(10_000, good(), side(3, 0, 1), 0, 3),
+        Decision::Migrate { .. }
+    ));
     // Not enough requests on the new side: hold, never pass.
-    assert!(matches!(canary(100, side(5, 0, 20), good(), 0, 60), Decision::Hold { why } if why.contains("not enough")));
+    assert!(
+        matches!(canary(100, side(5, 0, 20), good(), 0, 60), Decision::Hold { why } if why.contains("not enough"))
+    );
     // Errors: 5 % on the new side against 0 % on legacy, margin 1 %.
-    assert!(matches!(canary(2500, side(100, 5, 20), good(), 0, 0), Decision::Rollback { why } if why.contains("error rate")));
+    assert!(
+        matches!(canary(2500, side(100, 5, 20), good(), 0, 0), Decision::Rollback { why } if why.contains("error rate"))
+    );
+    // Buckets: ≤ 2 ms against ≤ 1 ms is not evidence of being slower; ≤ 50 ms against ≤ 20 ms
+    // is not over 1.5 × either (its bucket starts at 20), ≤ 100 ms is.
+    assert!(matches!(
+        canary(2500, side(100, 0, 2), side(100, 0, 1), 0, 3),
+        Decision::NextStep { .. }
+    ));
+    assert!(matches!(
+        canary(2500, side(100, 0, 50), good(), 0, 3),
+        Decision::NextStep { .. }
+    ));
     // p99 of 100 ms against legacy's 20 ms × 1.5.
-    assert!(matches!(canary(2500, side(100, 0, 100), good(), 0, 0), Decision::Rollback { why } if why.contains("p99")));
+    assert!(
+        matches!(canary(2500, side(100, 0, 100), good(), 0, 0), Decision::Rollback { why } if why.contains("p99"))
+    );
     // Fallbacks: 10 of 110 meant for the new side.
-    assert!(matches!(canary(2500, good(), good(), 10, 0), Decision::Rollback { why } if why.contains("fallback")));
+    assert!(
+        matches!(canary(2500, good(), good(), 10, 0), Decision::Rollback { why } if why.contains("fallback"))
+    );
     // Other states: nothing to do.
     assert!(matches!(
-        decide(&p, MigrationState::Migrated, 0, &ShadowEvidence::default(), &CanaryEvidence::default()),
+        decide(
+            &p,
+            MigrationState::Migrated,
+            0,
+            &ShadowEvidence::default(),
+            &CanaryEvidence::default()
+        ),
         Decision::Hold { .. }
     ));
 }

@@ -1324,6 +1324,41 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+             WHERE leases.holder = excluded.holder OR leases.expires_ms < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT holder, expires_ms FROM leases WHERE name = $1 AND expires_ms >= $2",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0).map_err(unavailable)?,
+                r.try_get(1).map_err(unavailable)?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
         let rows = sqlx::query(

@@ -732,6 +732,31 @@ async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
     assert!(store.audit_of("service:", 10).await.unwrap().len() == 1);
 }
 
+async fn a_lease_has_one_holder_until_it_expires(store: SqlStore) {
+    assert!(store.lease("autopilot", "a", 60_000).await.unwrap());
+    assert!(
+        store.lease("autopilot", "a", 60_000).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        !store.lease("autopilot", "b", 60_000).await.unwrap(),
+        "held by a"
+    );
+    assert_eq!(
+        store.lease_holder("autopilot").await.unwrap().map(|h| h.0),
+        Some("a".to_owned())
+    );
+    assert!(
+        store.lease("other", "b", 60_000).await.unwrap(),
+        "another name"
+    );
+    // a lets it lapse: b takes it.
+    assert!(store.lease("autopilot", "a", -1).await.unwrap());
+    assert_eq!(store.lease_holder("autopilot").await.unwrap(), None);
+    assert!(store.lease("autopilot", "b", 60_000).await.unwrap());
+    assert!(!store.lease("autopilot", "a", 60_000).await.unwrap());
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -759,4 +784,5 @@ on_both!(
     the_outbox_delivers_each_context_in_order,
     traffic_from_replicas_adds_up_and_is_pruned,
     hourly_rollups_path_traffic_and_carving,
+    a_lease_has_one_holder_until_it_expires,
 );

@@ -754,6 +754,49 @@ pub async fn rollback(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    paused: bool,
+}
+
+/// Pauses (`{"paused": true}`) or resumes the autopilot for a context.
+pub async fn pause_autopilot(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<PauseBody>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::PauseAutopilot {
+            context: name,
+            paused: e.item.paused,
+        },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+/// Which replica evaluates the rollout policies, and what this one decided last.
+pub async fn autopilot(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let holder = s.store.lease_holder("autopilot").await?;
+    let mut v = match &s.autopilot {
+        Some(view) => view(),
+        None => serde_json::json!({ "evaluating": false }),
+    };
+    v["lease"] = match holder {
+        Some((holder, expires_ms)) => {
+            serde_json::json!({ "holder": holder, "expires_ms": expires_ms })
+        }
+        None => serde_json::Value::Null,
+    };
+    Ok(Json(v).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WeightBody {
     /// Basis points, 0-10000.
     weight: i64,

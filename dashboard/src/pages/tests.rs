@@ -84,6 +84,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) 
         runtime: None,
         quiet_period,
         catalog_cache: Default::default(),
+        autopilot: None,
     };
     (super::router(state), store)
 }

@@ -1,0 +1,210 @@
+//! The migration autopilot's evaluator, inside `strangler serve`. One replica evaluates at a
+//! time: it holds the catalog's `autopilot` lease (renewed every second, lapsing after five),
+//! and another takes it over within seconds when it dies. For each context with a rollout
+//! policy that is not paused, in `shadow` or `canary`, every policy interval it reads the
+//! evidence from the catalog's rollups and applies the decision (`strangler_catalog::rollout`)
+//! as an audited catalog change, with the figures as the reason.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use strangler_catalog::rollout::{self, CanaryEvidence, Decision, ShadowEvidence, SideFigures};
+use strangler_catalog::store::{AuditQuery, ChangeMeta, SqlStore, Store, StoreError};
+use strangler_catalog::{Action, Change, MigrationState};
+use tokio::sync::watch;
+
+/// The lease's name and how long it lasts without renewal.
+pub const LEASE: &str = "autopilot";
+const LEASE_MS: i64 = 5_000;
+const TICK: Duration = Duration::from_secs(1);
+
+/// What this process's evaluator knows, for `GET /api/v1/autopilot`.
+#[derive(Debug, Default)]
+pub struct Status {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    holder: String,
+    leader: bool,
+    /// Per context: when it was last evaluated (ms) and the decision.
+    last: BTreeMap<String, (i64, Value)>,
+}
+
+impl Status {
+    /// The status as JSON.
+    pub fn view(&self) -> Value {
+        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        json!({
+            "this_process": s.holder,
+            "evaluating": s.leader,
+            "contexts": s.last.iter().map(|(name, (at, d))| {
+                (name.clone(), json!({ "at_ms": at, "last": d }))
+            }).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+
+    fn set_leader(&self, holder: &str, leader: bool) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.holder = holder.to_owned();
+        if s.leader != leader {
+            tracing::info!(holder, leader, "autopilot evaluator lease");
+        }
+        s.leader = leader;
+        if !leader {
+            s.last.clear();
+        }
+    }
+
+    fn record(&self, context: &str, at_ms: i64, decision: &Decision) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.last.insert(
+            context.to_owned(),
+            (at_ms, serde_json::to_value(decision).unwrap_or(Value::Null)),
+        );
+    }
+
+    fn due(&self, context: &str, now_ms: i64, interval_ms: i64) -> bool {
+        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.last
+            .get(context)
+            .is_none_or(|(at, _)| now_ms - at >= interval_ms)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs the evaluator until `stop` turns true.
+pub async fn run(
+    store: SqlStore,
+    holder: String,
+    status: Arc<Status>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let leader = match store.lease(LEASE, &holder, LEASE_MS).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "autopilot: the lease cannot be renewed; not evaluating");
+                false
+            }
+        };
+        status.set_leader(&holder, leader);
+        if !leader {
+            continue;
+        }
+        if let Err(e) = evaluate(&store, &status).await {
+            tracing::warn!(error = %e, "autopilot: evaluation failed; trying again next tick");
+        }
+    }
+    // Hand the lease over at once rather than after it lapses.
+    let _ = store.lease(LEASE, &holder, -1).await;
+}
+
+async fn evaluate(store: &SqlStore, status: &Status) -> Result<(), StoreError> {
+    let catalog = store.load().await?;
+    let now = now_ms();
+    for ctx in catalog.contexts.values() {
+        let Some(policy) = ctx.rollout.as_ref().filter(|p| !p.paused) else {
+            continue;
+        };
+        if !matches!(ctx.state, MigrationState::Shadow | MigrationState::Canary)
+            || !status.due(&ctx.name, now, i64::from(policy.interval_secs) * 1000)
+        {
+            continue;
+        }
+        let now_minute = now / 60_000;
+        let mut shadow = ShadowEvidence::default();
+        let mut canary = CanaryEvidence::default();
+        if ctx.state == MigrationState::Shadow {
+            let since = now_minute - i64::from(policy.shadow_gate.window_minutes) + 1;
+            let mut signatures: BTreeMap<String, u64> = BTreeMap::new();
+            for m in store.shadow(&ctx.name, since).await? {
+                shadow.compared += u64::try_from(m.compared).unwrap_or(0);
+                shadow.matched += u64::try_from(m.matched).unwrap_or(0);
+                for s in m.signatures {
+                    *signatures.entry(s.signature).or_default() +=
+                        u64::try_from(s.count).unwrap_or(0);
+                }
+            }
+            shadow.top_signature = signatures.into_iter().max_by_key(|(_, n)| *n);
+        } else {
+            // The step began with the context's last change.
+            let last = store
+                .audit(&AuditQuery {
+                    target: Some(format!("context:{}", ctx.name)),
+                    limit: Some(1),
+                    ..AuditQuery::default()
+                })
+                .await?;
+            let started = last.first().map_or(now, |a| a.at_ms);
+            canary.held_secs = u64::try_from((now - started) / 1000).unwrap_or(0);
+            for t in store.traffic_sum(Some(&ctx.name), started / 60_000).await? {
+                let figures = SideFigures {
+                    requests: u64::try_from(t.requests).unwrap_or(0),
+                    errors: u64::try_from(t.errors).unwrap_or(0),
+                    p99_ms: t.quantile_ms(0.99),
+                };
+                if t.side == "new" {
+                    canary.new = figures;
+                } else {
+                    canary.fallbacks = u64::try_from(t.fallbacks).unwrap_or(0);
+                    canary.legacy = figures;
+                }
+            }
+        }
+        let decision = rollout::decide(policy, ctx.state, ctx.weight, &shadow, &canary);
+        status.record(&ctx.name, now, &decision);
+        let (changes, why): (Vec<Action>, &str) = match &decision {
+            Decision::Hold { .. } => continue,
+            Decision::StartCanary { weight, why } => (
+                vec![Action::Promote, Action::SetWeight { weight: *weight }],
+                why,
+            ),
+            Decision::NextStep { weight, why } => {
+                (vec![Action::SetWeight { weight: *weight }], why)
+            }
+            Decision::Migrate { why } => (vec![Action::Promote], why),
+            Decision::Rollback { why } => (vec![Action::Rollback], why),
+        };
+        let meta = ChangeMeta {
+            actor: "autopilot".into(),
+            reason: why.to_owned(),
+        };
+        let mut version = catalog.version;
+        for action in changes {
+            let change = Change::Autopilot {
+                context: ctx.name.clone(),
+                action,
+            };
+            match store.apply(&change, version, &meta).await {
+                Ok(c) => version = c.version,
+                Err(StoreError::Stale { .. }) => {
+                    // Someone changed the catalog meanwhile: decide again next time.
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(context = %ctx.name, error = %e, "autopilot: the decision was not applied");
+                    break;
+                }
+            }
+        }
+        tracing::info!(context = %ctx.name, decision = ?decision, "autopilot decided");
+        // Later contexts see this version; reload before the next one changes anything.
+        return Ok(());
+    }
+    Ok(())
+}
