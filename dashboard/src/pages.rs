@@ -911,6 +911,10 @@ struct ContextPage {
     noise: Vec<(String, i64, &'static str)>,
     examples: Vec<ExampleView>,
     audit: Vec<AuditRow>,
+    /// The autopilot's policy in words, whether it is paused, and its last word here.
+    rollout: Option<(String, bool, Option<String>)>,
+    /// The autopilot's decisions, newest first, with the figures behind each.
+    timeline: Vec<AuditRow>,
 }
 
 #[derive(Deserialize)]
@@ -959,6 +963,15 @@ async fn context_page(
             })
             .await?;
         let noise = s.store.shadow_noise(&ctx.name).await?;
+        let timeline = s
+            .store
+            .audit(&AuditQuery {
+                target: Some(format!("context:{}", ctx.name)),
+                actor: Some("autopilot".into()),
+                limit: Some(30),
+                ..AuditQuery::default()
+            })
+            .await?;
         let routes = s.store.path_traffic(&ctx.name, first_hour).await?;
         let window = match &ctx.objective {
             Some(o) => {
@@ -972,17 +985,24 @@ async fn context_page(
             (day, hour),
             (shadow_day, shadow),
             examples,
-            audit,
+            (audit, timeline),
             noise,
             routes,
             window,
         ))
     };
-    let ((day, hour), (shadow_day, shadow), examples, audit, noise, route_traffic, window) =
-        match loaded.await {
-            Ok(x) => x,
-            Err(e) => return store_failure(&s, Some(&viewer), e),
-        };
+    let (
+        (day, hour),
+        (shadow_day, shadow),
+        examples,
+        (audit, timeline),
+        noise,
+        route_traffic,
+        window,
+    ) = match loaded.await {
+        Ok(x) => x,
+        Err(e) => return store_failure(&s, Some(&viewer), e),
+    };
     let match_bars: Vec<(Option<f64>, String)> = (0..24)
         .map(|i| {
             let start = first_hour + i * 60;
@@ -1107,6 +1127,8 @@ async fn context_page(
                     "shadowing resumed",
                     "noise rule accepted",
                     "noise rule dismissed",
+                    "autopilot paused",
+                    "autopilot resumed",
                 ]
                 .contains(&d.as_str())
                     || d.strip_prefix("canary weight set to ")
@@ -1211,6 +1233,42 @@ async fn context_page(
                 }
             })
             .collect(),
+        rollout: ctx.rollout.as_ref().map(|r| {
+            let steps: Vec<String> = r.steps.iter().map(|s| format!("{s} %")).collect();
+            let summary = format!(
+                "leaves shadow when the match rate's lower 95 % bound reaches {:.1} % over at least {} comparisons in {} min with no mismatch signature seen more than {} times; then canary steps {}, each held {} s with new errors ≤ legacy's + {:.1} %, p99 ≤ legacy's × {}, fallbacks ≤ {:.1} %; evaluated every {} s",
+                r.shadow_gate.min_match_rate * 100.0,
+                r.shadow_gate.min_comparisons,
+                r.shadow_gate.window_minutes,
+                r.shadow_gate.max_signature_count,
+                steps.join(" → "),
+                r.hold_secs,
+                r.checks.error_rate_margin * 100.0,
+                r.checks.p99_ratio,
+                r.checks.max_fallback_rate * 100.0,
+                r.interval_secs
+            );
+            let last = s.autopilot.as_ref().and_then(|view| {
+                let v = view();
+                let last = &v["contexts"][ctx.name.as_str()]["last"];
+                Some(format!(
+                    "{}: {}",
+                    last["decision"].as_str()?,
+                    last["why"].as_str()?
+                ))
+            });
+            (summary, r.paused, last)
+        }),
+        timeline: timeline
+            .iter()
+            .map(|a| AuditRow {
+                at: iso(a.at_ms),
+                actor: a.actor.clone(),
+                action: a.action.clone(),
+                reason: a.reason.clone(),
+                version: a.version,
+            })
+            .collect(),
         audit: audit
             .iter()
             .map(|a| AuditRow {
@@ -1295,6 +1353,16 @@ async fn action(
             transition(Action::SetWeight { weight }),
             format!("canary weight set to {weight}"),
         ),
+        (pause @ ("pause-autopilot" | "resume-autopilot"), _) => {
+            let paused = pause == "pause-autopilot";
+            (
+                Change::PauseAutopilot {
+                    context: name.clone(),
+                    paused,
+                },
+                if paused { "autopilot paused" } else { "autopilot resumed" }.to_owned(),
+            )
+        }
         (pause @ ("pause-shadow" | "resume-shadow"), _) => match context().await {
             Ok(Some(mut ctx)) => {
                 let paused = pause == "pause-shadow";
@@ -1356,7 +1424,7 @@ async fn action(
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Not applied",
-                "choose promote, rollback, set-weight (0-10000), pause-shadow, resume-shadow, accept-noise or dismiss-noise".into(),
+                "choose promote, rollback, set-weight (0-10000), pause-shadow, resume-shadow, pause-autopilot, resume-autopilot, accept-noise or dismiss-noise".into(),
             )
         }
     };

@@ -864,3 +864,86 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
     assert!(n.contains("line 17\n") && !n.contains("line 16\n"), "{n}");
     assert!(!page.contains("<b>hi</b>"), "{page}");
 }
+
+#[tokio::test]
+async fn the_context_page_shows_the_autopilot_timeline_and_pauses_it() {
+    let (app, store) = app().await;
+    let viewer = sign_in(&app, VIEWER).await;
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&viewer))).await;
+    assert!(page.contains("No rollout policy"), "{page}");
+    let mut ctx = store.load().await.unwrap().contexts["orders"].clone();
+    ctx.state = MigrationState::Shadow;
+    ctx.rollout = Some(
+        serde_json::from_value(serde_json::json!({
+            "shadow_gate": { "min_match_rate": 0.99, "min_comparisons": 500, "window_minutes": 30 }
+        }))
+        .unwrap(),
+    );
+    let v = store.version().await.unwrap();
+    let meta = |actor: &str, reason: &str| ChangeMeta {
+        actor: actor.into(),
+        reason: reason.into(),
+    };
+    let v = store
+        .apply(&Change::PutContext(ctx), v, &meta("test", "policy"))
+        .await
+        .unwrap()
+        .version;
+    store
+        .apply(
+            &Change::Autopilot {
+                context: "orders".into(),
+                action: strangler_catalog::Action::Promote,
+            },
+            v,
+            &meta(
+                "autopilot",
+                "shadow gate passed: 600 of 600 compared matched <i>",
+            ),
+        )
+        .await
+        .unwrap();
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&viewer))).await;
+    assert!(
+        page.contains("<strong class=\"good\">On</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("canary steps 1 % → 5 % → 25 % → 50 % → 100 %"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>autopilot-promote</td><td>shadow gate passed: 600 of 600 compared matched &#60;i&#62;</td>"),
+        "{page}"
+    );
+    let operator = sign_in(&app, OPERATOR).await;
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&operator))).await;
+    assert!(
+        page.contains("<option value=\"pause-autopilot\">"),
+        "{page}"
+    );
+    let (csrf, version) = form_fields(&page);
+    let form = format!("csrf={csrf}&base_version={version}&action=pause-autopilot&reason=hands+on");
+    let (status, headers, _) = send(
+        &app,
+        post("/contexts/orders/actions", Some(&operator), &form),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        "/contexts/orders?done=autopilot+paused"
+    );
+    let c = store.load().await.unwrap();
+    assert!(c.contexts["orders"].rollout.as_ref().unwrap().paused);
+    let (_, _, page) = send(
+        &app,
+        get("/contexts/orders?done=autopilot+paused", Some(&operator)),
+    )
+    .await;
+    assert!(
+        page.contains("Done: autopilot paused")
+            && page.contains("<option value=\"resume-autopilot\">"),
+        "{page}"
+    );
+}
