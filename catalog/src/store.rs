@@ -246,6 +246,39 @@ pub struct ShadowExample {
     pub new_body: String,
 }
 
+/// Something that happened, in the event outbox.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Given by the store; increasing.
+    pub id: i64,
+    /// The context it is about (empty: none, e.g. a service's breaker).
+    pub context: String,
+    /// `io.strangler.context.state.changed`, `io.strangler.autopilot.rollback` …
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub created_ms: i64,
+}
+
+/// A pending delivery of an event to a sink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub event: Event,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+
+/// A sink's deliveries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkStats {
+    pub sink: String,
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    pub last_error: Option<String>,
+    /// The oldest pending event's age, in milliseconds.
+    pub oldest_pending_ms: Option<i64>,
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -398,6 +431,36 @@ pub trait Store: Send + Sync {
     async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError>;
     /// Who holds the lease `name` and until when (ms since the epoch), if anyone does.
     async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, StoreError>;
+    /// Adds an event to the outbox (changes of a context's state add theirs themselves, in
+    /// the change's transaction).
+    async fn add_event(
+        &self,
+        context: &str,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<i64, StoreError>;
+    /// The deliveries to `sink` due now, oldest first, at most one per context (a context's
+    /// next event waits until the one before it is delivered or dead). A sink seen for the
+    /// first time starts with the events of the last `horizon_ms`.
+    async fn events_due(
+        &self,
+        sink: &str,
+        limit: i64,
+        horizon_ms: i64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// A delivery succeeded.
+    async fn event_delivered(&self, sink: &str, event_id: i64) -> Result<(), StoreError>;
+    /// A delivery failed: try again at `next_at_ms`, or never (`dead`).
+    async fn event_failed(
+        &self,
+        sink: &str,
+        event_id: i64,
+        next_at_ms: i64,
+        error: &str,
+        dead: bool,
+    ) -> Result<(), StoreError>;
+    /// Every sink's deliveries.
+    async fn sink_stats(&self) -> Result<Vec<SinkStats>, StoreError>;
     /// The registrations that have not expired, by service.
     async fn registered(
         &self,

@@ -11,9 +11,9 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::watch;
 
 use super::{
-    now_ms, AuditEntry, AuditQuery, ChangeMeta, LastSeen, NoiseProposal, OutboxItem, OutboxStats,
-    PathTraffic, ShadowExample, ShadowMinute, SignatureCount, Store, StoreError, TrafficMinute,
-    LATENCY_BUCKETS,
+    now_ms, AuditEntry, AuditQuery, ChangeMeta, Delivery, Event, LastSeen, NoiseProposal,
+    OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute, SignatureCount, SinkStats,
+    Store, StoreError, TrafficMinute, LATENCY_BUCKETS,
 };
 
 /// Example pairs kept per (context, signature).
@@ -314,6 +314,43 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        // What changed for each context's traffic becomes an event, in this transaction.
+        for (name, ctx) in &new.contexts {
+            let before = old.contexts.get(name);
+            if before.is_some_and(|b| b.state == ctx.state && b.weight == ctx.weight) {
+                continue;
+            }
+            let action = change.action_name();
+            let kind = match (action.as_str(), before.map(|b| b.state)) {
+                ("autopilot-rollback", _) => "io.strangler.autopilot.rollback",
+                ("autopilot-promote", Some(crate::MigrationState::Shadow)) => {
+                    "io.strangler.autopilot.gate.passed"
+                }
+                (a, _) if a.starts_with("autopilot-") => "io.strangler.autopilot.step",
+                _ => "io.strangler.context.state.changed",
+            };
+            let data = serde_json::json!({
+                "context": name,
+                "from": before.map(|b| b.state.as_str()),
+                "to": ctx.state.as_str(),
+                "weight_from": before.map(|b| b.weight),
+                "weight_to": ctx.weight,
+                "actor": meta.actor,
+                "action": action,
+                "reason": meta.reason,
+                "version": new.version,
+            });
+            sqlx::query(
+                "INSERT INTO events (context, type, data, created_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(kind)
+            .bind(data.to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
         if self.backend == Backend::Postgres {
             // Delivered to listeners when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
@@ -870,6 +907,12 @@ impl Store for SqlStore {
                 before_minute.div_euclid(1440) * 1440,
             ),
             ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
+            (
+                "DELETE FROM event_deliveries WHERE event_id IN \
+                 (SELECT id FROM events WHERE created_ms < $1)",
+                before_ms,
+            ),
+            ("DELETE FROM events WHERE created_ms < $1", before_ms),
             ("DELETE FROM shadow_noise WHERE last_ms < $1", before_ms),
             (
                 "DELETE FROM shadow_outbox WHERE dead = 1 AND created_ms < $1",
@@ -1322,6 +1365,149 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn add_event(
+        &self,
+        context: &str,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO events (context, type, data, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(context)
+        .bind(kind)
+        .bind(data.to_string())
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn events_due(
+        &self,
+        sink: &str,
+        limit: i64,
+        horizon_ms: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let now = now_ms();
+        // New events become this sink's pending deliveries.
+        sqlx::query(
+            "INSERT INTO event_deliveries (sink, event_id, context, attempts, next_at_ms, state) \
+             SELECT $1, id, context, 0, 0, 'pending' FROM events \
+             WHERE id > COALESCE((SELECT MAX(event_id) FROM event_deliveries WHERE sink = $2), 0) \
+               AND created_ms >= $3 ORDER BY id",
+        )
+        .bind(sink)
+        .bind(sink)
+        .bind(now.saturating_sub(horizon_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT e.id, e.context, e.type, e.data, e.created_ms, d.attempts \
+             FROM event_deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.sink = $1 AND d.state = 'pending' AND d.next_at_ms <= $2 \
+               AND NOT EXISTS (SELECT 1 FROM event_deliveries p WHERE p.sink = d.sink \
+                   AND p.context = d.context AND p.state = 'pending' AND p.event_id < d.event_id) \
+             ORDER BY e.id LIMIT $3",
+        )
+        .bind(sink)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.try_get(3).map_err(unavailable)?;
+                Ok(Delivery {
+                    event: Event {
+                        id: r.try_get(0).map_err(unavailable)?,
+                        context: r.try_get(1).map_err(unavailable)?,
+                        kind: r.try_get(2).map_err(unavailable)?,
+                        data: serde_json::from_str(&data)
+                            .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+                        created_ms: r.try_get(4).map_err(unavailable)?,
+                    },
+                    attempts: r.try_get(5).map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn event_delivered(&self, sink: &str, event_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE event_deliveries SET state = 'done', last_error = NULL WHERE sink = $1 AND event_id = $2",
+        )
+        .bind(sink)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn event_failed(
+        &self,
+        sink: &str,
+        event_id: i64,
+        next_at_ms: i64,
+        error: &str,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE event_deliveries SET attempts = attempts + 1, next_at_ms = $1, last_error = $2, \
+             state = $3 WHERE sink = $4 AND event_id = $5",
+        )
+        .bind(next_at_ms)
+        .bind(error)
+        .bind(if dead { "dead" } else { "pending" })
+        .bind(sink)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn sink_stats(&self) -> Result<Vec<SinkStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.sink, \
+             CAST(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN d.state = 'done' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) AS BIGINT), \
+             MIN(CASE WHEN d.state = 'pending' THEN e.created_ms END) \
+             FROM event_deliveries d JOIN events e ON e.id = d.event_id GROUP BY d.sink ORDER BY d.sink",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for r in rows {
+            let sink: String = r.try_get(0).map_err(unavailable)?;
+            let last_error: Option<String> = sqlx::query_scalar(
+                "SELECT last_error FROM event_deliveries WHERE sink = $1 AND last_error IS NOT NULL \
+                 ORDER BY event_id DESC LIMIT 1",
+            )
+            .bind(&sink)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .flatten();
+            let oldest: Option<i64> = r.try_get(4).map_err(unavailable)?;
+            out.push(SinkStats {
+                sink,
+                pending: r.try_get(1).map_err(unavailable)?,
+                delivered: r.try_get(2).map_err(unavailable)?,
+                dead: r.try_get(3).map_err(unavailable)?,
+                last_error,
+                oldest_pending_ms: oldest.map(|c| now - c),
+            });
+        }
+        Ok(out)
     }
 
     async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {

@@ -757,6 +757,126 @@ async fn a_lease_has_one_holder_until_it_expires(store: SqlStore) {
     assert!(!store.lease("autopilot", "a", 60_000).await.unwrap());
 }
 
+async fn events_are_delivered_in_order_per_context_with_retries(store: SqlStore) {
+    // Two state changes of `orders` (in the change's transaction) and one of `carts`.
+    let mut v = store.version().await.unwrap();
+    for change in [
+        service("svc"),
+        context("orders", "svc"),
+        context("carts", "svc"),
+    ] {
+        v = store
+            .apply(&change, v, &meta("setup"))
+            .await
+            .unwrap()
+            .version;
+    }
+    for (ctx, reason) in [
+        ("orders", "first"),
+        ("carts", "other"),
+        ("orders", "second"),
+    ] {
+        v = store
+            .apply(
+                &Change::Transition {
+                    context: ctx.into(),
+                    action: crate::Action::Promote,
+                },
+                v,
+                &meta(reason),
+            )
+            .await
+            .unwrap()
+            .version;
+    }
+    let breaker = store
+        .add_event(
+            "",
+            "io.strangler.breaker.opened",
+            &serde_json::json!({"service": "svc"}),
+        )
+        .await
+        .unwrap();
+    let due = store.events_due("hook", 10, 60_000).await.unwrap();
+    let seen: Vec<(String, String)> = due
+        .iter()
+        .map(|d| {
+            (
+                d.event.context.clone(),
+                d.event.data["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    // The creations came first, one per context at a time: orders' and carts' creations, and
+    // the breaker's event (no context).
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(due[0].event.kind, "io.strangler.context.state.changed");
+    assert_eq!(due[2].event.id, breaker);
+    for d in &due {
+        store.event_delivered("hook", d.event.id).await.unwrap();
+    }
+    // Next: orders' "first" and carts' "other"; orders' "second" waits behind "first".
+    let due = store.events_due("hook", 10, 60_000).await.unwrap();
+    let reasons: Vec<&str> = due
+        .iter()
+        .map(|d| d.event.data["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["first", "other"]);
+    assert_eq!(due[0].event.data["to"], "shadow");
+    let first = due[0].event.id;
+    store
+        .event_delivered("hook", due[1].event.id)
+        .await
+        .unwrap();
+    store
+        .event_failed(
+            "hook",
+            first,
+            now_ms() + 60_000,
+            "connection refused",
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .events_due("hook", 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "second waits"
+    );
+    let stats = store.sink_stats().await.unwrap();
+    assert_eq!(
+        (stats[0].pending, stats[0].last_error.as_deref()),
+        (2, Some("connection refused"))
+    );
+    // Retried now: first, then second, in order.
+    store
+        .event_failed("hook", first, 0, "again", false)
+        .await
+        .unwrap();
+    let due = store.events_due("hook", 10, 60_000).await.unwrap();
+    assert_eq!((due[0].event.id, due[0].attempts), (first, 2));
+    store
+        .event_failed("hook", first, 0, "gave up", true)
+        .await
+        .unwrap();
+    let due = store.events_due("hook", 10, 60_000).await.unwrap();
+    assert_eq!(
+        due[0].event.data["reason"], "second",
+        "a dead event no longer holds its context"
+    );
+    // Another sink starts with the events of its horizon, independently.
+    assert_eq!(
+        store.events_due("nats", 100, 60_000).await.unwrap().len(),
+        3
+    );
+    let stats = store.sink_stats().await.unwrap();
+    let hook = stats.iter().find(|s| s.sink == "hook").unwrap();
+    assert_eq!((hook.pending, hook.delivered, hook.dead), (1, 4, 1));
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -785,4 +905,5 @@ on_both!(
     traffic_from_replicas_adds_up_and_is_pruned,
     hourly_rollups_path_traffic_and_carving,
     a_lease_has_one_holder_until_it_expires,
+    events_are_delivered_in_order_per_context_with_retries,
 );
