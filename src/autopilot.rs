@@ -47,6 +47,11 @@ impl Status {
         })
     }
 
+    /// Whether this process holds the lease now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).leader
+    }
+
     fn set_leader(&self, holder: &str, leader: bool) {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         s.holder = holder.to_owned();
@@ -59,12 +64,15 @@ impl Status {
         }
     }
 
-    fn record(&self, context: &str, at_ms: i64, decision: &Decision) {
+    /// Records a decision; returns the previous one.
+    fn record(&self, context: &str, at_ms: i64, decision: &Decision) -> Option<Value> {
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        s.last.insert(
-            context.to_owned(),
-            (at_ms, serde_json::to_value(decision).unwrap_or(Value::Null)),
-        );
+        s.last
+            .insert(
+                context.to_owned(),
+                (at_ms, serde_json::to_value(decision).unwrap_or(Value::Null)),
+            )
+            .map(|(_, v)| v)
     }
 
     fn due(&self, context: &str, now_ms: i64, interval_ms: i64) -> bool {
@@ -167,7 +175,20 @@ async fn evaluate(store: &SqlStore, status: &Status) -> Result<(), StoreError> {
             }
         }
         let decision = rollout::decide(policy, ctx.state, ctx.weight, &shadow, &canary);
-        status.record(&ctx.name, now, &decision);
+        let previous = status.record(&ctx.name, now, &decision);
+        // A gate that fails on the evidence (not for want of it) is an event, once per reason.
+        if let Decision::Hold { why } = &decision {
+            let kind = |w: &str| w.split(':').next().unwrap_or("").to_owned();
+            let failing =
+                why.starts_with("match rate too low") || why.starts_with("mismatch signature");
+            let before = previous.as_ref().and_then(|p| p["why"].as_str()).map(kind);
+            if ctx.state == MigrationState::Shadow && failing && before != Some(kind(why)) {
+                let data = json!({ "context": ctx.name, "why": why });
+                store
+                    .add_event(&ctx.name, "io.strangler.autopilot.gate.failed", &data)
+                    .await?;
+            }
+        }
         let (changes, why): (Vec<Action>, &str) = match &decision {
             Decision::Hold { .. } => continue,
             Decision::StartCanary { weight, why } => (

@@ -50,6 +50,8 @@ struct File {
     identity: IdentitySection,
     #[serde(default)]
     dashboard: DashboardSection,
+    #[serde(default)]
+    events: EventsSection,
     /// The catalog itself, declared in the file (imported with `strangler import`).
     #[serde(default)]
     services: Vec<strangler_catalog::Service>,
@@ -74,6 +76,22 @@ struct ShadowSection {
     outbox_queue: Option<Ranged<1, 1_000_000>>,
     mirror_attempts: Option<Ranged<1, 1000>>,
     retention: Option<Retention>,
+}
+
+/// Where events (CloudEvents) go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsSection {
+    /// `http://…` URLs each event is POSTed to.
+    webhooks: Option<Vec<String>>,
+    /// Signs each webhook delivery: `X-Strangler-Signature: sha256=<HMAC of the body>`.
+    webhook_secret: Option<String>,
+    /// `nats://host:port`: each event is also published there.
+    nats_url: Option<String>,
+    /// The subject prefix; the context is appended (`strangler.events.orders`).
+    nats_subject: Option<String>,
+    /// How long a failing delivery is retried before it is given up.
+    retry_horizon: Option<Retention>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,6 +268,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("identity.key", Kind::Str),
     ("identity.key_file", Kind::Str),
     ("dashboard.quiet_period", Kind::Str),
+    ("events.webhooks", Kind::List),
+    ("events.webhook_secret", Kind::Str),
+    ("events.nats_url", Kind::Str),
+    ("events.nats_subject", Kind::Str),
+    ("events.retry_horizon", Kind::Str),
 ];
 
 /// The environment variable of a key.
@@ -334,6 +357,105 @@ pub struct Settings {
     /// A retired route is safe to delete from the monolith after legacy has not served it
     /// for this long (default 30 days).
     pub quiet_period: std::time::Duration,
+    pub events: EventsSettings,
+}
+
+/// Where events go and how failing deliveries are retried.
+#[derive(Clone, Default)]
+pub struct EventsSettings {
+    pub webhooks: Vec<String>,
+    pub webhook_secret: Option<String>,
+    /// `host:port` of a NATS server.
+    pub nats: Option<String>,
+    pub nats_subject: String,
+    pub retry_horizon: std::time::Duration,
+}
+
+impl fmt::Debug for EventsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventsSettings")
+            .field("webhooks", &self.webhooks)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("nats", &self.nats)
+            .field("nats_subject", &self.nats_subject)
+            .field("retry_horizon", &self.retry_horizon)
+            .finish()
+    }
+}
+
+/// Checks the `[events]` section.
+fn events(s: EventsSection) -> Result<EventsSettings, ConfigError> {
+    let err = |key: &str, message: String| ConfigError {
+        location: format!("events.{key}"),
+        message,
+    };
+    let mut webhooks = Vec::new();
+    for url in s.webhooks.unwrap_or_default() {
+        let uri: http::Uri = url.parse().map_err(|_| {
+            err(
+                "webhooks",
+                format!(
+                    "`{url}` is not a URL; write it like \"http://hooks.example:8080/strangler\""
+                ),
+            )
+        })?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(err(
+                "webhooks",
+                format!("`{url}` must be an http:// URL with a host (for https, put a TLS-terminating proxy in between)"),
+            ));
+        }
+        webhooks.push(url);
+    }
+    let nats = match s.nats_url {
+        None => None,
+        Some(url) => {
+            let hostport = url.strip_prefix("nats://").unwrap_or("");
+            let valid = hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !valid {
+                return Err(err(
+                    "nats_url",
+                    format!(
+                        "`{url}` is not a NATS server; write it like \"nats://127.0.0.1:4222\""
+                    ),
+                ));
+            }
+            Some(hostport.to_owned())
+        }
+    };
+    let subject = s
+        .nats_subject
+        .unwrap_or_else(|| "strangler.events".to_owned());
+    if subject.is_empty()
+        || subject
+            .split('.')
+            .any(|t| t.is_empty() || t.contains(['*', '>', ' ']))
+    {
+        return Err(err(
+            "nats_subject",
+            format!("`{subject}` is not a NATS subject prefix; use dot-separated words like \"strangler.events\""),
+        ));
+    }
+    if s.webhook_secret.as_ref().is_some_and(|k| k.len() < 16) {
+        return Err(err(
+            "webhook_secret",
+            "the secret is shorter than 16 characters; use a long random one".into(),
+        ));
+    }
+    Ok(EventsSettings {
+        webhooks,
+        webhook_secret: s.webhook_secret,
+        nats,
+        nats_subject: subject,
+        retry_horizon: s
+            .retry_horizon
+            .map_or(std::time::Duration::from_secs(3600), |r| r.0),
+    })
 }
 
 /// Reads the file (if any), the environment and the overrides, and checks the result.
@@ -671,6 +793,7 @@ fn build(file: File) -> Result<Settings, ConfigError> {
             declared,
         },
         auth,
+        events: events(file.events)?,
         quiet_period: file
             .dashboard
             .quiet_period

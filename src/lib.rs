@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod events;
 pub mod logging;
 pub mod serve;
 pub mod translators;

@@ -118,6 +118,12 @@ pub async fn run_listeners(
     ));
     facade.start_outbox(Arc::new(CatalogOutbox(store.clone())));
     let autopilot = Arc::new(crate::autopilot::Status::default());
+    tokio::spawn(crate::events::run(
+        store.clone(),
+        settings.events.clone(),
+        Arc::clone(&autopilot),
+        stop.clone(),
+    ));
     tokio::spawn(crate::autopilot::run(
         store.clone(),
         format!("{}:{}", admin.local_addr()?, std::process::id()),
@@ -239,6 +245,13 @@ fn event_log(store: SqlStore) -> EventSink {
                 actor: "facade".into(),
                 reason,
             };
+            if let ServiceEvent::Breaker { service, state } = &event {
+                let kind = format!("io.strangler.breaker.{}", state.as_str().replace('-', "_"));
+                let data = serde_json::json!({ "service": service, "breaker": state.as_str() });
+                if let Err(e) = store.add_event("", &kind, &data).await {
+                    tracing::warn!(error = %e, "breaker event not written to the event outbox");
+                }
+            }
             if let Err(e) = store
                 .record(&meta, &action, &target, None, Some(detail))
                 .await

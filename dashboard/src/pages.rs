@@ -527,6 +527,8 @@ struct OverviewPage {
     unclaimed: i64,
     /// The busiest unclaimed path templates of the last hour.
     top_unclaimed: Vec<(String, i64)>,
+    /// Event sinks and their deliveries.
+    sinks: Vec<strangler_catalog::store::SinkStats>,
     /// The last 24 hours, per hour (SVG).
     chart: String,
 }
@@ -696,6 +698,7 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
         routes_by_state,
         contexts,
         unclaimed: unclaimed.requests,
+        sinks: s.store.sink_stats().await?,
         top_unclaimed: templates
             .into_iter()
             .map(|t| (t.path, t.requests))

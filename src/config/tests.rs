@@ -198,7 +198,10 @@ fn every_key_has_a_working_variable() {
                 "log.level" => "debug",
                 "forwarding.via_name" => "edge",
                 "catalog.url" => "sqlite://x.db",
-                "shadow.retention" | "dashboard.quiet_period" => "7d",
+                "shadow.retention" | "dashboard.quiet_period" | "events.retry_horizon" => "7d",
+                "events.nats_url" => "nats://127.0.0.1:4222",
+                "events.nats_subject" => "strangler.events",
+                "events.webhook_secret" => "0123456789abcdef0123",
                 "auth.operator_token" | "auth.viewer_token" => "0123456789abcdef0123",
                 "auth.operator_token_file" | "auth.viewer_token_file" => {
                     token_file.path().to_str().unwrap()
@@ -217,6 +220,7 @@ fn every_key_has_a_working_variable() {
                 _ => "64",
             },
             Kind::Bool => "false",
+            Kind::List if *key == "events.webhooks" => "http://127.0.0.1:9999/hook",
             Kind::List => "10.0.0.0/8",
         };
         let mut env = no_env();
@@ -303,4 +307,22 @@ fn shadow_settings_load_and_retention_is_checked() {
     let err = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap_err();
     assert!(err.message.contains("out of range"), "{err}");
     assert!(err.to_string().contains(":5:"), "names the line: {err}");
+}
+
+#[test]
+fn bad_event_sinks_are_refused_with_the_key() {
+    for (key, value, says) in [
+        ("STRANGLER_EVENTS_WEBHOOKS", "ftp://x/hook", "http://"),
+        ("STRANGLER_EVENTS_WEBHOOKS", "not a url", "not a URL"),
+        ("STRANGLER_EVENTS_NATS_URL", "127.0.0.1:4222", "nats://"),
+        ("STRANGLER_EVENTS_NATS_SUBJECT", "a..b", "subject"),
+        ("STRANGLER_EVENTS_WEBHOOK_SECRET", "short", "16"),
+    ] {
+        let mut env = no_env();
+        env.insert("STRANGLER_LEGACY_URL".into(), "http://127.0.0.1:3".into());
+        env.insert(key.into(), value.into());
+        let e = load(None, &env, &Overrides::default()).unwrap_err();
+        assert!(e.location.starts_with("events."), "{key}: {e}");
+        assert!(e.to_string().contains(says), "{key}: {e}");
+    }
 }

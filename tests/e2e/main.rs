@@ -11,6 +11,7 @@ mod bad_input;
 mod binary;
 mod commands;
 mod demo;
+mod events;
 mod faults;
 mod limits;
 mod migration;

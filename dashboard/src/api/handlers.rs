@@ -779,6 +779,12 @@ pub async fn pause_autopilot(
     .await
 }
 
+/// Every event sink's deliveries: pending, delivered, given up, the last error.
+pub async fn event_sinks(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let sinks = s.store.sink_stats().await?;
+    Ok(Json(serde_json::json!({ "sinks": sinks })).into_response())
+}
+
 /// Which replica evaluates the rollout policies, and what this one decided last.
 pub async fn autopilot(_: Reader, State(s): State<ApiState>) -> ApiResult {
     let holder = s.store.lease_holder("autopilot").await?;

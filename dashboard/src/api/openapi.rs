@@ -74,6 +74,7 @@ pub fn spec() -> Value {
             "/api/v1/contexts/{name}": { "get": op("Read a context and its routes", None), "put": op("Replace a context", Some(change_body(context))), "delete": op("Delete a context and its routes", Some(change_body(empty.clone()))) },
             "/api/v1/traffic": { "get": op("Requests answered by legacy and by the new services per context (and unclaimed), with errors, latency and the new services' share (?minutes=60, up to 43200)", None) },
             "/api/v1/contexts/{name}/traffic": { "get": op("One context's requests per minute and side, with errors, fallbacks and latency, and per route and side over the window (?minutes=60)", None) },
+            "/api/v1/events/sinks": { "get": op("Each event sink (webhook, NATS): deliveries pending, delivered and given up, the oldest pending's age and the last error", None) },
             "/api/v1/autopilot": { "get": op("Which replica holds the autopilot's lease, and this process's last decision per context", None) },
             "/api/v1/contexts/{name}/autopilot": { "post": op("Pause ({paused: true}) or resume the autopilot for a context; any manual transition pauses it too", Some(change_body(json!({ "type": "object", "required": ["paused"], "properties": { "paused": { "type": "boolean" } } })))) },
             "/api/v1/unclaimed": { "get": op("Requests no context claims, by method and path template (`GET /orders/{id}`), busiest first, with errors and mean time (?minutes=1440)", None) },

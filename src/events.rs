@@ -1,0 +1,293 @@
+//! Delivers the catalog's events to the configured sinks, as CloudEvents 1.0 (structured JSON):
+//! POSTed to each webhook (signed with `X-Strangler-Signature: sha256=<HMAC-SHA256 of the
+//! body>` when a secret is set) and published to NATS (`<subject>.<context>`). The replica that
+//! holds the autopilot's lease delivers, so each sink sees one sender; a delivery that fails is
+//! retried with exponential backoff (0.5 s doubling up to a minute) until the retry horizon,
+//! and a context's next event waits for the one before it: at least once, in order per context.
+//! The facade never waits for any of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use strangler_catalog::store::{Delivery, Event, SqlStore, Store};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::autopilot::Status;
+use crate::config::EventsSettings;
+
+const TICK: Duration = Duration::from_millis(500);
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// Milliseconds since the epoch as RFC 3339 (UTC).
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// The event as a structured-mode CloudEvent.
+pub fn cloud_event(e: &Event) -> Value {
+    let mut ce = json!({
+        "specversion": "1.0",
+        "id": e.id.to_string(),
+        "source": "urn:strangler:catalog",
+        "type": e.kind,
+        "time": rfc3339(e.created_ms),
+        "datacontenttype": "application/json",
+        "data": e.data,
+    });
+    if !e.context.is_empty() {
+        ce["subject"] = e.context.clone().into();
+    }
+    ce
+}
+
+/// `sha256=<hex>` of the body under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Runs the deliveries until `stop` turns true.
+pub async fn run(
+    store: SqlStore,
+    settings: EventsSettings,
+    status: Arc<Status>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if settings.webhooks.is_empty() && settings.nats.is_none() {
+        return;
+    }
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let horizon_ms = i64::try_from(settings.retry_horizon.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        if !status.is_leader() {
+            continue;
+        }
+        for url in &settings.webhooks {
+            let sink = format!("webhook:{url}");
+            let due = match store.events_due(&sink, 100, horizon_ms).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(sink, error = %e, "events: cannot read the outbox");
+                    continue;
+                }
+            };
+            for d in &due {
+                let result = webhook(&client, url, settings.webhook_secret.as_deref(), d).await;
+                settle(&store, &sink, horizon_ms, d, result).await;
+            }
+        }
+        if let Some(server) = &settings.nats {
+            let sink = format!("nats:{server}");
+            let due = match store.events_due(&sink, 100, horizon_ms).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(sink, error = %e, "events: cannot read the outbox");
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                continue;
+            }
+            let result = nats_publish(server, &settings.nats_subject, &due).await;
+            for d in &due {
+                settle(
+                    &store,
+                    &sink,
+                    horizon_ms,
+                    d,
+                    result.as_ref().map(|_| ()).map_err(Clone::clone),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn settle(
+    store: &SqlStore,
+    sink: &str,
+    horizon_ms: i64,
+    d: &Delivery,
+    result: Result<(), String>,
+) {
+    let now = chrono_ms();
+    let outcome = match result {
+        Ok(()) => store.event_delivered(sink, d.event.id).await,
+        Err(error) => {
+            let backoff = 500i64
+                .saturating_mul(1i64 << d.attempts.clamp(0, 7))
+                .min(60_000);
+            let dead = now - d.event.created_ms > horizon_ms;
+            if dead {
+                tracing::warn!(
+                    sink,
+                    event = d.event.id,
+                    error,
+                    "events: given up after the retry horizon"
+                );
+            }
+            store
+                .event_failed(sink, d.event.id, now + backoff, &error, dead)
+                .await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(sink, error = %e, "events: the delivery's outcome was not recorded; it will be sent again");
+    }
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn webhook(
+    client: &HttpClient,
+    url: &str,
+    secret: Option<&str>,
+    d: &Delivery,
+) -> Result<(), String> {
+    let body = cloud_event(&d.event).to_string();
+    let mut req = hyper::Request::post(url)
+        .header("content-type", "application/cloudevents+json")
+        .header("user-agent", "strangler-events");
+    if let Some(secret) = secret {
+        req = req.header("x-strangler-signature", signature(secret, body.as_bytes()));
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(SEND_TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("cannot reach the webhook: {e}"))?;
+    let status = resp.status();
+    // Read the answer so that the connection can be reused.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, resp.into_body().collect()).await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the webhook answered {status}"))
+    }
+}
+
+/// Publishes the events to NATS over its text protocol: CONNECT, one PUB each, then PING; the
+/// server's PONG says it has processed every PUB before it.
+async fn nats_publish(server: &str, prefix: &str, due: &[Delivery]) -> Result<(), String> {
+    let work = async {
+        let stream = TcpStream::connect(server)
+            .await
+            .map_err(|e| format!("cannot reach NATS at {server}: {e}"))?;
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let info = lines
+            .next_line()
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        if !info.starts_with("INFO") {
+            return Err(format!("not a NATS server at {server}: {info}"));
+        }
+        let mut out = String::from(
+            "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"strangler\"}\r\n",
+        );
+        for d in due {
+            let subject = if d.event.context.is_empty() {
+                format!("{prefix}._")
+            } else {
+                format!("{prefix}.{}", d.event.context)
+            };
+            let body = cloud_event(&d.event).to_string();
+            out.push_str(&format!("PUB {subject} {}\r\n{body}\r\n", body.len()));
+        }
+        out.push_str("PING\r\n");
+        write
+            .write_all(out.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+            if line.starts_with("PONG") {
+                return Ok(());
+            }
+            if line.starts_with("-ERR") {
+                return Err(format!("NATS refused: {line}"));
+            }
+        }
+        Err("NATS closed the connection".to_owned())
+    };
+    tokio::time::timeout(SEND_TIMEOUT, work)
+        .await
+        .map_err(|_| "NATS timed out".to_owned())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_events_are_structured_and_signed() {
+        let e = Event {
+            id: 42,
+            context: "orders".into(),
+            kind: "io.strangler.autopilot.rollback".into(),
+            data: json!({ "to": "legacy" }),
+            created_ms: 1_796_000_000_123,
+        };
+        let ce = cloud_event(&e);
+        assert_eq!(ce["specversion"], "1.0");
+        assert_eq!(ce["id"], "42");
+        assert_eq!(ce["subject"], "orders");
+        assert_eq!(ce["time"], "2026-11-30T00:53:20.123Z");
+        assert_eq!(ce["data"]["to"], "legacy");
+        // RFC 4231 test case 2.
+        let sig = signature("Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            sig,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
