@@ -44,6 +44,44 @@ pub enum Command {
     /// Work with anti-corruption translators.
     #[command(subcommand)]
     Translators(TranslatorsCommand),
+    /// Contract tests from recorded traffic: export a context's matched exchanges, replay them.
+    #[command(subcommand)]
+    Tests(TestsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestsCommand {
+    /// Write a context's recorded matched exchanges as a contract test suite.
+    Export {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// The context
+        #[arg(long, value_name = "NAME")]
+        context: String,
+        /// `json` (for `strangler tests replay`) or `hurl`
+        #[arg(long, default_value = "json", value_parser = ["json", "hurl"])]
+        format: String,
+        /// Write to this file instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also writes (replaying them changes the service's data)
+        #[arg(long)]
+        include_writes: bool,
+    },
+    /// Send a suite's requests to a service and compare its answers with legacy's.
+    Replay {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// The context whose recorded exchanges to replay (from the catalog)…
+        #[arg(long, value_name = "NAME", required_unless_present = "file")]
+        context: Option<String>,
+        /// …or a suite written by `strangler tests export`
+        #[arg(long, value_name = "FILE", conflicts_with = "context")]
+        file: Option<PathBuf>,
+        /// The service to test, e.g. http://127.0.0.1:8001
+        #[arg(long, value_name = "URL")]
+        target: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +164,49 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 pub fn run(cli: Cli) -> ExitCode {
     crate::translators::install_check();
     match cli.command {
+        Command::Tests(TestsCommand::Export {
+            args,
+            context,
+            format,
+            out,
+            include_writes,
+        }) => with_settings(&args, |settings| {
+            let suite = block_on(crate::contract::suite(&settings, &context, include_writes))?;
+            let text = if format == "hurl" {
+                crate::contract::hurl(&suite)
+            } else {
+                serde_json::to_string_pretty(&suite)? + "\n"
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }),
+        Command::Tests(TestsCommand::Replay {
+            args,
+            context,
+            file,
+            target,
+        }) => with_settings(&args, |settings| {
+            let suite = match (&file, &context) {
+                (Some(path), _) => crate::contract::read(path)?,
+                (None, Some(name)) => block_on(crate::contract::suite(&settings, name, false))?,
+                (None, None) => anyhow::bail!("give --context NAME or --file SUITE"),
+            };
+            let (passed, failed) = block_on(crate::contract::replay(&suite, &target))?;
+            println!("{passed} passed, {} failed", failed.len());
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} of {} exchanges answered differently from legacy",
+                    failed.len(),
+                    passed + failed.len()
+                )
+            }
+        }),
         Command::Translators(TranslatorsCommand::Test { dir, context }) => {
             crate::translators::test(&dir, context.as_deref())
         }

@@ -17,6 +17,7 @@ pub mod autopilot;
 pub mod catalog_cmd;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod ctl;
 pub mod demo;
 pub mod events;

@@ -400,6 +400,21 @@ async fn flush_shadow_once(telemetry: &Arc<Telemetry>, store: &SqlStore) {
                         new_body: e.new_body.clone(),
                     })
                     .collect(),
+                pairs: r
+                    .pairs
+                    .iter()
+                    .map(|p| strangler_catalog::store::ContractPair {
+                        route: p.route.clone(),
+                        at_ms: p.at_ms,
+                        method: p.method.clone(),
+                        uri: p.uri.clone(),
+                        request_type: p.request_type.clone(),
+                        request_body: p.request_body.clone(),
+                        status: i64::from(p.status),
+                        response_type: p.response_type.clone(),
+                        response_body: p.response_body.clone(),
+                    })
+                    .collect(),
             })
             .collect();
         if let Err(e) = store.add_shadow(&out).await {

@@ -79,6 +79,28 @@ pub struct ShadowMinute {
     /// A few example pairs (the store keeps the latest few per signature).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<ShadowExample>,
+    /// A few matched exchanges (the store keeps the latest distinct ones per route).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<ContractPair>,
+}
+
+/// A request and legacy's answer to it, which the new service matched, redacted: the
+/// material of a contract test.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractPair {
+    pub route: String,
+    pub at_ms: i64,
+    pub method: String,
+    /// Path and query as the client sent them.
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_type: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_body: String,
+    pub status: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_type: Option<String>,
+    pub response_body: String,
 }
 
 /// Upper bounds of the latency histogram's buckets, in milliseconds; a last bucket holds the
@@ -426,6 +448,8 @@ pub trait Store: Send + Sync {
         since_minute: i64,
         bucket_minutes: i64,
     ) -> Result<Vec<ShadowMinute>, StoreError>;
+    /// A context's recorded matched exchanges, by route and age (newest first).
+    async fn contract_pairs(&self, context: &str) -> Result<Vec<ContractPair>, StoreError>;
     /// Takes or renews the lease `name` for `holder` until `ttl_ms` from now; false when
     /// another holder has it and it has not expired.
     async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError>;

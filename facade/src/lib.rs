@@ -45,4 +45,4 @@ pub use server::serve;
 pub use shadow::diff as shadow_diff;
 pub use shadow::outbox::OutboxStore;
 pub use shadow::ShadowConfig;
-pub use telemetry::{ShadowExampleRow, ShadowRollup, Telemetry};
+pub use telemetry::{ContractPairRow, ShadowExampleRow, ShadowRollup, Telemetry};

@@ -641,13 +641,17 @@ async fn compare(
         "shadow leg"
     );
     let example = (!signatures.is_empty()).then(|| example(replay, legacy, new, rules));
+    let pair = signatures
+        .is_empty()
+        .then(|| contract_pair(&wanted.route, replay, &body, legacy, rules))
+        .flatten();
     telemetry.record_shadow(
         &wanted.context,
         &wanted.route,
         &signatures,
         legacy.elapsed,
         new.elapsed,
-        example,
+        (example, pair),
     );
     if learn {
         let again = Peer::Legacy(wanted.legacy.clone())
@@ -723,6 +727,45 @@ pub fn example(
             new.content_type.as_deref(),
         ),
     }
+}
+
+/// A matched exchange as material for a contract test: the client's request and legacy's
+/// answer, redacted; `None` when a body is too large to keep whole or is not text.
+pub fn contract_pair(
+    route: &str,
+    replay: &Replay,
+    request_body: &[u8],
+    legacy: &Read,
+    rules: &diff::Rules,
+) -> Option<crate::telemetry::ContractPairRow> {
+    const KEEP: usize = 4000;
+    let answer = legacy.body.as_deref()?;
+    if request_body.len() > KEEP
+        || answer.len() > KEEP
+        || std::str::from_utf8(request_body).is_err()
+        || std::str::from_utf8(answer).is_err()
+    {
+        return None;
+    }
+    let request_type = replay
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Some(crate::telemetry::ContractPairRow {
+        route: route.to_owned(),
+        at_ms: now_ms(),
+        method: replay.method.to_string(),
+        uri: replay
+            .uri
+            .path_and_query()
+            .map_or_else(|| replay.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        request_body: rules.redacted(request_body, request_type.as_deref()),
+        request_type,
+        status: legacy.status,
+        response_type: legacy.content_type.clone(),
+        response_body: rules.redacted(answer, legacy.content_type.as_deref()),
+    })
 }
 
 pub(crate) fn now_ms() -> i64 {

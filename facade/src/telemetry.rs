@@ -140,7 +140,28 @@ pub struct ShadowRollup {
     pub noise: BTreeMap<String, u64>,
     /// A few redacted example pairs (at most three per signature per minute).
     pub examples: Vec<ShadowExampleRow>,
+    /// A few matched exchanges, redacted (at most two per route per minute): the material of
+    /// contract tests.
+    pub pairs: Vec<ContractPairRow>,
 }
+
+/// A request and the answer legacy gave to it, which the new service matched, redacted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContractPairRow {
+    pub route: String,
+    pub at_ms: i64,
+    pub method: String,
+    /// Path and query, as the client sent them.
+    pub uri: String,
+    pub request_type: Option<String>,
+    pub request_body: String,
+    pub status: u16,
+    pub response_type: Option<String>,
+    pub response_body: String,
+}
+
+/// Matched exchanges kept per route per minute before flushing.
+const PAIRS_PER_MINUTE: usize = 2;
 
 /// One mismatching pair, redacted, waiting to be flushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,6 +209,12 @@ impl ShadowRollup {
         self.learned += other.learned;
         for (path, n) in &other.noise {
             *self.noise.entry(path.clone()).or_insert(0) += n;
+        }
+        for p in &other.pairs {
+            let same = self.pairs.iter().filter(|x| x.route == p.route).count();
+            if same < PAIRS_PER_MINUTE {
+                self.pairs.push(p.clone());
+            }
         }
         for e in &other.examples {
             let same = self
@@ -359,7 +386,7 @@ impl Telemetry {
         signatures: &[crate::shadow::diff::Signature],
         legacy: Duration,
         new: Duration,
-        example: Option<ShadowExampleRow>,
+        (example, pair): (Option<ShadowExampleRow>, Option<ContractPairRow>),
     ) {
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
         let entry = f.compared.entry(context.to_owned()).or_default();
@@ -379,6 +406,9 @@ impl Telemetry {
             new_us: u64::try_from(new.as_micros()).unwrap_or(u64::MAX),
             ..ShadowRollup::default()
         };
+        if signatures.is_empty() {
+            one.pairs.extend(pair);
+        }
         for sig in signatures {
             *one.signatures
                 .entry((route.to_owned(), sig.to_string()))

@@ -76,6 +76,8 @@ async fn start_in(dir: PathBuf, extra: &[&str]) -> Demo {
                 urls.insert("operator token", value());
             } else if line.starts_with("the shop, through the facade") {
                 urls.insert("facade", value().trim_end_matches('/').to_owned());
+            } else if line.starts_with("the legacy shop (direct)") {
+                urls.insert("legacy", value().trim_end_matches('/').to_owned());
             } else if line.starts_with("the orders service (direct)") {
                 urls.insert("orders", value().trim_end_matches("/v2/orders").to_owned());
             } else if line.starts_with("Ctrl-C stops everything") {
@@ -305,5 +307,87 @@ async fn a_second_demo_in_the_same_directory_a_taken_port_and_an_unwritable_dire
         err.contains("--data-dir") && err.contains("/proc/strangler-demo"),
         "{err}"
     );
+    demo.interrupt().await;
+}
+
+#[tokio::test]
+async fn recorded_traffic_becomes_contract_tests_that_replay_against_the_orders_service() {
+    let demo = start("contract", &["--fixed"]).await;
+    demo.compared(40).await;
+    // One more flush after the comparisons counted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let catalog = format!("sqlite://{}", demo.dir.join("catalog.db").display());
+    let tests = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("tests")
+            .args(args)
+            .env("STRANGLER_CATALOG_URL", &catalog);
+        cmd.output().unwrap()
+    };
+    let suite_path = demo.dir.join("orders-suite.json");
+    let out = tests(&[
+        "export",
+        "--context",
+        "orders",
+        "--out",
+        suite_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let suite: Value =
+        serde_json::from_str(&std::fs::read_to_string(&suite_path).unwrap()).unwrap();
+    let pairs = suite["pairs"].as_array().unwrap();
+    assert!(!pairs.is_empty(), "{suite}");
+    assert!(
+        pairs.iter().all(|p| p["method"] == "GET"),
+        "reads only by default: {suite}"
+    );
+    assert!(
+        pairs
+            .iter()
+            .any(|p| p["uri"].as_str().unwrap().starts_with("/api/orders/")),
+        "{suite}"
+    );
+    assert!(
+        suite["translator"].as_str().unwrap().contains("[[paths]]"),
+        "self-contained"
+    );
+
+    let out = tests(&["export", "--context", "orders", "--format", "hurl"]);
+    let hurl = String::from_utf8_lossy(&out.stdout);
+    assert!(hurl.contains("GET {{base}}/api/orders"), "{hurl}");
+    assert!(hurl.contains("jsonpath \"$.orderId\" == "), "{hurl}");
+
+    // Against the orders service, without the facade: the translator is applied by replay.
+    let out = tests(&[
+        "replay",
+        "--file",
+        suite_path.to_str().unwrap(),
+        "--target",
+        &demo.urls["orders"],
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} passed, 0 failed", pairs.len())),
+        "{stdout}"
+    );
+    // Against something else, it fails and says what differs.
+    let out = tests(&[
+        "replay",
+        "--context",
+        "orders",
+        "--target",
+        &demo.urls["legacy"],
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
     demo.interrupt().await;
 }

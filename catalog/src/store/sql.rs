@@ -11,9 +11,9 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::watch;
 
 use super::{
-    now_ms, AuditEntry, AuditQuery, ChangeMeta, Delivery, Event, LastSeen, NoiseProposal,
-    OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute, SignatureCount, SinkStats,
-    Store, StoreError, TrafficMinute, LATENCY_BUCKETS,
+    now_ms, AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen,
+    NoiseProposal, OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute,
+    SignatureCount, SinkStats, Store, StoreError, TrafficMinute, LATENCY_BUCKETS,
 };
 
 /// Example pairs kept per (context, signature).
@@ -519,6 +519,51 @@ impl Store for SqlStore {
                 .bind(&r.context)
                 .bind(&e.signature)
                 .bind(EXAMPLES_PER_SIGNATURE)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            for p in &r.pairs {
+                // The same exchange again replaces the one kept; the latest few per route stay.
+                sqlx::query(
+                    "DELETE FROM contract_pairs WHERE context = $1 AND route = $2 AND method = $3 \
+                     AND uri = $4 AND request_body = $5",
+                )
+                .bind(&r.context)
+                .bind(&p.route)
+                .bind(&p.method)
+                .bind(&p.uri)
+                .bind(&p.request_body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query(
+                    "INSERT INTO contract_pairs (context, route, at_ms, method, uri, request_type, \
+                     request_body, status, response_type, response_body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&r.context)
+                .bind(&p.route)
+                .bind(p.at_ms)
+                .bind(&p.method)
+                .bind(&p.uri)
+                .bind(&p.request_type)
+                .bind(&p.request_body)
+                .bind(p.status)
+                .bind(&p.response_type)
+                .bind(&p.response_body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query(
+                    "DELETE FROM contract_pairs WHERE context = $1 AND route = $2 AND id NOT IN \
+                     (SELECT id FROM contract_pairs WHERE context = $3 AND route = $4 \
+                      ORDER BY id DESC LIMIT 20)",
+                )
+                .bind(&r.context)
+                .bind(&p.route)
+                .bind(&r.context)
+                .bind(&p.route)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
@@ -1508,6 +1553,32 @@ impl Store for SqlStore {
             });
         }
         Ok(out)
+    }
+
+    async fn contract_pairs(&self, context: &str) -> Result<Vec<ContractPair>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT route, at_ms, method, uri, request_type, request_body, status, response_type, \
+             response_body FROM contract_pairs WHERE context = $1 ORDER BY route, id DESC",
+        )
+        .bind(context)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ContractPair {
+                    route: r.try_get(0).map_err(unavailable)?,
+                    at_ms: r.try_get(1).map_err(unavailable)?,
+                    method: r.try_get(2).map_err(unavailable)?,
+                    uri: r.try_get(3).map_err(unavailable)?,
+                    request_type: r.try_get(4).map_err(unavailable)?,
+                    request_body: r.try_get(5).map_err(unavailable)?,
+                    status: r.try_get(6).map_err(unavailable)?,
+                    response_type: r.try_get(7).map_err(unavailable)?,
+                    response_body: r.try_get(8).map_err(unavailable)?,
+                })
+            })
+            .collect()
     }
 
     async fn lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {

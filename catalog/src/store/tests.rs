@@ -262,6 +262,17 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         learned: 1,
         noise: [("$.requestId".to_owned(), 1)].into(),
         examples: Vec::new(),
+        pairs: vec![crate::store::ContractPair {
+            route: "r1".into(),
+            at_ms: 1,
+            method: "GET".into(),
+            uri: "/orders/7?x=1".into(),
+            request_type: None,
+            request_body: String::new(),
+            status: 200,
+            response_type: Some("application/json".into()),
+            response_body: r#"{"id":7}"#.into(),
+        }],
     };
     store
         .add_shadow(&[row(10, 9, Some(("type $.total", 1)))])
@@ -271,6 +282,18 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         .add_shadow(&[row(5, 3, Some(("type $.total", 2)))])
         .await
         .unwrap();
+    // The same exchange twice is kept once; other contexts have none.
+    let pairs = store.contract_pairs("orders").await.unwrap();
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    assert_eq!(
+        (
+            pairs[0].uri.as_str(),
+            pairs[0].status,
+            pairs[0].response_body.as_str()
+        ),
+        ("/orders/7?x=1", 200, r#"{"id":7}"#)
+    );
+    assert!(store.contract_pairs("carts").await.unwrap().is_empty());
     let got = store.shadow("orders", 28_999_999).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(

@@ -295,13 +295,17 @@ async fn deliver_one(
         Some(signatures) => {
             let example =
                 (!signatures.is_empty()).then(|| super::example(&replay, &legacy, &new, &rules));
+            let pair = signatures
+                .is_empty()
+                .then(|| super::contract_pair(&item.route, &replay, &item.body, &legacy, &rules))
+                .flatten();
             telemetry.record_shadow(
                 &item.context,
                 &item.route,
                 &signatures,
                 legacy.elapsed,
                 new.elapsed,
-                example,
+                (example, pair),
             );
         }
         None => telemetry.record_shadow_skip(&item.context, super::Skip::BodyTooLarge),
