@@ -32,6 +32,8 @@ struct StatusInner {
     leader: bool,
     /// Per context: when it was last evaluated (ms) and the decision.
     last: BTreeMap<String, (i64, Value)>,
+    /// Per context: the last minute checked for a mismatch spike.
+    spikes: BTreeMap<String, i64>,
 }
 
 impl Status {
@@ -73,6 +75,13 @@ impl Status {
                 (at_ms, serde_json::to_value(decision).unwrap_or(Value::Null)),
             )
             .map(|(_, v)| v)
+    }
+
+    /// Whether `minute` is new for the spike check of `context` (and marks it seen).
+    fn spike_minute(&self, context: &str, minute: i64) -> bool {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = s.spikes.insert(context.to_owned(), minute);
+        seen != Some(minute)
     }
 
     fn due(&self, context: &str, now_ms: i64, interval_ms: i64) -> bool {
@@ -125,6 +134,43 @@ pub async fn run(
 async fn evaluate(store: &SqlStore, status: &Status) -> Result<(), StoreError> {
     let catalog = store.load().await?;
     let now = now_ms();
+    // Mismatch spikes, for every context whose answers are compared: the last whole minute
+    // against the four before it, once a minute.
+    let last_minute = now / 60_000 - 1;
+    for ctx in catalog.contexts.values() {
+        if !matches!(
+            ctx.state,
+            MigrationState::Shadow | MigrationState::Canary | MigrationState::Migrated
+        ) || !status.spike_minute(&ctx.name, last_minute)
+        {
+            continue;
+        }
+        let (mut last, mut before) = ((0u64, 0u64), (0u64, 0u64));
+        for m in store.shadow(&ctx.name, last_minute - 4).await? {
+            let (c, k) = (
+                u64::try_from(m.compared).unwrap_or(0),
+                u64::try_from(m.matched).unwrap_or(0),
+            );
+            if m.minute == last_minute {
+                last = (c, k);
+            } else if m.minute < last_minute {
+                before = (before.0 + c, before.1 + k);
+            }
+        }
+        if rollout::is_mismatch_spike(last, before) {
+            let data = json!({
+                "context": ctx.name,
+                "minute": last_minute,
+                "compared": last.0,
+                "mismatched": last.0 - last.1,
+                "compared_before": before.0,
+                "mismatched_before": before.0 - before.1,
+            });
+            store
+                .add_event(&ctx.name, "io.strangler.shadow.mismatch.spike", &data)
+                .await?;
+        }
+    }
     for ctx in catalog.contexts.values() {
         let Some(policy) = ctx.rollout.as_ref().filter(|p| !p.paused) else {
             continue;
@@ -160,6 +206,10 @@ async fn evaluate(store: &SqlStore, status: &Status) -> Result<(), StoreError> {
                 .await?;
             let started = last.first().map_or(now, |a| a.at_ms);
             canary.held_secs = u64::try_from((now - started) / 1000).unwrap_or(0);
+            for m in store.shadow(&ctx.name, started / 60_000).await? {
+                canary.reverse.compared += u64::try_from(m.compared).unwrap_or(0);
+                canary.reverse.matched += u64::try_from(m.matched).unwrap_or(0);
+            }
             for t in store.traffic_sum(Some(&ctx.name), started / 60_000).await? {
                 let figures = SideFigures {
                     requests: u64::try_from(t.requests).unwrap_or(0),

@@ -66,6 +66,11 @@ pub struct CanaryChecks {
     /// (default 20): fewer is "not enough evidence yet", never a pass.
     #[serde(default = "twenty")]
     pub min_requests: u64,
+    /// With reverse shadowing on (`shadow.reverse_percent`), the share of the step's reverse
+    /// comparisons that must match (0–1; unset: not checked). Needs `min_requests`
+    /// comparisons before it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reverse_match_rate: Option<f64>,
 }
 
 impl Default for CanaryChecks {
@@ -75,6 +80,7 @@ impl Default for CanaryChecks {
             p99_ratio: one_and_a_half(),
             max_fallback_rate: five_percent(),
             min_requests: twenty(),
+            min_reverse_match_rate: None,
         }
     }
 }
@@ -186,6 +192,9 @@ impl RolloutPolicy {
         let c = &self.checks;
         ratio("checks.error_rate_margin", c.error_rate_margin)?;
         ratio("checks.max_fallback_rate", c.max_fallback_rate)?;
+        if let Some(r) = c.min_reverse_match_rate {
+            ratio("checks.min_reverse_match_rate", r)?;
+        }
         if !c.p99_ratio.is_finite() || c.p99_ratio < 1.0 || c.p99_ratio > 100.0 {
             return Err((
                 "checks.p99_ratio".into(),
@@ -244,6 +253,26 @@ pub struct CanaryEvidence {
     pub fallbacks: u64,
     /// How long the current step has been held, in seconds.
     pub held_secs: u64,
+    /// Reverse-shadow comparisons over the step (new answered, legacy's copy compared).
+    #[serde(default)]
+    pub reverse: ShadowEvidence,
+}
+
+/// Whether the last minute's mismatches are a spike against the minutes before it: at least
+/// 10 mismatches, at a rate over twice the earlier one plus 5 points.
+pub fn is_mismatch_spike(last: (u64, u64), before: (u64, u64)) -> bool {
+    let (compared, matched) = last;
+    let mismatched = compared.saturating_sub(matched);
+    if mismatched < 10 || compared == 0 {
+        return false;
+    }
+    let rate = mismatched as f64 / compared as f64;
+    let earlier = if before.0 == 0 {
+        0.0
+    } else {
+        before.0.saturating_sub(before.1) as f64 / before.0 as f64
+    };
+    rate > earlier * 2.0 + 0.05
 }
 
 /// What the autopilot does with a context now.
@@ -369,6 +398,30 @@ pub fn decide(
                         pct(c.error_rate_margin)
                     ),
                 };
+            }
+            if let Some(min) = c.min_reverse_match_rate {
+                let r = &canary.reverse;
+                if r.compared >= c.min_requests.clamp(1, 10)
+                    && (r.matched as f64 / r.compared as f64) < min
+                {
+                    return Decision::Rollback {
+                        why: format!(
+                            "reverse-shadow match rate {} under {}: {} of {} matched; {figures}",
+                            pct(r.matched as f64 / r.compared as f64),
+                            pct(min),
+                            r.matched,
+                            r.compared
+                        ),
+                    };
+                }
+                if r.compared < c.min_requests {
+                    return Decision::Hold {
+                        why: format!(
+                            "not enough reverse-shadow comparisons yet ({} of {}): {figures}",
+                            r.compared, c.min_requests
+                        ),
+                    };
+                }
             }
             // Latency is compared only when both sides answered enough to have a p99.
             if n.requests >= c.min_requests && l.requests >= c.min_requests {

@@ -129,6 +129,7 @@ fn a_canary_steps_up_after_its_hold_and_rolls_back_on_a_failed_check() {
                 legacy,
                 fallbacks,
                 held_secs,
+                reverse: ShadowEvidence::default(),
             },
         )
     };
@@ -191,4 +192,51 @@ fn a_canary_steps_up_after_its_hold_and_rolls_back_on_a_failed_check() {
         ),
         Decision::Hold { .. }
     ));
+}
+
+#[test]
+fn the_reverse_shadow_match_rate_is_checked_when_asked_for() {
+    let mut p = policy();
+    p.checks.min_reverse_match_rate = Some(0.9);
+    assert!(p.check().is_ok());
+    let decide_with = |compared, matched| {
+        decide(
+            &p,
+            MigrationState::Canary,
+            2500,
+            &ShadowEvidence::default(),
+            &CanaryEvidence {
+                new: side(100, 0, 20),
+                legacy: side(100, 0, 20),
+                fallbacks: 0,
+                held_secs: 60,
+                reverse: ShadowEvidence {
+                    compared,
+                    matched,
+                    top_signature: None,
+                },
+            },
+        )
+    };
+    assert!(
+        matches!(decide_with(50, 40), Decision::Rollback { why } if why.contains("reverse-shadow"))
+    );
+    assert!(matches!(decide_with(5, 5), Decision::Hold { why } if why.contains("reverse-shadow")));
+    assert!(matches!(decide_with(50, 50), Decision::NextStep { .. }));
+    p.checks.min_reverse_match_rate = Some(2.0);
+    assert_eq!(p.check().unwrap_err().0, "checks.min_reverse_match_rate");
+}
+
+#[test]
+fn mismatch_spikes() {
+    assert!(
+        !is_mismatch_spike((100, 95), (400, 380)),
+        "5 mismatches: too few to call"
+    );
+    assert!(is_mismatch_spike((100, 70), (400, 396)), "30 % against 1 %");
+    assert!(
+        !is_mismatch_spike((100, 70), (400, 280)),
+        "as bad as before: not a spike"
+    );
+    assert!(is_mismatch_spike((20, 5), (0, 0)), "from nothing");
 }
