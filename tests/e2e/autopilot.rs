@@ -356,3 +356,51 @@ async fn one_replica_evaluates_and_another_takes_over_when_it_dies() {
     );
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_canary_whose_reverse_shadow_mismatches_is_rolled_back() {
+    let legacy = app(false, Arc::default()).await;
+    let new = app(true, Arc::default()).await;
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    let s = start(&legacy, &env).await;
+    let admin = Admin::new(&s.admin, Some(OPERATOR));
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/services",
+            json!({ "name": "orders-svc", "urls": [new] }),
+        )
+        .await;
+    let mut policy = policy();
+    policy["checks"]["min_reverse_match_rate"] = json!(0.9);
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts",
+            json!({ "name": "orders", "target": "orders-svc", "state": "canary", "weight": 5000,
+                    "shadow": { "reverse_percent": 100 }, "rollout": policy }),
+        )
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/routes",
+            json!({ "context": "orders", "methods": ["GET"], "path": "/orders/{id}" }),
+        )
+        .await;
+    let facade = s.listen.clone();
+    let load = tokio::spawn(async move {
+        for i in 0.. {
+            let _ = fetch(&format!("http://{facade}/orders/{i}")).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    until(&admin, 30, "not rolled back", |(st, _)| st == "legacy").await;
+    load.abort();
+    let steps = decisions(&admin).await;
+    let (action, why) = steps.last().cloned().unwrap_or_default();
+    assert_eq!(action, "autopilot-rollback", "{steps:#?}");
+    assert!(why.contains("reverse-shadow match rate"), "{why}");
+    s.stop().await;
+}

@@ -25,9 +25,16 @@ const NATS: &str = "127.0.0.1:4222";
 
 /// A subscriber on the NATS server: its messages' payloads as they arrive.
 async fn nats_subscribe(subject: &str) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
-    let stream = TcpStream::connect(NATS)
+    nats_subscribe_at(NATS, subject).await
+}
+
+async fn nats_subscribe_at(
+    server: &str,
+    subject: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let stream = TcpStream::connect(server)
         .await
-        .expect("the NATS server at 127.0.0.1:4222 is needed");
+        .unwrap_or_else(|e| panic!("a NATS server at {server} is needed: {e}"));
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut info = String::new();
@@ -214,9 +221,10 @@ async fn state_changes_reach_a_webhook_in_order_signed_and_after_it_was_down_and
 }
 
 #[tokio::test]
-async fn a_nats_server_that_is_down_is_retried_and_shown_failing() {
+async fn a_nats_server_that_is_down_is_retried_shown_failing_and_delivered_to_once_up() {
     let (legacy, _) = axum_upstream(Router::new().fallback(|| async { "legacy" })).await;
-    let down = format!("nats://{}", dead_port());
+    let port = dead_port();
+    let down = format!("nats://{port}");
     let mut env = token_env();
     env.push(("STRANGLER_EVENTS_NATS_URL", down.as_str()));
     let s = start(&format!("http://{legacy}"), &env).await;
@@ -245,5 +253,32 @@ async fn a_nats_server_that_is_down_is_retried_and_shown_failing() {
     }
     let (status, _, _) = fetch(&format!("http://{}/", s.listen)).await;
     assert_eq!(status, 200, "the facade serves whatever the sinks do");
+
+    // A NATS server of its own comes up on that port: the event is delivered.
+    let mut server = tokio::process::Command::new("/usr/sbin/nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.port().to_string()])
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server is needed (Debian's nats-server package)");
+    let started = Instant::now();
+    while TcpStream::connect(port).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sub = nats_subscribe_at(&port.to_string(), "strangler.events.orders").await;
+    let ce = tokio::time::timeout(Duration::from_secs(30), sub.recv())
+        .await
+        .expect("the event was not redelivered once NATS was up")
+        .unwrap();
+    assert_eq!(
+        (ce["type"].as_str(), ce["data"]["to"].as_str()),
+        (Some("io.strangler.context.state.changed"), Some("legacy"))
+    );
+    let _ = server.kill().await;
     s.stop().await;
 }
