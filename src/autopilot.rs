@@ -107,6 +107,7 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cached: Option<Arc<strangler_catalog::Catalog>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -123,7 +124,29 @@ pub async fn run(
         if !leader {
             continue;
         }
-        if let Err(e) = evaluate(&store, &status).await {
+        // The catalog is parsed again only when its version moved (a large one takes tens of
+        // milliseconds to parse).
+        let catalog = match store.version().await {
+            Ok(v) if cached.as_ref().is_some_and(|c| c.version == v) => cached.clone(),
+            Ok(_) => match store.load().await {
+                Ok(c) => {
+                    cached = Some(Arc::new(c));
+                    cached.clone()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "autopilot: the catalog cannot be read");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "autopilot: the catalog cannot be read");
+                None
+            }
+        };
+        let Some(catalog) = catalog else {
+            continue;
+        };
+        if let Err(e) = evaluate(&store, &catalog, &status).await {
             tracing::warn!(error = %e, "autopilot: evaluation failed; trying again next tick");
         }
     }
@@ -131,8 +154,11 @@ pub async fn run(
     let _ = store.lease(LEASE, &holder, -1).await;
 }
 
-async fn evaluate(store: &SqlStore, status: &Status) -> Result<(), StoreError> {
-    let catalog = store.load().await?;
+async fn evaluate(
+    store: &SqlStore,
+    catalog: &strangler_catalog::Catalog,
+    status: &Status,
+) -> Result<(), StoreError> {
     let now = now_ms();
     // Mismatch spikes, for every context whose answers are compared: the last whole minute
     // against the four before it, once a minute.
