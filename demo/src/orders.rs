@@ -119,7 +119,13 @@ impl Orders {
         if lines.is_empty() || lines.len() > 20 {
             return Err(Problem::invalid("an order has 1 to 20 lines".into()));
         }
-        let mut tx = self.db.begin().await.map_err(Problem::db)?;
+        // IMMEDIATE: take the write lock now (waiting up to the busy timeout), not on the
+        // first write, where two concurrent orders would fail with "database is locked".
+        let mut tx = self
+            .db
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(Problem::db)?;
         let percent: Option<i64> =
             sqlx::query_scalar("SELECT discount_percent FROM loyalty WHERE customer_id = $1")
                 .bind(customer)

@@ -97,7 +97,9 @@ impl Shop {
         if lines.is_empty() || lines.len() > 20 {
             return Err(Refused::Invalid("an order has 1 to 20 lines".into()));
         }
-        let mut tx = self.db.begin().await?;
+        // IMMEDIATE: take the write lock now (waiting up to the busy timeout), not on the
+        // first write, where two concurrent orders would fail with "database is locked".
+        let mut tx = self.db.begin_with("BEGIN IMMEDIATE").await?;
         let pct: Option<i64> =
             sqlx::query_scalar("SELECT discount_pct FROM customers WHERE id = $1")
                 .bind(customer)

@@ -94,10 +94,13 @@ pub enum Skip {
     /// The context's translator could not translate the copy or the new service's answer: a
     /// translator problem, counted apart from the service's mismatches.
     TranslationFailed,
+    /// Legacy failed the write (5xx): it is not mirrored, so that the new side's data does
+    /// not take a step legacy's did not.
+    LegacyFailed,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 11] = [
+    pub const ALL: [Skip; 12] = [
         Skip::NotSampled,
         Skip::UnsafeMethod,
         Skip::BudgetFull,
@@ -109,6 +112,7 @@ impl Skip {
         Skip::OutboxFull,
         Skip::PrimaryFailed,
         Skip::TranslationFailed,
+        Skip::LegacyFailed,
     ];
 
     pub fn index(self) -> usize {
@@ -123,6 +127,7 @@ impl Skip {
             Skip::BodyTooLarge => "body_too_large",
             Skip::NewUnhealthy => "new_unhealthy",
             Skip::ShadowFailed => "shadow_failed",
+            Skip::LegacyFailed => "legacy_failed",
             Skip::Incomplete => "incomplete",
             Skip::FellBack => "fell_back",
             Skip::OutboxFull => "outbox_full",
@@ -553,6 +558,9 @@ async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig,
             let Ok(Ok(legacy)) = tokio::time::timeout(PRIMARY_WAIT, primary).await else {
                 return skip(Skip::Incomplete);
             };
+            if legacy.status >= 500 {
+                return skip(Skip::LegacyFailed);
+            }
             let item = outbox::item(&wanted, &plan.replay, body, &legacy);
             match &sinks.outbox {
                 Some(tx) if tx.try_send(item).is_ok() => {

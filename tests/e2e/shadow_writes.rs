@@ -499,3 +499,56 @@ async fn shadow_targets_that_hang_or_answer_garbage_are_counted_and_never_reach_
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_write_legacy_failed_is_not_mirrored() {
+    // Legacy fails the write to /orders/bad with a 500, takes the others.
+    let legacy = Router::new().route(
+        "/orders/{id}",
+        post(
+            |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                if id == "bad" {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, "legacy broke")
+                } else {
+                    (http::StatusCode::OK, "stored")
+                }
+            },
+        ),
+    );
+    let (legacy, _) = axum_upstream(legacy).await;
+    let new_seen: Seen = Arc::default();
+    let (new, _) = axum_upstream(recording(&new_seen)).await;
+    let dir = std::env::temp_dir().join(format!("strangler-mirror-failed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog_url = format!("sqlite://{}", dir.join("catalog.db").display());
+    let (s, admin) = shadowed(
+        legacy,
+        new,
+        &catalog_url,
+        json!({}),
+        json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror" } }),
+    )
+    .await;
+    for id in ["bad", "ok"] {
+        let resp = client()
+            .request(post_req(
+                &format!("http://{}/orders/{id}", s.listen),
+                vec![1],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), if id == "bad" { 500 } else { 200 });
+    }
+    let v = results_until(&admin, "one compared and one skipped", |v| {
+        v["compared"] == 1 && v["skipped"]["legacy_failed"] == 1
+    })
+    .await;
+    assert_eq!(v["outbox"]["pending"], 0, "{v}");
+    assert_eq!(
+        new_seen.lock().unwrap().len(),
+        1,
+        "only the write legacy took was mirrored"
+    );
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

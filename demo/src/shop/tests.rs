@@ -230,3 +230,53 @@ async fn the_fix_repairs_the_totals_the_bug_cut() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn concurrent_orders_all_succeed_with_distinct_ids() {
+    let (shop, orders) = apps(false).await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (shop, orders) = (shop.clone(), orders.clone());
+        tasks.push(tokio::spawn(async move {
+            let (a, _, legacy) = call(
+                &shop,
+                post(
+                    "/api/orders",
+                    &format!(
+                        r#"{{"customerId": {}, "lines": [{{"sku": "TEA-1", "qty": 1}}]}}"#,
+                        i % 8 + 1
+                    ),
+                ),
+            )
+            .await;
+            let (b, _, new) = call(
+                &orders,
+                post(
+                    "/v2/orders",
+                    &format!(
+                        r#"{{"customer_id": {}, "lines": [{{"sku": "TEA-1", "qty": 1}}]}}"#,
+                        i % 8 + 1
+                    ),
+                ),
+            )
+            .await;
+            assert_eq!(
+                (a, b),
+                (StatusCode::OK, StatusCode::CREATED),
+                "{legacy} {new}"
+            );
+            (
+                legacy["orderId"].as_i64().unwrap(),
+                new["order_id"].as_i64().unwrap(),
+            )
+        }));
+    }
+    let mut legacy_ids = std::collections::BTreeSet::new();
+    let mut new_ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (l, n) = t.await.unwrap();
+        legacy_ids.insert(l);
+        new_ids.insert(n);
+    }
+    assert_eq!((legacy_ids.len(), new_ids.len()), (24, 24));
+}
