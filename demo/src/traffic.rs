@@ -36,9 +36,15 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    // One order in flight at a time: the mirrored copies then reach the orders service in the
+    // order legacy numbered the orders, and both give the same ids. (Two writes racing each
+    // other could be mirrored in the other order; a real migration keys records by legacy's
+    // id rather than counting on that.)
+    let ordering = Arc::new(tokio::sync::Semaphore::new(1));
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
-        let (client, counts) = (client.clone(), Arc::clone(&counts));
+        let (client, counts, ordering) =
+            (client.clone(), Arc::clone(&counts), Arc::clone(&ordering));
         tasks.spawn(async move {
             // The orders this shopper placed, read back once their mirrored copy has surely
             // arrived (a shopper reads its own orders: in canary it stays on one side).
@@ -51,6 +57,11 @@ pub async fn run(
                 let (method, path, body) = next_request(customer, &placed);
                 let cookie = sid.clone();
                 let started = Instant::now();
+                let turn = if method == Method::POST && path == "/api/orders" {
+                    ordering.acquire().await.ok()
+                } else {
+                    None
+                };
                 let result = send(
                     &client,
                     facade,
@@ -61,6 +72,7 @@ pub async fn run(
                     cookie.as_deref(),
                 )
                 .await;
+                drop(turn);
                 counts.requests.fetch_add(1, Ordering::Relaxed);
                 match result {
                     Ok((status, set_cookie, json)) => {
