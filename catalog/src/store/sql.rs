@@ -72,6 +72,56 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 impl SqlStore {
+    /// Traffic since `since_minute` summed per context and side (`per_context`) or per side
+    /// only (`context` empty), of one context or all. Minutes up to the first whole hour, then
+    /// the hourly rollup: a week is 168 rows per context and side, not 10,080. SUM over BIGINT
+    /// is NUMERIC on PostgreSQL: cast back, so both backends give i64.
+    async fn traffic_sums(
+        &self,
+        since_minute: i64,
+        context: Option<&str>,
+        per_context: bool,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let picked = format!(
+            "context, side, requests, errors, latency_us, fallbacks, {}",
+            columns.join(", ")
+        );
+        let (key, group) = if per_context {
+            ("context", "context, side")
+        } else {
+            ("CAST('' AS TEXT) AS context", "side")
+        };
+        let sql = format!(
+            "SELECT {key}, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
+             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
+             FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
+                     AND ($4 = '' OR context = $5) \
+                   UNION ALL SELECT {picked} FROM traffic_hours WHERE minute >= $3 \
+                     AND ($4 = '' OR context = $5)) AS t \
+             GROUP BY {group} ORDER BY {group}",
+            columns
+                .iter()
+                .map(|b| format!("CAST(SUM({b}) AS BIGINT) AS {b}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let whole = (since_minute + 59).div_euclid(60) * 60;
+        let rows = sqlx::query(&sql)
+            .bind(since_minute)
+            .bind(whole)
+            .bind(whole)
+            .bind(if context.is_some() { "one" } else { "" })
+            .bind(context.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| traffic_row(row, Some(since_minute)))
+            .collect()
+    }
+
     /// Opens (and migrates) the store at `url`: `sqlite://path/to/file.db` (created if missing)
     /// or `postgres://user@host/db`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -845,38 +895,7 @@ impl Store for SqlStore {
     }
 
     async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError> {
-        // Minutes up to the first whole hour, then the hourly rollup: a week is 168 rows per
-        // context and side, not 10,080. SUM over BIGINT is NUMERIC on PostgreSQL: cast back,
-        // so both backends give i64.
-        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
-        let picked = format!(
-            "context, side, requests, errors, latency_us, fallbacks, {}",
-            columns.join(", ")
-        );
-        let sql = format!(
-            "SELECT context, side, CAST(SUM(requests) AS BIGINT) AS requests, \
-             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
-             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
-             FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
-                   UNION ALL SELECT {picked} FROM traffic_hours WHERE minute >= $3) AS t \
-             GROUP BY context, side ORDER BY context, side",
-            columns
-                .iter()
-                .map(|b| format!("CAST(SUM({b}) AS BIGINT) AS {b}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let whole = (since_minute + 59).div_euclid(60) * 60;
-        let rows = sqlx::query(&sql)
-            .bind(since_minute)
-            .bind(whole)
-            .bind(whole)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| traffic_row(row, Some(since_minute)))
-            .collect()
+        self.traffic_sums(since_minute, None, true).await
     }
 
     async fn traffic_series(
@@ -1322,60 +1341,9 @@ impl Store for SqlStore {
         context: Option<&str>,
         since_minute: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError> {
-        // As traffic_totals, per side only.
-        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
-        let picked = format!(
-            "side, requests, errors, latency_us, fallbacks, {}",
-            columns.join(", ")
-        );
-        let sql = format!(
-            "SELECT side, CAST(SUM(requests) AS BIGINT) AS requests, \
-             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
-             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
-             FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
-                     AND ($3 = '' OR context = $4) \
-                   UNION ALL SELECT {picked} FROM traffic_hours WHERE minute >= $5 \
-                     AND ($6 = '' OR context = $7)) AS t \
-             GROUP BY side ORDER BY side",
-            columns
-                .iter()
-                .map(|b| format!("CAST(SUM({b}) AS BIGINT) AS {b}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let whole = (since_minute + 59).div_euclid(60) * 60;
-        let one = if context.is_some() { "one" } else { "" };
-        let name = context.unwrap_or("");
-        let rows = sqlx::query(&sql)
-            .bind(since_minute)
-            .bind(whole)
-            .bind(one)
-            .bind(name)
-            .bind(whole)
-            .bind(one)
-            .bind(name)
-            .fetch_all(&self.pool)
+        // One context's rows grouped per context and side are its rows per side.
+        self.traffic_sums(since_minute, context, context.is_some())
             .await
-            .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let mut t = TrafficMinute {
-                    minute: since_minute,
-                    context: name.to_owned(),
-                    side: row.try_get("side").map_err(unavailable)?,
-                    requests: row.try_get("requests").map_err(unavailable)?,
-                    errors: row.try_get("errors").map_err(unavailable)?,
-                    latency_us: row.try_get("latency_us").map_err(unavailable)?,
-                    fallbacks: row.try_get("fallbacks").map_err(unavailable)?,
-                    buckets: Vec::with_capacity(LATENCY_BUCKETS),
-                };
-                for b in &columns {
-                    t.buckets
-                        .push(row.try_get::<i64, _>(b.as_str()).map_err(unavailable)?);
-                }
-                Ok(t)
-            })
-            .collect()
     }
 
     async fn shadow_series(
