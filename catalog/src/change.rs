@@ -249,14 +249,7 @@ impl Change {
                 );
             }
             Change::Transition { context, action } => {
-                let ctx =
-                    catalog
-                        .contexts
-                        .get_mut(context)
-                        .ok_or_else(|| ChangeError::NotFound {
-                            kind: "context",
-                            name: context.clone(),
-                        })?;
+                let ctx = context_mut(catalog, context)?;
                 transition(ctx, action)?;
                 // A person moved it: the autopilot leaves it alone until resumed.
                 if let Some(r) = ctx.rollout.as_mut() {
@@ -264,25 +257,11 @@ impl Change {
                 }
             }
             Change::Autopilot { context, action } => {
-                let ctx =
-                    catalog
-                        .contexts
-                        .get_mut(context)
-                        .ok_or_else(|| ChangeError::NotFound {
-                            kind: "context",
-                            name: context.clone(),
-                        })?;
+                let ctx = context_mut(catalog, context)?;
                 transition(ctx, action)?;
             }
             Change::PauseAutopilot { context, paused } => {
-                let ctx =
-                    catalog
-                        .contexts
-                        .get_mut(context)
-                        .ok_or_else(|| ChangeError::NotFound {
-                            kind: "context",
-                            name: context.clone(),
-                        })?;
+                let ctx = context_mut(catalog, context)?;
                 match ctx.rollout.as_mut() {
                     Some(r) => r.paused = *paused,
                     None => {
@@ -302,6 +281,17 @@ impl Change {
         validate(catalog)?;
         Ok(())
     }
+}
+
+/// The context named `name`, to change.
+fn context_mut<'a>(catalog: &'a mut Catalog, name: &str) -> Result<&'a mut Context, ChangeError> {
+    catalog
+        .contexts
+        .get_mut(name)
+        .ok_or_else(|| ChangeError::NotFound {
+            kind: "context",
+            name: name.to_owned(),
+        })
 }
 
 fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError> {
