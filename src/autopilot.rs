@@ -92,7 +92,8 @@ impl Status {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -107,7 +108,7 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cached: Option<Arc<strangler_catalog::Catalog>> = None;
+    let cache = strangler_dashboard::api::CatalogCache::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -126,25 +127,12 @@ pub async fn run(
         }
         // The catalog is parsed again only when its version moved (a large one takes tens of
         // milliseconds to parse).
-        let catalog = match store.version().await {
-            Ok(v) if cached.as_ref().is_some_and(|c| c.version == v) => cached.clone(),
-            Ok(_) => match store.load().await {
-                Ok(c) => {
-                    cached = Some(Arc::new(c));
-                    cached.clone()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "autopilot: the catalog cannot be read");
-                    None
-                }
-            },
+        let catalog = match cache.load(&store).await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "autopilot: the catalog cannot be read");
-                None
+                continue;
             }
-        };
-        let Some(catalog) = catalog else {
-            continue;
         };
         if let Err(e) = evaluate(&store, &catalog, &status).await {
             tracing::warn!(error = %e, "autopilot: evaluation failed; trying again next tick");

@@ -33,15 +33,7 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Ful
 fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = strangler_catalog::civil_date(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
@@ -153,7 +145,7 @@ async fn settle(
     d: &Delivery,
     result: Result<(), String>,
 ) {
-    let now = chrono_ms();
+    let now = crate::autopilot::now_ms();
     let outcome = match result {
         Ok(()) => store.event_delivered(sink, d.event.id).await,
         Err(error) => {
@@ -177,12 +169,6 @@ async fn settle(
     if let Err(e) = outcome {
         tracing::warn!(sink, error = %e, "events: the delivery's outcome was not recorded; it will be sent again");
     }
-}
-
-fn chrono_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn webhook(

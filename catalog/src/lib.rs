@@ -36,3 +36,17 @@ pub use store::{
 pub use validate::{
     check_url, set_translator_check, validate, ValidationError, MAX_TRANSLATOR_BYTES,
 };
+
+/// Days since 1970-01-01 as (year, month, day) in the proleptic Gregorian calendar (civil from
+/// days), for dates shown and sent in UTC.
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
