@@ -198,6 +198,32 @@ fn message(
     html(status, page.render())
 }
 
+/// The page refusing a change, unless `viewer` is a signed-in operator and `csrf` is the
+/// form's token: the server's check, whatever the page showed.
+fn refuse_change(s: &ApiState, viewer: &Viewer, csrf: &str, back: &str) -> Option<Response> {
+    let (title, detail) = if viewer.role != Role::Operator || viewer.cookie.is_none() {
+        (
+            "Not allowed",
+            "signed in as a viewer: changes need the operator token",
+        )
+    } else if viewer.csrf(&key(s)).is_none_or(|t| t != csrf) {
+        (
+            "Not applied",
+            "the form's CSRF token is missing or wrong; reload the page and try again",
+        )
+    } else {
+        return None;
+    };
+    Some(message(
+        StatusCode::FORBIDDEN,
+        Some(viewer),
+        s,
+        title,
+        detail.into(),
+        back.into(),
+    ))
+}
+
 fn store_failure(s: &ApiState, viewer: Option<&Viewer>, e: StoreError) -> Response {
     message(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1305,19 +1331,8 @@ async fn action(
     let refuse = |status, title: &str, detail: String| {
         message(status, Some(&viewer), &s, title, detail, back.clone())
     };
-    if viewer.role != Role::Operator || viewer.cookie.is_none() {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "signed in as a viewer: changes need the operator token".into(),
-        );
-    }
-    if viewer.csrf(&key(&s)).is_none_or(|t| t != f.csrf) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Not applied",
-            "the form's CSRF token is missing or wrong; reload the page and try again".into(),
-        );
+    if let Some(refused) = refuse_change(&s, &viewer, &f.csrf, &back) {
+        return refused;
     }
     if f.reason.trim().len() < 3 {
         return refuse(

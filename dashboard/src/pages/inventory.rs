@@ -252,14 +252,6 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
     let refuse = |status, title: &str, detail: String, viewer: &Viewer| {
         message(status, Some(viewer), &s, title, detail, back.clone())
     };
-    if viewer.role != Role::Operator || viewer.cookie.is_none() {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "signed in as a viewer: changes need the operator token".into(),
-            &viewer,
-        );
-    }
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut templates = Vec::new();
     for (k, v) in form_urlencoded::parse(&body) {
@@ -270,13 +262,8 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
         }
     }
     let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
-    if viewer.csrf(&key(&s)).is_none_or(|t| t != field("csrf")) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Not applied",
-            "the form's CSRF token is missing or wrong; reload the page and try again".into(),
-            &viewer,
-        );
+    if let Some(refused) = super::refuse_change(&s, &viewer, field("csrf"), &back) {
+        return refused;
     }
     let Ok(base_version) = field("base_version").parse::<i64>() else {
         return refuse(
