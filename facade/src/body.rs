@@ -12,6 +12,7 @@ use strangler_services::cluster::{ClusterBody, EmptyBody};
 use strangler_services::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
+use crate::server::ConnActive;
 use crate::telemetry::InFlight;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -206,8 +207,9 @@ pub struct ResponseBody {
     kind: Kind,
     /// A copy for the shadow comparison, taken as the body streams past.
     tee: Option<crate::shadow::Tee>,
-    /// Keeps the request counted as in flight until the body is done or dropped.
-    _in_flight: Option<InFlight>,
+    /// Keeps the request counted as in flight (in the process and on its connection) until
+    /// the body is done or dropped.
+    _in_flight: Option<(InFlight, ConnActive)>,
 }
 
 enum Kind {
@@ -258,8 +260,8 @@ impl ResponseBody {
         self
     }
 
-    pub(crate) fn with_in_flight(mut self, in_flight: InFlight) -> Self {
-        self._in_flight = Some(in_flight);
+    pub(crate) fn with_in_flight(mut self, in_flight: InFlight, conn: ConnActive) -> Self {
+        self._in_flight = Some((in_flight, conn));
         self
     }
 }

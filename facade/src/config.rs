@@ -28,7 +28,8 @@ pub struct LimitsConfig {
     pub header_read_timeout: Duration,
     /// Longest pause while a client sends its body → 408.
     pub body_idle_timeout: Duration,
-    /// Idle keep-alive connections from clients are closed after this long.
+    /// HTTP/2 connections without a request in flight are closed (GOAWAY) after this long.
+    /// (Idle HTTP/1 connections are closed after `header_read_timeout`.)
     pub client_idle_timeout: Duration,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
@@ -83,7 +84,10 @@ pub struct FacadeConfig {
     pub forwarding: ForwardingConfig,
     /// Log one line per request at `info` on the `strangler::access` target.
     pub access_log: bool,
-    /// How long in-flight requests may take to finish after shutdown begins.
+    /// How long the listener keeps accepting after shutdown begins, with every answer closing
+    /// its connection, so that balancers move clients away (0: stop accepting at once).
+    pub drain_delay: Duration,
+    /// How long in-flight requests may take to finish once the listener has stopped accepting.
     pub shutdown_grace: Duration,
     pub shadow: crate::shadow::ShadowConfig,
     /// The identity bridge, when configured.
@@ -99,6 +103,7 @@ impl FacadeConfig {
             limits: LimitsConfig::default(),
             forwarding: ForwardingConfig::default(),
             access_log: false,
+            drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
             shadow: crate::shadow::ShadowConfig::default(),
             translators: strangler_anti_corruption::Registry::new(),

@@ -23,6 +23,7 @@ impl Answer {
             Answer::TranslationFailed => StatusCode::BAD_GATEWAY,
             Answer::Untranslatable => StatusCode::BAD_REQUEST,
             Answer::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Answer::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -42,6 +43,7 @@ impl Answer {
             }
             Answer::Untranslatable => "The request could not be translated for the service",
             Answer::Unauthenticated => "A signed-in session is required",
+            Answer::NotImplemented => "The request uses a feature this facade does not implement",
         }
     }
 
@@ -55,6 +57,7 @@ impl Answer {
                 | Answer::BodyTooLarge
                 | Answer::ClientTimeout
                 | Answer::MethodNotAllowed
+                | Answer::NotImplemented
         )
     }
 }

@@ -21,28 +21,18 @@ use strangler_services::{FailureKind, Origin, Upstream, UpstreamError};
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
 use crate::compose;
 use crate::config::{FacadeConfig, HostHeader};
+use crate::framing::Framing;
 use crate::headers::{self, Forwarded};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
 use crate::routes::decide_side;
+use crate::server::{ConnActive, ConnInfo};
 use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{Answer, Telemetry};
 use crate::traffic::{ContextTraffic, PathCounters};
 use crate::translate::{self, Collect, Translation, MAX_TRANSLATED_BODY};
 use crate::upgrade;
-
-/// What the facade knows about one client connection.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub peer: SocketAddr,
-    /// Whether the peer is a trusted proxy (decided once per connection).
-    pub trusted: bool,
-    /// The peer's address as a header value, for `X-Forwarded-For`.
-    pub peer_value: HeaderValue,
-    /// Set by the framing guard when a head on this connection had ambiguous framing.
-    pub ambiguous_framing: Arc<AtomicBool>,
-}
 
 /// The facade: immutable configuration, the legacy upstream and the telemetry. Cheap to clone.
 #[derive(Clone)]
@@ -65,6 +55,8 @@ struct Shared {
     outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<strangler_catalog::OutboxItem>>,
     legacy_prefix: String,
     telemetry: Arc<Telemetry>,
+    /// Set when shutdown begins: HTTP/1 answers then close their connections.
+    draining: AtomicBool,
     via_10: HeaderValue,
     via_11: HeaderValue,
     via_2: HeaderValue,
@@ -107,6 +99,7 @@ impl Facade {
                 identity: config.identity.clone().map(crate::identity::Bridge::new),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
+                draining: AtomicBool::new(false),
                 config,
             }),
         })
@@ -366,11 +359,7 @@ impl Facade {
     }
 
     /// What the request path needs to know about a new client connection.
-    pub(crate) fn conn_info(
-        &self,
-        peer: SocketAddr,
-        ambiguous_framing: Arc<AtomicBool>,
-    ) -> ConnInfo {
+    pub(crate) fn conn_info(&self, peer: SocketAddr, framing: Arc<Framing>) -> ConnInfo {
         let trusted = self
             .shared
             .config
@@ -380,22 +369,31 @@ impl Facade {
             .any(|net| net.contains(&peer.ip()));
         let peer_value = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ConnInfo {
-            peer,
-            trusted,
-            peer_value,
-            ambiguous_framing,
-        }
+        ConnInfo::new(peer, trusted, peer_value, framing)
+    }
+
+    /// Shutdown has begun: answers close their (HTTP/1) connections from now on.
+    pub(crate) fn set_draining(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
     }
 
     /// Handles one request; never fails: every failure becomes an answer.
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
-        conn: &ConnInfo,
+        conn: &Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
         let s = &*self.shared;
         let start = Instant::now();
+        let active = ConnActive::start(conn);
+        let http1 = req.version() < Version::HTTP_2;
+        let ambiguous = if http1 {
+            let n = conn.h1_requests.fetch_add(1, Ordering::Relaxed);
+            conn.framing.is_ambiguous(n)
+        } else {
+            conn.h2.store(true, Ordering::Relaxed);
+            false
+        };
         let access = s
             .config
             .access_log
@@ -403,7 +401,16 @@ impl Facade {
         let in_flight = s.telemetry.request_started();
         let mut id = None;
         let mut served = None;
-        let resp = match self.forward(req, conn, &mut id, &mut served).await {
+        let forwarded = if ambiguous {
+            Err(Problem::new(
+                Answer::BadRequest,
+                "the request has both Content-Length and Transfer-Encoding, or Content-Length \
+                 more than once; send exactly one of them",
+            ))
+        } else {
+            self.forward(req, conn, &mut id, &mut served).await
+        };
+        let resp = match forwarded {
             Ok(resp) => resp,
             Err(problem) => {
                 let id = *id.get_or_insert_with(RequestId::next);
@@ -449,8 +456,13 @@ impl Facade {
             );
         }
         // The request stays in flight while its body streams.
-        let (parts, body) = resp.into_parts();
-        let body = body.with_in_flight(in_flight);
+        let (mut parts, body) = resp.into_parts();
+        if http1 && s.draining.load(Ordering::Relaxed) {
+            parts
+                .headers
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let body = body.with_in_flight(in_flight, active);
         Response::from_parts(parts, body)
     }
 
@@ -464,7 +476,7 @@ impl Facade {
         served: &mut Option<Served>,
     ) -> Result<Response<ResponseBody>, Refusal> {
         let s = &*self.shared;
-        let internal_headers = self.check(&req, conn)?;
+        let internal_headers = self.check(&req)?;
 
         let version = req.version();
         let head_request = req.method() == Method::HEAD;
@@ -681,15 +693,8 @@ impl Facade {
 
     /// Checks a request before anything is sent upstream. Returns whether it carries
     /// `X-Strangler-*` fields, which must not pass.
-    fn check(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Result<bool, Refusal> {
+    fn check(&self, req: &Request<Incoming>) -> Result<bool, Refusal> {
         let limits = &self.shared.config.limits;
-        if conn.ambiguous_framing.swap(false, Ordering::AcqRel) {
-            return Err(Problem::new(
-                Answer::BadRequest,
-                "the request has both Content-Length and Transfer-Encoding, or Content-Length \
-                 more than once; send exactly one of them",
-            ));
-        }
         if req.method() == Method::CONNECT {
             return Err(Problem::new(
                 Answer::MethodNotAllowed,
@@ -711,11 +716,27 @@ impl Facade {
                 ),
             ));
         }
-        if req.headers().contains_key(TRANSFER_ENCODING) && req.version() != Version::HTTP_11 {
-            return Err(Problem::new(
-                Answer::BadRequest,
-                "Transfer-Encoding is only valid in HTTP/1.1 requests",
-            ));
+        if req.headers().contains_key(TRANSFER_ENCODING) {
+            if req.version() != Version::HTTP_11 {
+                return Err(Problem::new(
+                    Answer::BadRequest,
+                    "Transfer-Encoding is only valid in HTTP/1.1 requests",
+                ));
+            }
+            // hyper decodes `chunked` only; any other coding would reach the upstream still
+            // encoded, under framing it no longer describes.
+            let mut codings = req.headers().get_all(TRANSFER_ENCODING).iter();
+            let only_chunked = codings
+                .next()
+                .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
+                && codings.next().is_none();
+            if !only_chunked {
+                return Err(Problem::new(
+                    Answer::NotImplemented,
+                    "the request uses a transfer coding other than `chunked`; send the body \
+                     with `Transfer-Encoding: chunked` alone (or a Content-Length)",
+                ));
+            }
         }
         if let Some(limit) = limits.max_body_bytes {
             let declared = req

@@ -1,24 +1,108 @@
 //! The public listener: accepts connections, serves HTTP/1.1 and h2c (prior knowledge) on
 //! them, and drains them on shutdown.
+//!
+//! Every connection has a timer from its first byte on: a client that has not completed its
+//! first request head within `header_read_timeout` of the accept is closed, whatever protocol
+//! it might speak (hyper's own head timer only starts once the protocol is known, so a socket
+//! that never sends a byte would be held forever). An HTTP/2 connection with no request in
+//! flight for `client_idle_timeout` is closed with GOAWAY; idle HTTP/1 connections are closed
+//! by hyper's head timer while they wait for their next request.
+//!
+//! Shutdown has two phases. **Draining** (`drain_delay`): the listener still accepts, answers
+//! carry `Connection: close`, HTTP/2 connections get GOAWAY, and the admin listener says
+//! "not ready", so that a balancer moves clients away without one of them seeing a refused
+//! connection or a request cut off. **Closing** (`shutdown_grace`): the listener is closed,
+//! idle keep-alive connections are closed, in-flight requests finish; what is left at the end
+//! of the grace period is cut.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
-use crate::framing::Guarded;
+use crate::framing::{Framing, Guarded};
 use crate::proxy::Facade;
 
-/// Serves `facade` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish for up to the configured grace period.
+/// What the facade knows about one client connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    /// Whether the peer is a trusted proxy (decided once per connection).
+    pub trusted: bool,
+    /// The peer's address as a header value, for `X-Forwarded-For`.
+    pub peer_value: HeaderValue,
+    /// What the framing guard saw of this connection's heads.
+    pub framing: Arc<Framing>,
+    /// HTTP/1 requests so far (their numbers match the framing guard's heads).
+    pub h1_requests: AtomicU64,
+    /// Requests so far, any protocol.
+    pub requests: AtomicU64,
+    /// Requests whose answer is not done yet.
+    pub active: AtomicUsize,
+    /// Whether the connection speaks HTTP/2.
+    pub h2: AtomicBool,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        trusted: bool,
+        peer_value: HeaderValue,
+        framing: Arc<Framing>,
+    ) -> Self {
+        Self {
+            peer,
+            trusted,
+            peer_value,
+            framing,
+            h1_requests: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            h2: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Keeps a request counted as active on its connection until its answer is done or dropped.
+pub(crate) struct ConnActive(Arc<ConnInfo>);
+
+impl ConnActive {
+    pub(crate) fn start(conn: &Arc<ConnInfo>) -> Self {
+        conn.requests.fetch_add(1, Relaxed);
+        conn.active.fetch_add(1, Relaxed);
+        Self(Arc::clone(conn))
+    }
+}
+
+impl Drop for ConnActive {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Where the listener is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Still accepting; answers close their connections; HTTP/2 gets GOAWAY.
+    Draining,
+    /// Not accepting; every connection is asked to finish.
+    Closing,
+    /// The grace period is over: connections still open are cut.
+    Cut,
+}
+
+/// Serves `facade` on `listener` until `shutdown` resolves, then drains (`drain_delay`) and
+/// lets in-flight requests finish for up to the configured grace period.
 pub async fn serve(
     listener: TcpListener,
     facade: Facade,
@@ -26,6 +110,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = facade.config().limits.clone();
     let grace = facade.config().shutdown_grace;
+    let drain_delay = facade.config().drain_delay;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -43,18 +128,36 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
 
-    let graceful = GracefulShutdown::new();
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let telemetry = Arc::clone(facade.telemetry());
+    let (tracker_tx, mut tracker_rx) = tokio::sync::mpsc::channel::<Infallible>(1);
     tokio::pin!(shutdown);
+    let mut drain_until: Option<tokio::time::Instant> = None;
 
     loop {
+        let drain_over = async {
+            match drain_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let permit = tokio::select! {
             permit = Arc::clone(&connections).acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if drain_until.is_none() => {
+                drain_until = Some(start_draining(&facade, &phase_tx, drain_delay));
+                continue;
+            }
+            () = drain_over => break,
+        };
+        let drain_over = async {
+            match drain_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -66,41 +169,188 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if drain_until.is_none() => {
+                drain_until = Some(start_draining(&facade, &phase_tx, drain_delay));
+                continue;
+            }
+            () = drain_over => break,
         };
         let _ = stream.set_nodelay(true);
-        let ambiguous = Arc::new(AtomicBool::new(false));
-        let info = Arc::new(facade.conn_info(peer, Arc::clone(&ambiguous)));
-        let facade = facade.clone();
-        let service = service_fn(move |req| {
+        let framing = Arc::new(Framing::default());
+        let info = Arc::new(facade.conn_info(peer, Arc::clone(&framing)));
+        let service = {
             let facade = facade.clone();
             let info = Arc::clone(&info);
-            async move { Ok::<_, Infallible>(facade.handle(req, &info).await) }
-        });
-        let io = TokioIo::new(Guarded::new(stream, ambiguous));
-        let conn = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+            service_fn(move |req| {
+                let facade = facade.clone();
+                let info = Arc::clone(&info);
+                async move { Ok::<_, Infallible>(facade.handle(req, &info).await) }
+            })
+        };
+        let io = TokioIo::new(Guarded::new(stream, framing));
+        let builder = Arc::clone(&builder);
         let telemetry = Arc::clone(&telemetry);
+        let phase = phase_rx.clone();
+        let tracker = tracker_tx.clone();
         telemetry.connection_opened();
+        let timers = ConnTimers {
+            first_request: limits.header_read_timeout,
+            idle: limits.client_idle_timeout,
+        };
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
-            }
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            drive(conn, &info, phase, timers, &telemetry, peer).await;
             telemetry.connection_closed();
             drop(permit);
+            drop(tracker);
         });
     }
 
     drop(listener);
+    let _ = phase_tx.send(Phase::Closing);
+    drop(tracker_tx);
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
-        "shutting down: draining connections"
+        "shutting down: closing idle connections, letting in-flight requests finish"
     );
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the rest"),
+        _ = tracker_rx.recv() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("grace period over; closing the rest");
+            let _ = phase_tx.send(Phase::Cut);
+        }
     }
     Ok(())
+}
+
+fn start_draining(
+    facade: &Facade,
+    phase: &watch::Sender<Phase>,
+    delay: Duration,
+) -> tokio::time::Instant {
+    facade.set_draining();
+    let _ = phase.send(Phase::Draining);
+    tracing::info!(
+        drain_secs = delay.as_secs_f64(),
+        "draining: answers close their connections; still accepting"
+    );
+    tokio::time::Instant::now() + delay
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ConnTimers {
+    /// The first request head must be complete this long after the accept.
+    first_request: Duration,
+    /// An HTTP/2 connection without a request in flight this long is closed.
+    idle: Duration,
+}
+
+/// Drives one connection to its end, applying the connection's timers and the listener's
+/// shutdown phases.
+async fn drive<C>(
+    conn: C,
+    info: &ConnInfo,
+    mut phase: watch::Receiver<Phase>,
+    timers: ConnTimers,
+    telemetry: &crate::telemetry::Telemetry,
+    peer: SocketAddr,
+) where
+    C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulConn,
+{
+    tokio::pin!(conn);
+    let first_deadline = tokio::time::sleep(timers.first_request);
+    tokio::pin!(first_deadline);
+    let mut waiting_first = true;
+    // Idleness is judged per tick: no request in flight and none started since the last one.
+    let tick_every = (timers.idle / 4).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    let mut idle_for = Duration::ZERO;
+    let mut last_requests = 0;
+    let mut asked_to_finish = false;
+    // A phase already past `Serving` when the connection was accepted (accepted while draining).
+    let mut seen = Phase::Serving;
+    loop {
+        let now_phase = *phase.borrow_and_update();
+        if now_phase != seen {
+            seen = now_phase;
+            match now_phase {
+                Phase::Serving => {}
+                Phase::Draining => {
+                    // HTTP/1 answers carry `Connection: close`; HTTP/2 gets GOAWAY now.
+                    if info.h2.load(Relaxed) && !asked_to_finish {
+                        asked_to_finish = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                Phase::Closing => {
+                    if !asked_to_finish {
+                        asked_to_finish = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                Phase::Cut => return,
+            }
+        }
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            () = &mut first_deadline, if waiting_first => {
+                waiting_first = false;
+                if info.requests.load(Relaxed) == 0 {
+                    telemetry.record_header_timeout();
+                    tracing::debug!(%peer, "no complete request head in time; closing");
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                let requests = info.requests.load(Relaxed);
+                if info.active.load(Relaxed) > 0 || requests != last_requests {
+                    idle_for = Duration::ZERO;
+                    last_requests = requests;
+                } else {
+                    idle_for += tick_every;
+                }
+                if idle_for >= timers.idle && info.h2.load(Relaxed) && !asked_to_finish {
+                    asked_to_finish = true;
+                    tracing::debug!(%peer, "HTTP/2 connection idle; closing with GOAWAY");
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    // The listener is gone without a goodbye: finish what is in flight.
+                    if !asked_to_finish {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    let _ = conn.as_mut().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish (hyper-util's connection futures).
+pub(crate) trait GracefulConn {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulConn for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
 }

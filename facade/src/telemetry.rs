@@ -37,10 +37,12 @@ pub enum Answer {
     Untranslatable,
     /// A context's new service needs a legacy session and the request has none (401).
     Unauthenticated,
+    /// The request uses a transfer coding the facade does not decode (501).
+    NotImplemented,
 }
 
 impl Answer {
-    const ALL: [Answer; 12] = [
+    const ALL: [Answer; 13] = [
         Answer::BadRequest,
         Answer::HeadersTooLarge,
         Answer::BodyTooLarge,
@@ -53,6 +55,7 @@ impl Answer {
         Answer::TranslationFailed,
         Answer::Untranslatable,
         Answer::Unauthenticated,
+        Answer::NotImplemented,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Answer {
             Answer::TranslationFailed => "translation_failed",
             Answer::Untranslatable => "untranslatable_request",
             Answer::Unauthenticated => "unauthenticated",
+            Answer::NotImplemented => "not_implemented",
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Telemetry {
     open_connections: AtomicI64,
     connections_total: AtomicU64,
     upgrades_total: AtomicU64,
+    /// Connections closed because no request head was complete in time after the accept.
+    header_timeouts: AtomicU64,
     /// Requests by the side that answered: legacy, new.
     by_side: [AtomicU64; 2],
     catalog_version: AtomicI64,
@@ -479,6 +485,10 @@ impl Telemetry {
         InFlight(Arc::clone(self))
     }
 
+    pub(crate) fn record_header_timeout(&self) {
+        self.header_timeouts.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn connection_opened(&self) {
         self.connections_total.fetch_add(1, Relaxed);
         self.open_connections.fetch_add(1, Relaxed);
@@ -583,6 +593,13 @@ impl Telemetry {
             out,
             "strangler_connections_total {}",
             self.connections_total.load(Relaxed)
+        )?;
+        writeln!(out, "# HELP strangler_header_timeouts_total Client connections closed because no request head was complete in time after the accept.")?;
+        writeln!(out, "# TYPE strangler_header_timeouts_total counter")?;
+        writeln!(
+            out,
+            "strangler_header_timeouts_total {}",
+            self.header_timeouts.load(Relaxed)
         )?;
         writeln!(out, "# HELP strangler_upgrades_total Upgraded connections (WebSocket and others) tunnelled.")?;
         writeln!(out, "# TYPE strangler_upgrades_total counter")?;

@@ -299,8 +299,21 @@ where
         born: Instant,
     ) -> Response<UpstreamBody<B>> {
         // After 101 the connection belongs to the upgrade; it never returns to the pool.
-        let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
-        let (parts, body) = resp.into_parts();
+        let mut reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        let (mut parts, body) = resp.into_parts();
+        // Both framings: hyper reads the body by Transfer-Encoding (RFC 9112 §6.3), so the
+        // Content-Length is wrong and must not travel on; and an upstream that frames this
+        // ambiguously is not trusted with another request on the same connection.
+        if parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            reusable = false;
+            tracing::debug!(
+                origin = %self.inner.origin.to_prefix(),
+                "upstream answered with both Content-Length and Transfer-Encoding; the length is dropped and the connection not reused"
+            );
+        }
         let mut body = UpstreamBody {
             inner: body,
             give_back: reusable.then(|| GiveBack {

@@ -74,6 +74,20 @@ async fn transfer_encoding_that_is_not_chunked() {
     .await;
 }
 
+/// A transfer coding the facade does not decode is refused before anything is sent upstream
+/// (hyper would decode the chunks and leave the gzip, so the upstream would get a body its
+/// framing no longer describes).
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_alone_are_not_implemented() {
+    for te in ["gzip, chunked", "chunked, chunked", "deflate,chunked"] {
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let resp = refused(req.as_bytes(), 501).await;
+        assert!(resp.contains("application/problem+json"), "{resp}");
+    }
+}
+
 #[tokio::test]
 async fn header_flood() {
     let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();

@@ -13,6 +13,7 @@ mod commands;
 mod demo;
 mod events;
 mod faults;
+mod hostile;
 mod limits;
 mod migration;
 mod registration;
