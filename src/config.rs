@@ -21,7 +21,7 @@ use strangler_services::UpstreamConfig;
 
 pub use env::{Env, ProcessEnv};
 pub use values::LogFormat;
-use values::{Addr, Dur, Filter, HostMode, Net, OptDur, Ranged, Retention, Token, Url};
+use values::{Addr, Delay, Dur, Filter, HostMode, Net, OptDur, Ranged, Retention, Token, Url};
 
 /// The file, as written. Every key is optional; defaults fill the rest.
 #[derive(Debug, Default, Deserialize)]
@@ -188,7 +188,10 @@ struct LimitsSection {
     max_body_bytes: Option<Ranged<0, { u64::MAX >> 1 }>>,
     header_read_timeout: Option<Dur>,
     body_idle_timeout: Option<Dur>,
+    client_idle_timeout: Option<Dur>,
     max_connections: Option<Ranged<1, 1_000_000>>,
+    admin_max_connections: Option<Ranged<1, 100_000>>,
+    admin_request_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +214,7 @@ struct LogSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShutdownSection {
+    drain_delay: Option<Delay>,
     grace: Option<Dur>,
 }
 
@@ -239,6 +243,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.header_read_timeout", Kind::Str),
     ("limits.body_idle_timeout", Kind::Str),
     ("limits.max_connections", Kind::Int),
+    ("limits.client_idle_timeout", Kind::Str),
+    ("limits.admin_max_connections", Kind::Int),
+    ("limits.admin_request_timeout", Kind::Str),
     ("forwarding.trusted_proxies", Kind::List),
     ("forwarding.rewrite_redirects", Kind::Bool),
     ("forwarding.via_name", Kind::Str),
@@ -246,6 +253,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("log.level", Kind::Str),
     ("log.access_log", Kind::Bool),
     ("shutdown.grace", Kind::Str),
+    ("shutdown.drain_delay", Kind::Str),
     ("catalog.url", Kind::Str),
     ("catalog.poll_interval", Kind::Str),
     ("auth.operator_token", Kind::Str),
@@ -358,6 +366,8 @@ pub struct Settings {
     /// for this long (default 30 days).
     pub quiet_period: std::time::Duration,
     pub events: EventsSettings,
+    /// The admin listener's connection cap and timers.
+    pub admin_limits: strangler_dashboard::AdminLimits,
 }
 
 /// Where events go and how failing deliveries are retried.
@@ -711,6 +721,17 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(v) = s.max_connections {
         limits.max_connections = usize::try_from(v.0).unwrap_or(usize::MAX);
     }
+    if let Some(d) = s.client_idle_timeout {
+        limits.client_idle_timeout = d.0;
+    }
+    let mut admin_limits = strangler_dashboard::AdminLimits::default();
+    if let Some(v) = s.admin_max_connections {
+        admin_limits.max_connections = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(d) = s.admin_request_timeout {
+        admin_limits.request_timeout = d.0;
+    }
+    admin_limits.header_read_timeout = limits.header_read_timeout;
 
     let mut forwarding = ForwardingConfig::default();
     let f = file.forwarding;
@@ -741,6 +762,11 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(d) = file.shutdown.grace {
         facade.shutdown_grace = d.0;
     }
+    // Long enough for a balancer that polls /readyz every few seconds to move clients away.
+    facade.drain_delay = file
+        .shutdown
+        .drain_delay
+        .map_or(std::time::Duration::from_secs(5), |d| d.0);
 
     if let Some(v) = file.shadow.max_in_flight {
         facade.shadow.max_in_flight = usize::try_from(v.0).unwrap_or(usize::MAX);
@@ -793,6 +819,7 @@ fn build(file: File) -> Result<Settings, ConfigError> {
             declared,
         },
         auth,
+        admin_limits,
         events: events(file.events)?,
         quiet_period: file
             .dashboard

@@ -56,7 +56,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
 }
 
 /// Binds both listeners, opens the store and serves until SIGTERM/SIGINT.
-pub async fn serve(settings: Settings, log: Option<Arc<dyn LogControl>>) -> anyhow::Result<()> {
+pub async fn serve(mut settings: Settings, log: Option<Arc<dyn LogControl>>) -> anyhow::Result<()> {
+    fit_file_descriptors(&mut settings)?;
     let public = bind(settings.listen, "the facade", "--listen").await?;
     let admin = bind(settings.admin, "the admin listener", "--admin").await?;
     let store = open_store(&settings).await?;
@@ -64,17 +65,74 @@ pub async fn serve(settings: Settings, log: Option<Arc<dyn LogControl>>) -> anyh
 }
 
 /// Binds `addr`, or says which flag picks another.
+///
+/// The accept queue holds up to 4,096 connections (the kernel caps it at `somaxconn`): with
+/// the default of 128 a burst of new connections, or a connection cap reached, has the
+/// kernel drop SYNs and clients wait a second or more for a retransmit.
 pub async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(4096)
+    };
+    listen().with_context(|| {
         format!("cannot listen on {addr} for {what}; pick another address with {flag}")
     })
 }
+
+/// File descriptors kept for everything but client connections: the store's pool, upstream
+/// connections of shadows and health checks, event sinks, log files.
+const FD_RESERVE: u64 = 128;
+
+/// Raises the soft limit on open files to the hard one, and makes the connection caps fit in
+/// it with a reserve: each client connection may hold an upstream connection too, and the
+/// admin listener has its own cap, so that neither listener can take the descriptors the
+/// other (or the store) needs. Caps that do not fit are lowered, and said so.
+pub fn fit_file_descriptors(settings: &mut Settings) -> anyhow::Result<()> {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit; connection caps stay as configured");
+            return Ok(());
+        }
+    };
+    let admin = settings.admin_limits.max_connections as u64;
+    let shadows = settings.facade.shadow.max_in_flight as u64;
+    let room = limit.saturating_sub(FD_RESERVE + admin + shadows) / 2;
+    if room < 16 {
+        anyhow::bail!(
+            "the open-file limit is {limit}: too low to serve ({admin} admin connections, {shadows} shadows and a reserve of {FD_RESERVE} leave room for {room} client connections); raise it (ulimit -n, or LimitNOFILE= in a systemd unit) or lower [limits] admin_max_connections and [shadow] max_in_flight"
+        );
+    }
+    let wanted = settings.facade.limits.max_connections as u64;
+    if wanted > room {
+        tracing::warn!(
+            open_file_limit = limit,
+            configured = wanted,
+            lowered_to = room,
+            "[limits] max_connections does not fit in the open-file limit (each client connection may need an upstream one); lowered"
+        );
+        settings.facade.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX);
+    }
+    Ok(())
+}
+
+/// Which signal stopped the process: SIGINT (a person's Ctrl-C) stops at once, SIGTERM (an
+/// orchestrator) drains first.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// A stop signal that turns true on SIGTERM or SIGINT.
 pub fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        if wait_for_signal().await {
+            INTERRUPTED.store(true, Ordering::Relaxed);
+        }
         let _ = stop_tx.send(true);
     });
     stop_rx
@@ -174,20 +232,31 @@ pub async fn run_listeners(
         version = first.version,
         "strangler is serving"
     );
-    let admin_task = tokio::spawn(strangler_dashboard::serve(
+    // The admin listener outlives the facade's drain, answering "not ready" on /readyz, so
+    // that a balancer sees the replica leave before its connections are closed.
+    let (facade_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(strangler_dashboard::serve_with(
         admin,
         state,
         Some(api),
-        stopped(stop.clone()),
+        settings.admin_limits.clone(),
+        async move {
+            let _ = admin_stop.await;
+        },
     ));
     let draining_flag = Arc::clone(&draining);
     let stop_facade = async move {
         stopped(stop).await;
         draining_flag.store(true, Ordering::Relaxed);
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            strangler_facade::Drain::Now
+        } else {
+            strangler_facade::Drain::AsConfigured
+        }
     };
-    strangler_facade::serve(public, facade.clone(), stop_facade)
-        .await
-        .context("the facade listener failed")?;
+    let served = strangler_facade::serve(public, facade.clone(), stop_facade).await;
+    let _ = facade_done.send(());
+    served.context("the facade listener failed")?;
     // What the last interval gathered, and the mirrored writes still queued, go to the store.
     facade.drain_outbox(std::time::Duration::from_secs(2)).await;
     flush_shadow_once(facade.telemetry(), &store).await;
@@ -440,25 +509,34 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; true for SIGINT.
+async fn wait_for_signal() -> bool {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    _ = term.recv() => {
+                        tracing::info!("SIGTERM received");
+                        false
+                    }
+                    _ = tokio::signal::ctrl_c() => {
+                        tracing::info!("SIGINT received");
+                        true
+                    }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
                 let _ = tokio::signal::ctrl_c().await;
+                true
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        true
     }
 }

@@ -7,6 +7,9 @@
 
 pub mod api;
 pub mod pages;
+mod server;
+
+pub use server::{protected, serve_app, AdminLimits};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -83,16 +86,28 @@ pub fn router(state: AdminState, api: Option<api::ApiState>) -> Router {
     .fallback(not_found)
 }
 
-/// Serves the admin router on `listener` until `shutdown` resolves.
+/// Serves the admin router on `listener` until `shutdown` resolves, with the default
+/// [`AdminLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     api: Option<api::ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state, api))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, api, AdminLimits::default(), shutdown).await
+}
+
+/// Serves the admin router on `listener`, capped and timed by `limits`, until `shutdown`
+/// resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    api: Option<api::ApiState>,
+    limits: AdminLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = protected(router(state, api), &limits);
+    serve_app(listener, app, limits, shutdown).await
 }
 
 async fn healthz() -> impl IntoResponse {

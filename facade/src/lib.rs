@@ -41,7 +41,7 @@ pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use identity::{IdentityConfig, IDENTITY_HEADER};
 pub use proxy::Facade;
 pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
-pub use server::serve;
+pub use server::{serve, Drain};
 pub use shadow::diff as shadow_diff;
 pub use shadow::outbox::OutboxStore;
 pub use shadow::ShadowConfig;

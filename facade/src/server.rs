@@ -101,12 +101,28 @@ enum Phase {
     Cut,
 }
 
-/// Serves `facade` on `listener` until `shutdown` resolves, then drains (`drain_delay`) and
-/// lets in-flight requests finish for up to the configured grace period.
-pub async fn serve(
+/// How a shutdown drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Keep accepting for the configured `drain_delay` (an orchestrator's SIGTERM).
+    AsConfigured,
+    /// Stop accepting at once (a person's Ctrl-C).
+    Now,
+}
+
+impl From<()> for Drain {
+    fn from((): ()) -> Self {
+        Drain::AsConfigured
+    }
+}
+
+/// Serves `facade` on `listener` until `shutdown` resolves, then drains (`drain_delay`, unless
+/// the shutdown says [`Drain::Now`]) and lets in-flight requests finish for up to the
+/// configured grace period.
+pub async fn serve<D: Into<Drain>>(
     listener: TcpListener,
     facade: Facade,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = D>,
 ) -> std::io::Result<()> {
     let limits = facade.config().limits.clone();
     let grace = facade.config().shutdown_grace;
@@ -147,8 +163,8 @@ pub async fn serve(
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = &mut shutdown, if drain_until.is_none() => {
-                drain_until = Some(start_draining(&facade, &phase_tx, drain_delay));
+            how = &mut shutdown, if drain_until.is_none() => {
+                drain_until = Some(start_draining(&facade, &phase_tx, drain_delay, how.into()));
                 continue;
             }
             () = drain_over => break,
@@ -169,8 +185,8 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown, if drain_until.is_none() => {
-                drain_until = Some(start_draining(&facade, &phase_tx, drain_delay));
+            how = &mut shutdown, if drain_until.is_none() => {
+                drain_until = Some(start_draining(&facade, &phase_tx, drain_delay, how.into()));
                 continue;
             }
             () = drain_over => break,
@@ -227,7 +243,12 @@ fn start_draining(
     facade: &Facade,
     phase: &watch::Sender<Phase>,
     delay: Duration,
+    how: Drain,
 ) -> tokio::time::Instant {
+    let delay = match how {
+        Drain::AsConfigured => delay,
+        Drain::Now => Duration::ZERO,
+    };
     facade.set_draining();
     let _ = phase.send(Phase::Draining);
     tracing::info!(

@@ -43,6 +43,27 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A delay that may be zero (`"0s"`: none), at most an hour.
+#[derive(Debug, Clone, Copy)]
+pub struct Delay(pub Duration);
+
+impl<'de> Deserialize<'de> for Delay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let d = humantime::parse_duration(&s).map_err(|_| {
+            de::Error::custom(format!(
+                "`{s}` is not a duration; write it like \"0s\", \"5s\" or \"1m\""
+            ))
+        })?;
+        if d > Duration::from_secs(3600) {
+            return Err(de::Error::custom(format!(
+                "`{s}` is longer than an hour; choose a shorter value"
+            )));
+        }
+        Ok(Delay(d))
+    }
+}
+
 /// A retention period: from a minute to ten years (`"7d"`, `"12h"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention(pub Duration);

@@ -44,7 +44,20 @@ pub async fn start(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
 
 /// Starts `strangler serve` with exactly these extra variables (which must name a catalog).
 pub async fn start_with(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
-    let mut cmd = Command::new(BIN);
+    start_under(&[], legacy, extra_env).await
+}
+
+/// Like [`start_with`], run by `wrapper` (a command that executes its arguments, such as
+/// `prlimit --nofile=N:N`).
+pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &str)]) -> Running {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.args([
         "serve",
         "--legacy",
@@ -57,6 +70,8 @@ pub async fn start_with(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
         "2",
     ])
     .env("STRANGLER_LOG_FORMAT", "json")
+    // Tests stop at once unless they test the drain.
+    .env("STRANGLER_SHUTDOWN_DRAIN_DELAY", "0s")
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .kill_on_drop(true);

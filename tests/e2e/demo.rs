@@ -235,14 +235,43 @@ async fn the_demo_surfaces_the_planted_bug_and_the_context_can_be_promoted() {
 
     // The fix: the demo again on the same data, with the bug removed (and the totals it cut
     // repaired): from then on every answer matches.
-    let before = demo.compared(0).await;
+    // The fixed demo starts without shoppers, so that the figures read first hold exactly what
+    // the buggy run left (its last interval is saved as it stops); the test then sends the
+    // traffic itself.
     let dir = demo.stop().await;
-    let demo = start_in(dir, &["--fixed"]).await;
+    let demo = start_in(dir, &["--fixed", "--users", "0"]).await;
+    let before = demo.compared(0).await;
     let (compared, matched) = (
         before["compared"].as_i64().unwrap(),
         before["matched"].as_i64().unwrap(),
     );
-    let after = demo.compared(compared + 30).await;
+    let facade = demo.urls["facade"].clone();
+    let shopper = client();
+    let mut sent = 0usize;
+    let started = Instant::now();
+    let after = loop {
+        for _ in 0..10 {
+            let id = strangler_demo::data::FIRST_ORDER
+                + (sent % strangler_demo::data::ORDERS.len()) as i64;
+            let req = http::Request::get(format!("{facade}/api/orders/{id}"))
+                .header("x-customer", "1")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let resp = shopper.request(req).await.unwrap();
+            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            sent += 1;
+        }
+        let now = demo.compared(0).await;
+        if now["compared"].as_i64().unwrap() >= compared + 30 {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "too few comparisons after {sent} requests: {now}"
+        );
+        // Paces the shoppers' traffic (the comparisons reach the API at each flush).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         after["compared"].as_i64().unwrap() - compared,
         after["matched"].as_i64().unwrap() - matched,
