@@ -103,9 +103,14 @@ pub struct ServicePolicy {
     /// Identical concurrent GETs share one upstream call (bodies up to 1 MiB of known length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_requests: Option<bool>,
-    /// Also share GETs that carry `Authorization` or `Cookie`.
+    /// Also share GETs that carry credentials (`Authorization`, `Cookie`, the identity token,
+    /// API keys): only for a service that answers them alike for everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_with_credentials: Option<bool>,
+    /// Forwarding or tracing fields the service's answers vary on (e.g. `user-agent`), which
+    /// collapsing otherwise leaves out of its key. Every other field is always in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_vary: Option<Vec<String>>,
     /// A batching window: the first of a group waits this long for identical requests to join
     /// (default 0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +201,14 @@ impl ServicePolicy {
         n("healthy_threshold", self.healthy_threshold, 1, 100)?;
         n("unhealthy_threshold", self.unhealthy_threshold, 1, 100)?;
         ms("collapse_window_ms", self.collapse_window_ms, 0, 10_000)?;
+        for field in self.collapse_vary.iter().flatten() {
+            if !http_token(field) {
+                return Err((
+                    "collapse_vary".into(),
+                    format!("`{field}` is not a header field name; write it like user-agent"),
+                ));
+            }
+        }
         Ok(())
     }
 }

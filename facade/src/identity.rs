@@ -49,9 +49,11 @@ pub struct IdentityConfig {
 pub struct Bridge {
     config: IdentityConfig,
     signer: Signer,
-    /// Resolved sessions by a keyed hash of the cookie's value (the value itself is not kept).
-    cache: Mutex<HashMap<u64, (Option<Value>, Instant)>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Resolved sessions by a keyed 128-bit hash of the cookie's value (the value itself is
+    /// not kept): two independent keys, so that two sessions meeting in one entry — one user
+    /// handed another's claims — is out of reach, by chance or by design.
+    cache: Mutex<HashMap<(u64, u64), (Option<Value>, Instant)>>,
+    hashers: [std::collections::hash_map::RandomState; 2],
 }
 
 impl std::fmt::Debug for Bridge {
@@ -68,7 +70,10 @@ impl Bridge {
             signer: Signer::from_seed(config.seed),
             config,
             cache: Mutex::new(HashMap::new()),
-            hasher: std::collections::hash_map::RandomState::new(),
+            hashers: [
+                std::collections::hash_map::RandomState::new(),
+                std::collections::hash_map::RandomState::new(),
+            ],
         }
     }
 
@@ -136,11 +141,12 @@ impl Bridge {
         headers: &HeaderMap,
         value: &str,
     ) -> Result<Option<Value>, String> {
-        let key = {
-            let mut h = self.hasher.build_hasher();
+        let hash = |state: &std::collections::hash_map::RandomState| {
+            let mut h = state.build_hasher();
             h.write(value.as_bytes());
             h.finish()
         };
+        let key = (hash(&self.hashers[0]), hash(&self.hashers[1]));
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((claims, until)) = cache.get(&key) {

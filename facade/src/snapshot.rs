@@ -236,6 +236,7 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
             .unwrap_or(false)
             .then(|| CollapseConfig {
                 with_credentials: p.collapse_with_credentials.unwrap_or(false),
+                vary: p.collapse_vary.clone().unwrap_or_default(),
                 max_body: 1 << 20,
                 window: p.collapse_window_ms.map_or(Duration::ZERO, ms),
             }),

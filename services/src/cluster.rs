@@ -143,9 +143,12 @@ pub struct ClusterConfig {
 /// Request collapsing.
 #[derive(Debug, Clone)]
 pub struct CollapseConfig {
-    /// Also share requests carrying `Authorization` or `Cookie` (only when the service answers
-    /// them the same for everyone).
+    /// Also share requests carrying credentials (`Authorization`, `Cookie`, the identity
+    /// token, API keys; only when the service answers them the same for everyone).
     pub with_credentials: bool,
+    /// Forwarding or tracing fields (normally left out of the key) the service's answers vary
+    /// on, e.g. `user-agent`.
+    pub vary: Vec<String>,
     /// The largest response body shared (its length must be known in advance).
     pub max_body: usize,
     /// How long a leader waits for identical requests to join before it goes upstream
@@ -363,10 +366,9 @@ where
         let cluster = Self {
             inner: Arc::new(Inner {
                 events,
-                collapser: config
-                    .collapse
-                    .as_ref()
-                    .map(|c| collapse::Collapser::new(c.with_credentials, c.max_body)),
+                collapser: config.collapse.as_ref().map(|c| {
+                    collapse::Collapser::new(c.with_credentials, c.vary.clone(), c.max_body)
+                }),
                 breaker: Breaker::new(config.breaker.clone()),
                 budget: RetryBudget::new(config.retry.budget_ratio, config.retry.budget_reserve),
                 bulkhead: config
@@ -607,7 +609,13 @@ where
                             headers: parts.headers,
                             body: collected.to_bytes(),
                         };
-                        collapser.land(leader, Ok(shared.clone()));
+                        if shared.shareable(&collapser.vary) {
+                            collapser.land(leader, Ok(shared.clone()));
+                        } else {
+                            // Personal, or varying on what the key leaves out: each follower
+                            // asks for its own.
+                            collapser.land(leader, Err(()));
+                        }
                         Ok(shared_response(shared))
                     }
                     Err(e) => {

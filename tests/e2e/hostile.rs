@@ -4,3 +4,4 @@
 
 mod connections;
 mod framing;
+mod shared_answers;

@@ -414,6 +414,7 @@ async fn identical_concurrent_gets_share_one_upstream_call() {
     let mut cfg = config(&[slow.addr]);
     cfg.collapse = Some(CollapseConfig {
         with_credentials: false,
+        vary: Vec::new(),
         max_body: 1 << 20,
         window: Duration::ZERO,
     });
@@ -464,6 +465,7 @@ async fn a_batching_window_gathers_requests_that_do_not_overlap_the_call() {
     let mut cfg = config(&[fast.addr]);
     cfg.collapse = Some(CollapseConfig {
         with_credentials: false,
+        vary: Vec::new(),
         max_body: 1 << 20,
         window: Duration::from_millis(100),
     });
@@ -481,4 +483,167 @@ async fn a_batching_window_gathers_requests_that_do_not_overlap_the_call() {
         assert_eq!(call.await.unwrap(), Ok(StatusCode::OK));
     }
     assert_eq!(fast.seen.load(SeqCst), 1);
+}
+
+/// A server that answers each GET with what it was asked (the identity header) and the extra
+/// headers it was configured with; counts calls.
+async fn mirror(extra: &'static [(&'static str, &'static str)]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        seen.fetch_add(1, SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let who = req
+                            .headers()
+                            .get("x-user")
+                            .map(|v| v.to_str().unwrap_or("?").to_owned())
+                            .unwrap_or_default();
+                        let mut resp =
+                            http::Response::new(http_body_util::Full::new(Bytes::from(who)));
+                        for (k, v) in extra {
+                            resp.headers_mut().insert(*k, v.parse().unwrap());
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+fn collapsing(addr: SocketAddr, with_credentials: bool) -> Cluster<Nothing> {
+    let mut cfg = config(&[addr]);
+    cfg.collapse = Some(CollapseConfig {
+        with_credentials,
+        vary: Vec::new(),
+        max_body: 1 << 20,
+        window: Duration::from_millis(100),
+    });
+    Cluster::new(cfg, None)
+}
+
+/// Concurrent identical GETs, each with its own headers; returns each one's answer.
+async fn flight(c: &Cluster<Nothing>, headers: &[&[(&'static str, &'static str)]]) -> Vec<String> {
+    let calls: Vec<_> = headers
+        .iter()
+        .map(|h| {
+            let c = c.clone();
+            let mut req = Request::get("/api/me").body(Nothing::default()).unwrap();
+            for (k, v) in h.iter() {
+                req.headers_mut().append(*k, v.parse().unwrap());
+            }
+            tokio::spawn(async move {
+                let resp = c.send(req).await.unwrap();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                String::from_utf8(body.to_vec()).unwrap()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for call in calls {
+        out.push(call.await.unwrap());
+    }
+    out
+}
+
+/// The key covers every field the facade may have set after rewriting the request: the
+/// identity bridge's token, a header a translator set from the session, any custom field.
+#[tokio::test]
+async fn requests_that_differ_in_any_keyed_field_never_share_an_answer() {
+    let (addr, calls) = mirror(&[]).await;
+    // Credentials shared (a service that answers alike for all), so only the key separates.
+    let c = collapsing(addr, true);
+    let answers = flight(
+        &c,
+        &[
+            &[("x-user", "ada"), ("x-strangler-identity", "token-ada")],
+            &[("x-user", "bob"), ("x-strangler-identity", "token-bob")],
+            &[("x-user", "ada"), ("x-customer-id", "1")],
+            &[("x-user", "cy"), ("x-customer-id", "2")],
+        ],
+    )
+    .await;
+    assert_eq!(answers, ["ada", "bob", "ada", "cy"]);
+    assert_eq!(calls.load(SeqCst), 4);
+    // Only fields that do not choose the answer are left out: these share one call.
+    calls.store(0, SeqCst);
+    let answers = flight(
+        &c,
+        &[
+            &[
+                ("x-user", "ada"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("user-agent", "a"),
+            ],
+            &[
+                ("x-user", "ada"),
+                ("x-forwarded-for", "10.0.0.2"),
+                ("traceparent", "00-1-2-01"),
+            ],
+        ],
+    )
+    .await;
+    assert_eq!(answers, ["ada", "ada"]);
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+/// By default a credentialed request is not collapsed at all, whatever carries the credential.
+#[tokio::test]
+async fn credentialed_requests_go_on_their_own_by_default() {
+    let (addr, calls) = mirror(&[]).await;
+    let c = collapsing(addr, false);
+    for field in [
+        "authorization",
+        "cookie",
+        "x-strangler-identity",
+        "x-api-key",
+        "x-session-id",
+    ] {
+        calls.store(0, SeqCst);
+        let headers: [&[(&str, &str)]; 2] = [&[(field, "same")], &[(field, "same")]];
+        flight(&c, &headers).await;
+        assert_eq!(calls.load(SeqCst), 2, "{field} was collapsed");
+    }
+}
+
+/// A personal answer, or one that varies on a field the key leaves out, is not shared: the
+/// followers ask for their own.
+#[tokio::test]
+async fn personal_or_varying_answers_are_not_shared() {
+    for extra in [
+        &[("set-cookie", "sid=1")][..],
+        &[("cache-control", "private, max-age=10")][..],
+        &[("cache-control", "no-store")][..],
+        &[("vary", "User-Agent")][..],
+        &[("vary", "*")][..],
+    ] {
+        let (addr, calls) = mirror(extra).await;
+        let c = collapsing(addr, false);
+        let headers: [&[(&str, &str)]; 3] =
+            [&[("x-user", "a")], &[("x-user", "a")], &[("x-user", "a")]];
+        let answers = flight(&c, &headers).await;
+        assert_eq!(answers, ["a", "a", "a"]);
+        assert_eq!(calls.load(SeqCst), 3, "{extra:?} was shared");
+    }
+    // A Vary on a keyed field is fine: everyone in the flight has the same value.
+    let (addr, calls) = mirror(&[("vary", "Accept-Language")]).await;
+    let c = collapsing(addr, false);
+    let headers: [&[(&str, &str)]; 3] = [&[("accept-language", "nb")]; 3];
+    flight(&c, &headers).await;
+    assert_eq!(calls.load(SeqCst), 1);
 }
