@@ -37,6 +37,8 @@ struct File {
     #[serde(default)]
     forwarding: ForwardingSection,
     #[serde(default)]
+    paths: PathsSection,
+    #[serde(default)]
     log: LogSection,
     #[serde(default)]
     shutdown: ShutdownSection,
@@ -203,6 +205,16 @@ struct ForwardingSection {
     debug_header: Option<bool>,
 }
 
+/// How request paths are normalised before routes match them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsSection {
+    /// `//a///b` is `/a/b` (default true).
+    merge_slashes: Option<bool>,
+    /// Routes match without regard to ASCII case (default false).
+    case_insensitive: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogSection {
@@ -249,6 +261,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("forwarding.trusted_proxies", Kind::List),
     ("forwarding.rewrite_redirects", Kind::Bool),
     ("forwarding.via_name", Kind::Str),
+    ("paths.merge_slashes", Kind::Bool),
+    ("paths.case_insensitive", Kind::Bool),
     ("log.format", Kind::Str),
     ("log.level", Kind::Str),
     ("log.access_log", Kind::Bool),
@@ -758,6 +772,12 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     facade.translators = crate::translators::registry();
     facade.limits = limits;
     facade.forwarding = forwarding;
+    if let Some(b) = file.paths.merge_slashes {
+        facade.paths.merge_slashes = b;
+    }
+    if let Some(b) = file.paths.case_insensitive {
+        facade.paths.fold_case = b;
+    }
     facade.access_log = file.log.access_log.unwrap_or(false);
     if let Some(d) = file.shutdown.grace {
         facade.shutdown_grace = d.0;

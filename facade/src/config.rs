@@ -82,6 +82,8 @@ pub struct FacadeConfig {
     pub legacy: UpstreamConfig,
     pub limits: LimitsConfig,
     pub forwarding: ForwardingConfig,
+    /// How request paths are normalised before routes match them (and as forwarded).
+    pub paths: crate::path::PathRules,
     /// Log one line per request at `info` on the `strangler::access` target.
     pub access_log: bool,
     /// How long the listener keeps accepting after shutdown begins, with every answer closing
@@ -102,6 +104,7 @@ impl FacadeConfig {
             legacy,
             limits: LimitsConfig::default(),
             forwarding: ForwardingConfig::default(),
+            paths: crate::path::PathRules::default(),
             access_log: false,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),

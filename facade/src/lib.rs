@@ -10,6 +10,7 @@
 //!   which side answers;
 //! - `headers.rs` — hop-by-hop removal, `X-Forwarded-*`/`Via`, `Location` rewriting;
 //! - `body.rs` — the request body wrapper (size limit, idle timeout) and the response body;
+//! - `path.rs` — the RFC 3986 normal form of request paths, which routes match;
 //! - `framing.rs` — a read-side guard that spots ambiguous HTTP/1 framing hyper would smooth over;
 //! - `upgrade.rs` — tunnels for `Upgrade` (WebSocket and others);
 //! - `problem.rs` — every answer the facade makes itself, as `application/problem+json`;
@@ -25,6 +26,7 @@ mod config;
 mod framing;
 mod headers;
 mod identity;
+mod path;
 mod problem;
 mod proxy;
 mod request_id;
@@ -39,6 +41,7 @@ mod upgrade;
 
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use identity::{IdentityConfig, IDENTITY_HEADER};
+pub use path::PathRules;
 pub use proxy::Facade;
 pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::{serve, Drain};

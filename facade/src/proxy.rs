@@ -180,6 +180,7 @@ impl Facade {
             s.events.get(),
             &s.config.translators,
             &s.telemetry.traffic,
+            s.config.paths.fold_case,
         ) {
             Ok(next) => {
                 s.snapshot.store(Arc::new(next));
@@ -276,13 +277,18 @@ impl Facade {
             return Routing::legacy(s, req);
         }
         let host = host.and_then(|h| h.to_str().ok());
-        let Some(matched) = snapshot.routes.lookup(
-            req.method(),
-            host,
-            req.uri().path(),
-            req.uri().query(),
-            req.headers(),
-        ) else {
+        let folded;
+        let path = if s.config.paths.fold_case {
+            folded = req.uri().path().to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            req.uri().path()
+        };
+        let Some(matched) =
+            snapshot
+                .routes
+                .lookup(req.method(), host, path, req.uri().query(), req.headers())
+        else {
             return Routing::legacy(s, req);
         };
         let side = decide_side(matched.context, req.headers(), conn.peer.ip());
@@ -477,6 +483,7 @@ impl Facade {
     ) -> Result<Response<ResponseBody>, Refusal> {
         let s = &*self.shared;
         let internal_headers = self.check(&req)?;
+        normalize_target(&mut req, s.config.paths)?;
 
         let version = req.version();
         let head_request = req.method() == Method::HEAD;
@@ -1132,6 +1139,37 @@ impl Routing {
             headers.insert(HeaderName::from_static("x-strangler-route"), v);
         }
     }
+}
+
+/// Replaces the request's path with its normal form (the query stays as sent), so that the
+/// route table and every upstream see one spelling of it; a path that names nothing is 400.
+fn normalize_target(
+    req: &mut Request<Incoming>,
+    rules: crate::path::PathRules,
+) -> Result<(), Problem> {
+    let normal = match crate::path::normalize(req.uri().path(), rules) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Err(e) => {
+            return Err(Problem::new(
+                Answer::BadRequest,
+                format!("the request path cannot be routed: {e}"),
+            ))
+        }
+    };
+    let target = match req.uri().query() {
+        Some(q) => format!("{normal}?{q}"),
+        None => normal,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|_| Problem::new(Answer::BadRequest, "the request path cannot be routed"))?,
+    );
+    *req.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| Problem::new(Answer::BadRequest, "the request path cannot be routed"))?;
+    Ok(())
 }
 
 fn rewrite_redirects(headers: &mut http::HeaderMap, upstream: &str, host: &HeaderValue) {

@@ -80,6 +80,12 @@ impl RouteTable {
     /// Compiles the catalog's routes: checks each spec, compiles its regular expressions once,
     /// and builds the tries. The error names the route.
     pub fn compile(catalog: &Catalog) -> Result<Self, String> {
+        Self::compile_with(catalog, false)
+    }
+
+    /// Like [`RouteTable::compile`]; with `fold_case`, paths match without regard to ASCII
+    /// case (lookups then pass lower-cased paths).
+    pub fn compile_with(catalog: &Catalog, fold_case: bool) -> Result<Self, String> {
         let contexts: HashMap<&str, Arc<ContextEntry>> = catalog
             .contexts
             .values()
@@ -103,7 +109,11 @@ impl RouteTable {
             let context = contexts
                 .get(route.context.as_str())
                 .ok_or_else(|| fail("unknown context; create it first".into()))?;
-            let path = PathPattern::parse(&pattern::effective_path(&route.spec)).map_err(fail)?;
+            let mut effective = pattern::effective_path(&route.spec);
+            if fold_case {
+                effective = effective.to_ascii_lowercase();
+            }
+            let path = PathPattern::parse(&effective).map_err(fail)?;
             let compiled = CompiledRoute {
                 id: id.as_str().into(),
                 context: Arc::clone(context),

@@ -65,8 +65,9 @@ impl Snapshot {
         events: Option<&EventSink>,
         registry: &Registry,
         traffic: &Traffic,
+        fold_case: bool,
     ) -> Result<Self, String> {
-        let routes = RouteTable::compile(catalog)?;
+        let routes = RouteTable::compile_with(catalog, fold_case)?;
         let mut services = HashMap::new();
         for svc in catalog.services.values() {
             let name: Arc<str> = Arc::from(svc.name.as_str());

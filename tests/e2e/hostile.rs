@@ -4,4 +4,5 @@
 
 mod connections;
 mod framing;
+mod paths;
 mod shared_answers;
