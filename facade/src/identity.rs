@@ -45,6 +45,9 @@ pub struct IdentityConfig {
     pub seed: [u8; 32],
 }
 
+/// A resolved session (or its absence) and until when it holds.
+type Cached = (Option<Value>, Instant);
+
 /// The bridge's signer and session cache.
 pub struct Bridge {
     config: IdentityConfig,
@@ -52,7 +55,7 @@ pub struct Bridge {
     /// Resolved sessions by a keyed 128-bit hash of the cookie's value (the value itself is
     /// not kept): two independent keys, so that two sessions meeting in one entry — one user
     /// handed another's claims — is out of reach, by chance or by design.
-    cache: Mutex<HashMap<(u64, u64), (Option<Value>, Instant)>>,
+    cache: Mutex<HashMap<(u64, u64), Cached>>,
     hashers: [std::collections::hash_map::RandomState; 2],
 }
 
