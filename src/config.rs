@@ -194,6 +194,11 @@ struct LimitsSection {
     max_connections: Option<Ranged<1, 1_000_000>>,
     admin_max_connections: Option<Ranged<1, 100_000>>,
     admin_request_timeout: Option<Dur>,
+    /// Bytes of bodies held in memory at once (0 or absent: a quarter of the memory limit).
+    buffer_budget: Option<Ranged<0, { u64::MAX >> 1 }>>,
+    /// CPU-heavy jobs at once (0 or absent: one per core).
+    cpu_jobs: Option<Ranged<0, 1024>>,
+    transform_budget: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,6 +263,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.client_idle_timeout", Kind::Str),
     ("limits.admin_max_connections", Kind::Int),
     ("limits.admin_request_timeout", Kind::Str),
+    ("limits.buffer_budget", Kind::Int),
+    ("limits.cpu_jobs", Kind::Int),
+    ("limits.transform_budget", Kind::Str),
     ("forwarding.trusted_proxies", Kind::List),
     ("forwarding.rewrite_redirects", Kind::Bool),
     ("forwarding.via_name", Kind::Str),
@@ -737,6 +745,15 @@ fn build(file: File) -> Result<Settings, ConfigError> {
     }
     if let Some(d) = s.client_idle_timeout {
         limits.client_idle_timeout = d.0;
+    }
+    if let Some(v) = s.buffer_budget.filter(|v| v.0 > 0) {
+        limits.buffer_budget = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = s.cpu_jobs {
+        limits.cpu_jobs = usize::try_from(v.0).unwrap_or(0);
+    }
+    if let Some(d) = s.transform_budget {
+        limits.transform_budget = d.0;
     }
     let mut admin_limits = strangler_dashboard::AdminLimits::default();
     if let Some(v) = s.admin_max_connections {

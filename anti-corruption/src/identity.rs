@@ -67,18 +67,18 @@ impl Signer {
                 claims.type_name()
             ));
         };
-        let mut fields: Vec<(String, Value)> = fields
+        let mut fields: Vec<(crate::json::Text, Value)> = fields
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "iss" | "iat" | "exp" | "nbf"))
             .cloned()
             .collect();
-        fields.push(("iss".into(), Value::Str(issuer.to_owned())));
+        fields.push(("iss".into(), Value::str(issuer)));
         fields.push(("iat".into(), Value::int(now)));
         fields.push(("exp".into(), Value::int(now.saturating_add(ttl_secs))));
         let header = Value::Obj(vec![
             ("alg".into(), Value::Str("EdDSA".into())),
             ("typ".into(), Value::Str("JWT".into())),
-            ("kid".into(), Value::Str(self.kid.clone())),
+            ("kid".into(), Value::str(self.kid.as_str())),
         ]);
         let signing_input = format!(
             "{}.{}",

@@ -81,18 +81,18 @@ fn fail(path: &str, reason: impl Into<String>) -> OpError {
 /// Converts a TOML value (a default, a mapped value, a template) to JSON.
 pub fn from_toml(v: &toml::Value) -> Result<Value, String> {
     Ok(match v {
-        toml::Value::String(s) => Value::Str(s.clone()),
+        toml::Value::String(s) => Value::str(s.as_str()),
         toml::Value::Integer(i) => Value::int(*i),
-        toml::Value::Float(f) if f.is_finite() => Value::Num(format!("{f:?}")),
+        toml::Value::Float(f) if f.is_finite() => Value::Num(format!("{f:?}").into()),
         toml::Value::Float(f) => return Err(format!("{f} is not a JSON number")),
         toml::Value::Boolean(b) => Value::Bool(*b),
-        toml::Value::Datetime(d) => Value::Str(d.to_string()),
+        toml::Value::Datetime(d) => Value::str(d.to_string()),
         toml::Value::Array(items) => {
             Value::Arr(items.iter().map(from_toml).collect::<Result<_, _>>()?)
         }
         toml::Value::Table(t) => Value::Obj(
             t.iter()
-                .map(|(k, v)| Ok((k.clone(), from_toml(v)?)))
+                .map(|(k, v)| Ok((json::Text::new(k), from_toml(v)?)))
                 .collect::<Result<_, String>>()?,
         ),
     })
@@ -221,6 +221,11 @@ impl Rule {
     }
 
     /// The paths this rule writes, for attributing differences to the translator.
+    /// Whether the rule runs jq (whose cost the input does not bound).
+    pub fn is_jq(&self) -> bool {
+        matches!(self.kind, Kind::Jq(_))
+    }
+
     pub fn writes(&self) -> Option<&Path> {
         match &self.kind {
             Kind::Move { to, .. } => Some(to),
@@ -345,11 +350,21 @@ impl Rule {
                             ),
                         ));
                     };
-                    let mut fields = std::mem::take(fields);
-                    for (k, v) in fields.drain(..) {
-                        let mut to = parent.to_vec();
-                        to.push(Seg::Key(format!("{prefix}{k}")));
-                        json::put(elem, &to, v).map_err(|why| fail(here, why))?;
+                    let fields: Vec<(json::Text, Value)> = std::mem::take(fields)
+                        .into_iter()
+                        .map(|(k, v)| (json::Text::from(format!("{prefix}{k}")), v))
+                        .collect();
+                    // The parent is an object (the flattened one was in it): created where it
+                    // was null, refused where something else is in the way.
+                    let Some((first_key, _)) = fields.first() else {
+                        return Ok(());
+                    };
+                    let mut probe = parent.to_vec();
+                    probe.push(Seg::Key(first_key.to_string()));
+                    json::put(elem, &probe, Value::Null).map_err(|why| fail(here, why))?;
+                    match json::get_mut(elem, parent) {
+                        Some(Value::Obj(into)) => json::merge(into, fields),
+                        _ => return Err(fail(here, "the parent is not an object")),
                     }
                     Ok(())
                 })
@@ -371,10 +386,10 @@ fn convert(v: &mut Value, to: &Conversion) -> Result<(), String> {
     *v = match (to, &*v) {
         (Conversion::String, Value::Str(_)) => return Ok(()),
         (Conversion::String, Value::Num(n)) => Value::Str(n.clone()),
-        (Conversion::String, Value::Bool(b)) => Value::Str(b.to_string()),
+        (Conversion::String, Value::Bool(b)) => Value::str(b.to_string()),
         (Conversion::Number, Value::Num(_)) => return Ok(()),
         (Conversion::Number, Value::Str(s)) if json::is_number(s.trim()) => {
-            Value::Num(s.trim().to_owned())
+            Value::Num(json::Text::new(s.trim()))
         }
         (Conversion::Boolean, Value::Bool(_)) => return Ok(()),
         (Conversion::Boolean, Value::Str(s)) => match s.to_ascii_lowercase().as_str() {
@@ -384,10 +399,10 @@ fn convert(v: &mut Value, to: &Conversion) -> Result<(), String> {
         },
         (Conversion::Boolean, Value::Num(n)) if n == "0" || n == "1" => Value::Bool(n == "1"),
         (Conversion::Cents(scale), Value::Str(s) | Value::Num(s)) => {
-            Value::Num(to_minor_units(s.trim(), *scale)?)
+            Value::Num(to_minor_units(s.trim(), *scale)?.into())
         }
         (Conversion::Decimal(scale), Value::Num(s) | Value::Str(s)) => {
-            Value::Str(to_decimal(s.trim(), *scale)?)
+            Value::str(to_decimal(s.trim(), *scale)?)
         }
         (Conversion::Date(from, to), Value::Str(_) | Value::Num(_)) => {
             let t = from.read(v)?;
@@ -546,10 +561,13 @@ fn recase(v: &mut Value, style: Case) {
     while let Some(v) = stack.pop() {
         match v {
             Value::Obj(fields) => {
-                for (k, child) in fields.iter_mut() {
-                    *k = recase_key(k, style);
-                    stack.push(child);
+                for (k, _) in fields.iter_mut() {
+                    *k = recase_key(k, style).into();
                 }
+                // `userId` and `user_id` are one key once recased: the last value wins, as
+                // for a key repeated in the body.
+                json::dedupe(fields);
+                stack.extend(fields.iter_mut().map(|(_, child)| child));
             }
             Value::Arr(items) => stack.extend(items.iter_mut()),
             _ => {}
@@ -686,7 +704,7 @@ impl DateFormat {
         match self {
             DateFormat::Unix => Value::int(t.secs),
             DateFormat::UnixMs => Value::int(t.secs * 1000 + i64::from(t.millis)),
-            DateFormat::Rfc3339 => Value::Str(if t.millis > 0 {
+            DateFormat::Rfc3339 => Value::str(if t.millis > 0 {
                 format!(
                     "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
                     t.millis
@@ -707,7 +725,7 @@ impl DateFormat {
                         Piece::Lit(c) => out.push(*c),
                     }
                 }
-                Value::Str(out)
+                Value::str(out)
             }
         }
     }

@@ -586,7 +586,7 @@ fn arb_json() -> impl Strategy<Value = String> {
         Just("true".to_owned()),
         any::<i64>().prop_map(|n| n.to_string()),
         "(0|[1-9][0-9]{0,39})(\\.[0-9]{1,6})?".prop_map(|s| s),
-        "\\PC{0,12}".prop_map(|s| Value::Str(s).to_json()),
+        "\\PC{0,12}".prop_map(|s| Value::str(s).to_json()),
     ];
     leaf.prop_recursive(6, 64, 6, |inner| {
         prop_oneof![
@@ -594,7 +594,7 @@ fn arb_json() -> impl Strategy<Value = String> {
             prop::collection::vec(("[a-zA-Z_]{1,8}", inner), 0..5).prop_map(|v| {
                 let fields: Vec<String> = v
                     .into_iter()
-                    .map(|(k, v)| format!("{}:{v}", Value::Str(k).to_json()))
+                    .map(|(k, v)| format!("{}:{v}", Value::str(k).to_json()))
                     .collect();
                 format!("{{{}}}", fields.join(","))
             }),

@@ -640,6 +640,18 @@ impl Compiled {
         }
     }
 
+    /// Whether translating may run jq or Rust code (work whose cost the body's size does not
+    /// bound): callers then run it off the async workers, whatever the body's size.
+    pub fn unbounded(&self) -> bool {
+        self.rust.is_some()
+            || self.req_body.iter().chain(&self.resp_body).any(Rule::is_jq)
+            || matches!(&self.errors, Some(e) if matches!(e.envelope, Envelope::Jq(_)))
+            || self
+                .compose
+                .iter()
+                .any(|c| matches!(c.assemble, Envelope::Jq(_)))
+    }
+
     /// The identity bridge settings, when the context asks for one.
     pub fn identity(&self) -> Option<&IdentitySpec> {
         self.identity.as_ref()
@@ -709,7 +721,7 @@ impl Compiled {
                     })?
                 };
                 for (p, val) in moved {
-                    json::put(&mut v, &p.segs, Value::Str(val)).map_err(|why| Failure {
+                    json::put(&mut v, &p.segs, Value::str(val)).map_err(|why| Failure {
                         rule: "request.query.to_body".into(),
                         path: p.text.clone(),
                         reason: why,
@@ -805,7 +817,9 @@ impl Compiled {
                         (
                             "detail".into(),
                             Value::Str(
-                                String::from_utf8_lossy(&b[..b.len().min(1024)]).into_owned(),
+                                String::from_utf8_lossy(&b[..b.len().min(1024)])
+                                    .into_owned()
+                                    .into(),
                             ),
                         ),
                     ]),
@@ -979,7 +993,7 @@ impl Compiled {
             match v {
                 Value::Str(s) => {
                     if let Some(new) = self.rewrite_url(s, links, false) {
-                        *s = new;
+                        *s = new.into();
                     }
                 }
                 Value::Arr(items) => stack.extend(items.iter_mut()),
@@ -1027,7 +1041,7 @@ impl Compiled {
         let input = Value::Obj(
             answers
                 .into_iter()
-                .map(|(k, v)| (k, v.unwrap_or(Value::Null)))
+                .map(|(k, v)| (k.into(), v.unwrap_or(Value::Null)))
                 .collect(),
         );
         let out = match &rule.assemble {

@@ -12,6 +12,7 @@ use strangler_services::cluster::{ClusterBody, EmptyBody};
 use strangler_services::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
+use crate::buffers::Held;
 use crate::server::ConnActive;
 use crate::telemetry::InFlight;
 
@@ -44,21 +45,29 @@ pub struct RequestBody {
     waiting: bool,
     /// A copy for a shadow, taken as the body streams past.
     tee: Option<RequestTee>,
+    /// The buffer budget's bytes for a body the facade holds, given back with the body.
+    held: Option<Held>,
 }
 
-/// Copies a request body up to a cap and hands it over at its end: `Some` the whole body,
-/// `None` when it was over the cap. Dropped without an end (the client broke off): nothing.
+/// What a request tee hands over at the body's end: the whole body and its bytes in the
+/// buffer budget, or why there is none.
+pub type Teed = Result<(Bytes, Held), crate::shadow::Skip>;
+
+/// Copies a request body up to a cap (and as far as the buffer budget allows) and hands it
+/// over at its end. Dropped without an end (the client broke off): nothing.
 struct RequestTee {
-    tx: tokio::sync::oneshot::Sender<Option<Bytes>>,
-    buf: Option<bytes::BytesMut>,
+    tx: tokio::sync::oneshot::Sender<Teed>,
+    buf: Result<(bytes::BytesMut, Held), crate::shadow::Skip>,
     cap: usize,
 }
 
 impl RequestTee {
     fn data(&mut self, data: &Bytes) {
-        if let Some(buf) = self.buf.as_mut() {
+        if let Ok((buf, held)) = self.buf.as_mut() {
             if buf.len() + data.len() > self.cap {
-                self.buf = None;
+                self.buf = Err(crate::shadow::Skip::BodyTooLarge);
+            } else if !held.grow(data.len()) {
+                self.buf = Err(crate::shadow::Skip::BudgetFull);
             } else {
                 buf.extend_from_slice(data);
             }
@@ -66,7 +75,7 @@ impl RequestTee {
     }
 
     fn finish(self) {
-        let _ = self.tx.send(self.buf.map(bytes::BytesMut::freeze));
+        let _ = self.tx.send(self.buf.map(|(b, held)| (b.freeze(), held)));
     }
 }
 
@@ -93,13 +102,20 @@ impl RequestBody {
         }
     }
 
-    /// Copies the body (up to `cap` bytes) as it streams to the upstream; the receiver gets
-    /// it at the end. A body already at its end is handed over at once.
-    pub fn tee(&mut self, cap: usize) -> tokio::sync::oneshot::Receiver<Option<Bytes>> {
+    /// Keeps `held` (the budget's bytes for this body) until the body is dropped.
+    pub fn holding(mut self, held: Option<Held>) -> Self {
+        self.held = held;
+        self
+    }
+
+    /// Copies the body (up to `cap` bytes, held in the budget `held` started) as it streams
+    /// to the upstream; the receiver gets it at the end. A body already at its end is handed
+    /// over at once.
+    pub fn tee(&mut self, cap: usize, held: Held) -> tokio::sync::oneshot::Receiver<Teed> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tee = RequestTee {
             tx,
-            buf: Some(bytes::BytesMut::new()),
+            buf: Ok((bytes::BytesMut::new(), held)),
             cap,
         };
         if self.is_end_stream() {
@@ -198,6 +214,7 @@ impl EmptyBody for RequestBody {
             timer: None,
             waiting: false,
             tee: None,
+            held: None,
         }
     }
 }
@@ -205,6 +222,8 @@ impl EmptyBody for RequestBody {
 /// What the facade sends back to the client: a body it made itself, or the upstream's, streamed.
 pub struct ResponseBody {
     kind: Kind,
+    /// The buffer budget's bytes for a body the facade holds, given back with the body.
+    held: Option<Held>,
     /// A copy for the shadow comparison, taken as the body streams past.
     tee: Option<crate::shadow::Tee>,
     /// Keeps the request counted as in flight (in the process and on its connection) until
@@ -222,6 +241,7 @@ impl ResponseBody {
     pub fn full(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Full(Some(bytes)),
+            held: None,
             tee: None,
             _in_flight: None,
         }
@@ -230,6 +250,7 @@ impl ResponseBody {
     pub fn empty() -> Self {
         Self {
             kind: Kind::Full(None),
+            held: None,
             tee: None,
             _in_flight: None,
         }
@@ -238,6 +259,7 @@ impl ResponseBody {
     pub fn upstream(inner: UpstreamBody<RequestBody>) -> Self {
         Self {
             kind: Kind::Upstream(inner),
+            held: None,
             tee: None,
             _in_flight: None,
         }
@@ -246,9 +268,16 @@ impl ResponseBody {
     pub fn cluster(inner: ClusterBody<RequestBody>) -> Self {
         Self {
             kind: Kind::Cluster(inner),
+            held: None,
             tee: None,
             _in_flight: None,
         }
+    }
+
+    /// Keeps `held` (the budget's bytes for this body) until the body is dropped.
+    pub fn holding(mut self, held: Option<Held>) -> Self {
+        self.held = held;
+        self
     }
 
     pub(crate) fn with_tee(mut self, mut tee: crate::shadow::Tee) -> Self {

@@ -3,6 +3,7 @@
 //! translator. The calls run concurrently, each with its own timeout; a failed part fails the
 //! request, is omitted (null), or hands the whole request to legacy, as the rule says.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,6 +38,7 @@ pub async fn answer(
     legacy: &Upstream<RequestBody>,
     new: &Cluster<RequestBody>,
     telemetry: &Telemetry,
+    work: &crate::shadow::Work,
 ) -> Result<Composed, Problem> {
     let calls = composition.parts.iter().map(|part| {
         let mut req = Request::new(RequestBody::full(Bytes::new()));
@@ -63,12 +65,23 @@ pub async fn answer(
                             .map_err(|e| e.kind.as_str().to_owned())?,
                     };
                     let status = resp.status();
-                    let body = collect(resp.into_body(), MAX_TRANSLATED_BODY)
-                        .await
-                        .map_err(|_| "its answer broke off or is over 16 MiB".to_owned())?;
+                    let (body, _held) =
+                        collect(resp.into_body(), MAX_TRANSLATED_BODY, &work.buffers)
+                            .await
+                            .map_err(|e| match e {
+                                crate::translate::Collect::Budget => {
+                                    "the facade's buffer budget has no room for its answer now"
+                                        .to_owned()
+                                }
+                                _ => "its answer broke off or is over 16 MiB".to_owned(),
+                            })?;
                     if !status.is_success() {
                         return Err(format!("it answered {status}"));
                     }
+                    let _parsing = work
+                        .buffers
+                        .hold(body.len() * strangler_anti_corruption::json::PARSED_BYTES_PER_BYTE)
+                        .ok_or("the facade's buffer budget has no room to parse its answer now")?;
                     Value::parse(&body).map_err(|e| format!("its answer is not JSON: {e}"))
                 };
                 tokio::time::timeout(timeout, call)
@@ -102,10 +115,18 @@ pub async fn answer(
             }
         }
     }
-    let body = t
-        .compiled
-        .assemble(&composition, answers)
-        .map_err(|f| crate::translate::failed(telemetry, &t.context, "response", &f))?;
+    let body = if t.compiled.unbounded() {
+        let compiled = Arc::clone(&t.compiled);
+        work.cpu
+            .run(move || compiled.assemble(&composition, answers))
+            .await
+            .map_err(|why| {
+                crate::translate::Failed::Overrun(why).problem(telemetry, &t.context, "response")
+            })?
+    } else {
+        t.compiled.assemble(&composition, answers)
+    }
+    .map_err(|f| crate::translate::failed(telemetry, &t.context, "response", &f))?;
     let mut resp = Response::new(if head.method == Method::HEAD {
         ResponseBody::empty()
     } else {

@@ -33,6 +33,14 @@ pub struct LimitsConfig {
     pub client_idle_timeout: Duration,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Bytes of bodies held in memory at once, process-wide (translations, shadow copies,
+    /// mirrored writes); beyond, 503 with `Retry-After`.
+    pub buffer_budget: usize,
+    /// CPU-heavy jobs at once (0: one per core).
+    pub cpu_jobs: usize,
+    /// The time a request's CPU-heavy work (translation, jq) may take, waiting included;
+    /// beyond, 503 with `Retry-After`.
+    pub transform_budget: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -45,6 +53,9 @@ impl Default for LimitsConfig {
             body_idle_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
+            buffer_budget: crate::buffers::default_budget(),
+            cpu_jobs: 0,
+            transform_budget: Duration::from_secs(5),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Bridge {
     /// handed another's claims — is out of reach, by chance or by design.
     cache: Mutex<HashMap<(u64, u64), Cached>>,
     hashers: [std::collections::hash_map::RandomState; 2],
+    /// The process's buffer budget, for the session endpoint's answers.
+    buffers: std::sync::Arc<crate::buffers::Buffers>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -68,8 +70,9 @@ impl std::fmt::Debug for Bridge {
 }
 
 impl Bridge {
-    pub fn new(config: IdentityConfig) -> Self {
+    pub fn new(config: IdentityConfig, buffers: std::sync::Arc<crate::buffers::Buffers>) -> Self {
         Self {
+            buffers,
             signer: Signer::from_seed(config.seed),
             config,
             cache: Mutex::new(HashMap::new()),
@@ -199,9 +202,13 @@ impl Bridge {
         let call = async {
             let resp = legacy.send(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
-            let body = crate::translate::collect(resp.into_body(), 64 * 1024)
-                .await
-                .map_err(|_| "its answer broke off or is over 64 KiB".to_owned())?;
+            let (body, _held) =
+                crate::translate::collect(resp.into_body(), 64 * 1024, &self.buffers)
+                    .await
+                    .map_err(|_| {
+                        "its answer broke off, is over 64 KiB, or the buffer budget is spent"
+                            .to_owned()
+                    })?;
             match status {
                 StatusCode::OK => {
                     let v =

@@ -11,6 +11,8 @@
 //! - `headers.rs` — hop-by-hop removal, `X-Forwarded-*`/`Via`, `Location` rewriting;
 //! - `body.rs` — the request body wrapper (size limit, idle timeout) and the response body;
 //! - `path.rs` — the RFC 3986 normal form of request paths, which routes match;
+//! - `buffers.rs` — the process-wide budget of body bytes held in memory;
+//! - `cpu.rs` — CPU-heavy work (large translations, jq, large diffs) off the async workers;
 //! - `framing.rs` — a read-side guard that spots ambiguous HTTP/1 framing hyper would smooth over;
 //! - `upgrade.rs` — tunnels for `Upgrade` (WebSocket and others);
 //! - `problem.rs` — every answer the facade makes itself, as `application/problem+json`;
@@ -21,8 +23,10 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod buffers;
 mod compose;
 mod config;
+mod cpu;
 mod framing;
 mod headers;
 mod identity;
@@ -39,6 +43,7 @@ mod traffic;
 mod translate;
 mod upgrade;
 
+pub use buffers::default_budget as default_buffer_budget;
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use identity::{IdentityConfig, IDENTITY_HEADER};
 pub use path::PathRules;

@@ -24,6 +24,7 @@ impl Answer {
             Answer::Untranslatable => StatusCode::BAD_REQUEST,
             Answer::Unauthenticated => StatusCode::UNAUTHORIZED,
             Answer::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Answer::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -44,6 +45,7 @@ impl Answer {
             Answer::Untranslatable => "The request could not be translated for the service",
             Answer::Unauthenticated => "A signed-in session is required",
             Answer::NotImplemented => "The request uses a feature this facade does not implement",
+            Answer::Overloaded => "The facade is at its limit for this work now",
         }
     }
 

@@ -52,11 +52,15 @@ struct Shared {
     /// The identity bridge, when configured.
     identity: Option<crate::identity::Bridge>,
     /// The mirror outbox's queue, once the outbox runs.
-    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<strangler_catalog::OutboxItem>>,
+    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<shadow::outbox::Queued>>,
     legacy_prefix: String,
     telemetry: Arc<Telemetry>,
     /// Set when shutdown begins: HTTP/1 answers then close their connections.
     draining: AtomicBool,
+    /// Bytes of bodies held in memory, process-wide.
+    buffers: Arc<crate::buffers::Buffers>,
+    /// Where CPU-heavy work runs.
+    cpu: Arc<crate::cpu::Cpu>,
     via_10: HeaderValue,
     via_11: HeaderValue,
     via_2: HeaderValue,
@@ -86,6 +90,7 @@ impl Facade {
                 )
             })
         };
+        let buffers = crate::buffers::Buffers::new(config.limits.buffer_budget);
         Ok(Self {
             shared: Arc::new(Shared {
                 via_10: via("1.0")?,
@@ -96,10 +101,18 @@ impl Facade {
                 events: std::sync::OnceLock::new(),
                 shadow_budget: Arc::new(shadow::Budget::default()),
                 outbox: std::sync::OnceLock::new(),
-                identity: config.identity.clone().map(crate::identity::Bridge::new),
+                identity: config
+                    .identity
+                    .clone()
+                    .map(|c| crate::identity::Bridge::new(c, Arc::clone(&buffers))),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
                 draining: AtomicBool::new(false),
+                buffers,
+                cpu: Arc::new(crate::cpu::Cpu::new(
+                    config.limits.cpu_jobs,
+                    config.limits.transform_budget,
+                )),
                 config,
             }),
         })
@@ -144,6 +157,7 @@ impl Facade {
                 s.config.shadow.clone(),
                 wake,
                 Arc::clone(&s.telemetry),
+                self.work(),
             )),
         ]
     }
@@ -159,6 +173,14 @@ impl Facade {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    /// Where shadows' heavy work runs and whose memory it takes.
+    fn work(&self) -> shadow::Work {
+        shadow::Work {
+            buffers: Arc::clone(&self.shared.buffers),
+            cpu: Arc::clone(&self.shared.cpu),
+        }
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
@@ -204,6 +226,17 @@ impl Facade {
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         self.shared.telemetry.render(out);
+        let b = &self.shared.buffers;
+        let (busy, too_slow) = self.shared.cpu.counts();
+        for (name, kind, help, value) in [
+            ("strangler_buffer_budget_bytes", "gauge", "Bytes of bodies the facade may hold in memory at once.", b.limit() as u64),
+            ("strangler_buffer_held_bytes", "gauge", "Bytes of bodies held in memory now (translations, shadow copies, mirrored writes).", b.used() as u64),
+            ("strangler_buffer_refused_total", "counter", "Bodies not held because the buffer budget was spent (503, or a shadow skipped).", b.refused()),
+            ("strangler_cpu_busy_total", "counter", "CPU-heavy work refused because no CPU was free within its time budget.", busy),
+            ("strangler_cpu_too_slow_total", "counter", "CPU-heavy work given up on because it overran its time budget.", too_slow),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
         let snapshot = self.shared.snapshot.load();
         let mut samples: Vec<_> = snapshot
             .services
@@ -554,8 +587,16 @@ impl Facade {
 
         // A composed route: several calls, one assembled answer (safe methods only).
         if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
-            match compose::answer(&t, composition, &parts, &s.legacy, &cluster, &s.telemetry)
-                .await?
+            match compose::answer(
+                &t,
+                composition,
+                &parts,
+                &s.legacy,
+                &cluster,
+                &s.telemetry,
+                &self.work(),
+            )
+            .await?
             {
                 compose::Composed::Answer(resp) => {
                     let mut resp = *resp;
@@ -591,9 +632,19 @@ impl Facade {
                 &s.config.shadow,
                 wanted,
                 &s.shadow_budget,
+                &s.buffers,
                 &s.telemetry,
                 &mut outgoing,
-            ),
+            )
+            .map_err(|shadow::MirrorRefused| {
+                Problem::new(
+                    Answer::Overloaded,
+                    format!(
+                        "context `{}` mirrors this write, and the facade's buffer budget has no room for its copy now; it was not sent anywhere, try again shortly",
+                        wanted.context
+                    ),
+                )
+            })?,
             None => None,
         };
         let outgoing = match self.translate_outgoing(&mut routing, outgoing).await {
@@ -690,6 +741,7 @@ impl Facade {
                 let sinks = shadow::Sinks {
                     telemetry: Arc::clone(&s.telemetry),
                     outbox: s.outbox.get().cloned(),
+                    work: self.work(),
                 };
                 body.with_tee(shadow::launch(plan, &s.config.shadow, sinks, &parts))
             }
@@ -796,7 +848,7 @@ impl Facade {
         };
         let (mut parts, body) = req.into_parts();
         let (body, buffered) = if t.compiled.needs_request_body() {
-            match translate::collect(body, MAX_TRANSLATED_BODY).await {
+            match translate::collect(body, MAX_TRANSLATED_BODY, &s.buffers).await {
                 Ok(b) => (None, Some(b)),
                 Err(Collect::TooLarge) => {
                     return Err(Problem::new(
@@ -807,6 +859,7 @@ impl Facade {
                         ),
                     ))
                 }
+                Err(Collect::Budget) => return Err(over_budget(&t.context)),
                 Err(Collect::Broken(e)) => {
                     let answer = match e {
                         RequestBodyError::TooLarge { .. } => Answer::BodyTooLarge,
@@ -818,6 +871,10 @@ impl Facade {
             }
         } else {
             (Some(body), None)
+        };
+        let (buffered, held) = match buffered {
+            Some((b, held)) => (Some(b), Some(held)),
+            None => (None, None),
         };
         if *fallback {
             let head = Replay {
@@ -834,10 +891,12 @@ impl Facade {
                 .apply(spec, &s.legacy, &mut parts.headers, &t.context)
                 .await?;
         }
-        let translated = translate::request(&t.compiled, &mut parts, buffered)
-            .map_err(|f| translate::failed(&s.telemetry, &t.context, "request", &f))?;
+        let (parts, translated) =
+            translate::request_off(&s.cpu, &s.buffers, &t.compiled, parts, buffered)
+                .await
+                .map_err(|f| f.problem(&s.telemetry, &t.context, "request"))?;
         let body = match (translated, body) {
-            (Some(b), _) => RequestBody::full(b),
+            (Some(b), _) => RequestBody::full(b).holding(held),
             (None, Some(body)) => body,
             (None, None) => RequestBody::full(bytes::Bytes::new()),
         };
@@ -861,7 +920,7 @@ impl Facade {
             return Ok(body);
         };
         let (body, buffered) = if !head_request && t.compiled.needs_response_body(parts.status) {
-            match translate::collect(body, MAX_TRANSLATED_BODY).await {
+            match translate::collect(body, MAX_TRANSLATED_BODY, &s.buffers).await {
                 Ok(b) => (None, Some(b)),
                 Err(Collect::TooLarge) => {
                     s.telemetry
@@ -874,6 +933,7 @@ impl Facade {
                         ),
                     ));
                 }
+                Err(Collect::Budget) => return Err(over_budget(&t.context)),
                 Err(Collect::Broken(e)) => {
                     return Err(Problem::new(
                         Answer::UpstreamBroken,
@@ -884,6 +944,10 @@ impl Facade {
         } else {
             (Some(body), None)
         };
+        let (buffered, held) = match buffered {
+            Some((b, held)) => (Some(b), Some(held)),
+            None => (None, None),
+        };
         // The public origin, only when there may be a link to rewrite.
         let links_possible = buffered.is_some()
             || parts.headers.contains_key(LOCATION)
@@ -893,14 +957,21 @@ impl Facade {
             .filter(|_| links_possible)
             .and_then(|h| h.to_str().ok())
             .map(|h| format!("http://{h}"));
-        let links = strangler_anti_corruption::Links {
-            upstreams: &t.upstreams,
-            public: public.as_deref(),
-        };
-        let translated = translate::response(&t.compiled, parts, buffered, &links)
-            .map_err(|f| translate::failed(&s.telemetry, &t.context, "response", &f))?;
+        let owned = std::mem::replace(parts, Response::new(()).into_parts().0);
+        let (translated_parts, translated) = translate::response_off(
+            &s.cpu,
+            &s.buffers,
+            &t.compiled,
+            owned,
+            buffered,
+            &t.upstreams,
+            public,
+        )
+        .await
+        .map_err(|f| f.problem(&s.telemetry, &t.context, "response"))?;
+        *parts = translated_parts;
         Ok(match (translated, body) {
-            (Some(b), _) => ResponseBody::full(b),
+            (Some(b), _) => ResponseBody::full(b).holding(held),
             (None, Some(body)) => body,
             (None, None) => ResponseBody::empty(),
         })
@@ -1181,6 +1252,16 @@ fn rewrite_redirects(headers: &mut http::HeaderMap, upstream: &str, host: &Heade
     for name in [LOCATION, CONTENT_LOCATION] {
         rewrite_one(headers, &name, upstream, &public);
     }
+}
+
+/// The answer when the buffer budget has no room for a body.
+fn over_budget(context: &str) -> Problem {
+    Problem::new(
+        Answer::Overloaded,
+        format!(
+            "context `{context}`: the facade holds as many bodies in memory as its buffer budget allows; try again shortly"
+        ),
+    )
 }
 
 /// Header names the facade reserves for itself.

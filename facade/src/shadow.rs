@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
-use strangler_catalog::OutboxItem;
 use strangler_catalog::{RouteShadow, ShadowWrites};
 use strangler_services::cluster::{Cluster, Replay};
 use strangler_services::Upstream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::body::RequestBody;
+use crate::body::{RequestBody, Teed};
+use crate::buffers::{Buffers, Held};
+use crate::cpu::{Cpu, INLINE_BYTES};
 use crate::telemetry::Telemetry;
 use crate::translate::Translation;
 
@@ -197,9 +198,14 @@ pub struct Read {
     pub status: u16,
     pub content_type: Option<String>,
     pub headers: Vec<Option<String>>,
-    /// `None`: over the cap.
+    /// `None`: over the cap, or over the buffer budget (`over_budget`).
     pub body: Option<Bytes>,
     pub elapsed: Duration,
+    /// The body's bytes in the buffer budget (kept for its drop, which gives them back).
+    #[allow(dead_code)]
+    pub held: Option<Held>,
+    /// The body was not kept because the buffer budget was spent.
+    pub over_budget: bool,
 }
 
 /// Why a shadow exchange gave nothing to compare.
@@ -211,6 +217,8 @@ pub enum ExchangeError {
     Request(String),
     /// The context's translator could not translate the answer.
     Answer(String),
+    /// The buffer budget had no room for a body.
+    Budget,
 }
 
 impl std::fmt::Display for ExchangeError {
@@ -219,6 +227,7 @@ impl std::fmt::Display for ExchangeError {
             ExchangeError::Failed(why) => f.write_str(why),
             ExchangeError::Request(why) => write!(f, "the copy could not be translated: {why}"),
             ExchangeError::Answer(why) => write!(f, "the answer could not be translated: {why}"),
+            ExchangeError::Budget => f.write_str("the buffer budget had no room for a body"),
         }
     }
 }
@@ -227,6 +236,7 @@ impl Peer {
     /// Sends `req` and reads the answer whole, up to `cap` bytes, within `timeout`. With a
     /// translation (a new service's peer), the request is translated on the way out and the
     /// answer back into the legacy contract, so that it compares with legacy's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn exchange(
         &self,
         req: http::Request<RequestBody>,
@@ -234,6 +244,7 @@ impl Peer {
         cap: usize,
         timeout: Duration,
         translation: Option<&Translation>,
+        work_on: &Work,
     ) -> Result<Read, ExchangeError> {
         let started = Instant::now();
         let failed = |e: String| ExchangeError::Failed(e);
@@ -241,18 +252,18 @@ impl Peer {
             match self {
                 Peer::Legacy(u) => {
                     let resp = u.send(req).await.map_err(|e| failed(e.to_string()))?;
-                    read(resp, chosen, cap, started, None).await
+                    read(resp, chosen, cap, started, None, work_on).await
                 }
                 Peer::New(c) => {
                     let req = match translation {
-                        Some(t) => translate_copy(t, req).await?,
+                        Some(t) => translate_copy(t, req, work_on).await?,
                         None => req,
                     };
                     let resp = c
                         .send(req)
                         .await
                         .map_err(|e| failed(e.kind.as_str().to_owned()))?;
-                    read(resp, chosen, cap, started, translation).await
+                    read(resp, chosen, cap, started, translation, work_on).await
                 }
             }
         };
@@ -262,38 +273,66 @@ impl Peer {
     }
 }
 
+/// Where a shadow's CPU-heavy work runs and whose memory it takes.
+#[derive(Clone)]
+pub struct Work {
+    pub buffers: Arc<Buffers>,
+    pub cpu: Arc<Cpu>,
+}
+
+/// A translation failure in a shadow: the translator's (compared apart from the service) or
+/// the process's budgets (the shadow is skipped).
+fn copy_failed(f: crate::translate::Failed, answer: bool) -> ExchangeError {
+    match f {
+        crate::translate::Failed::Rule(f) if answer => ExchangeError::Answer(f.to_string()),
+        crate::translate::Failed::Rule(f) => ExchangeError::Request(f.to_string()),
+        crate::translate::Failed::Budget => ExchangeError::Budget,
+        crate::translate::Failed::Overrun(why) => ExchangeError::Failed(why.to_string()),
+    }
+}
+
 /// A shadow's copy (its body already whole) translated for the new service.
 async fn translate_copy(
     t: &Translation,
     req: http::Request<RequestBody>,
+    work: &Work,
 ) -> Result<http::Request<RequestBody>, ExchangeError> {
-    let (mut parts, body) = req.into_parts();
-    let body = crate::translate::collect(body, crate::translate::MAX_TRANSLATED_BODY)
-        .await
-        .map_err(|_| ExchangeError::Failed("the copy's body could not be read again".into()))?;
-    let body = crate::translate::request(&t.compiled, &mut parts, Some(body))
-        .map_err(|f| ExchangeError::Request(f.to_string()))?;
+    let (parts, body) = req.into_parts();
+    let (body, held) =
+        crate::translate::collect(body, crate::translate::MAX_TRANSLATED_BODY, &work.buffers)
+            .await
+            .map_err(|e| match e {
+                crate::translate::Collect::Budget => ExchangeError::Budget,
+                _ => ExchangeError::Failed("the copy's body could not be read again".into()),
+            })?;
+    let (parts, body) =
+        crate::translate::request_off(&work.cpu, &work.buffers, &t.compiled, parts, Some(body))
+            .await
+            .map_err(|f| copy_failed(f, false))?;
     Ok(http::Request::from_parts(
         parts,
-        RequestBody::full(body.unwrap_or_default()),
+        RequestBody::full(body.unwrap_or_default()).holding(Some(held)),
     ))
 }
 
-/// Reads an answer whole, up to `cap` body bytes (beyond, the rest is not read), translated
-/// back into the legacy contract when a translation is given.
+/// Reads an answer whole, up to `cap` body bytes (beyond, the rest is not read) and as far as
+/// the buffer budget allows, translated back into the legacy contract when a translation is
+/// given.
 async fn read<B>(
     resp: http::Response<B>,
     chosen: &[http::HeaderName],
     cap: usize,
     started: Instant,
     translation: Option<&Translation>,
+    work: &Work,
 ) -> Result<Read, ExchangeError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let (mut head, mut body) = resp.into_parts();
+    let (head, mut body) = resp.into_parts();
     let mut buf = BytesMut::new();
+    let mut held = work.buffers.hold(0);
     let mut over = false;
     while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
         let frame = frame
@@ -303,22 +342,30 @@ where
                 over = true;
                 break;
             }
+            if !held.as_mut().is_some_and(|h| h.grow(data.len())) {
+                held = None;
+                break;
+            }
             buf.extend_from_slice(data);
         }
     }
+    let over_budget = held.is_none();
     let mut buf = buf.freeze();
-    if let (Some(t), false) = (translation, over) {
-        let links = strangler_anti_corruption::Links {
-            upstreams: &t.upstreams,
-            public: None,
-        };
-        if let Some(b) = crate::translate::response(&t.compiled, &mut head, Some(buf), &links)
-            .map_err(|f| ExchangeError::Answer(f.to_string()))?
-        {
-            buf = b;
-        } else {
-            buf = Bytes::new();
-        }
+    let mut head = head;
+    if let (Some(t), false, false) = (translation, over, over_budget) {
+        let (parts, translated) = crate::translate::response_off(
+            &work.cpu,
+            &work.buffers,
+            &t.compiled,
+            head,
+            Some(buf),
+            &t.upstreams,
+            None,
+        )
+        .await
+        .map_err(|f| copy_failed(f, true))?;
+        head = parts;
+        buf = translated.unwrap_or_default();
     }
     Ok(Read {
         status: head.status.as_u16(),
@@ -327,8 +374,10 @@ where
             .iter()
             .map(|h| header_text(&head.headers, h))
             .collect(),
-        body: (!over).then_some(buf),
+        body: (!over && !over_budget).then_some(buf),
         elapsed: started.elapsed(),
+        held,
+        over_budget,
     })
 }
 
@@ -351,6 +400,8 @@ pub struct Tee {
     content_type: Option<String>,
     headers: Vec<Option<String>>,
     buf: Option<BytesMut>,
+    held: Option<Held>,
+    over_budget: bool,
     cap: usize,
     started: Instant,
 }
@@ -360,6 +411,10 @@ impl Tee {
         if let (Some(buf), Some(data)) = (self.buf.as_mut(), frame.data_ref()) {
             if buf.len() + data.len() > self.cap {
                 self.buf = None;
+            } else if !self.held.as_mut().is_some_and(|h| h.grow(data.len())) {
+                self.buf = None;
+                self.held = None;
+                self.over_budget = true;
             } else {
                 buf.extend_from_slice(data);
             }
@@ -374,6 +429,8 @@ impl Tee {
                 headers: std::mem::take(&mut self.headers),
                 body: self.buf.take().map(BytesMut::freeze),
                 elapsed: self.started.elapsed(),
+                held: self.held.take(),
+                over_budget: self.over_budget,
             });
         }
     }
@@ -409,7 +466,7 @@ pub struct Plan {
     mode: Mode,
     replay: Replay,
     /// The request body's copy, when the request has one.
-    body: Option<oneshot::Receiver<Option<Bytes>>>,
+    body: Option<oneshot::Receiver<Teed>>,
     learn: bool,
     slot: Slot,
     started: Instant,
@@ -421,12 +478,13 @@ pub fn plan(
     config: &ShadowConfig,
     wanted: &Wanted,
     budget: &Arc<Budget>,
+    buffers: &Arc<Buffers>,
     telemetry: &Telemetry,
     req: &mut http::Request<RequestBody>,
-) -> Option<Plan> {
+) -> Result<Option<Plan>, MirrorRefused> {
     let skip = |why: Skip| {
         telemetry.record_shadow_skip(&wanted.context, why);
-        None
+        Ok(None)
     };
     let rules = &wanted.rules;
     let safe = matches!(
@@ -473,10 +531,25 @@ pub fn plan(
         Mode::Compare => (config.max_in_flight, config.max_per_second),
         Mode::Mirror => (usize::MAX, 0),
     };
+    // A mirrored write must not reach legacy unless its copy can be kept: its declared
+    // length is taken from the buffer budget before anything is sent (else 503).
+    let held = match mode {
+        Mode::Mirror => match buffers.hold(declared.map_or(0, |n| n as usize)) {
+            Some(h) => h,
+            None => {
+                telemetry.record_shadow_skip(&wanted.context, Skip::BudgetFull);
+                return Err(MirrorRefused);
+            }
+        },
+        Mode::Compare => match buffers.hold(0) {
+            Some(h) => h,
+            None => return skip(Skip::BudgetFull),
+        },
+    };
     let Some(slot) = budget.take(max, per_second) else {
         return skip(Skip::BudgetFull);
     };
-    let body = (!req.body().is_end_stream()).then(|| req.body_mut().tee(cap));
+    let body = (!req.body().is_end_stream()).then(|| req.body_mut().tee(cap, held));
     let mut replay = Replay::of(req);
     replay
         .headers
@@ -485,7 +558,7 @@ pub fn plan(
         && !wanted.reverse
         && rules.learn_percent > 0
         && fastrand::u8(..100) < rules.learn_percent;
-    Some(Plan {
+    Ok(Some(Plan {
         wanted: wanted.clone(),
         mode,
         replay,
@@ -493,15 +566,22 @@ pub fn plan(
         learn,
         slot,
         started: Instant::now(),
-    })
+    }))
 }
+
+/// A mirrored write whose copy the buffer budget cannot keep: it is refused (503) before
+/// legacy takes it, so that the two sides do not drift apart.
+#[derive(Debug)]
+pub struct MirrorRefused;
 
 /// Where shadow tasks report.
 #[derive(Clone)]
 pub struct Sinks {
     pub telemetry: Arc<Telemetry>,
     /// The outbox's queue, once the outbox runs.
-    pub outbox: Option<mpsc::Sender<OutboxItem>>,
+    pub outbox: Option<mpsc::Sender<outbox::Queued>>,
+    /// Where the comparison's heavy work runs and whose memory it takes.
+    pub work: Work,
 }
 
 /// Starts the shadow once the primary's response head is known; returns the tee to put on the
@@ -513,7 +593,10 @@ pub fn launch(
     head: &http::response::Parts,
 ) -> Tee {
     let (tx, rx) = oneshot::channel();
+    let held = sinks.work.buffers.hold(0);
     let tee = Tee {
+        over_budget: held.is_none(),
+        held,
         tx: Some(tx),
         status: head.status.as_u16(),
         content_type: header_text(&head.headers, &http::header::CONTENT_TYPE),
@@ -545,11 +628,11 @@ async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig,
     let telemetry = &sinks.telemetry;
     let wanted = plan.wanted;
     let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
-    let body = match plan.body {
-        None => Bytes::new(),
+    let (body, held) = match plan.body {
+        None => (Bytes::new(), None),
         Some(rx) => match tokio::time::timeout(PRIMARY_WAIT, rx).await {
-            Ok(Ok(Some(b))) => b,
-            Ok(Ok(None)) => return skip(Skip::BodyTooLarge),
+            Ok(Ok(Ok((b, held)))) => (b, Some(held)),
+            Ok(Ok(Err(why))) => return skip(why),
             _ => return skip(Skip::Incomplete),
         },
     };
@@ -563,7 +646,7 @@ async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig,
             }
             let item = outbox::item(&wanted, &plan.replay, body, &legacy);
             match &sinks.outbox {
-                Some(tx) if tx.try_send(item).is_ok() => {
+                Some(tx) if tx.try_send((item, held)).is_ok() => {
                     telemetry.record_mirror_queued(&wanted.context)
                 }
                 _ => skip(Skip::OutboxFull),
@@ -577,9 +660,10 @@ async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig,
                 plan.learn,
                 primary,
                 &config,
-                telemetry,
+                &sinks,
             )
             .await;
+            drop(held);
         }
     }
 }
@@ -591,8 +675,10 @@ async fn compare(
     learn: bool,
     primary: oneshot::Receiver<Read>,
     config: &ShadowConfig,
-    telemetry: &Arc<Telemetry>,
+    sinks: &Sinks,
 ) {
+    let telemetry = &sinks.telemetry;
+    let work = &sinks.work;
     let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
     let rules = &wanted.rules;
     let request = |body: Bytes| {
@@ -608,10 +694,12 @@ async fn compare(
             config.max_body_bytes,
             config.timeout,
             wanted.translation.as_ref(),
+            work,
         )
         .await;
     let shadow = match shadow {
         Ok(read) => read,
+        Err(ExchangeError::Budget) => return skip(Skip::BudgetFull),
         Err(why @ (ExchangeError::Request(_) | ExchangeError::Answer(_))) => {
             tracing::debug!(context = %wanted.context, %why, "shadow translation failed");
             telemetry.record_translation_failure(&wanted.context, "shadow");
@@ -631,8 +719,13 @@ async fn compare(
     } else {
         (&primary, &shadow)
     };
-    let Some(signatures) = diff_reads(legacy, new, rules) else {
-        return skip(Skip::BodyTooLarge);
+    if legacy.over_budget || new.over_budget {
+        return skip(Skip::BudgetFull);
+    }
+    let signatures = match diff_off(legacy, new, rules, work).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return skip(Skip::BodyTooLarge),
+        Err(why) => return skip(why),
     };
     tracing::debug!(
         target: "strangler::shadow",
@@ -669,6 +762,7 @@ async fn compare(
                 config.max_body_bytes,
                 config.timeout,
                 None,
+                work,
             )
             .await;
         if let Ok(again) = again {
@@ -693,6 +787,41 @@ fn answer<'a>(
         headers,
         body,
     }
+}
+
+/// [`diff_reads`], on the CPU pool when the bodies are large, with what parsing them takes held
+/// in the buffer budget.
+async fn diff_off(
+    legacy: &Read,
+    new: &Read,
+    rules: &Arc<diff::Rules>,
+    work: &Work,
+) -> Result<Option<Vec<diff::Signature>>, Skip> {
+    let (Some(lb), Some(nb)) = (&legacy.body, &new.body) else {
+        return Ok(None);
+    };
+    let size = lb.len() + nb.len();
+    let _parsing = work
+        .buffers
+        .hold(size * strangler_anti_corruption::json::PARSED_BYTES_PER_BYTE + 1024)
+        .ok_or(Skip::BudgetFull)?;
+    if size <= INLINE_BYTES {
+        return Ok(diff_reads(legacy, new, rules));
+    }
+    let owned = |r: &Read| Read {
+        status: r.status,
+        content_type: r.content_type.clone(),
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+        elapsed: r.elapsed,
+        held: None,
+        over_budget: false,
+    };
+    let (l, n, rules) = (owned(legacy), owned(new), Arc::clone(rules));
+    work.cpu
+        .run(move || diff_reads(&l, &n, &rules))
+        .await
+        .map_err(|_| Skip::BudgetFull)
 }
 
 /// The differences of two answers; `None` when a body is over the cap.

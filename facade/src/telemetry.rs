@@ -39,10 +39,12 @@ pub enum Answer {
     Unauthenticated,
     /// The request uses a transfer coding the facade does not decode (501).
     NotImplemented,
+    /// The buffer budget or the CPU pool has no room for the request's work now (503).
+    Overloaded,
 }
 
 impl Answer {
-    const ALL: [Answer; 13] = [
+    const ALL: [Answer; 14] = [
         Answer::BadRequest,
         Answer::HeadersTooLarge,
         Answer::BodyTooLarge,
@@ -56,6 +58,7 @@ impl Answer {
         Answer::Untranslatable,
         Answer::Unauthenticated,
         Answer::NotImplemented,
+        Answer::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Answer {
             Answer::Untranslatable => "untranslatable_request",
             Answer::Unauthenticated => "unauthenticated",
             Answer::NotImplemented => "not_implemented",
+            Answer::Overloaded => "overloaded",
         }
     }
 }

@@ -11,6 +11,8 @@ use http::{HeaderValue, StatusCode, Uri};
 use http_body::Body;
 use strangler_anti_corruption::{Compiled, Failure, Links};
 
+use crate::buffers::{Buffers, Held};
+use crate::cpu::{Cpu, Overrun, INLINE_BYTES};
 use crate::problem::Problem;
 use crate::telemetry::{Answer, Telemetry};
 
@@ -31,17 +33,25 @@ pub struct Translation {
 #[derive(Debug)]
 pub enum Collect<E> {
     TooLarge,
+    /// The process's buffer budget has no room for it.
+    Budget,
     Broken(E),
 }
 
-/// Reads `body` whole, up to `cap` bytes.
-pub async fn collect<B>(mut body: B, cap: usize) -> Result<Bytes, Collect<B::Error>>
+/// Reads `body` whole, up to `cap` bytes, holding its bytes in the process's buffer budget
+/// as they arrive (the hold goes with the body).
+pub async fn collect<B>(
+    mut body: B,
+    cap: usize,
+    buffers: &Arc<Buffers>,
+) -> Result<(Bytes, Held), Collect<B::Error>>
 where
     B: Body<Data = Bytes> + Unpin,
 {
     if body.size_hint().lower() > cap as u64 {
         return Err(Collect::TooLarge);
     }
+    let mut held = buffers.hold(0).ok_or(Collect::Budget)?;
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
         let frame = frame.map_err(Collect::Broken)?;
@@ -49,10 +59,119 @@ where
             if buf.len() + data.len() > cap {
                 return Err(Collect::TooLarge);
             }
+            if !held.grow(data.len()) {
+                return Err(Collect::Budget);
+            }
             buf.extend_from_slice(data);
         }
     }
-    Ok(buf.freeze())
+    Ok((buf.freeze(), held))
+}
+
+/// Why a translation off the request path did not produce a message.
+#[derive(Debug)]
+pub enum Failed {
+    /// A rule failed: the translator's or the client's fault.
+    Rule(Failure),
+    /// No memory in the budget to parse the body.
+    Budget,
+    /// No CPU within the time budget.
+    Overrun(Overrun),
+}
+
+impl Failed {
+    /// The answer for a failed translation of `context`'s `direction`, counted.
+    pub fn problem(self, telemetry: &Telemetry, context: &str, direction: &'static str) -> Problem {
+        match self {
+            Failed::Rule(f) => failed(telemetry, context, direction, &f),
+            Failed::Budget => Problem::new(
+                Answer::Overloaded,
+                format!(
+                    "context `{context}`: the facade's buffer budget has no room to translate this body now; try again shortly"
+                ),
+            ),
+            Failed::Overrun(why) => Problem::new(
+                Answer::Overloaded,
+                format!("context `{context}`: translating the {direction} failed: {why}"),
+            ),
+        }
+    }
+}
+
+/// What parsing `body` takes from the buffer budget, held while the work runs.
+fn hold_for_parsing(buffers: &Arc<Buffers>, body: Option<&Bytes>) -> Result<Option<Held>, Failed> {
+    match body {
+        Some(b) if !b.is_empty() => buffers
+            .hold(b.len() * strangler_anti_corruption::json::PARSED_BYTES_PER_BYTE + 1024)
+            .map(Some)
+            .ok_or(Failed::Budget),
+        _ => Ok(None),
+    }
+}
+
+/// Whether the work is small enough to run inline on the async worker.
+fn inline(t: &Compiled, body: Option<&Bytes>) -> bool {
+    !t.unbounded() && body.is_none_or(|b| b.len() <= INLINE_BYTES)
+}
+
+/// [`request`], on the CPU pool when the body is large or the translator runs jq or Rust code.
+pub async fn request_off(
+    cpu: &Cpu,
+    buffers: &Arc<Buffers>,
+    t: &Arc<Compiled>,
+    mut parts: http::request::Parts,
+    body: Option<Bytes>,
+) -> Result<(http::request::Parts, Option<Bytes>), Failed> {
+    let _parsing = hold_for_parsing(buffers, body.as_ref())?;
+    if inline(t, body.as_ref()) {
+        let out = request(t, &mut parts, body).map_err(Failed::Rule)?;
+        return Ok((parts, out));
+    }
+    let t = Arc::clone(t);
+    let (parts, out) = cpu
+        .run(move || {
+            let out = request(&t, &mut parts, body);
+            (parts, out)
+        })
+        .await
+        .map_err(Failed::Overrun)?;
+    Ok((parts, out.map_err(Failed::Rule)?))
+}
+
+/// [`response`], on the CPU pool when the body is large or the translator runs jq or Rust
+/// code.
+pub async fn response_off(
+    cpu: &Cpu,
+    buffers: &Arc<Buffers>,
+    t: &Arc<Compiled>,
+    mut parts: http::response::Parts,
+    body: Option<Bytes>,
+    upstreams: &Arc<[String]>,
+    public: Option<String>,
+) -> Result<(http::response::Parts, Option<Bytes>), Failed> {
+    let _parsing = hold_for_parsing(buffers, body.as_ref())?;
+    if inline(t, body.as_ref()) {
+        let links = Links {
+            upstreams,
+            public: public.as_deref(),
+        };
+        let out = response(t, &mut parts, body, &links).map_err(Failed::Rule)?;
+        return Ok((parts, out));
+    }
+    let t = Arc::clone(t);
+    let upstreams = Arc::clone(upstreams);
+    let (parts, out) = cpu
+        .run(move || {
+            let links = Links {
+                upstreams: &upstreams,
+                public: public.as_deref(),
+            };
+            let out = response(&t, &mut parts, body, &links);
+            (parts, out)
+        })
+        .await
+        .map_err(Failed::Overrun)?;
+    Ok((parts, out.map_err(Failed::Rule)?))
 }
 
 /// Translates a request head (and its body, when given) in place; returns the new body.

@@ -6,3 +6,4 @@ mod connections;
 mod framing;
 mod paths;
 mod shared_answers;
+mod work;

@@ -116,18 +116,27 @@ fn from_latin1(text: &str) -> Vec<u8> {
 
 /// Stores queued writes in batches; wakes the delivery task after each. A store that is down
 /// is retried, holding the batch (the queue behind it fills, then drops and counts).
+/// A mirrored write waiting for the writer, with its bytes in the buffer budget (given back
+/// once it is stored).
+pub type Queued = (OutboxItem, Option<crate::buffers::Held>);
+
 pub async fn write(
     store: Arc<dyn OutboxStore>,
-    mut queue: mpsc::Receiver<OutboxItem>,
+    mut queue: mpsc::Receiver<Queued>,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
 ) {
     let mut batch = Vec::new();
-    while let Some(first) = queue.recv().await {
+    let mut held = Vec::new();
+    while let Some((first, h)) = queue.recv().await {
         batch.push(first);
+        held.push(h);
         while batch.len() < 64 {
             match queue.try_recv() {
-                Ok(item) => batch.push(item),
+                Ok((item, h)) => {
+                    batch.push(item);
+                    held.push(h);
+                }
                 Err(_) => break,
             }
         }
@@ -144,6 +153,7 @@ pub async fn write(
         }
         telemetry.record_mirror_stored(batch.len());
         batch.clear();
+        held.clear();
         wake.notify_one();
     }
 }
@@ -160,6 +170,7 @@ pub async fn deliver(
     config: super::ShadowConfig,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
+    work: super::Work,
 ) {
     loop {
         let items = match store.claim(BATCH, LEASE_MS).await {
@@ -186,7 +197,7 @@ pub async fn deliver(
                 }
                 continue;
             }
-            let outcome = deliver_one(&item, &resolve, &config, &telemetry).await;
+            let outcome = deliver_one(&item, &resolve, &config, &telemetry, &work).await;
             let result = match outcome {
                 Outcome::Done => store.done(item.id).await,
                 Outcome::Retry(why) => {
@@ -226,6 +237,7 @@ async fn deliver_one(
     resolve: &Arc<Resolve>,
     config: &super::ShadowConfig,
     telemetry: &Telemetry,
+    work: &super::Work,
 ) -> Outcome {
     let Some((cluster, rules, translation)) = resolve(&item.context) else {
         return Outcome::Retry(format!("context `{}` has no new service now", item.context));
@@ -244,6 +256,7 @@ async fn deliver_one(
             config.max_body_bytes,
             config.timeout,
             translation.as_ref(),
+            work,
         )
         .await;
     let new = match read {
@@ -290,6 +303,8 @@ async fn deliver_one(
         headers: rules.headers.iter().map(|h| header(h.as_str())).collect(),
         body: item.legacy_body.clone().map(Bytes::from),
         elapsed: Duration::from_micros(u64::try_from(item.legacy_us).unwrap_or(0)),
+        held: None,
+        over_budget: false,
     };
     match super::diff_reads(&legacy, &new, &rules) {
         Some(signatures) => {
