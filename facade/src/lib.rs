@@ -27,6 +27,7 @@ mod buffers;
 mod compose;
 mod config;
 mod cpu;
+mod exposition;
 mod framing;
 mod headers;
 mod identity;

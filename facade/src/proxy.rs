@@ -224,40 +224,54 @@ impl Facade {
 
     /// Every figure of the facade and of the services it calls, as Prometheus text.
     pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        self.shared.telemetry.render(out);
+        let mut e = crate::exposition::Exposition::default();
+        self.shared.telemetry.expose(&mut e);
         let b = &self.shared.buffers;
         let (busy, too_slow) = self.shared.cpu.counts();
-        for (name, kind, help, value) in [
-            ("strangler_buffer_budget_bytes", "gauge", "Bytes of bodies the facade may hold in memory at once.", b.limit() as u64),
-            ("strangler_buffer_held_bytes", "gauge", "Bytes of bodies held in memory now (translations, shadow copies, mirrored writes).", b.used() as u64),
-            ("strangler_buffer_refused_total", "counter", "Bodies not held because the buffer budget was spent (503, or a shadow skipped).", b.refused()),
-            ("strangler_cpu_busy_total", "counter", "CPU-heavy work refused because no CPU was free within its time budget.", busy),
-            ("strangler_cpu_too_slow_total", "counter", "CPU-heavy work given up on because it overran its time budget.", too_slow),
+        e.gauge(
+            "strangler_buffer_budget_bytes",
+            "Bytes of bodies the facade may hold in memory at once.",
+            &[],
+            b.limit() as f64,
+        );
+        e.gauge(
+            "strangler_buffer_held_bytes",
+            "Bytes of bodies held in memory now (translations, shadow copies, mirrored writes).",
+            &[],
+            b.used() as f64,
+        );
+        for (name, help, value) in [
+            (
+                "strangler_buffer_refused_total",
+                "Bodies not held because the buffer budget was spent (503, or a shadow skipped).",
+                b.refused(),
+            ),
+            (
+                "strangler_cpu_busy_total",
+                "CPU-heavy work refused because no CPU was free within its time budget.",
+                busy,
+            ),
+            (
+                "strangler_cpu_too_slow_total",
+                "CPU-heavy work given up on because it overran its time budget.",
+                too_slow,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            e.counter(name, help, &[], value as f64);
         }
         let snapshot = self.shared.snapshot.load();
-        let mut samples: Vec<_> = snapshot
-            .services
-            .values()
-            .flat_map(|(_, cluster)| cluster.samples())
-            .collect();
-        // The text format wants each family's samples together, under one TYPE line.
-        samples.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.cmp(&b.1)));
-        let mut family = "";
-        for (metric, labels, value) in samples {
-            if metric != family {
-                family = metric;
-                let kind = if metric.ends_with("_total") {
-                    "counter"
+        for (_, cluster) in snapshot.services.values() {
+            for s in cluster.samples() {
+                let labels: Vec<(&str, &str)> =
+                    s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                if s.counter {
+                    e.counter(s.metric, s.help, &labels, s.value as f64);
                 } else {
-                    "gauge"
-                };
-                let _ = writeln!(out, "# TYPE {metric} {kind}");
+                    e.gauge(s.metric, s.help, &labels, s.value as f64);
+                }
             }
-            let _ = writeln!(out, "{metric}{{{labels}}} {value}");
         }
+        e.encode(out);
     }
 
     /// The services' instances and breakers now, for the admin API.

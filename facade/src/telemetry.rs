@@ -6,12 +6,13 @@
 //! clients either lock per histogram observation or pull in a registry we do not need.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strangler_catalog::Side;
+
+use crate::exposition::Exposition;
 use strangler_services::FailureKind;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -117,6 +118,8 @@ struct ShadowFigures {
     compared: BTreeMap<String, (u64, u64, u64, u64)>,
     /// Mismatches by (context, signature).
     mismatches: BTreeMap<(String, String), u64>,
+    /// Distinct signatures in `mismatches` per context (bounded by [`SIGNATURES_PER_CONTEXT`]).
+    signature_counts: BTreeMap<String, usize>,
     /// Requests not shadowed by (context, reason).
     skipped: BTreeMap<String, [u64; crate::shadow::Skip::ALL.len()]>,
     /// The part of `skipped` already handed to the catalog flush.
@@ -210,15 +213,25 @@ impl ShadowRollup {
         self.matched += other.matched;
         self.legacy_us += other.legacy_us;
         self.new_us += other.new_us;
-        for (sig, n) in &other.signatures {
-            *self.signatures.entry(sig.clone()).or_insert(0) += n;
+        for ((route, sig), n) in &other.signatures {
+            // A minute keeps at most so many signatures per context; the rest count as one.
+            let key = if self.signatures.len() >= SIGNATURES_PER_CONTEXT
+                && !self.signatures.contains_key(&(route.clone(), sig.clone()))
+            {
+                (route.clone(), OTHER_SIGNATURE.to_owned())
+            } else {
+                (route.clone(), sig.clone())
+            };
+            *self.signatures.entry(key).or_insert(0) += n;
         }
         for (why, n) in &other.skipped {
             *self.skipped.entry(why.clone()).or_insert(0) += n;
         }
         self.learned += other.learned;
         for (path, n) in &other.noise {
-            *self.noise.entry(path.clone()).or_insert(0) += n;
+            if self.noise.len() < SIGNATURES_PER_CONTEXT || self.noise.contains_key(path) {
+                *self.noise.entry(path.clone()).or_insert(0) += n;
+            }
         }
         for p in &other.pairs {
             let same = self.pairs.iter().filter(|x| x.route == p.route).count();
@@ -232,12 +245,21 @@ impl ShadowRollup {
                 .iter()
                 .filter(|x| x.signature == e.signature)
                 .count();
-            if same < EXAMPLES_PER_MINUTE {
+            if same < EXAMPLES_PER_MINUTE && self.examples.len() < EXAMPLES_PER_CONTEXT_MINUTE {
                 self.examples.push(e.clone());
             }
         }
     }
 }
+
+/// Examples kept per context and minute, whatever their signatures.
+const EXAMPLES_PER_CONTEXT_MINUTE: usize = 20;
+
+/// Distinct mismatch signatures kept per context (for its lifetime in `/metrics`, per minute in
+/// the catalog's rows); beyond, mismatches count as [`OTHER_SIGNATURE`].
+pub const SIGNATURES_PER_CONTEXT: usize = 100;
+/// The signature of mismatches beyond [`SIGNATURES_PER_CONTEXT`].
+pub const OTHER_SIGNATURE: &str = "other (more distinct signatures than are kept)";
 
 fn current_minute() -> i64 {
     std::time::SystemTime::now()
@@ -405,9 +427,20 @@ impl Telemetry {
         entry.2 += u64::try_from(legacy.as_micros()).unwrap_or(u64::MAX);
         entry.3 += u64::try_from(new.as_micros()).unwrap_or(u64::MAX);
         for sig in signatures {
-            *f.mismatches
-                .entry((context.to_owned(), sig.to_string()))
-                .or_insert(0) += 1;
+            let sig = sig.to_string();
+            let known = f
+                .mismatches
+                .contains_key(&(context.to_owned(), sig.clone()));
+            let kept = f.signature_counts.get(context).copied().unwrap_or(0);
+            let key = if known || kept < SIGNATURES_PER_CONTEXT {
+                if !known {
+                    *f.signature_counts.entry(context.to_owned()).or_insert(0) += 1;
+                }
+                (context.to_owned(), sig)
+            } else {
+                (context.to_owned(), OTHER_SIGNATURE.to_owned())
+            };
+            *f.mismatches.entry(key).or_insert(0) += 1;
         }
         let mut one = ShadowRollup {
             compared: 1,
@@ -423,12 +456,13 @@ impl Telemetry {
             *one.signatures
                 .entry((route.to_owned(), sig.to_string()))
                 .or_insert(0) += 1;
-            if let Some(e) = &example {
-                one.examples.push(ShadowExampleRow {
-                    signature: sig.to_string(),
-                    ..e.clone()
-                });
-            }
+        }
+        // One example per comparison, under its first signature.
+        if let (Some(e), Some(first)) = (example, signatures.first()) {
+            one.examples.push(ShadowExampleRow {
+                signature: first.to_string(),
+                ..e
+            });
         }
         f.pend(context, &one);
     }
@@ -504,253 +538,190 @@ impl Telemetry {
 
     /// Appends the Prometheus text exposition of every figure to `out`.
     pub fn render(&self, out: &mut String) {
-        let _ = self.render_inner(out);
+        let mut e = Exposition::default();
+        self.expose(&mut e);
+        e.encode(out);
     }
 
-    fn render_inner(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(
-            out,
-            "# HELP strangler_requests_total Requests answered by the facade, by status class."
-        )?;
-        writeln!(out, "# TYPE strangler_requests_total counter")?;
+    /// Adds every figure to a scrape.
+    pub fn expose(&self, e: &mut Exposition) {
+        let n = |v: u64| v as f64;
         for (i, cell) in self.by_class.iter().enumerate() {
-            writeln!(
-                out,
-                "strangler_requests_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                cell.load(Relaxed)
-            )?;
+            let class = format!("{}xx", i + 1);
+            e.counter(
+                "strangler_requests_total",
+                "Requests answered by the facade, by status class.",
+                &[("class", &class)],
+                n(cell.load(Relaxed)),
+            );
         }
-        writeln!(
-            out,
-            "# HELP strangler_request_duration_seconds Time from request head to response head."
-        )?;
-        writeln!(out, "# TYPE strangler_request_duration_seconds histogram")?;
         let mut cumulative = 0;
-        for (bound, cell) in BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += cell.load(Relaxed);
-            writeln!(
-                out,
-                "strangler_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            )?;
-        }
-        let count = self.latency_count.load(Relaxed);
-        writeln!(
-            out,
-            "strangler_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        )?;
-        let sum = self.latency_sum_micros.load(Relaxed) as f64 / 1e6;
-        writeln!(out, "strangler_request_duration_seconds_sum {sum}")?;
-        writeln!(out, "strangler_request_duration_seconds_count {count}")?;
-        writeln!(
-            out,
-            "# HELP strangler_upstream_errors_total Failed upstream calls, by kind."
-        )?;
-        writeln!(out, "# TYPE strangler_upstream_errors_total counter")?;
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(bound, cell)| {
+                cumulative += cell.load(Relaxed);
+                (*bound, cumulative)
+            })
+            .collect();
+        e.histogram(
+            "strangler_request_duration_seconds",
+            "Time from request head to response head.",
+            &[],
+            &buckets,
+            self.latency_count.load(Relaxed),
+            self.latency_sum_micros.load(Relaxed) as f64 / 1e6,
+        );
         for kind in FailureKind::ALL {
-            let n = self.upstream_errors[kind.index()].load(Relaxed);
-            writeln!(
-                out,
-                "strangler_upstream_errors_total{{kind=\"{}\"}} {n}",
-                kind.as_str()
-            )?;
+            e.counter(
+                "strangler_upstream_errors_total",
+                "Failed upstream calls, by kind.",
+                &[("kind", kind.as_str())],
+                n(self.upstream_errors[kind.index()].load(Relaxed)),
+            );
         }
-        writeln!(
-            out,
-            "# HELP strangler_facade_answers_total Answers the facade made itself, by reason."
-        )?;
-        writeln!(out, "# TYPE strangler_facade_answers_total counter")?;
         for (answer, cell) in Answer::ALL.iter().zip(&self.answers) {
-            writeln!(
-                out,
-                "strangler_facade_answers_total{{reason=\"{}\"}} {}",
-                answer.as_str(),
-                cell.load(Relaxed)
-            )?;
+            e.counter(
+                "strangler_facade_answers_total",
+                "Answers the facade made itself, by reason.",
+                &[("reason", answer.as_str())],
+                n(cell.load(Relaxed)),
+            );
         }
-        writeln!(
-            out,
-            "# HELP strangler_requests_in_flight Requests being handled now."
-        )?;
-        writeln!(out, "# TYPE strangler_requests_in_flight gauge")?;
-        writeln!(
-            out,
-            "strangler_requests_in_flight {}",
-            self.in_flight.load(Relaxed)
-        )?;
-        writeln!(
-            out,
-            "# HELP strangler_open_connections Client connections open now."
-        )?;
-        writeln!(out, "# TYPE strangler_open_connections gauge")?;
-        writeln!(
-            out,
-            "strangler_open_connections {}",
-            self.open_connections.load(Relaxed)
-        )?;
-        writeln!(
-            out,
-            "# HELP strangler_connections_total Client connections accepted."
-        )?;
-        writeln!(out, "# TYPE strangler_connections_total counter")?;
-        writeln!(
-            out,
-            "strangler_connections_total {}",
-            self.connections_total.load(Relaxed)
-        )?;
-        writeln!(out, "# HELP strangler_header_timeouts_total Client connections closed because no request head was complete in time after the accept.")?;
-        writeln!(out, "# TYPE strangler_header_timeouts_total counter")?;
-        writeln!(
-            out,
-            "strangler_header_timeouts_total {}",
-            self.header_timeouts.load(Relaxed)
-        )?;
-        writeln!(out, "# HELP strangler_upgrades_total Upgraded connections (WebSocket and others) tunnelled.")?;
-        writeln!(out, "# TYPE strangler_upgrades_total counter")?;
-        writeln!(
-            out,
-            "strangler_upgrades_total {}",
-            self.upgrades_total.load(Relaxed)
-        )?;
-        writeln!(
-            out,
-            "# HELP strangler_requests_by_side_total Requests by the side chosen to answer."
-        )?;
-        writeln!(out, "# TYPE strangler_requests_by_side_total counter")?;
+        e.gauge(
+            "strangler_requests_in_flight",
+            "Requests being handled now.",
+            &[],
+            self.in_flight.load(Relaxed) as f64,
+        );
+        e.gauge(
+            "strangler_open_connections",
+            "Client connections open now.",
+            &[],
+            self.open_connections.load(Relaxed) as f64,
+        );
+        for (name, help, cell) in [
+            ("strangler_connections_total", "Client connections accepted.", &self.connections_total),
+            (
+                "strangler_header_timeouts_total",
+                "Client connections closed because no request head was complete in time after the accept.",
+                &self.header_timeouts,
+            ),
+            (
+                "strangler_upgrades_total",
+                "Upgraded connections (WebSocket and others) tunnelled.",
+                &self.upgrades_total,
+            ),
+            (
+                "strangler_catalog_rejected_total",
+                "Catalog versions that did not compile and were not served.",
+                &self.catalog_rejected,
+            ),
+        ] {
+            e.counter(name, help, &[], n(cell.load(Relaxed)));
+        }
         for (i, side) in ["legacy", "new"].iter().enumerate() {
-            writeln!(
-                out,
-                "strangler_requests_by_side_total{{side=\"{side}\"}} {}",
-                self.by_side[i].load(Relaxed)
-            )?;
+            e.counter(
+                "strangler_requests_by_side_total",
+                "Requests by the side chosen to answer.",
+                &[("side", side)],
+                n(self.by_side[i].load(Relaxed)),
+            );
         }
-        writeln!(
-            out,
-            "# HELP strangler_catalog_version The catalog version the facade serves."
-        )?;
-        writeln!(out, "# TYPE strangler_catalog_version gauge")?;
-        writeln!(
-            out,
-            "strangler_catalog_version {}",
-            self.catalog_version.load(Relaxed)
-        )?;
-        writeln!(out, "# HELP strangler_catalog_rejected_total Catalog versions that did not compile and were not served.")?;
-        writeln!(out, "# TYPE strangler_catalog_rejected_total counter")?;
-        writeln!(
-            out,
-            "strangler_catalog_rejected_total {}",
-            self.catalog_rejected.load(Relaxed)
-        )?;
-        writeln!(out, "# HELP strangler_fallbacks_total Requests legacy answered because the new side failed, by context and reason.")?;
-        writeln!(out, "# TYPE strangler_fallbacks_total counter")?;
+        e.gauge(
+            "strangler_catalog_version",
+            "The catalog version the facade serves.",
+            &[],
+            self.catalog_version.load(Relaxed) as f64,
+        );
         let map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
-        for ((context, reason), n) in map.iter() {
-            writeln!(
-                out,
-                "strangler_fallbacks_total{{context=\"{context}\",reason=\"{reason}\"}} {n}"
-            )?;
+        for ((context, reason), v) in map.iter() {
+            e.counter(
+                "strangler_fallbacks_total",
+                "Requests legacy answered because the new side failed, by context and reason.",
+                &[("context", context), ("reason", reason)],
+                n(*v),
+            );
         }
         drop(map);
-        writeln!(out, "# HELP strangler_translation_failures_total Messages a context's translator could not translate, by context and direction (request, response, shadow).")?;
-        writeln!(out, "# TYPE strangler_translation_failures_total counter")?;
         let map = self
             .translation_failures
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        for ((context, direction), n) in map.iter() {
-            writeln!(
-                out,
-                "strangler_translation_failures_total{{context=\"{context}\",direction=\"{direction}\"}} {n}"
-            )?;
+        for ((context, direction), v) in map.iter() {
+            e.counter(
+                "strangler_translation_failures_total",
+                "Messages a context's translator could not translate, by context and direction (request, response, shadow).",
+                &[("context", context), ("direction", direction)],
+                n(*v),
+            );
         }
         drop(map);
         let f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
-        writeln!(
-            out,
-            "# HELP strangler_shadow_compared_total Shadow pairs compared, by context."
-        )?;
-        writeln!(out, "# TYPE strangler_shadow_compared_total counter")?;
-        for (ctx, (n, _, _, _)) in &f.compared {
-            writeln!(
-                out,
-                "strangler_shadow_compared_total{{context=\"{ctx}\"}} {n}"
-            )?;
+        for (ctx, (compared, matched, legacy_us, new_us)) in &f.compared {
+            e.counter(
+                "strangler_shadow_compared_total",
+                "Shadow pairs compared, by context.",
+                &[("context", ctx)],
+                n(*compared),
+            );
+            e.counter(
+                "strangler_shadow_matched_total",
+                "Shadow pairs that matched, by context.",
+                &[("context", ctx)],
+                n(*matched),
+            );
+            for (side, us) in [("legacy", legacy_us), ("new", new_us)] {
+                e.counter(
+                    "strangler_shadow_latency_seconds_sum",
+                    "Time to answer for shadowed pairs, by context and side.",
+                    &[("context", ctx), ("side", side)],
+                    *us as f64 / 1e6,
+                );
+            }
         }
-        writeln!(
-            out,
-            "# HELP strangler_shadow_matched_total Shadow pairs that matched, by context."
-        )?;
-        writeln!(out, "# TYPE strangler_shadow_matched_total counter")?;
-        for (ctx, (_, m, _, _)) in &f.compared {
-            writeln!(
-                out,
-                "strangler_shadow_matched_total{{context=\"{ctx}\"}} {m}"
-            )?;
+        for ((ctx, sig), v) in &f.mismatches {
+            e.counter(
+                "strangler_shadow_mismatches_total",
+                "Mismatches by context and signature (kind and JSON path; at most 100 signatures per context, the rest as `other`).",
+                &[("context", ctx), ("signature", sig)],
+                n(*v),
+            );
         }
-        writeln!(out, "# HELP strangler_shadow_latency_seconds_sum Time to answer for shadowed pairs, by context and side.")?;
-        writeln!(out, "# TYPE strangler_shadow_latency_seconds_sum counter")?;
-        for (ctx, (_, _, l, n)) in &f.compared {
-            writeln!(
-                out,
-                "strangler_shadow_latency_seconds_sum{{context=\"{ctx}\",side=\"legacy\"}} {}",
-                *l as f64 / 1e6
-            )?;
-            writeln!(
-                out,
-                "strangler_shadow_latency_seconds_sum{{context=\"{ctx}\",side=\"new\"}} {}",
-                *n as f64 / 1e6
-            )?;
+        for (ctx, counts) in &f.skipped {
+            for (why, v) in crate::shadow::Skip::ALL.iter().zip(counts) {
+                if *v > 0 {
+                    e.counter(
+                        "strangler_shadow_skipped_total",
+                        "Requests of shadowed contexts not shadowed, by reason.",
+                        &[("context", ctx), ("reason", why.as_str())],
+                        n(*v),
+                    );
+                }
+            }
         }
-        writeln!(out, "# HELP strangler_shadow_mismatches_total Mismatches by context and signature (kind and JSON path).")?;
-        writeln!(out, "# TYPE strangler_shadow_mismatches_total counter")?;
-        for ((ctx, sig), n) in &f.mismatches {
-            let sig = sig.replace('\\', "\\\\").replace('"', "\\\"");
-            writeln!(
-                out,
-                "strangler_shadow_mismatches_total{{context=\"{ctx}\",signature=\"{sig}\"}} {n}"
-            )?;
+        for ((ctx, outcome), v) in &f.mirrored {
+            e.counter(
+                "strangler_shadow_mirror_total",
+                "Mirrored writes by context and outcome (queued, delivered, dead).",
+                &[("context", ctx), ("outcome", outcome)],
+                n(*v),
+            );
         }
-        writeln!(out, "# HELP strangler_shadow_skipped_total Requests of shadowed contexts not shadowed, by reason.")?;
-        writeln!(out, "# TYPE strangler_shadow_skipped_total counter")?;
-        for ((ctx, why), n) in f.skipped.iter().flat_map(|(ctx, counts)| {
-            crate::shadow::Skip::ALL
-                .iter()
-                .zip(counts)
-                .filter(|(_, n)| **n > 0)
-                .map(move |(why, n)| ((ctx, why.as_str()), n))
-        }) {
-            writeln!(
-                out,
-                "strangler_shadow_skipped_total{{context=\"{ctx}\",reason=\"{why}\"}} {n}"
-            )?;
+        e.counter(
+            "strangler_shadow_mirror_stored_total",
+            "Mirrored writes stored in the outbox.",
+            &[],
+            n(f.mirror_stored),
+        );
+        for (ctx, v) in &f.learned {
+            e.counter(
+                "strangler_shadow_learned_total",
+                "Pairs of legacy answers compared to learn noise, by context.",
+                &[("context", ctx)],
+                n(*v),
+            );
         }
-        writeln!(out, "# HELP strangler_shadow_mirror_total Mirrored writes by context and outcome (queued, delivered, dead).")?;
-        writeln!(out, "# TYPE strangler_shadow_mirror_total counter")?;
-        for ((ctx, outcome), n) in &f.mirrored {
-            writeln!(
-                out,
-                "strangler_shadow_mirror_total{{context=\"{ctx}\",outcome=\"{outcome}\"}} {n}"
-            )?;
-        }
-        writeln!(
-            out,
-            "# HELP strangler_shadow_mirror_stored_total Mirrored writes stored in the outbox."
-        )?;
-        writeln!(out, "# TYPE strangler_shadow_mirror_stored_total counter")?;
-        writeln!(
-            out,
-            "strangler_shadow_mirror_stored_total {}",
-            f.mirror_stored
-        )?;
-        writeln!(out, "# HELP strangler_shadow_learned_total Pairs of legacy answers compared to learn noise, by context.")?;
-        writeln!(out, "# TYPE strangler_shadow_learned_total counter")?;
-        for (ctx, n) in &f.learned {
-            writeln!(
-                out,
-                "strangler_shadow_learned_total{{context=\"{ctx}\"}} {n}"
-            )?;
-        }
-        Ok(())
     }
 }
 

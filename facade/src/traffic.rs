@@ -11,7 +11,9 @@ use std::time::Duration;
 use strangler_catalog::{PathTraffic, Side, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS};
 
 /// At most this many path templates of unclaimed requests are counted apart; the rest are
-/// counted as [`OTHER`] (a crawler cannot grow the map without bound).
+/// counted as [`OTHER`] (a crawler cannot grow the map without bound). Templates that saw no
+/// request since the last flush are let go at each flush, so that the cap is per window: new
+/// paths appear again once a crawl has passed.
 const MAX_TEMPLATES: usize = 2000;
 /// The template of unclaimed requests beyond [`MAX_TEMPLATES`].
 pub const OTHER: &str = "(other paths)";
@@ -84,7 +86,7 @@ impl PathCounters {
 
 /// Whether a path segment names one thing among many (an id, a UUID, a hash, a token) rather
 /// than a kind of thing: `123`, `550e8400-e29b-41d4-a716-446655440000`, `9f86d081884c7d65`.
-fn is_id(segment: &str) -> bool {
+pub(crate) fn is_id(segment: &str) -> bool {
     let b = segment.as_bytes();
     if b.is_empty() {
         return false;
@@ -240,6 +242,7 @@ impl Traffic {
         for ((context, id), c) in self.routes.read().unwrap_or_else(|e| e.into_inner()).iter() {
             c.take(minute, context, id, &mut out);
         }
+        let before = out.len();
         for (key, c) in self
             .templates
             .read()
@@ -248,6 +251,14 @@ impl Traffic {
         {
             c.take(minute, "", key, &mut out);
         }
+        // Let go of the templates that were idle this window (none of them is held by a
+        // request in flight: those hold a clone of its counters).
+        let active: std::collections::HashSet<&str> =
+            out[before..].iter().map(|r| r.path.as_str()).collect();
+        self.templates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, c| active.contains(&**key) || Arc::strong_count(c) > 1);
         out
     }
 
@@ -431,5 +442,21 @@ mod tests {
             Some(12),
             "the paths beyond the cap are counted together"
         );
+        // While the crawl goes on, new paths still count together; once a window passes
+        // without it, the templates it made are let go and new paths appear again.
+        for i in 0..MAX_TEMPLATES {
+            t.unclaimed_path("GET", &format!("/p{i}x"))
+                .record(Side::Legacy, 200, Duration::ZERO);
+        }
+        t.unclaimed_path("GET", "/fresh")
+            .record(Side::Legacy, 200, Duration::ZERO);
+        let rows = t.take_paths(64);
+        assert!(!rows.iter().any(|r| r.path == "GET /fresh"));
+        assert!(t.take_paths(65).is_empty());
+        t.unclaimed_path("GET", "/fresh")
+            .record(Side::Legacy, 200, Duration::ZERO);
+        let rows = t.take_paths(66);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].path, "GET /fresh");
     }
 }

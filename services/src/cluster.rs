@@ -754,67 +754,103 @@ where
         }
     }
 
-    /// This service's figures as (metric family, labels, value), for Prometheus text.
-    pub fn samples(&self) -> Vec<(&'static str, String, u64)> {
+    /// This service's figures, for `/metrics`.
+    pub fn samples(&self) -> Vec<Sample> {
         let c = &self.inner.counters;
         let name = &self.inner.config.name;
         let state = self.breaker_state();
-        let mut out: Vec<(&'static str, String, u64)> = [
-            ("strangler_service_requests_total", c.requests.load(Relaxed)),
-            ("strangler_service_retries_total", c.retries.load(Relaxed)),
-            (
+        let service = |metric: &'static str, help: &'static str, value: u64| Sample {
+            metric,
+            help,
+            counter: metric.ends_with("_total"),
+            labels: vec![("service", name.clone())],
+            value,
+        };
+        let mut out: Vec<Sample> = vec![
+            service(
+                "strangler_service_requests_total",
+                "Requests sent to the service.",
+                c.requests.load(Relaxed),
+            ),
+            service(
+                "strangler_service_retries_total",
+                "Retries sent to another instance.",
+                c.retries.load(Relaxed),
+            ),
+            service(
                 "strangler_service_retries_denied_total",
+                "Retries the retry budget refused.",
                 c.retries_denied.load(Relaxed),
             ),
-            (
+            service(
                 "strangler_service_breaker_rejected_total",
+                "Requests not sent because the breaker was open.",
                 c.breaker_rejected.load(Relaxed),
             ),
-            (
+            service(
                 "strangler_service_bulkhead_rejected_total",
+                "Requests not sent because the bulkhead was full.",
                 c.bulkhead_rejected.load(Relaxed),
             ),
-            (
+            service(
                 "strangler_service_ejections_total",
+                "Instances ejected for failing.",
                 c.ejections.load(Relaxed),
             ),
-            (
+            service(
                 "strangler_service_breaker_opened_total",
+                "Times the breaker opened.",
                 c.breaker_opened.load(Relaxed),
             ),
-            (
+            service(
                 "strangler_service_collapsed_total",
+                "Requests answered from another request's call.",
                 c.collapsed.load(Relaxed),
             ),
-        ]
-        .into_iter()
-        .map(|(metric, value)| (metric, format!("service=\"{name}\""), value))
-        .collect();
+        ];
         for s in [
             BreakerState::Closed,
             BreakerState::Open,
             BreakerState::HalfOpen,
         ] {
-            out.push((
-                "strangler_service_breaker_state",
-                format!("service=\"{name}\",state=\"{}\"", s.as_str()),
-                u64::from(s == state),
-            ));
+            out.push(Sample {
+                metric: "strangler_service_breaker_state",
+                help: "The breaker's state (1 for the current one).",
+                counter: false,
+                labels: vec![("service", name.clone()), ("state", s.as_str().to_owned())],
+                value: u64::from(s == state),
+            });
         }
         for e in self.instances() {
-            out.push((
-                "strangler_service_instance_ejected",
-                format!("service=\"{name}\",instance=\"{}\"", e.origin),
-                u64::from(e.ejected_for_ms > 0),
-            ));
-            out.push((
-                "strangler_service_instance_in_flight",
-                format!("service=\"{name}\",instance=\"{}\"", e.origin),
-                e.in_flight as u64,
-            ));
+            let labels = vec![("service", name.clone()), ("instance", e.origin.clone())];
+            out.push(Sample {
+                metric: "strangler_service_instance_ejected",
+                help: "Whether the instance is ejected now.",
+                counter: false,
+                labels: labels.clone(),
+                value: u64::from(e.ejected_for_ms > 0),
+            });
+            out.push(Sample {
+                metric: "strangler_service_instance_in_flight",
+                help: "Requests in flight to the instance.",
+                counter: false,
+                labels,
+                value: e.in_flight as u64,
+            });
         }
         out
     }
+}
+
+/// One figure of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// A counter (else a gauge).
+    pub counter: bool,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
 }
 
 /// Checks every instance each interval until the cluster is gone.

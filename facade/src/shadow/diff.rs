@@ -264,7 +264,17 @@ pub enum Kind {
     Header,
     /// Non-JSON bodies differ.
     Body,
+    /// More differences than one comparison reports (see [`MAX_SIGNATURES`]).
+    More,
 }
+
+/// Signatures one comparison reports at most; the rest are one `more …` signature.
+pub const MAX_SIGNATURES: usize = 32;
+/// Differences collected before grouping; beyond, the walk stops counting new ones.
+const MAX_RAW: usize = 4096;
+/// Objects with more keys than this are maps (ids as keys), not records: their keys are
+/// folded into `*` in signatures.
+const MAP_KEYS: usize = 64;
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
@@ -276,6 +286,7 @@ impl Kind {
             Kind::Status => "status",
             Kind::Header => "header",
             Kind::Body => "body",
+            Kind::More => "more",
         }
     }
 }
@@ -408,6 +419,13 @@ pub fn compare_with(legacy: &Answer<'_>, new: &Answer<'_>, rules: &Rules) -> Vec
     }
     out.sort();
     out.dedup();
+    if out.len() > MAX_SIGNATURES {
+        out.truncate(MAX_SIGNATURES - 1);
+        out.push(Signature {
+            kind: Kind::More,
+            path: "differences (too many to list)".into(),
+        });
+    }
     out
 }
 
@@ -422,15 +440,36 @@ struct Walk<'a, 'v> {
 
 impl<'v> Walk<'_, 'v> {
     fn push(&mut self, kind: Kind) {
-        self.out.push(Signature {
-            kind,
-            path: self.path.clone(),
-        });
+        // Folded paths repeat a lot (every entry of a map): a repeat of the last one is
+        // common and cheap to spot; the rest are grouped after the walk.
+        if self
+            .out
+            .last()
+            .is_some_and(|s| s.kind == kind && s.path == self.path)
+        {
+            return;
+        }
+        if self.out.len() < MAX_RAW {
+            self.out.push(Signature {
+                kind,
+                path: self.path.clone(),
+            });
+        } else if self.out.last().is_none_or(|s| s.kind != Kind::More) {
+            self.out.push(Signature {
+                kind: Kind::More,
+                path: "differences (too many to list)".into(),
+            });
+        }
     }
 
-    fn enter(&mut self, seg: At<'v>) -> usize {
+    /// Steps into `seg`. In the signature's path a key that looks like data (an id, a UUID, a
+    /// hash), or any key of a map with many keys, is written `*`, so that a difference in
+    /// every entry of an ids-as-keys map is one signature, not one per id; rules still see the
+    /// key itself.
+    fn enter(&mut self, seg: At<'v>, map: bool) -> usize {
         let len = self.path.len();
         match seg {
+            At::Key(k) if map || crate::traffic::is_id(k) => self.path.push_str(".*"),
             At::Key(k) => {
                 self.path.push('.');
                 self.path.push_str(k);
@@ -460,8 +499,9 @@ impl<'v> Walk<'_, 'v> {
         }
         match (a, b) {
             (J::Obj(x), J::Obj(y)) => {
+                let map = x.len().max(y.len()) > MAP_KEYS;
                 for (k, va) in x {
-                    let len = self.enter(At::Key(k));
+                    let len = self.enter(At::Key(k), map);
                     match J::get(y, k) {
                         Some(vb) => self.diff(va, vb),
                         None if !rules.ignore.iter().any(|p| p.covers(&self.segs)) => {
@@ -472,7 +512,7 @@ impl<'v> Walk<'_, 'v> {
                     self.leave(len);
                 }
                 for (k, _) in y.iter().filter(|(k, _)| J::get(x, k).is_none()) {
-                    let len = self.enter(At::Key(k));
+                    let len = self.enter(At::Key(k), map);
                     if !rules.ignore.iter().any(|p| p.covers(&self.segs)) {
                         self.push(Kind::Extra);
                     }
@@ -480,7 +520,7 @@ impl<'v> Walk<'_, 'v> {
                 }
             }
             (J::Arr(x), J::Arr(y)) => {
-                let len = self.enter(At::Array);
+                let len = self.enter(At::Array, false);
                 if rules
                     .unordered
                     .iter()
@@ -553,6 +593,44 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    /// An ids-as-keys map that differs in 20,000 entries is one signature, and however many
+    /// paths differ, a comparison reports at most [`MAX_SIGNATURES`].
+    #[test]
+    fn data_keys_fold_and_signatures_are_capped() {
+        let map = |v: u32| {
+            let entries: Vec<String> = (0..20_000).map(|i| format!("\"{i}\":{v}")).collect();
+            format!("{{\"prices\":{{{}}}}}", entries.join(","))
+        };
+        assert_eq!(sigs(&map(1), &map(2)), ["value $.prices.*"]);
+        // Keys that look like ids fold in small objects too; plain names do not.
+        assert_eq!(
+            sigs(
+                r#"{"9f86d081884c7d65":1,"b1":{"550e8400-e29b-41d4-a716-446655440000":1}}"#,
+                r#"{"9f86d081884c7d65":2,"b1":{"550e8400-e29b-41d4-a716-446655440000":2}}"#
+            ),
+            ["value $.*", "value $.b1.*"]
+        );
+        let record = |v: u32| {
+            let fields: Vec<String> = (0..50)
+                .map(|i| {
+                    format!(
+                        "\"field_{}\":{v}",
+                        char::from(b'a' + (i % 26) as u8)
+                            .to_string()
+                            .repeat(i / 26 + 1)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        };
+        let capped = sigs(&record(1), &record(2));
+        assert_eq!(capped.len(), MAX_SIGNATURES);
+        assert_eq!(
+            capped.last().map(String::as_str),
+            Some("more differences (too many to list)")
+        );
     }
 
     #[test]

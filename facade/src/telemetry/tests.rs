@@ -38,3 +38,52 @@ fn renders_classes_histogram_and_gauges() {
     t.render(&mut out);
     assert!(out.contains("strangler_requests_in_flight 0\n"));
 }
+
+/// A context keeps at most [`SIGNATURES_PER_CONTEXT`] distinct signatures (the rest count as
+/// one), and a comparison stores one example whatever its number of signatures.
+#[test]
+fn signatures_per_context_and_examples_per_comparison_are_bounded() {
+    use crate::shadow::diff::{Kind, Signature};
+    let t = Telemetry::default();
+    let example = ShadowExampleRow {
+        signature: String::new(),
+        at_ms: 0,
+        method: "GET".into(),
+        path: "/x".into(),
+        legacy_status: 200,
+        new_status: 200,
+        legacy_body: String::new(),
+        new_body: String::new(),
+    };
+    for batch in 0..5 {
+        let sigs: Vec<Signature> = (0..30)
+            .map(|i| Signature {
+                kind: Kind::Value,
+                path: format!("$.f{batch}_{i}"),
+            })
+            .collect();
+        t.record_shadow(
+            "orders",
+            "r",
+            &sigs,
+            Duration::ZERO,
+            Duration::ZERO,
+            (Some(example.clone()), None),
+        );
+    }
+    let mut out = String::new();
+    t.render(&mut out);
+    let series = out
+        .lines()
+        .filter(|l| l.starts_with("strangler_shadow_mismatches_total{"))
+        .count();
+    assert_eq!(series, SIGNATURES_PER_CONTEXT + 1, "{out}");
+    assert!(
+        out.contains(&format!("signature=\"{OTHER_SIGNATURE}\"}} 50")),
+        "{out}"
+    );
+    let rollup = t.take_shadow_rollup();
+    assert_eq!(rollup.len(), 1);
+    assert_eq!(rollup[0].examples.len(), 5, "one example per comparison");
+    assert_eq!(rollup[0].signatures.len(), SIGNATURES_PER_CONTEXT + 1);
+}
