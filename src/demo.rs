@@ -123,6 +123,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
             shadow: RouteShadow {
                 writes,
                 max_body_bytes: None,
+                opaque_bodies: false,
             },
         };
         let id = spec.id();

@@ -385,10 +385,19 @@ pub struct ShadowPolicy {
     /// `whitespace` or `case`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub normalize: BTreeMap<String, String>,
-    /// Values at these paths are blanked in stored examples (request headers such as
-    /// `Authorization` and `Cookie`, and `Set-Cookie`, are never stored at all).
+    /// Values at these paths are blanked in every body the facade stores (examples, recorded
+    /// exchanges, mirrored writes), besides fields named like secrets (`password`, `token`,
+    /// `api_key` …), which always are. Request headers are stored only from an allow-list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// Query parameters blanked in stored requests, besides those named like secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact_query: Vec<String>,
+    /// Request header fields a mirrored write keeps for its delivery, besides the standard
+    /// ones (`content-type`, `accept`, `if-match`, `idempotency-key` …); fields named like
+    /// credentials are never kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror_headers: Vec<String>,
     /// Response header fields compared besides status and body (`content-type`, `cache-control`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<String>,
@@ -420,11 +429,24 @@ impl ShadowPolicy {
                 return Err((rule.into(), format!("{p} is out of range; choose 0-100")));
             }
         }
-        for h in &self.headers {
+        for (rule, h) in self
+            .headers
+            .iter()
+            .map(|h| ("headers", h))
+            .chain(self.mirror_headers.iter().map(|h| ("mirror_headers", h)))
+        {
             if !http_token(h) {
                 return Err((
-                    format!("headers[{h}]"),
+                    format!("{rule}[{h}]"),
                     "not a header field name; use letters, digits and -".into(),
+                ));
+            }
+        }
+        for q in &self.redact_query {
+            if q.is_empty() || q.contains(['&', '=', '#', ' ']) {
+                return Err((
+                    format!("redact_query[{q}]"),
+                    "not a query parameter name; write it as it appears before `=`".into(),
                 ));
             }
         }
@@ -589,6 +611,11 @@ pub struct RouteShadow {
     /// `[shadow] max_body_bytes`). A larger request is not shadowed, and counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Store mirrored bodies that cannot be redacted (binary uploads, plain text) as they
+    /// are. Off by default: such a write is then not mirrored (and counted), because nothing
+    /// secret may reach the store; turn it on for routes whose bodies hold no secrets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opaque_bodies: bool,
 }
 
 fn is_off(w: &ShadowWrites) -> bool {

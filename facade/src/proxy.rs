@@ -497,6 +497,8 @@ impl Facade {
         }
         if let Some((method, uri, version)) = access {
             let id = id.unwrap_or_else(RequestId::next);
+            // Logs reach disk: secret query parameters are blanked there too.
+            let uri = shadow::redact::target(uri.path_and_query().map_or("/", |p| p.as_str()), &[]);
             tracing::info!(
                 target: "strangler::access",
                 request_id = %id,

@@ -12,6 +12,7 @@
 pub mod diff;
 mod json;
 pub mod outbox;
+pub mod redact;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -98,10 +99,13 @@ pub enum Skip {
     /// Legacy failed the write (5xx): it is not mirrored, so that the new side's data does
     /// not take a step legacy's did not.
     LegacyFailed,
+    /// A mirrored write's body could not be redacted (not JSON or a form, or too deep), so it
+    /// was not stored: secrets never reach the store.
+    Unredactable,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 12] = [
+    pub const ALL: [Skip; 13] = [
         Skip::NotSampled,
         Skip::UnsafeMethod,
         Skip::BudgetFull,
@@ -114,6 +118,7 @@ impl Skip {
         Skip::PrimaryFailed,
         Skip::TranslationFailed,
         Skip::LegacyFailed,
+        Skip::Unredactable,
     ];
 
     pub fn index(self) -> usize {
@@ -134,6 +139,7 @@ impl Skip {
             Skip::OutboxFull => "outbox_full",
             Skip::PrimaryFailed => "primary_failed",
             Skip::TranslationFailed => "translation_failed",
+            Skip::Unredactable => "unredactable",
         }
     }
 }
@@ -644,7 +650,15 @@ async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig,
             if legacy.status >= 500 {
                 return skip(Skip::LegacyFailed);
             }
-            let item = outbox::item(&wanted, &plan.replay, body, &legacy);
+            let Some(item) = outbox::item(&wanted, &plan.replay, body, &legacy) else {
+                tracing::error!(
+                    context = %wanted.context,
+                    method = %plan.replay.method,
+                    path = plan.replay.uri.path(),
+                    "a mirrored write was not stored: its body cannot be redacted (only JSON and form bodies can); the new side misses it"
+                );
+                return skip(Skip::Unredactable);
+            };
             match &sinks.outbox {
                 Some(tx) if tx.try_send((item, held)).is_ok() => {
                     telemetry.record_mirror_queued(&wanted.context)
@@ -841,6 +855,12 @@ pub fn diff_reads(legacy: &Read, new: &Read, rules: &diff::Rules) -> Option<Vec<
     ))
 }
 
+/// What an example keeps of a body that cannot be redacted.
+const NOT_STORED: &str = "(not stored: only JSON and form bodies can be redacted)";
+
+/// The longest body text kept in an example or a recorded exchange.
+const EXAMPLE_BYTES: usize = 4096;
+
 /// A redacted example: method and path, never request headers or the query.
 pub fn example(
     replay: &Replay,
@@ -848,6 +868,15 @@ pub fn example(
     new: &Read,
     rules: &diff::Rules,
 ) -> crate::telemetry::ShadowExampleRow {
+    let text = |r: &Read| {
+        redact::text(
+            r.body.as_deref().unwrap_or_default(),
+            r.content_type.as_deref(),
+            rules,
+            EXAMPLE_BYTES,
+        )
+        .unwrap_or_else(|| NOT_STORED.to_owned())
+    };
     crate::telemetry::ShadowExampleRow {
         signature: String::new(),
         at_ms: now_ms(),
@@ -855,19 +884,14 @@ pub fn example(
         path: replay.uri.path().to_owned(),
         legacy_status: legacy.status,
         new_status: new.status,
-        legacy_body: rules.redacted(
-            legacy.body.as_deref().unwrap_or_default(),
-            legacy.content_type.as_deref(),
-        ),
-        new_body: rules.redacted(
-            new.body.as_deref().unwrap_or_default(),
-            new.content_type.as_deref(),
-        ),
+        legacy_body: text(legacy),
+        new_body: text(new),
     }
 }
 
-/// A matched exchange as material for a contract test: the client's request and legacy's
-/// answer, redacted; `None` when a body is too large to keep whole or is not text.
+/// A matched exchange as material for a contract test: the client's request (secret query
+/// parameters blanked) and legacy's answer, redacted; `None` when a body is too large to keep
+/// whole or cannot be redacted.
 pub fn contract_pair(
     route: &str,
     replay: &Replay,
@@ -877,11 +901,7 @@ pub fn contract_pair(
 ) -> Option<crate::telemetry::ContractPairRow> {
     const KEEP: usize = 4000;
     let answer = legacy.body.as_deref()?;
-    if request_body.len() > KEEP
-        || answer.len() > KEEP
-        || std::str::from_utf8(request_body).is_err()
-        || std::str::from_utf8(answer).is_err()
-    {
+    if request_body.len() > KEEP || answer.len() > KEEP {
         return None;
     }
     let request_type = replay
@@ -889,19 +909,24 @@ pub fn contract_pair(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let request_body = redact::text(request_body, request_type.as_deref(), rules, usize::MAX)?;
+    let response_body = redact::text(answer, legacy.content_type.as_deref(), rules, usize::MAX)?;
     Some(crate::telemetry::ContractPairRow {
         route: route.to_owned(),
         at_ms: now_ms(),
         method: replay.method.to_string(),
-        uri: replay
-            .uri
-            .path_and_query()
-            .map_or_else(|| replay.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
-        request_body: rules.redacted(request_body, request_type.as_deref()),
+        uri: redact::target(
+            replay
+                .uri
+                .path_and_query()
+                .map_or_else(|| replay.uri.path(), |pq| pq.as_str()),
+            &rules.redact_query,
+        ),
+        request_body,
         request_type,
         status: legacy.status,
         response_type: legacy.content_type.clone(),
-        response_body: rules.redacted(answer, legacy.content_type.as_deref()),
+        response_body,
     })
 }
 

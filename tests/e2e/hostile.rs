@@ -6,5 +6,6 @@ mod cardinality;
 mod connections;
 mod framing;
 mod paths;
+mod secrets;
 mod shared_answers;
 mod work;

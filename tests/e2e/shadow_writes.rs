@@ -253,7 +253,7 @@ async fn mirrored_writes_wait_in_the_outbox_until_the_new_service_is_back() {
         new_addr,
         &catalog_url,
         json!({}),
-        json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror" } }),
+        json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror", "opaque_bodies": true } }),
     )
     .await;
 
@@ -526,7 +526,7 @@ async fn a_write_legacy_failed_is_not_mirrored() {
         new,
         &catalog_url,
         json!({}),
-        json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror" } }),
+        json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror", "opaque_bodies": true } }),
     )
     .await;
     for id in ["bad", "ok"] {

@@ -128,6 +128,10 @@ pub struct Rules {
     tolerance: Vec<(Pattern, f64)>,
     normalize: Vec<(Pattern, Norm)>,
     redact: Vec<Pattern>,
+    /// Query parameters blanked in stored requests (besides secret-looking ones).
+    pub redact_query: Vec<String>,
+    /// Request header fields a stored request keeps besides the standard ones.
+    pub mirror_headers: Vec<String>,
 }
 
 impl Rules {
@@ -145,6 +149,8 @@ impl Rules {
                 .collect(),
             ignore: pats(&p.ignore),
             redact: pats(&p.redact),
+            redact_query: p.redact_query.clone(),
+            mirror_headers: p.mirror_headers.clone(),
             unordered: pats(&p.unordered),
             tolerance: p
                 .tolerance
@@ -169,34 +175,12 @@ impl Rules {
     }
 }
 
-/// The longest body text kept in an example.
-const EXAMPLE_BYTES: usize = 4096;
-
 impl Rules {
-    /// A body as stored in an example: JSON with the redacted paths blanked, other text as
-    /// is; cut at 4 KiB.
-    pub fn redacted(&self, body: &[u8], content_type: Option<&str>) -> String {
-        let mut text = if is_json(content_type) {
-            match serde_json::from_slice::<Value>(body) {
-                Ok(mut v) => {
-                    let mut at = Vec::new();
-                    self.blank(&mut v, &mut at);
-                    v.to_string()
-                }
-                Err(_) => String::from_utf8_lossy(body).into_owned(),
-            }
-        } else {
-            String::from_utf8_lossy(body).into_owned()
-        };
-        if text.len() > EXAMPLE_BYTES {
-            let mut cut = EXAMPLE_BYTES;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
+    /// Blanks the values at the redacted paths of a parsed body.
+    pub fn blank_json(&self, v: &mut Value) {
+        if !self.redact.is_empty() {
+            self.blank(v, &mut Vec::new());
         }
-        text
     }
 
     fn blank(&self, v: &mut Value, at: &mut Vec<Seg>) {
@@ -710,14 +694,21 @@ mod tests {
                 .unwrap();
         let rules = Rules::compile(&policy);
         let body = br#"{"card":"4111-1111","users":[{"email":"a@b.c","n":1}],"ok":true}"#;
-        let out = rules.redacted(body, Some("application/json"));
+        let out = super::super::redact::text(body, Some("application/json"), &rules, 4096).unwrap();
         assert!(!out.contains("4111") && !out.contains("a@b.c"), "{out}");
         assert!(
             out.contains("[redacted]") && out.contains("\"n\":1"),
             "{out}"
         );
-        let long = vec![b'x'; 10_000];
-        assert!(rules.redacted(&long, Some("text/plain")).len() <= EXAMPLE_BYTES + 3);
+        let long = format!("{{\"x\":\"{}\"}}", "x".repeat(10_000));
+        let cut =
+            super::super::redact::text(long.as_bytes(), Some("application/json"), &rules, 4096);
+        assert!(cut.is_some_and(|t| t.len() <= 4096 + 3));
+        assert_eq!(
+            super::super::redact::text(b"x", Some("text/plain"), &rules, 4096),
+            None,
+            "what cannot be redacted is not kept"
+        );
     }
 
     #[test]

@@ -19,13 +19,11 @@ use strangler_catalog::OutboxItem;
 use strangler_services::cluster::{Cluster, Replay};
 use tokio::sync::{mpsc, Notify};
 
-use super::{diff, now_ms, Read, Wanted};
+use super::redact::latin1;
+use super::{diff, now_ms, redact, Read, Wanted};
 use crate::body::RequestBody;
 use crate::telemetry::Telemetry;
 use crate::translate::Translation;
-
-/// Request fields never stored in the outbox (the mirrored write goes without them).
-const NEVER_STORED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 /// How long a claimed write is someone's before another replica may take it.
 const LEASE_MS: i64 = 30_000;
@@ -54,14 +52,20 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<(), String>;
 }
 
-/// A mirrored write with legacy's answer, ready for the outbox.
-pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> OutboxItem {
-    let headers = replay
+/// A mirrored write with legacy's answer, ready for the outbox: only what its delivery needs
+/// and nothing secret (see [`super::redact`]); `None` when its body cannot be redacted.
+pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> Option<OutboxItem> {
+    let rules = &wanted.rules;
+    let headers = redact::headers(&replay.headers, &rules.mirror_headers);
+    let request_type = replay
         .headers
-        .iter()
-        .filter(|(n, _)| !NEVER_STORED.contains(&n.as_str()) && n.as_str() != "x-strangler-shadow")
-        .map(|(n, v)| (n.as_str().to_owned(), latin1(v.as_bytes())))
-        .collect();
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let body = match redact::body(&body, request_type, rules) {
+        Some(b) => b,
+        None if wanted.route_shadow.opaque_bodies => body.to_vec(),
+        None => return None,
+    };
     let idempotency_key = replay
         .headers
         .get("idempotency-key")
@@ -77,35 +81,38 @@ pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> Out
     if let Some(ct) = &legacy.content_type {
         legacy_headers.push(("content-type".to_owned(), ct.clone()));
     }
-    for (name, value) in wanted.rules.headers.iter().zip(&legacy.headers) {
-        if let Some(v) = value {
+    for (name, value) in rules.headers.iter().zip(&legacy.headers) {
+        if let Some(v) = value
+            .as_ref()
+            .filter(|_| !redact::is_secret_name(name.as_str()))
+        {
             legacy_headers.push((name.as_str().to_owned(), v.clone()));
         }
     }
-    OutboxItem {
+    Some(OutboxItem {
         id: 0,
         context: wanted.context.to_string(),
         route: wanted.route.to_string(),
         idempotency_key,
         method: replay.method.to_string(),
-        uri: replay
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        uri: redact::target(
+            replay.uri.path_and_query().map_or("/", |p| p.as_str()),
+            &rules.redact_query,
+        ),
         headers,
-        body: body.to_vec(),
+        body,
         legacy_status: i64::from(legacy.status),
         legacy_headers,
-        legacy_body: legacy.body.as_ref().map(|b| b.to_vec()),
+        // Legacy's answer, for the comparison after delivery: left out when it cannot be
+        // redacted (that comparison is then skipped).
+        legacy_body: legacy.body.as_ref().and_then(|b| {
+            redact::body(b, legacy.content_type.as_deref(), rules)
+                .or_else(|| wanted.route_shadow.opaque_bodies.then(|| b.to_vec()))
+        }),
         legacy_us: i64::try_from(legacy.elapsed.as_micros()).unwrap_or(i64::MAX),
         created_ms: now_ms(),
         attempts: 0,
-    }
-}
-
-/// Header bytes as chars U+0000–U+00FF: any value survives the round trip through text.
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| char::from(*b)).collect()
+    })
 }
 
 fn from_latin1(text: &str) -> Vec<u8> {
