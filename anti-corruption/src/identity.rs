@@ -52,12 +52,15 @@ impl Signer {
         &self.kid
     }
 
-    /// A token carrying `claims` (a JSON object), issued now by `issuer`, valid `ttl_secs`.
-    /// `iss`, `iat` and `exp` are the signer's; everything else is the session's.
+    /// A token carrying `claims` (a JSON object), issued now by `issuer` for `audience` (the
+    /// service it is sent to), valid `ttl_secs`. `iss`, `aud`, `iat` and `exp` are the
+    /// signer's; everything else is the session's. A service that checks `aud` cannot be
+    /// handed a token meant for another.
     pub fn token(
         &self,
         claims: &Value,
         issuer: &str,
+        audience: &str,
         now: i64,
         ttl_secs: i64,
     ) -> Result<String, String> {
@@ -69,10 +72,11 @@ impl Signer {
         };
         let mut fields: Vec<(crate::json::Text, Value)> = fields
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "iss" | "iat" | "exp" | "nbf"))
+            .filter(|(k, _)| !matches!(k.as_str(), "iss" | "aud" | "iat" | "exp" | "nbf"))
             .cloned()
             .collect();
         fields.push(("iss".into(), Value::str(issuer)));
+        fields.push(("aud".into(), Value::str(audience)));
         fields.push(("iat".into(), Value::int(now)));
         fields.push(("exp".into(), Value::int(now.saturating_add(ttl_secs))));
         let header = Value::Obj(vec![
@@ -155,13 +159,15 @@ mod tests {
         let claims =
             Value::parse(br#"{"sub":"u-42","roles":["clerk"],"exp":1}"#).unwrap_or(Value::Null);
         let token = signer
-            .token(&claims, "strangler", 1_000, 300)
+            .token(&claims, "strangler", "orders-svc", 1_000, 300)
             .unwrap_or_default();
         let public = public_key_of(&signer.jwks()).unwrap_or([0; 32]);
         let got = verify(&token, &public, 1_100).map(|c| c.to_json());
         assert_eq!(
             got.as_deref(),
-            Ok(r#"{"sub":"u-42","roles":["clerk"],"iss":"strangler","iat":1000,"exp":1300}"#)
+            Ok(
+                r#"{"sub":"u-42","roles":["clerk"],"iss":"strangler","aud":"orders-svc","iat":1000,"exp":1300}"#
+            )
         );
         assert!(verify(&token, &public, 1_300).is_err_and(|e| e.contains("expired")));
         // Another key, or a changed payload, does not verify.
@@ -171,7 +177,7 @@ mod tests {
         let forged = URL_SAFE_NO_PAD.encode(r#"{"sub":"admin","exp":9999999999}"#);
         parts[1] = &forged;
         assert!(verify(&parts.join("."), &public, 1_100).is_err());
-        assert!(signer.token(&Value::Null, "x", 0, 1).is_err());
+        assert!(signer.token(&Value::Null, "x", "svc", 0, 1).is_err());
     }
 
     #[test]

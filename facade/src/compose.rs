@@ -40,10 +40,23 @@ pub async fn answer(
     telemetry: &Telemetry,
     work: &crate::shadow::Work,
 ) -> Result<Composed, Problem> {
+    // Parts for the new service get what the live request would: the identity token, not
+    // the session cookie (resolved once for all of them).
+    let mut new_headers = head.headers.clone();
+    if let (Some(spec), Some(bridge)) = (t.compiled.identity(), &work.identity) {
+        if composition.parts.iter().any(|p| p.side == PartSide::New) {
+            bridge
+                .apply(spec, legacy, &mut new_headers, &t.context, new.name())
+                .await?;
+        }
+    }
     let calls = composition.parts.iter().map(|part| {
         let mut req = Request::new(RequestBody::full(Bytes::new()));
         *req.method_mut() = Method::GET;
-        *req.headers_mut() = head.headers.clone();
+        *req.headers_mut() = match part.side {
+            PartSide::New => new_headers.clone(),
+            PartSide::Legacy => head.headers.clone(),
+        };
         req.headers_mut().remove(CONTENT_LENGTH);
         let uri = part.path.parse::<http::Uri>();
         let timeout = part.timeout.unwrap_or(DEFAULT_PART_TIMEOUT);

@@ -88,14 +88,17 @@ impl Bridge {
         self.signer.jwks()
     }
 
-    /// Applies the bridge to a request going to a new service: sets (or leaves out) the
-    /// identity token and removes the session cookie unless `spec` forwards it.
+    /// Applies the bridge to a request going to a new service (`audience`, the token's `aud`):
+    /// sets (or leaves out) the identity token and removes the session cookie unless `spec`
+    /// forwards it. The live request, its shadow copies and composed parts all go through
+    /// here.
     pub async fn apply(
         &self,
         spec: &IdentitySpec,
         legacy: &Upstream<RequestBody>,
         headers: &mut HeaderMap,
         context: &str,
+        audience: &str,
     ) -> Result<(), Problem> {
         let session = session_cookie(headers, &self.config.cookie);
         let claims = match session {
@@ -115,7 +118,7 @@ impl Bridge {
                 let ttl = i64::try_from(self.config.token_ttl.as_secs()).unwrap_or(300);
                 let token = self
                     .signer
-                    .token(&claims, &self.config.issuer, now, ttl)
+                    .token(&claims, &self.config.issuer, audience, now, ttl)
                     .map_err(|why| {
                         Problem::new(
                             Answer::UpstreamBroken,

@@ -50,7 +50,7 @@ struct Shared {
     /// Shadows in flight.
     shadow_budget: Arc<shadow::Budget>,
     /// The identity bridge, when configured.
-    identity: Option<crate::identity::Bridge>,
+    identity: Option<Arc<crate::identity::Bridge>>,
     /// The mirror outbox's queue, once the outbox runs.
     outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<shadow::outbox::Queued>>,
     legacy_prefix: String,
@@ -104,7 +104,7 @@ impl Facade {
                 identity: config
                     .identity
                     .clone()
-                    .map(|c| crate::identity::Bridge::new(c, Arc::clone(&buffers))),
+                    .map(|c| Arc::new(crate::identity::Bridge::new(c, Arc::clone(&buffers)))),
                 legacy_prefix,
                 telemetry: Arc::new(Telemetry::default()),
                 draining: AtomicBool::new(false),
@@ -180,6 +180,8 @@ impl Facade {
         shadow::Work {
             buffers: Arc::clone(&self.shared.buffers),
             cpu: Arc::clone(&self.shared.cpu),
+            identity: self.shared.identity.clone(),
+            legacy: self.shared.legacy.clone(),
         }
     }
 
@@ -858,7 +860,7 @@ impl Facade {
         req: Request<RequestBody>,
     ) -> Result<Request<RequestBody>, Problem> {
         let s = &*self.shared;
-        let (Target::New { fallback, .. }, Some(t)) = (&routing.target, &routing.translation)
+        let (Target::New { fallback, cluster }, Some(t)) = (&routing.target, &routing.translation)
         else {
             return Ok(req);
         };
@@ -904,7 +906,13 @@ impl Facade {
         // After the copy for a fallback: legacy gets the session cookie, the service the token.
         if let (Some(spec), Some(bridge)) = (t.compiled.identity(), &s.identity) {
             bridge
-                .apply(spec, &s.legacy, &mut parts.headers, &t.context)
+                .apply(
+                    spec,
+                    &s.legacy,
+                    &mut parts.headers,
+                    &t.context,
+                    cluster.name(),
+                )
                 .await?;
         }
         let (parts, translated) =

@@ -262,7 +262,7 @@ impl Peer {
                 }
                 Peer::New(c) => {
                     let req = match translation {
-                        Some(t) => translate_copy(t, req, work_on).await?,
+                        Some(t) => translate_copy(t, req, work_on, c.name()).await?,
                         None => req,
                     };
                     let resp = c
@@ -284,6 +284,10 @@ impl Peer {
 pub struct Work {
     pub buffers: Arc<Buffers>,
     pub cpu: Arc<Cpu>,
+    /// The identity bridge, for copies to a context whose translator asks for it, and
+    /// legacy, which resolves the sessions.
+    pub identity: Option<Arc<crate::identity::Bridge>>,
+    pub legacy: Upstream<RequestBody>,
 }
 
 /// A translation failure in a shadow: the translator's (compared apart from the service) or
@@ -302,8 +306,16 @@ async fn translate_copy(
     t: &Translation,
     req: http::Request<RequestBody>,
     work: &Work,
+    service: &str,
 ) -> Result<http::Request<RequestBody>, ExchangeError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A copy gets what the live request gets: the identity token, not the session cookie.
+    if let (Some(spec), Some(bridge)) = (t.compiled.identity(), &work.identity) {
+        bridge
+            .apply(spec, &work.legacy, &mut parts.headers, &t.context, service)
+            .await
+            .map_err(|p| ExchangeError::Failed(p.detail))?;
+    }
     let (body, held) =
         crate::translate::collect(body, crate::translate::MAX_TRANSLATED_BODY, &work.buffers)
             .await

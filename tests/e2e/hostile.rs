@@ -5,6 +5,7 @@
 mod cardinality;
 mod connections;
 mod framing;
+mod identity;
 mod paths;
 mod secrets;
 mod shared_answers;

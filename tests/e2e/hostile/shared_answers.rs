@@ -16,7 +16,7 @@ use crate::harness::*;
 use crate::shadow::catalog;
 
 /// Legacy resolves `SID=<name>` to the claims `{"sub": "<name>"}`.
-fn legacy_sessions() -> Router {
+pub(crate) fn legacy_sessions() -> Router {
     Router::new().route(
         "/api/session",
         get(|headers: http::HeaderMap| async move {
