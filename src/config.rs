@@ -840,6 +840,17 @@ fn build(file: File) -> Result<Settings, ConfigError> {
             "auth.viewer_token_file",
         )?,
     };
+    // Without a token the admin listener answers anyone (catalog, audit, shadow results): only
+    // this machine may reach it then.
+    if !admin.ip().is_loopback() && auth.operator_token.is_none() && auth.viewer_token.is_none() {
+        return Err(ConfigError {
+            location: "admin".into(),
+            message: format!(
+                "the admin listener would answer anyone who reaches {admin}, and no token is configured; bind it to 127.0.0.1 (--admin 127.0.0.1:{}) or set a token (STRANGLER_AUTH_VIEWER_TOKEN and STRANGLER_AUTH_OPERATOR_TOKEN, or [auth] viewer_token_file)",
+                admin.port()
+            ),
+        });
+    }
     Ok(Settings {
         listen,
         admin,

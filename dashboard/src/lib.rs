@@ -73,15 +73,18 @@ pub fn router(state: AdminState, api: Option<api::ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/runtime/services", get(runtime_services))
         .route("/api/v1/identity/jwks", get(jwks))
-        .route("/.well-known/jwks.json", get(jwks))
-        .with_state(state);
+        .route("/.well-known/jwks.json", get(jwks));
     match api {
+        // With the API, the services' runtime view (internal addresses) needs a token.
         Some(api) => base
+            .with_state(state)
             .merge(pages::router(api.clone()))
             .merge(api::router(api)),
-        None => base,
+        // Without it there are no tokens: the listener is only ever bound locally then.
+        None => base
+            .route("/api/v1/runtime/services", get(runtime_services))
+            .with_state(state),
     }
     .fallback(not_found)
 }
@@ -139,7 +142,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 /// The services' instances (health, ejection, in-flight) and breakers, as this process sees
-/// them. Health, not configuration, so it needs no token.
+/// them (without the API: no tokens exist, so none is asked for).
 async fn runtime_services(State(state): State<AdminState>) -> impl IntoResponse {
     axum::Json((state.services)())
 }

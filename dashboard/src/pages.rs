@@ -113,8 +113,15 @@ fn cookie_value(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-/// The session of a request: None when it must sign in.
-fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer> {
+/// The lease name under which a signed-out session is remembered until it would expire (the
+/// catalog's `leases` table: one row per sign-out, shared by every replica).
+fn revoked_name(sid: &str) -> String {
+    format!("revoked-session:{sid}")
+}
+
+/// The session of a request: None when it must sign in (no cookie, a forged or expired one,
+/// or one signed out — on any replica).
+async fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer> {
     if s.tokens.operator.is_none() && s.tokens.viewer.is_none() {
         return Some(Viewer {
             role: Role::Viewer,
@@ -122,11 +129,16 @@ fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer> {
         });
     }
     let value = cookie_value(headers)?;
-    let mut parts = value.splitn(3, '.');
-    let (role, expires, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut parts = value.splitn(4, '.');
+    let (role, expires, sid, sig) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let expires: i64 = expires.parse().ok()?;
-    if expires <= crate::now_secs() || !verify(&key(s), &format!("{role}.{expires}"), sig) {
+    if expires <= crate::now_secs() || !verify(&key(s), &format!("{role}.{expires}.{sid}"), sig) {
         return None;
+    }
+    // Signed out: refused. The store unreachable: refused too (fail closed).
+    match s.store.lease_holder(&revoked_name(sid)).await {
+        Ok(None) => {}
+        Ok(Some(_)) | Err(_) => return None,
     }
     let role = match role {
         "operator" if s.tokens.operator.is_some() => Role::Operator,
@@ -284,9 +296,22 @@ async fn login(
         Role::Viewer => "viewer",
     };
     let expires = crate::now_secs() + SESSION_SECS;
+    // A random id names the session, so that signing out can revoke this one alone.
+    let mut sid = [0u8; 16];
+    if getrandom::getrandom(&mut sid).is_err() {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            &s,
+            "Not signed in",
+            "the system's random source failed; try again".into(),
+            "/login".into(),
+        );
+    }
+    let sid: String = sid.iter().map(|b| format!("{b:02x}")).collect();
     let value = format!(
-        "{name}.{expires}.{}",
-        tag(&key(&s), &format!("{name}.{expires}"))
+        "{name}.{expires}.{sid}.{}",
+        tag(&key(&s), &format!("{name}.{expires}.{sid}"))
     );
     // Behind a TLS-terminating proxy the browser spoke HTTPS: the cookie must never travel
     // over plain HTTP then (a forged header only makes the cookie stricter).
@@ -316,7 +341,7 @@ async fn logout(
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     if viewer.csrf(&key(&s)).is_none_or(|t| t != f.csrf) {
@@ -328,6 +353,21 @@ async fn logout(
             "the form's CSRF token is missing or wrong; reload the page and try again".into(),
             "/".into(),
         );
+    }
+    // Revoked for every replica until it would have expired: a copied cookie stops working.
+    if let Some(cookie) = &viewer.cookie {
+        let mut parts = cookie.split('.');
+        let (Some(_), Some(expires), Some(sid)) = (parts.next(), parts.next(), parts.next()) else {
+            return see_other("/login");
+        };
+        let left_ms = expires
+            .parse::<i64>()
+            .map_or(SESSION_SECS, |e| e - crate::now_secs())
+            .max(1)
+            * 1000;
+        if let Err(e) = s.store.lease(&revoked_name(sid), "revoked", left_ms).await {
+            return store_failure(&s, Some(&viewer), e);
+        }
     }
     let mut resp = see_other("/login");
     resp.headers_mut().insert(
@@ -594,7 +634,7 @@ fn sides(rows: &[TrafficMinute], context: &str) -> (TrafficMinute, TrafficMinute
 }
 
 async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     match overview_page(&s, &viewer).await {
@@ -948,7 +988,7 @@ async fn context_page(
     Path(name): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     let catalog = match s.catalog_cache.load(&*s.store).await {
@@ -1325,7 +1365,7 @@ async fn action(
     Form(f): Form<ActionForm>,
 ) -> Response {
     let back = format!("/contexts/{name}");
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     let refuse = |status, title: &str, detail: String| {

@@ -326,3 +326,30 @@ fn bad_event_sinks_are_refused_with_the_key() {
         assert!(e.to_string().contains(says), "{key}: {e}");
     }
 }
+
+/// An admin listener anyone on the network could reach, with no token to ask for: refused,
+/// with the two ways out named.
+#[test]
+fn an_open_admin_listener_off_this_machine_is_refused() {
+    let flags = Overrides {
+        admin: Some("0.0.0.0:9090".into()),
+        ..legacy_flag()
+    };
+    let err = load(None, &no_env(), &flags).unwrap_err();
+    assert_eq!(err.location, "admin");
+    assert!(
+        err.message.contains("127.0.0.1") && err.message.contains("STRANGLER_AUTH_VIEWER_TOKEN"),
+        "{err}"
+    );
+    let env: HashMap<String, String> = [(
+        "STRANGLER_AUTH_VIEWER_TOKEN".to_owned(),
+        "a-viewer-token-0123456789".to_owned(),
+    )]
+    .into();
+    assert!(load(None, &env, &flags).is_ok());
+    let local = Overrides {
+        admin: Some("[::1]:9090".into()),
+        ..legacy_flag()
+    };
+    assert!(load(None, &no_env(), &local).is_ok());
+}

@@ -44,11 +44,14 @@ try {
   check(await vp.isVisible("text=changes need the operator token"), "no viewer notice");
   check((await vp.locator("select[name=action]").count()) === 0, "a viewer was offered actions");
   await vp.screenshot({ path: `${out}/context-viewer.png`, fullPage: true });
+  // With the viewer's own valid CSRF token (its sign-out form's): the role check refuses it.
+  const viewerCsrf = await vp.locator("input[name=csrf]").first().getAttribute("value");
   const forged = await vp.request.post(`${admin}/contexts/orders/actions`, {
-    form: { csrf: "x", base_version: "1", action: "promote", reason: "from a viewer" },
+    form: { csrf: viewerCsrf, base_version: "1", action: "promote", reason: "from a viewer" },
     maxRedirects: 0,
   });
   check(forged.status() === 403, `a viewer's action answered ${forged.status()}, not 403`);
+  check((await forged.text()).includes("changes need the operator token"), "the viewer was refused by the CSRF check, not the role check");
   await vp.goto(`${admin}/unclaimed`);
   check(await vp.isVisible("code:has-text('GET /accounts/{id}')"), "the unclaimed template is not listed");
   check((await vp.locator("input[type=checkbox]").count()) === 0, "a viewer was offered to start a context");

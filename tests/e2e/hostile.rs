@@ -2,6 +2,7 @@
 //! another's answer, stall or kill the process, smuggle a request past the route table or leave
 //! a secret at rest. Every test fails without the fix it covers.
 
+mod admin;
 mod cardinality;
 mod connections;
 mod framing;

@@ -971,6 +971,9 @@ impl Store for SqlStore {
                 before_minute.div_euclid(1440) * 1440,
             ),
             ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
+            // Leases long expired: signed-out sessions (held until they would have expired)
+            // and locks of processes gone.
+            ("DELETE FROM leases WHERE expires_ms < $1", before_ms),
             (
                 "DELETE FROM event_deliveries WHERE event_id IN \
                  (SELECT id FROM events WHERE created_ms < $1)",

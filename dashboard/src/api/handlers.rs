@@ -1201,3 +1201,12 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("base_version"));
     }
 }
+
+/// The services' instances (their internal addresses, health, in-flight) and breakers, as
+/// this process sees them: for viewers and operators.
+pub async fn runtime_services(_: Reader, State(s): State<ApiState>) -> Response {
+    match &s.runtime {
+        Some(view) => axum::Json(view()).into_response(),
+        None => axum::Json(serde_json::json!({})).into_response(),
+    }
+}

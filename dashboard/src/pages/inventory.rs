@@ -76,7 +76,7 @@ pub(super) async fn unclaimed_page(
     headers: HeaderMap,
     Query(q): Query<UnclaimedQuery>,
 ) -> Response {
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     let (window, minutes) = WINDOWS
@@ -246,7 +246,7 @@ fn route_spec_parts(template: &str) -> Option<(String, String)> {
 /// state and its routes, one version, one audit row).
 pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let back = "/unclaimed".to_owned();
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     let refuse = |status, title: &str, detail: String, viewer: &Viewer| {

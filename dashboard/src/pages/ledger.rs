@@ -60,7 +60,7 @@ fn state_in(v: Option<&serde_json::Value>) -> Option<String> {
 }
 
 pub(super) async fn ledger_page(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    let Some(viewer) = session(&s, &headers) else {
+    let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
     let loaded = async {

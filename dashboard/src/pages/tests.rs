@@ -201,19 +201,56 @@ async fn a_viewer_sees_everything_and_changes_nothing() {
         !page.contains("name=\"action\""),
         "no action form for a viewer"
     );
-    // Refused on the server too, whatever the form says.
+    // Refused on the server too, whatever the form says — even with the viewer's own valid
+    // CSRF token (the sign-out form's): the role check refuses it, not the CSRF check.
+    let csrf = csrf_of(&page);
     let before = store.version().await.unwrap();
     let (status, _, page) = send(
         &app,
         post(
             "/contexts/orders/actions",
             Some(&cookie),
-            &format!("csrf=x&base_version={before}&action=promote&reason=sneaky"),
+            &format!("csrf={csrf}&base_version={before}&action=promote&reason=sneaky"),
         ),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("changes need the operator token"), "{page}");
     assert_eq!(store.version().await.unwrap(), before);
+}
+
+/// The CSRF token of any form on a page (every signed-in page has the sign-out form).
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+/// Signing out revokes the session itself: the same cookie, copied before, no longer works
+/// (here, or on another replica sharing the catalog).
+#[tokio::test]
+async fn signing_out_revokes_the_session() {
+    let (app, _) = app().await;
+    let cookie = sign_in(&app, VIEWER).await;
+    let other = sign_in(&app, VIEWER).await;
+    let (_, _, page) = send(&app, get("/", Some(&cookie))).await;
+    let csrf = csrf_of(&page);
+    let (status, headers, _) = send(
+        &app,
+        post("/logout", Some(&cookie), &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/login");
+    let (status, headers, _) = send(&app, get("/", Some(&cookie))).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a signed-out cookie still works"
+    );
+    assert_eq!(headers[header::LOCATION], "/login");
+    // Another session of the same role is not affected.
+    let (status, _, _) = send(&app, get("/", Some(&other))).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -550,10 +587,15 @@ async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
     );
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{page}");
 
-    // A viewer cannot start a context, not even with a hand-made form.
-    let form = "csrf=x&base_version=1&name=catalog&target=orders-svc&reason=next+one&template=GET+%2Fcatalog%2F%7Bid%7D";
-    let (status, _, _) = send(&app, post("/unclaimed/claim", Some(&viewer), form)).await;
+    // A viewer cannot start a context, not even with a hand-made form carrying its own valid
+    // CSRF token: the role check refuses it.
+    let form = format!("csrf={}&base_version=1&name=catalog&target=orders-svc&reason=next+one&template=GET+%2Fcatalog%2F%7Bid%7D", csrf_of(&page));
+    let (status, _, refused) = send(&app, post("/unclaimed/claim", Some(&viewer), &form)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.contains("changes need the operator token"),
+        "{refused}"
+    );
 
     let operator = sign_in(&app, OPERATOR).await;
     let (_, _, page) = send(&app, get("/unclaimed", Some(&operator))).await;
