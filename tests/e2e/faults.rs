@@ -318,7 +318,7 @@ async fn without_fallback_the_breaker_opens_and_closes_after_recovery() {
         seen,
         "an open breaker sent the request"
     );
-    let (_, _, runtime) = Admin::new(&s.admin, None)
+    let (_, _, runtime) = Admin::new(&s.admin, Some(crate::admin::VIEWER))
         .call(Method::GET, "/api/v1/runtime/services", None)
         .await;
     assert_eq!(runtime["orders-svc"]["breaker"], "open", "{runtime}");
@@ -328,7 +328,7 @@ async fn without_fallback_the_breaker_opens_and_closes_after_recovery() {
     for _ in 0..5 {
         assert_eq!(send(&s.listen, Method::GET).await, (200, "new".to_owned()));
     }
-    let (_, _, runtime) = Admin::new(&s.admin, None)
+    let (_, _, runtime) = Admin::new(&s.admin, Some(crate::admin::VIEWER))
         .call(Method::GET, "/api/v1/runtime/services", None)
         .await;
     assert_eq!(runtime["orders-svc"]["breaker"], "closed", "{runtime}");

@@ -1175,6 +1175,15 @@ pub async fn context_traffic(
     .into_response())
 }
 
+/// The services' instances (their internal addresses, health, in-flight) and breakers, as
+/// this process sees them: for viewers and operators.
+pub async fn runtime_services(_: Reader, State(s): State<ApiState>) -> Response {
+    match &s.runtime {
+        Some(view) => axum::Json(view()).into_response(),
+        None => axum::Json(serde_json::json!({})).into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1199,14 +1208,5 @@ mod tests {
         assert!(e.detail.contains("unknown field `colour`"), "{e:?}");
         let e = Envelope::<Nothing>::from_value(parse(r#"{"base_version":"one"}"#)).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("base_version"));
-    }
-}
-
-/// The services' instances (their internal addresses, health, in-flight) and breakers, as
-/// this process sees them: for viewers and operators.
-pub async fn runtime_services(_: Reader, State(s): State<ApiState>) -> Response {
-    match &s.runtime {
-        Some(view) => axum::Json(view()).into_response(),
-        None => axum::Json(serde_json::json!({})).into_response(),
     }
 }
