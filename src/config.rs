@@ -146,6 +146,8 @@ struct FileContext {
     #[serde(default = "yes")]
     fallback: bool,
     #[serde(default)]
+    fallback_after_ms: Option<u64>,
+    #[serde(default)]
     shadow: strangler_catalog::ShadowPolicy,
     #[serde(default)]
     routes: Vec<strangler_catalog::RouteSpec>,
@@ -1015,6 +1017,7 @@ fn declared_catalog(
                 sticky: fc.sticky.clone(),
                 description: fc.description.clone(),
                 fallback: fc.fallback,
+                fallback_after_ms: fc.fallback_after_ms,
                 shadow: fc.shadow.clone(),
                 translator: fc.translator.clone(),
                 objective: fc.objective.clone(),

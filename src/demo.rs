@@ -83,6 +83,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
             window_days: 7,
         }),
         rollout: None,
+        fallback_after_ms: None,
     };
     let mut orders = context(
         "orders",

@@ -82,6 +82,10 @@ async fn run(
 ) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A store that hangs (a stalled connection, a server that stopped answering) must show as
+    // a problem within the poll interval, not when its connection finally times out.
+    let limit = (poll / 2).max(Duration::from_millis(200));
+    let slow = || format!("the catalog store did not answer within {limit:?}");
     loop {
         let notified = tokio::select! {
             w = wake.recv() => {
@@ -102,8 +106,16 @@ async fn run(
         let load = if notified {
             true
         } else {
-            match (store.version().await, store.registered().await) {
-                (Ok(v), Ok(live)) => {
+            let polled = tokio::time::timeout(limit, async {
+                (store.version().await, store.registered().await)
+            })
+            .await;
+            match polled {
+                Err(_) => {
+                    health.set(Some(slow()));
+                    false
+                }
+                Ok((Ok(v), Ok(live))) => {
                     health.set(None);
                     if v == current && live != registered {
                         let mut next = (**tx.borrow()).clone();
@@ -113,7 +125,7 @@ async fn run(
                     }
                     v != current
                 }
-                (Err(e), _) | (_, Err(e)) => {
+                Ok((Err(e), _) | (_, Err(e))) => {
                     health.set(Some(e.to_string()));
                     false
                 }
@@ -122,7 +134,10 @@ async fn run(
         if !load {
             continue;
         }
-        match store.load().await {
+        match tokio::time::timeout(limit.max(Duration::from_secs(2)), store.load())
+            .await
+            .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable(slow())))
+        {
             Ok(catalog) => {
                 health.set(None);
                 if catalog.version != current || catalog.registered != registered {

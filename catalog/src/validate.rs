@@ -90,6 +90,15 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
             o.check()
                 .map_err(|(f, m)| err(format!("{field}.objective.{f}"), m))?;
         }
+        if let Some(ms) = ctx
+            .fallback_after_ms
+            .filter(|ms| !(10..=3_600_000).contains(ms))
+        {
+            return Err(err(
+                format!("{field}.fallback_after_ms"),
+                format!("{ms} ms is out of range; choose 10-3600000 ms"),
+            ));
+        }
         if ctx.target == "legacy" {
             return Err(err(
                 format!("{field}.target"),

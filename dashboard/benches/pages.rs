@@ -64,6 +64,7 @@ fn catalog() -> Catalog {
                     window_days: 30,
                 }),
                 rollout: None,
+                fallback_after_ms: None,
             },
         );
         for j in 0..ROUTES_PER_CONTEXT {

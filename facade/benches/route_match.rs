@@ -90,6 +90,7 @@ fn catalog(routes: usize) -> Catalog {
                 translator: None,
                 objective: None,
                 rollout: None,
+                fallback_after_ms: None,
             },
         );
         for k in 0..routes / CONTEXTS {

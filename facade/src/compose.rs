@@ -70,7 +70,10 @@ pub async fn answer(
                             .send(req)
                             .await
                             .map(|r| r.map(ResponseBody::upstream))
-                            .map_err(|e| e.to_string())?,
+                            .map_err(|e| {
+                                tracing::debug!(error = %e, "a composed part failed");
+                                format!("it {}", crate::proxy::public_failure(e.kind()))
+                            })?,
                         PartSide::New => new
                             .send(req)
                             .await

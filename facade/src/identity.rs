@@ -203,7 +203,10 @@ impl Bridge {
             .map_err(|_| "the session cookie is not a valid header value".to_owned())?;
         req.headers_mut().insert(COOKIE, cookie);
         let call = async {
-            let resp = legacy.send(req).await.map_err(|e| e.to_string())?;
+            let resp = legacy.send(req).await.map_err(|e| {
+                tracing::warn!(error = %e, "the legacy session endpoint failed");
+                format!("legacy {}", crate::proxy::public_failure(e.kind()))
+            })?;
             let status = resp.status();
             let (body, _held) =
                 crate::translate::collect(resp.into_body(), 64 * 1024, &self.buffers)

@@ -68,7 +68,10 @@ impl Answer {
 #[derive(Debug)]
 pub struct Problem {
     pub answer: Answer,
+    /// What the client is told.
     pub detail: String,
+    /// What only the log is told (internal addresses, OS errors), with the request id.
+    pub internal: Option<String>,
     /// Extension members (RFC 9457 §3.2): `rule` and `path` of a failed translation.
     pub extensions: Vec<(&'static str, String)>,
 }
@@ -78,8 +81,15 @@ impl Problem {
         Self {
             answer,
             detail: detail.into(),
+            internal: None,
             extensions: Vec::new(),
         }
+    }
+
+    /// Adds what the log (not the client) should know.
+    pub fn internal(mut self, why: String) -> Self {
+        self.internal = Some(why);
+        self
     }
 
     /// Adds an extension member.

@@ -390,6 +390,7 @@ impl Facade {
                 target: Target::New {
                     cluster: cluster.clone(),
                     fallback: matched.context.fallback,
+                    fallback_after: matched.context.fallback_after,
                 },
                 side,
                 context,
@@ -475,6 +476,7 @@ impl Facade {
                     status = problem.answer.status().as_u16(),
                     reason = problem.answer.as_str(),
                     detail = %problem.detail,
+                    internal = problem.internal.as_deref().unwrap_or(""),
                     "facade answered"
                 );
                 problem.into_response(id)
@@ -860,7 +862,12 @@ impl Facade {
         req: Request<RequestBody>,
     ) -> Result<Request<RequestBody>, Problem> {
         let s = &*self.shared;
-        let (Target::New { fallback, cluster }, Some(t)) = (&routing.target, &routing.translation)
+        let (
+            Target::New {
+                fallback, cluster, ..
+            },
+            Some(t),
+        ) = (&routing.target, &routing.translation)
         else {
             return Ok(req);
         };
@@ -1031,13 +1038,15 @@ impl Facade {
             }
         };
         let who = match &routing.context {
-            Some(ctx) => format!("{} side of context `{ctx}`", routing.side.as_str()),
-            None => "legacy".to_owned(),
+            Some(ctx) => format!("the {} side of context `{ctx}`", routing.side.as_str()),
+            None => "the legacy application".to_owned(),
         };
-        Problem::new(
-            answer,
-            format!("{who} ({}): {err}", self.origin_of(routing).to_prefix()),
-        )
+        // The client learns what failed; the log learns where and why (addresses and OS
+        // errors are the operator's business, not the client's).
+        Problem::new(answer, format!("{who} {}", public_failure(err.kind()))).internal(format!(
+            "{who} ({}): {err}",
+            self.origin_of(routing).to_prefix()
+        ))
     }
 
     /// The origin of whoever answers (the first instance of a new service).
@@ -1058,14 +1067,18 @@ impl Facade {
         req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Problem> {
         let s = &*self.shared;
-        let (cluster, fallback) = match &routing.target {
+        let (cluster, fallback, fallback_after) = match &routing.target {
             Target::Legacy => {
                 return match s.legacy.send(req).await {
                     Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
                     Err(err) => Err(self.upstream_failure(&err, routing)),
                 };
             }
-            Target::New { cluster, fallback } => (cluster.clone(), *fallback),
+            Target::New {
+                cluster,
+                fallback,
+                fallback_after,
+            } => (cluster.clone(), *fallback, *fallback_after),
         };
         // A safe request without a body can be sent again to legacy after the new side failed
         // (and the same copy serves the cluster's retries).
@@ -1073,7 +1086,12 @@ impl Facade {
             && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
             && http_body::Body::is_end_stream(req.body()))
         .then(|| Replay::of(&req));
-        match cluster.send_with(req, replay.as_ref()).await {
+        // A hung new service must not hold the client for its whole timeout: a safe request
+        // that has no answer by the deadline is answered by legacy.
+        let deadline = replay
+            .as_ref()
+            .map(|_| fallback_after.unwrap_or_else(|| cluster.fallback_deadline()));
+        match cluster.send_within(req, replay.as_ref(), deadline).await {
             Ok(resp) if replay.is_some() && is_failure_status(resp.status()) => {
                 let reason = format!("status_{}", resp.status().as_u16());
                 drop(resp);
@@ -1167,6 +1185,8 @@ enum Target {
         cluster: Cluster<RequestBody>,
         /// Whether legacy answers when the new side fails.
         fallback: bool,
+        /// How long a safe request waits for the new side (`None`: the service's own figure).
+        fallback_after: Option<std::time::Duration>,
     },
 }
 
@@ -1275,6 +1295,17 @@ fn rewrite_redirects(headers: &mut http::HeaderMap, upstream: &str, host: &Heade
     let public = format!("http://{host}");
     for name in [LOCATION, CONTENT_LOCATION] {
         rewrite_one(headers, &name, upstream, &public);
+    }
+}
+
+/// What a client is told of an upstream failure.
+pub(crate) fn public_failure(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Connect => "could not be reached",
+        FailureKind::Timeout => "did not answer in time",
+        FailureKind::Reset | FailureKind::Protocol | FailureKind::RequestBody => {
+            "broke off the exchange"
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub struct ContextEntry {
     pub sticky: Option<StickyKey>,
     /// Whether legacy answers when the new side fails (canary and migrated only).
     pub fallback: bool,
+    /// How long a safe request waits for the new side before legacy answers (`None`: derived
+    /// from the service's observed latency).
+    pub fallback_after: Option<std::time::Duration>,
 }
 
 /// The route a request matched and its context.
@@ -98,6 +101,7 @@ impl RouteTable {
                     sticky: c.sticky.clone(),
                     fallback: c.fallback
                         && matches!(c.state, MigrationState::Canary | MigrationState::Migrated),
+                    fallback_after: c.fallback_after_ms.map(std::time::Duration::from_millis),
                 };
                 (c.name.as_str(), Arc::new(entry))
             })

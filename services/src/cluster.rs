@@ -257,6 +257,8 @@ struct Counters {
     breaker_opened: AtomicU64,
     /// Requests answered from another request's upstream call.
     collapsed: AtomicU64,
+    /// Requests given up on at their caller's deadline (the caller answers otherwise).
+    deadline_passed: AtomicU64,
 }
 
 struct Inner<B> {
@@ -269,6 +271,8 @@ struct Inner<B> {
     bulkhead: Option<Arc<Semaphore>>,
     next: AtomicUsize,
     counters: Counters,
+    /// Running mean of the time to a response head, in microseconds (0: none seen yet).
+    mean_us: AtomicU64,
 }
 
 /// A service with its resilience stack. Cheap to clone.
@@ -339,6 +343,9 @@ where
             .instances
             .iter()
             .map(|origin| {
+                let mut u = config.upstream.clone();
+                u.origin = origin.clone();
+                // An instance seen before keeps its pool; its timeouts are the new policy's.
                 let upstream = reuse
                     .and_then(|c| {
                         c.inner
@@ -346,12 +353,7 @@ where
                             .iter()
                             .find(|e| e.upstream.origin() == origin)
                     })
-                    .map(|e| e.upstream.clone())
-                    .unwrap_or_else(|| {
-                        let mut u = config.upstream.clone();
-                        u.origin = origin.clone();
-                        Upstream::new(&u)
-                    });
+                    .map_or_else(|| Upstream::new(&u), |e| e.upstream.reconfigured(&u));
                 Endpoint {
                     upstream,
                     in_flight: AtomicUsize::new(0),
@@ -376,6 +378,7 @@ where
                     .map(|n| Arc::new(Semaphore::new(n.max(1)))),
                 next: AtomicUsize::new(0),
                 counters: Counters::default(),
+                mean_us: AtomicU64::new(0),
                 endpoints,
                 config,
             }),
@@ -563,12 +566,38 @@ where
         req: Request<B>,
         given: Option<&Replay>,
     ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
+        self.send_within(req, given, None).await
+    }
+
+    /// How long a caller that can answer otherwise should wait for this service's answer: five
+    /// times its running mean time to a response head, at least a second, at most its own
+    /// timeout.
+    pub fn fallback_deadline(&self) -> Duration {
+        let mean = Duration::from_micros(self.inner.mean_us.load(Relaxed));
+        let cap = self
+            .inner
+            .config
+            .upstream
+            .response_timeout
+            .unwrap_or(Duration::from_secs(3600));
+        (mean * 5).max(Duration::from_secs(1)).min(cap)
+    }
+
+    /// Like [`Cluster::send_with`]; a safe request (one with a replay) that has no answer head
+    /// by `deadline` is given up on — counted as a timeout for the breaker and the instance —
+    /// so that its caller can answer from elsewhere.
+    pub async fn send_within(
+        &self,
+        req: Request<B>,
+        given: Option<&Replay>,
+        deadline: Option<Duration>,
+    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
         let inner = &*self.inner;
         let Some(collapser) = &inner.collapser else {
-            return self.send_direct(req, given).await;
+            return self.send_direct(req, given, deadline).await;
         };
         let Some(key) = collapser.key(&req) else {
-            return self.send_direct(req, given).await;
+            return self.send_direct(req, given, deadline).await;
         };
         match collapser.join(key) {
             collapse::Role::Follower(rx) => match collapse::follow(rx).await {
@@ -576,7 +605,7 @@ where
                     inner.counters.collapsed.fetch_add(1, Relaxed);
                     Ok(shared_response(shared))
                 }
-                None => self.send_direct(req, given).await,
+                None => self.send_direct(req, given, deadline).await,
             },
             collapse::Role::Leader(leader) => {
                 let window = inner
@@ -587,7 +616,7 @@ where
                 if !window.is_zero() {
                     tokio::time::sleep(window).await;
                 }
-                let resp = match self.send_direct(req, given).await {
+                let resp = match self.send_direct(req, given, deadline).await {
                     Ok(resp) => resp,
                     Err(f) => {
                         collapser.land(leader, Err(()));
@@ -635,6 +664,7 @@ where
         &self,
         req: Request<B>,
         given: Option<&Replay>,
+        deadline: Option<Duration>,
     ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
         let inner = &*self.inner;
         inner.counters.requests.fetch_add(1, Relaxed);
@@ -694,6 +724,10 @@ where
                 own.as_ref()
             }
         };
+        // Only a request that can be sent again elsewhere may be given up on mid-way.
+        let until = deadline
+            .filter(|_| replay.is_some())
+            .map(|d| tokio::time::Instant::now() + d);
         let mut current = req;
         let mut avoid = None;
         let mut attempt = 0;
@@ -706,10 +740,31 @@ where
                 cluster: Arc::clone(&self.inner),
                 index: i,
             };
-            let result = endpoint.upstream.try_send(current).await;
+            let started = Instant::now();
+            let sending = endpoint.upstream.try_send(current);
+            let result = match until {
+                Some(until) => match tokio::time::timeout_at(until, sending).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        inner.counters.deadline_passed.fetch_add(1, Relaxed);
+                        Err(crate::upstream::SendFailure {
+                            error: UpstreamError::new(
+                                FailureKind::Timeout,
+                                Some("no answer by the caller's deadline".into()),
+                            ),
+                            unsent: None,
+                        })
+                    }
+                },
+                None => sending.await,
+            };
             let ok = matches!(&result, Ok(resp) if !is_failure_status(resp.status()));
+            if result.is_ok() {
+                self.observe(started.elapsed());
+            }
             self.outcome(i, ok);
-            let replayable = if attempt < inner.config.retry.attempts && !ok {
+            let in_time = until.is_none_or(|u| tokio::time::Instant::now() < u);
+            let replayable = if attempt < inner.config.retry.attempts && !ok && in_time {
                 replay
             } else {
                 None
@@ -752,6 +807,14 @@ where
                 }),
             };
         }
+    }
+
+    /// Folds one time to a response head into the running mean (weight 1/16).
+    fn observe(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.inner.mean_us.fetch_update(Relaxed, Relaxed, |m| {
+            Some(if m == 0 { us } else { m - m / 16 + us / 16 })
+        });
     }
 
     /// This service's figures, for `/metrics`.
@@ -806,6 +869,11 @@ where
                 "strangler_service_collapsed_total",
                 "Requests answered from another request's call.",
                 c.collapsed.load(Relaxed),
+            ),
+            service(
+                "strangler_service_deadline_passed_total",
+                "Safe requests given up on at their fallback deadline (answered by legacy).",
+                c.deadline_passed.load(Relaxed),
             ),
         ];
         for s in [

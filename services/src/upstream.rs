@@ -118,7 +118,15 @@ struct Inner<B> {
     connect_to: String,
     config: UpstreamConfig,
     handshake: http1::Builder,
+    /// Shared with the upstreams built from this one with another configuration, so that a
+    /// policy change (a shorter timeout during an incident) keeps the warm connections.
+    pool: Arc<Pool<B>>,
+}
+
+/// Idle connections, and how many may wait.
+struct Pool<B> {
     idle: Mutex<Vec<Idle<B>>>,
+    max_idle: std::sync::atomic::AtomicUsize,
 }
 
 struct Idle<B> {
@@ -161,9 +169,29 @@ where
                 origin: config.origin.clone(),
                 config: config.clone(),
                 handshake,
-                idle: Mutex::new(Vec::new()),
+                pool: Arc::new(Pool {
+                    idle: Mutex::new(Vec::new()),
+                    max_idle: std::sync::atomic::AtomicUsize::new(config.pool_max_idle),
+                }),
             }),
         }
+    }
+
+    /// This upstream with another configuration (timeouts, pool size) for the same origin:
+    /// it takes effect for the next request and keeps the pooled connections. Another origin
+    /// gets a pool of its own.
+    pub fn reconfigured(&self, config: &UpstreamConfig) -> Self {
+        let mut next = Self::new(config);
+        if config.origin == self.inner.origin {
+            if let Some(inner) = Arc::get_mut(&mut next.inner) {
+                inner.pool = Arc::clone(&self.inner.pool);
+            }
+            self.inner
+                .pool
+                .max_idle
+                .store(config.pool_max_idle, std::sync::atomic::Ordering::Relaxed);
+        }
+        next
     }
 
     pub fn origin(&self) -> &Origin {
@@ -172,7 +200,7 @@ where
 
     /// Idle connections in the pool now.
     pub fn idle_connections(&self) -> usize {
-        lock(&self.inner.idle).len()
+        lock(&self.inner.pool.idle).len()
     }
 
     /// Sends `req` to this upstream. Only the path and query of the request's URI are used.
@@ -241,7 +269,7 @@ where
     /// The most recently used idle connection that is still usable, and when it was opened.
     async fn checkout(&self) -> Option<(SendRequest<B>, Instant)> {
         loop {
-            let idle = lock(&self.inner.idle).pop()?;
+            let idle = lock(&self.inner.pool.idle).pop()?;
             let config = &self.inner.config;
             // Connections also retire with age, so that a host name is resolved again and a
             // changed DNS answer takes effect within `max_connection_age`.
@@ -319,7 +347,7 @@ where
             give_back: reusable.then(|| GiveBack {
                 sender,
                 born,
-                pool: Arc::downgrade(&self.inner),
+                pool: Arc::downgrade(&self.inner.pool),
             }),
         };
         if http_body::Body::is_end_stream(&body.inner) {
@@ -345,7 +373,7 @@ pub struct SendFailure<B> {
 struct GiveBack<B> {
     sender: SendRequest<B>,
     born: Instant,
-    pool: Weak<Inner<B>>,
+    pool: Weak<Pool<B>>,
 }
 
 /// An upstream response body. When it has been read to the end, its connection returns to the
@@ -372,7 +400,7 @@ impl<B> UpstreamBody<B> {
             return;
         };
         let mut idle = lock(&pool.idle);
-        if idle.len() < pool.config.pool_max_idle {
+        if idle.len() < pool.max_idle.load(std::sync::atomic::Ordering::Relaxed) {
             idle.push(Idle {
                 sender: give_back.sender,
                 since: Instant::now(),

@@ -5,6 +5,7 @@
 mod admin;
 mod cardinality;
 mod connections;
+mod faults;
 mod framing;
 mod identity;
 mod paths;

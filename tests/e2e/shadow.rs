@@ -37,6 +37,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
             translator: None,
             objective: None,
             rollout: None,
+            fallback_after_ms: None,
         },
     );
     let spec = RouteSpec {

@@ -21,6 +21,7 @@ fn base() -> Catalog {
             translator: None,
             objective: None,
             rollout: None,
+            fallback_after_ms: None,
         }),
     ] {
         change.apply(&mut c).unwrap();

@@ -451,6 +451,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
                 translator: None,
                 objective: None,
                 rollout: None,
+                fallback_after_ms: None,
             },
         );
         for k in 0..per_context {

@@ -72,6 +72,7 @@ fn context(name: &str, target: &str) -> Change {
         translator: None,
         objective: None,
         rollout: None,
+        fallback_after_ms: None,
     })
 }
 

@@ -318,6 +318,7 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
         translator: None,
         objective: None,
         rollout: None,
+        fallback_after_ms: None,
     };
     let routes = paths
         .into_iter()

@@ -58,6 +58,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) 
             translator: None,
             objective: None,
             rollout: None,
+            fallback_after_ms: None,
         }),
         Change::AddRoute {
             context: "orders".into(),

@@ -64,6 +64,7 @@ fn context(name: &str) -> Context {
         translator: None,
         objective: None,
         rollout: None,
+        fallback_after_ms: None,
     }
 }
 
@@ -544,6 +545,7 @@ fn canary(weight: u16, sticky: Option<StickyKey>) -> ContextEntry {
         weight,
         sticky,
         fallback: true,
+        fallback_after: None,
     }
 }
 
