@@ -87,7 +87,7 @@ impl UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Some(Duration::from_secs(60)),
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle: 1024,
+            pool_max_idle: 256,
             max_response_headers: 512,
             max_connection_age: Duration::from_secs(60),
         }
