@@ -140,10 +140,9 @@ async fn until(
         if done(&st) {
             return st;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "{what}: still {st:?}: {v}"
-        );
+        if started.elapsed() >= Duration::from_secs(secs) {
+            panic!("{what}: still {st:?}: {v}\n{:#?}", decisions(admin).await);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -70,7 +70,7 @@ async fn silent_sockets_are_closed_from_the_accept_and_clients_get_their_turn() 
 async fn idle_http2_connections_are_closed() {
     let up = named("legacy").await;
     let f = facade(up, |c| {
-        c.limits.client_idle_timeout = Duration::from_millis(300)
+        c.limits.client_idle_timeout = Duration::from_secs(1)
     })
     .await;
     let stream = TcpStream::connect(f.addr).await.unwrap();
@@ -82,7 +82,7 @@ async fn idle_http2_connections_are_closed() {
     .unwrap();
     let ended = tokio::spawn(conn);
     // Busy for longer than the idle time: each request resets it.
-    for _ in 0..8 {
+    for _ in 0..24 {
         let req = http::Request::get(f.url("/x"))
             .body(Empty::<Bytes>::new())
             .unwrap();
@@ -91,7 +91,7 @@ async fn idle_http2_connections_are_closed() {
             resp.into_body().collect().await.unwrap().to_bytes(),
             "legacy"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::timeout(Duration::from_secs(5), ended)
         .await
