@@ -296,8 +296,8 @@ pub struct Context {
     pub fallback: bool,
     /// With fallback on: a safe request the new service has not answered (head) within this
     /// many milliseconds is answered by legacy, and counts as a failure for the breaker.
-    /// Unset: derived from the service's observed latency (five times its running mean, at
-    /// least a second), so that a hung service never holds clients for its whole timeout.
+    /// Unset: derived from the service's observed latency (ten times its running mean, at
+    /// least two seconds), so that a hung service never holds clients for its whole timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_after_ms: Option<u64>,
     /// How shadow answers are sampled and compared.

@@ -569,8 +569,9 @@ where
         self.send_within(req, given, None).await
     }
 
-    /// How long a caller that can answer otherwise should wait for this service's answer: five
-    /// times its running mean time to a response head, at least a second, at most its own
+    /// How long a caller that can answer otherwise should wait for this service's answer: ten
+    /// times its running mean time to a response head, at least two seconds (so that load on
+    /// the machine or a slower endpoint of a fast service does not trip it), at most its own
     /// timeout.
     pub fn fallback_deadline(&self) -> Duration {
         let mean = Duration::from_micros(self.inner.mean_us.load(Relaxed));
@@ -580,7 +581,7 @@ where
             .upstream
             .response_timeout
             .unwrap_or(Duration::from_secs(3600));
-        (mean * 5).max(Duration::from_secs(1)).min(cap)
+        (mean * 10).max(Duration::from_secs(2)).min(cap)
     }
 
     /// Like [`Cluster::send_with`]; a safe request (one with a replay) that has no answer head

@@ -64,7 +64,7 @@ async fn a_hung_new_service_is_answered_around_by_legacy_and_its_breaker_opens()
     policy.breaker_min_requests = Some(3);
     policy.retry_attempts = Some(1);
     f.facade.apply_catalog(&c).unwrap();
-    // Concurrent clients: each is answered by legacy at the deadline (a second without a
+    // Concurrent clients: each is answered by legacy at the deadline (two seconds without a
     // latency seen yet), not after the service's 60 s timeout.
     let started = Instant::now();
     let calls: Vec<_> = (0..4)
