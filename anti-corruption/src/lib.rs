@@ -29,7 +29,7 @@ pub use spec::{IdentitySpec, Spec, SpecError};
 pub use translate::{Compiled, Composition, Links, OnFailure, Part, PartSide};
 
 /// A request on its way to the new service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub method: Method,
     /// The path, percent-encoded as it arrived.
@@ -43,7 +43,7 @@ pub struct Request {
 }
 
 /// An answer on its way back from the new service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,

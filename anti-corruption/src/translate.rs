@@ -665,7 +665,16 @@ impl Compiled {
     }
 
     /// Translates a legacy request into the new service's contract.
+    ///
+    /// All or nothing: a translation that fails leaves `req` exactly as it was.
     pub fn request(&self, req: &mut Request) -> Result<(), Failure> {
+        let mut work = req.clone();
+        self.request_in(&mut work)?;
+        *req = work;
+        Ok(())
+    }
+
+    fn request_in(&self, req: &mut Request) -> Result<(), Failure> {
         // Path and method: the first matching rule, else the version prefix.
         let mut caps = Vec::new();
         let mut mapped = false;
@@ -802,7 +811,16 @@ impl Compiled {
     }
 
     /// Translates the new service's answer back into the legacy contract.
+    ///
+    /// All or nothing: a translation that fails leaves `resp` exactly as it was.
     pub fn response(&self, resp: &mut Response, links: &Links<'_>) -> Result<(), Failure> {
+        let mut work = resp.clone();
+        self.response_in(&mut work, links)?;
+        *resp = work;
+        Ok(())
+    }
+
+    fn response_in(&self, resp: &mut Response, links: &Links<'_>) -> Result<(), Failure> {
         if let Some(Named(_, t)) = &self.rust {
             t.response(resp)?;
         }
