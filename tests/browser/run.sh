@@ -6,8 +6,14 @@
 #   bash tests/browser/run.sh                 (ARTIFACTS=docs/screenshots to refresh those)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN="${STRANGLER_BIN:-target/debug/strangler}"
-[ -x "$BIN" ] || cargo build -q -p strangler
+# The binary the tests built (.ci/run passes it), else a fresh build wherever the target
+# directory is (CARGO_TARGET_DIR included): never a stale binary from an earlier build.
+if [ -z "${STRANGLER_BIN:-}" ]; then
+  cargo build -q -p strangler
+  target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  STRANGLER_BIN="$target_dir/debug/strangler"
+fi
+BIN="$STRANGLER_BIN"
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -50,7 +56,22 @@ for i in $(seq 1 10); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/" || tru
 # And unclaimed paths, for the inventory (ids fold into `{id}`).
 for i in $(seq 101 130); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/accounts/$i" || true; done
 for i in $(seq 1 5); do curl -s -o /dev/null "http://127.0.0.1:$PUBLIC/search?q=$i" || true; done
-sleep 2.5
+
+# until URL TOKEN PYTHON-CONDITION: polls an admin API answer (as `v`) until the condition holds.
+until_api() {
+  local url=$1 token=$2 cond=$3
+  for _ in $(seq 1 300); do
+    if curl -fs -H "authorization: Bearer $token" "$url" | python3 -c "import json,sys; v=json.load(sys.stdin); sys.exit(0 if ($cond) else 1)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "gave up waiting for $cond on $url" >&2
+  return 1
+}
+# The traffic has been flushed to the catalog: the overview and the inventory have figures.
+until_api "http://127.0.0.1:$ADMIN/api/v1/unclaimed" "$STRANGLER_AUTH_VIEWER_TOKEN" \
+  "any('/accounts/{id}' in t['template'] for t in v['templates'])"
 
 ADMIN_URL="http://127.0.0.1:$ADMIN" PUBLIC_URL="http://127.0.0.1:$PUBLIC" OPERATOR_TOKEN="$STRANGLER_AUTH_OPERATOR_TOKEN" \
   VIEWER_TOKEN="$STRANGLER_AUTH_VIEWER_TOKEN" \
@@ -73,7 +94,11 @@ pids+=($!)
 for _ in $(seq 1 100); do grep -q "Ctrl-C stops everything" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
 DEMO_TOKEN="$(awk '/^ *operator token /{print $3}' "$work/demo.out")"
 [ -n "$DEMO_TOKEN" ] || { cat "$work/demo.out" >&2; exit 1; }
-sleep 6   # the shoppers' first comparisons reach the dashboard
+# The shoppers' first comparisons, with the planted bug's signature, reached the catalog.
+until_api "http://127.0.0.1:$DEMO_ADMIN/api/v1/contexts/orders/shadow" "$DEMO_TOKEN" \
+  "any(s['signature'].startswith('value \$.total') for s in v['top_signatures'])"
+until_api "http://127.0.0.1:$DEMO_ADMIN/api/v1/unclaimed" "$DEMO_TOKEN" \
+  "any(t['template'] == 'GET /api/customers/{id}' for t in v['templates'])"
 demo_phase() {
   ADMIN_URL="http://127.0.0.1:$DEMO_ADMIN" OPERATOR_TOKEN="$DEMO_TOKEN" PHASE="$1" \
     NODE_PATH="tests/browser/node_modules" node tests/browser/demo.mjs || {
@@ -94,5 +119,5 @@ pids+=($!)
 for _ in $(seq 1 100); do grep -q "Ctrl-C stops everything" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
 DEMO_TOKEN="$(awk '/^ *operator token /{print $3}' "$work/demo.out")"
 [ -n "$DEMO_TOKEN" ] || { cat "$work/demo.out" >&2; exit 1; }
-sleep 3
+until_api "http://127.0.0.1:$DEMO_ADMIN/api/v1/contexts/orders" "$DEMO_TOKEN" "v['item']['state'] == 'shadow'"
 demo_phase fixed

@@ -17,6 +17,8 @@ pub struct Running {
     pub listen: String,
     pub admin: String,
     pub lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The catalog `start` made, removed with the process's handle.
+    pub _catalog: Option<TempCatalog>,
 }
 
 impl Running {
@@ -39,7 +41,9 @@ pub async fn start(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
     let catalog = temp_catalog();
     let mut env: Vec<(&str, &str)> = vec![("STRANGLER_CATALOG_URL", catalog.as_str())];
     env.extend_from_slice(extra_env);
-    start_with(legacy, &env).await
+    let mut running = start_with(legacy, &env).await;
+    running._catalog = Some(catalog);
+    running
 }
 
 /// Starts `strangler serve` with exactly these extra variables (which must name a catalog).
@@ -103,20 +107,49 @@ pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &st
         listen: v["fields"]["listen"].as_str().unwrap().to_owned(),
         admin: v["fields"]["admin"].as_str().unwrap().to_owned(),
         lines,
+        _catalog: None,
     }
 }
 
-/// A catalog file of its own for each process a test starts.
-pub fn temp_catalog() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "strangler-e2e-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    format!("sqlite://{}", dir.join("catalog.db").display())
+/// A catalog file of its own for each process a test starts; its directory goes when the
+/// value is dropped.
+pub fn temp_catalog() -> TempCatalog {
+    let dir = Scratch::new("catalog");
+    TempCatalog {
+        url: format!("sqlite://{}", dir.path.join("catalog.db").display()),
+        _dir: dir,
+    }
+}
+
+/// A SQLite catalog URL in a directory removed on drop.
+pub struct TempCatalog {
+    url: String,
+    _dir: Scratch,
+}
+
+impl TempCatalog {
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::ops::Deref for TempCatalog {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for TempCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempCatalog {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.url.as_ref()
+    }
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -211,8 +244,8 @@ async fn facade_errors_are_logged_with_the_request_id() {
 
 #[tokio::test]
 async fn check_accepts_good_and_rejects_bad_configuration() {
-    let dir = std::env::temp_dir().join(format!("strangler-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("check");
+    let dir = scratch.path.clone();
     let good = dir.join("good.toml");
     std::fs::write(
         &good,

@@ -141,8 +141,8 @@ async fn run(args: &[&str], catalog: &str) -> (Option<i32>, String, String) {
 
 #[tokio::test]
 async fn import_is_idempotent_and_export_round_trips() {
-    let dir = std::env::temp_dir().join(format!("strangler-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("import");
+    let dir = scratch.path.clone();
     let file = dir.join("strangler.toml");
     std::fs::write(&file, DECLARED).unwrap();
     let file = file.to_str().unwrap();
@@ -215,8 +215,8 @@ async fn an_import_reaches_a_running_facade_and_routes_can_be_replaced() {
     env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
     let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
 
-    let dir = std::env::temp_dir().join(format!("strangler-live-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("live-import");
+    let dir = scratch.path.clone();
     let file = dir.join("strangler.toml");
     std::fs::write(
         &file,

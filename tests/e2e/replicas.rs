@@ -15,8 +15,49 @@ use crate::admin::{token_env, Admin, OPERATOR};
 use crate::binary::start_with;
 use crate::harness::*;
 
-/// A fresh database on the test server, as a URL; `None` when PostgreSQL tests are not asked for.
-pub(crate) async fn fresh_database() -> Option<String> {
+/// A database on the test server, dropped (with its connections) when the value is.
+pub(crate) struct Database {
+    url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl Database {
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::ops::Deref for Database {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A fresh database on the test server; `None` when PostgreSQL tests are not asked for.
+pub(crate) async fn fresh_database() -> Option<Database> {
     let Ok(admin_url) = std::env::var("STRANGLER_TEST_POSTGRES") else {
         eprintln!("STRANGLER_TEST_POSTGRES is not set: PostgreSQL test not run");
         return None;
@@ -44,7 +85,11 @@ pub(crate) async fn fresh_database() -> Option<String> {
         .rsplit_once('/')
         .map_or(admin_url.as_str(), |(b, _)| b)
         .to_owned();
-    Some(format!("{base}/{name}"))
+    Some(Database {
+        url: format!("{base}/{name}"),
+        admin_url,
+        name,
+    })
 }
 
 async fn body_of(facade: &str, path: &str) -> String {
@@ -165,7 +210,8 @@ async fn a_store_outage_keeps_traffic_flowing_refuses_changes_and_recovers() {
     let relay = Relay::start("127.0.0.1:5432".parse().unwrap()).await;
     let through_relay = db.replacen("127.0.0.1:5432", &relay.addr.to_string(), 1);
     assert_ne!(
-        through_relay, db,
+        through_relay,
+        db.as_str(),
         "the test server must be at 127.0.0.1:5432"
     );
     let legacy = named("legacy").await;

@@ -389,8 +389,8 @@ async fn stored_examples_are_redacted_and_secrets_never_reach_the_store() {
         get(|| async { axum::Json(json!({ "card": "4111-SECRET-CARD", "total": 1000 })) }),
     ))
     .await;
-    let dir = std::env::temp_dir().join(format!("strangler-redact-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("redact");
+    let dir = scratch.path.clone();
     let catalog = format!("sqlite://{}", dir.join("catalog.db").display());
     let (s, admin) = shadowed(
         legacy,

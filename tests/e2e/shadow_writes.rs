@@ -245,8 +245,8 @@ async fn mirrored_writes_wait_in_the_outbox_until_the_new_service_is_back() {
     let legacy_seen: Seen = Arc::default();
     let (legacy, _) = axum_upstream(recording(&legacy_seen)).await;
     let new_addr = dead_port();
-    let dir = std::env::temp_dir().join(format!("strangler-mirror-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("mirror");
+    let dir = scratch.path.clone();
     let catalog_url = format!("sqlite://{}", dir.join("catalog.db").display());
     let (s, admin) = shadowed(
         legacy,
@@ -518,8 +518,8 @@ async fn a_write_legacy_failed_is_not_mirrored() {
     let (legacy, _) = axum_upstream(legacy).await;
     let new_seen: Seen = Arc::default();
     let (new, _) = axum_upstream(recording(&new_seen)).await;
-    let dir = std::env::temp_dir().join(format!("strangler-mirror-failed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("mirror-failed");
+    let dir = scratch.path.clone();
     let catalog_url = format!("sqlite://{}", dir.join("catalog.db").display());
     let (s, admin) = shadowed(
         legacy,

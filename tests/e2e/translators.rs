@@ -531,7 +531,8 @@ async fn the_admin_api_refuses_a_translator_that_does_not_compile_and_applies_a_
 
 #[tokio::test]
 async fn config_files_name_translator_files_and_their_errors_point_into_them() {
-    let dir = std::env::temp_dir().join(format!("strangler-translators-{}", std::process::id()));
+    let scratch = crate::harness::Scratch::new("translators");
+    let dir = scratch.path.clone();
     std::fs::create_dir_all(dir.join("translators")).unwrap();
     let config = dir.join("strangler.toml");
     std::fs::write(
@@ -593,8 +594,8 @@ async fn translators_test_runs_the_examples_and_shows_what_differs() {
         "{out}"
     );
 
-    let dir = std::env::temp_dir().join(format!("strangler-examples-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("examples");
+    let dir = scratch.path.clone();
     std::fs::write(dir.join("orders.toml"), ORDERS).unwrap();
     std::fs::write(
         dir.join("orders.tests.toml"),

@@ -13,8 +13,36 @@ use crate::state::MigrationState;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
+/// Removes what a fresh store was made in when the test is done, passed or not.
+enum Cleanup {
+    Dir(std::path::PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match self {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Database { admin_url, name } => {
+                let _ = std::process::Command::new("psql")
+                    .args([
+                        admin_url.as_str(),
+                        "-q",
+                        "-c",
+                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 /// A fresh, empty store of the given kind; `None` when PostgreSQL tests are not asked for.
-async fn fresh(backend: &str) -> Option<SqlStore> {
+async fn fresh(backend: &str) -> Option<(SqlStore, Cleanup)> {
     let n = N.fetch_add(1, Ordering::SeqCst);
     let name = format!("strangler_test_{}_{}", std::process::id(), n);
     match backend {
@@ -22,7 +50,7 @@ async fn fresh(backend: &str) -> Option<SqlStore> {
             let dir = std::env::temp_dir().join(&name);
             std::fs::create_dir_all(&dir).unwrap();
             let url = format!("sqlite://{}", dir.join("catalog.db").display());
-            Some(SqlStore::connect(&url).await.unwrap())
+            Some((SqlStore::connect(&url).await.unwrap(), Cleanup::Dir(dir)))
         }
         _ => {
             let admin_url = std::env::var("STRANGLER_TEST_POSTGRES").ok()?;
@@ -39,7 +67,8 @@ async fn fresh(backend: &str) -> Option<SqlStore> {
             let base = admin_url
                 .rsplit_once('/')
                 .map_or(admin_url.as_str(), |(b, _)| b);
-            Some(SqlStore::connect(&format!("{base}/{name}")).await.unwrap())
+            let store = SqlStore::connect(&format!("{base}/{name}")).await.unwrap();
+            Some((store, Cleanup::Database { admin_url, name }))
         }
     }
 }
@@ -904,12 +933,15 @@ async fn events_are_delivered_in_order_per_context_with_retries(store: SqlStore)
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::fresh("sqlite").await.unwrap()).await })*
+            $(#[tokio::test] async fn $name() {
+                let (store, _cleanup) = super::fresh("sqlite").await.unwrap();
+                super::$name(store).await
+            })*
         }
         mod postgres {
             $(#[tokio::test] async fn $name() {
                 match super::fresh("postgres").await {
-                    Some(store) => super::$name(store).await,
+                    Some((store, _cleanup)) => super::$name(store).await,
                     None => eprintln!("STRANGLER_TEST_POSTGRES is not set: PostgreSQL half not run"),
                 }
             })*

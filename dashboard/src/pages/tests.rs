@@ -19,11 +19,20 @@ const OPERATOR: &str = "operator-token-0123456789";
 const VIEWER: &str = "viewer-token-0123456789ab";
 static N: AtomicUsize = AtomicUsize::new(0);
 
-async fn app() -> (Router, Arc<SqlStore>) {
+/// Removes a test's catalog directory when the test is done, passed or not.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn app() -> (Router, Arc<SqlStore>, TempDir) {
     app_with(std::time::Duration::from_secs(30 * 86_400)).await
 }
 
-async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) {
+async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, TempDir) {
     let dir = std::env::temp_dir().join(format!(
         "strangler_pages_{}_{}",
         std::process::id(),
@@ -87,7 +96,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>) 
         catalog_cache: Default::default(),
         autopilot: None,
     };
-    (super::router(state), store)
+    (super::router(state), store, TempDir(dir))
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -129,7 +138,7 @@ async fn sign_in(app: &Router, token: &str) -> String {
 
 #[tokio::test]
 async fn behind_a_tls_proxy_the_session_cookie_is_secure() {
-    let (app, _) = app().await;
+    let (app, _, _dir) = app().await;
     let req = Request::post("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header("x-forwarded-proto", "https")
@@ -152,7 +161,7 @@ fn form_fields(page: &str) -> (String, String) {
 
 #[tokio::test]
 async fn pages_need_a_session_and_bad_tokens_and_forged_cookies_get_none() {
-    let (app, _) = app().await;
+    let (app, _, _dir) = app().await;
     let (status, headers, _) = send(&app, get("/", None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/login");
@@ -190,7 +199,7 @@ async fn pages_need_a_session_and_bad_tokens_and_forged_cookies_get_none() {
 
 #[tokio::test]
 async fn a_viewer_sees_everything_and_changes_nothing() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let cookie = sign_in(&app, VIEWER).await;
     let (status, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
@@ -230,7 +239,7 @@ fn csrf_of(page: &str) -> String {
 /// (here, or on another replica sharing the catalog).
 #[tokio::test]
 async fn signing_out_revokes_the_session() {
-    let (app, _) = app().await;
+    let (app, _, _dir) = app().await;
     let cookie = sign_in(&app, VIEWER).await;
     let other = sign_in(&app, VIEWER).await;
     let (_, _, page) = send(&app, get("/", Some(&cookie))).await;
@@ -256,7 +265,7 @@ async fn signing_out_revokes_the_session() {
 
 #[tokio::test]
 async fn an_operator_promotes_with_a_reason_and_the_audit_shows_it() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let cookie = sign_in(&app, OPERATOR).await;
     let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
     assert!(page.contains("Promote to shadow"), "{page}");
@@ -320,7 +329,7 @@ async fn an_operator_promotes_with_a_reason_and_the_audit_shows_it() {
 
 #[tokio::test]
 async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let cookie = sign_in(&app, VIEWER).await;
     let (_, _, page) = send(&app, get("/", Some(&cookie))).await;
     assert!(page.contains("No traffic recorded yet"), "{page}");
@@ -381,7 +390,7 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
 
 #[tokio::test]
 async fn stored_html_is_escaped_and_unknown_contexts_are_a_clear_page() {
-    let (app, _) = app().await;
+    let (app, _, _dir) = app().await;
     let cookie = sign_in(&app, VIEWER).await;
     let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
     assert!(!page.contains("<script>alert"), "{page}");
@@ -409,7 +418,7 @@ async fn stored_html_is_escaped_and_unknown_contexts_are_a_clear_page() {
 
 #[tokio::test]
 async fn an_operator_pauses_shadowing_and_decides_on_noise_rules() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let cookie = sign_in(&app, OPERATOR).await;
     let act = |form: String| post("/contexts/orders/actions", Some(&cookie), &form);
     let (_, _, page) = send(&app, get("/contexts/orders", Some(&cookie))).await;
@@ -537,7 +546,7 @@ fn order_of(page: &str, needles: &[&str]) -> Vec<usize> {
 
 #[tokio::test]
 async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     store
         .add_path_traffic(&[
             path_row("", "GET /catalog/{id}", "legacy", 10, 1),
@@ -725,7 +734,7 @@ async fn retire_orders(store: &SqlStore) {
 #[tokio::test]
 async fn the_ledger_shows_state_history_and_marks_quiet_retired_routes_safe_to_delete() {
     // With the default quiet period, a route retired a moment ago is not safe yet.
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let viewer = sign_in(&app, VIEWER).await;
     let (_, _, page) = send(&app, get("/ledger", Some(&viewer))).await;
     assert!(page.contains("still legacy"), "{page}");
@@ -767,7 +776,7 @@ async fn the_ledger_shows_state_history_and_marks_quiet_retired_routes_safe_to_d
     );
 
     // With no quiet period, the same retired route is safe to delete.
-    let (app, store) = app_with(std::time::Duration::ZERO).await;
+    let (app, store, _dir) = app_with(std::time::Duration::ZERO).await;
     retire_orders(&store).await;
     let viewer = sign_in(&app, VIEWER).await;
     let (_, _, page) = send(&app, get("/ledger", Some(&viewer))).await;
@@ -780,7 +789,7 @@ async fn the_ledger_shows_state_history_and_marks_quiet_retired_routes_safe_to_d
 
 #[tokio::test]
 async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let mut ctx = store.load().await.unwrap().contexts["orders"].clone();
     ctx.objective = Some(strangler_catalog::Objective {
         availability_percent: 99.0,
@@ -910,7 +919,7 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
 
 #[tokio::test]
 async fn the_context_page_shows_the_autopilot_timeline_and_pauses_it() {
-    let (app, store) = app().await;
+    let (app, store, _dir) = app().await;
     let viewer = sign_in(&app, VIEWER).await;
     let (_, _, page) = send(&app, get("/contexts/orders", Some(&viewer))).await;
     assert!(page.contains("No rollout policy"), "{page}");

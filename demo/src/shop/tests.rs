@@ -34,7 +34,16 @@ fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
-async fn apps(fixed: bool) -> (Router, Router) {
+/// Removes a test's databases when the test is done, passed or not.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn apps(fixed: bool) -> (Router, Router, TempDir) {
     let dir = std::env::temp_dir().join(format!(
         "strangler_demo_{}_{}",
         std::process::id(),
@@ -57,12 +66,13 @@ async fn apps(fixed: bool) -> (Router, Router) {
     (
         legacy_shop(Arc::new(shop)),
         orders_service(Arc::new(orders)),
+        TempDir(dir),
     )
 }
 
 #[tokio::test]
 async fn the_shop_has_legacy_habits() {
-    let (shop, _) = apps(false).await;
+    let (shop, _, _dir) = apps(false).await;
     // Tea at 12.75 for customer 2 (10 % off): 11.475 rounds up to 11.48.
     let (status, headers, order) = call(
         &shop,
@@ -138,7 +148,7 @@ async fn the_shop_has_legacy_habits() {
 
 #[tokio::test]
 async fn the_orders_service_has_its_own_model_and_the_planted_bug() {
-    let (_, orders) = apps(false).await;
+    let (_, orders, _dir) = apps(false).await;
     let (status, headers, order) = call(
         &orders,
         post(
@@ -171,7 +181,7 @@ async fn the_orders_service_has_its_own_model_and_the_planted_bug() {
     let (_, _, list) = call(&orders, get("/v2/orders?customer_id=2&limit=1")).await;
     assert_eq!(list["orders"][0], order);
 
-    let (_, fixed) = apps(true).await;
+    let (_, fixed, _dir) = apps(true).await;
     let (_, _, order) = call(
         &fixed,
         post(
@@ -188,7 +198,7 @@ async fn the_orders_service_has_its_own_model_and_the_planted_bug() {
 
 #[tokio::test]
 async fn both_apps_start_with_the_same_orders() {
-    let (shop, orders) = apps(true).await;
+    let (shop, orders, _dir) = apps(true).await;
     for i in 0..crate::data::ORDERS.len() as i64 {
         let id = 1000 + i;
         let (_, _, legacy) = call(&shop, get(&format!("/api/orders/{id}"))).await;
@@ -212,6 +222,7 @@ async fn the_fix_repairs_the_totals_the_bug_cut() {
     let dir = std::env::temp_dir().join(format!("strangler_demo_repair_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
     let path = dir.join("orders.db");
     let buggy = Orders::open(open_db(&path).await.unwrap(), "http://o".into(), false)
         .await
@@ -233,7 +244,7 @@ async fn the_fix_repairs_the_totals_the_bug_cut() {
 
 #[tokio::test]
 async fn concurrent_orders_all_succeed_with_distinct_ids() {
-    let (shop, orders) = apps(false).await;
+    let (shop, orders, _dir) = apps(false).await;
     let mut tasks = Vec::new();
     for i in 0..24 {
         let (shop, orders) = (shop.clone(), orders.clone());

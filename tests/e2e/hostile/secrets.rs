@@ -71,9 +71,8 @@ async fn no_secret_reaches_the_store_or_an_export() {
         ),
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("strangler-secrets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::harness::Scratch::new("secrets");
+    let dir = scratch.path.clone();
     let catalog = format!("sqlite://{}", dir.join("catalog.db").display());
     let (s, admin) = shadowed(
         legacy,
