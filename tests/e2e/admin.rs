@@ -68,6 +68,37 @@ impl Admin {
         v["version"].as_i64().unwrap()
     }
 
+    /// Waits until the facade behind this admin listener serves the catalog's current version
+    /// (the API answers when a change is stored; the facade follows moments later).
+    pub async fn in_effect(&self) {
+        let want = self.version().await;
+        let started = std::time::Instant::now();
+        loop {
+            let resp = client()
+                .request(
+                    http::Request::get(format!("{}/metrics", self.base))
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let text = resp.into_body().collect().await.unwrap().to_bytes();
+            let served = String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("strangler_catalog_version "))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            if served >= want {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "the facade still serves version {served}, not {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// A change based on the current version, which must succeed.
     pub async fn change(&self, method: Method, path: &str, mut body: Value) -> Value {
         body["base_version"] = self.version().await.into();

@@ -238,7 +238,25 @@ async fn a_candidate_with_a_mismatch_never_leaves_shadow_and_a_person_pauses_the
         status["contexts"]["orders"]["last"]["decision"], "hold",
         "{status}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three more evaluations, each a hold: the context stays in shadow.
+    let mut seen_at = status["contexts"]["orders"]["at_ms"].as_i64().unwrap_or(0);
+    for _ in 0..3 {
+        let started = Instant::now();
+        loop {
+            let (_, _, v) = admin.call(Method::GET, "/api/v1/autopilot", None).await;
+            let at = v["contexts"]["orders"]["at_ms"].as_i64().unwrap_or(0);
+            if at > seen_at {
+                assert_eq!(v["contexts"]["orders"]["last"]["decision"], "hold", "{v}");
+                seen_at = at;
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no evaluation: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     assert_eq!(state_of(&context(&admin).await).0, "shadow");
     assert!(decisions(&admin).await.is_empty());
     load.abort();

@@ -343,8 +343,6 @@ async fn a_second_demo_in_the_same_directory_a_taken_port_and_an_unwritable_dire
 async fn recorded_traffic_becomes_contract_tests_that_replay_against_the_orders_service() {
     let demo = start("contract", &["--fixed"]).await;
     demo.compared(40).await;
-    // One more flush after the comparisons counted.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let catalog = format!("sqlite://{}", demo.dir.join("catalog.db").display());
     let tests = |args: &[&str]| {
         let mut cmd = std::process::Command::new(BIN);
@@ -354,18 +352,32 @@ async fn recorded_traffic_becomes_contract_tests_that_replay_against_the_orders_
         cmd.output().unwrap()
     };
     let suite_path = demo.dir.join("orders-suite.json");
-    let out = tests(&[
-        "export",
-        "--context",
-        "orders",
-        "--out",
-        suite_path.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The matched exchanges reach the catalog with a flush of their own: wait for them.
+    let started = Instant::now();
+    loop {
+        let out = tests(&[
+            "export",
+            "--context",
+            "orders",
+            "--out",
+            suite_path.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let suite: Value =
+            serde_json::from_str(&std::fs::read_to_string(&suite_path).unwrap()).unwrap();
+        if suite["pairs"].as_array().is_some_and(|p| !p.is_empty()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exchange recorded: {suite}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let suite: Value =
         serde_json::from_str(&std::fs::read_to_string(&suite_path).unwrap()).unwrap();
     let pairs = suite["pairs"].as_array().unwrap();

@@ -206,7 +206,15 @@ async fn get_clients_never_see_a_failing_new_service() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The new service dies in the middle of the load.
+    let started = std::time::Instant::now();
+    while done.load(Ordering::SeqCst) < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the load never started"
+        );
+        tokio::task::yield_now().await;
+    }
     new.kill();
     for t in load {
         t.await.unwrap();
@@ -324,7 +332,15 @@ async fn without_fallback_the_breaker_opens_and_closes_after_recovery() {
     assert_eq!(runtime["orders-svc"]["breaker"], "open", "{runtime}");
 
     new.set(OK);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // After the breaker's cool-down its probes succeed and it closes.
+    let started = std::time::Instant::now();
+    while send(&s.listen, Method::GET).await != (200, "new".to_owned()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the breaker never let a probe through"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for _ in 0..5 {
         assert_eq!(send(&s.listen, Method::GET).await, (200, "new".to_owned()));
     }

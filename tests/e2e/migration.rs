@@ -187,7 +187,7 @@ async fn canary_keeps_each_user_on_one_side_and_raising_only_moves_users_to_new(
             json!({ "weight": 3000 }),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    admin.in_effect().await;
     let f = s.listen.as_str();
     let mut on_new = Vec::new();
     for user in 0..200 {
@@ -216,7 +216,7 @@ async fn canary_keeps_each_user_on_one_side_and_raising_only_moves_users_to_new(
             json!({ "weight": 7000 }),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    admin.in_effect().await;
     let mut now_new = 0;
     for user in 0..200 {
         let side = answer(f, "/orders/1", Some(&format!("sid=user-{user}")))

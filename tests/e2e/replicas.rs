@@ -240,7 +240,7 @@ async fn a_store_outage_keeps_traffic_flowing_refuses_changes_and_recovers() {
     )
     .await;
     let version = api.version().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.in_effect().await;
     assert_eq!(body_of(&s.listen, "/orders/1").await, "new");
 
     relay.cut();

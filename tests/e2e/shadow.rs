@@ -154,7 +154,14 @@ async fn shadow_copies_are_compared_and_mismatches_grouped_by_signature() {
         .unwrap();
     let resp = client().request(req).await.unwrap();
     assert_eq!(resp.status(), 405, "legacy has no POST route");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Deciding is synchronous: by the answer, the write was counted as not shadowed.
+    assert_eq!(
+        metric(
+            &f.metrics(),
+            "strangler_shadow_skipped_total{context=\"orders\",reason=\"unsafe_method\"} "
+        ),
+        Some(1)
+    );
     assert_eq!(
         writes.load(Ordering::SeqCst),
         0,
@@ -244,7 +251,16 @@ async fn only_the_shadow_state_shadows() {
         .apply_catalog(&catalog(new, MigrationState::Legacy))
         .unwrap();
     fetch(&f.url("/orders/1")).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Deciding is synchronous: by the answer, a context in legacy planned no shadow at all.
+    let m = f.metrics();
+    assert!(
+        !m.contains("strangler_shadow_skipped_total{context=\"orders\""),
+        "{m}"
+    );
+    assert!(
+        !m.contains("strangler_shadow_compared_total{context=\"orders\""),
+        "{m}"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
@@ -285,7 +301,7 @@ async fn shadow_results_reach_the_catalog_and_the_api() {
             json!({ "reason": "compare" }),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin.in_effect().await;
     for _ in 0..10 {
         assert_eq!(fetch(&format!("http://{}/orders/7", s.listen)).await.0, 200);
     }
@@ -482,6 +498,6 @@ pub(crate) async fn shadowed(
         .await;
     route["context"] = "orders".into();
     admin.change(Method::POST, "/api/v1/routes", route).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    admin.in_effect().await;
     (s, admin)
 }

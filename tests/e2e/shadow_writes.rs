@@ -424,7 +424,7 @@ async fn noise_learned_from_legacy_is_proposed_and_applies_once_accepted() {
         audit["items"][0]["reason"], "request ids differ per call",
         "{audit}"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    admin.in_effect().await;
     for _ in 0..2 {
         fetch(&format!("http://{}/orders/7", s.listen)).await;
     }

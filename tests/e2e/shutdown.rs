@@ -1,32 +1,51 @@
 //! Graceful shutdown: stop accepting, let in-flight requests finish, then close.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::Notify;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn in_flight_requests_finish_and_new_connections_are_refused() {
+/// An upstream whose `/slow` tells `started` when a request arrives and answers once `release`
+/// is notified.
+async fn held(started: Arc<Notify>, release: Arc<Notify>) -> std::net::SocketAddr {
     let app = Router::new().route(
         "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(600)).await;
-            "finished"
+        get(move || {
+            let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+            async move {
+                started.notify_one();
+                release.notified().await;
+                "finished"
+            }
         }),
     );
-    let (up, _) = axum_upstream(app).await;
+    axum_upstream(app).await.0
+}
+
+#[tokio::test]
+async fn in_flight_requests_finish_and_new_connections_are_refused() {
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let up = held(Arc::clone(&started), Arc::clone(&release)).await;
     let mut f = facade(up, |c| c.shutdown_grace = Duration::from_secs(5)).await;
     let url = f.url("/slow");
     let in_flight = tokio::spawn(async move { fetch(&url).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    started.notified().await;
     f.stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        tokio::net::TcpStream::connect(f.addr).await.is_err(),
-        "the listener still accepts after shutdown began"
-    );
+    // The listener closes (a connect is refused) while the request is still in flight.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(f.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the listener still accepts after shutdown began"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(!in_flight.is_finished());
+    release.notify_one();
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!((status.as_u16(), &body[..]), (200, &b"finished"[..]));
     tokio::time::timeout(Duration::from_secs(3), &mut f.task)
@@ -38,24 +57,19 @@ async fn in_flight_requests_finish_and_new_connections_are_refused() {
 
 #[tokio::test]
 async fn grace_period_bounds_the_wait() {
-    let app = Router::new().route(
-        "/hang",
-        get(|| async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            "never"
-        }),
-    );
-    let (up, _) = axum_upstream(app).await;
+    // The request never gets its answer: the grace period ends the wait.
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let up = held(Arc::clone(&started), release).await;
     let mut f = facade(up, |c| c.shutdown_grace = Duration::from_millis(300)).await;
-    let url = f.url("/hang");
+    let url = f.url("/slow");
     let _hung = tokio::spawn(async move { fetch(&url).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = std::time::Instant::now();
+    started.notified().await;
+    let stopped_at = Instant::now();
     f.stop();
     tokio::time::timeout(Duration::from_secs(3), &mut f.task)
         .await
         .expect("serve ignored the grace period")
         .unwrap()
         .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(stopped_at.elapsed() >= Duration::from_millis(250));
 }

@@ -247,8 +247,10 @@ async fn the_breaker_opens_then_probes_and_closes_after_recovery() {
     );
     assert_eq!(s.seen.load(SeqCst), seen, "an open breaker must not send");
     s.status.store(200, SeqCst);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(c.breaker_state(), BreakerState::HalfOpen);
+    until("the breaker half-opens after its cool-down", || {
+        c.breaker_state() == BreakerState::HalfOpen
+    })
+    .await;
     for _ in 0..2 {
         assert_eq!(call(&c, http::Method::GET).await, Ok(StatusCode::OK));
     }
@@ -308,7 +310,10 @@ async fn failing_instances_are_ejected_and_come_back_after_the_back_off() {
     }
     assert_eq!(bad.seen.load(SeqCst), before);
     bad.status.store(200, SeqCst);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    until("the instance's back-off ends", || {
+        c.instances()[0].ejected_for_ms == 0
+    })
+    .await;
     for _ in 0..10 {
         call(&c, http::Method::GET).await.unwrap();
     }
@@ -346,7 +351,10 @@ async fn a_full_bulkhead_refuses_without_sending() {
         let c = c.clone();
         tokio::spawn(async move { call(&c, http::Method::GET).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until("the first request is in flight", || {
+        slow.seen.load(SeqCst) == 1
+    })
+    .await;
     assert_eq!(
         call(&c, http::Method::GET).await,
         Err(ServiceFailureKind::BulkheadFull)
@@ -380,11 +388,10 @@ async fn active_health_checks_take_an_instance_out_and_back() {
         Some(Arc::new(move |e| sink.lock().unwrap().push(e))),
     );
     sick.status.store(503, SeqCst);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(
-        !c.instances()[0].healthy,
-        "two failed checks must mark it unhealthy"
-    );
+    until("two failed checks mark it unhealthy", || {
+        !c.instances()[0].healthy
+    })
+    .await;
     let before = sick.seen.load(SeqCst);
     for _ in 0..10 {
         // Only the healthy instance answers now (the checks keep arriving at the sick one).
@@ -398,11 +405,7 @@ async fn active_health_checks_take_an_instance_out_and_back() {
         "the unhealthy instance got traffic: {checks_only} requests"
     );
     sick.status.store(200, SeqCst);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(
-        c.instances()[0].healthy,
-        "two good checks must bring it back"
-    );
+    until("two good checks bring it back", || c.instances()[0].healthy).await;
     let events = events.lock().unwrap();
     assert!(
         events
@@ -446,7 +449,8 @@ async fn identical_concurrent_gets_share_one_upstream_call() {
             (status, body)
         }));
         if i == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The others join a flight that is in the air.
+            until("the leader is in flight", || slow.seen.load(SeqCst) == 1).await;
         }
     }
     for call in calls {
@@ -658,4 +662,16 @@ async fn personal_or_varying_answers_are_not_shared() {
     let headers: [&[(&str, &str)]; 3] = [&[("accept-language", "nb")]; 3];
     flight(&c, &headers).await;
     assert_eq!(calls.load(SeqCst), 1);
+}
+
+/// Waits for `cond`, checking every 10 ms; fails after 5 s.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
