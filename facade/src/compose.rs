@@ -72,7 +72,7 @@ pub async fn answer(
                             .map(|r| r.map(ResponseBody::upstream))
                             .map_err(|e| {
                                 tracing::debug!(error = %e, "a composed part failed");
-                                format!("it {}", crate::proxy::public_failure(e.kind()))
+                                format!("it {}", crate::problem::public_failure(e.kind()))
                             })?,
                         PartSide::New => new
                             .send(req)

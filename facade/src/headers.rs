@@ -5,6 +5,7 @@ use http::header::{
     HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRANSFER_ENCODING,
     UPGRADE,
 };
+use http::header::{CONTENT_LOCATION, LOCATION};
 use http::HeaderMap;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -156,6 +157,25 @@ pub fn rewrite_origin(value: &HeaderValue, upstream: &str, public: &str) -> Opti
     out.extend_from_slice(public.as_bytes());
     out.extend_from_slice(rest);
     HeaderValue::from_bytes(&out).ok()
+}
+
+pub(crate) fn rewrite_redirects(headers: &mut http::HeaderMap, upstream: &str, host: &HeaderValue) {
+    if !headers.contains_key(LOCATION) && !headers.contains_key(CONTENT_LOCATION) {
+        return;
+    }
+    let Ok(host) = host.to_str() else { return };
+    let public = format!("http://{host}");
+    for name in [LOCATION, CONTENT_LOCATION] {
+        rewrite_one(headers, &name, upstream, &public);
+    }
+}
+
+fn rewrite_one(headers: &mut http::HeaderMap, name: &HeaderName, upstream: &str, public: &str) {
+    if let Some(value) = headers.get(name) {
+        if let Some(new) = rewrite_origin(value, upstream, public) {
+            headers.insert(name, new);
+        }
+    }
 }
 
 #[cfg(test)]

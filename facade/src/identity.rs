@@ -205,7 +205,7 @@ impl Bridge {
         let call = async {
             let resp = legacy.send(req).await.map_err(|e| {
                 tracing::warn!(error = %e, "the legacy session endpoint failed");
-                format!("legacy {}", crate::proxy::public_failure(e.kind()))
+                format!("legacy {}", crate::problem::public_failure(e.kind()))
             })?;
             let status = resp.status();
             let (body, _held) =

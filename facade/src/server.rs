@@ -29,8 +29,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::facade::Facade;
 use crate::framing::{Framing, Guarded};
-use crate::proxy::Facade;
 
 /// What the facade knows about one client connection.
 #[derive(Debug)]

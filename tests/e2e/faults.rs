@@ -64,6 +64,14 @@ impl NewService {
                                     body.as_bytes(),
                                 )));
                                 *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                                // No connection is kept for reuse, so once `kill` returns every
+                                // request the facade sends must connect, and is refused: which
+                                // requests "never left" does not depend on whether the facade
+                                // noticed a pooled connection closing.
+                                resp.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
                                 Ok::<_, std::convert::Infallible>(resp)
                             }
                         },
@@ -88,10 +96,14 @@ impl NewService {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
-    /// Closes the listener and every connection at once.
-    fn kill(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
+    /// Closes the listener and every connection, and returns once they are closed.
+    async fn kill(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for t in &tasks {
             t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }
@@ -215,7 +227,7 @@ async fn get_clients_never_see_a_failing_new_service() {
         );
         tokio::task::yield_now().await;
     }
-    new.kill();
+    new.kill().await;
     for t in load {
         t.await.unwrap();
     }
@@ -277,7 +289,7 @@ async fn writes_fall_back_only_when_they_were_never_sent() {
         "a sent write must not be repeated on legacy"
     );
     assert_eq!(legacy_writes.load(Ordering::SeqCst), 0);
-    new.kill();
+    new.kill().await;
     let (status, body) = send(&s.listen, Method::POST).await;
     assert_eq!(
         (status, body.as_str()),

@@ -1,0 +1,199 @@
+//! Who answers a request: the matched context's side (sticky canary buckets, fallback), the
+//! shadow copy it may get, and the counters it counts in.
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue};
+use http::Request;
+use hyper::body::Incoming;
+use strangler_catalog::{MigrationState, Side};
+use strangler_services::cluster::{Cluster, Replay};
+
+use crate::body::RequestBody;
+use crate::facade::{Facade, Shared};
+use crate::routes::decide_side;
+use crate::server::ConnInfo;
+use crate::shadow;
+use crate::traffic::{ContextTraffic, PathCounters};
+use crate::translate::Translation;
+
+/// Who a request goes to.
+pub(crate) enum Target {
+    Legacy,
+    New {
+        cluster: Cluster<RequestBody>,
+        /// Whether legacy answers when the new side fails.
+        fallback: bool,
+        /// How long a safe request waits for the new side (`None`: the service's own figure).
+        fallback_after: Option<std::time::Duration>,
+    },
+}
+
+/// Where one request goes, and where it ended up.
+pub(crate) struct Routing {
+    pub(crate) target: Target,
+    pub(crate) side: Side,
+    /// The matched context, if any.
+    pub(crate) context: Option<Arc<str>>,
+    /// Why legacy answered instead of the new side, if it did.
+    pub(crate) fell_back: Option<String>,
+    /// In `shadow` state (or reverse shadow in canary and migrated): where a copy may go.
+    pub(crate) shadow: Option<Box<shadow::Wanted>>,
+    /// The context's translator, applied when the new side answers.
+    pub(crate) translation: Option<Translation>,
+    /// The matched context's traffic counters (taken by `forward`).
+    pub(crate) traffic: Option<Served>,
+    /// The request as the client sent it (head, and body when it was buffered), for a
+    /// fallback to legacy after it was translated for the new side.
+    pub(crate) untranslated: Option<(Replay, Option<bytes::Bytes>)>,
+}
+
+/// The traffic counters a request counts in, and who answered it.
+pub(crate) struct Served {
+    /// None: no context claimed it.
+    pub(crate) context: Option<Arc<ContextTraffic>>,
+    pub(crate) route: Option<Arc<PathCounters>>,
+    pub(crate) side: Side,
+    pub(crate) fell_back: bool,
+}
+
+impl Routing {
+    /// No context claimed the request: legacy answers, and it is counted by path template.
+    fn legacy(s: &Shared, req: &Request<Incoming>) -> Self {
+        let counters = s
+            .telemetry
+            .traffic
+            .unclaimed_path(req.method().as_str(), req.uri().path());
+        Self {
+            target: Target::Legacy,
+            side: Side::Legacy,
+            context: None,
+            fell_back: None,
+            shadow: None,
+            translation: None,
+            untranslated: None,
+            traffic: Some(Served {
+                context: None,
+                route: Some(counters),
+                side: Side::Legacy,
+                fell_back: false,
+            }),
+        }
+    }
+
+    pub(crate) fn debug_header(&self, headers: &mut http::HeaderMap) {
+        let mut value = match &self.context {
+            Some(ctx) => format!("context={ctx}; side={}", self.side.as_str()),
+            None => "context=-; side=legacy".to_owned(),
+        };
+        if let Some(why) = &self.fell_back {
+            value.push_str(&format!("; fallback={why}"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static("x-strangler-route"), v);
+        }
+    }
+}
+
+impl Facade {
+    /// Decides who answers: the matched context's side, or legacy.
+    pub(crate) fn route(
+        &self,
+        req: &Request<Incoming>,
+        host: Option<&HeaderValue>,
+        conn: &ConnInfo,
+    ) -> Routing {
+        let s = &*self.shared;
+        let snapshot = s.snapshot.load();
+        if snapshot.routes.is_empty() {
+            return Routing::legacy(s, req);
+        }
+        let host = host.and_then(|h| h.to_str().ok());
+        let folded;
+        let path = if s.config.paths.fold_case {
+            folded = req.uri().path().to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            req.uri().path()
+        };
+        let Some(matched) =
+            snapshot
+                .routes
+                .lookup(req.method(), host, path, req.uri().query(), req.headers())
+        else {
+            return Routing::legacy(s, req);
+        };
+        let side = decide_side(matched.context, req.headers(), conn.peer.ip());
+        let context = Some(Arc::clone(&matched.context.name));
+        let translation = snapshot
+            .translations
+            .get(&matched.context.name)
+            .map(|(_, t)| t.clone());
+        let traffic = snapshot.traffic.get(&matched.context.name).map(|t| Served {
+            context: Some(Arc::clone(t)),
+            route: snapshot.route_traffic.get(matched.route_id).cloned(),
+            side,
+            fell_back: false,
+        });
+        let target = snapshot.services.get(&matched.context.target);
+        let rules = snapshot.shadow_rules.get(&matched.context.name);
+        let state = matched.context.state;
+        let forward = state == MigrationState::Shadow;
+        let reverse = side == Side::New
+            && matches!(state, MigrationState::Canary | MigrationState::Migrated)
+            && rules.is_some_and(|r| r.reverse_percent > 0);
+        let shadow = match (target, rules) {
+            (Some((_, cluster)), Some(rules)) if forward || reverse => {
+                let (route, route_shadow) = snapshot
+                    .route_shadow
+                    .get(matched.route_id)
+                    .cloned()
+                    .unwrap_or_else(|| (Arc::from(matched.route_id), Default::default()));
+                Some(Box::new(shadow::Wanted {
+                    context: Arc::clone(&matched.context.name),
+                    route,
+                    route_shadow,
+                    rules: Arc::clone(rules),
+                    peer: if reverse {
+                        shadow::Peer::Legacy(s.legacy.clone())
+                    } else {
+                        shadow::Peer::New(cluster.clone())
+                    },
+                    reverse,
+                    legacy: s.legacy.clone(),
+                    // In reverse the copy goes to legacy untranslated; the primary's answer is
+                    // translated on the live path.
+                    translation: if reverse { None } else { translation.clone() },
+                }))
+            }
+            _ => None,
+        };
+        match (side, target) {
+            (Side::New, Some((_, cluster))) => Routing {
+                target: Target::New {
+                    cluster: cluster.clone(),
+                    fallback: matched.context.fallback,
+                    fallback_after: matched.context.fallback_after,
+                },
+                side,
+                context,
+                fell_back: None,
+                shadow,
+                translation,
+                untranslated: None,
+                traffic,
+            },
+            // Legacy, or (validation makes it impossible) a target that is not in the catalog.
+            _ => Routing {
+                target: Target::Legacy,
+                side: Side::Legacy,
+                context,
+                fell_back: None,
+                shadow,
+                translation: None,
+                untranslated: None,
+                traffic,
+            },
+        }
+    }
+}
