@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use strangler_catalog::rollout::{self, CanaryEvidence, Decision, ShadowEvidence, SideFigures};
-use strangler_catalog::store::{AuditQuery, ChangeMeta, SqlStore, Store, StoreError};
 use strangler_catalog::{Action, Change, MigrationState};
+use strangler_catalog::{AuditQuery, ChangeMeta};
+use strangler_store::{
+    CatalogStore, EventOutbox, Leases, ShadowRollups, SqlStore, StoreError, TrafficRollups,
+};
 use tokio::sync::watch;
 
 /// The lease's name and how long it lasts without renewal.

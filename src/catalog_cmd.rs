@@ -3,8 +3,9 @@
 //! writes a file that imports to the same catalog.
 
 use serde::Serialize;
-use strangler_catalog::store::{ChangeMeta, Store};
+use strangler_catalog::ChangeMeta;
 use strangler_catalog::{Catalog, Change, RouteSpec, Service, ShadowPolicy, StickyKey};
+use strangler_store::CatalogStore;
 
 use crate::config::Settings;
 use crate::serve::open_store;

@@ -162,7 +162,6 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 
 /// Runs a parsed command line. Exit codes: 0 success, 1 runtime failure, 2 bad configuration.
 pub fn run(cli: Cli) -> ExitCode {
-    crate::translators::install_check();
     match cli.command {
         Command::Tests(TestsCommand::Export {
             args,

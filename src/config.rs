@@ -1036,7 +1036,7 @@ fn declared_catalog(
             );
         }
     }
-    strangler_catalog::validate(&c).map_err(|e| ConfigError {
+    strangler_catalog::validate(&c, &crate::translators::Check).map_err(|e| ConfigError {
         location: format!("configuration [{}]", e.field),
         message: e.message,
     })?;

@@ -26,9 +26,10 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use strangler_anti_corruption::{Compiled, Links};
-use strangler_catalog::store::{ContractPair, Store};
+use strangler_catalog::ContractPair;
 use strangler_catalog::ShadowPolicy;
 use strangler_facade::shadow_diff::{compare_with, Answer, Rules};
+use strangler_store::{CatalogStore, ShadowRollups};
 
 use crate::config::Settings;
 

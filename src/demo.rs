@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use strangler_catalog::store::{ChangeMeta, Store};
+use strangler_catalog::ChangeMeta;
 use strangler_catalog::{
     Catalog, Change, Context, MigrationState, Route, RouteShadow, RouteSpec, Service, ShadowWrites,
 };
+use strangler_store::CatalogStore;
 
 use crate::config::{self, Overrides, ProcessEnv};
 use crate::serve;
@@ -181,7 +182,6 @@ fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    crate::translators::install_check();
     let dir = args.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("strangler-demo-{}", std::process::id()))
     });

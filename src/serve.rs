@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use strangler_catalog::follow::follow;
-use strangler_catalog::store::{
-    ChangeMeta, ShadowExample, ShadowMinute, SignatureCount, SqlStore, Store,
-};
 use strangler_catalog::Catalog;
+use strangler_catalog::{ChangeMeta, ShadowExample, ShadowMinute, SignatureCount};
 use strangler_dashboard::api::{ApiState, LogControl, Tokens};
 use strangler_dashboard::{AdminState, Readiness};
 use strangler_facade::{Facade, Telemetry};
 use strangler_services::cluster::{EventSink, ServiceEvent};
+use strangler_store::follow::follow;
+use strangler_store::{
+    CatalogStore, EventOutbox, MirrorOutbox, Retention, ShadowRollups, SqlStore, TrafficRollups,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -45,7 +46,7 @@ fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Opens the catalog store named in the settings.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&settings.catalog.url)
+    SqlStore::connect(&settings.catalog.url, Arc::new(crate::translators::Check))
         .await
         .with_context(|| {
             format!(
@@ -472,7 +473,7 @@ async fn flush_shadow_once(telemetry: &Arc<Telemetry>, store: &SqlStore) {
                 pairs: r
                     .pairs
                     .iter()
-                    .map(|p| strangler_catalog::store::ContractPair {
+                    .map(|p| strangler_catalog::ContractPair {
                         route: p.route.clone(),
                         at_ms: p.at_ms,
                         method: p.method.clone(),

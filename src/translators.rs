@@ -16,11 +16,15 @@ pub fn check(text: &str) -> Result<(), SpecError> {
     Compiled::compile(text, &registry()).map(|_| ())
 }
 
-/// Makes the catalog refuse a translator that does not compile (with its line and reason).
-pub fn install_check() {
-    strangler_catalog::set_translator_check(Box::new(|text| {
+/// The check the catalog runs on every translator it is given: the spec must compile (an
+/// error names its line and reason). The store is built with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Check;
+
+impl strangler_catalog::TranslatorCheck for Check {
+    fn check(&self, text: &str) -> Result<(), String> {
         check(text).map_err(|e| e.to_string())
-    }));
+    }
 }
 
 /// The translators in `dir`: every `NAME.toml` except the `NAME.tests.toml` fixtures.

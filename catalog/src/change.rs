@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Catalog, Context, Route, RouteSpec, Service, Weight, FULL_WEIGHT};
+use crate::rows::ChangeMeta;
 use crate::state::{MigrationState, TransitionError};
-use crate::validate::{validate, ValidationError};
+use crate::validate::{validate, TranslatorCheck, ValidationError};
 
 /// A state change of a context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +91,14 @@ pub enum ChangeError {
     },
 }
 
+/// An event a change emits about a context (a CloudEvents `type` and its data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextEvent {
+    pub context: String,
+    pub kind: &'static str,
+    pub data: serde_json::Value,
+}
+
 impl Change {
     /// A short verb for the audit log.
     pub fn action_name(&self) -> String {
@@ -137,9 +146,87 @@ impl Change {
         }
     }
 
-    /// Applies the change to `catalog` and validates the result. On error `catalog` may be
-    /// partly changed: callers work on a copy.
-    pub fn apply(&self, catalog: &mut Catalog) -> Result<(), ChangeError> {
+    /// The entity the change targets as it is in `catalog`, as JSON: the audit's before and
+    /// after (counts for the whole catalog).
+    pub fn snapshot(&self, catalog: &Catalog) -> Option<serde_json::Value> {
+        let target = self.target();
+        let (kind, name) = target.split_once(':').unwrap_or((target.as_str(), ""));
+        match kind {
+            "service" => catalog
+                .services
+                .get(name)
+                .and_then(|v| serde_json::to_value(v).ok()),
+            "context" => catalog
+                .contexts
+                .get(name)
+                .and_then(|v| serde_json::to_value(v).ok()),
+            "route" => catalog
+                .routes
+                .get(name)
+                .and_then(|v| serde_json::to_value(v).ok()),
+            _ => Some(serde_json::json!({
+                "services": catalog.services.len(),
+                "contexts": catalog.contexts.len(),
+                "routes": catalog.routes.len(),
+            })),
+        }
+    }
+
+    /// What the change did to contexts' traffic, as events for the outbox: one per context
+    /// whose state or canary weight differs between `before` and `after` (the catalog the
+    /// change made, at its new version).
+    pub fn events(
+        &self,
+        before: &Catalog,
+        after: &Catalog,
+        meta: &ChangeMeta,
+    ) -> Vec<ContextEvent> {
+        let mut out = Vec::new();
+        for (name, ctx) in &after.contexts {
+            let was = before.contexts.get(name);
+            if was.is_some_and(|b| b.state == ctx.state && b.weight == ctx.weight) {
+                continue;
+            }
+            let kind = match self {
+                Change::Autopilot {
+                    action: Action::Rollback,
+                    ..
+                } => "io.strangler.autopilot.rollback",
+                Change::Autopilot {
+                    action: Action::Promote,
+                    ..
+                } if was.map(|b| b.state) == Some(MigrationState::Shadow) => {
+                    "io.strangler.autopilot.gate.passed"
+                }
+                Change::Autopilot { .. } => "io.strangler.autopilot.step",
+                _ => "io.strangler.context.state.changed",
+            };
+            out.push(ContextEvent {
+                context: name.clone(),
+                kind,
+                data: serde_json::json!({
+                    "context": name,
+                    "from": was.map(|b| b.state.as_str()),
+                    "to": ctx.state.as_str(),
+                    "weight_from": was.map(|b| b.weight),
+                    "weight_to": ctx.weight,
+                    "actor": meta.actor,
+                    "action": self.action_name(),
+                    "reason": meta.reason,
+                    "version": after.version,
+                }),
+            });
+        }
+        out
+    }
+
+    /// Applies the change to `catalog` and validates the result (its translators with
+    /// `translators`). On error `catalog` may be partly changed: callers work on a copy.
+    pub fn apply(
+        &self,
+        catalog: &mut Catalog,
+        translators: &dyn TranslatorCheck,
+    ) -> Result<(), ChangeError> {
         match self {
             Change::PutService(s) => {
                 catalog.services.insert(s.name.clone(), s.clone());
@@ -188,7 +275,7 @@ impl Change {
                         context: context.name.clone(),
                         spec: spec.clone(),
                     }
-                    .apply(catalog)?;
+                    .apply(catalog, translators)?;
                 }
             }
             Change::AddRoute { context, spec } => {
@@ -278,7 +365,7 @@ impl Change {
                 catalog.version = version;
             }
         }
-        validate(catalog)?;
+        validate(catalog, translators)?;
         Ok(())
     }
 }

@@ -1,40 +1,44 @@
-//! The control plane: the migration catalog — services, bounded contexts, their routes and
-//! migration states — with its validation rules, and (in `store`) its durable home.
+//! The control plane's domain: the migration catalog — services, bounded contexts, their routes
+//! and migration states — with its validation rules, the changes an operator can make, the
+//! rollout policy, and the rows the control plane keeps besides the catalog. Pure: no I/O, no
+//! runtime; the `strangler-store` crate keeps all of it.
 //!
 //! Layout:
 //! - `model.rs` — the domain types; plain data, serde-able, nothing of the store;
 //! - `state.rs` — migration states and the transitions DESIGN.md allows;
 //! - `pattern.rs` — route path patterns, specificity and overlap;
 //! - `validate.rs` — the rules a whole catalog must satisfy;
-//! - `change.rs` — the changes an operator can make, applied to a catalog in memory;
-//! - `follow.rs` — keeping the latest catalog in memory: notifications, polling, store health;
-//! - `store.rs` — the [`store::Store`] trait and [`store::SqlStore`] (SQLite or PostgreSQL).
+//! - `change.rs` — the changes an operator can make, applied to a catalog in memory, with the
+//!   audit snapshot and the events each one emits;
+//! - `rollout.rs` — the autopilot's policy: steps, holds, checks and their verdicts;
+//! - `rows.rs` — audit entries, traffic and shadow rollups, outbox items, events.
 //!
-//! **Invariant:** only this crate knows the store (sqlx); its domain types know nothing of it.
+//! **Invariant:** nothing here knows a database or a runtime (no sqlx, no tokio).
 #![forbid(unsafe_code)]
 
 mod change;
-pub mod follow;
 mod model;
 pub mod pattern;
 pub mod rollout;
+mod rows;
 mod state;
-pub mod store;
 mod validate;
 
-pub use change::{Action, Change, ChangeError};
+pub use change::{Action, Change, ChangeError, ContextEvent};
 pub use model::{check_json_path, fnv1a64};
 pub use model::{
     Catalog, Context, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow, RouteSpec,
     Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch,
     Weight,
 };
-pub use state::{MigrationState, Side, TransitionError};
-pub use store::{
-    LastSeen, OutboxItem, PathTraffic, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS,
+pub use rows::{
+    AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen, NoiseProposal,
+    OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute, SignatureCount, SinkStats,
+    TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS,
 };
+pub use state::{MigrationState, Side, TransitionError};
 pub use validate::{
-    check_url, set_translator_check, validate, ValidationError, MAX_TRANSLATOR_BYTES,
+    check_url, validate, SizeOnly, TranslatorCheck, ValidationError, MAX_TRANSLATOR_BYTES,
 };
 
 /// Days since 1970-01-01 as (year, month, day) in the proleptic Gregorian calendar (civil from

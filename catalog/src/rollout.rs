@@ -428,7 +428,7 @@ pub fn decide(
                 // p99s are histogram buckets: the new side is over only when even the low end
                 // of its bucket is (≤ 2 ms against ≤ 1 ms proves nothing).
                 let low_end = |upper: u64| {
-                    crate::store::LATENCY_BOUNDS_MS
+                    crate::rows::LATENCY_BOUNDS_MS
                         .iter()
                         .rev()
                         .find(|b| **b < upper)

@@ -23,23 +23,29 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError 
     }
 }
 
-/// Checks a translator's spec text: `Err("line N: what and how to fix it")`.
-pub type TranslatorCheck = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+/// Compiles a translator's spec text: `Err("line N: what and how to fix it")`. The catalog does
+/// not know the translators (the anti-corruption crate does), so whoever validates a catalog
+/// passes the check in: the store is built with one, and the binary's checks compile the spec.
+pub trait TranslatorCheck: Send + Sync {
+    fn check(&self, text: &str) -> Result<(), String>;
+}
 
-static TRANSLATOR_CHECK: std::sync::OnceLock<Box<TranslatorCheck>> = std::sync::OnceLock::new();
+/// Checks only a translator's size: for tools and tests that have no translators. The facade
+/// still refuses a snapshot whose translator does not compile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SizeOnly;
 
-/// Installs the check that compiles translators (the binary does, with the anti-corruption
-/// crate, which the catalog does not depend on). Without it only the size is checked; the
-/// facade still refuses a snapshot whose translator does not compile.
-pub fn set_translator_check(check: Box<TranslatorCheck>) {
-    let _ = TRANSLATOR_CHECK.set(check);
+impl TranslatorCheck for SizeOnly {
+    fn check(&self, _text: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Largest translator spec, in bytes.
 pub const MAX_TRANSLATOR_BYTES: usize = 256 * 1024;
 
-/// Checks the whole catalog.
-pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
+/// Checks the whole catalog, its translators with `translators`.
+pub fn validate(c: &Catalog, translators: &dyn TranslatorCheck) -> Result<(), ValidationError> {
     for (key, s) in &c.services {
         let field = format!("services.{key}");
         if key != &s.name {
@@ -78,9 +84,9 @@ pub fn validate(c: &Catalog) -> Result<(), ValidationError> {
                     ),
                 ));
             }
-            if let Some(check) = TRANSLATOR_CHECK.get() {
-                check(text).map_err(|m| err(format!("{field}.translator"), m))?;
-            }
+            translators
+                .check(text)
+                .map_err(|m| err(format!("{field}.translator"), m))?;
         }
         if let Some(r) = &ctx.rollout {
             r.check()

@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use strangler_catalog::store::{ChangeMeta, SqlStore, Store};
+use strangler_catalog::ChangeMeta;
+use strangler_catalog::SizeOnly;
 use strangler_catalog::{
     Action, Catalog, Change, Context, MigrationState, Objective, Route, RouteSpec, Service,
 };
 use strangler_dashboard::api::{ApiState, Tokens};
+use strangler_store::prelude::*;
+use strangler_store::SqlStore;
 use tower::ServiceExt;
 
 const CONTEXTS: usize = 100;
@@ -197,11 +200,11 @@ async fn main() -> anyhow_free::Result<()> {
     if !done.exists() {
         let _ = std::fs::remove_file(dir.join("catalog.db"));
         eprintln!("building the database (once): {url}");
-        let store = SqlStore::connect(&url).await?;
+        let store = SqlStore::connect(&url, Arc::new(SizeOnly)).await?;
         seed(&url, &store).await?;
         std::fs::write(&done, b"")?;
     }
-    let store = Arc::new(SqlStore::connect(&url).await?);
+    let store = Arc::new(SqlStore::connect(&url, Arc::new(SizeOnly)).await?);
     let catalog = store.load().await?;
     eprintln!(
         "{} contexts, {} routes; history from {} days ago",

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use strangler_catalog::store::Store;
+use strangler_store::Store;
 
 pub use auth::{Role, Tokens};
 pub use problem::ApiProblem;
@@ -57,7 +57,7 @@ impl CatalogCache {
     pub async fn load(
         &self,
         store: &dyn Store,
-    ) -> Result<Arc<strangler_catalog::Catalog>, strangler_catalog::store::StoreError> {
+    ) -> Result<Arc<strangler_catalog::Catalog>, strangler_store::StoreError> {
         let version = store.version().await?;
         let cached = self
             .0

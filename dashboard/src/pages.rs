@@ -19,8 +19,9 @@ use axum::{Form, Router};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use strangler_catalog::store::{AuditQuery, ChangeMeta, StoreError};
 use strangler_catalog::{Action, Change, MigrationState, TrafficMinute};
+use strangler_catalog::{AuditQuery, ChangeMeta};
+use strangler_store::StoreError;
 
 use crate::api::{ApiState, Role};
 
@@ -594,7 +595,7 @@ struct OverviewPage {
     /// The busiest unclaimed path templates of the last hour.
     top_unclaimed: Vec<(String, i64)>,
     /// Event sinks and their deliveries.
-    sinks: Vec<strangler_catalog::store::SinkStats>,
+    sinks: Vec<strangler_catalog::SinkStats>,
     /// The last 24 hours, per hour (SVG).
     chart: String,
 }
@@ -686,7 +687,7 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
         .into_iter()
         .map(|r| (r.context, (r.compared, r.matched)))
         .collect();
-    let last: BTreeMap<String, strangler_catalog::store::AuditEntry> = s
+    let last: BTreeMap<String, strangler_catalog::AuditEntry> = s
         .store
         .last_changes("context:")
         .await?

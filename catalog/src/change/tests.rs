@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::StickyKey;
+use crate::validate::SizeOnly;
 
 fn base() -> Catalog {
     let mut c = Catalog::default();
@@ -24,7 +25,7 @@ fn base() -> Catalog {
             fallback_after_ms: None,
         }),
     ] {
-        change.apply(&mut c).unwrap();
+        change.apply(&mut c, &SizeOnly).unwrap();
     }
     c
 }
@@ -48,39 +49,39 @@ fn promotion_walks_the_states_and_rollback_returns() {
         context: "orders".into(),
         action: Action::Promote,
     };
-    promote.apply(&mut c).unwrap();
+    promote.apply(&mut c, &SizeOnly).unwrap();
     assert_eq!(c.contexts["orders"].state, MigrationState::Shadow);
     let weight = Change::Transition {
         context: "orders".into(),
         action: Action::SetWeight { weight: 500 },
     };
-    let err = weight.apply(&mut c.clone()).unwrap_err();
+    let err = weight.apply(&mut c.clone(), &SizeOnly).unwrap_err();
     assert!(
         err.to_string()
             .contains("promote the context to canary first"),
         "{err}"
     );
-    promote.apply(&mut c).unwrap();
-    weight.apply(&mut c).unwrap();
+    promote.apply(&mut c, &SizeOnly).unwrap();
+    weight.apply(&mut c, &SizeOnly).unwrap();
     assert_eq!(c.contexts["orders"].weight, 500);
     let too_much = Change::Transition {
         context: "orders".into(),
         action: Action::SetWeight { weight: 10_001 },
     };
     assert!(too_much
-        .apply(&mut c.clone())
+        .apply(&mut c.clone(), &SizeOnly)
         .unwrap_err()
         .to_string()
         .contains("0-10000"));
-    promote.apply(&mut c).unwrap();
-    promote.apply(&mut c).unwrap();
+    promote.apply(&mut c, &SizeOnly).unwrap();
+    promote.apply(&mut c, &SizeOnly).unwrap();
     assert_eq!(c.contexts["orders"].state, MigrationState::Retired);
-    assert!(promote.apply(&mut c.clone()).is_err());
+    assert!(promote.apply(&mut c.clone(), &SizeOnly).is_err());
     Change::Transition {
         context: "orders".into(),
         action: Action::Rollback,
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap();
     assert_eq!(c.contexts["orders"].state, MigrationState::Legacy);
     assert_eq!(c.contexts["orders"].weight, 0);
@@ -93,12 +94,14 @@ fn unknown_references_are_refused_with_the_field() {
         context: "nope".into(),
         spec: spec("/x"),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap_err();
     assert!(err.to_string().contains("unknown context `nope`"), "{err}");
     let mut ctx = c.contexts["orders"].clone();
     ctx.target = "ghost".into();
-    let err = Change::PutContext(ctx).apply(&mut c.clone()).unwrap_err();
+    let err = Change::PutContext(ctx)
+        .apply(&mut c.clone(), &SizeOnly)
+        .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("contexts.orders.target: unknown service `ghost`"),
@@ -107,7 +110,7 @@ fn unknown_references_are_refused_with_the_field() {
     let err = Change::DeleteService {
         name: "orders-svc".into(),
     }
-    .apply(&mut c.clone())
+    .apply(&mut c.clone(), &SizeOnly)
     .unwrap_err();
     assert!(
         err.to_string().contains("still used by context `orders`"),
@@ -123,7 +126,7 @@ fn bad_names_and_urls_are_refused() {
         urls: vec!["http://x:1".into()],
         policy: Default::default(),
     })
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap_err();
     assert!(err.to_string().contains("a-z, 0-9"), "{err}");
     let err = Change::PutService(Service {
@@ -131,7 +134,7 @@ fn bad_names_and_urls_are_refused() {
         urls: vec!["ftp://x".into()],
         policy: Default::default(),
     })
-    .apply(&mut base())
+    .apply(&mut base(), &SizeOnly)
     .unwrap_err();
     assert!(err.to_string().contains("services.ok.urls[0]"), "{err}");
 }
@@ -141,18 +144,18 @@ fn overlapping_routes_of_two_contexts_name_both() {
     let mut c = base();
     let mut other = c.contexts["orders"].clone();
     other.name = "billing".into();
-    Change::PutContext(other).apply(&mut c).unwrap();
+    Change::PutContext(other).apply(&mut c, &SizeOnly).unwrap();
     Change::AddRoute {
         context: "orders".into(),
         spec: spec("/orders/{id}"),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap();
     let err = Change::AddRoute {
         context: "billing".into(),
         spec: spec("/orders/{id}"),
     }
-    .apply(&mut c.clone())
+    .apply(&mut c.clone(), &SizeOnly)
     .unwrap_err()
     .to_string();
     assert!(
@@ -164,7 +167,7 @@ fn overlapping_routes_of_two_contexts_name_both() {
         context: "billing".into(),
         spec: spec("/orders/{order}"),
     }
-    .apply(&mut c.clone())
+    .apply(&mut c.clone(), &SizeOnly)
     .unwrap_err()
     .to_string();
     assert!(
@@ -176,7 +179,7 @@ fn overlapping_routes_of_two_contexts_name_both() {
         context: "orders".into(),
         spec: spec("/orders/{id}"),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap_err();
     assert!(matches!(err, ChangeError::Exists { .. }));
 }
@@ -188,12 +191,12 @@ fn deleting_a_context_takes_its_routes() {
         context: "orders".into(),
         spec: spec("/orders"),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap();
     Change::DeleteContext {
         name: "orders".into(),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap();
     assert!(c.routes.is_empty());
 }
@@ -205,7 +208,7 @@ fn replacing_a_route_gives_it_the_new_spec_and_id() {
         context: "orders".into(),
         spec: spec("/orders"),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap();
     let old = spec("/orders").id();
     let mut narrower = spec("/orders");
@@ -215,7 +218,7 @@ fn replacing_a_route_gives_it_the_new_spec_and_id() {
         context: "orders".into(),
         spec: narrower.clone(),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap();
     assert!(!c.routes.contains_key(&old));
     assert_eq!(c.routes[&narrower.id()].spec, narrower);
@@ -224,7 +227,7 @@ fn replacing_a_route_gives_it_the_new_spec_and_id() {
         context: "orders".into(),
         spec: spec("/x"),
     }
-    .apply(&mut c)
+    .apply(&mut c, &SizeOnly)
     .unwrap_err();
     assert!(matches!(err, ChangeError::NotFound { .. }));
 }

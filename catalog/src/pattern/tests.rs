@@ -484,7 +484,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
 fn ten_thousand_routes_validate() {
     let c = big_catalog(100, 100);
     assert_eq!(c.routes.len(), 10_000);
-    crate::validate(&c).unwrap();
+    crate::validate(&c, &crate::SizeOnly).unwrap();
 }
 
 #[test]
@@ -500,7 +500,9 @@ fn an_overlap_in_a_large_catalog_names_both_routes_and_contexts() {
             spec: s,
         },
     );
-    let err = crate::validate(&c).unwrap_err().to_string();
+    let err = crate::validate(&c, &crate::SizeOnly)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&id), "{err}");
     assert!(err.contains("`ctx7`") && err.contains("`ctx8`"), "{err}");
     assert!(err.contains("`/ctx7/items4/{id}`"), "{err}");

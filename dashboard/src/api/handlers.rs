@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use strangler_catalog::store::{AuditQuery, ChangeMeta};
 use strangler_catalog::{Action, Catalog, Change, Context, RouteSpec, Service};
+use strangler_catalog::{AuditQuery, ChangeMeta};
 
 use super::auth::{Operator, Reader};
 use super::problem::ApiProblem;

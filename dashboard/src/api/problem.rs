@@ -2,8 +2,8 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use strangler_catalog::store::StoreError;
 use strangler_catalog::ChangeError;
+use strangler_store::StoreError;
 
 /// An API error: status, a type slug, a title, the detail, and the field when one is at fault.
 #[derive(Debug)]
@@ -83,6 +83,13 @@ impl From<StoreError> for ApiProblem {
             StoreError::Change(e @ (ChangeError::Exists { .. } | ChangeError::InUse { .. })) => {
                 Self::new(StatusCode::CONFLICT, "conflict", "The change conflicts with the catalog", e.to_string())
             }
+            StoreError::NotFound(why) => Self::not_found(why),
+            StoreError::Conflict(why) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The change conflicts with what the store holds",
+                format!("{why}; reload and decide again"),
+            ),
             StoreError::Unavailable(why) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",

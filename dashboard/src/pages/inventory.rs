@@ -10,8 +10,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use strangler_catalog::store::{ChangeMeta, StoreError};
+use strangler_catalog::ChangeMeta;
 use strangler_catalog::{Change, Context, MigrationState, RouteSpec};
+use strangler_store::StoreError;
 
 use super::{html, key, message, percent, see_other, session, store_failure, Viewer};
 use crate::api::{ApiState, Role};

@@ -8,8 +8,8 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use strangler_catalog::store::StoreError;
 use strangler_catalog::MigrationState;
+use strangler_store::StoreError;
 
 use super::{html, iso, key, see_other, session, store_failure};
 use crate::api::ApiState;

@@ -8,9 +8,10 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use strangler_catalog::store::SqlStore;
-use strangler_catalog::store::{ChangeMeta, Store};
+use strangler_catalog::ChangeMeta;
 use strangler_catalog::{Change, Context, MigrationState, RouteSpec, Service};
+use strangler_store::prelude::*;
+use strangler_store::SqlStore;
 use tower::ServiceExt;
 
 use crate::api::{ApiState, Tokens};
@@ -40,9 +41,12 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, 
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Arc::new(
-        SqlStore::connect(&format!("sqlite://{}", dir.join("c.db").display()))
-            .await
-            .unwrap(),
+        SqlStore::connect(
+            &format!("sqlite://{}", dir.join("c.db").display()),
+            Arc::new(strangler_catalog::SizeOnly),
+        )
+        .await
+        .unwrap(),
     );
     let meta = ChangeMeta {
         actor: "test".into(),
@@ -362,7 +366,7 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
 
     // The context page charts its own match rate and share per hour.
     store
-        .add_shadow(&[strangler_catalog::store::ShadowMinute {
+        .add_shadow(&[strangler_catalog::ShadowMinute {
             minute,
             context: "orders".into(),
             compared: 4,
@@ -454,7 +458,7 @@ async fn an_operator_pauses_shadowing_and_decides_on_noise_rules() {
         .as_secs() as i64
         / 60;
     store
-        .add_shadow(&[strangler_catalog::store::ShadowMinute {
+        .add_shadow(&[strangler_catalog::ShadowMinute {
             minute,
             context: "orders".into(),
             noise: [("$.requestId".to_owned(), 3), ("$.servedBy".to_owned(), 2)]
@@ -682,7 +686,7 @@ async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
         ]
     );
     let audit = store
-        .audit(&strangler_catalog::store::AuditQuery {
+        .audit(&strangler_catalog::AuditQuery {
             target: Some("context:catalog".into()),
             ..Default::default()
         })
@@ -840,16 +844,16 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
         .await
         .unwrap();
     store
-        .add_shadow(&[strangler_catalog::store::ShadowMinute {
+        .add_shadow(&[strangler_catalog::ShadowMinute {
             minute: now_minute(),
             context: "orders".into(),
             compared: 1,
-            signatures: vec![strangler_catalog::store::SignatureCount {
+            signatures: vec![strangler_catalog::SignatureCount {
                 route: route.clone(),
                 signature: "value $.total".into(),
                 count: 1,
             }],
-            examples: vec![strangler_catalog::store::ShadowExample {
+            examples: vec![strangler_catalog::ShadowExample {
                 signature: "value $.total".into(),
                 at_ms: now_minute() * 60_000,
                 method: "GET".into(),

@@ -6,10 +6,12 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::sync::Arc;
+
+use strangler_catalog::*;
+
 use super::*;
-use crate::change::Action;
-use crate::model::{Context, RouteSpec, Service};
-use crate::state::MigrationState;
+use crate::sql::now_ms;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -50,7 +52,10 @@ async fn fresh(backend: &str) -> Option<(SqlStore, Cleanup)> {
             let dir = std::env::temp_dir().join(&name);
             std::fs::create_dir_all(&dir).unwrap();
             let url = format!("sqlite://{}", dir.join("catalog.db").display());
-            Some((SqlStore::connect(&url).await.unwrap(), Cleanup::Dir(dir)))
+            Some((
+                SqlStore::connect(&url, Arc::new(SizeOnly)).await.unwrap(),
+                Cleanup::Dir(dir),
+            ))
         }
         _ => {
             let admin_url = std::env::var("STRANGLER_TEST_POSTGRES").ok()?;
@@ -67,7 +72,9 @@ async fn fresh(backend: &str) -> Option<(SqlStore, Cleanup)> {
             let base = admin_url
                 .rsplit_once('/')
                 .map_or(admin_url.as_str(), |(b, _)| b);
-            let store = SqlStore::connect(&format!("{base}/{name}")).await.unwrap();
+            let store = SqlStore::connect(&format!("{base}/{name}"), Arc::new(SizeOnly))
+                .await
+                .unwrap();
             Some((store, Cleanup::Database { admin_url, name }))
         }
     }
@@ -292,7 +299,7 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
         learned: 1,
         noise: [("$.requestId".to_owned(), 1)].into(),
         examples: Vec::new(),
-        pairs: vec![crate::store::ContractPair {
+        pairs: vec![ContractPair {
             route: "r1".into(),
             at_ms: 1,
             method: "GET".into(),
@@ -467,7 +474,6 @@ async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
 }
 
 async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
-    use crate::store::{TrafficMinute, LATENCY_BUCKETS};
     let row = |minute: i64, context: &str, side: &str, n: i64, slow: i64| {
         let mut buckets = vec![0; LATENCY_BUCKETS];
         buckets[2] = n - slow; // up to 5 ms
@@ -534,7 +540,6 @@ async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
 }
 
 async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
-    use crate::store::{PathTraffic, TrafficMinute, LATENCY_BUCKETS};
     let row = |minute: i64, side: &str, n: i64, fallbacks: i64| TrafficMinute {
         minute,
         context: "orders".into(),
@@ -833,7 +838,7 @@ async fn events_are_delivered_in_order_per_context_with_retries(store: SqlStore)
             .apply(
                 &Change::Transition {
                     context: ctx.into(),
-                    action: crate::Action::Promote,
+                    action: Action::Promote,
                 },
                 v,
                 &meta(reason),
@@ -930,6 +935,85 @@ async fn events_are_delivered_in_order_per_context_with_retries(store: SqlStore)
     assert_eq!((hook.pending, hook.delivered, hook.dead), (1, 4, 1));
 }
 
+async fn errors_are_told_apart_by_kind(store: SqlStore) {
+    let lease = "INSERT INTO leases (name, holder, expires_ms) VALUES ('x', 'a', 1)";
+    sqlx::query(lease).execute(&store.pool).await.unwrap();
+    let twice = sqlx::query(lease).execute(&store.pool).await.unwrap_err();
+    assert!(matches!(StoreError::from(twice), StoreError::Conflict(_)));
+    let Err(missing) = sqlx::query("SELECT holder FROM leases WHERE name = 'none'")
+        .fetch_one(&store.pool)
+        .await
+    else {
+        panic!("a row that is not there was found")
+    };
+    assert!(matches!(StoreError::from(missing), StoreError::NotFound(_)));
+    let Err(unknown) = sqlx::query("SELECT no_such_column FROM leases")
+        .fetch_all(&store.pool)
+        .await
+    else {
+        panic!("a column that does not exist was read")
+    };
+    let e = StoreError::from(unknown);
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    assert!(!e.is_transient());
+    // A catalog row this version cannot read is corrupt, not "unavailable".
+    sqlx::query("INSERT INTO services (name, body) VALUES ('broken', '{not json')")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let e = store.load().await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    assert!(e.to_string().contains("broken"), "{e}");
+}
+
+async fn the_translator_check_it_was_built_with_refuses_a_change(store: SqlStore) {
+    struct Refuses;
+    impl TranslatorCheck for Refuses {
+        fn check(&self, text: &str) -> Result<(), String> {
+            match text.contains("nonsense") {
+                true => Err("line 1: `nonsense` is not a rule; write `[request]`".into()),
+                false => Ok(()),
+            }
+        }
+    }
+    let strict = SqlStore {
+        translators: Arc::new(Refuses),
+        ..store.clone()
+    };
+    let c = strict
+        .apply(&service("orders-svc"), 0, &meta("new service"))
+        .await
+        .unwrap();
+    let Change::PutContext(mut ctx) = context("orders", "orders-svc") else {
+        unreachable!()
+    };
+    ctx.translator = Some("nonsense".into());
+    let e = strict
+        .apply(&Change::PutContext(ctx.clone()), c.version, &meta("bad"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("contexts.orders.translator: line 1"),
+        "{e}"
+    );
+    assert_eq!(strict.version().await.unwrap(), c.version);
+    ctx.translator = Some("[request]".into());
+    strict
+        .apply(&Change::PutContext(ctx), c.version, &meta("good"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    // Nothing listens on port 1.
+    let e = SqlStore::connect("postgres://postgres@127.0.0.1:1/none", Arc::new(SizeOnly))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.is_transient());
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -962,4 +1046,6 @@ on_both!(
     hourly_rollups_path_traffic_and_carving,
     a_lease_has_one_holder_until_it_expires,
     events_are_delivered_in_order_per_context_with_retries,
+    errors_are_told_apart_by_kind,
+    the_translator_check_it_was_built_with_refuses_a_change,
 );

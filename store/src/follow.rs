@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::model::Catalog;
-use crate::store::{Backend, SqlStore, Store, NOTIFY_CHANNEL};
+use strangler_catalog::Catalog;
+
+use crate::{Backend, CatalogStore, Registrations, SqlStore, StoreError, NOTIFY_CHANNEL};
 
 /// The store's health as the follower last saw it.
 #[derive(Debug, Default)]
@@ -49,7 +50,7 @@ pub struct Follower {
 }
 
 /// Loads the catalog once (failing if the store cannot be read) and follows it from then on.
-pub async fn follow(store: SqlStore, poll: Duration) -> Result<Follower, crate::store::StoreError> {
+pub async fn follow(store: SqlStore, poll: Duration) -> Result<Follower, StoreError> {
     let first = store.load().await?;
     let (tx, rx) = watch::channel(Arc::new(first));
     let health = Arc::new(StoreHealth::default());
@@ -136,7 +137,7 @@ async fn run(
         }
         match tokio::time::timeout(limit.max(Duration::from_secs(2)), store.load())
             .await
-            .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable(slow())))
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(slow())))
         {
             Ok(catalog) => {
                 health.set(None);

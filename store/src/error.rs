@@ -1,0 +1,128 @@
+//! What can go wrong in the store, by kind: the caller decides by the kind (retry, refuse,
+//! report), never by reading a message.
+
+use strangler_catalog::ChangeError;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The change was based on an older version of the catalog.
+    #[error("the catalog is at version {current}, not {based_on}: reload it and decide again")]
+    Stale { based_on: i64, current: i64 },
+    /// The change itself is wrong (invalid, not found, in use …).
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    /// A row that had to exist does not.
+    #[error("not found in the catalog store: {0}")]
+    NotFound(String),
+    /// A write collided with a row already there (a unique, foreign-key or check constraint).
+    #[error("the catalog store refused a conflicting write: {0}")]
+    Conflict(String),
+    /// The database cannot be reached, or failed in a way that retrying may fix (a timeout, a
+    /// lost connection, a busy or locked database, a serialization failure).
+    #[error("the catalog store is unavailable: {0}")]
+    Unavailable(String),
+    /// The stored data could not be read back, or does not have the shape this version
+    /// expects (a missing column, a wrong type, unreadable JSON).
+    #[error("the catalog store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Stale { .. })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        let text = e.to_string();
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound(text),
+            sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::Encode(_) => StoreError::Corrupt(text),
+            sqlx::Error::Database(db) => match db.kind() {
+                ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation => StoreError::Conflict(text),
+                _ if transient(db.as_ref()) => StoreError::Unavailable(text),
+                // A statement the database does not accept: the schema is not the one this
+                // version migrated to.
+                _ => StoreError::Corrupt(text),
+            },
+            sqlx::Error::Migrate(_) => StoreError::Corrupt(text),
+            // Io, Tls, Protocol, PoolTimedOut, PoolClosed, WorkerCrashed, Configuration …
+            _ => StoreError::Unavailable(text),
+        }
+    }
+}
+
+/// Whether a database error says "try again".
+fn transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code();
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        postgres_transient(code.as_deref())
+    } else {
+        sqlite_transient(code.as_deref())
+    }
+}
+
+/// PostgreSQL's SQLSTATE classes that say "try again": connection exception (08), transaction
+/// rollback (40: serialization failure, deadlock), insufficient resources (53), operator
+/// intervention (57: shutting down).
+fn postgres_transient(code: Option<&str>) -> bool {
+    code.is_none_or(|c| {
+        ["08", "40", "53", "57"]
+            .iter()
+            .any(|class| c.starts_with(class))
+    })
+}
+
+/// SQLite's result codes that say "try again": BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN
+/// (extended codes keep the primary code in their low byte).
+fn sqlite_transient(code: Option<&str>) -> bool {
+    match code.map(str::parse::<u32>) {
+        None => true,
+        Some(Ok(n)) => matches!(n & 0xff, 5 | 6 | 7 | 10 | 13 | 14),
+        Some(Err(_)) => false,
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{postgres_transient, sqlite_transient};
+
+    #[test]
+    fn transient_codes_are_told_from_the_others() {
+        // SQLite: BUSY, LOCKED, and BUSY_SNAPSHOT (517 = 5 | 2 << 8).
+        assert!(sqlite_transient(Some("5")) && sqlite_transient(Some("6")));
+        assert!(sqlite_transient(Some("517")));
+        // SQLite: SQLITE_ERROR (a bad statement) and CONSTRAINT are not.
+        assert!(!sqlite_transient(Some("1")) && !sqlite_transient(Some("19")));
+        // PostgreSQL: serialization failure, connection failure, too many connections,
+        // shutting down.
+        for code in ["40001", "08006", "53300", "57P01"] {
+            assert!(postgres_transient(Some(code)), "{code}");
+        }
+        // PostgreSQL: undefined column, syntax error, unique violation.
+        for code in ["42703", "42601", "23505"] {
+            assert!(!postgres_transient(Some(code)), "{code}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Mirrored writes waiting for delivery to the new service: claimed with a lease, so several
+//! replicas deliver each write once, and in order per context.
+
+use sqlx::Row;
+use strangler_catalog::{OutboxItem, OutboxStats};
+
+use crate::sql::{now_ms, SqlStore};
+use crate::StoreError;
+
+/// Mirrored writes waiting for delivery to the new service, in order per context.
+#[async_trait::async_trait]
+pub trait MirrorOutbox: Send + Sync {
+    /// Stores mirrored writes for delivery; returns their ids.
+    async fn outbox_put(&self, items: &[OutboxItem]) -> Result<Vec<i64>, StoreError>;
+    /// Claims up to `limit` writes due now for `lease_ms` (another replica sees them again
+    /// only after that), oldest first; a write waits while an earlier live write of its
+    /// context is not due, so each context's writes are delivered in order.
+    async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError>;
+    /// A write was delivered: forget it.
+    async fn outbox_done(&self, id: i64) -> Result<(), StoreError>;
+    /// A delivery failed (`error`, counted as an attempt) or must wait for an earlier write
+    /// (`None`): try again at `next_at_ms`, or never (`dead`).
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), StoreError>;
+    /// The outbox of one context.
+    async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl MirrorOutbox for SqlStore {
+    async fn outbox_put(&self, items: &[OutboxItem]) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(items.len());
+        let now = now_ms();
+        for i in items {
+            let headers = serde_json::to_string(&i.headers)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let legacy_headers = serde_json::to_string(&i.legacy_headers)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row = sqlx::query(
+                "INSERT INTO shadow_outbox (context, route, idempotency_key, method, uri, headers, \
+                 body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, next_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+            )
+            .bind(&i.context)
+            .bind(&i.route)
+            .bind(&i.idempotency_key)
+            .bind(&i.method)
+            .bind(&i.uri)
+            .bind(headers)
+            .bind(i.body.clone())
+            .bind(i.legacy_status)
+            .bind(legacy_headers)
+            .bind(i.legacy_body.clone())
+            .bind(i.legacy_us)
+            .bind(if i.created_ms > 0 { i.created_ms } else { now })
+            .fetch_one(&mut *tx)
+            .await
+            ?;
+            ids.push(row.try_get(0)?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT id, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
+             legacy_headers, legacy_body, legacy_us, created_ms, attempts, next_at_ms \
+             FROM shadow_outbox o WHERE dead = 0 AND next_at_ms <= $1 AND NOT EXISTS \
+             (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context AND e.dead = 0 \
+              AND e.id < o.id AND e.next_at_ms > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        ?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let due: i64 = row.try_get(14)?;
+            // Another replica may have claimed it since the select: the update decides.
+            let claimed = sqlx::query(
+                "UPDATE shadow_outbox SET next_at_ms = $1 WHERE id = $2 AND next_at_ms = $3 AND dead = 0",
+            )
+            .bind(now + lease_ms)
+            .bind(id)
+            .bind(due)
+            .execute(&self.pool)
+            .await
+            ?
+            .rows_affected()
+                == 1;
+            if !claimed {
+                continue;
+            }
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("outbox {id}: {e}"));
+            out.push(OutboxItem {
+                id,
+                context: row.try_get(1)?,
+                route: row.try_get(2)?,
+                idempotency_key: row.try_get(3)?,
+                method: row.try_get(4)?,
+                uri: row.try_get(5)?,
+                headers: serde_json::from_str(&row.try_get::<String, _>(6)?).map_err(corrupt)?,
+                body: row.try_get(7)?,
+                legacy_status: row.try_get(8)?,
+                legacy_headers: serde_json::from_str(&row.try_get::<String, _>(9)?)
+                    .map_err(corrupt)?,
+                legacy_body: row.try_get(10)?,
+                legacy_us: row.try_get(11)?,
+                created_ms: row.try_get(12)?,
+                attempts: row.try_get(13)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM shadow_outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE shadow_outbox SET attempts = attempts + $5, next_at_ms = $1, \
+             last_error = COALESCE($2, last_error), dead = $3 WHERE id = $4",
+        )
+        .bind(next_at_ms)
+        .bind(error.map(str::to_owned))
+        .bind(i64::from(dead))
+        .bind(id)
+        .bind(i64::from(error.is_some()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
+             FROM shadow_outbox WHERE context = $1",
+        )
+        .bind(context)
+        .fetch_one(&self.pool)
+        .await?;
+        let last_error = sqlx::query(
+            "SELECT last_error FROM shadow_outbox WHERE context = $1 AND last_error IS NOT NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(context)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?;
+        let oldest: Option<i64> = row.try_get(2)?;
+        Ok(OutboxStats {
+            pending: row.try_get(0)?,
+            dead: row.try_get(1)?,
+            oldest_pending_ms: oldest.map(|t| (now_ms() - t).max(0)),
+            last_error,
+        })
+    }
+}

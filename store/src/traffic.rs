@@ -1,0 +1,389 @@
+//! Traffic rollups: each replica adds its per-minute counts per context and side, and per
+//! hour per route and unclaimed path template; reads sum them, from the hourly rollup for
+//! long windows.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use strangler_catalog::{LastSeen, PathTraffic, TrafficMinute, LATENCY_BUCKETS};
+
+use crate::sql::SqlStore;
+use crate::StoreError;
+
+/// Per-minute and per-hour traffic each replica adds, summed for the dashboard and the autopilot.
+#[async_trait::async_trait]
+pub trait TrafficRollups: Send + Sync {
+    /// Adds traffic counts (each replica adds its own; the store sums).
+    async fn add_traffic(&self, rows: &[TrafficMinute]) -> Result<(), StoreError>;
+    /// Traffic per minute since `since_minute`, for one context or (None) all, oldest first.
+    async fn traffic(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// One context's traffic per hour since `since_minute` (`minute` is the hour's first),
+    /// oldest first: the rollup, for windows of days.
+    async fn traffic_hourly(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Traffic since `since_minute` summed per context and side (`minute` is `since_minute`).
+    async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Traffic since `since_minute` summed over all contexts per side and per `bucket_minutes`
+    /// (`minute` is the bucket's first minute; no latency buckets), oldest first.
+    async fn traffic_series(
+        &self,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Traffic since `since_minute` summed per side, of one context or (None) of all
+    /// (`minute` is `since_minute`; `context` the one asked for, or empty).
+    async fn traffic_sum(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError>;
+    /// Adds per-hour traffic of routes and unclaimed path templates (each replica adds its
+    /// own) and moves their last-seen times forward.
+    async fn add_path_traffic(&self, rows: &[PathTraffic]) -> Result<(), StoreError>;
+    /// Traffic since `since_minute` of one context's routes (or, with `""`, of unclaimed
+    /// templates) summed per path and side (`minute` is `since_minute`).
+    async fn path_traffic(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<PathTraffic>, StoreError>;
+    /// When the routes of `contexts` were last answered by `side`.
+    async fn last_seen(&self, side: &str, contexts: &[String])
+        -> Result<Vec<LastSeen>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl TrafficRollups for SqlStore {
+    async fn add_traffic(&self, rows: &[TrafficMinute]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let upsert = |table: &str| {
+            format!(
+                "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, {}) ON CONFLICT (minute, context, side) DO UPDATE SET \
+                 requests = {table}.requests + excluded.requests, \
+                 errors = {table}.errors + excluded.errors, \
+                 latency_us = {table}.latency_us + excluded.latency_us, \
+                 fallbacks = {table}.fallbacks + excluded.fallbacks, {}",
+                buckets.join(", "),
+                (0..LATENCY_BUCKETS)
+                    .map(|i| format!("${}", i + 8))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                buckets
+                    .iter()
+                    .map(|b| format!("{b} = {table}.{b} + excluded.{b}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let (minutes, hours) = (upsert("traffic_minutes"), upsert("traffic_hours"));
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            for (sql, minute) in [(&minutes, r.minute), (&hours, r.minute.div_euclid(60) * 60)] {
+                let mut q = sqlx::query(sql)
+                    .bind(minute)
+                    .bind(&r.context)
+                    .bind(&r.side)
+                    .bind(r.requests)
+                    .bind(r.errors)
+                    .bind(r.latency_us)
+                    .bind(r.fallbacks);
+                for i in 0..LATENCY_BUCKETS {
+                    q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)
+    }
+
+    async fn traffic(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let sql = format!(
+            "SELECT minute, context, side, requests, errors, latency_us, fallbacks, {} FROM traffic_minutes \
+             WHERE minute >= $1 AND ($2 = '' OR context = $3) ORDER BY minute, context, side",
+            buckets.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_minute)
+            .bind(if context.is_some() { "one" } else { "" })
+            .bind(context.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| traffic_row(row, None)).collect()
+    }
+
+    async fn traffic_hourly(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let sql = format!(
+            "SELECT minute, context, side, requests, errors, latency_us, fallbacks, {} \
+             FROM traffic_hours WHERE context = $1 AND minute >= $2 ORDER BY minute, side",
+            buckets.join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(context)
+            .bind(since_minute.div_euclid(60) * 60)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| traffic_row(row, None)).collect()
+    }
+
+    async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError> {
+        self.traffic_sums(since_minute, None, true).await
+    }
+
+    async fn traffic_series(
+        &self,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let bucket = bucket_minutes.max(1);
+        // Whole hours from a whole hour: the hourly rollup has the same sums in 60 times
+        // fewer rows.
+        let table = if bucket % 60 == 0 && since_minute % 60 == 0 {
+            "traffic_hours"
+        } else {
+            "traffic_minutes"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT bucket, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
+             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks \
+             FROM (SELECT CAST((minute / $1) * $1 AS BIGINT) AS bucket, side, requests, errors, \
+                   latency_us, fallbacks FROM {table} WHERE minute >= $2) AS t \
+             GROUP BY bucket, side ORDER BY bucket, side",
+        ))
+        .bind(bucket)
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TrafficMinute {
+                    minute: row.try_get("bucket")?,
+                    context: String::new(),
+                    side: row.try_get("side")?,
+                    requests: row.try_get("requests")?,
+                    errors: row.try_get("errors")?,
+                    latency_us: row.try_get("latency_us")?,
+                    fallbacks: row.try_get("fallbacks")?,
+                    buckets: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
+    async fn traffic_sum(
+        &self,
+        context: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        // One context's rows grouped per context and side are its rows per side.
+        self.traffic_sums(since_minute, context, context.is_some())
+            .await
+    }
+
+    async fn add_path_traffic(&self, rows: &[PathTraffic]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            let hour = r.minute.div_euclid(60) * 60;
+            let day = r.minute.div_euclid(1440) * 1440;
+            for (table, at) in [("path_traffic", hour), ("path_traffic_days", day)] {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (context, minute, path, side, requests, errors, latency_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (context, minute, path, side) \
+                     DO UPDATE SET requests = {table}.requests + excluded.requests, \
+                     errors = {table}.errors + excluded.errors, \
+                     latency_us = {table}.latency_us + excluded.latency_us"
+                ))
+                .bind(&r.context)
+                .bind(at)
+                .bind(&r.path)
+                .bind(&r.side)
+                .bind(r.requests)
+                .bind(r.errors)
+                .bind(r.latency_us)
+                .execute(&mut *tx)
+                .await
+                ?;
+            }
+            sqlx::query(
+                "INSERT INTO path_last_seen (context, path, side, minute) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (context, path, side) DO UPDATE SET minute = \
+                 CASE WHEN excluded.minute > path_last_seen.minute THEN excluded.minute \
+                 ELSE path_last_seen.minute END",
+            )
+            .bind(&r.context)
+            .bind(&r.path)
+            .bind(&r.side)
+            .bind(r.minute)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await.map_err(StoreError::from)
+    }
+
+    async fn path_traffic(
+        &self,
+        context: &str,
+        since_minute: i64,
+    ) -> Result<Vec<PathTraffic>, StoreError> {
+        // Hours up to the first whole day, then days.
+        let hour = since_minute.div_euclid(60) * 60;
+        let day = (hour + 1439).div_euclid(1440) * 1440;
+        let rows = sqlx::query(
+            "SELECT path, side, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+             CAST(SUM(latency_us) AS BIGINT) FROM \
+             (SELECT path, side, requests, errors, latency_us FROM path_traffic \
+              WHERE context = $1 AND minute >= $2 AND minute < $3 \
+              UNION ALL SELECT path, side, requests, errors, latency_us FROM path_traffic_days \
+              WHERE context = $4 AND minute >= $5) AS t \
+             GROUP BY path, side ORDER BY path, side",
+        )
+        .bind(context)
+        .bind(hour)
+        .bind(day)
+        .bind(context)
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PathTraffic {
+                    minute: since_minute,
+                    context: context.to_owned(),
+                    path: row.try_get(0)?,
+                    side: row.try_get(1)?,
+                    requests: row.try_get(2)?,
+                    errors: row.try_get(3)?,
+                    latency_us: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_seen(
+        &self,
+        side: &str,
+        contexts: &[String],
+    ) -> Result<Vec<LastSeen>, StoreError> {
+        if contexts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..contexts.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT context, path, minute FROM path_last_seen \
+             WHERE side = $1 AND context IN ({}) ORDER BY context, path",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(side);
+        for c in contexts {
+            q = q.bind(c);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LastSeen {
+                    context: row.try_get(0)?,
+                    path: row.try_get(1)?,
+                    side: side.to_owned(),
+                    minute: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqlStore {
+    /// Traffic since `since_minute` summed per context and side (`per_context`) or per side
+    /// only (`context` empty), of one context or all. Minutes up to the first whole hour, then
+    /// the hourly rollup: a week is 168 rows per context and side, not 10,080. SUM over BIGINT
+    /// is NUMERIC on PostgreSQL: cast back, so both backends give i64.
+    async fn traffic_sums(
+        &self,
+        since_minute: i64,
+        context: Option<&str>,
+        per_context: bool,
+    ) -> Result<Vec<TrafficMinute>, StoreError> {
+        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let picked = format!(
+            "context, side, requests, errors, latency_us, fallbacks, {}",
+            columns.join(", ")
+        );
+        let (key, group) = if per_context {
+            ("context", "context, side")
+        } else {
+            ("CAST('' AS TEXT) AS context", "side")
+        };
+        let sql = format!(
+            "SELECT {key}, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
+             CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
+             FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
+                     AND ($4 = '' OR context = $5) \
+                   UNION ALL SELECT {picked} FROM traffic_hours WHERE minute >= $3 \
+                     AND ($4 = '' OR context = $5)) AS t \
+             GROUP BY {group} ORDER BY {group}",
+            columns
+                .iter()
+                .map(|b| format!("CAST(SUM({b}) AS BIGINT) AS {b}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let whole = (since_minute + 59).div_euclid(60) * 60;
+        let rows = sqlx::query(&sql)
+            .bind(since_minute)
+            .bind(whole)
+            .bind(whole)
+            .bind(if context.is_some() { "one" } else { "" })
+            .bind(context.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| traffic_row(row, Some(since_minute)))
+            .collect()
+    }
+}
+
+/// A `traffic_minutes` row (or a sum of them, with the same column names); `minute` stands
+/// in for a row without a minute column.
+fn traffic_row(row: &AnyRow, minute: Option<i64>) -> Result<TrafficMinute, StoreError> {
+    Ok(TrafficMinute {
+        minute: match minute {
+            Some(m) => m,
+            None => row.try_get("minute")?,
+        },
+        context: row.try_get("context")?,
+        side: row.try_get("side")?,
+        requests: row.try_get("requests")?,
+        errors: row.try_get("errors")?,
+        latency_us: row.try_get("latency_us")?,
+        fallbacks: row.try_get("fallbacks")?,
+        buckets: (0..LATENCY_BUCKETS)
+            .map(|i| {
+                row.try_get::<i64, _>(format!("b{i}").as_str())
+                    .map_err(StoreError::from)
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
