@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use strangler_catalog::{
     AuditEntry, AuditQuery, Catalog, Change, ChangeMeta, Context, Route, Service,
 };
@@ -181,7 +179,7 @@ impl CatalogStore for SqlStore {
 
     async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
-        let rows = sqlx::query(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, at_ms, actor, action, target, before, after, reason, version FROM audit \
              WHERE ($1 IS NULL OR target = $1) AND ($2 IS NULL OR actor = $2) \
                AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR id < $4) \
@@ -194,11 +192,11 @@ impl CatalogStore for SqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(entry_from).collect()
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
     async fn last_changes(&self, prefix: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, at_ms, actor, action, target, before, after, reason, version FROM audit \
              WHERE id IN (SELECT MAX(id) FROM audit WHERE substr(target, 1, CAST($1 AS INTEGER)) = $2 \
                           GROUP BY target) ORDER BY id DESC",
@@ -208,11 +206,11 @@ impl CatalogStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         ?;
-        rows.iter().map(entry_from).collect()
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
     async fn audit_of(&self, prefix: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, at_ms, actor, action, target, before, after, reason, version FROM \
              (SELECT * FROM audit WHERE substr(target, 1, CAST($1 AS INTEGER)) = $2 ORDER BY id DESC LIMIT $3) AS a \
              ORDER BY id",
@@ -223,7 +221,7 @@ impl CatalogStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         ?;
-        rows.iter().map(entry_from).collect()
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 }
 
@@ -232,9 +230,11 @@ async fn load_from(conn: &mut sqlx::AnyConnection) -> Result<Catalog, StoreError
     let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_meta WHERE id = 1")
         .fetch_one(&mut *conn)
         .await?;
-    let services = rows::<Service>(&mut *conn, "SELECT name, body FROM services").await?;
-    let contexts = rows::<Context>(&mut *conn, "SELECT name, body FROM contexts").await?;
-    let routes = rows::<Route>(&mut *conn, "SELECT id, body FROM routes").await?;
+    let services =
+        documents::<Service>(&mut *conn, "SELECT name AS key, body FROM services").await?;
+    let contexts =
+        documents::<Context>(&mut *conn, "SELECT name AS key, body FROM contexts").await?;
+    let routes = documents::<Route>(&mut *conn, "SELECT id AS key, body FROM routes").await?;
     Ok(Catalog {
         version,
         services,
@@ -244,15 +244,21 @@ async fn load_from(conn: &mut sqlx::AnyConnection) -> Result<Catalog, StoreError
     })
 }
 
-async fn rows<'c, T: DeserializeOwned>(
+/// An entity stored as a JSON document under its key.
+#[derive(sqlx::FromRow)]
+struct Document {
+    key: String,
+    body: String,
+}
+
+/// The documents `sql` selects (as `key, body`), parsed.
+async fn documents<'c, T: DeserializeOwned>(
     executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
     sql: &'static str,
 ) -> Result<BTreeMap<String, T>, StoreError> {
-    let found: Vec<AnyRow> = sqlx::query(sql).fetch_all(executor).await?;
+    let found: Vec<Document> = sqlx::query_as(sql).fetch_all(executor).await?;
     let mut out = BTreeMap::new();
-    for row in found {
-        let key: String = row.try_get(0)?;
-        let body: String = row.try_get(1)?;
+    for Document { key, body } in found {
         let value = serde_json::from_str(&body)
             .map_err(|e| StoreError::Corrupt(format!("{sql}: row `{key}`: {e}")))?;
         out.insert(key, value);
@@ -260,25 +266,41 @@ async fn rows<'c, T: DeserializeOwned>(
     Ok(out)
 }
 
-fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// An entity as the JSON document it is stored as.
+fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(value)?)
 }
 
-fn entry_from(row: &AnyRow) -> Result<AuditEntry, StoreError> {
-    let parse = |s: Option<String>| -> Option<serde_json::Value> {
-        s.and_then(|s| serde_json::from_str(&s).ok())
-    };
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        at_ms: row.try_get("at_ms")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        before: parse(row.try_get("before")?),
-        after: parse(row.try_get("after")?),
-        reason: row.try_get("reason")?,
-        version: row.try_get("version")?,
-    })
+/// A row of the audit log.
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at_ms: i64,
+    actor: String,
+    action: String,
+    target: String,
+    before: Option<String>,
+    after: Option<String>,
+    reason: String,
+    version: i64,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        // A snapshot that no longer parses is shown as missing, not as a failed page.
+        let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        AuditEntry {
+            id: r.id,
+            at_ms: r.at_ms,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            before: parse(r.before),
+            after: parse(r.after),
+            reason: r.reason,
+            version: r.version,
+        }
+    }
 }
 
 async fn write_diff<T: Serialize + PartialEq>(
@@ -298,7 +320,7 @@ async fn write_diff<T: Serialize + PartialEq>(
         if old.get(name) == Some(value) {
             continue;
         }
-        let body = json(value);
+        let body = json(value)?;
         sqlx::query(&format!(
             "INSERT INTO {table} ({key}, body) VALUES ($1, $2) \
              ON CONFLICT ({key}) DO UPDATE SET body = excluded.body"
@@ -332,7 +354,7 @@ async fn write_routes(
         )
         .bind(id)
         .bind(&route.context)
-        .bind(json(route))
+        .bind(json(route)?)
         .execute(&mut **tx)
         .await?;
     }

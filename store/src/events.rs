@@ -1,7 +1,6 @@
 //! The event outbox: events about contexts and, per sink, their deliveries — each context's
 //! events in order, retried with back-off, dead after too many failures.
 
-use sqlx::Row;
 use strangler_catalog::{Delivery, Event, SinkStats};
 
 use crate::sql::{now_ms, SqlStore};
@@ -81,8 +80,8 @@ impl EventOutbox for SqlStore {
         .bind(now.saturating_sub(horizon_ms))
         .execute(&self.pool)
         .await?;
-        let rows = sqlx::query(
-            "SELECT e.id, e.context, e.type, e.data, e.created_ms, d.attempts \
+        let rows: Vec<DueRow> = sqlx::query_as(
+            "SELECT e.id, e.context, e.type AS kind, e.data, e.created_ms, d.attempts \
              FROM event_deliveries d JOIN events e ON e.id = d.event_id \
              WHERE d.sink = $1 AND d.state = 'pending' AND d.next_at_ms <= $2 \
                AND NOT EXISTS (SELECT 1 FROM event_deliveries p WHERE p.sink = d.sink \
@@ -94,19 +93,19 @@ impl EventOutbox for SqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        rows.into_iter()
             .map(|r| {
-                let data: String = r.try_get(3)?;
                 Ok(Delivery {
                     event: Event {
-                        id: r.try_get(0)?,
-                        context: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        data: serde_json::from_str(&data)
-                            .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
-                        created_ms: r.try_get(4)?,
+                        id: r.id,
+                        context: r.context,
+                        kind: r.kind,
+                        data: serde_json::from_str(&r.data).map_err(|e| {
+                            StoreError::Corrupt(format!("event {}: data: {e}", r.id))
+                        })?,
+                        created_ms: r.created_ms,
                     },
-                    attempts: r.try_get(5)?,
+                    attempts: r.attempts,
                 })
             })
             .collect()
@@ -148,40 +147,57 @@ impl EventOutbox for SqlStore {
     }
 
     async fn sink_stats(&self) -> Result<Vec<SinkStats>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<SinkRow> = sqlx::query_as(
             "SELECT d.sink, \
-             CAST(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END) AS BIGINT), \
-             CAST(SUM(CASE WHEN d.state = 'done' THEN 1 ELSE 0 END) AS BIGINT), \
-             CAST(SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) AS BIGINT), \
-             MIN(CASE WHEN d.state = 'pending' THEN e.created_ms END) \
+             CAST(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END) AS BIGINT) AS pending, \
+             CAST(SUM(CASE WHEN d.state = 'done' THEN 1 ELSE 0 END) AS BIGINT) AS delivered, \
+             CAST(SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) AS BIGINT) AS dead, \
+             MIN(CASE WHEN d.state = 'pending' THEN e.created_ms END) AS oldest_ms \
              FROM event_deliveries d JOIN events e ON e.id = d.event_id GROUP BY d.sink ORDER BY d.sink",
         )
         .fetch_all(&self.pool)
-        .await
-        ?;
+        .await?;
         let now = now_ms();
         let mut out = Vec::new();
         for r in rows {
-            let sink: String = r.try_get(0)?;
             let last_error: Option<String> = sqlx::query_scalar(
                 "SELECT last_error FROM event_deliveries WHERE sink = $1 AND last_error IS NOT NULL \
                  ORDER BY event_id DESC LIMIT 1",
             )
-            .bind(&sink)
+            .bind(&r.sink)
             .fetch_optional(&self.pool)
-            .await
-            ?
+            .await?
             .flatten();
-            let oldest: Option<i64> = r.try_get(4)?;
             out.push(SinkStats {
-                sink,
-                pending: r.try_get(1)?,
-                delivered: r.try_get(2)?,
-                dead: r.try_get(3)?,
+                sink: r.sink,
+                pending: r.pending,
+                delivered: r.delivered,
+                dead: r.dead,
                 last_error,
-                oldest_pending_ms: oldest.map(|c| now - c),
+                oldest_pending_ms: r.oldest_ms.map(|c| now - c),
             });
         }
         Ok(out)
     }
+}
+
+/// A delivery due, with its event.
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: i64,
+    context: String,
+    kind: String,
+    data: String,
+    created_ms: i64,
+    attempts: i64,
+}
+
+/// One sink's deliveries by state.
+#[derive(sqlx::FromRow)]
+struct SinkRow {
+    sink: String,
+    pending: i64,
+    delivered: i64,
+    dead: i64,
+    oldest_ms: Option<i64>,
 }

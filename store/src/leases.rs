@@ -1,8 +1,6 @@
 //! Named leases with an expiry: one holder at a time across replicas (the autopilot's and
 //! the deliverers' locks, signed-out sessions).
 
-use sqlx::Row;
-
 use crate::sql::{now_ms, SqlStore};
 use crate::StoreError;
 
@@ -36,13 +34,12 @@ impl Leases for SqlStore {
     }
 
     async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT holder, expires_ms FROM leases WHERE name = $1 AND expires_ms >= $2",
         )
         .bind(name)
         .bind(now_ms())
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        .await?)
     }
 }

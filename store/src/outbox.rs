@@ -1,7 +1,6 @@
 //! Mirrored writes waiting for delivery to the new service: claimed with a lease, so several
 //! replicas deliver each write once, and in order per context.
 
-use sqlx::Row;
 use strangler_catalog::{OutboxItem, OutboxStats};
 
 use crate::sql::{now_ms, SqlStore};
@@ -42,7 +41,7 @@ impl MirrorOutbox for SqlStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let legacy_headers = serde_json::to_string(&i.legacy_headers)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row = sqlx::query(
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO shadow_outbox (context, route, idempotency_key, method, uri, headers, \
                  body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, next_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
@@ -62,7 +61,7 @@ impl MirrorOutbox for SqlStore {
             .fetch_one(&mut *tx)
             .await
             ?;
-            ids.push(row.try_get(0)?);
+            ids.push(id);
         }
         tx.commit().await?;
         Ok(ids)
@@ -70,7 +69,7 @@ impl MirrorOutbox for SqlStore {
 
     async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let now = now_ms();
-        let rows = sqlx::query(
+        let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT id, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
              legacy_headers, legacy_body, legacy_us, created_ms, attempts, next_at_ms \
              FROM shadow_outbox o WHERE dead = 0 AND next_at_ms <= $1 AND NOT EXISTS \
@@ -84,41 +83,20 @@ impl MirrorOutbox for SqlStore {
         ?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let due: i64 = row.try_get(14)?;
             // Another replica may have claimed it since the select: the update decides.
             let claimed = sqlx::query(
                 "UPDATE shadow_outbox SET next_at_ms = $1 WHERE id = $2 AND next_at_ms = $3 AND dead = 0",
             )
             .bind(now + lease_ms)
-            .bind(id)
-            .bind(due)
+            .bind(row.id)
+            .bind(row.next_at_ms)
             .execute(&self.pool)
-            .await
-            ?
+            .await?
             .rows_affected()
                 == 1;
-            if !claimed {
-                continue;
+            if claimed {
+                out.push(row.try_into()?);
             }
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("outbox {id}: {e}"));
-            out.push(OutboxItem {
-                id,
-                context: row.try_get(1)?,
-                route: row.try_get(2)?,
-                idempotency_key: row.try_get(3)?,
-                method: row.try_get(4)?,
-                uri: row.try_get(5)?,
-                headers: serde_json::from_str(&row.try_get::<String, _>(6)?).map_err(corrupt)?,
-                body: row.try_get(7)?,
-                legacy_status: row.try_get(8)?,
-                legacy_headers: serde_json::from_str(&row.try_get::<String, _>(9)?)
-                    .map_err(corrupt)?,
-                legacy_body: row.try_get(10)?,
-                legacy_us: row.try_get(11)?,
-                created_ms: row.try_get(12)?,
-                attempts: row.try_get(13)?,
-            });
         }
         Ok(out)
     }
@@ -153,7 +131,7 @@ impl MirrorOutbox for SqlStore {
     }
 
     async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError> {
-        let row = sqlx::query(
+        let (pending, dead, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
              FROM shadow_outbox WHERE context = $1",
@@ -161,21 +139,64 @@ impl MirrorOutbox for SqlStore {
         .bind(context)
         .fetch_one(&self.pool)
         .await?;
-        let last_error = sqlx::query(
+        let last_error: Option<String> = sqlx::query_scalar(
             "SELECT last_error FROM shadow_outbox WHERE context = $1 AND last_error IS NOT NULL \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(context)
         .fetch_optional(&self.pool)
         .await?
-        .map(|r| r.try_get::<String, _>(0))
-        .transpose()?;
-        let oldest: Option<i64> = row.try_get(2)?;
+        .flatten();
         Ok(OutboxStats {
-            pending: row.try_get(0)?,
-            dead: row.try_get(1)?,
+            pending,
+            dead,
             oldest_pending_ms: oldest.map(|t| (now_ms() - t).max(0)),
             last_error,
+        })
+    }
+}
+
+/// A stored mirrored write, as selected for a claim.
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    context: String,
+    route: String,
+    idempotency_key: String,
+    method: String,
+    uri: String,
+    headers: String,
+    body: Vec<u8>,
+    legacy_status: i64,
+    legacy_headers: String,
+    legacy_body: Option<Vec<u8>>,
+    legacy_us: i64,
+    created_ms: i64,
+    attempts: i64,
+    next_at_ms: i64,
+}
+
+impl TryFrom<OutboxRow> for OutboxItem {
+    type Error = StoreError;
+
+    fn try_from(r: OutboxRow) -> Result<Self, StoreError> {
+        let id = r.id;
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("outbox {id}: {e}"));
+        Ok(OutboxItem {
+            id,
+            context: r.context,
+            route: r.route,
+            idempotency_key: r.idempotency_key,
+            method: r.method,
+            uri: r.uri,
+            headers: serde_json::from_str(&r.headers).map_err(corrupt)?,
+            body: r.body,
+            legacy_status: r.legacy_status,
+            legacy_headers: serde_json::from_str(&r.legacy_headers).map_err(corrupt)?,
+            legacy_body: r.legacy_body,
+            legacy_us: r.legacy_us,
+            created_ms: r.created_ms,
+            attempts: r.attempts,
         })
     }
 }

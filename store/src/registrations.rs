@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
 use strangler_catalog::ChangeError;
 
 use crate::sql::{now_ms, Backend, SqlStore, NOTIFY_CHANNEL};
@@ -86,16 +85,14 @@ impl Registrations for SqlStore {
     }
 
     async fn registered(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT service, url FROM registrations WHERE expires_at_ms > $1 ORDER BY service, url",
         )
         .bind(now_ms())
         .fetch_all(&self.pool)
         .await?;
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in rows {
-            let service: String = row.try_get(0)?;
-            let url: String = row.try_get(1)?;
+        for (service, url) in rows {
             out.entry(service).or_default().push(url);
         }
         Ok(out)

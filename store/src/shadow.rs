@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
 use strangler_catalog::{ContractPair, NoiseProposal, ShadowExample, ShadowMinute, SignatureCount};
 
 use crate::sql::SqlStore;
@@ -196,28 +195,14 @@ impl ShadowRollups for SqlStore {
     }
 
     async fn shadow_examples(&self, context: &str) -> Result<Vec<ShadowExample>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<ExampleRow> = sqlx::query_as(
             "SELECT signature, at_ms, method, path, legacy_status, new_status, legacy_body, new_body \
              FROM shadow_examples WHERE context = $1 ORDER BY id DESC LIMIT 100",
         )
         .bind(context)
         .fetch_all(&self.pool)
-        .await
-        ?;
-        rows.iter()
-            .map(|row| {
-                Ok(ShadowExample {
-                    signature: row.try_get(0)?,
-                    at_ms: row.try_get(1)?,
-                    method: row.try_get(2)?,
-                    path: row.try_get(3)?,
-                    legacy_status: row.try_get(4)?,
-                    new_status: row.try_get(5)?,
-                    legacy_body: row.try_get(6)?,
-                    new_body: row.try_get(7)?,
-                })
-            })
-            .collect()
+        .await?;
+        Ok(rows.into_iter().map(ShadowExample::from).collect())
     }
 
     async fn shadow(
@@ -225,7 +210,7 @@ impl ShadowRollups for SqlStore {
         context: &str,
         since_minute: i64,
     ) -> Result<Vec<ShadowMinute>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<CountsRow> = sqlx::query_as(
             "SELECT minute, compared, matched, legacy_us, new_us, learned FROM shadow_minutes \
              WHERE context = $1 AND minute >= $2 ORDER BY minute",
         )
@@ -233,35 +218,19 @@ impl ShadowRollups for SqlStore {
         .bind(since_minute)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: BTreeMap<i64, ShadowMinute> = BTreeMap::new();
-        for row in rows {
-            let minute: i64 = row.try_get(0)?;
-            out.insert(
-                minute,
-                ShadowMinute {
-                    minute,
-                    context: context.to_owned(),
-                    compared: row.try_get(1)?,
-                    matched: row.try_get(2)?,
-                    legacy_us: row.try_get(3)?,
-                    new_us: row.try_get(4)?,
-                    learned: row.try_get(5)?,
-                    ..ShadowMinute::default()
-                },
-            );
-        }
+        let mut out: BTreeMap<i64, ShadowMinute> = rows
+            .into_iter()
+            .map(|r| (r.minute, r.of(context)))
+            .collect();
         // Skips are counted for minutes without a comparison, too.
-        let skips = sqlx::query(
+        let skips: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT minute, reason, count FROM shadow_skips WHERE context = $1 AND minute >= $2",
         )
         .bind(context)
         .bind(since_minute)
         .fetch_all(&self.pool)
         .await?;
-        for row in skips {
-            let minute: i64 = row.try_get(0)?;
-            let reason: String = row.try_get(1)?;
-            let count: i64 = row.try_get(2)?;
+        for (minute, reason, count) in skips {
             out.entry(minute)
                 .or_insert_with(|| ShadowMinute {
                     minute,
@@ -271,7 +240,7 @@ impl ShadowRollups for SqlStore {
                 .skipped
                 .insert(reason, count);
         }
-        let sigs = sqlx::query(
+        let sigs: Vec<(i64, String, String, i64)> = sqlx::query_as(
             "SELECT minute, route, signature, count FROM shadow_signatures \
              WHERE context = $1 AND minute >= $2 ORDER BY route, signature",
         )
@@ -279,13 +248,12 @@ impl ShadowRollups for SqlStore {
         .bind(since_minute)
         .fetch_all(&self.pool)
         .await?;
-        for row in sigs {
-            let minute: i64 = row.try_get(0)?;
+        for (minute, route, signature, count) in sigs {
             if let Some(m) = out.get_mut(&minute) {
                 m.signatures.push(SignatureCount {
-                    route: row.try_get(1)?,
-                    signature: row.try_get(2)?,
-                    count: row.try_get(3)?,
+                    route,
+                    signature,
+                    count,
                 });
             }
         }
@@ -293,24 +261,25 @@ impl ShadowRollups for SqlStore {
     }
 
     async fn shadow_noise(&self, context: &str) -> Result<Vec<NoiseProposal>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT path, count, first_ms, last_ms, dismissed FROM shadow_noise \
              WHERE context = $1 ORDER BY count DESC, path LIMIT 200",
         )
         .bind(context)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(NoiseProposal {
-                    path: row.try_get(0)?,
-                    count: row.try_get(1)?,
-                    first_ms: row.try_get(2)?,
-                    last_ms: row.try_get(3)?,
-                    dismissed: row.try_get::<i64, _>(4)? != 0,
-                })
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(
+                |(path, count, first_ms, last_ms, dismissed)| NoiseProposal {
+                    path,
+                    count,
+                    first_ms,
+                    last_ms,
+                    dismissed: dismissed != 0,
+                },
+            )
+            .collect())
     }
 
     async fn dismiss_noise(
@@ -330,29 +299,17 @@ impl ShadowRollups for SqlStore {
     }
 
     async fn shadow_totals(&self, since_minute: i64) -> Result<Vec<ShadowMinute>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT context, CAST(SUM(compared) AS BIGINT), CAST(SUM(matched) AS BIGINT), \
-             CAST(SUM(legacy_us) AS BIGINT), CAST(SUM(new_us) AS BIGINT), \
-             CAST(SUM(learned) AS BIGINT) FROM shadow_minutes WHERE minute >= $1 \
-             GROUP BY context ORDER BY context",
+        let rows: Vec<ContextCountsRow> = sqlx::query_as(
+            "SELECT context, CAST($1 AS BIGINT) AS minute, CAST(SUM(compared) AS BIGINT) AS compared, \
+             CAST(SUM(matched) AS BIGINT) AS matched, CAST(SUM(legacy_us) AS BIGINT) AS legacy_us, \
+             CAST(SUM(new_us) AS BIGINT) AS new_us, CAST(SUM(learned) AS BIGINT) AS learned \
+             FROM shadow_minutes WHERE minute >= $2 GROUP BY context ORDER BY context",
         )
+        .bind(since_minute)
         .bind(since_minute)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ShadowMinute {
-                    minute: since_minute,
-                    context: row.try_get(0)?,
-                    compared: row.try_get(1)?,
-                    matched: row.try_get(2)?,
-                    legacy_us: row.try_get(3)?,
-                    new_us: row.try_get(4)?,
-                    learned: row.try_get(5)?,
-                    ..ShadowMinute::default()
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(|r| r.counts.of(&r.context)).collect())
     }
 
     async fn shadow_series(
@@ -361,9 +318,10 @@ impl ShadowRollups for SqlStore {
         since_minute: i64,
         bucket_minutes: i64,
     ) -> Result<Vec<ShadowMinute>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT bucket, CAST(SUM(compared) AS BIGINT), CAST(SUM(matched) AS BIGINT), \
-             CAST(SUM(legacy_us) AS BIGINT), CAST(SUM(new_us) AS BIGINT) FROM \
+        let rows: Vec<CountsRow> = sqlx::query_as(
+            "SELECT bucket AS minute, CAST(SUM(compared) AS BIGINT) AS compared, \
+             CAST(SUM(matched) AS BIGINT) AS matched, CAST(SUM(legacy_us) AS BIGINT) AS legacy_us, \
+             CAST(SUM(new_us) AS BIGINT) AS new_us, CAST(0 AS BIGINT) AS learned FROM \
              (SELECT CAST((minute / $1) * $1 AS BIGINT) AS bucket, compared, matched, legacy_us, \
               new_us FROM shadow_minutes WHERE context = $2 AND minute >= $3) AS t \
              GROUP BY bucket ORDER BY bucket",
@@ -373,43 +331,109 @@ impl ShadowRollups for SqlStore {
         .bind(since_minute)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ShadowMinute {
-                    minute: row.try_get(0)?,
-                    context: context.to_owned(),
-                    compared: row.try_get(1)?,
-                    matched: row.try_get(2)?,
-                    legacy_us: row.try_get(3)?,
-                    new_us: row.try_get(4)?,
-                    ..ShadowMinute::default()
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(|r| r.of(context)).collect())
     }
 
     async fn contract_pairs(&self, context: &str) -> Result<Vec<ContractPair>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<PairRow> = sqlx::query_as(
             "SELECT route, at_ms, method, uri, request_type, request_body, status, response_type, \
              response_body FROM contract_pairs WHERE context = $1 ORDER BY route, id DESC",
         )
         .bind(context)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ContractPair {
-                    route: r.try_get(0)?,
-                    at_ms: r.try_get(1)?,
-                    method: r.try_get(2)?,
-                    uri: r.try_get(3)?,
-                    request_type: r.try_get(4)?,
-                    request_body: r.try_get(5)?,
-                    status: r.try_get(6)?,
-                    response_type: r.try_get(7)?,
-                    response_body: r.try_get(8)?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(ContractPair::from).collect())
+    }
+}
+
+/// Comparison counts of one minute (or time bucket) of one context.
+#[derive(sqlx::FromRow)]
+struct CountsRow {
+    minute: i64,
+    compared: i64,
+    matched: i64,
+    legacy_us: i64,
+    new_us: i64,
+    learned: i64,
+}
+
+impl CountsRow {
+    fn of(self, context: &str) -> ShadowMinute {
+        ShadowMinute {
+            minute: self.minute,
+            context: context.to_owned(),
+            compared: self.compared,
+            matched: self.matched,
+            legacy_us: self.legacy_us,
+            new_us: self.new_us,
+            learned: self.learned,
+            ..ShadowMinute::default()
+        }
+    }
+}
+
+/// Comparison counts summed per context.
+#[derive(sqlx::FromRow)]
+struct ContextCountsRow {
+    context: String,
+    #[sqlx(flatten)]
+    counts: CountsRow,
+}
+
+/// A stored example pair.
+#[derive(sqlx::FromRow)]
+struct ExampleRow {
+    signature: String,
+    at_ms: i64,
+    method: String,
+    path: String,
+    legacy_status: i64,
+    new_status: i64,
+    legacy_body: String,
+    new_body: String,
+}
+
+impl From<ExampleRow> for ShadowExample {
+    fn from(r: ExampleRow) -> Self {
+        ShadowExample {
+            signature: r.signature,
+            at_ms: r.at_ms,
+            method: r.method,
+            path: r.path,
+            legacy_status: r.legacy_status,
+            new_status: r.new_status,
+            legacy_body: r.legacy_body,
+            new_body: r.new_body,
+        }
+    }
+}
+
+/// A recorded matched exchange.
+#[derive(sqlx::FromRow)]
+struct PairRow {
+    route: String,
+    at_ms: i64,
+    method: String,
+    uri: String,
+    request_type: Option<String>,
+    request_body: String,
+    status: i64,
+    response_type: Option<String>,
+    response_body: String,
+}
+
+impl From<PairRow> for ContractPair {
+    fn from(r: PairRow) -> Self {
+        ContractPair {
+            route: r.route,
+            at_ms: r.at_ms,
+            method: r.method,
+            uri: r.uri,
+            request_type: r.request_type,
+            request_body: r.request_body,
+            status: r.status,
+            response_type: r.response_type,
+            response_body: r.response_body,
+        }
     }
 }

@@ -64,7 +64,7 @@ impl TrafficRollups for SqlStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let buckets = BUCKET_COLUMNS;
         let upsert = |table: &str| {
             format!(
                 "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
@@ -111,19 +111,19 @@ impl TrafficRollups for SqlStore {
         context: Option<&str>,
         since_minute: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError> {
-        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let buckets = BUCKET_COLUMNS;
         let sql = format!(
             "SELECT minute, context, side, requests, errors, latency_us, fallbacks, {} FROM traffic_minutes \
              WHERE minute >= $1 AND ($2 = '' OR context = $3) ORDER BY minute, context, side",
             buckets.join(", ")
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<TrafficRow> = sqlx::query_as(&sql)
             .bind(since_minute)
             .bind(if context.is_some() { "one" } else { "" })
             .bind(context.unwrap_or(""))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| traffic_row(row, None)).collect()
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     async fn traffic_hourly(
@@ -131,18 +131,18 @@ impl TrafficRollups for SqlStore {
         context: &str,
         since_minute: i64,
     ) -> Result<Vec<TrafficMinute>, StoreError> {
-        let buckets: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let buckets = BUCKET_COLUMNS;
         let sql = format!(
             "SELECT minute, context, side, requests, errors, latency_us, fallbacks, {} \
              FROM traffic_hours WHERE context = $1 AND minute >= $2 ORDER BY minute, side",
             buckets.join(", ")
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<TrafficRow> = sqlx::query_as(&sql)
             .bind(context)
             .bind(since_minute.div_euclid(60) * 60)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| traffic_row(row, None)).collect()
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     async fn traffic_totals(&self, since_minute: i64) -> Result<Vec<TrafficMinute>, StoreError> {
@@ -162,7 +162,7 @@ impl TrafficRollups for SqlStore {
         } else {
             "traffic_minutes"
         };
-        let rows = sqlx::query(&format!(
+        let rows: Vec<SeriesRow> = sqlx::query_as(&format!(
             "SELECT bucket, side, CAST(SUM(requests) AS BIGINT) AS requests, \
              CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
              CAST(SUM(fallbacks) AS BIGINT) AS fallbacks \
@@ -174,20 +174,19 @@ impl TrafficRollups for SqlStore {
         .bind(since_minute)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TrafficMinute {
-                    minute: row.try_get("bucket")?,
-                    context: String::new(),
-                    side: row.try_get("side")?,
-                    requests: row.try_get("requests")?,
-                    errors: row.try_get("errors")?,
-                    latency_us: row.try_get("latency_us")?,
-                    fallbacks: row.try_get("fallbacks")?,
-                    buckets: Vec::new(),
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| TrafficMinute {
+                minute: r.bucket,
+                context: String::new(),
+                side: r.side,
+                requests: r.requests,
+                errors: r.errors,
+                latency_us: r.latency_us,
+                fallbacks: r.fallbacks,
+                buckets: Vec::new(),
             })
-            .collect()
+            .collect())
     }
 
     async fn traffic_sum(
@@ -251,9 +250,9 @@ impl TrafficRollups for SqlStore {
         // Hours up to the first whole day, then days.
         let hour = since_minute.div_euclid(60) * 60;
         let day = (hour + 1439).div_euclid(1440) * 1440;
-        let rows = sqlx::query(
-            "SELECT path, side, CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
-             CAST(SUM(latency_us) AS BIGINT) FROM \
+        let rows: Vec<PathSumRow> = sqlx::query_as(
+            "SELECT path, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us FROM \
              (SELECT path, side, requests, errors, latency_us FROM path_traffic \
               WHERE context = $1 AND minute >= $2 AND minute < $3 \
               UNION ALL SELECT path, side, requests, errors, latency_us FROM path_traffic_days \
@@ -267,19 +266,18 @@ impl TrafficRollups for SqlStore {
         .bind(day)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PathTraffic {
-                    minute: since_minute,
-                    context: context.to_owned(),
-                    path: row.try_get(0)?,
-                    side: row.try_get(1)?,
-                    requests: row.try_get(2)?,
-                    errors: row.try_get(3)?,
-                    latency_us: row.try_get(4)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| PathTraffic {
+                minute: since_minute,
+                context: context.to_owned(),
+                path: r.path,
+                side: r.side,
+                requests: r.requests,
+                errors: r.errors,
+                latency_us: r.latency_us,
             })
-            .collect()
+            .collect())
     }
 
     async fn last_seen(
@@ -296,21 +294,20 @@ impl TrafficRollups for SqlStore {
              WHERE side = $1 AND context IN ({}) ORDER BY context, path",
             list.join(", ")
         );
-        let mut q = sqlx::query(&sql).bind(side);
+        let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql).bind(side);
         for c in contexts {
             q = q.bind(c);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LastSeen {
-                    context: row.try_get(0)?,
-                    path: row.try_get(1)?,
-                    side: side.to_owned(),
-                    minute: row.try_get(2)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|(context, path, minute)| LastSeen {
+                context,
+                path,
+                side: side.to_owned(),
+                minute,
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -325,7 +322,7 @@ impl SqlStore {
         context: Option<&str>,
         per_context: bool,
     ) -> Result<Vec<TrafficMinute>, StoreError> {
-        let columns: Vec<String> = (0..LATENCY_BUCKETS).map(|i| format!("b{i}")).collect();
+        let columns = BUCKET_COLUMNS;
         let picked = format!(
             "context, side, requests, errors, latency_us, fallbacks, {}",
             columns.join(", ")
@@ -336,7 +333,7 @@ impl SqlStore {
             ("CAST('' AS TEXT) AS context", "side")
         };
         let sql = format!(
-            "SELECT {key}, side, CAST(SUM(requests) AS BIGINT) AS requests, \
+            "SELECT CAST($6 AS BIGINT) AS minute, {key}, side, CAST(SUM(requests) AS BIGINT) AS requests, \
              CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(latency_us) AS BIGINT) AS latency_us, \
              CAST(SUM(fallbacks) AS BIGINT) AS fallbacks, {} \
              FROM (SELECT {picked} FROM traffic_minutes WHERE minute >= $1 AND minute < $2 \
@@ -351,39 +348,63 @@ impl SqlStore {
                 .join(", ")
         );
         let whole = (since_minute + 59).div_euclid(60) * 60;
-        let rows = sqlx::query(&sql)
+        let rows: Vec<TrafficRow> = sqlx::query_as(&sql)
             .bind(since_minute)
             .bind(whole)
             .bind(whole)
             .bind(if context.is_some() { "one" } else { "" })
             .bind(context.unwrap_or(""))
+            .bind(since_minute)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| traffic_row(row, Some(since_minute)))
-            .collect()
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }
 
-/// A `traffic_minutes` row (or a sum of them, with the same column names); `minute` stands
-/// in for a row without a minute column.
-fn traffic_row(row: &AnyRow, minute: Option<i64>) -> Result<TrafficMinute, StoreError> {
-    Ok(TrafficMinute {
-        minute: match minute {
-            Some(m) => m,
-            None => row.try_get("minute")?,
-        },
-        context: row.try_get("context")?,
-        side: row.try_get("side")?,
-        requests: row.try_get("requests")?,
-        errors: row.try_get("errors")?,
-        latency_us: row.try_get("latency_us")?,
-        fallbacks: row.try_get("fallbacks")?,
-        buckets: (0..LATENCY_BUCKETS)
-            .map(|i| {
-                row.try_get::<i64, _>(format!("b{i}").as_str())
-                    .map_err(StoreError::from)
-            })
-            .collect::<Result<_, _>>()?,
-    })
+/// A `traffic_minutes` or `traffic_hours` row, or a sum of them with the same column names
+/// (the latency buckets are the columns `b0` … `b13`).
+struct TrafficRow(TrafficMinute);
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for TrafficRow {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(TrafficRow(TrafficMinute {
+            minute: row.try_get("minute")?,
+            context: row.try_get("context")?,
+            side: row.try_get("side")?,
+            requests: row.try_get("requests")?,
+            errors: row.try_get("errors")?,
+            latency_us: row.try_get("latency_us")?,
+            fallbacks: row.try_get("fallbacks")?,
+            buckets: BUCKET_COLUMNS
+                .iter()
+                .map(|b| row.try_get::<i64, _>(*b))
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+}
+
+/// The latency buckets' columns.
+const BUCKET_COLUMNS: [&str; LATENCY_BUCKETS] = [
+    "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11", "b12", "b13",
+];
+
+/// Traffic of all contexts per time bucket and side.
+#[derive(sqlx::FromRow)]
+struct SeriesRow {
+    bucket: i64,
+    side: String,
+    requests: i64,
+    errors: i64,
+    latency_us: i64,
+    fallbacks: i64,
+}
+
+/// Traffic of one route or template per side.
+#[derive(sqlx::FromRow)]
+struct PathSumRow {
+    path: String,
+    side: String,
+    requests: i64,
+    errors: i64,
+    latency_us: i64,
 }
