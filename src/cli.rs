@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use strangler_control::contract;
 
 use crate::config::{self, Overrides, ProcessEnv};
 
@@ -170,9 +171,12 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
             include_writes,
         }) => with_settings(&args, |settings| {
-            let suite = block_on(crate::contract::suite(&settings, &context, include_writes))?;
+            let suite = block_on(async {
+                let store = crate::serve::open_store(&settings).await?;
+                contract::suite(&store, &context, include_writes).await
+            })?;
             let text = if format == "hurl" {
-                crate::contract::hurl(&suite)
+                contract::hurl(&suite)
             } else {
                 serde_json::to_string_pretty(&suite)? + "\n"
             };
@@ -190,11 +194,15 @@ pub fn run(cli: Cli) -> ExitCode {
             target,
         }) => with_settings(&args, |settings| {
             let suite = match (&file, &context) {
-                (Some(path), _) => crate::contract::read(path)?,
-                (None, Some(name)) => block_on(crate::contract::suite(&settings, name, false))?,
+                (Some(path), _) => contract::read(path)?,
+                (None, Some(name)) => block_on(async {
+                    let store = crate::serve::open_store(&settings).await?;
+                    contract::suite(&store, name, false).await
+                })?,
                 (None, None) => anyhow::bail!("give --context NAME or --file SUITE"),
             };
-            let (passed, failed) = block_on(crate::contract::replay(&suite, &target))?;
+            let registry = crate::translators::registry();
+            let (passed, failed) = block_on(contract::replay(&suite, &target, &registry))?;
             println!("{passed} passed, {} failed", failed.len());
             if failed.is_empty() {
                 Ok(())

@@ -389,39 +389,13 @@ pub struct Settings {
     /// A retired route is safe to delete from the monolith after legacy has not served it
     /// for this long (default 30 days).
     pub quiet_period: std::time::Duration,
-    pub events: EventsSettings,
+    pub events: strangler_control::events::EventsSettings,
     /// The admin listener's connection cap and timers.
     pub admin_limits: strangler_dashboard::AdminLimits,
 }
 
-/// Where events go and how failing deliveries are retried.
-#[derive(Clone, Default)]
-pub struct EventsSettings {
-    pub webhooks: Vec<String>,
-    pub webhook_secret: Option<String>,
-    /// `host:port` of a NATS server.
-    pub nats: Option<String>,
-    pub nats_subject: String,
-    pub retry_horizon: std::time::Duration,
-}
-
-impl fmt::Debug for EventsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventsSettings")
-            .field("webhooks", &self.webhooks)
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "<set>"),
-            )
-            .field("nats", &self.nats)
-            .field("nats_subject", &self.nats_subject)
-            .field("retry_horizon", &self.retry_horizon)
-            .finish()
-    }
-}
-
 /// Checks the `[events]` section.
-fn events(s: EventsSection) -> Result<EventsSettings, ConfigError> {
+fn events(s: EventsSection) -> Result<strangler_control::events::EventsSettings, ConfigError> {
     let err = |key: &str, message: String| ConfigError {
         location: format!("events.{key}"),
         message,
@@ -481,7 +455,7 @@ fn events(s: EventsSection) -> Result<EventsSettings, ConfigError> {
             "the secret is shorter than 16 characters; use a long random one".into(),
         ));
     }
-    Ok(EventsSettings {
+    Ok(strangler_control::events::EventsSettings {
         webhooks,
         webhook_secret: s.webhook_secret,
         nats,

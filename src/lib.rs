@@ -1,4 +1,5 @@
-//! The `strangler` command: wires the crates together. `main.rs` only parses the command line
+//! The `strangler` command: the command line, the configuration, and the wiring of the
+//! crates — no behaviour of its own. `main.rs` only parses the command line
 //! and hands over to [`cli::run`].
 //!
 //! Layout:
@@ -13,14 +14,11 @@
 //! - `translators.rs` — the Rust translators the binary registers, and `strangler translators test`.
 #![forbid(unsafe_code)]
 
-pub mod autopilot;
 pub mod catalog_cmd;
 pub mod cli;
 pub mod config;
-pub mod contract;
 pub mod ctl;
 pub mod demo;
-pub mod events;
 pub mod logging;
 pub mod serve;
 pub mod translators;

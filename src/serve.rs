@@ -7,15 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use strangler_catalog::Catalog;
-use strangler_catalog::{ChangeMeta, ShadowExample, ShadowMinute, SignatureCount};
+use strangler_control::{autopilot, events, outbox::StoreOutbox, rollups, service_log};
 use strangler_dashboard::api::{ApiState, LogControl, Tokens};
 use strangler_dashboard::{AdminState, Readiness};
-use strangler_facade::{Facade, Telemetry};
-use strangler_services::cluster::{EventSink, ServiceEvent};
+use strangler_facade::Facade;
 use strangler_store::follow::follow;
-use strangler_store::{
-    CatalogStore, EventOutbox, MirrorOutbox, Retention, ShadowRollups, SqlStore, TrafficRollups,
-};
+use strangler_store::SqlStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -150,7 +147,7 @@ pub async fn run_listeners(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let facade = Facade::new(settings.facade.clone()).map_err(anyhow::Error::msg)?;
-    facade.report_events(event_log(store.clone()));
+    facade.report_events(service_log::service_log(store.clone()));
     let follower = follow(store.clone(), settings.catalog.poll_interval)
         .await
         .context("cannot read the catalog")?;
@@ -166,25 +163,26 @@ pub async fn run_listeners(
         .catalog
         .poll_interval
         .max(std::time::Duration::from_secs(1));
-    tokio::spawn(flush_shadow(
+    tokio::spawn(rollups::flush_every(
         Arc::clone(facade.telemetry()),
         store.clone(),
         flush_every,
     ));
-    tokio::spawn(prune_shadow(
+    tokio::spawn(rollups::prune_hourly(
         store.clone(),
         settings.facade.shadow.retention,
     ));
-    facade.start_outbox(Arc::new(CatalogOutbox(store.clone())));
-    let autopilot = Arc::new(crate::autopilot::Status::default());
-    tokio::spawn(crate::events::run(
+    facade.start_outbox(Arc::new(StoreOutbox(store.clone())));
+    let autopilot = Arc::new(autopilot::Status::default());
+    tokio::spawn(events::run(
         store.clone(),
         settings.events.clone(),
         Arc::clone(&autopilot),
         stop.clone(),
     ));
-    tokio::spawn(crate::autopilot::run(
+    tokio::spawn(autopilot::run(
         store.clone(),
+        follower.catalog.clone(),
         format!("{}:{}", admin.local_addr()?, std::process::id()),
         Arc::clone(&autopilot),
         stop.clone(),
@@ -260,238 +258,13 @@ pub async fn run_listeners(
     served.context("the facade listener failed")?;
     // What the last interval gathered, and the mirrored writes still queued, go to the store.
     facade.drain_outbox(std::time::Duration::from_secs(2)).await;
-    flush_shadow_once(facade.telemetry(), &store).await;
+    rollups::flush(facade.telemetry(), &store).await;
     match admin_task.await {
         Ok(result) => result.context("the admin listener failed")?,
         Err(e) => tracing::warn!(error = %e, "the admin listener task ended abnormally"),
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Writes the services' breaker, ejection and health changes to the catalog's log, from a
-/// bounded queue: the request path never waits for the store, and a full queue drops (and logs).
-fn event_log(store: SqlStore) -> EventSink {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ServiceEvent>(1024);
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            let (action, target, detail, reason) = match &event {
-                ServiceEvent::Breaker { service, state } => (
-                    format!("breaker-{}", state.as_str()),
-                    format!("service:{service}"),
-                    serde_json::json!({ "breaker": state.as_str() }),
-                    format!("the circuit breaker of {service} is now {}", state.as_str()),
-                ),
-                ServiceEvent::Ejected {
-                    service,
-                    instance,
-                    for_ms,
-                } => (
-                    "instance-ejected".to_owned(),
-                    format!("service:{service}"),
-                    serde_json::json!({ "instance": instance, "for_ms": for_ms }),
-                    format!("{instance} failed repeatedly and is ejected for {for_ms} ms"),
-                ),
-                ServiceEvent::Health {
-                    service,
-                    instance,
-                    healthy,
-                } => (
-                    if *healthy {
-                        "instance-healthy"
-                    } else {
-                        "instance-unhealthy"
-                    }
-                    .to_owned(),
-                    format!("service:{service}"),
-                    serde_json::json!({ "instance": instance, "healthy": healthy }),
-                    format!(
-                        "health checks mark {instance} {}",
-                        if *healthy { "healthy" } else { "unhealthy" }
-                    ),
-                ),
-            };
-            let meta = ChangeMeta {
-                actor: "facade".into(),
-                reason,
-            };
-            if let ServiceEvent::Breaker { service, state } = &event {
-                let kind = format!("io.strangler.breaker.{}", state.as_str().replace('-', "_"));
-                let data = serde_json::json!({ "service": service, "breaker": state.as_str() });
-                if let Err(e) = store.add_event("", &kind, &data).await {
-                    tracing::warn!(error = %e, "breaker event not written to the event outbox");
-                }
-            }
-            if let Err(e) = store
-                .record(&meta, &action, &target, None, Some(detail))
-                .await
-            {
-                tracing::warn!(error = %e, action, "service event not recorded");
-            }
-        }
-    });
-    Arc::new(move |event| {
-        if tx.try_send(event).is_err() {
-            tracing::warn!("service event queue full; event dropped");
-        }
-    })
-}
-
-/// Flushes the shadow results to the catalog, where every replica's add up. A failed flush is
-/// kept for the next one.
-async fn flush_shadow(telemetry: Arc<Telemetry>, store: SqlStore, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        flush_shadow_once(&telemetry, &store).await;
-    }
-}
-
-/// The mirror outbox, kept in the catalog's store.
-struct CatalogOutbox(SqlStore);
-
-#[async_trait::async_trait]
-impl strangler_facade::OutboxStore for CatalogOutbox {
-    async fn put(&self, items: &[strangler_catalog::OutboxItem]) -> Result<(), String> {
-        self.0
-            .outbox_put(items)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    async fn claim(
-        &self,
-        limit: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<strangler_catalog::OutboxItem>, String> {
-        self.0
-            .outbox_claim(limit, lease_ms)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn done(&self, id: i64) -> Result<(), String> {
-        self.0.outbox_done(id).await.map_err(|e| e.to_string())
-    }
-
-    async fn retry(
-        &self,
-        id: i64,
-        next_at_ms: i64,
-        error: Option<&str>,
-        dead: bool,
-    ) -> Result<(), String> {
-        self.0
-            .outbox_retry(id, next_at_ms, error, dead)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// Deletes shadow results older than `retention`, hourly (and once at start).
-async fn prune_shadow(store: SqlStore, retention: std::time::Duration) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tick.tick().await;
-        let keep_minutes = i64::try_from(retention.as_secs() / 60).unwrap_or(i64::MAX);
-        let now_minute = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
-            .unwrap_or_default();
-        match store
-            .prune_shadow(now_minute.saturating_sub(keep_minutes))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "old shadow results deleted"),
-            Err(e) => tracing::warn!(error = %e, "old shadow results not deleted; next hour"),
-        }
-    }
-}
-
-async fn flush_shadow_once(telemetry: &Arc<Telemetry>, store: &SqlStore) {
-    let traffic = telemetry.take_traffic();
-    if let Err(e) = store.add_traffic(&traffic).await {
-        tracing::warn!(error = %e, "traffic counts not flushed; kept for the next try");
-        telemetry.restore_traffic(&traffic);
-    }
-    let paths = telemetry.take_path_traffic();
-    if let Err(e) = store.add_path_traffic(&paths).await {
-        tracing::warn!(error = %e, "route traffic counts not flushed; kept for the next try");
-        telemetry.restore_path_traffic(&paths);
-    }
-    {
-        let rows = telemetry.take_shadow_rollup();
-        if rows.is_empty() {
-            return;
-        }
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let out: Vec<ShadowMinute> = rows
-            .iter()
-            .map(|r| ShadowMinute {
-                minute: r.minute,
-                context: r.context.clone(),
-                compared: count(r.compared),
-                matched: count(r.matched),
-                legacy_us: count(r.legacy_us),
-                new_us: count(r.new_us),
-                learned: count(r.learned),
-                signatures: r
-                    .signatures
-                    .iter()
-                    .map(|((route, signature), n)| SignatureCount {
-                        route: route.clone(),
-                        signature: signature.clone(),
-                        count: count(*n),
-                    })
-                    .collect(),
-                skipped: r
-                    .skipped
-                    .iter()
-                    .map(|(k, n)| (k.clone(), count(*n)))
-                    .collect(),
-                noise: r
-                    .noise
-                    .iter()
-                    .map(|(k, n)| (k.clone(), count(*n)))
-                    .collect(),
-                examples: r
-                    .examples
-                    .iter()
-                    .map(|e| ShadowExample {
-                        signature: e.signature.clone(),
-                        at_ms: e.at_ms,
-                        method: e.method.clone(),
-                        path: e.path.clone(),
-                        legacy_status: i64::from(e.legacy_status),
-                        new_status: i64::from(e.new_status),
-                        legacy_body: e.legacy_body.clone(),
-                        new_body: e.new_body.clone(),
-                    })
-                    .collect(),
-                pairs: r
-                    .pairs
-                    .iter()
-                    .map(|p| strangler_catalog::ContractPair {
-                        route: p.route.clone(),
-                        at_ms: p.at_ms,
-                        method: p.method.clone(),
-                        uri: p.uri.clone(),
-                        request_type: p.request_type.clone(),
-                        request_body: p.request_body.clone(),
-                        status: i64::from(p.status),
-                        response_type: p.response_type.clone(),
-                        response_body: p.response_body.clone(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        if let Err(e) = store.add_shadow(&out).await {
-            tracing::warn!(error = %e, "shadow results not flushed; kept for the next try");
-            telemetry.restore_shadow_rollup(rows);
-        }
-    }
 }
 
 /// Compiles each new catalog into the facade. One that does not compile is reported and the

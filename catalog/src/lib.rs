@@ -11,12 +11,14 @@
 //! - `change.rs` — the changes an operator can make, applied to a catalog in memory, with the
 //!   audit snapshot and the events each one emits;
 //! - `rollout.rs` — the autopilot's policy: steps, holds, checks and their verdicts;
+//! - `clock.rs` — the one clock (Unix time in ms, s, minutes) and RFC 3339 dates in UTC;
 //! - `rows.rs` — audit entries, traffic and shadow rollups, outbox items, events.
 //!
 //! **Invariant:** nothing here knows a database or a runtime (no sqlx, no tokio).
 #![forbid(unsafe_code)]
 
 mod change;
+pub mod clock;
 mod model;
 pub mod pattern;
 pub mod rollout;
@@ -40,17 +42,3 @@ pub use state::{MigrationState, Side, TransitionError};
 pub use validate::{
     check_url, validate, SizeOnly, TranslatorCheck, ValidationError, MAX_TRANSLATOR_BYTES,
 };
-
-/// Days since 1970-01-01 as (year, month, day) in the proleptic Gregorian calendar (civil from
-/// days), for dates shown and sent in UTC.
-pub fn civil_date(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}

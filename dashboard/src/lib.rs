@@ -36,17 +36,7 @@ pub enum Readiness {
     NotReady(String),
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Minutes since the Unix epoch (the catalog's per-minute rows are keyed by it).
-pub(crate) fn now_minute() -> i64 {
-    now_secs() / 60
-}
+pub(crate) use strangler_catalog::clock::{now_minute, now_secs};
 
 /// Describes the services' instances and breakers as JSON.
 pub type ServicesFn = dyn Fn() -> serde_json::Value + Send + Sync;

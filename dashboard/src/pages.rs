@@ -601,16 +601,7 @@ struct OverviewPage {
 }
 
 fn iso(ms: i64) -> String {
-    // RFC 3339 in UTC from milliseconds since the epoch.
-    let secs = ms.div_euclid(1000);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = strangler_catalog::civil_date(secs.div_euclid(86_400));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    strangler_catalog::clock::rfc3339(ms, false)
 }
 
 fn split(state: MigrationState, weight: u16) -> String {

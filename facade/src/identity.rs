@@ -112,9 +112,7 @@ impl Bridge {
         };
         match claims {
             Some(claims) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let now = strangler_catalog::clock::now_secs();
                 let ttl = i64::try_from(self.config.token_ttl.as_secs()).unwrap_or(300);
                 let token = self
                     .signer

@@ -67,4 +67,4 @@ pub use server::{serve, Drain};
 pub use shadow::diff as shadow_diff;
 pub use shadow::outbox::OutboxStore;
 pub use shadow::ShadowConfig;
-pub use telemetry::{ContractPairRow, ShadowExampleRow, ShadowRollup, Telemetry};
+pub use telemetry::Telemetry;

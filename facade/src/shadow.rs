@@ -879,7 +879,7 @@ pub fn example(
     legacy: &Read,
     new: &Read,
     rules: &diff::Rules,
-) -> crate::telemetry::ShadowExampleRow {
+) -> strangler_catalog::ShadowExample {
     let text = |r: &Read| {
         redact::text(
             r.body.as_deref().unwrap_or_default(),
@@ -889,13 +889,13 @@ pub fn example(
         )
         .unwrap_or_else(|| NOT_STORED.to_owned())
     };
-    crate::telemetry::ShadowExampleRow {
+    strangler_catalog::ShadowExample {
         signature: String::new(),
-        at_ms: now_ms(),
+        at_ms: strangler_catalog::clock::now_ms(),
         method: replay.method.to_string(),
         path: replay.uri.path().to_owned(),
-        legacy_status: legacy.status,
-        new_status: new.status,
+        legacy_status: i64::from(legacy.status),
+        new_status: i64::from(new.status),
         legacy_body: text(legacy),
         new_body: text(new),
     }
@@ -910,7 +910,7 @@ pub fn contract_pair(
     request_body: &[u8],
     legacy: &Read,
     rules: &diff::Rules,
-) -> Option<crate::telemetry::ContractPairRow> {
+) -> Option<strangler_catalog::ContractPair> {
     const KEEP: usize = 4000;
     let answer = legacy.body.as_deref()?;
     if request_body.len() > KEEP || answer.len() > KEEP {
@@ -923,9 +923,9 @@ pub fn contract_pair(
         .map(str::to_owned);
     let request_body = redact::text(request_body, request_type.as_deref(), rules, usize::MAX)?;
     let response_body = redact::text(answer, legacy.content_type.as_deref(), rules, usize::MAX)?;
-    Some(crate::telemetry::ContractPairRow {
+    Some(strangler_catalog::ContractPair {
         route: route.to_owned(),
-        at_ms: now_ms(),
+        at_ms: strangler_catalog::clock::now_ms(),
         method: replay.method.to_string(),
         uri: redact::target(
             replay
@@ -936,17 +936,10 @@ pub fn contract_pair(
         ),
         request_body,
         request_type,
-        status: legacy.status,
+        status: i64::from(legacy.status),
         response_type: legacy.content_type.clone(),
         response_body,
     })
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 /// A body wrapper with a tee (used by the response body).

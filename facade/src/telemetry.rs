@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strangler_catalog::Side;
+use strangler_catalog::{ContractPair, ShadowExample, ShadowMinute, Side, SignatureCount};
 
 use crate::exposition::Exposition;
 use strangler_services::FailureKind;
@@ -134,9 +134,10 @@ struct ShadowFigures {
     pending: BTreeMap<(i64, String), ShadowRollup>,
 }
 
-/// One minute of shadow results of one context, waiting to be flushed to the catalog.
+/// One minute of shadow results of one context, waiting to be flushed to the catalog (as a
+/// [`ShadowMinute`]); counted here in the shape that adds up cheaply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShadowRollup {
+pub(crate) struct ShadowRollup {
     /// Minutes since the Unix epoch.
     pub minute: i64,
     pub context: String,
@@ -152,42 +153,14 @@ pub struct ShadowRollup {
     pub learned: u64,
     pub noise: BTreeMap<String, u64>,
     /// A few redacted example pairs (at most three per signature per minute).
-    pub examples: Vec<ShadowExampleRow>,
+    pub examples: Vec<ShadowExample>,
     /// A few matched exchanges, redacted (at most two per route per minute): the material of
     /// contract tests.
-    pub pairs: Vec<ContractPairRow>,
-}
-
-/// A request and the answer legacy gave to it, which the new service matched, redacted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContractPairRow {
-    pub route: String,
-    pub at_ms: i64,
-    pub method: String,
-    /// Path and query, as the client sent them.
-    pub uri: String,
-    pub request_type: Option<String>,
-    pub request_body: String,
-    pub status: u16,
-    pub response_type: Option<String>,
-    pub response_body: String,
+    pub pairs: Vec<ContractPair>,
 }
 
 /// Matched exchanges kept per route per minute before flushing.
 const PAIRS_PER_MINUTE: usize = 2;
-
-/// One mismatching pair, redacted, waiting to be flushed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShadowExampleRow {
-    pub signature: String,
-    pub at_ms: i64,
-    pub method: String,
-    pub path: String,
-    pub legacy_status: u16,
-    pub new_status: u16,
-    pub legacy_body: String,
-    pub new_body: String,
-}
 
 /// Examples kept per signature per minute before flushing.
 const EXAMPLES_PER_MINUTE: usize = 3;
@@ -195,7 +168,7 @@ const EXAMPLES_PER_MINUTE: usize = 3;
 impl ShadowFigures {
     /// Adds `one` to this minute's rollup of `context`.
     fn pend(&mut self, context: &str, one: &ShadowRollup) {
-        let minute = current_minute();
+        let minute = strangler_catalog::clock::now_minute();
         self.pending
             .entry((minute, context.to_owned()))
             .or_insert_with(|| ShadowRollup {
@@ -252,6 +225,68 @@ impl ShadowRollup {
     }
 }
 
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn uncount(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl From<ShadowRollup> for ShadowMinute {
+    fn from(r: ShadowRollup) -> Self {
+        ShadowMinute {
+            minute: r.minute,
+            context: r.context,
+            compared: count(r.compared),
+            matched: count(r.matched),
+            legacy_us: count(r.legacy_us),
+            new_us: count(r.new_us),
+            learned: count(r.learned),
+            signatures: r
+                .signatures
+                .into_iter()
+                .map(|((route, signature), n)| SignatureCount {
+                    route,
+                    signature,
+                    count: count(n),
+                })
+                .collect(),
+            skipped: r.skipped.into_iter().map(|(k, n)| (k, count(n))).collect(),
+            noise: r.noise.into_iter().map(|(k, n)| (k, count(n))).collect(),
+            examples: r.examples,
+            pairs: r.pairs,
+        }
+    }
+}
+
+impl From<ShadowMinute> for ShadowRollup {
+    fn from(m: ShadowMinute) -> Self {
+        ShadowRollup {
+            minute: m.minute,
+            context: m.context,
+            compared: uncount(m.compared),
+            matched: uncount(m.matched),
+            legacy_us: uncount(m.legacy_us),
+            new_us: uncount(m.new_us),
+            learned: uncount(m.learned),
+            signatures: m
+                .signatures
+                .into_iter()
+                .map(|s| ((s.route, s.signature), uncount(s.count)))
+                .collect(),
+            skipped: m
+                .skipped
+                .into_iter()
+                .map(|(k, n)| (k, uncount(n)))
+                .collect(),
+            noise: m.noise.into_iter().map(|(k, n)| (k, uncount(n))).collect(),
+            examples: m.examples,
+            pairs: m.pairs,
+        }
+    }
+}
+
 /// Examples kept per context and minute, whatever their signatures.
 const EXAMPLES_PER_CONTEXT_MINUTE: usize = 20;
 
@@ -260,13 +295,6 @@ const EXAMPLES_PER_CONTEXT_MINUTE: usize = 20;
 pub const SIGNATURES_PER_CONTEXT: usize = 100;
 /// The signature of mismatches beyond [`SIGNATURES_PER_CONTEXT`].
 pub const OTHER_SIGNATURE: &str = "other (more distinct signatures than are kept)";
-
-fn current_minute() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs() / 60).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
 
 impl Telemetry {
     /// Records a finished response head: its status and the time to it.
@@ -316,12 +344,13 @@ impl Telemetry {
 
     /// Takes the traffic counts since the last call, as rows of the current minute.
     pub fn take_traffic(&self) -> Vec<strangler_catalog::TrafficMinute> {
-        self.traffic.take(current_minute())
+        self.traffic.take(strangler_catalog::clock::now_minute())
     }
 
     /// Takes the traffic counts of routes and unclaimed path templates since the last call.
     pub fn take_path_traffic(&self) -> Vec<strangler_catalog::PathTraffic> {
-        self.traffic.take_paths(current_minute())
+        self.traffic
+            .take_paths(strangler_catalog::clock::now_minute())
     }
 
     /// Puts back path traffic rows a flush could not store.
@@ -418,7 +447,7 @@ impl Telemetry {
         signatures: &[crate::shadow::diff::Signature],
         legacy: Duration,
         new: Duration,
-        (example, pair): (Option<ShadowExampleRow>, Option<ContractPairRow>),
+        (example, pair): (Option<ShadowExample>, Option<ContractPair>),
     ) {
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
         let entry = f.compared.entry(context.to_owned()).or_default();
@@ -459,7 +488,7 @@ impl Telemetry {
         }
         // One example per comparison, under its first signature.
         if let (Some(e), Some(first)) = (example, signatures.first()) {
-            one.examples.push(ShadowExampleRow {
+            one.examples.push(ShadowExample {
                 signature: first.to_string(),
                 ..e
             });
@@ -467,8 +496,8 @@ impl Telemetry {
         f.pend(context, &one);
     }
 
-    /// Takes the shadow results not yet flushed to the catalog.
-    pub fn take_shadow_rollup(&self) -> Vec<ShadowRollup> {
+    /// Takes the shadow results not yet flushed to the catalog, as the catalog's rows.
+    pub fn take_shadow_rollup(&self) -> Vec<ShadowMinute> {
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
         let mut fresh = Vec::new();
         for (ctx, counts) in &f.skipped {
@@ -488,13 +517,16 @@ impl Telemetry {
             f.pend(&ctx, &one);
             f.skipped_flushed.insert(ctx, counts);
         }
-        std::mem::take(&mut f.pending).into_values().collect()
+        std::mem::take(&mut f.pending)
+            .into_values()
+            .map(ShadowMinute::from)
+            .collect()
     }
 
     /// Puts back results whose flush failed, so that an outage loses nothing.
-    pub fn restore_shadow_rollup(&self, rows: Vec<ShadowRollup>) {
+    pub fn restore_shadow_rollup(&self, rows: Vec<ShadowMinute>) {
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
-        for row in rows {
+        for row in rows.into_iter().map(ShadowRollup::from) {
             f.pending
                 .entry((row.minute, row.context.clone()))
                 .or_insert_with(|| ShadowRollup {

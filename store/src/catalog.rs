@@ -11,8 +11,9 @@ use strangler_catalog::{
     AuditEntry, AuditQuery, Catalog, Change, ChangeMeta, Context, Route, Service,
 };
 
-use crate::sql::{now_ms, Backend, SqlStore, NOTIFY_CHANNEL};
+use crate::sql::{Backend, SqlStore, NOTIFY_CHANNEL};
 use crate::{Registrations, StoreError};
+use strangler_catalog::clock::now_ms;
 
 /// The catalog, its version and its audit log.
 #[async_trait::async_trait]

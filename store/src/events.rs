@@ -3,8 +3,9 @@
 
 use strangler_catalog::{Delivery, Event, SinkStats};
 
-use crate::sql::{now_ms, SqlStore};
+use crate::sql::SqlStore;
 use crate::StoreError;
+use strangler_catalog::clock::now_ms;
 
 /// Events about contexts and their deliveries to each sink, in order per context.
 #[async_trait::async_trait]

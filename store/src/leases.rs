@@ -1,8 +1,9 @@
 //! Named leases with an expiry: one holder at a time across replicas (the autopilot's and
 //! the deliverers' locks, signed-out sessions).
 
-use crate::sql::{now_ms, SqlStore};
+use crate::sql::SqlStore;
 use crate::StoreError;
+use strangler_catalog::clock::now_ms;
 
 /// Named leases with an expiry: one holder at a time across replicas.
 #[async_trait::async_trait]

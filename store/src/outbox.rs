@@ -3,8 +3,9 @@
 
 use strangler_catalog::{OutboxItem, OutboxStats};
 
-use crate::sql::{now_ms, SqlStore};
+use crate::sql::SqlStore;
 use crate::StoreError;
+use strangler_catalog::clock::now_ms;
 
 /// Mirrored writes waiting for delivery to the new service, in order per context.
 #[async_trait::async_trait]

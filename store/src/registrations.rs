@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use strangler_catalog::ChangeError;
 
-use crate::sql::{now_ms, Backend, SqlStore, NOTIFY_CHANNEL};
+use crate::sql::{Backend, SqlStore, NOTIFY_CHANNEL};
 use crate::StoreError;
+use strangler_catalog::clock::now_ms;
 
 /// Service instances that registered themselves, with a time to live.
 #[async_trait::async_trait]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use strangler_catalog::*;
 
 use super::*;
-use crate::sql::now_ms;
+use strangler_catalog::clock::now_ms;
 
 static N: AtomicU32 = AtomicU32::new(0);
 

@@ -20,10 +20,11 @@ use strangler_services::cluster::{Cluster, Replay};
 use tokio::sync::{mpsc, Notify};
 
 use super::redact::latin1;
-use super::{diff, now_ms, redact, Read, Wanted};
+use super::{diff, redact, Read, Wanted};
 use crate::body::RequestBody;
 use crate::telemetry::Telemetry;
 use crate::translate::Translation;
+use strangler_catalog::clock::now_ms;
 
 /// How long a claimed write is someone's before another replica may take it.
 const LEASE_MS: i64 = 30_000;

@@ -45,7 +45,7 @@ fn renders_classes_histogram_and_gauges() {
 fn signatures_per_context_and_examples_per_comparison_are_bounded() {
     use crate::shadow::diff::{Kind, Signature};
     let t = Telemetry::default();
-    let example = ShadowExampleRow {
+    let example = strangler_catalog::ShadowExample {
         signature: String::new(),
         at_ms: 0,
         method: "GET".into(),

@@ -25,13 +25,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use strangler_anti_corruption::{Compiled, Links};
+use strangler_anti_corruption::{Compiled, Links, Registry};
 use strangler_catalog::ContractPair;
 use strangler_catalog::ShadowPolicy;
 use strangler_facade::shadow_diff::{compare_with, Answer, Rules};
 use strangler_store::{CatalogStore, ShadowRollups};
-
-use crate::config::Settings;
 
 /// A self-contained suite.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,11 +48,10 @@ pub struct Suite {
 /// Only safe requests (GET, HEAD, OPTIONS) unless `include_writes`: replaying a write changes
 /// the service it runs against.
 pub async fn suite(
-    settings: &Settings,
+    store: &(impl CatalogStore + ShadowRollups),
     context: &str,
     include_writes: bool,
 ) -> anyhow::Result<Suite> {
-    let store = crate::serve::open_store(settings).await?;
     let catalog = store.load().await?;
     let ctx = catalog.contexts.get(context).with_context(|| {
         format!("there is no context `{context}`; `strangler ctl contexts` lists them")
@@ -233,11 +230,15 @@ pub fn hurl(suite: &Suite) -> String {
 }
 
 /// Replays the suite against `target` (an origin); returns how many passed and what failed.
-pub async fn replay(suite: &Suite, target: &str) -> anyhow::Result<(usize, Vec<String>)> {
+pub async fn replay(
+    suite: &Suite,
+    target: &str,
+    registry: &Registry,
+) -> anyhow::Result<(usize, Vec<String>)> {
     let target = target.trim_end_matches('/').to_owned();
     let compiled = match &suite.translator {
         Some(text) => Some(
-            Compiled::compile(text, &crate::translators::registry())
+            Compiled::compile(text, registry)
                 .map_err(|e| anyhow::anyhow!("the context's translator does not compile: {e}"))?,
         ),
         None => None,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use strangler_catalog::rollout::{self, CanaryEvidence, Decision, ShadowEvidence, SideFigures};
-use strangler_catalog::{Action, Change, MigrationState};
+use strangler_catalog::{clock, Action, Catalog, Change, MigrationState};
 use strangler_catalog::{AuditQuery, ChangeMeta};
 use strangler_store::{
     CatalogStore, EventOutbox, Leases, ShadowRollups, SqlStore, StoreError, TrafficRollups,
@@ -95,23 +95,16 @@ impl Status {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Runs the evaluator until `stop` turns true.
 pub async fn run(
     store: SqlStore,
+    catalog: watch::Receiver<Arc<Catalog>>,
     holder: String,
     status: Arc<Status>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let cache = strangler_dashboard::api::CatalogCache::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -128,15 +121,9 @@ pub async fn run(
         if !leader {
             continue;
         }
-        // The catalog is parsed again only when its version moved (a large one takes tens of
-        // milliseconds to parse).
-        let catalog = match cache.load(&store).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "autopilot: the catalog cannot be read");
-                continue;
-            }
-        };
+        // The catalog the process follows: a change made since it loaded is refused as stale
+        // and decided again next tick.
+        let catalog = Arc::clone(&catalog.borrow());
         if let Err(e) = evaluate(&store, &catalog, &status).await {
             tracing::warn!(error = %e, "autopilot: evaluation failed; trying again next tick");
         }
@@ -150,7 +137,7 @@ async fn evaluate(
     catalog: &strangler_catalog::Catalog,
     status: &Status,
 ) -> Result<(), StoreError> {
-    let now = now_ms();
+    let now = clock::now_ms();
     // Mismatch spikes, for every context whose answers are compared: the last whole minute
     // against the four before it, once a minute.
     let last_minute = now / 60_000 - 1;

@@ -16,33 +16,44 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use strangler_catalog::{Delivery, Event};
+use strangler_catalog::{clock, Delivery, Event};
 use strangler_store::{EventOutbox, SqlStore};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::autopilot::Status;
-use crate::config::EventsSettings;
+
+/// Where events go and how failing deliveries are retried.
+#[derive(Clone, Default)]
+pub struct EventsSettings {
+    pub webhooks: Vec<String>,
+    pub webhook_secret: Option<String>,
+    /// `host:port` of a NATS server.
+    pub nats: Option<String>,
+    pub nats_subject: String,
+    pub retry_horizon: std::time::Duration,
+}
+
+impl std::fmt::Debug for EventsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsSettings")
+            .field("webhooks", &self.webhooks)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("nats", &self.nats)
+            .field("nats_subject", &self.nats_subject)
+            .field("retry_horizon", &self.retry_horizon)
+            .finish()
+    }
+}
 
 const TICK: Duration = Duration::from_millis(500);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-/// Milliseconds since the epoch as RFC 3339 (UTC).
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = strangler_catalog::civil_date(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
 
 /// The event as a structured-mode CloudEvent.
 pub fn cloud_event(e: &Event) -> Value {
@@ -51,7 +62,7 @@ pub fn cloud_event(e: &Event) -> Value {
         "id": e.id.to_string(),
         "source": "urn:strangler:catalog",
         "type": e.kind,
-        "time": rfc3339(e.created_ms),
+        "time": clock::rfc3339(e.created_ms, true),
         "datacontenttype": "application/json",
         "data": e.data,
     });
@@ -146,7 +157,7 @@ async fn settle(
     d: &Delivery,
     result: Result<(), String>,
 ) {
-    let now = crate::autopilot::now_ms();
+    let now = clock::now_ms();
     let outcome = match result {
         Ok(()) => store.event_delivered(sink, d.event.id).await,
         Err(error) => {

@@ -1,0 +1,44 @@
+//! The facade's mirror outbox on the store: mirrored writes are stored, claimed with a lease,
+//! delivered and retried through the store's [`MirrorOutbox`].
+
+use strangler_catalog::OutboxItem;
+use strangler_facade::OutboxStore;
+use strangler_store::MirrorOutbox;
+
+/// The facade's mirror outbox, kept in the store.
+pub struct StoreOutbox<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: MirrorOutbox> OutboxStore for StoreOutbox<S> {
+    async fn put(&self, items: &[OutboxItem]) -> Result<(), String> {
+        self.0
+            .outbox_put(items)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, String> {
+        self.0
+            .outbox_claim(limit, lease_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn done(&self, id: i64) -> Result<(), String> {
+        self.0.outbox_done(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn retry(
+        &self,
+        id: i64,
+        next_at_ms: i64,
+        error: Option<&str>,
+        dead: bool,
+    ) -> Result<(), String> {
+        self.0
+            .outbox_retry(id, next_at_ms, error, dead)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
