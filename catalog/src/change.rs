@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Catalog, Context, Route, RouteSpec, Service, Weight, FULL_WEIGHT};
+use crate::model::{Catalog, Context, Route, RouteSpec, Service};
 use crate::rows::ChangeMeta;
 use crate::state::{MigrationState, TransitionError};
+use crate::state::{Weight, FULL_WEIGHT};
 use crate::validate::{validate, TranslatorCheck, ValidationError};
 
 /// A state change of a context.

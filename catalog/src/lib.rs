@@ -31,14 +31,13 @@ pub use model::{check_json_path, fnv1a64};
 pub use model::{
     Catalog, Context, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow, RouteSpec,
     Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch,
-    Weight,
 };
 pub use rows::{
     AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen, NoiseProposal,
     OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute, SignatureCount, SinkStats,
     TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS,
 };
-pub use state::{MigrationState, Side, TransitionError};
+pub use state::{MigrationState, Side, TransitionError, Weight, FULL_WEIGHT};
 pub use validate::{
     check_url, validate, SizeOnly, TranslatorCheck, ValidationError, MAX_TRANSLATOR_BYTES,
 };

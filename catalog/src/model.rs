@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::MigrationState;
+use crate::state::{MigrationState, Weight};
 
 /// A name of a service or context: 1–63 characters of `a-z`, `0-9` and `-`, starting with a
 /// letter (it appears in URLs, metrics labels and headers).
@@ -28,12 +28,6 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
         ))
     }
 }
-
-/// A canary weight in basis points: 0 (nobody) to 10000 (everybody).
-pub type Weight = u16;
-
-/// The largest weight: everyone.
-pub const FULL_WEIGHT: Weight = 10_000;
 
 /// An upstream HTTP service. `legacy` is the monolith.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

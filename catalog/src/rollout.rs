@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::FULL_WEIGHT;
 use crate::state::MigrationState;
+use crate::state::FULL_WEIGHT;
 
 /// A context's rollout policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

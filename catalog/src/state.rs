@@ -11,6 +11,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A canary weight in basis points: 0 (nobody) to 10000 (everybody).
+pub type Weight = u16;
+
+/// The largest weight: everyone.
+pub const FULL_WEIGHT: Weight = 10_000;
+
 /// Who answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

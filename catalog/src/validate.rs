@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{check_name, Catalog, Route, RouteSpec, FULL_WEIGHT};
+use crate::model::{check_name, Catalog, Route, RouteSpec};
 use crate::pattern;
 use crate::state::MigrationState;
+use crate::state::FULL_WEIGHT;
 
 /// A rule the catalog breaks: which field, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,11 +8,13 @@ use hyper::body::Incoming;
 
 use crate::facade::Facade;
 use crate::problem::Problem;
-use crate::proxy::Refusal;
 use crate::telemetry::Answer;
 
 /// Header names the facade reserves for itself.
 const INTERNAL_PREFIX: &str = "x-strangler-";
+
+/// A refusal before anything was sent upstream, or a failed upstream call.
+pub(crate) type Refusal = Problem;
 
 impl Facade {
     /// Checks a request before anything is sent upstream. Returns whether it carries

@@ -13,7 +13,7 @@ use strangler_services::UpstreamBody;
 use tokio::time::{Instant, Sleep};
 
 use crate::buffers::Held;
-use crate::server::ConnActive;
+use crate::conn::ConnActive;
 use crate::telemetry::InFlight;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -51,13 +51,13 @@ pub struct RequestBody {
 
 /// What a request tee hands over at the body's end: the whole body and its bytes in the
 /// buffer budget, or why there is none.
-pub type Teed = Result<(Bytes, Held), crate::shadow::Skip>;
+pub type Teed = Result<(Bytes, Held), crate::shadow::skip::Skip>;
 
 /// Copies a request body up to a cap (and as far as the buffer budget allows) and hands it
 /// over at its end. Dropped without an end (the client broke off): nothing.
 struct RequestTee {
     tx: tokio::sync::oneshot::Sender<Teed>,
-    buf: Result<(bytes::BytesMut, Held), crate::shadow::Skip>,
+    buf: Result<(bytes::BytesMut, Held), crate::shadow::skip::Skip>,
     cap: usize,
 }
 
@@ -65,9 +65,9 @@ impl RequestTee {
     fn data(&mut self, data: &Bytes) {
         if let Ok((buf, held)) = self.buf.as_mut() {
             if buf.len() + data.len() > self.cap {
-                self.buf = Err(crate::shadow::Skip::BodyTooLarge);
+                self.buf = Err(crate::shadow::skip::Skip::BodyTooLarge);
             } else if !held.grow(data.len()) {
-                self.buf = Err(crate::shadow::Skip::BudgetFull);
+                self.buf = Err(crate::shadow::skip::Skip::BudgetFull);
             } else {
                 buf.extend_from_slice(data);
             }
@@ -219,13 +219,84 @@ impl EmptyBody for RequestBody {
     }
 }
 
+/// What a response tee hands over at the body's end.
+pub(crate) struct Copied {
+    /// `None`: over the cap, or over the buffer budget (`over_budget`).
+    pub body: Option<Bytes>,
+    /// The body's bytes in the buffer budget (given back when this is dropped).
+    pub held: Option<Held>,
+    /// The body was not kept because the buffer budget was spent.
+    pub over_budget: bool,
+    /// From the exchange's start to the body's end.
+    pub elapsed: Duration,
+}
+
+/// Copies a response body as it streams to the client, up to a cap and as far as the buffer
+/// budget allows, and hands it over at the body's end. Dropped without an end (the client went
+/// away, the upstream broke off): nothing is handed over.
+pub(crate) struct ResponseTee {
+    tx: Option<tokio::sync::oneshot::Sender<Copied>>,
+    buf: Option<bytes::BytesMut>,
+    held: Option<Held>,
+    over_budget: bool,
+    cap: usize,
+    started: std::time::Instant,
+}
+
+impl ResponseTee {
+    /// A tee keeping up to `cap` bytes in `held` (`None`: the budget had no room at all),
+    /// timing from `started`, and where its copy will arrive.
+    pub(crate) fn new(
+        cap: usize,
+        held: Option<Held>,
+        started: std::time::Instant,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Copied>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tee = Self {
+            tx: Some(tx),
+            buf: Some(bytes::BytesMut::new()),
+            over_budget: held.is_none(),
+            held,
+            cap,
+            started,
+        };
+        (tee, rx)
+    }
+
+    fn data(&mut self, data: &Bytes) {
+        let Some(buf) = self.buf.as_mut() else {
+            return;
+        };
+        if buf.len() + data.len() > self.cap {
+            self.buf = None;
+        } else if !self.held.as_mut().is_some_and(|h| h.grow(data.len())) {
+            self.buf = None;
+            self.held = None;
+            self.over_budget = true;
+        } else {
+            buf.extend_from_slice(data);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Copied {
+                body: self.buf.take().map(bytes::BytesMut::freeze),
+                held: self.held.take(),
+                over_budget: self.over_budget,
+                elapsed: self.started.elapsed(),
+            });
+        }
+    }
+}
+
 /// What the facade sends back to the client: a body it made itself, or the upstream's, streamed.
 pub struct ResponseBody {
     kind: Kind,
     /// The buffer budget's bytes for a body the facade holds, given back with the body.
     held: Option<Held>,
     /// A copy for the shadow comparison, taken as the body streams past.
-    tee: Option<crate::shadow::Tee>,
+    tee: Option<ResponseTee>,
     /// Keeps the request counted as in flight (in the process and on its connection) until
     /// the body is done or dropped.
     _in_flight: Option<(InFlight, ConnActive)>,
@@ -280,13 +351,21 @@ impl ResponseBody {
         self
     }
 
-    pub(crate) fn with_tee(mut self, mut tee: crate::shadow::Tee) -> Self {
+    pub(crate) fn with_tee(mut self, mut tee: ResponseTee) -> Self {
         if self.is_end_stream() {
             tee.finish();
         } else {
             self.tee = Some(tee);
         }
         self
+    }
+
+    fn kind_ended(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::Cluster(inner) => inner.is_end_stream(),
+        }
     }
 
     pub(crate) fn with_in_flight(mut self, in_flight: InFlight, conn: ConnActive) -> Self {
@@ -313,19 +392,28 @@ impl Body for ResponseBody {
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BoxError),
         };
-        if this.tee.is_some() {
-            let ended = this.is_end_stream();
-            crate::shadow::tee_poll(&mut this.tee, &polled, ended);
+        let ended = this.tee.is_some() && this.kind_ended();
+        if let Some(tee) = this.tee.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        tee.data(data);
+                    }
+                    if ended {
+                        tee.finish();
+                    }
+                }
+                Poll::Ready(None) => tee.finish(),
+                // A broken body is no answer to compare.
+                Poll::Ready(Some(Err(_))) => this.tee = None,
+                Poll::Pending => {}
+            }
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(bytes) => bytes.is_none(),
-            Kind::Upstream(inner) => inner.is_end_stream(),
-            Kind::Cluster(inner) => inner.is_end_stream(),
-        }
+        self.kind_ended()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -10,9 +10,9 @@ use strangler_catalog::{MigrationState, Side};
 use strangler_services::cluster::{Cluster, Replay};
 
 use crate::body::RequestBody;
+use crate::conn::ConnInfo;
 use crate::facade::{Facade, Shared};
 use crate::routes::decide_side;
-use crate::server::ConnInfo;
 use crate::shadow;
 use crate::traffic::{ContextTraffic, PathCounters};
 use crate::translate::Translation;
@@ -123,57 +123,52 @@ impl Facade {
         else {
             return Routing::legacy(s, req);
         };
-        let side = decide_side(matched.context, req.headers(), conn.peer.ip());
-        let context = Some(Arc::clone(&matched.context.name));
-        let translation = snapshot
-            .translations
-            .get(&matched.context.name)
-            .map(|(_, t)| t.clone());
-        let traffic = snapshot.traffic.get(&matched.context.name).map(|t| Served {
-            context: Some(Arc::clone(t)),
-            route: snapshot.route_traffic.get(matched.route_id).cloned(),
+        // One index each: the context and the route as the snapshot compiled them.
+        let (Some(ctx), Some(route)) = (
+            snapshot.contexts.get(matched.context.index),
+            snapshot.route_extras.get(matched.rank),
+        ) else {
+            return Routing::legacy(s, req);
+        };
+        let side = decide_side(&ctx.entry, req.headers(), conn.peer.ip());
+        let context = Some(Arc::clone(&ctx.entry.name));
+        let translation = ctx.translation.as_ref().map(|(_, t)| t.clone());
+        let traffic = Some(Served {
+            context: Some(Arc::clone(&ctx.traffic)),
+            route: Some(Arc::clone(&route.traffic)),
             side,
             fell_back: false,
         });
-        let target = snapshot.services.get(&matched.context.target);
-        let rules = snapshot.shadow_rules.get(&matched.context.name);
-        let state = matched.context.state;
+        let state = ctx.entry.state;
         let forward = state == MigrationState::Shadow;
         let reverse = side == Side::New
             && matches!(state, MigrationState::Canary | MigrationState::Migrated)
-            && rules.is_some_and(|r| r.reverse_percent > 0);
-        let shadow = match (target, rules) {
-            (Some((_, cluster)), Some(rules)) if forward || reverse => {
-                let (route, route_shadow) = snapshot
-                    .route_shadow
-                    .get(matched.route_id)
-                    .cloned()
-                    .unwrap_or_else(|| (Arc::from(matched.route_id), Default::default()));
-                Some(Box::new(shadow::Wanted {
-                    context: Arc::clone(&matched.context.name),
-                    route,
-                    route_shadow,
-                    rules: Arc::clone(rules),
-                    peer: if reverse {
-                        shadow::Peer::Legacy(s.legacy.clone())
-                    } else {
-                        shadow::Peer::New(cluster.clone())
-                    },
-                    reverse,
-                    legacy: s.legacy.clone(),
-                    // In reverse the copy goes to legacy untranslated; the primary's answer is
-                    // translated on the live path.
-                    translation: if reverse { None } else { translation.clone() },
-                }))
-            }
+            && ctx.rules.reverse_percent > 0;
+        let shadow = match &ctx.cluster {
+            Some(cluster) if forward || reverse => Some(Box::new(shadow::Wanted {
+                context: Arc::clone(&ctx.entry.name),
+                route: Arc::clone(&route.id),
+                route_shadow: route.shadow.clone(),
+                rules: Arc::clone(&ctx.rules),
+                peer: if reverse {
+                    shadow::Peer::Legacy(s.legacy.clone())
+                } else {
+                    shadow::Peer::New(cluster.clone())
+                },
+                reverse,
+                legacy: s.legacy.clone(),
+                // In reverse the copy goes to legacy untranslated; the primary's answer is
+                // translated on the live path.
+                translation: if reverse { None } else { translation.clone() },
+            })),
             _ => None,
         };
-        match (side, target) {
-            (Side::New, Some((_, cluster))) => Routing {
+        match (side, &ctx.cluster) {
+            (Side::New, Some(cluster)) => Routing {
                 target: Target::New {
                     cluster: cluster.clone(),
-                    fallback: matched.context.fallback,
-                    fallback_after: matched.context.fallback_after,
+                    fallback: ctx.entry.fallback,
+                    fallback_after: ctx.entry.fallback_after,
                 },
                 side,
                 context,

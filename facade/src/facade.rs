@@ -14,8 +14,8 @@ use strangler_services::Upstream;
 
 use crate::body::RequestBody;
 use crate::config::FacadeConfig;
+use crate::conn::ConnInfo;
 use crate::framing::Framing;
-use crate::server::ConnInfo;
 use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
@@ -116,16 +116,12 @@ impl Facade {
         let facade = self.clone();
         let resolve: Arc<shadow::outbox::Resolve> = Arc::new(move |context: &str| {
             let snapshot = facade.shared.snapshot.load();
-            let (_, cluster) = snapshot
-                .services
-                .get(snapshot.targets.get(context)?.as_str())?;
-            let rules = snapshot
-                .shadow_rules
-                .get(context)
-                .cloned()
-                .unwrap_or_default();
-            let translation = snapshot.translations.get(context).map(|(_, t)| t.clone());
-            Some((cluster.clone(), rules, translation))
+            let ctx = snapshot.context(context)?;
+            Some((
+                ctx.cluster.clone()?,
+                Arc::clone(&ctx.rules),
+                ctx.translation.as_ref().map(|(_, t)| t.clone()),
+            ))
         });
         vec![
             tokio::spawn(shadow::outbox::write(

@@ -3,6 +3,7 @@
 //! Layout:
 //! - `snapshot.rs` — the compiled catalog (route table, service pools), swapped in whole;
 //! - `shadow.rs` — shadow copies to the new service, compared with legacy's answers (`shadow/diff.rs`);
+//! - `conn.rs` — one client connection as the request path sees it;
 //! - `server.rs` — accepts connections (HTTP/1.1 and h2c), applies connection limits, drains on
 //!   shutdown;
 //! - `facade.rs` — the handle the binary holds: configuration, legacy upstream, the compiled
@@ -37,6 +38,7 @@ mod body;
 mod buffers;
 mod compose;
 mod config;
+mod conn;
 mod cpu;
 mod decision;
 mod exposition;

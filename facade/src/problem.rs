@@ -1,13 +1,14 @@
 //! Answers the facade makes itself. Every one is `application/problem+json` (RFC 9457) with a
 //! `type`, a `title`, the `status`, a `detail` and the request id, which the log line repeats.
 
+mod failure;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::RequestBodyError;
 use crate::body::ResponseBody;
-use crate::decision::{Routing, Target};
 use crate::request_id::RequestId;
 use crate::telemetry::Answer;
 use strangler_services::cluster::ServiceFailureKind;
@@ -139,75 +140,6 @@ impl Problem {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
-    }
-}
-
-impl crate::facade::Facade {
-    pub(crate) fn upstream_failure(&self, err: &UpstreamError, routing: &Routing) -> Problem {
-        let s = &*self.shared;
-        if err.kind() == FailureKind::RequestBody {
-            if let Some(cause) = err.find_cause::<RequestBodyError>() {
-                let answer = match cause {
-                    RequestBodyError::TooLarge { .. } => Answer::BodyTooLarge,
-                    RequestBodyError::Idle(_) => Answer::ClientTimeout,
-                    RequestBodyError::Client(_) => Answer::BadRequest,
-                };
-                return Problem::new(answer, cause.to_string());
-            }
-        }
-        s.telemetry.record_upstream_error(err.kind());
-        let answer = match err.kind() {
-            FailureKind::Connect => Answer::UpstreamUnreachable,
-            FailureKind::Timeout => Answer::UpstreamTimeout,
-            FailureKind::Reset | FailureKind::Protocol | FailureKind::RequestBody => {
-                Answer::UpstreamBroken
-            }
-        };
-        let who = match &routing.context {
-            Some(ctx) => format!("the {} side of context `{ctx}`", routing.side.as_str()),
-            None => "the legacy application".to_owned(),
-        };
-        // The client learns what failed; the log learns where and why (addresses and OS
-        // errors are the operator's business, not the client's).
-        Problem::new(answer, format!("{who} {}", public_failure(err.kind()))).internal(format!(
-            "{who} ({}): {err}",
-            self.origin_of(routing).to_prefix()
-        ))
-    }
-
-    /// The origin of whoever answers (the first instance of a new service).
-    pub(crate) fn origin_of<'a>(&'a self, routing: &'a Routing) -> &'a Origin {
-        match &routing.target {
-            Target::New { cluster, .. } if routing.fell_back.is_none() => {
-                cluster.origin().unwrap_or(self.shared.legacy.origin())
-            }
-            _ => self.shared.legacy.origin(),
-        }
-    }
-
-    pub(crate) fn service_failure(
-        &self,
-        kind: &ServiceFailureKind,
-        error: Option<&UpstreamError>,
-        routing: &Routing,
-    ) -> Problem {
-        match (kind, error) {
-            (_, Some(err)) => self.upstream_failure(err, routing),
-            (ServiceFailureKind::BreakerOpen, None) => Problem::new(
-                Answer::ServiceUnavailable,
-                format!(
-                    "the circuit breaker of context `{}`'s service is open; try again shortly",
-                    routing.context.as_deref().unwrap_or("-")
-                ),
-            ),
-            (_, None) => Problem::new(
-                Answer::ServiceUnavailable,
-                format!(
-                    "context `{}`'s service is at its concurrency limit; try again shortly",
-                    routing.context.as_deref().unwrap_or("-")
-                ),
-            ),
-        }
     }
 }
 

@@ -11,23 +11,20 @@ use hyper::body::Incoming;
 use strangler_catalog::Side;
 use strangler_services::cluster::{is_failure_status, Replay};
 
-use crate::admission::{normalize_target, strip_internal};
+use crate::admission::{normalize_target, strip_internal, Refusal};
 use crate::body::{RequestBody, ResponseBody};
 use crate::compose;
 use crate::config::HostHeader;
+use crate::conn::{ConnActive, ConnInfo};
 use crate::decision::{Routing, Served, Target};
 use crate::facade::Facade;
 use crate::headers::rewrite_redirects;
 use crate::headers::{self, Forwarded};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
-use crate::server::{ConnActive, ConnInfo};
 use crate::shadow;
 use crate::telemetry::Answer;
 use crate::upgrade;
-
-/// A refusal before anything was sent upstream, or a failed upstream call.
-pub(crate) type Refusal = Problem;
 
 impl Facade {
     /// Handles one request; never fails: every failure becomes an answer.
@@ -266,12 +263,8 @@ impl Facade {
         };
         let outgoing = match self.translate_outgoing(&mut routing, outgoing).await {
             Ok(req) => req,
-            Err(problem) => {
-                if let Some(plan) = shadow_plan {
-                    shadow::abandon(plan, &s.telemetry, shadow::Skip::PrimaryFailed);
-                }
-                return Err(problem);
-            }
+            // A planned shadow dropped here counts as skipped (primary failed).
+            Err(problem) => return Err(problem),
         };
         let sent = self.send(&mut routing, outgoing).await;
         // A fallback changed who answered.
@@ -281,17 +274,13 @@ impl Facade {
         }
         let mut resp = match sent {
             Ok(resp) => resp,
-            Err(problem) => {
-                if let Some(plan) = shadow_plan {
-                    shadow::abandon(plan, &s.telemetry, shadow::Skip::PrimaryFailed);
-                }
-                return Err(problem);
-            }
+            // A planned shadow dropped here counts as skipped (primary failed).
+            Err(problem) => return Err(problem),
         };
         // In reverse, a fallback means legacy answered: there is nothing to compare.
         let shadow_plan = match shadow_plan {
             Some(plan) if routing.fell_back.is_some() => {
-                shadow::abandon(plan, &s.telemetry, shadow::Skip::FellBack);
+                plan.skip_as(shadow::Skip::FellBack);
                 None
             }
             plan => plan,
@@ -304,6 +293,9 @@ impl Facade {
                     "the upstream switched protocols without being asked to",
                 ));
             };
+            if let Some(plan) = shadow_plan {
+                plan.skip_as(shadow::Skip::Upgraded);
+            }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             s.telemetry.record_upgrade();
             upgrade::spawn_tunnel(
@@ -331,12 +323,8 @@ impl Facade {
             .await
         {
             Ok(body) => body,
-            Err(problem) => {
-                if let Some(plan) = shadow_plan {
-                    shadow::abandon(plan, &s.telemetry, shadow::Skip::PrimaryFailed);
-                }
-                return Err(problem);
-            }
+            // A planned shadow dropped here counts as skipped (primary failed).
+            Err(problem) => return Err(problem),
         };
         if s.config.forwarding.rewrite_redirects {
             if let Some(host) = &client_host {
@@ -360,7 +348,7 @@ impl Facade {
                     outbox: s.outbox.get().cloned(),
                     work: self.work(),
                 };
-                body.with_tee(shadow::launch(plan, &s.config.shadow, sinks, &parts))
+                body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
             }
             None => body,
         };

@@ -46,6 +46,9 @@ pub struct ContextEntry {
     /// How long a safe request waits for the new side before legacy answers (`None`: derived
     /// from the service's observed latency).
     pub fallback_after: Option<std::time::Duration>,
+    /// Its place in [`RouteTable::contexts`]: what else was compiled for the context is kept
+    /// at the same index, reached without hashing its name.
+    pub index: usize,
 }
 
 /// The route a request matched and its context.
@@ -53,6 +56,8 @@ pub struct ContextEntry {
 pub struct Matched<'a> {
     pub context: &'a Arc<ContextEntry>,
     pub route_id: &'a str,
+    /// The route's rank (its place in [`RouteTable::routes`]).
+    pub rank: usize,
 }
 
 /// The compiled, immutable route table.
@@ -60,6 +65,8 @@ pub struct Matched<'a> {
 pub struct RouteTable {
     /// Best first: a route's index is its rank among all routes.
     routes: Vec<CompiledRoute>,
+    /// Every context of the catalog (with routes or not), by [`ContextEntry::index`].
+    contexts: Vec<Arc<ContextEntry>>,
     /// Routes without a host.
     any_host: Node,
     /// Routes with a host, by the lower-cased host as written (`shop.example.com[:port]`),
@@ -92,7 +99,8 @@ impl RouteTable {
         let contexts: HashMap<&str, Arc<ContextEntry>> = catalog
             .contexts
             .values()
-            .map(|c| {
+            .enumerate()
+            .map(|(index, c)| {
                 let entry = ContextEntry {
                     name: c.name.as_str().into(),
                     target: c.target.as_str().into(),
@@ -102,6 +110,7 @@ impl RouteTable {
                     fallback: c.fallback
                         && matches!(c.state, MigrationState::Canary | MigrationState::Migrated),
                     fallback_after: c.fallback_after_ms.map(std::time::Duration::from_millis),
+                    index,
                 };
                 (c.name.as_str(), Arc::new(entry))
             })
@@ -129,6 +138,8 @@ impl RouteTable {
         ranked.sort_by(|a, b| (Reverse(&a.0), &a.1.id).cmp(&(Reverse(&b.0), &b.1.id)));
 
         let mut table = Self::empty();
+        table.contexts = contexts.into_values().collect();
+        table.contexts.sort_by_key(|c| c.index);
         let mut hosts: HashMap<String, Node> = HashMap::new();
         for (rank, (_, compiled, host, path)) in ranked.into_iter().enumerate() {
             let rank = u32::try_from(rank).map_err(|_| "too many routes".to_owned())?;
@@ -143,6 +154,16 @@ impl RouteTable {
         table.hosts = hosts.into_iter().map(|(h, n)| (h.into(), n)).collect();
         table.hosts.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(table)
+    }
+
+    /// Every context, by [`ContextEntry::index`].
+    pub fn contexts(&self) -> &[Arc<ContextEntry>] {
+        &self.contexts
+    }
+
+    /// Every route as (id, context), best first: by rank ([`Matched::rank`]).
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &Arc<ContextEntry>)> {
+        self.routes.iter().map(|r| (&*r.id, &r.context))
     }
 
     /// The number of routes.
@@ -193,6 +214,7 @@ impl RouteTable {
         Some(Matched {
             context: &route.context,
             route_id: &route.id,
+            rank: best as usize,
         })
     }
 

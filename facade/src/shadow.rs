@@ -13,21 +13,24 @@ pub mod diff;
 mod json;
 pub mod outbox;
 pub mod redact;
+pub mod skip;
+
+pub use skip::Skip;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::Poll;
+
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
-use http_body::{Body, Frame};
+use http_body::Body;
 use strangler_catalog::{RouteShadow, ShadowWrites};
 use strangler_services::cluster::{Cluster, Replay};
 use strangler_services::Upstream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::body::{RequestBody, Teed};
+use crate::body::{Copied, RequestBody, ResponseTee, Teed};
 use crate::buffers::{Buffers, Held};
 use crate::cpu::{Cpu, INLINE_BYTES};
 use crate::telemetry::Telemetry;
@@ -72,78 +75,6 @@ impl Default for ShadowConfig {
     }
 }
 
-/// Why a request in a shadowed context was not shadowed (or its shadow not compared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    NotSampled,
-    /// A write on a route that does not opt writes in (or any write, in reverse).
-    UnsafeMethod,
-    BudgetFull,
-    /// The request or an answer was over the cap.
-    BodyTooLarge,
-    /// The new service's breaker is open or no instance is healthy.
-    NewUnhealthy,
-    /// The shadow side failed (connect, timeout, broken answer …).
-    ShadowFailed,
-    /// The client went away before the primary exchange was complete.
-    Incomplete,
-    /// In canary or migrated, the new side failed and legacy answered: nothing to compare.
-    FellBack,
-    /// A mirrored write could not be queued for the outbox.
-    OutboxFull,
-    /// The primary side gave no answer (the client got a 502/503/504 from the facade).
-    PrimaryFailed,
-    /// The context's translator could not translate the copy or the new service's answer: a
-    /// translator problem, counted apart from the service's mismatches.
-    TranslationFailed,
-    /// Legacy failed the write (5xx): it is not mirrored, so that the new side's data does
-    /// not take a step legacy's did not.
-    LegacyFailed,
-    /// A mirrored write's body could not be redacted (not JSON or a form, or too deep), so it
-    /// was not stored: secrets never reach the store.
-    Unredactable,
-}
-
-impl Skip {
-    pub const ALL: [Skip; 13] = [
-        Skip::NotSampled,
-        Skip::UnsafeMethod,
-        Skip::BudgetFull,
-        Skip::BodyTooLarge,
-        Skip::NewUnhealthy,
-        Skip::ShadowFailed,
-        Skip::Incomplete,
-        Skip::FellBack,
-        Skip::OutboxFull,
-        Skip::PrimaryFailed,
-        Skip::TranslationFailed,
-        Skip::LegacyFailed,
-        Skip::Unredactable,
-    ];
-
-    pub fn index(self) -> usize {
-        Skip::ALL.iter().position(|s| *s == self).unwrap_or(0)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Skip::NotSampled => "not_sampled",
-            Skip::UnsafeMethod => "unsafe_method",
-            Skip::BudgetFull => "budget_full",
-            Skip::BodyTooLarge => "body_too_large",
-            Skip::NewUnhealthy => "new_unhealthy",
-            Skip::ShadowFailed => "shadow_failed",
-            Skip::LegacyFailed => "legacy_failed",
-            Skip::Incomplete => "incomplete",
-            Skip::FellBack => "fell_back",
-            Skip::OutboxFull => "outbox_full",
-            Skip::PrimaryFailed => "primary_failed",
-            Skip::TranslationFailed => "translation_failed",
-            Skip::Unredactable => "unredactable",
-        }
-    }
-}
-
 /// The shadows in flight, and those started this second.
 #[derive(Debug, Default)]
 pub struct Budget {
@@ -163,7 +94,15 @@ impl Drop for Slot {
 
 impl Budget {
     fn take(self: &Arc<Self>, max: usize, per_second: u32) -> Option<Slot> {
-        if per_second > 0 && !self.rate_allows(per_second) {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let now =
+            u64::try_from(START.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.take_at(max, per_second, now)
+    }
+
+    /// [`Budget::take`] at `now_ns` nanoseconds on the budget's clock.
+    fn take_at(self: &Arc<Self>, max: usize, per_second: u32, now_ns: u64) -> Option<Slot> {
+        if per_second > 0 && !self.rate_allows(per_second, now_ns) {
             return None;
         }
         self.in_flight
@@ -174,11 +113,8 @@ impl Budget {
 }
 
 impl Budget {
-    /// Counts one start against the rate cap.
-    fn rate_allows(&self, per_second: u32) -> bool {
-        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        let now =
-            u64::try_from(START.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX);
+    /// Counts one start at `now` (ns) against the rate cap.
+    fn rate_allows(&self, per_second: u32, now: u64) -> bool {
         let interval = 1_000_000_000 / u64::from(per_second.max(1));
         let burst = interval * u64::from((per_second / 20).max(1));
         self.next_ns
@@ -410,50 +346,6 @@ fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
     )
 }
 
-/// Takes a copy of a response body as it streams past, up to a cap, and hands it over at
-/// the end.
-pub struct Tee {
-    tx: Option<oneshot::Sender<Read>>,
-    status: u16,
-    content_type: Option<String>,
-    headers: Vec<Option<String>>,
-    buf: Option<BytesMut>,
-    held: Option<Held>,
-    over_budget: bool,
-    cap: usize,
-    started: Instant,
-}
-
-impl Tee {
-    pub fn frame(&mut self, frame: &Frame<Bytes>) {
-        if let (Some(buf), Some(data)) = (self.buf.as_mut(), frame.data_ref()) {
-            if buf.len() + data.len() > self.cap {
-                self.buf = None;
-            } else if !self.held.as_mut().is_some_and(|h| h.grow(data.len())) {
-                self.buf = None;
-                self.held = None;
-                self.over_budget = true;
-            } else {
-                buf.extend_from_slice(data);
-            }
-        }
-    }
-
-    pub fn finish(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Read {
-                status: self.status,
-                content_type: self.content_type.take(),
-                headers: std::mem::take(&mut self.headers),
-                body: self.buf.take().map(BytesMut::freeze),
-                elapsed: self.started.elapsed(),
-                held: self.held.take(),
-                over_budget: self.over_budget,
-            });
-        }
-    }
-}
-
 /// What the routing found for a request that may be shadowed.
 #[derive(Clone)]
 pub struct Wanted {
@@ -497,9 +389,9 @@ pub fn plan(
     wanted: &Wanted,
     budget: &Arc<Budget>,
     buffers: &Arc<Buffers>,
-    telemetry: &Telemetry,
+    telemetry: &Arc<Telemetry>,
     req: &mut http::Request<RequestBody>,
-) -> Result<Option<Plan>, MirrorRefused> {
+) -> Result<Option<Pending>, MirrorRefused> {
     let skip = |why: Skip| {
         telemetry.record_shadow_skip(&wanted.context, why);
         Ok(None)
@@ -576,14 +468,18 @@ pub fn plan(
         && !wanted.reverse
         && rules.learn_percent > 0
         && fastrand::u8(..100) < rules.learn_percent;
-    Ok(Some(Plan {
-        wanted: wanted.clone(),
-        mode,
-        replay,
-        body,
-        learn,
-        slot,
-        started: Instant::now(),
+    Ok(Some(Pending {
+        plan: Some(Plan {
+            wanted: wanted.clone(),
+            mode,
+            replay,
+            body,
+            learn,
+            slot,
+            started: Instant::now(),
+        }),
+        telemetry: Arc::clone(telemetry),
+        why: Skip::PrimaryFailed,
     }))
 }
 
@@ -602,46 +498,95 @@ pub struct Sinks {
     pub work: Work,
 }
 
-/// Starts the shadow once the primary's response head is known; returns the tee to put on the
-/// primary's body.
-pub fn launch(
-    plan: Plan,
-    config: &ShadowConfig,
-    sinks: Sinks,
-    head: &http::response::Parts,
-) -> Tee {
-    let (tx, rx) = oneshot::channel();
-    let held = sinks.work.buffers.hold(0);
-    let tee = Tee {
-        over_budget: held.is_none(),
-        held,
-        tx: Some(tx),
-        status: head.status.as_u16(),
-        content_type: header_text(&head.headers, &http::header::CONTENT_TYPE),
-        headers: plan
-            .wanted
-            .rules
-            .headers
-            .iter()
-            .map(|h| header_text(&head.headers, h))
-            .collect(),
-        buf: Some(BytesMut::new()),
-        cap: config.max_body_bytes,
-        started: plan.started,
-    };
-    tokio::spawn(run(plan, rx, config.clone(), sinks));
-    tee
+/// A planned shadow that has not started. Dropped without [`Pending::launch`] it counts as
+/// skipped — `primary_failed`, unless [`Pending::skip_as`] says why — so that no way out of the
+/// request path can lose it uncounted.
+pub struct Pending {
+    plan: Option<Plan>,
+    telemetry: Arc<Telemetry>,
+    why: Skip,
 }
 
-/// The primary fell back (or failed) after the plan was made: nothing will be compared.
-pub fn abandon(plan: Plan, telemetry: &Telemetry, why: Skip) {
-    telemetry.record_shadow_skip(&plan.wanted.context, why);
+impl Pending {
+    /// Nothing will be compared, for this reason.
+    pub fn skip_as(mut self, why: Skip) {
+        self.why = why;
+    }
+
+    /// Starts the shadow once the primary's response head is known; returns the tee to put
+    /// on the primary's body.
+    pub fn launch(
+        mut self,
+        config: &ShadowConfig,
+        sinks: Sinks,
+        head: &http::response::Parts,
+    ) -> ResponseTee {
+        let held = sinks.work.buffers.hold(0);
+        let Some(plan) = self.plan.take() else {
+            // Launched twice cannot happen (launch takes the plan by value); a tee that hands
+            // nothing over is the harmless answer.
+            return ResponseTee::new(0, held, Instant::now()).0;
+        };
+        let (tee, body) = ResponseTee::new(config.max_body_bytes, held, plan.started);
+        let primary = Primary {
+            status: head.status.as_u16(),
+            content_type: header_text(&head.headers, &http::header::CONTENT_TYPE),
+            headers: plan
+                .wanted
+                .rules
+                .headers
+                .iter()
+                .map(|h| header_text(&head.headers, h))
+                .collect(),
+            body,
+        };
+        tokio::spawn(run(plan, primary, config.clone(), sinks));
+        tee
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(plan) = self.plan.take() {
+            self.telemetry
+                .record_shadow_skip(&plan.wanted.context, self.why);
+        }
+    }
+}
+
+/// The primary's answer as it will be compared: its head at once, its body when it has
+/// streamed to the client.
+struct Primary {
+    status: u16,
+    content_type: Option<String>,
+    headers: Vec<Option<String>>,
+    body: oneshot::Receiver<Copied>,
+}
+
+impl Primary {
+    /// The whole answer once its body ended; `None` when the client went away first (or the
+    /// body took longer than [`PRIMARY_WAIT`]).
+    async fn read(self) -> Option<Read> {
+        let copied = tokio::time::timeout(PRIMARY_WAIT, self.body)
+            .await
+            .ok()?
+            .ok()?;
+        Some(Read {
+            status: self.status,
+            content_type: self.content_type,
+            headers: self.headers,
+            body: copied.body,
+            elapsed: copied.elapsed,
+            held: copied.held,
+            over_budget: copied.over_budget,
+        })
+    }
 }
 
 /// How long a shadow waits for the primary's exchange to complete.
 const PRIMARY_WAIT: Duration = Duration::from_secs(60);
 
-async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig, sinks: Sinks) {
+async fn run(plan: Plan, primary: Primary, config: ShadowConfig, sinks: Sinks) {
     let _slot = plan.slot;
     let telemetry = &sinks.telemetry;
     let wanted = plan.wanted;
@@ -656,7 +601,7 @@ async fn run(plan: Plan, primary: oneshot::Receiver<Read>, config: ShadowConfig,
     };
     match plan.mode {
         Mode::Mirror => {
-            let Ok(Ok(legacy)) = tokio::time::timeout(PRIMARY_WAIT, primary).await else {
+            let Some(legacy) = primary.read().await else {
                 return skip(Skip::Incomplete);
             };
             if legacy.status >= 500 {
@@ -699,7 +644,7 @@ async fn compare(
     replay: &Replay,
     body: Bytes,
     learn: bool,
-    primary: oneshot::Receiver<Read>,
+    primary: Primary,
     config: &ShadowConfig,
     sinks: &Sinks,
 ) {
@@ -736,7 +681,7 @@ async fn compare(
             return skip(Skip::ShadowFailed);
         }
     };
-    let Ok(Ok(primary)) = tokio::time::timeout(PRIMARY_WAIT, primary).await else {
+    let Some(primary) = primary.read().await else {
         return skip(Skip::Incomplete);
     };
     // Legacy is the reference either way.
@@ -942,26 +887,6 @@ pub fn contract_pair(
     })
 }
 
-/// A body wrapper with a tee (used by the response body).
-pub fn tee_poll(
-    tee: &mut Option<Tee>,
-    polled: &Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>>,
-    ended: bool,
-) {
-    let Some(t) = tee.as_mut() else { return };
-    match polled {
-        Poll::Ready(Some(Ok(frame))) => {
-            t.frame(frame);
-            if ended {
-                t.finish();
-            }
-        }
-        Poll::Ready(None) => t.finish(),
-        Poll::Ready(Some(Err(_))) => *tee = None,
-        Poll::Pending => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,16 +894,23 @@ mod tests {
     #[test]
     fn the_rate_cap_allows_so_many_per_second() {
         let budget = Arc::new(Budget::default());
+        let ms = 1_000_000;
         // 100 a second: one every 10 ms, a burst of five (a twentieth of a second's worth).
-        let taken: Vec<_> = (0..10).filter_map(|_| budget.take(100, 100)).collect();
+        let taken: Vec<_> = (0..10)
+            .filter_map(|_| budget.take_at(100, 100, 1_000 * ms))
+            .collect();
         assert_eq!(taken.len(), 5);
-        std::thread::sleep(Duration::from_millis(25));
-        let later: Vec<_> = (0..10).filter_map(|_| budget.take(100, 100)).collect();
-        assert!(
-            (2..=3).contains(&later.len()),
-            "{} after 25 ms",
-            later.len()
-        );
+        // 25 ms later, two and a half intervals have passed: two more.
+        let later: Vec<_> = (0..10)
+            .filter_map(|_| budget.take_at(100, 100, 1_025 * ms))
+            .collect();
+        assert_eq!(later.len(), 2);
+        // A second later the burst is whole again, and no more.
+        let rested: Vec<_> = (0..10)
+            .filter_map(|_| budget.take_at(100, 100, 2_100 * ms))
+            .collect();
+        assert_eq!(rested.len(), 5);
+        drop(rested);
         drop(later);
         drop(taken);
         assert_eq!(budget.in_flight.load(Relaxed), 0, "slots are given back");

@@ -15,9 +15,9 @@ use strangler_services::{Origin, UpstreamConfig};
 use strangler_anti_corruption::{Compiled, Registry};
 
 use crate::body::RequestBody;
-use crate::routes::RouteTable;
+use crate::routes::{ContextEntry, RouteTable};
 use crate::shadow::diff::Rules;
-use crate::traffic::{ContextTraffic, FastMap, PathCounters, Traffic};
+use crate::traffic::{ContextTraffic, PathCounters, Traffic};
 use crate::translate::Translation;
 use strangler_catalog::RouteShadow;
 
@@ -27,18 +27,37 @@ pub(crate) struct Snapshot {
     pub routes: RouteTable,
     /// The new services, by name, with the spec each was built from.
     pub services: HashMap<Arc<str>, (Service, Cluster<RequestBody>)>,
-    /// Each context's shadow sampling and noise rules.
-    pub shadow_rules: HashMap<Arc<str>, Arc<Rules>>,
-    /// Each context's target service.
-    pub targets: HashMap<String, String>,
-    /// Routes with their own shadow settings (writes opted in, a body cap), by id.
-    pub route_shadow: HashMap<String, (Arc<str>, RouteShadow)>,
-    /// Each context's traffic counters (kept by the telemetry across snapshots).
-    pub traffic: HashMap<Arc<str>, Arc<ContextTraffic>>,
-    /// Each route's traffic counters, by id (kept by the telemetry across snapshots).
-    pub route_traffic: FastMap<Arc<str>, Arc<PathCounters>>,
-    /// Each context's translator, with the spec text it was compiled from.
-    pub translations: HashMap<Arc<str>, (String, Translation)>,
+    /// Everything the request path needs of each context, by [`ContextEntry::index`]: one
+    /// matched route leads to it without hashing a name.
+    pub contexts: Vec<CompiledContext>,
+    /// Everything the request path needs of each route, by rank ([`crate::routes::Matched::rank`]).
+    pub route_extras: Vec<CompiledRoute>,
+    /// Each context's index, by name (off the request path: the outbox resolves by name).
+    pub by_name: HashMap<Arc<str>, usize>,
+}
+
+/// A context compiled for the request path: its entry in the route table, the client of its
+/// target service, its translator, its comparison rules and its traffic counters.
+pub(crate) struct CompiledContext {
+    pub entry: Arc<ContextEntry>,
+    /// The target service's cluster (`None` only if the catalog names a service it does not
+    /// have, which validation prevents).
+    pub cluster: Option<Cluster<RequestBody>>,
+    /// The translator, with the spec text it was compiled from.
+    pub translation: Option<(String, Translation)>,
+    /// Shadow sampling and noise rules.
+    pub rules: Arc<Rules>,
+    /// Traffic counters (kept by the telemetry across snapshots).
+    pub traffic: Arc<ContextTraffic>,
+}
+
+/// A route compiled for the request path.
+pub(crate) struct CompiledRoute {
+    pub id: Arc<str>,
+    /// The route's own shadow settings (writes opted in, a body cap).
+    pub shadow: RouteShadow,
+    /// Traffic counters (kept by the telemetry across snapshots).
+    pub traffic: Arc<PathCounters>,
 }
 
 impl Snapshot {
@@ -47,17 +66,20 @@ impl Snapshot {
             version: 0,
             routes: RouteTable::empty(),
             services: HashMap::new(),
-            shadow_rules: HashMap::new(),
-            route_shadow: HashMap::new(),
-            targets: HashMap::new(),
-            translations: HashMap::new(),
-            traffic: HashMap::new(),
-            route_traffic: FastMap::default(),
+            contexts: Vec::new(),
+            route_extras: Vec::new(),
+            by_name: HashMap::new(),
         }
     }
 
+    /// The compiled context named `name`.
+    pub fn context(&self, name: &str) -> Option<&CompiledContext> {
+        self.contexts.get(*self.by_name.get(name)?)
+    }
+
     /// Compiles `catalog`. A service whose spec did not change keeps its cluster — its pools,
-    /// breaker, ejections and counters — from `previous`; a changed one keeps its pools.
+    /// breaker, ejections and counters — from `previous`; a changed one keeps its pools. A
+    /// translator whose text did not change keeps its compiled form.
     pub fn compile(
         catalog: &Catalog,
         previous: &Snapshot,
@@ -84,82 +106,71 @@ impl Snapshot {
             };
             services.insert(name, (effective, cluster));
         }
-        let shadow_rules = catalog
-            .contexts
-            .values()
-            .map(|c| {
-                (
-                    Arc::from(c.name.as_str()),
-                    Arc::new(Rules::compile(&c.shadow)),
-                )
-            })
-            .collect();
-        let route_shadow = catalog
-            .routes
-            .values()
-            .filter(|r| !r.spec.shadow.is_default())
-            .map(|r| {
-                (
-                    r.id.clone(),
-                    (Arc::from(r.id.as_str()), r.spec.shadow.clone()),
-                )
-            })
-            .collect();
-        let mut translations = HashMap::new();
-        for ctx in catalog.contexts.values() {
-            let Some(text) = &ctx.translator else {
-                continue;
+        let mut contexts = Vec::with_capacity(routes.contexts().len());
+        let mut by_name = HashMap::with_capacity(routes.contexts().len());
+        for entry in routes.contexts() {
+            let Some(ctx) = catalog.contexts.get(&*entry.name) else {
+                return Err(format!("context `{}` vanished while compiling", entry.name));
             };
-            let name: Arc<str> = Arc::from(ctx.name.as_str());
-            let upstreams: Arc<[String]> = catalog
-                .instances_of(&ctx.target)
-                .iter()
-                .filter_map(|u| Origin::parse(u).ok())
-                .map(|o| o.to_prefix().trim_end_matches('/').to_owned())
-                .collect();
-            let compiled = match previous.translations.get(&name) {
-                Some((old, t)) if old == text => Arc::clone(&t.compiled),
-                _ => Arc::new(Compiled::compile(text, registry).map_err(|e| {
-                    format!(
-                        "context `{}`: the translator does not compile: {e}",
-                        ctx.name
-                    )
-                })?),
+            let translation = match &ctx.translator {
+                None => None,
+                Some(text) => {
+                    let upstreams: Arc<[String]> = catalog
+                        .instances_of(&ctx.target)
+                        .iter()
+                        .filter_map(|u| Origin::parse(u).ok())
+                        .map(|o| o.to_prefix().trim_end_matches('/').to_owned())
+                        .collect();
+                    let compiled = match previous
+                        .context(&entry.name)
+                        .and_then(|c| c.translation.as_ref())
+                    {
+                        Some((old, t)) if old == text => Arc::clone(&t.compiled),
+                        _ => Arc::new(Compiled::compile(text, registry).map_err(|e| {
+                            format!(
+                                "context `{}`: the translator does not compile: {e}",
+                                ctx.name
+                            )
+                        })?),
+                    };
+                    Some((
+                        text.clone(),
+                        Translation {
+                            context: Arc::clone(&entry.name),
+                            compiled,
+                            upstreams,
+                        },
+                    ))
+                }
             };
-            translations.insert(
-                Arc::clone(&name),
-                (
-                    text.clone(),
-                    Translation {
-                        context: name,
-                        compiled,
-                        upstreams,
-                    },
-                ),
-            );
+            by_name.insert(Arc::clone(&entry.name), contexts.len());
+            contexts.push(CompiledContext {
+                entry: Arc::clone(entry),
+                cluster: services.get(&entry.target).map(|(_, c)| c.clone()),
+                translation,
+                rules: Arc::new(Rules::compile(&ctx.shadow)),
+                traffic: traffic.of(&ctx.name),
+            });
         }
+        let route_extras = routes
+            .routes()
+            .map(|(id, context)| CompiledRoute {
+                id: Arc::from(id),
+                shadow: catalog
+                    .routes
+                    .get(id)
+                    .map(|r| r.spec.shadow.clone())
+                    .unwrap_or_default(),
+                traffic: traffic.route(&context.name, id),
+            })
+            .collect();
         Ok(Self {
-            route_traffic: catalog
-                .routes
-                .values()
-                .map(|r| (Arc::from(r.id.as_str()), traffic.route(&r.context, &r.id)))
-                .collect(),
-            traffic: catalog
-                .contexts
-                .keys()
-                .map(|name| (Arc::from(name.as_str()), traffic.of(name)))
-                .collect(),
-            translations,
             version: catalog.version,
             routes,
             services,
-            shadow_rules,
-            route_shadow,
-            targets: catalog
-                .contexts
-                .values()
-                .map(|c| (c.name.clone(), c.target.clone()))
-                .collect(),
+            contexts,
+            route_extras,
+            by_name,
         })
     }
 }
@@ -249,4 +260,110 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
             unhealthy_threshold: p.unhealthy_threshold.unwrap_or(3),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, Method};
+    use strangler_catalog::{Context, MigrationState, Route, RouteSpec};
+    use strangler_services::Origin;
+
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        for (ctx, port, paths) in [
+            ("billing", 9001, &["/invoices/{id}", "/invoices"][..]),
+            (
+                "orders",
+                9002,
+                &["/orders/{id}", "/orders/{id}/lines", "/orders"],
+            ),
+            ("quiet", 9003, &[]),
+        ] {
+            let svc = format!("{ctx}-svc");
+            c.services.insert(
+                svc.clone(),
+                Service {
+                    name: svc.clone(),
+                    urls: vec![format!("http://127.0.0.1:{port}")],
+                    policy: Default::default(),
+                },
+            );
+            c.contexts.insert(
+                ctx.into(),
+                Context {
+                    name: ctx.into(),
+                    target: svc,
+                    state: MigrationState::Shadow,
+                    weight: 0,
+                    sticky: None,
+                    description: String::new(),
+                    fallback: true,
+                    shadow: Default::default(),
+                    translator: None,
+                    objective: None,
+                    rollout: None,
+                    fallback_after_ms: None,
+                },
+            );
+            for path in paths {
+                let spec = RouteSpec {
+                    methods: vec![],
+                    path: (*path).into(),
+                    host: None,
+                    headers: vec![],
+                    query: vec![],
+                    version: None,
+                    shadow: Default::default(),
+                };
+                let id = spec.id();
+                c.routes.insert(
+                    id.clone(),
+                    Route {
+                        id,
+                        context: ctx.into(),
+                        spec,
+                    },
+                );
+            }
+        }
+        c
+    }
+
+    /// A matched route leads by index to its own context's and route's compiled parts.
+    #[tokio::test]
+    async fn a_match_reaches_its_compiled_context_and_route_by_index() {
+        let catalog = catalog();
+        let template = UpstreamConfig::new(Origin::parse("http://127.0.0.1:9").unwrap());
+        let snapshot = Snapshot::compile(
+            &catalog,
+            &Snapshot::empty(),
+            &template,
+            None,
+            &Registry::new(),
+            &Traffic::default(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(snapshot.contexts.len(), 3);
+        for (path, context) in [
+            ("/invoices/7", "billing"),
+            ("/invoices", "billing"),
+            ("/orders/7", "orders"),
+            ("/orders/7/lines", "orders"),
+            ("/orders", "orders"),
+        ] {
+            let m = snapshot
+                .routes
+                .lookup(&Method::GET, None, path, None, &HeaderMap::new())
+                .unwrap();
+            let ctx = &snapshot.contexts[m.context.index];
+            assert_eq!(&*ctx.entry.name, context, "{path}");
+            assert_eq!(&*snapshot.route_extras[m.rank].id, m.route_id, "{path}");
+            let cluster = ctx.cluster.as_ref().unwrap();
+            assert_eq!(cluster.name(), format!("{context}-svc"), "{path}");
+        }
+        assert_eq!(&*snapshot.context("quiet").unwrap().entry.name, "quiet");
+    }
 }

@@ -121,9 +121,9 @@ struct ShadowFigures {
     /// Distinct signatures in `mismatches` per context (bounded by [`SIGNATURES_PER_CONTEXT`]).
     signature_counts: BTreeMap<String, usize>,
     /// Requests not shadowed by (context, reason).
-    skipped: BTreeMap<String, [u64; crate::shadow::Skip::ALL.len()]>,
+    skipped: BTreeMap<String, [u64; crate::shadow::skip::Skip::ALL.len()]>,
     /// The part of `skipped` already handed to the catalog flush.
-    skipped_flushed: BTreeMap<String, [u64; crate::shadow::Skip::ALL.len()]>,
+    skipped_flushed: BTreeMap<String, [u64; crate::shadow::skip::Skip::ALL.len()]>,
     /// Mirrored writes by (context, outcome: queued, delivered, dead).
     mirrored: BTreeMap<(String, &'static str), u64>,
     /// Mirrored writes stored in the outbox.
@@ -385,7 +385,7 @@ impl Telemetry {
     }
 
     /// A request of a shadowed context was not shadowed, and why.
-    pub fn record_shadow_skip(&self, context: &str, why: crate::shadow::Skip) {
+    pub fn record_shadow_skip(&self, context: &str, why: crate::shadow::skip::Skip) {
         // On the request path for every request of a shadowed context: no allocation once the
         // context is known; the catalog's per-minute counts are taken from these at flush time.
         let mut f = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
@@ -393,7 +393,7 @@ impl Telemetry {
         if let Some(counts) = f.skipped.get_mut(context) {
             counts[i] += 1;
         } else {
-            let mut counts = [0; crate::shadow::Skip::ALL.len()];
+            let mut counts = [0; crate::shadow::skip::Skip::ALL.len()];
             counts[i] = 1;
             f.skipped.insert(context.to_owned(), counts);
         }
@@ -503,7 +503,7 @@ impl Telemetry {
         for (ctx, counts) in &f.skipped {
             let before = f.skipped_flushed.get(ctx).copied().unwrap_or_default();
             let mut one = ShadowRollup::default();
-            for (i, why) in crate::shadow::Skip::ALL.iter().enumerate() {
+            for (i, why) in crate::shadow::skip::Skip::ALL.iter().enumerate() {
                 let n = counts[i] - before[i];
                 if n > 0 {
                     one.skipped.insert(why.as_str().to_owned(), n);
@@ -721,7 +721,7 @@ impl Telemetry {
             );
         }
         for (ctx, counts) in &f.skipped {
-            for (why, v) in crate::shadow::Skip::ALL.iter().zip(counts) {
+            for (why, v) in crate::shadow::skip::Skip::ALL.iter().zip(counts) {
                 if *v > 0 {
                     e.counter(
                         "strangler_shadow_skipped_total",

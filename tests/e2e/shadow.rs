@@ -229,6 +229,47 @@ async fn a_slow_or_failing_shadow_never_touches_the_client_and_the_budget_drops(
     .await;
 }
 
+/// When legacy (the primary in shadow) gives no answer, the shadow planned for the request is
+/// counted as skipped — before the client gets its 502 — and no copy goes out.
+#[tokio::test]
+async fn a_shadow_whose_primary_failed_is_counted_not_lost() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = Arc::clone(&hits);
+    let (new, _) = axum_upstream(Router::new().route(
+        "/orders/{id}",
+        get(move || {
+            let h = Arc::clone(&h);
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                "new"
+            }
+        }),
+    ))
+    .await;
+    let f = facade(dead_port(), |_| {}).await;
+    f.facade
+        .apply_catalog(&catalog(new, MigrationState::Shadow))
+        .unwrap();
+    for _ in 0..2 {
+        let (status, _, _) = fetch(&f.url("/orders/1")).await;
+        assert_eq!(status.as_u16(), 502);
+    }
+    let m = f.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "strangler_shadow_skipped_total{context=\"orders\",reason=\"primary_failed\"}"
+        ),
+        Some(2),
+        "{m}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no copy of a request legacy never answered"
+    );
+}
+
 #[tokio::test]
 async fn only_the_shadow_state_shadows() {
     let hits = Arc::new(AtomicU64::new(0));

@@ -121,3 +121,34 @@ async fn other_upgrades_are_tunnelled_as_bytes() {
         .unwrap();
     assert_eq!(&buf, b"HELLO");
 }
+
+/// A WebSocket on a shadowed context: the tunnel works, and the shadow the request was
+/// planned for is counted as skipped (`upgraded`: nothing to compare), not lost.
+#[tokio::test]
+async fn an_upgrade_in_a_shadowed_context_is_counted_as_a_skipped_shadow() {
+    let f = ws_facade().await;
+    let mut catalog =
+        crate::shadow::catalog(dead_port(), strangler_catalog::MigrationState::Shadow);
+    for route in catalog.routes.values_mut() {
+        route.spec.path = "/ws".into();
+    }
+    f.facade.apply_catalog(&catalog).unwrap();
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", f.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(tungstenite::Message::text("hello")).await.unwrap();
+    let back = ws.next().await.unwrap().unwrap();
+    assert_eq!(back.into_text().unwrap().as_str(), "hello");
+    // The plan is settled before the 101 reaches the client.
+    let m = f.metrics();
+    assert_eq!(
+        crate::shadow::metric(
+            &m,
+            "strangler_shadow_skipped_total{context=\"orders\",reason=\"upgraded\"}"
+        ),
+        Some(1),
+        "{m}"
+    );
+    ws.close(None).await.unwrap();
+}

@@ -546,6 +546,7 @@ fn canary(weight: u16, sticky: Option<StickyKey>) -> ContextEntry {
         sticky,
         fallback: true,
         fallback_after: None,
+        index: 0,
     }
 }
 
