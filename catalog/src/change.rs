@@ -62,6 +62,16 @@ pub enum Change {
         context: String,
         paused: bool,
     },
+    /// Pauses or resumes a context's shadowing (its sampling share is kept).
+    PauseShadow {
+        context: String,
+        paused: bool,
+    },
+    /// Accepts a proposed noise rule: the path joins the context's ignored paths.
+    AcceptNoise {
+        context: String,
+        path: String,
+    },
     /// Creates a context with its first routes at once (one version, one audit row): the
     /// dashboard's "start a context" from unclaimed path templates.
     Carve {
@@ -125,6 +135,9 @@ impl Change {
             },
             Change::PauseAutopilot { paused: true, .. } => "pause-autopilot".into(),
             Change::PauseAutopilot { paused: false, .. } => "resume-autopilot".into(),
+            Change::PauseShadow { paused: true, .. } => "pause-shadow".into(),
+            Change::PauseShadow { paused: false, .. } => "resume-shadow".into(),
+            Change::AcceptNoise { .. } => "accept-noise".into(),
         }
     }
 
@@ -141,9 +154,10 @@ impl Change {
             Change::Transition { context, .. } => format!("context:{context}"),
             Change::Replace(_) => "catalog".into(),
             Change::Carve { context, .. } => format!("context:{}", context.name),
-            Change::Autopilot { context, .. } | Change::PauseAutopilot { context, .. } => {
-                format!("context:{context}")
-            }
+            Change::Autopilot { context, .. }
+            | Change::PauseAutopilot { context, .. }
+            | Change::PauseShadow { context, .. }
+            | Change::AcceptNoise { context, .. } => format!("context:{context}"),
         }
     }
 
@@ -359,6 +373,19 @@ impl Change {
                         })
                     }
                 }
+            }
+            Change::PauseShadow { context, paused } => {
+                context_mut(catalog, context)?.shadow.paused = *paused;
+            }
+            Change::AcceptNoise { context, path } => {
+                let ctx = context_mut(catalog, context)?;
+                if ctx.shadow.ignore.contains(path) {
+                    return Err(ChangeError::Exists {
+                        kind: "ignore rule",
+                        name: path.clone(),
+                    });
+                }
+                ctx.shadow.ignore.push(path.clone());
             }
             Change::Replace(new) => {
                 let version = catalog.version;

@@ -369,6 +369,10 @@ impl Objective {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowPolicy {
+    /// Shadowing is paused: nothing is copied, whatever the share (an operator's switch that
+    /// keeps the share for when it resumes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Share of eligible requests copied, in percent (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_percent: Option<u8>,

@@ -111,6 +111,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/runtime/services", get(runtime_services))
         .route("/api/v1/events/sinks", get(event_sinks))
         .route("/api/v1/contexts/{name}/autopilot", post(pause_autopilot))
+        .route("/api/v1/contexts/{name}/shadow/pause", post(pause_shadow))
         .route("/api/v1/contexts/{name}/shadow/noise", get(shadow_noise))
         .route(
             "/api/v1/contexts/{name}/shadow/noise/accept",

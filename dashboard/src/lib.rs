@@ -5,6 +5,7 @@
 //! it through the [`AdminState`] the binary wires up (and, later, through the catalog).
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod api;
 pub mod pages;
 mod server;

@@ -19,9 +19,11 @@ use axum::{Form, Router};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use strangler_catalog::{Action, Change, MigrationState, TrafficMinute};
 use strangler_catalog::{AuditQuery, ChangeMeta};
+use strangler_catalog::{MigrationState, TrafficMinute};
 use strangler_store::StoreError;
+
+use crate::actions::{self, ActionError, ContextAction};
 
 use crate::api::{ApiState, Role};
 
@@ -1191,7 +1193,7 @@ async fn context_page(
         description: ctx.description.clone(),
         state: ctx.state.as_str(),
         next_state: ctx.state.next().map(MigrationState::as_str),
-        shadow_paused: ctx.shadow.sample_percent == Some(0),
+        shadow_paused: ctx.shadow.paused || ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),
         weight: ctx.weight,
@@ -1377,90 +1379,20 @@ async fn action(
         actor: "operator (dashboard)".into(),
         reason: f.reason.trim().to_owned(),
     };
-    let transition = |action| Change::Transition {
-        context: name.clone(),
-        action,
-    };
-    // Shadowing and noise rules change the context itself.
-    let context = || async { s.store.load().await.map(|c| c.contexts.get(&name).cloned()) };
     let path = f.path.as_deref().unwrap_or("").trim().to_owned();
-    let (change, what) = match (f.action.as_str(), f.weight) {
-        ("promote", _) => (transition(Action::Promote), "promoted".to_owned()),
-        ("rollback", _) => (
-            transition(Action::Rollback),
-            "rolled back to legacy".to_owned(),
-        ),
-        ("set-weight", Some(weight)) if weight <= 10_000 => (
-            transition(Action::SetWeight { weight }),
-            format!("canary weight set to {weight}"),
-        ),
-        (pause @ ("pause-autopilot" | "resume-autopilot"), _) => {
-            let paused = pause == "pause-autopilot";
-            (
-                Change::PauseAutopilot {
-                    context: name.clone(),
-                    paused,
-                },
-                if paused { "autopilot paused" } else { "autopilot resumed" }.to_owned(),
-            )
-        }
-        (pause @ ("pause-shadow" | "resume-shadow"), _) => match context().await {
-            Ok(Some(mut ctx)) => {
-                let paused = pause == "pause-shadow";
-                ctx.shadow.sample_percent = paused.then_some(0);
-                let what = if paused { "shadowing paused" } else { "shadowing resumed" };
-                (Change::PutContext(ctx), what.to_owned())
-            }
-            Ok(None) => return refuse(StatusCode::NOT_FOUND, "Not applied", format!("there is no context named `{name}`")),
-            Err(e) => return store_failure(&s, Some(&viewer), e),
+    let action = match (f.action.as_str(), f.weight) {
+        ("promote", _) => ContextAction::Promote,
+        ("rollback", _) => ContextAction::Rollback,
+        ("set-weight", Some(weight)) => ContextAction::SetWeight(weight),
+        ("pause-autopilot", _) => ContextAction::PauseAutopilot(true),
+        ("resume-autopilot", _) => ContextAction::PauseAutopilot(false),
+        ("pause-shadow", _) => ContextAction::PauseShadow(true),
+        ("resume-shadow", _) => ContextAction::PauseShadow(false),
+        ("accept-noise", _) => ContextAction::AcceptNoise(path),
+        ("dismiss-noise", _) => ContextAction::DismissNoise {
+            path,
+            dismissed: true,
         },
-        ("accept-noise", _) => {
-            let proposed = match s.store.shadow_noise(&name).await {
-                Ok(p) => p.iter().any(|p| p.path == path),
-                Err(e) => return store_failure(&s, Some(&viewer), e),
-            };
-            match context().await {
-                Ok(Some(mut ctx)) if proposed && !ctx.shadow.ignore.contains(&path) => {
-                    ctx.shadow.ignore.push(path.clone());
-                    (Change::PutContext(ctx), "noise rule accepted".to_owned())
-                }
-                Ok(_) => {
-                    return refuse(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "Not applied",
-                        format!("`{path}` is not a proposed rule of `{name}` that is not yet accepted"),
-                    )
-                }
-                Err(e) => return store_failure(&s, Some(&viewer), e),
-            }
-        }
-        ("dismiss-noise", _) => {
-            // Not a catalog change: the proposal is hidden, and the act audited.
-            return match s.store.dismiss_noise(&name, &path, true).await {
-                Ok(true) => {
-                    let recorded = s
-                        .store
-                        .record(
-                            &meta,
-                            "dismiss-noise",
-                            &format!("context:{name}"),
-                            None,
-                            Some(serde_json::json!({ "path": path, "dismissed": true })),
-                        )
-                        .await;
-                    match recorded {
-                        Ok(_) => see_other(&format!("{back}?done=noise+rule+dismissed")),
-                        Err(e) => store_failure(&s, Some(&viewer), e),
-                    }
-                }
-                Ok(false) => refuse(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Not applied",
-                    format!("`{path}` is not a proposed rule of `{name}`"),
-                ),
-                Err(e) => store_failure(&s, Some(&viewer), e),
-            };
-        }
         _ => {
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -1469,9 +1401,10 @@ async fn action(
             )
         }
     };
-    match s.store.apply(&change, f.base_version, &meta).await {
+    let what = action.done();
+    match actions::perform(&*s.store, &name, action, f.base_version, &meta).await {
         Ok(_) => see_other(&format!("{back}?done={}", what.replace(' ', "+"))),
-        Err(StoreError::Stale { based_on, current }) => {
+        Err(ActionError::Store(StoreError::Stale { based_on, current })) => {
             let since = s
                 .store
                 .audit(&AuditQuery {
@@ -1494,8 +1427,15 @@ async fn action(
                 ),
             )
         }
-        Err(StoreError::Change(e)) => refuse(StatusCode::CONFLICT, "Not applied", e.to_string()),
-        Err(e) => store_failure(&s, Some(&viewer), e),
+        Err(ActionError::Store(StoreError::Change(e))) => {
+            refuse(StatusCode::CONFLICT, "Not applied", e.to_string())
+        }
+        Err(e @ (ActionError::Invalid { .. } | ActionError::NotProposed { .. })) => refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not applied",
+            e.to_string(),
+        ),
+        Err(ActionError::Store(e)) => store_failure(&s, Some(&viewer), e),
     }
 }
 

@@ -430,6 +430,32 @@ async fn noise_learned_from_legacy_is_proposed_and_applies_once_accepted() {
     }
     let after = results_until(&admin, "six compared", |v| v["compared"] == 6).await;
     assert_eq!(after["matched"], 2, "the accepted rule applies: {after}");
+
+    // Pausing shadowing is a typed change too: nothing is copied, the share is kept.
+    let paused = admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/shadow/pause",
+            json!({ "reason": "the new service is being redeployed", "paused": true }),
+        )
+        .await;
+    assert_eq!(paused["item"]["shadow"]["paused"], true, "{paused}");
+    let (_, _, audit) = admin
+        .call(Method::GET, "/api/v1/audit?target=context:orders", None)
+        .await;
+    assert_eq!(audit["items"][0]["action"], "pause-shadow", "{audit}");
+    admin.in_effect().await;
+    for _ in 0..2 {
+        fetch(&format!("http://{}/orders/7", s.listen)).await;
+    }
+    let skipped = results_until(&admin, "two not sampled", |v| {
+        v["skipped"]["not_sampled"] == 2
+    })
+    .await;
+    assert_eq!(
+        skipped["compared"], 6,
+        "nothing compared while paused: {skipped}"
+    );
     s.stop().await;
 }
 

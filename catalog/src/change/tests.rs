@@ -231,3 +231,49 @@ fn replacing_a_route_gives_it_the_new_spec_and_id() {
     .unwrap_err();
     assert!(matches!(err, ChangeError::NotFound { .. }));
 }
+
+#[test]
+fn pausing_shadowing_keeps_the_sampling_share() {
+    let mut c = base();
+    c.contexts.get_mut("orders").unwrap().shadow.sample_percent = Some(30);
+    let pause = |paused| Change::PauseShadow {
+        context: "orders".into(),
+        paused,
+    };
+    pause(true).apply(&mut c, &SizeOnly).unwrap();
+    assert!(c.contexts["orders"].shadow.paused);
+    assert_eq!(pause(true).action_name(), "pause-shadow");
+    pause(false).apply(&mut c, &SizeOnly).unwrap();
+    let shadow = &c.contexts["orders"].shadow;
+    assert!(!shadow.paused);
+    assert_eq!(
+        shadow.sample_percent,
+        Some(30),
+        "the share survives a pause"
+    );
+    let err = Change::PauseShadow {
+        context: "nope".into(),
+        paused: true,
+    }
+    .apply(&mut c.clone(), &SizeOnly)
+    .unwrap_err();
+    assert!(matches!(err, ChangeError::NotFound { .. }));
+}
+
+#[test]
+fn accepting_a_noise_rule_adds_it_once_and_only_if_it_is_a_path() {
+    let mut c = base();
+    let accept = |path: &str| Change::AcceptNoise {
+        context: "orders".into(),
+        path: path.into(),
+    };
+    accept("$.updatedAt").apply(&mut c, &SizeOnly).unwrap();
+    assert_eq!(c.contexts["orders"].shadow.ignore, vec!["$.updatedAt"]);
+    let again = accept("$.updatedAt").apply(&mut c.clone(), &SizeOnly);
+    assert!(
+        matches!(again, Err(ChangeError::Exists { .. })),
+        "{again:?}"
+    );
+    let bad = accept("updatedAt").apply(&mut c.clone(), &SizeOnly);
+    assert!(matches!(bad, Err(ChangeError::Invalid(_))), "{bad:?}");
+}

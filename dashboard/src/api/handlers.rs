@@ -9,12 +9,13 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use strangler_catalog::{Action, Catalog, Change, Context, RouteSpec, Service};
 use strangler_catalog::{AuditQuery, ChangeMeta};
+use strangler_catalog::{Catalog, Change, Context, RouteSpec, Service};
 
 use super::auth::{Operator, Reader};
 use super::problem::ApiProblem;
 use super::ApiState;
+use crate::actions::{self, ContextAction, Outcome};
 
 type ApiResult = Result<Response, ApiProblem>;
 
@@ -618,52 +619,6 @@ pub struct NoisePath {
     path: String,
 }
 
-/// Accepts a proposed ignore rule: a catalog change (versioned, audited) adding the path to
-/// the context's `shadow.ignore`.
-pub async fn accept_noise(
-    op: Operator,
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    e: Envelope<NoisePath>,
-) -> ApiResult {
-    let c = s.store.load().await?;
-    let mut ctx = c
-        .contexts
-        .get(&name)
-        .cloned()
-        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
-    let known = s
-        .store
-        .shadow_noise(&name)
-        .await?
-        .iter()
-        .any(|p| p.path == e.item.path);
-    if !known {
-        return Err(ApiProblem::not_found(format!(
-            "`{}` is not a proposed rule of context `{name}`; GET /api/v1/contexts/{name}/shadow/noise lists them",
-            e.item.path
-        )));
-    }
-    if ctx.shadow.ignore.contains(&e.item.path) {
-        return Err(ApiProblem::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "The rule exists",
-            format!("context `{name}` already ignores `{}`", e.item.path),
-        ));
-    }
-    ctx.shadow.ignore.push(e.item.path);
-    change(
-        &s,
-        &op,
-        Change::PutContext(ctx),
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DismissNoise {
@@ -677,39 +632,46 @@ fn yes() -> bool {
     true
 }
 
-/// Dismisses a proposed ignore rule (audited; the catalog does not change).
-pub async fn dismiss_noise(
-    op: Operator,
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    e: Envelope<DismissNoise>,
-) -> ApiResult {
-    let meta = meta(&op, e.reason)?;
-    let DismissNoise { path, dismissed } = e.item;
-    if !s.store.dismiss_noise(&name, &path, dismissed).await? {
-        return Err(ApiProblem::not_found(format!(
-            "`{path}` is not a proposed rule of context `{name}`"
-        )));
-    }
-    let action = if dismissed {
-        "dismiss-noise"
-    } else {
-        "restore-noise"
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    paused: bool,
+}
+
+/// Performs an operator's action on a context.
+async fn act(
+    s: &ApiState,
+    op: &Operator,
+    name: &str,
+    action: ContextAction,
+    base_version: Option<i64>,
+    reason: Option<String>,
+) -> Result<Outcome, ApiProblem> {
+    let meta = meta(op, reason)?;
+    // Dismissing a proposal changes no catalog: it needs no version.
+    let based_on = match action {
+        ContextAction::DismissNoise { .. } => base_version.unwrap_or_default(),
+        _ => base(base_version)?,
     };
-    let entry = s
-        .store
-        .record(
-            &meta,
-            action,
-            &format!("context:{name}"),
-            None,
-            Some(serde_json::json!({ "path": path, "dismissed": dismissed })),
-        )
-        .await?;
-    Ok(
-        Json(serde_json::json!({ "path": path, "dismissed": dismissed, "audit_id": entry.id }))
-            .into_response(),
-    )
+    Ok(actions::perform(&*s.store, name, action, based_on, &meta).await?)
+}
+
+/// What an action did, as the API answers it.
+fn done(outcome: Outcome) -> ApiResult {
+    match outcome {
+        Outcome::Changed { change, catalog } => {
+            let target = change.target();
+            Ok(Json(serde_json::json!({
+                "version": catalog.version,
+                "target": target,
+                "item": item_of(&catalog, &target),
+            }))
+            .into_response())
+        }
+        Outcome::Recorded { audit_id } => {
+            Ok(Json(serde_json::json!({ "audit_id": audit_id })).into_response())
+        }
+    }
 }
 
 pub async fn promote(
@@ -718,18 +680,17 @@ pub async fn promote(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    change(
-        &s,
-        &op,
-        Change::Transition {
-            context: name,
-            action: Action::Promote,
-        },
-        e.base_version,
-        e.reason,
-        false,
+    done(
+        act(
+            &s,
+            &op,
+            &name,
+            ContextAction::Promote,
+            e.base_version,
+            e.reason,
+        )
+        .await?,
     )
-    .await
 }
 
 pub async fn rollback(
@@ -738,24 +699,17 @@ pub async fn rollback(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    change(
-        &s,
-        &op,
-        Change::Transition {
-            context: name,
-            action: Action::Rollback,
-        },
-        e.base_version,
-        e.reason,
-        false,
+    done(
+        act(
+            &s,
+            &op,
+            &name,
+            ContextAction::Rollback,
+            e.base_version,
+            e.reason,
+        )
+        .await?,
     )
-    .await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PauseBody {
-    paused: bool,
 }
 
 /// Pauses (`{"paused": true}`) or resumes the autopilot for a context.
@@ -765,18 +719,81 @@ pub async fn pause_autopilot(
     Path(name): Path<String>,
     e: Envelope<PauseBody>,
 ) -> ApiResult {
-    change(
-        &s,
-        &op,
-        Change::PauseAutopilot {
-            context: name,
-            paused: e.item.paused,
-        },
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
+    let action = ContextAction::PauseAutopilot(e.item.paused);
+    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+}
+
+/// Pauses (`{"paused": true}`) or resumes a context's shadowing; its sampling share is kept.
+pub async fn pause_shadow(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<PauseBody>,
+) -> ApiResult {
+    let action = ContextAction::PauseShadow(e.item.paused);
+    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightBody {
+    /// Basis points, 0-10000.
+    weight: i64,
+}
+
+pub async fn set_weight(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<WeightBody>,
+) -> ApiResult {
+    // Out of `u16`: as out of range as 10001.
+    let weight = u16::try_from(e.item.weight.clamp(0, i64::from(u16::MAX))).unwrap_or(u16::MAX);
+    if i64::from(weight) != e.item.weight {
+        return Err(ApiProblem::bad_request(
+            "weight",
+            format!(
+                "{} is out of range; a weight is 0-10000 basis points (2500 = 25 %)",
+                e.item.weight
+            ),
+        ));
+    }
+    let action = ContextAction::SetWeight(weight);
+    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+}
+
+/// Accepts a proposed ignore rule: a catalog change (versioned, audited) adding the path to
+/// the context's `shadow.ignore`.
+pub async fn accept_noise(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<NoisePath>,
+) -> ApiResult {
+    let action = ContextAction::AcceptNoise(e.item.path);
+    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+}
+
+/// Dismisses a proposed ignore rule, or (`"dismissed": false`) shows it again: audited; the
+/// catalog does not change.
+pub async fn dismiss_noise(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<DismissNoise>,
+) -> ApiResult {
+    let DismissNoise { path, dismissed } = e.item;
+    let action = ContextAction::DismissNoise {
+        path: path.clone(),
+        dismissed,
+    };
+    match act(&s, &op, &name, action, e.base_version, e.reason).await? {
+        Outcome::Recorded { audit_id } => Ok(Json(
+            serde_json::json!({ "path": path, "dismissed": dismissed, "audit_id": audit_id }),
+        )
+        .into_response()),
+        other => done(other),
+    }
 }
 
 /// Every event sink's deliveries: pending, delivered, given up, the last error.
@@ -799,45 +816,6 @@ pub async fn autopilot(_: Reader, State(s): State<ApiState>) -> ApiResult {
         None => serde_json::Value::Null,
     };
     Ok(Json(v).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeightBody {
-    /// Basis points, 0-10000.
-    weight: i64,
-}
-
-pub async fn set_weight(
-    op: Operator,
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    e: Envelope<WeightBody>,
-) -> ApiResult {
-    let weight = u16::try_from(e.item.weight)
-        .ok()
-        .filter(|w| *w <= 10_000)
-        .ok_or_else(|| {
-            ApiProblem::bad_request(
-                "weight",
-                format!(
-                    "{} is out of range; a weight is 0-10000 basis points (2500 = 25 %)",
-                    e.item.weight
-                ),
-            )
-        })?;
-    change(
-        &s,
-        &op,
-        Change::Transition {
-            context: name,
-            action: Action::SetWeight { weight },
-        },
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
 }
 
 #[derive(Debug, Deserialize)]

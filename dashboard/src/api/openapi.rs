@@ -76,6 +76,7 @@ pub fn spec() -> Value {
             "/api/v1/contexts/{name}/traffic": { "get": op("One context's requests per minute and side, with errors, fallbacks and latency, and per route and side over the window (?minutes=60)", None) },
             "/api/v1/events/sinks": { "get": op("Each event sink (webhook, NATS): deliveries pending, delivered and given up, the oldest pending's age and the last error", None) },
             "/api/v1/autopilot": { "get": op("Which replica holds the autopilot's lease, and this process's last decision per context", None) },
+            "/api/v1/contexts/{name}/shadow/pause": { "post": op("Pause ({paused: true}) or resume a context's shadowing; its sampling share is kept for the resume", Some(change_body(json!({ "type": "object", "required": ["paused"], "properties": { "paused": { "type": "boolean" } } })))) },
             "/api/v1/contexts/{name}/autopilot": { "post": op("Pause ({paused: true}) or resume the autopilot for a context; any manual transition pauses it too", Some(change_body(json!({ "type": "object", "required": ["paused"], "properties": { "paused": { "type": "boolean" } } })))) },
             "/api/v1/unclaimed": { "get": op("Requests no context claims, by method and path template (`GET /orders/{id}`), busiest first, with errors and mean time (?minutes=1440)", None) },
             "/api/v1/identity/jwks": { "get": op("The identity bridge's public key (JWKS), for new services to verify X-Strangler-Identity", None) },

@@ -55,6 +55,19 @@ impl ApiProblem {
     }
 }
 
+impl From<crate::actions::ActionError> for ApiProblem {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match e {
+            ActionError::Invalid { field, message } => Self::bad_request(field, message),
+            ActionError::NotProposed { context, path } => Self::not_found(format!(
+                "`{path}` is not a proposed rule of context `{context}`; GET /api/v1/contexts/{context}/shadow/noise lists them"
+            )),
+            ActionError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiProblem {
     fn from(e: StoreError) -> Self {
         match e {

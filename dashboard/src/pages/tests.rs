@@ -440,7 +440,20 @@ async fn an_operator_pauses_shadowing_and_decides_on_noise_rules() {
         "/contexts/orders?done=shadowing+paused"
     );
     let c = store.load().await.unwrap();
-    assert_eq!(c.contexts["orders"].shadow.sample_percent, Some(0));
+    let shadow = &c.contexts["orders"].shadow;
+    assert!(shadow.paused, "a typed change, not a rewritten share");
+    assert_eq!(
+        shadow.sample_percent, None,
+        "the share is kept for the resume"
+    );
+    let last = store
+        .audit(&strangler_catalog::AuditQuery {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last[0].action, "pause-shadow");
     let (_, _, page) = send(
         &app,
         get("/contexts/orders?done=shadowing+paused", Some(&cookie)),

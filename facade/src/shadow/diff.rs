@@ -139,7 +139,11 @@ impl Rules {
     pub fn compile(p: &ShadowPolicy) -> Self {
         let pats = |v: &[String]| v.iter().filter_map(|s| Pattern::parse(s)).collect();
         Self {
-            sample_percent: p.sample_percent.unwrap_or(100).min(100),
+            sample_percent: if p.paused {
+                0
+            } else {
+                p.sample_percent.unwrap_or(100).min(100)
+            },
             reverse_percent: p.reverse_percent.unwrap_or(0).min(100),
             learn_percent: p.learn_percent.unwrap_or(0).min(100),
             headers: p
