@@ -220,7 +220,7 @@ pub async fn run_listeners(
         log,
         runtime: Some(services),
         quiet_period: settings.quiet_period,
-        catalog_cache: Default::default(),
+        catalog: strangler_dashboard::api::CatalogView::new(follower.catalog.clone()),
         autopilot: Some(Arc::new(move || autopilot.view())),
     };
     tracing::info!(

@@ -282,6 +282,8 @@ async fn main() -> anyhow_free::Result<()> {
         println!("| {name} | {:.2} ms |", t.as_secs_f64() * 1000.0);
     }
     println!();
+    let follower =
+        strangler_store::follow::follow((*store).clone(), Duration::from_secs(2)).await?;
     let app = strangler_dashboard::pages::router(ApiState {
         store,
         tokens: Tokens {
@@ -291,7 +293,7 @@ async fn main() -> anyhow_free::Result<()> {
         log: None,
         runtime: None,
         quiet_period: Duration::from_secs(30 * 86_400),
-        catalog_cache: Default::default(),
+        catalog: strangler_dashboard::api::CatalogView::new(follower.catalog),
         autopilot: None,
     });
     let login = Request::post("/login")

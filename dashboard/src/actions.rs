@@ -50,7 +50,10 @@ impl ContextAction {
 #[derive(Debug)]
 pub enum Outcome {
     /// The catalog change it made, and the catalog it made.
-    Changed { change: Change, catalog: Catalog },
+    Changed {
+        change: Box<Change>,
+        catalog: Catalog,
+    },
     /// A noise proposal was dismissed (or shown again): the audit entry's id.
     Recorded { audit_id: i64 },
 }
@@ -136,7 +139,10 @@ pub async fn perform(
         }
     };
     let catalog = store.apply(&change, base_version, meta).await?;
-    Ok(Outcome::Changed { change, catalog })
+    Ok(Outcome::Changed {
+        change: Box::new(change),
+        catalog,
+    })
 }
 
 /// Refuses a path that the comparisons never proposed.

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use strangler_store::Store;
+use strangler_catalog::Catalog;
+use strangler_store::{Store, StoreError};
+use tokio::sync::watch;
 
 pub use auth::{Role, Tokens};
 pub use problem::ApiProblem;
@@ -41,37 +43,41 @@ pub struct ApiState {
     /// How long legacy must not have served a retired route before the ledger marks it
     /// safe to delete from the monolith.
     pub quiet_period: std::time::Duration,
-    /// The last catalog the pages read, reused while the version stays the same.
-    pub catalog_cache: CatalogCache,
+    /// The catalog the process follows, for the pages.
+    pub catalog: CatalogView,
     /// This process's autopilot evaluator, as JSON.
     pub autopilot: Option<Arc<crate::ServicesFn>>,
 }
 
-/// The catalog the pages last read: a page asks the store for the version (one cheap query)
-/// and parses the whole catalog again only when it changed.
-#[derive(Clone, Default)]
-pub struct CatalogCache(Arc<std::sync::Mutex<Option<Arc<strangler_catalog::Catalog>>>>);
+/// The catalog the process follows, as the pages read it.
+#[derive(Clone)]
+pub struct CatalogView(watch::Receiver<Arc<Catalog>>);
 
-impl CatalogCache {
-    /// The current catalog.
-    pub async fn load(
-        &self,
-        store: &dyn Store,
-    ) -> Result<Arc<strangler_catalog::Catalog>, strangler_store::StoreError> {
+impl CatalogView {
+    /// The follower's catalog (`strangler_store::follow`).
+    pub fn new(follower: watch::Receiver<Arc<Catalog>>) -> Self {
+        Self(follower)
+    }
+
+    /// The current catalog: the follower's, once it has caught up with the store's version
+    /// (one cheap query), so that the page after a change shows it. A follower that does not
+    /// catch up within two seconds (the store is failing it) is bypassed: the store is read.
+    pub async fn current(&self, store: &dyn Store) -> Result<Arc<Catalog>, StoreError> {
         let version = store.version().await?;
-        let cached = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|c| c.version == version)
-            .cloned();
-        if let Some(c) = cached {
-            return Ok(c);
+        let mut follower = self.0.clone();
+        let caught_up: Option<Arc<Catalog>> = match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            follower.wait_for(|c| c.version >= version),
+        )
+        .await
+        {
+            Ok(Ok(catalog)) => Some(Arc::clone(&catalog)),
+            _ => None,
+        };
+        match caught_up {
+            Some(catalog) => Ok(catalog),
+            None => Ok(Arc::new(store.load().await?)),
         }
-        let fresh = Arc::new(store.load().await?);
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&fresh));
-        Ok(fresh)
     }
 }
 

@@ -638,7 +638,7 @@ async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Response {
 }
 
 async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, StoreError> {
-    let catalog = s.catalog_cache.load(&*s.store).await?;
+    let catalog = s.catalog.current(&*s.store).await?;
     let now = crate::now_minute();
     // The last hour per context (the context rows are made of it); the day, the week and the
     // chart from one hourly series (whole hours, the current one included).
@@ -985,7 +985,7 @@ async fn context_page(
     let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
-    let catalog = match s.catalog_cache.load(&*s.store).await {
+    let catalog = match s.catalog.current(&*s.store).await {
         Ok(c) => c,
         Err(e) => return store_failure(&s, Some(&viewer), e),
     };

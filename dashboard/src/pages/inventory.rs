@@ -98,7 +98,7 @@ pub(super) async fn unclaimed_page(
     let now = crate::now_minute();
     let loaded = async {
         let rows = s.store.path_traffic("", now - minutes + 1).await?;
-        let catalog = s.catalog_cache.load(&*s.store).await?;
+        let catalog = s.catalog.current(&*s.store).await?;
         Ok::<_, StoreError>((rows, catalog))
     };
     let (rows, catalog) = match loaded.await {

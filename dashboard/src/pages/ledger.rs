@@ -64,7 +64,7 @@ pub(super) async fn ledger_page(State(s): State<ApiState>, headers: HeaderMap) -
         return see_other("/login");
     };
     let loaded = async {
-        let catalog = s.catalog_cache.load(&*s.store).await?;
+        let catalog = s.catalog.current(&*s.store).await?;
         let audit = s.store.audit_of("context:", HISTORY_ROWS).await?;
         // Days since legacy served a route matter once its context is retired.
         let retired: Vec<String> = catalog

@@ -97,7 +97,15 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, 
         log: None,
         runtime: None,
         quiet_period,
-        catalog_cache: Default::default(),
+        catalog: crate::api::CatalogView::new(
+            strangler_store::follow::follow(
+                (*store).clone(),
+                std::time::Duration::from_millis(200),
+            )
+            .await
+            .unwrap()
+            .catalog,
+        ),
         autopilot: None,
     };
     (super::router(state), store, TempDir(dir))
