@@ -11,6 +11,8 @@
 //! - `change.rs` — the changes an operator can make, applied to a catalog in memory, with the
 //!   audit snapshot and the events each one emits;
 //! - `rollout.rs` — the autopilot's policy: steps, holds, checks and their verdicts;
+//! - `cookie.rs` — the one `Cookie` field parser (sticky keys, the identity bridge, sessions);
+//! - `json_path.rs` — the JSON paths of shadow rules: one grammar, one matcher;
 //! - `clock.rs` — the one clock (Unix time in ms, s, minutes) and RFC 3339 dates in UTC;
 //! - `rows.rs` — audit entries, traffic and shadow rollups, outbox items, events.
 //!
@@ -19,6 +21,8 @@
 
 mod change;
 pub mod clock;
+pub mod cookie;
+pub mod json_path;
 mod model;
 pub mod pattern;
 pub mod rollout;
@@ -27,7 +31,8 @@ mod state;
 mod validate;
 
 pub use change::{Action, Change, ChangeError, ContextEvent};
-pub use model::{check_json_path, fnv1a64};
+pub use json_path::{JsonPath, JsonPathError};
+pub use model::fnv1a64;
 pub use model::{
     Catalog, Context, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow, RouteSpec,
     Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch,

@@ -463,7 +463,8 @@ impl ShadowPolicy {
             .chain(self.normalize.keys().map(|p| ("normalize", p)))
             .chain(self.redact.iter().map(|p| ("redact", p)));
         for (rule, path) in paths {
-            check_json_path(path).map_err(|why| (format!("{rule}[{path}]"), why))?;
+            crate::JsonPath::parse(path)
+                .map_err(|why| (format!("{rule}[{path}]"), why.to_string()))?;
         }
         for (path, tol) in &self.tolerance {
             if !tol.is_finite() || *tol < 0.0 {
@@ -483,33 +484,6 @@ impl ShadowPolicy {
         }
         Ok(())
     }
-}
-
-/// Checks a JSON path of a shadow rule: `$` then `.key`, `.*` or `[*]` segments.
-pub fn check_json_path(path: &str) -> Result<(), String> {
-    let Some(mut rest) = path.strip_prefix('$') else {
-        return Err(format!(
-            "`{path}` must start with `$`, e.g. $.items[*].updatedAt"
-        ));
-    };
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix("[*]") {
-            rest = r;
-        } else if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            if end == 0 {
-                return Err(format!(
-                    "`{path}` has an empty key; write $.a.b, $.a[*] or $.*"
-                ));
-            }
-            rest = &r[end..];
-        } else {
-            return Err(format!(
-                "`{path}` is not a JSON path; write $.a.b, $.a[*].c or $.*.c"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn yes() -> bool {

@@ -26,6 +26,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use strangler_anti_corruption::{Compiled, Links, Registry};
+use strangler_catalog::json_path::{JsonPath, Step};
 use strangler_catalog::ContractPair;
 use strangler_catalog::ShadowPolicy;
 use strangler_facade::shadow_diff::{compare_with, Answer, Rules};
@@ -76,36 +77,6 @@ pub async fn suite(
     })
 }
 
-/// A rule path (`$.a.b`, `$.items[*].x`, `$.*.id`) as segments.
-fn rule_segments(rule: &str) -> Vec<String> {
-    let rest = rule.strip_prefix('$').unwrap_or(rule);
-    let mut out = Vec::new();
-    for part in rest.split('.').filter(|p| !p.is_empty()) {
-        let mut part = part;
-        while let Some((key, tail)) = part.split_once("[*]") {
-            if !key.is_empty() {
-                out.push(key.to_owned());
-            }
-            out.push("[*]".to_owned());
-            part = tail;
-        }
-        if !part.is_empty() {
-            out.push(part.to_owned());
-        }
-    }
-    out
-}
-
-/// Whether a value at `at` (keys, and `[*]` for array elements) is under one of `rules`.
-fn covered(at: &[String], rules: &[Vec<String>]) -> bool {
-    rules.iter().any(|r| {
-        r.len() <= at.len()
-            && r.iter()
-                .zip(at)
-                .all(|(r, a)| r == a || (r == "*" && a != "[*]"))
-    })
-}
-
 fn hurl_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -123,14 +94,8 @@ fn hurl_string(s: &str) -> String {
 }
 
 /// One `jsonpath` assert per value of `v`, except under `skip`.
-fn asserts(
-    v: &Value,
-    path: &str,
-    at: &mut Vec<String>,
-    skip: &[Vec<String>],
-    out: &mut Vec<String>,
-) {
-    if covered(at, skip) {
+fn asserts(v: &Value, path: &str, at: &mut Vec<Step>, skip: &[JsonPath], out: &mut Vec<String>) {
+    if skip.iter().any(|rule| rule.covers(at)) {
         return;
     }
     match v {
@@ -144,7 +109,7 @@ fn asserts(
                 } else {
                     format!("{path}['{}']", k.replace('\\', "\\\\").replace('\'', "\\'"))
                 };
-                at.push(k.clone());
+                at.push(Step::Key(k.clone()));
                 asserts(child, &p, at, skip, out);
                 at.pop();
             }
@@ -156,7 +121,7 @@ fn asserts(
                 items.len()
             ));
             for (i, child) in items.iter().enumerate() {
-                at.push("[*]".into());
+                at.push(Step::Each);
                 asserts(child, &format!("{path}[{i}]"), at, skip, out);
                 at.pop();
             }
@@ -174,12 +139,12 @@ fn asserts(
 
 /// The suite as a Hurl file; `{{base}}` is the origin to test (`hurl --variable base=…`).
 pub fn hurl(suite: &Suite) -> String {
-    let skip: Vec<Vec<String>> = suite
+    let skip: Vec<JsonPath> = suite
         .shadow
         .ignore
         .iter()
         .chain(&suite.shadow.redact)
-        .map(|r| rule_segments(r))
+        .filter_map(|r| JsonPath::parse(r).ok())
         .collect();
     let mut out = format!(
         "# Contract tests for `{}`, from exchanges Strangler recorded in shadow where the new\n\

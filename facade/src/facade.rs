@@ -19,6 +19,7 @@ use crate::framing::Framing;
 use crate::shadow;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
+use crate::CompileError;
 
 /// The facade: immutable configuration, the legacy upstream and the telemetry. Cheap to clone.
 #[derive(Clone)]
@@ -173,7 +174,7 @@ impl Facade {
     }
 
     /// Compiles `catalog` and makes it the one requests follow. On error the previous one stays.
-    pub fn apply_catalog(&self, catalog: &Catalog) -> Result<(), String> {
+    pub fn apply_catalog(&self, catalog: &Catalog) -> Result<(), CompileError> {
         let s = &*self.shared;
         let previous = s.snapshot.load();
         match Snapshot::compile(

@@ -236,33 +236,24 @@ impl Bridge {
 
 /// The value of cookie `name` in the request's Cookie fields.
 fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
+    let fields = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+    let value = strangler_catalog::cookie::find(fields, name)?;
+    std::str::from_utf8(value)
+        .ok()
         .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// Removes cookie `name`, keeping the others.
 fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .map(str::to_owned)
-        .collect();
+    let fields = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+    let kept = strangler_catalog::cookie::without(fields, name).join(&b"; "[..]);
+    let kept = (!kept.is_empty())
+        .then(|| HeaderValue::from_bytes(&kept).ok())
+        .flatten();
     headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(COOKIE, v);
-        }
+    if let Some(v) = kept {
+        headers.insert(COOKIE, v);
     }
 }
 

@@ -36,6 +36,7 @@
 mod admission;
 mod body;
 mod buffers;
+mod compile_error;
 mod compose;
 mod config;
 mod conn;
@@ -60,6 +61,7 @@ mod translate;
 mod upgrade;
 
 pub use buffers::default_budget as default_buffer_budget;
+pub use compile_error::CompileError;
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use facade::Facade;
 pub use identity::{IdentityConfig, IDENTITY_HEADER};

@@ -28,6 +28,7 @@ mod trie;
 
 pub use sticky::{decide_side, sticky_bucket};
 
+use crate::CompileError;
 use predicate::Predicates;
 use trie::Node;
 
@@ -89,13 +90,13 @@ impl RouteTable {
 
     /// Compiles the catalog's routes: checks each spec, compiles its regular expressions once,
     /// and builds the tries. The error names the route.
-    pub fn compile(catalog: &Catalog) -> Result<Self, String> {
+    pub fn compile(catalog: &Catalog) -> Result<Self, CompileError> {
         Self::compile_with(catalog, false)
     }
 
     /// Like [`RouteTable::compile`]; with `fold_case`, paths match without regard to ASCII
     /// case (lookups then pass lower-cased paths).
-    pub fn compile_with(catalog: &Catalog, fold_case: bool) -> Result<Self, String> {
+    pub fn compile_with(catalog: &Catalog, fold_case: bool) -> Result<Self, CompileError> {
         let contexts: HashMap<&str, Arc<ContextEntry>> = catalog
             .contexts
             .values()
@@ -117,7 +118,11 @@ impl RouteTable {
             .collect();
         let mut ranked = Vec::with_capacity(catalog.routes.len());
         for (id, route) in &catalog.routes {
-            let fail = |e: String| format!("route {id} of context `{}`: {e}", route.context);
+            let fail = |why: String| CompileError::Route {
+                id: id.clone(),
+                context: route.context.to_string(),
+                why,
+            };
             pattern::check_spec(&route.spec).map_err(fail)?;
             let context = contexts
                 .get(route.context.as_str())
@@ -142,7 +147,7 @@ impl RouteTable {
         table.contexts.sort_by_key(|c| c.index);
         let mut hosts: HashMap<String, Node> = HashMap::new();
         for (rank, (_, compiled, host, path)) in ranked.into_iter().enumerate() {
-            let rank = u32::try_from(rank).map_err(|_| "too many routes".to_owned())?;
+            let rank = u32::try_from(rank).map_err(|_| CompileError::TooManyRoutes(u32::MAX))?;
             let node = match host {
                 Some(h) => hosts.entry(h).or_default(),
                 None => &mut table.any_host,

@@ -19,6 +19,7 @@ use crate::routes::{ContextEntry, RouteTable};
 use crate::shadow::diff::Rules;
 use crate::traffic::{ContextTraffic, PathCounters, Traffic};
 use crate::translate::Translation;
+use crate::CompileError;
 use strangler_catalog::RouteShadow;
 
 /// One compiled catalog.
@@ -88,7 +89,7 @@ impl Snapshot {
         registry: &Registry,
         traffic: &Traffic,
         fold_case: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CompileError> {
         let routes = RouteTable::compile_with(catalog, fold_case)?;
         let mut services = HashMap::new();
         for svc in catalog.services.values() {
@@ -110,7 +111,7 @@ impl Snapshot {
         let mut by_name = HashMap::with_capacity(routes.contexts().len());
         for entry in routes.contexts() {
             let Some(ctx) = catalog.contexts.get(&*entry.name) else {
-                return Err(format!("context `{}` vanished while compiling", entry.name));
+                return Err(CompileError::Vanished(entry.name.to_string()));
             };
             let translation = match &ctx.translator {
                 None => None,
@@ -127,10 +128,10 @@ impl Snapshot {
                     {
                         Some((old, t)) if old == text => Arc::clone(&t.compiled),
                         _ => Arc::new(Compiled::compile(text, registry).map_err(|e| {
-                            format!(
-                                "context `{}`: the translator does not compile: {e}",
-                                ctx.name
-                            )
+                            CompileError::Translator {
+                                context: ctx.name.to_string(),
+                                why: e.to_string(),
+                            }
                         })?),
                     };
                     Some((
@@ -176,12 +177,17 @@ impl Snapshot {
 }
 
 /// The cluster settings a service's policy asks for, with defaults for what it leaves out.
-fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterConfig, String> {
+fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterConfig, CompileError> {
     let p = &svc.policy;
     let instances = svc
         .urls
         .iter()
-        .map(|u| Origin::parse(u).map_err(|e| format!("service `{}`: {e}", svc.name)))
+        .map(|u| {
+            Origin::parse(u).map_err(|e| CompileError::Service {
+                service: svc.name.to_string(),
+                why: e.to_string(),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     // With no instance yet (one that only registers itself), the template's origin stands in;
     // the cluster answers "no instance" until one registers.

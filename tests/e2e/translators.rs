@@ -429,7 +429,7 @@ async fn a_translator_that_does_not_compile_is_refused_and_the_old_one_serves() 
         "[[request.body]]\nop = \"jq\"\nexpr = \"{a: \"\n",
     );
     broken.version = 2;
-    let err = f.facade.apply_catalog(&broken).unwrap_err();
+    let err = f.facade.apply_catalog(&broken).unwrap_err().to_string();
     assert!(err.contains("line 1") && err.contains("jq"), "{err}");
     assert_eq!(f.facade.catalog_version(), 1);
     let (status, _, body) = fetch(&f.url("/api/orders/7")).await;
@@ -1095,7 +1095,7 @@ async fn a_registered_rust_translator_runs_on_the_live_path() {
     // A spec naming a translator that is not registered does not compile.
     let mut c = translated(new, MigrationState::Migrated, "rust = \"nope\"\n");
     c.version = 2;
-    let err = f.facade.apply_catalog(&c).unwrap_err();
+    let err = f.facade.apply_catalog(&c).unwrap_err().to_string();
     assert!(
         err.contains("no Rust translator named `nope`") && err.contains("envelope"),
         "{err}"

@@ -929,7 +929,7 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
     let long: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
     let mut changed = long.clone();
     changed[20] = "line twenty".into();
-    let (l, n) = super::diff_html(&long.join("\n"), &changed.join("\n"));
+    let (l, n) = super::context::diff_html(&long.join("\n"), &changed.join("\n"));
     assert!(
         l.contains("<mark>line 20</mark>") && n.contains("<mark>line twenty</mark>"),
         "{n}"

@@ -85,14 +85,7 @@ fn key_bucket(context: &str, key: &StickyKey, headers: &HeaderMap, peer: IpAddr)
 
 /// The value of the first cookie called `name`, over all `Cookie` fields.
 pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers.get_all(COOKIE).iter().find_map(|field| {
-        field.as_bytes().split(|&b| b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (k, v) = (pair[..eq].trim_ascii(), &pair[eq + 1..]);
-            (k == name.as_bytes()).then(|| v.trim_ascii())
-        })
-    })
+    strangler_catalog::cookie::find(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()), name)
 }
 
 /// The `sub` claim of `Authorization: Bearer <jwt>`, decoded but not verified: it only picks a

@@ -7,102 +7,8 @@
 use serde_json::Value;
 
 use super::json::J;
+use strangler_catalog::json_path::{At, JsonPath, Step};
 use strangler_catalog::ShadowPolicy;
-
-/// One segment of a path, as walked or as written in a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    /// `.*` in a rule: any key.
-    AnyKey,
-    /// `[*]`: an array element.
-    Array,
-}
-
-/// A rule's path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern(Vec<Seg>);
-
-impl Pattern {
-    fn parse(path: &str) -> Option<Self> {
-        strangler_catalog::check_json_path(path).ok()?;
-        let mut segs = Vec::new();
-        let mut rest = path.strip_prefix('$')?;
-        while !rest.is_empty() {
-            if let Some(r) = rest.strip_prefix("[*]") {
-                segs.push(Seg::Array);
-                rest = r;
-            } else if let Some(r) = rest.strip_prefix('.') {
-                let end = r.find(['.', '[']).unwrap_or(r.len());
-                let key = &r[..end];
-                segs.push(if key == "*" {
-                    Seg::AnyKey
-                } else {
-                    Seg::Key(key.to_owned())
-                });
-                rest = &r[end..];
-            } else {
-                return None;
-            }
-        }
-        Some(Self(segs))
-    }
-
-    fn seg_matches(rule: &Seg, at: At<'_>) -> bool {
-        match (rule, at) {
-            (Seg::AnyKey, At::Key(_)) | (Seg::Array, At::Array) => true,
-            (Seg::Key(a), At::Key(b)) => a == b,
-            _ => false,
-        }
-    }
-
-    /// The walked path is exactly this pattern.
-    fn is<A: AsAt>(&self, at: &[A]) -> bool {
-        self.0.len() == at.len()
-            && self
-                .0
-                .iter()
-                .zip(at)
-                .all(|(r, a)| Self::seg_matches(r, a.at()))
-    }
-
-    /// The walked path is this pattern or below it.
-    fn covers<A: AsAt>(&self, at: &[A]) -> bool {
-        self.0.len() <= at.len()
-            && self
-                .0
-                .iter()
-                .zip(at)
-                .all(|(r, a)| Self::seg_matches(r, a.at()))
-    }
-}
-
-/// A segment of a walked path, borrowing the key from the value walked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum At<'v> {
-    Key(&'v str),
-    Array,
-}
-
-trait AsAt {
-    fn at(&self) -> At<'_>;
-}
-
-impl AsAt for At<'_> {
-    fn at(&self) -> At<'_> {
-        *self
-    }
-}
-
-impl AsAt for Seg {
-    fn at(&self) -> At<'_> {
-        match self {
-            Seg::Key(k) => At::Key(k),
-            Seg::AnyKey => At::Key("*"),
-            Seg::Array => At::Array,
-        }
-    }
-}
 
 /// A value normaliser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,11 +29,11 @@ pub struct Rules {
     pub learn_percent: u8,
     /// Response header fields compared, lower-case.
     pub headers: Vec<http::HeaderName>,
-    ignore: Vec<Pattern>,
-    unordered: Vec<Pattern>,
-    tolerance: Vec<(Pattern, f64)>,
-    normalize: Vec<(Pattern, Norm)>,
-    redact: Vec<Pattern>,
+    ignore: Vec<JsonPath>,
+    unordered: Vec<JsonPath>,
+    tolerance: Vec<(JsonPath, f64)>,
+    normalize: Vec<(JsonPath, Norm)>,
+    redact: Vec<JsonPath>,
     /// Query parameters blanked in stored requests (besides secret-looking ones).
     pub redact_query: Vec<String>,
     /// Request header fields a stored request keeps besides the standard ones.
@@ -137,7 +43,7 @@ pub struct Rules {
 impl Rules {
     /// Compiles a policy (already validated by the catalog; a bad path is skipped).
     pub fn compile(p: &ShadowPolicy) -> Self {
-        let pats = |v: &[String]| v.iter().filter_map(|s| Pattern::parse(s)).collect();
+        let pats = |v: &[String]| v.iter().filter_map(|s| JsonPath::parse(s).ok()).collect();
         Self {
             sample_percent: if p.paused {
                 0
@@ -159,7 +65,7 @@ impl Rules {
             tolerance: p
                 .tolerance
                 .iter()
-                .filter_map(|(k, v)| Some((Pattern::parse(k)?, *v)))
+                .filter_map(|(k, v)| Some((JsonPath::parse(k).ok()?, *v)))
                 .collect(),
             normalize: p
                 .normalize
@@ -172,7 +78,7 @@ impl Rules {
                         "case" => Norm::Case,
                         _ => return None,
                     };
-                    Some((Pattern::parse(k)?, n))
+                    Some((JsonPath::parse(k).ok()?, n))
                 })
                 .collect(),
         }
@@ -187,7 +93,7 @@ impl Rules {
         }
     }
 
-    fn blank(&self, v: &mut Value, at: &mut Vec<Seg>) {
+    fn blank(&self, v: &mut Value, at: &mut Vec<Step>) {
         if self.redact.iter().any(|p| p.covers(at)) {
             *v = Value::String("[redacted]".into());
             return;
@@ -195,13 +101,13 @@ impl Rules {
         match v {
             Value::Object(map) => {
                 for (k, child) in map.iter_mut() {
-                    at.push(Seg::Key(k.clone()));
+                    at.push(Step::Key(k.clone()));
                     self.blank(child, at);
                     at.pop();
                 }
             }
             Value::Array(items) => {
-                at.push(Seg::Array);
+                at.push(Step::Each);
                 for child in items {
                     self.blank(child, at);
                 }
@@ -318,7 +224,7 @@ impl Rules {
     /// Non-JSON text bodies under a normaliser at `$` (`whitespace`, `case`) compare as
     /// normalised text.
     fn same_text(&self, a: &[u8], b: &[u8]) -> bool {
-        let whole = self.normalize.iter().find(|(p, _)| p.0.is_empty());
+        let whole = self.normalize.iter().find(|(p, _)| p.is_root());
         match (whole, std::str::from_utf8(a), std::str::from_utf8(b)) {
             (Some((_, n)), Ok(a), Ok(b)) => normalized_equal(*n, a, b),
             _ => false,
@@ -338,7 +244,7 @@ pub fn noise_paths(first: &Answer<'_>, second: &Answer<'_>) -> Vec<String> {
             )
         })
         .map(|s| s.path)
-        .filter(|p| p != "$" && strangler_catalog::check_json_path(p).is_ok())
+        .filter(|p| p != "$" && JsonPath::parse(p).is_ok())
         .collect()
 }
 
@@ -508,7 +414,7 @@ impl<'v> Walk<'_, 'v> {
                 }
             }
             (J::Arr(x), J::Arr(y)) => {
-                let len = self.enter(At::Array, false);
+                let len = self.enter(At::Element, false);
                 if rules
                     .unordered
                     .iter()

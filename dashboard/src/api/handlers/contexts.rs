@@ -1,0 +1,107 @@
+//! Contexts: list, read, create, replace, delete.
+
+use super::{change, with_version, ApiResult, Envelope, Nothing};
+use crate::api::auth::{Operator, Reader};
+use crate::api::problem::ApiProblem;
+use crate::api::ApiState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use strangler_catalog::{Change, Context};
+
+pub async fn list_contexts(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let c = s.store.load().await?;
+    Ok(with_version(
+        c.version,
+        c.contexts.values().collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn get_context(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let ctx = c
+        .contexts
+        .get(&name)
+        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
+    let routes: Vec<_> = c.routes_of(&name).collect();
+    Ok(
+        Json(serde_json::json!({ "version": c.version, "item": ctx, "routes": routes }))
+            .into_response(),
+    )
+}
+
+pub async fn create_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    e: Envelope<Context>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    if c.contexts.contains_key(&e.item.name) {
+        return Err(ApiProblem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The context exists",
+            format!(
+                "context `{}` already exists; PUT /api/v1/contexts/{} to change it",
+                e.item.name, e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutContext(e.item),
+        e.base_version,
+        e.reason,
+        true,
+    )
+    .await
+}
+
+pub async fn put_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<Context>,
+) -> ApiResult {
+    if e.item.name != name {
+        return Err(ApiProblem::bad_request(
+            "name",
+            format!(
+                "the body names `{}` but the URL names `{name}`",
+                e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutContext(e.item),
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
+
+pub async fn delete_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<Nothing>,
+) -> ApiResult {
+    change(
+        &s,
+        &op,
+        Change::DeleteContext { name },
+        e.base_version,
+        e.reason,
+        false,
+    )
+    .await
+}
