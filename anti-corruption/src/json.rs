@@ -11,6 +11,10 @@
 //! [`Text`], which keeps up to 24 bytes inline: `[1,1,1,…]` no longer costs a heap allocation
 //! per element, and every container is trimmed to its length when it closes, so a parsed
 //! document takes at most [`PARSED_BYTES_PER_BYTE`] times its text (see the tests).
+//!
+//! Size: over 600 lines, kept whole on purpose: a parser, its compact value and its printer are
+//! one format, and splitting them would spread the invariants (depth, duplicate keys, exact
+//! numbers) over several files.
 
 use std::fmt::Write as _;
 

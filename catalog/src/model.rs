@@ -1,5 +1,9 @@
 //! The domain types of the catalog. Plain data: serde for the admin API, the config file and
 //! the store's JSON columns, and nothing of the store itself.
+//!
+//! Size: over 600 lines, kept whole on purpose: the catalog's types (services, contexts, routes,
+//! shadow policy, matches) are one document, serialised as one; their validation is in
+//! `validate.rs`, their changes in `change.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;

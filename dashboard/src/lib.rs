@@ -1,8 +1,11 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics` now; the migration dashboard and
-//! the JSON admin API under `/api/v1` as the catalog grows.
+//! The admin listener: `/healthz`, `/readyz` and `/metrics`, the migration dashboard's pages
+//! (`pages`), and the JSON admin API under `/api/v1` with its OpenAPI document (`api`).
+//! Operators' actions are typed catalog changes performed in one place (`actions`), which the
+//! API and the pages both call; `server` holds the listener's limits and timers.
 //!
-//! **Invariant:** the dashboard never calls the facade. What it shows of the data plane reaches
-//! it through the [`AdminState`] the binary wires up (and, later, through the catalog).
+//! **Invariant:** the dashboard never calls the facade. It reads and changes the catalog through
+//! the store, reads the catalog the process follows (the facade follows the same one), and sees
+//! the data plane's figures only through the [`AdminState`] the binary wires up.
 #![forbid(unsafe_code)]
 
 pub mod actions;

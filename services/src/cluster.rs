@@ -6,6 +6,11 @@
 //!
 //! A retry happens only before any response has reached the caller: the response head is the
 //! point of no return.
+//!
+//! Size: over 600 lines, kept whole on purpose. The breaker lives in `cluster/breaker.rs` and the
+//! retry budget in `cluster/budget.rs`; what stays is the one `impl Cluster` whose parts (pick an
+//! instance, count in-flight, eject, retry, collapse) share the instance table and must be read
+//! together to see that a retry never happens after the response head has gone out.
 
 mod breaker;
 mod budget;

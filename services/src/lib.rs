@@ -1,17 +1,17 @@
-//! Upstream services: the pooled HTTP client that the facade sends requests through, and the
-//! typed failures it answers with.
+//! Upstream services: the pooled HTTP client that the facade sends requests through, the
+//! resilience stack around a service of several instances, and the typed failures they answer
+//! with. The facade only ever asks "send this to service X" and gets a response or a typed
+//! failure.
 //!
 //! Layout:
-//! - `upstream.rs` — [`Upstream`]: one service's origin, its keep-alive connection pool and
+//! - `upstream.rs` — [`Upstream`]: one instance's origin, its keep-alive connection pool and
 //!   timeouts, and [`UpstreamBody`], which returns a connection to the pool when it ends;
+//! - `cluster.rs` — [`cluster::Cluster`]: a service of several instances (static or registered)
+//!   behind a breaker (`cluster/breaker.rs`), a bulkhead, balancing, outlier ejection, active
+//!   health checks, request collapsing (`cluster/collapse.rs`) and retries under a budget
+//!   (`cluster/budget.rs`);
 //! - `error.rs` — [`UpstreamError`]: why an upstream call failed, reduced to the few kinds the
 //!   facade turns into answers (502, 504 …).
-//!
-//! - `cluster.rs` — [`cluster::Cluster`]: a service of several instances behind a breaker, a
-//!   bulkhead, balancing, outlier ejection and budgeted retries.
-//!
-//! Discovery and active health checks arrive later and live here too: the facade only ever asks "send this to service X" and gets a response or a typed
-//! failure.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
