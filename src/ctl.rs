@@ -52,6 +52,12 @@ pub enum CtlCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Make the new service the owner of a context's writes (canary only)
+    Cutover {
+        context: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Return a context to legacy
     Rollback {
         context: String,
@@ -184,23 +190,27 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
     match command {
         CtlCommand::Status => {
             let c = api.call(Method::GET, "/api/v1/catalog", None).await?;
+            // The contexts as the API shows them: with their write owner.
+            let contexts = api.call(Method::GET, "/api/v1/contexts", None).await?;
             let mut out = format!("catalog version {}\n", c["version"]);
             out.push_str(&format!(
-                "{:<20} {:<10} {:>8} {:<20} {:>6}\n",
-                "CONTEXT", "STATE", "WEIGHT", "TARGET", "ROUTES"
+                "{:<20} {:<10} {:>8} {:<7} {:<20} {:>6}\n",
+                "CONTEXT", "STATE", "WEIGHT", "OWNER", "TARGET", "ROUTES"
             ));
             let routes = c["routes"].as_object().cloned().unwrap_or_default();
-            for (name, ctx) in c["contexts"].as_object().cloned().unwrap_or_default() {
+            for ctx in contexts["items"].as_array().cloned().unwrap_or_default() {
+                let name = ctx["name"].as_str().unwrap_or("?").to_owned();
                 let n = routes
                     .values()
                     .filter(|r| r["context"] == name.as_str())
                     .count();
                 let weight = ctx["weight"].as_u64().unwrap_or(0);
                 out.push_str(&format!(
-                    "{:<20} {:<10} {:>7}% {:<20} {:>6}\n",
+                    "{:<20} {:<10} {:>7}% {:<7} {:<20} {:>6}\n",
                     name,
                     ctx["state"].as_str().unwrap_or("?"),
                     format!("{:.2}", weight as f64 / 100.0),
+                    ctx["owner"].as_str().unwrap_or("?"),
                     ctx["target"].as_str().unwrap_or("?"),
                     n
                 ));
@@ -283,6 +293,19 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             Ok(format!(
                 "{context} is now {} (catalog version {})",
                 v["item"]["state"].as_str().unwrap_or("?"),
+                v["version"]
+            ))
+        }
+        CtlCommand::Cutover { context, reason } => {
+            let v = api
+                .change(
+                    &format!("/api/v1/contexts/{context}/cutover"),
+                    json!({ "reason": reason }),
+                )
+                .await?;
+            Ok(format!(
+                "{context} is cut over: {} owns its writes (catalog version {})",
+                v["item"]["owner"].as_str().unwrap_or("?"),
                 v["version"]
             ))
         }

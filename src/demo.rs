@@ -69,6 +69,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
         );
     }
     let context = |name: &str, target: &str, state, description: &str, translator| Context {
+        cut_over: false,
         name: name.into(),
         target: target.into(),
         state,

@@ -19,6 +19,9 @@ pub enum Action {
     Rollback,
     /// The canary weight, in basis points (canary only).
     SetWeight { weight: Weight },
+    /// Makes the new service the write owner (canary only): from now on every write goes to it
+    /// and legacy gets them as mirrors. Leaving canary forward keeps it; rolling back ends it.
+    Cutover,
 }
 
 /// One change to the catalog.
@@ -125,6 +128,7 @@ impl Change {
                 Action::Promote => "promote".into(),
                 Action::Rollback => "rollback".into(),
                 Action::SetWeight { .. } => "set-weight".into(),
+                Action::Cutover => "cutover".into(),
             },
             Change::Replace(_) => "import".into(),
             Change::Carve { .. } => "carve".into(),
@@ -132,6 +136,7 @@ impl Change {
                 Action::Promote => "autopilot-promote".into(),
                 Action::Rollback => "autopilot-rollback".into(),
                 Action::SetWeight { .. } => "autopilot-set-weight".into(),
+                Action::Cutover => "autopilot-cutover".into(),
             },
             Change::PauseAutopilot { paused: true, .. } => "pause-autopilot".into(),
             Change::PauseAutopilot { paused: false, .. } => "resume-autopilot".into(),
@@ -188,7 +193,7 @@ impl Change {
     }
 
     /// What the change did to contexts' traffic, as events for the outbox: one per context
-    /// whose state or canary weight differs between `before` and `after` (the catalog the
+    /// whose state, canary weight or write owner differs between `before` and `after` (the catalog the
     /// change made, at its new version).
     pub fn events(
         &self,
@@ -199,7 +204,9 @@ impl Change {
         let mut out = Vec::new();
         for (name, ctx) in &after.contexts {
             let was = before.contexts.get(name);
-            if was.is_some_and(|b| b.state == ctx.state && b.weight == ctx.weight) {
+            if was.is_some_and(|b| {
+                b.state == ctx.state && b.weight == ctx.weight && b.owner() == ctx.owner()
+            }) {
                 continue;
             }
             let kind = match self {
@@ -225,6 +232,8 @@ impl Change {
                     "to": ctx.state.as_str(),
                     "weight_from": was.map(|b| b.weight),
                     "weight_to": ctx.weight,
+                    "owner_from": was.map(|b| b.owner().as_str()),
+                    "owner": ctx.owner().as_str(),
                     "actor": meta.actor,
                     "action": self.action_name(),
                     "reason": meta.reason,
@@ -426,7 +435,9 @@ fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError>
             };
             ctx.state = next;
             // Entering canary starts with nobody on the new side; leaving it drops the weight.
+            // Leaving canary for migrated makes new the owner whether or not it was cut over.
             ctx.weight = 0;
+            ctx.cut_over = false;
         }
         Action::Rollback => {
             if ctx.state == MigrationState::Legacy {
@@ -437,6 +448,7 @@ fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError>
             }
             ctx.state = MigrationState::Legacy;
             ctx.weight = 0;
+            ctx.cut_over = false;
         }
         Action::SetWeight { weight } => {
             if ctx.state != MigrationState::Canary {
@@ -452,6 +464,28 @@ fn transition(ctx: &mut Context, action: &Action) -> Result<(), TransitionError>
                 ));
             }
             ctx.weight = *weight;
+        }
+        Action::Cutover => {
+            if ctx.state != MigrationState::Canary {
+                return Err(refuse(
+                    "cut over",
+                    match ctx.state {
+                        MigrationState::Migrated | MigrationState::Retired => {
+                            "the new service already owns the context's writes".into()
+                        }
+                        _ => {
+                            "cutover happens in canary; promote the context to canary first".into()
+                        }
+                    },
+                ));
+            }
+            if ctx.cut_over {
+                return Err(refuse(
+                    "cut over",
+                    "the context is already cut over: the new service owns its writes".into(),
+                ));
+            }
+            ctx.cut_over = true;
         }
     }
     Ok(())

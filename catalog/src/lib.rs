@@ -34,8 +34,9 @@ pub use change::{Action, Change, ChangeError, ContextEvent};
 pub use json_path::{JsonPath, JsonPathError};
 pub use model::fnv1a64;
 pub use model::{
-    Catalog, Context, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow, RouteSpec,
-    Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch, VersionMatch,
+    Catalog, Context, ContextView, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow,
+    RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch,
+    VersionMatch,
 };
 pub use rows::{
     AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen, NoiseProposal,

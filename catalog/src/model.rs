@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{MigrationState, Weight};
+use crate::state::{MigrationState, Side, Weight};
 
 /// A name of a service or context: 1–63 characters of `a-z`, `0-9` and `-`, starting with a
 /// letter (it appears in URLs, metrics labels and headers).
@@ -285,6 +285,10 @@ pub struct Context {
     /// What keeps a user on one side in `canary`; without one, requests are split one by one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky: Option<StickyKey>,
+    /// In `canary`: whether the context has been cut over, so that the new service owns its
+    /// writes (see [`Context::owner`]). Meaningful in canary only, like the weight.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cut_over: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// In canary and migrated, a safe request the new service fails (connect error, timeout,
@@ -314,6 +318,40 @@ pub struct Context {
     /// (see [`crate::rollout`]). Without one, only people move it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::rollout::RolloutPolicy>,
+}
+
+/// A context as the admin API shows it: its fields and its write owner (read-only).
+#[derive(Debug, Serialize)]
+pub struct ContextView<'a> {
+    #[serde(flatten)]
+    pub context: &'a Context,
+    pub owner: Side,
+}
+
+impl Context {
+    pub fn view(&self) -> ContextView<'_> {
+        ContextView {
+            context: self,
+            owner: self.owner(),
+        }
+    }
+
+    /// The write owner: the one side that takes the context's writes, the other getting them
+    /// only as mirrors. Legacy until the context is cut over (in canary) or migrated; new from
+    /// then on.
+    pub fn owner(&self) -> Side {
+        owner(self.state, self.cut_over)
+    }
+}
+
+/// The write owner of a context in `state`, cut over or not (see [`Context::owner`]).
+fn owner(state: MigrationState, cut_over: bool) -> Side {
+    match state {
+        MigrationState::Legacy | MigrationState::Shadow => Side::Legacy,
+        MigrationState::Canary if cut_over => Side::New,
+        MigrationState::Canary => Side::Legacy,
+        MigrationState::Migrated | MigrationState::Retired => Side::New,
+    }
 }
 
 /// A context's operational objective over a rolling window: the share of requests answered
@@ -496,6 +534,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How a header or query value must look.

@@ -52,6 +52,7 @@ fn catalog() -> Catalog {
         c.contexts.insert(
             name.clone(),
             Context {
+                cut_over: false,
                 name: name.clone(),
                 target: svc,
                 state: MigrationState::Legacy,

@@ -11,6 +11,8 @@ use strangler_store::{Store, StoreError};
 pub enum ContextAction {
     Promote,
     Rollback,
+    /// Makes the new service the write owner (canary only).
+    Cutover,
     /// The canary's share, in basis points.
     SetWeight(Weight),
     PauseAutopilot(bool),
@@ -30,6 +32,7 @@ impl ContextAction {
         match self {
             ContextAction::Promote => "promoted".into(),
             ContextAction::Rollback => "rolled back to legacy".into(),
+            ContextAction::Cutover => "cut over: the new service owns the writes".into(),
             ContextAction::SetWeight(w) => format!("canary weight set to {w}"),
             ContextAction::PauseAutopilot(true) => "autopilot paused".into(),
             ContextAction::PauseAutopilot(false) => "autopilot resumed".into(),
@@ -89,6 +92,7 @@ pub async fn perform(
     let change = match action {
         ContextAction::Promote => transition(Action::Promote),
         ContextAction::Rollback => transition(Action::Rollback),
+        ContextAction::Cutover => transition(Action::Cutover),
         ContextAction::SetWeight(weight) if weight <= FULL_WEIGHT => {
             transition(Action::SetWeight { weight })
         }

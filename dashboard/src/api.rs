@@ -128,6 +128,7 @@ pub fn router(state: ApiState) -> Router {
             post(dismiss_noise),
         )
         .route("/api/v1/contexts/{name}/promote", post(promote))
+        .route("/api/v1/contexts/{name}/cutover", post(cutover))
         .route("/api/v1/contexts/{name}/rollback", post(rollback))
         .route("/api/v1/contexts/{name}/weight", post(set_weight))
         .route("/api/v1/routes", get(list_routes).post(create_route))

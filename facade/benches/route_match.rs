@@ -79,6 +79,7 @@ fn catalog(routes: usize) -> Catalog {
         c.contexts.insert(
             name.clone(),
             Context {
+                cut_over: false,
                 name: name.clone(),
                 target: "svc".into(),
                 state: MigrationState::Canary,

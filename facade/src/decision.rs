@@ -130,7 +130,13 @@ impl Facade {
         ) else {
             return Routing::legacy(s, req);
         };
-        let side = decide_side(&ctx.entry, req.headers(), conn.peer.ip());
+        // Reads follow the state and the sticky split; a write goes to the context's owner, so
+        // that only one side ever takes a context's writes (the other gets them as mirrors).
+        let side = if is_write(req.method()) {
+            ctx.entry.owner
+        } else {
+            decide_side(&ctx.entry, req.headers(), conn.peer.ip())
+        };
         let context = Some(Arc::clone(&ctx.entry.name));
         let translation = ctx.translation.as_ref().map(|(_, t)| t.clone());
         let traffic = Some(Served {
@@ -191,4 +197,12 @@ impl Facade {
             },
         }
     }
+}
+
+/// Whether a request changes state: any method but the safe ones (RFC 9110 §9.2.1).
+pub(crate) fn is_write(method: &http::Method) -> bool {
+    !matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
+    )
 }

@@ -16,7 +16,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::compose;
 use crate::config::HostHeader;
 use crate::conn::{ConnActive, ConnInfo};
-use crate::decision::{Routing, Served, Target};
+use crate::decision::{is_write, Routing, Served, Target};
 use crate::facade::Facade;
 use crate::headers::rewrite_redirects;
 use crate::headers::{self, Forwarded};
@@ -411,9 +411,26 @@ impl Facade {
             Ok(resp) => Ok(resp.map(ResponseBody::cluster)),
             Err(failure) => {
                 let reason = failure.kind.as_str();
+                // A write goes only to the context's owner: legacy taking it alone would split
+                // the data. One that never left is refused as retryable, nothing written.
+                if failure
+                    .unsent
+                    .as_ref()
+                    .is_some_and(|u| is_write(u.method()))
+                {
+                    let context = routing.context.as_deref().unwrap_or("-");
+                    return Err(Problem::new(
+                        Answer::ServiceUnavailable,
+                        format!(
+                            "the new service of context `{context}` owns its writes and cannot \
+                             take this one now; nothing was written, try again shortly"
+                        ),
+                    )
+                    .internal(format!("write not sent to the owner: {reason}")));
+                }
                 if fallback {
-                    // A request that never left may go to legacy whatever its method; one that
-                    // left only when it is safe to send twice.
+                    // A safe request that never left may go to legacy, and one that left when
+                    // it is safe to send twice.
                     if let Some(unsent) = failure.unsent {
                         return self.fall_back(routing, unsent, reason).await;
                     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method};
 use strangler_catalog::pattern::{self, PathPattern};
-use strangler_catalog::{Catalog, MigrationState, StickyKey};
+use strangler_catalog::{Catalog, MigrationState, Side, StickyKey};
 
 mod predicate;
 mod sticky;
@@ -42,6 +42,8 @@ pub struct ContextEntry {
     /// The canary's share, in basis points.
     pub weight: u16,
     pub sticky: Option<StickyKey>,
+    /// The write owner: every write goes to it, whatever the canary split says for reads.
+    pub owner: Side,
     /// Whether legacy answers when the new side fails (canary and migrated only).
     pub fallback: bool,
     /// How long a safe request waits for the new side before legacy answers (`None`: derived
@@ -108,6 +110,7 @@ impl RouteTable {
                     state: c.state,
                     weight: c.weight,
                     sticky: c.sticky.clone(),
+                    owner: c.owner(),
                     fallback: c.fallback
                         && matches!(c.state, MigrationState::Canary | MigrationState::Migrated),
                     fallback_after: c.fallback_after_ms.map(std::time::Duration::from_millis),

@@ -401,6 +401,7 @@ fn declared_catalog(
         c.contexts.insert(
             fc.name.clone(),
             strangler_catalog::Context {
+                cut_over: false,
                 name: fc.name.clone(),
                 target: fc.target.clone(),
                 state: fc.state,

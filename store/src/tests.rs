@@ -97,6 +97,7 @@ fn service(name: &str) -> Change {
 
 fn context(name: &str, target: &str) -> Change {
     Change::PutContext(Context {
+        cut_over: false,
         name: name.into(),
         target: target.into(),
         state: MigrationState::Legacy,

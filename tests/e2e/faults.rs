@@ -277,7 +277,7 @@ async fn get_clients_never_see_a_failing_new_service() {
 }
 
 #[tokio::test]
-async fn writes_fall_back_only_when_they_were_never_sent() {
+async fn a_write_goes_only_to_its_owner_and_is_refused_when_the_owner_cannot_take_it() {
     let new = NewService::start().await;
     let (s, _admin, legacy_writes) =
         migrated(&new, json!({ "breaker_min_requests": 1000000 }), true).await;
@@ -290,13 +290,33 @@ async fn writes_fall_back_only_when_they_were_never_sent() {
     );
     assert_eq!(legacy_writes.load(Ordering::SeqCst), 0);
     new.kill().await;
-    let (status, body) = send(&s.listen, Method::POST).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "legacy"),
-        "a write that never left falls back"
+    // In migrated the new service owns the writes: one it cannot take is refused as
+    // retryable, and legacy (which does not own them) never takes it alone.
+    let req = http::Request::post(format!("http://{}/orders/1", s.listen))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 503, "a write the owner cannot take");
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("owns its writes") && d.contains("nothing was written")),
+        "{problem}"
     );
-    assert_eq!(legacy_writes.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        legacy_writes.load(Ordering::SeqCst),
+        0,
+        "legacy took a write it does not own"
+    );
+    // A read still falls back: reads do not split the data.
+    assert_eq!(
+        send(&s.listen, Method::GET).await,
+        (200, "legacy".to_owned())
+    );
     s.stop().await;
 }
 

@@ -467,3 +467,125 @@ async fn a_hundred_changes_under_load_fail_no_request() {
     );
     s.stop().await;
 }
+
+/// POST through the facade: who answered.
+async fn write(facade: &str, path: &str, cookie: &str) -> String {
+    let req = http::Request::post(format!("http://{facade}{path}"))
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test]
+async fn writes_go_to_the_owner_legacy_until_cutover_whatever_the_canary_split() {
+    let (_, new, s, admin) = shop().await;
+    admin
+        .carve(
+            "orders-svc",
+            &format!("http://{new}"),
+            "orders",
+            &["/orders/{id}"],
+            Some("cookie:sid"),
+        )
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/routes",
+            json!({ "context": "orders", "methods": ["POST"], "path": "/orders/{id}" }),
+        )
+        .await;
+    for _ in 0..2 {
+        admin
+            .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+            .await;
+    }
+    let weight = |w: u32| json!({ "weight": w });
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/weight",
+            weight(10_000),
+        )
+        .await;
+    admin.in_effect().await;
+    let f = s.listen.as_str();
+    // Every user reads from new, but legacy owns the writes until the cutover.
+    for user in 0..20 {
+        let cookie = format!("sid=user-{user}");
+        assert_eq!(answer(f, "/orders/1", Some(&cookie)).await.0, "new");
+        assert_eq!(
+            write(f, "/orders/1", &cookie).await,
+            "legacy",
+            "user {user}"
+        );
+    }
+    let (_, _, ctx) = admin
+        .call(Method::GET, "/api/v1/contexts/orders", None)
+        .await;
+    assert_eq!(ctx["item"]["owner"], "legacy", "{ctx}");
+    // The context read back and sent again keeps working: `owner` is read-only, not unknown.
+    let mut item = ctx["item"].clone();
+    item["description"] = "orders, cut over soon".into();
+    admin
+        .change(Method::PUT, "/api/v1/contexts/orders", item.clone())
+        .await;
+    item["owner"] = "new".into();
+    item["base_version"] = admin.version().await.into();
+    let (status, _, problem) = admin
+        .call(Method::PUT, "/api/v1/contexts/orders", Some(item))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("cutover"),
+        "{problem}"
+    );
+
+    let cut = admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "drained" }),
+        )
+        .await;
+    assert_eq!(cut["item"]["owner"], "new", "{cut}");
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/weight", weight(0))
+        .await;
+    admin.in_effect().await;
+    // Now every user reads from legacy, and every write goes to the new owner.
+    for user in 0..20 {
+        let cookie = format!("sid=user-{user}");
+        assert_eq!(answer(f, "/orders/1", Some(&cookie)).await.0, "legacy");
+        assert_eq!(write(f, "/orders/1", &cookie).await, "new", "user {user}");
+    }
+    let (status, _, again) = admin
+        .call(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            Some(json!({ "base_version": admin.version().await, "reason": "again" })),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    // The audit says who cut over and why.
+    let (_, _, audit) = admin
+        .call(Method::GET, "/api/v1/audit?target=context:orders", None)
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"cutover"), "{audit}");
+    // A rollback returns the writes to legacy.
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/rollback", json!({}))
+        .await;
+    admin.in_effect().await;
+    assert_eq!(write(f, "/orders/1", "sid=user-1").await, "legacy");
+    s.stop().await;
+}

@@ -26,6 +26,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
     c.contexts.insert(
         "orders".into(),
         Context {
+            cut_over: false,
             name: "orders".into(),
             target: "orders-svc".into(),
             state,

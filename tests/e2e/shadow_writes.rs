@@ -176,6 +176,8 @@ async fn reverse_shadow_compares_what_the_new_side_answered_with_legacy() {
     let mut c = catalog(new, MigrationState::Canary);
     if let Some(ctx) = c.contexts.get_mut("orders") {
         ctx.weight = 10_000;
+        // Cut over, so that the new side owns (and answers) the writes too.
+        ctx.cut_over = true;
         ctx.shadow.reverse_percent = Some(100);
     }
     f.facade.apply_catalog(&c).unwrap();

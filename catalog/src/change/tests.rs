@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::StickyKey;
+use crate::state::Side;
 use crate::validate::SizeOnly;
 
 fn base() -> Catalog {
@@ -11,6 +12,7 @@ fn base() -> Catalog {
             policy: Default::default(),
         }),
         Change::PutContext(Context {
+            cut_over: false,
             name: "orders".into(),
             target: "orders-svc".into(),
             state: MigrationState::Legacy,
@@ -276,4 +278,68 @@ fn accepting_a_noise_rule_adds_it_once_and_only_if_it_is_a_path() {
     );
     let bad = accept("updatedAt").apply(&mut c.clone(), &SizeOnly);
     assert!(matches!(bad, Err(ChangeError::Invalid(_))), "{bad:?}");
+}
+
+#[test]
+fn the_write_owner_is_legacy_until_cutover_or_migration_and_rollback_returns_it() {
+    let mut c = base();
+    let go = |c: &mut Catalog, action: Action| {
+        Change::Transition {
+            context: "orders".into(),
+            action,
+        }
+        .apply(c, &SizeOnly)
+    };
+    let owner = |c: &Catalog| c.contexts["orders"].owner();
+    assert_eq!(owner(&c), Side::Legacy);
+    let early = go(&mut c.clone(), Action::Cutover).unwrap_err().to_string();
+    assert!(
+        early.contains("promote the context to canary first"),
+        "{early}"
+    );
+    go(&mut c, Action::Promote).unwrap();
+    go(&mut c, Action::Promote).unwrap();
+    go(&mut c, Action::SetWeight { weight: 10_000 }).unwrap();
+    assert_eq!(
+        owner(&c),
+        Side::Legacy,
+        "a full canary does not move writes"
+    );
+    // The cutover is a change of its own, audited as such, with an event naming the owner.
+    let cutover = Change::Transition {
+        context: "orders".into(),
+        action: Action::Cutover,
+    };
+    let before = c.clone();
+    cutover.apply(&mut c, &SizeOnly).unwrap();
+    assert_eq!(owner(&c), Side::New);
+    assert_eq!(cutover.action_name(), "cutover");
+    let meta = ChangeMeta {
+        actor: "operator".into(),
+        reason: "the outbox is drained".into(),
+    };
+    let events = cutover.events(&before, &c, &meta);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data["owner_from"], "legacy");
+    assert_eq!(events[0].data["owner"], "new");
+    let twice = go(&mut c.clone(), Action::Cutover).unwrap_err().to_string();
+    assert!(twice.contains("already cut over"), "{twice}");
+    // The catalog keeps it: a stored document says so.
+    let json = serde_json::to_value(&c.contexts["orders"]).unwrap();
+    assert_eq!(json["cut_over"], true);
+    assert_eq!(
+        serde_json::to_value(c.contexts["orders"].view()).unwrap()["owner"],
+        "new"
+    );
+    go(&mut c, Action::Promote).unwrap();
+    assert_eq!(owner(&c), Side::New, "migrated: new owns the writes");
+    let done = go(&mut c.clone(), Action::Cutover).unwrap_err().to_string();
+    assert!(done.contains("already owns"), "{done}");
+    go(&mut c, Action::Rollback).unwrap();
+    assert_eq!(owner(&c), Side::Legacy);
+    assert!(!c.contexts["orders"].cut_over);
+    // Back in canary after a rollback, writes are legacy's again until the next cutover.
+    go(&mut c, Action::Promote).unwrap();
+    go(&mut c, Action::Promote).unwrap();
+    assert_eq!(owner(&c), Side::Legacy);
 }

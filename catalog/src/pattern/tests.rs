@@ -440,6 +440,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
         c.contexts.insert(
             name.clone(),
             Context {
+                cut_over: false,
                 name: name.clone(),
                 target: "svc".into(),
                 state: MigrationState::Legacy,

@@ -51,6 +51,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 pub struct Envelope<T> {
     pub base_version: Option<i64>,
     pub reason: Option<String>,
+    /// A context's `owner` as the client sent it back: read-only (it follows the state and
+    /// cutover), so it is taken out before the item is parsed and checked by the handler.
+    pub owner: Option<serde_json::Value>,
     pub item: T,
 }
 
@@ -87,6 +90,7 @@ impl<T: DeserializeOwned> Envelope<T> {
                 ))
             }
         };
+        let owner = fields.remove("owner");
         let item = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
             ApiProblem::bad_request(
                 "body",
@@ -96,6 +100,7 @@ impl<T: DeserializeOwned> Envelope<T> {
         Ok(Self {
             base_version,
             reason,
+            owner,
             item,
         })
     }
@@ -164,7 +169,10 @@ fn item_of(catalog: &Catalog, target: &str) -> serde_json::Value {
     let (kind, name) = target.split_once(':').unwrap_or((target, ""));
     let v = match kind {
         "service" => catalog.services.get(name).map(serde_json::to_value),
-        "context" => catalog.contexts.get(name).map(serde_json::to_value),
+        "context" => catalog
+            .contexts
+            .get(name)
+            .map(|c| serde_json::to_value(c.view())),
         "route" => catalog.routes.get(name).map(serde_json::to_value),
         _ => None,
     };

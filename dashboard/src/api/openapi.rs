@@ -85,6 +85,7 @@ pub fn spec() -> Value {
             "/api/v1/contexts/{name}/shadow/noise/accept": { "post": op("Accept a proposed rule: adds it to the context's shadow.ignore (a catalog change)", Some(change_body(json!({ "type": "object", "required": ["path"], "properties": { "path": { "type": "string" } } })))) },
             "/api/v1/contexts/{name}/shadow/noise/dismiss": { "post": op("Dismiss a proposed rule ({path, dismissed: false} shows it again)", Some(change_body(json!({ "type": "object", "required": ["path"], "properties": { "path": { "type": "string" }, "dismissed": { "type": "boolean" } } })))) },
             "/api/v1/contexts/{name}/promote": { "post": op("Move the context one state forward", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts/{name}/cutover": { "post": op("Make the new service the owner of the context's writes (canary only)", Some(change_body(empty.clone()))) },
             "/api/v1/contexts/{name}/rollback": { "post": op("Return the context to legacy", Some(change_body(empty.clone()))) },
             "/api/v1/contexts/{name}/weight": { "post": op("Set the canary weight (basis points)", Some(change_body(weight))) },
             "/api/v1/routes": { "get": op("List routes (?context=NAME)", None), "post": op("Add a route to a context", Some(change_body(route.clone()))) },

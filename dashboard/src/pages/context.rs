@@ -190,6 +190,8 @@ struct ContextPage {
     description: String,
     state: &'static str,
     next_state: Option<&'static str>,
+    /// Who owns the context's writes: `legacy` or `new`.
+    owner: &'static str,
     /// Shadow sampling is set to 0.
     shadow_paused: bool,
     target: String,
@@ -452,6 +454,7 @@ pub(super) async fn context_page(
         description: ctx.description.clone(),
         state: ctx.state.as_str(),
         next_state: ctx.state.next().map(MigrationState::as_str),
+        owner: ctx.owner().as_str(),
         shadow_paused: ctx.shadow.paused || ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),

@@ -59,6 +59,7 @@ pub(super) async fn action(
     let action = match (f.action.as_str(), f.weight) {
         ("promote", _) => ContextAction::Promote,
         ("rollback", _) => ContextAction::Rollback,
+        ("cutover", _) => ContextAction::Cutover,
         ("set-weight", Some(weight)) => ContextAction::SetWeight(weight),
         ("pause-autopilot", _) => ContextAction::PauseAutopilot(true),
         ("resume-autopilot", _) => ContextAction::PauseAutopilot(false),

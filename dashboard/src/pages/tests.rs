@@ -60,6 +60,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, 
             policy: Default::default(),
         }),
         Change::PutContext(Context {
+            cut_over: false,
             name: "orders".into(),
             target: "orders-svc".into(),
             state: MigrationState::Legacy,

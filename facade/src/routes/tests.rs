@@ -54,6 +54,7 @@ fn with_version(mut s: RouteSpec, v: VersionMatch) -> RouteSpec {
 
 fn context(name: &str) -> Context {
     Context {
+        cut_over: false,
         name: name.into(),
         target: format!("{name}-svc"),
         state: MigrationState::Legacy,
@@ -551,6 +552,7 @@ fn canary(weight: u16, sticky: Option<StickyKey>) -> ContextEntry {
         state: MigrationState::Canary,
         weight,
         sticky,
+        owner: strangler_catalog::Side::Legacy,
         fallback: true,
         fallback_after: None,
         index: 0,

@@ -27,6 +27,7 @@ fn catalog() -> Catalog {
         c.contexts.insert(
             ctx.into(),
             Context {
+                cut_over: false,
                 name: ctx.into(),
                 target: svc,
                 state: MigrationState::Shadow,

@@ -14,7 +14,7 @@ pub async fn list_contexts(_: Reader, State(s): State<ApiState>) -> ApiResult {
     let c = s.store.load().await?;
     Ok(with_version(
         c.version,
-        c.contexts.values().collect::<Vec<_>>(),
+        c.contexts.values().map(Context::view).collect::<Vec<_>>(),
     ))
 }
 
@@ -30,7 +30,7 @@ pub async fn get_context(
         .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
     let routes: Vec<_> = c.routes_of(&name).collect();
     Ok(
-        Json(serde_json::json!({ "version": c.version, "item": ctx, "routes": routes }))
+        Json(serde_json::json!({ "version": c.version, "item": ctx.view(), "routes": routes }))
             .into_response(),
     )
 }
@@ -55,7 +55,7 @@ pub async fn create_context(
     change(
         &s,
         &op,
-        Change::PutContext(e.item),
+        Change::PutContext(checked_owner(&e)?),
         e.base_version,
         e.reason,
         true,
@@ -81,7 +81,7 @@ pub async fn put_context(
     change(
         &s,
         &op,
-        Change::PutContext(e.item),
+        Change::PutContext(checked_owner(&e)?),
         e.base_version,
         e.reason,
         false,
@@ -104,4 +104,23 @@ pub async fn delete_context(
         false,
     )
     .await
+}
+
+/// The context of a create or replace, once its `owner` (if sent back) agrees with what its
+/// state and `cut_over` say: the owner changes only by cutover, promotion and rollback.
+fn checked_owner(e: &Envelope<Context>) -> Result<Context, ApiProblem> {
+    let derived = e.item.owner();
+    match &e.owner {
+        None | Some(serde_json::Value::Null) => Ok(e.item.clone()),
+        Some(serde_json::Value::String(s)) if s == derived.as_str() => Ok(e.item.clone()),
+        Some(_) => Err(ApiProblem::bad_request(
+            "owner",
+            format!(
+                "`owner` is read-only: with this state it is `{}`; the owner changes by \
+                 POST /api/v1/contexts/{}/cutover, promotion and rollback",
+                derived.as_str(),
+                e.item.name
+            ),
+        )),
+    }
 }

@@ -73,6 +73,26 @@ fn done(outcome: Outcome) -> ApiResult {
     }
 }
 
+/// Cuts the context over: the new service becomes the owner of its writes (canary only).
+pub async fn cutover(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    e: Envelope<Nothing>,
+) -> ApiResult {
+    done(
+        act(
+            &s,
+            &op,
+            &name,
+            ContextAction::Cutover,
+            e.base_version,
+            e.reason,
+        )
+        .await?,
+    )
+}
+
 pub async fn promote(
     op: Operator,
     State(s): State<ApiState>,
