@@ -40,6 +40,84 @@ use std::net::Ipv6Addr;
 
 use crate::model::{http_token, RouteSpec, ValueMatch, VersionMatch};
 
+/// Why a path pattern does not parse; the message names the pattern and says what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("path `{path}` must start with `/`, e.g. `/{path}`")]
+    NoLeadingSlash { path: String },
+    #[error(
+        "path `{path}` uses the parameter name `{name}` twice; give each parameter its own name"
+    )]
+    ParamTwice { path: String, name: String },
+    #[error("path `{path}` has an empty segment (`//`); remove the extra `/`")]
+    EmptySegment { path: String },
+    #[error("path `{path}`: segment `{segment}` opens `{{` but does not end with `}}`; a parameter is a whole segment, `{{name}}`")]
+    Unclosed { path: String, segment: String },
+    #[error("path `{path}`: the wildcard `{{*{name}}}` must be the last segment; move it to the end, or use `{{{name}}}` for one segment")]
+    WildcardNotLast { path: String, name: String },
+    #[error("path `{path}`: parameter name `{name}` is invalid; use letters, digits and `_`, not starting with a digit (`{{order_id}}`)")]
+    ParamName { path: String, name: String },
+    #[error("path `{path}`: segment `{segment}` contains {found:?}; {}", char_fix(*.found))]
+    Character {
+        path: String,
+        segment: String,
+        found: char,
+    },
+}
+
+fn char_fix(c: char) -> &'static str {
+    match c {
+        '{' | '}' => {
+            "a parameter is a whole segment (`/orders/{id}`), and a literal cannot hold `{` or `}`"
+        }
+        '?' => "a path pattern has no query; match query parameters with `query`",
+        '#' => "a fragment never reaches a server; remove it",
+        _ => "write it percent-encoded, as clients send it (`%20` for a space)",
+    }
+}
+
+/// Why a route's spec is refused on its own; the message names the route and says the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteSpecError {
+    #[error(transparent)]
+    Path(#[from] PatternError),
+    #[error("route `{route}`: method `{method}` is not an HTTP method; write a token such as GET, POST or PURGE")]
+    Method { route: String, method: String },
+    #[error("route `{route}`: method `{method}` must be upper case; write `{}`", .method.to_ascii_uppercase())]
+    MethodCase { route: String, method: String },
+    #[error("route `{route}`: host `{host}` is invalid; write a host name with an optional port, e.g. `shop.example.com` or `shop.example.com:8443`")]
+    Host { route: String, host: String },
+    #[error("route `{route}`: header name `{name}` is not an HTTP token; use letters, digits and `-` (`X-Tenant`)")]
+    HeaderName { route: String, name: String },
+    #[error("route `{route}`: query parameter name `{name}` is invalid; write it as it appears before `=`, without `&`, `=`, `#` or spaces")]
+    QueryName { route: String, name: String },
+    #[error("route `{route}`: {kind} `{name}`: the value `{value}` can never be received as written; remove control characters, surrounding spaces (and for a query, `&`, `=`, `#`)")]
+    Unreceivable {
+        route: String,
+        kind: &'static str,
+        name: String,
+        value: String,
+    },
+    #[error("route `{route}`: {kind} `{name}`: the regular expression `{regex}` does not compile; fix it ({reason})")]
+    Regex {
+        route: String,
+        kind: &'static str,
+        name: String,
+        regex: String,
+        reason: String,
+    },
+    #[error("route `{route}`: version `{version}` is invalid; write a token such as `v2` or `2`")]
+    Version { route: String, version: String },
+    #[error("route `{route}`: version header name `{name}` is not an HTTP token; write e.g. `X-API-Version`")]
+    VersionHeader { route: String, name: String },
+    #[error("route `{route}` with version `{version}`: {source}")]
+    VersionedPath {
+        route: String,
+        version: String,
+        source: PatternError,
+    },
+}
+
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
@@ -59,9 +137,9 @@ pub struct PathPattern {
 
 impl PathPattern {
     /// Parses a pattern; the error names it and says what to write instead.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, PatternError> {
         let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!("path `{s}` must start with `/`, e.g. `/{s}`"));
+            return Err(PatternError::NoLeadingSlash { path: s.to_owned() });
         };
         if rest.is_empty() {
             return Ok(Self {
@@ -78,9 +156,10 @@ impl PathPattern {
                     .iter()
                     .any(|s| matches!(s, Segment::Param(n) | Segment::Wildcard(n) if n == name));
                 if taken {
-                    return Err(format!(
-                        "path `{s}` uses the parameter name `{name}` twice; give each parameter its own name"
-                    ));
+                    return Err(PatternError::ParamTwice {
+                        path: s.to_owned(),
+                        name: name.clone(),
+                    });
                 }
             }
             segments.push(segment);
@@ -93,28 +172,30 @@ impl PathPattern {
     }
 }
 
-fn parse_segment(pattern: &str, part: &str, last: bool) -> Result<Segment, String> {
+fn parse_segment(pattern: &str, part: &str, last: bool) -> Result<Segment, PatternError> {
     if part.is_empty() {
         return if last {
             Ok(Segment::Literal(String::new()))
         } else {
-            Err(format!(
-                "path `{pattern}` has an empty segment (`//`); remove the extra `/`"
-            ))
+            Err(PatternError::EmptySegment {
+                path: pattern.to_owned(),
+            })
         };
     }
     if let Some(inner) = part.strip_prefix('{') {
         let Some(inner) = inner.strip_suffix('}') else {
-            return Err(format!(
-                "path `{pattern}`: segment `{part}` opens `{{` but does not end with `}}`; a parameter is a whole segment, `{{name}}`"
-            ));
+            return Err(PatternError::Unclosed {
+                path: pattern.to_owned(),
+                segment: part.to_owned(),
+            });
         };
         if let Some(name) = inner.strip_prefix('*') {
             check_param_name(pattern, name)?;
             if !last {
-                return Err(format!(
-                    "path `{pattern}`: the wildcard `{{*{name}}}` must be the last segment; move it to the end, or use `{{{name}}}` for one segment"
-                ));
+                return Err(PatternError::WildcardNotLast {
+                    path: pattern.to_owned(),
+                    name: name.to_owned(),
+                });
             }
             return Ok(Segment::Wildcard(name.to_owned()));
         }
@@ -125,20 +206,16 @@ fn parse_segment(pattern: &str, part: &str, last: bool) -> Result<Segment, Strin
         .chars()
         .find(|&c| matches!(c, '{' | '}' | '?' | '#') || c.is_whitespace() || c.is_control())
     {
-        let fix = match c {
-            '{' | '}' => "a parameter is a whole segment (`/orders/{id}`), and a literal cannot hold `{` or `}`",
-            '?' => "a path pattern has no query; match query parameters with `query`",
-            '#' => "a fragment never reaches a server; remove it",
-            _ => "write it percent-encoded, as clients send it (`%20` for a space)",
-        };
-        return Err(format!(
-            "path `{pattern}`: segment `{part}` contains {c:?}; {fix}"
-        ));
+        return Err(PatternError::Character {
+            path: pattern.to_owned(),
+            segment: part.to_owned(),
+            found: c,
+        });
     }
     Ok(Segment::Literal(part.to_owned()))
 }
 
-fn check_param_name(pattern: &str, name: &str) -> Result<(), String> {
+fn check_param_name(pattern: &str, name: &str) -> Result<(), PatternError> {
     let mut bytes = name.bytes();
     let ok = bytes
         .next()
@@ -147,9 +224,10 @@ fn check_param_name(pattern: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "path `{pattern}`: parameter name `{name}` is invalid; use letters, digits and `_`, not starting with a digit (`{{order_id}}`)"
-        ))
+        Err(PatternError::ParamName {
+            path: pattern.to_owned(),
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -184,31 +262,38 @@ pub fn split_host_port(h: &str) -> (&str, Option<&str>) {
 }
 
 /// Checks a spec on its own; the error names the route's path and says the fix.
-pub fn check_spec(spec: &RouteSpec) -> Result<(), String> {
+pub fn check_spec(spec: &RouteSpec) -> Result<(), RouteSpecError> {
     PathPattern::parse(&spec.path)?;
     let route = &spec.path;
+    let route_of = || route.clone();
     for m in &spec.methods {
         if !http_token(m) {
-            return Err(format!(
-                "route `{route}`: method `{m}` is not an HTTP method; write a token such as GET, POST or PURGE"
-            ));
+            return Err(RouteSpecError::Method {
+                route: route_of(),
+                method: m.clone(),
+            });
         }
         if m.bytes().any(|b| b.is_ascii_lowercase()) {
-            return Err(format!(
-                "route `{route}`: method `{m}` must be upper case; write `{}`",
-                m.to_ascii_uppercase()
-            ));
+            return Err(RouteSpecError::MethodCase {
+                route: route_of(),
+                method: m.clone(),
+            });
         }
     }
     if let Some(host) = &spec.host {
-        check_host(host).map_err(|e| format!("route `{route}`: {e}"))?;
+        if !host_ok(host) {
+            return Err(RouteSpecError::Host {
+                route: route_of(),
+                host: host.clone(),
+            });
+        }
     }
     for h in &spec.headers {
         if !http_token(&h.name) {
-            return Err(format!(
-                "route `{route}`: header name `{}` is not an HTTP token; use letters, digits and `-` (`X-Tenant`)",
-                h.name
-            ));
+            return Err(RouteSpecError::HeaderName {
+                route: route_of(),
+                name: h.name.clone(),
+            });
         }
         check_value(route, "header", &h.name, &h.value, |v| {
             !v.starts_with([' ', '\t'])
@@ -219,10 +304,10 @@ pub fn check_spec(spec: &RouteSpec) -> Result<(), String> {
     for q in &spec.query {
         let bad = |c: char| matches!(c, '&' | '=' | '#') || c.is_whitespace() || c.is_control();
         if q.name.is_empty() || q.name.contains(bad) {
-            return Err(format!(
-                "route `{route}`: query parameter name `{}` is invalid; write it as it appears before `=`, without `&`, `=`, `#` or spaces",
-                q.name
-            ));
+            return Err(RouteSpecError::QueryName {
+                route: route_of(),
+                name: q.name.clone(),
+            });
         }
         check_value(route, "query parameter", &q.name, &q.value, |v| {
             !v.contains(bad)
@@ -235,59 +320,69 @@ pub fn check_spec(spec: &RouteSpec) -> Result<(), String> {
             VersionMatch::Header { name, version } => (version, Some(name)),
         };
         if !http_token(v) {
-            return Err(format!(
-                "route `{route}`: version `{v}` is invalid; write a token such as `v2` or `2`"
-            ));
+            return Err(RouteSpecError::Version {
+                route: route_of(),
+                version: v.clone(),
+            });
         }
         if let Some(name) = header.filter(|n| !http_token(n)) {
-            return Err(format!(
-                "route `{route}`: version header name `{name}` is not an HTTP token; write e.g. `X-API-Version`"
-            ));
+            return Err(RouteSpecError::VersionHeader {
+                route: route_of(),
+                name: name.clone(),
+            });
         }
-        PathPattern::parse(&effective_path(spec))
-            .map_err(|e| format!("route `{route}` with version `{v}`: {e}"))?;
+        PathPattern::parse(&effective_path(spec)).map_err(|source| {
+            RouteSpecError::VersionedPath {
+                route: route_of(),
+                version: v.clone(),
+                source,
+            }
+        })?;
     }
     Ok(())
 }
 
 fn check_value(
     route: &str,
-    kind: &str,
+    kind: &'static str,
     name: &str,
     value: &ValueMatch,
     exact_ok: impl Fn(&str) -> bool,
-) -> Result<(), String> {
+) -> Result<(), RouteSpecError> {
     match value {
-        ValueMatch::Exact(v) if !exact_ok(v) => Err(format!(
-            "route `{route}`: {kind} `{name}`: the value `{v}` can never be received as written; remove control characters, surrounding spaces (and for a query, `&`, `=`, `#`)"
-        )),
+        ValueMatch::Exact(v) if !exact_ok(v) => Err(RouteSpecError::Unreceivable {
+            route: route.to_owned(),
+            kind,
+            name: name.to_owned(),
+            value: v.clone(),
+        }),
         ValueMatch::Regex(re) => match regex::Regex::new(&anchored_regex(re)) {
             Ok(_) => Ok(()),
-            Err(e) => Err(format!(
-                "route `{route}`: {kind} `{name}`: the regular expression `{re}` does not compile; fix it ({})",
-                e.to_string().replace('\n', " ")
-            )),
+            Err(e) => Err(RouteSpecError::Regex {
+                route: route.to_owned(),
+                kind,
+                name: name.to_owned(),
+                regex: re.clone(),
+                reason: e.to_string().replace('\n', " "),
+            }),
         },
         _ => Ok(()),
     }
 }
 
-fn check_host(h: &str) -> Result<(), String> {
-    let bad = || {
-        format!("host `{h}` is invalid; write a host name with an optional port, e.g. `shop.example.com` or `shop.example.com:8443`")
-    };
+/// Whether `h` is a host name (or `[v6]` literal) with an optional non-zero port.
+fn host_ok(h: &str) -> bool {
     let (name, port) = split_host_port(h);
     if let Some(port) = port {
         let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
         if !digits || !port.parse::<u16>().is_ok_and(|p| p != 0) {
-            return Err(bad());
+            return false;
         }
     }
     if let Some(v6) = name.strip_prefix('[') {
-        let ok = v6
+        return v6
             .strip_suffix(']')
             .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok());
-        return if ok { Ok(()) } else { Err(bad()) };
     }
     let label_ok = |l: &str| {
         (1..=63).contains(&l.len())
@@ -295,10 +390,7 @@ fn check_host(h: &str) -> Result<(), String> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(bad());
-    }
-    Ok(())
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 /// How specific a route is: a greater value is more specific (see the module documentation).

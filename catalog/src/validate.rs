@@ -151,7 +151,7 @@ pub fn validate(c: &Catalog, translators: &dyn TranslatorCheck) -> Result<(), Va
                 format!("unknown context `{}`; create it first", r.context),
             ));
         }
-        pattern::check_spec(&r.spec).map_err(|m| err(format!("{field}.path"), m))?;
+        pattern::check_spec(&r.spec).map_err(|m| err(format!("{field}.path"), m.to_string()))?;
         let id = r.spec.id();
         if &id != key || r.id != id {
             return Err(err(

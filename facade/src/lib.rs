@@ -61,7 +61,7 @@ mod translate;
 mod upgrade;
 
 pub use buffers::default_budget as default_buffer_budget;
-pub use compile_error::CompileError;
+pub use compile_error::{CompileError, PredicateError, RouteProblem};
 pub use config::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
 pub use facade::Facade;
 pub use identity::{IdentityConfig, IDENTITY_HEADER};

@@ -28,6 +28,7 @@ mod trie;
 
 pub use sticky::{decide_side, sticky_bucket};
 
+use crate::compile_error::RouteProblem;
 use crate::CompileError;
 use predicate::Predicates;
 use trie::Node;
@@ -121,24 +122,24 @@ impl RouteTable {
             .collect();
         let mut ranked = Vec::with_capacity(catalog.routes.len());
         for (id, route) in &catalog.routes {
-            let fail = |why: String| CompileError::Route {
+            let fail = |why: RouteProblem| CompileError::Route {
                 id: id.clone(),
                 context: route.context.to_string(),
-                why,
+                why: Box::new(why),
             };
-            pattern::check_spec(&route.spec).map_err(fail)?;
+            pattern::check_spec(&route.spec).map_err(|e| fail(e.into()))?;
             let context = contexts
                 .get(route.context.as_str())
-                .ok_or_else(|| fail("unknown context; create it first".into()))?;
+                .ok_or_else(|| fail(RouteProblem::UnknownContext))?;
             let mut effective = pattern::effective_path(&route.spec);
             if fold_case {
                 effective = effective.to_ascii_lowercase();
             }
-            let path = PathPattern::parse(&effective).map_err(fail)?;
+            let path = PathPattern::parse(&effective).map_err(|e| fail(e.into()))?;
             let compiled = CompiledRoute {
                 id: id.as_str().into(),
                 context: Arc::clone(context),
-                predicates: Predicates::compile(&route.spec).map_err(fail)?,
+                predicates: Predicates::compile(&route.spec).map_err(|e| fail(e.into()))?,
             };
             let host = route.spec.host.as_deref().map(str::to_ascii_lowercase);
             ranked.push((pattern::specificity(&route.spec), compiled, host, path));

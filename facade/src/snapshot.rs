@@ -130,7 +130,7 @@ impl Snapshot {
                         _ => Arc::new(Compiled::compile(text, registry).map_err(|e| {
                             CompileError::Translator {
                                 context: ctx.name.to_string(),
-                                why: e.to_string(),
+                                why: e,
                             }
                         })?),
                     };
@@ -185,7 +185,7 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
         .map(|u| {
             Origin::parse(u).map_err(|e| CompileError::Service {
                 service: svc.name.to_string(),
-                why: e.to_string(),
+                why: e,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -19,4 +19,6 @@ mod error;
 mod upstream;
 
 pub use error::{FailureKind, UpstreamError};
-pub use upstream::{Origin, SendFailure, Upstream, UpstreamBody, UpstreamConfig};
+pub use upstream::{
+    Origin, OriginError, OriginProblem, SendFailure, Upstream, UpstreamBody, UpstreamConfig,
+};

@@ -15,6 +15,31 @@ use tokio::net::TcpStream;
 
 use crate::error::{BoxError, FailureKind, UpstreamError};
 
+/// Why an upstream URL is not an origin Strangler can send to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{url}` {problem}")]
+pub struct OriginError {
+    pub url: String,
+    pub problem: OriginProblem,
+}
+
+/// What is wrong with an upstream URL; the message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginProblem {
+    #[error("is not a URL ({0}); write it as http://host:port")]
+    NotUrl(String),
+    #[error("has no scheme; write it as http://host:port")]
+    NoScheme,
+    #[error("uses the scheme `{0}`; only http:// upstreams are supported")]
+    Scheme(String),
+    #[error("has no host; write it as http://host:port")]
+    NoHost,
+    #[error("has a path; an upstream is an origin only (http://host:port)")]
+    Path,
+    #[error("has a query; an upstream is an origin only")]
+    Query,
+}
+
 /// Where an upstream lives: scheme and authority, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -25,32 +50,30 @@ pub struct Origin {
 impl Origin {
     /// Parses `http://host:port` (a path, if any, must be `/`). Only `http` is accepted until
     /// TLS to upstreams exists.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, OriginError> {
+        let fail = |problem| OriginError {
+            url: url.to_owned(),
+            problem,
+        };
         let uri: Uri = url
             .parse()
-            .map_err(|e| format!("`{url}` is not a URL ({e}); write it as http://host:port"))?;
+            .map_err(|e: http::uri::InvalidUri| fail(OriginProblem::NotUrl(e.to_string())))?;
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| format!("`{url}` has no scheme; write it as http://host:port"))?;
+            .ok_or_else(|| fail(OriginProblem::NoScheme))?;
         if scheme != Scheme::HTTP {
-            return Err(format!(
-                "`{url}` uses the scheme `{scheme}`; only http:// upstreams are supported"
-            ));
+            return Err(fail(OriginProblem::Scheme(scheme.to_string())));
         }
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("`{url}` has no host; write it as http://host:port"))?;
+            .ok_or_else(|| fail(OriginProblem::NoHost))?;
         if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(format!(
-                "`{url}` has a path; an upstream is an origin only (http://host:port)"
-            ));
+            return Err(fail(OriginProblem::Path));
         }
         if uri.query().is_some() {
-            return Err(format!(
-                "`{url}` has a query; an upstream is an origin only"
-            ));
+            return Err(fail(OriginProblem::Query));
         }
         Ok(Self { scheme, authority })
     }

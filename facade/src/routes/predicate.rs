@@ -1,6 +1,7 @@
 //! A route's conditions besides host and path: methods, headers, query parameters and the API
 //! version (a URI-prefix version is part of the path already).
 
+use crate::compile_error::PredicateError;
 use http::header::{HeaderName, ACCEPT};
 use http::{HeaderMap, Method};
 use regex::bytes::Regex;
@@ -32,22 +33,27 @@ enum VersionTest {
 
 impl Predicates {
     /// Compiles a spec's conditions (the spec has passed `check_spec`).
-    pub(super) fn compile(spec: &RouteSpec) -> Result<Self, String> {
+    pub(super) fn compile(spec: &RouteSpec) -> Result<Self, PredicateError> {
         let methods = spec
             .methods
             .iter()
-            .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| format!("method `{m}`: {e}")))
+            .map(|m| {
+                Method::from_bytes(m.as_bytes()).map_err(|e| PredicateError::Method {
+                    method: m.clone(),
+                    reason: e.to_string(),
+                })
+            })
             .collect::<Result<_, _>>()?;
         let headers = spec
             .headers
             .iter()
             .map(|h| Ok((header_name(&h.name)?, ValueTest::compile(&h.value)?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PredicateError>>()?;
         let query = spec
             .query
             .iter()
             .map(|q| Ok((q.name.as_str().into(), ValueTest::compile(&q.value)?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PredicateError>>()?;
         let version = match &spec.version {
             None | Some(VersionMatch::Prefix { .. }) => None,
             Some(VersionMatch::MediaType { version }) => {
@@ -85,17 +91,25 @@ impl Predicates {
     }
 }
 
-fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))
+fn header_name(name: &str) -> Result<HeaderName, PredicateError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|e| PredicateError::HeaderName {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 impl ValueTest {
-    fn compile(value: &ValueMatch) -> Result<Self, String> {
+    fn compile(value: &ValueMatch) -> Result<Self, PredicateError> {
         Ok(match value {
             ValueMatch::Exact(v) => ValueTest::Exact(v.as_bytes().into()),
-            ValueMatch::Regex(re) => ValueTest::Regex(
-                Regex::new(&anchored_regex(re)).map_err(|e| format!("regex `{re}`: {e}"))?,
-            ),
+            ValueMatch::Regex(re) => {
+                ValueTest::Regex(Regex::new(&anchored_regex(re)).map_err(|e| {
+                    PredicateError::Regex {
+                        regex: re.clone(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
             ValueMatch::Present => ValueTest::Present,
         })
     }

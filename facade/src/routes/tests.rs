@@ -8,6 +8,7 @@ use strangler_catalog::{
 use super::sticky::{base64url_decode, jwt_sub};
 use super::*;
 use crate::CompileError;
+use strangler_catalog::pattern::RouteSpecError;
 
 fn spec(path: &str) -> RouteSpec {
     RouteSpec {
@@ -516,14 +517,15 @@ fn compile_names_the_route_that_fails() {
     );
     let err = RouteTable::compile(&c).unwrap_err();
     assert!(
-        matches!(&err, CompileError::Route { id: at, why, .. } if *at == id && why.contains("write `GET`")),
+        matches!(&err, CompileError::Route { id: at, why, .. } if *at == id && matches!(&**why, RouteProblem::Spec(RouteSpecError::MethodCase { method, .. }) if method == "get"))
+            && err.to_string().contains("write `GET`"),
         "{err}"
     );
     let mut c = catalog(&[("orders", spec("/orders"))]);
     c.contexts.clear();
     let err = RouteTable::compile(&c).unwrap_err();
     assert!(
-        matches!(&err, CompileError::Route { why, .. } if why.contains("unknown context")),
+        matches!(&err, CompileError::Route { why, .. } if **why == RouteProblem::UnknownContext),
         "{err}"
     );
 }

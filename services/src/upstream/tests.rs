@@ -17,7 +17,7 @@ fn origin_rejects_what_is_not_an_origin() {
         ("http://x:1/?a=b", "query"),
         ("http://", "not a URL"),
     ] {
-        let err = Origin::parse(bad).unwrap_err();
+        let err = Origin::parse(bad).unwrap_err().to_string();
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
