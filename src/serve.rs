@@ -172,7 +172,9 @@ pub async fn run_listeners(
         store.clone(),
         settings.facade.shadow.retention,
     ));
-    facade.start_outbox(Arc::new(StoreOutbox(store.clone())));
+    let wal = strangler_facade::Wal::open(&settings.facade.shadow.wal_dir)?;
+    tracing::info!(dir = %wal.dir().display(), unshipped = wal.backlog(), "mirror log open");
+    facade.start_outbox(Arc::new(StoreOutbox(store.clone())), wal);
     let autopilot = Arc::new(autopilot::Status::default());
     tokio::spawn(events::run(
         store.clone(),
@@ -257,7 +259,13 @@ pub async fn run_listeners(
     let _ = facade_done.send(());
     served.context("the facade listener failed")?;
     // What the last interval gathered, and the mirrored writes still queued, go to the store.
-    facade.drain_outbox(std::time::Duration::from_secs(2)).await;
+    let left = facade.drain_outbox(std::time::Duration::from_secs(2)).await;
+    if left > 0 {
+        tracing::warn!(
+            writes = left,
+            "mirrored writes are not in the catalog yet; they are kept in the mirror's log and shipped when strangler next starts on it"
+        );
+    }
     rollups::flush(facade.telemetry(), &store).await;
     match admin_task.await {
         Ok(result) => result.context("the admin listener failed")?,

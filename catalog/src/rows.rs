@@ -209,6 +209,10 @@ pub struct NoiseProposal {
 pub struct OutboxItem {
     /// Given by the store.
     pub id: i64,
+    /// Unique to this write, given when it is taken: the store keeps a write shipped twice
+    /// (after a crash) once.
+    #[serde(default)]
+    pub origin_key: String,
     pub context: String,
     pub route: String,
     pub idempotency_key: String,

@@ -12,7 +12,11 @@ fn orders(bytes: usize, drift: bool) -> Vec<u8> {
     let mut items = Vec::new();
     let mut i = 0u32;
     loop {
-        let total = if drift && i % 7 == 0 { 1000 + i } else { 1000 };
+        let total = if drift && i.is_multiple_of(7) {
+            1000 + i
+        } else {
+            1000
+        };
         items.push(serde_json::json!({
             "id": i,
             "sku": format!("SKU-{i:05}"),

@@ -306,6 +306,13 @@ enum Kind {
     Full(Option<Bytes>),
     Upstream(UpstreamBody<RequestBody>),
     Cluster(ClusterBody<RequestBody>),
+    /// Frames read ahead (see [`ResponseBody::read_ahead`]), then the rest of the body, or the
+    /// error that ended it.
+    Replay {
+        frames: std::collections::VecDeque<Frame<Bytes>>,
+        rest: Option<Box<ResponseBody>>,
+        failed: Option<BoxError>,
+    },
 }
 
 impl ResponseBody {
@@ -365,7 +372,69 @@ impl ResponseBody {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream(inner) => inner.is_end_stream(),
             Kind::Cluster(inner) => inner.is_end_stream(),
+            Kind::Replay {
+                frames,
+                rest,
+                failed,
+            } => {
+                frames.is_empty()
+                    && failed.is_none()
+                    && rest.as_ref().is_none_or(|r| r.is_end_stream())
+            }
         }
+    }
+
+    /// Reads the body ahead, up to `cap` data bytes, each taken from `held` (the buffer
+    /// budget): the whole body when it ends within that (`Some`), and the body to send on,
+    /// which gives the client every frame read, then the rest.
+    pub(crate) async fn read_ahead(
+        mut self,
+        cap: usize,
+        held: &mut Option<Held>,
+    ) -> (Option<Bytes>, ResponseBody) {
+        use http_body_util::BodyExt as _;
+        let mut frames = std::collections::VecDeque::new();
+        let mut copy = bytes::BytesMut::new();
+        let mut whole = true;
+        let mut failed = None;
+        let mut ended = self.is_end_stream();
+        while !ended {
+            match self.frame().await {
+                None => ended = true,
+                Some(Ok(frame)) => {
+                    let fits = frame.data_ref().is_none_or(|d| {
+                        copy.len() + d.len() <= cap
+                            && held.as_mut().is_some_and(|h| h.grow(d.len()))
+                    });
+                    if let Some(d) = frame.data_ref().filter(|_| fits) {
+                        copy.extend_from_slice(d);
+                    }
+                    frames.push_back(frame);
+                    if !fits {
+                        whole = false;
+                        break;
+                    }
+                    ended = self.is_end_stream();
+                }
+                Some(Err(e)) => {
+                    whole = false;
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let in_flight = self._in_flight.take();
+        let body = ResponseBody {
+            kind: Kind::Replay {
+                frames,
+                rest: (!ended && failed.is_none()).then(|| Box::new(self)),
+                failed,
+            },
+            held: None,
+            tee: None,
+            _in_flight: in_flight,
+        };
+        (whole.then(|| copy.freeze()), body)
     }
 
     pub(crate) fn with_in_flight(mut self, in_flight: InFlight, conn: ConnActive) -> Self {
@@ -391,6 +460,18 @@ impl Body for ResponseBody {
             Kind::Cluster(inner) => Pin::new(inner)
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BoxError),
+            Kind::Replay {
+                frames,
+                rest,
+                failed,
+            } => match frames.pop_front() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None => match (failed.take(), rest.as_mut()) {
+                    (Some(e), _) => Poll::Ready(Some(Err(e))),
+                    (None, Some(rest)) => Pin::new(&mut **rest).poll_frame(cx),
+                    (None, None) => Poll::Ready(None),
+                },
+            },
         };
         let ended = this.tee.is_some() && this.kind_ended();
         if let Some(tee) = this.tee.as_mut() {
@@ -422,6 +503,25 @@ impl Body for ResponseBody {
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(inner) => inner.size_hint(),
             Kind::Cluster(inner) => inner.size_hint(),
+            Kind::Replay { frames, rest, .. } => {
+                let read: u64 = frames
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .map(|d| d.len() as u64)
+                    .sum();
+                match rest {
+                    None => SizeHint::with_exact(read),
+                    Some(rest) => {
+                        let r = rest.size_hint();
+                        let mut hint = SizeHint::new();
+                        hint.set_lower(read + r.lower());
+                        if let Some(upper) = r.upper() {
+                            hint.set_upper(read + upper);
+                        }
+                        hint
+                    }
+                }
+            }
         }
     }
 }

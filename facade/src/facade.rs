@@ -39,7 +39,7 @@ pub(crate) struct Shared {
     /// The identity bridge, when configured.
     pub(crate) identity: Option<Arc<crate::identity::Bridge>>,
     /// The mirror outbox's queue, once the outbox runs.
-    pub(crate) outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<shadow::outbox::Queued>>,
+    pub(crate) outbox: std::sync::OnceLock<Arc<shadow::wal::Wal>>,
     pub(crate) legacy_prefix: String,
     pub(crate) telemetry: Arc<Telemetry>,
     /// Set when shutdown begins: HTTP/1 answers then close their connections.
@@ -102,15 +102,16 @@ impl Facade {
         })
     }
 
-    /// Starts the mirror outbox on `store`: the writer and the delivery task. Until it runs,
-    /// mirrored writes are dropped (and counted).
+    /// Starts the mirror outbox: mirrored writes are made durable in `wal` and shipped from
+    /// there to `store`, and the delivery task sends them on. Until it runs, mirrored writes
+    /// are refused (503) before legacy takes them.
     pub fn start_outbox(
         &self,
         store: Arc<dyn shadow::outbox::OutboxStore>,
+        wal: Arc<shadow::wal::Wal>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let s = &*self.shared;
-        let (tx, rx) = tokio::sync::mpsc::channel(s.config.shadow.outbox_queue.max(1));
-        if s.outbox.set(tx).is_err() {
+        if s.outbox.set(Arc::clone(&wal)).is_err() {
             return Vec::new();
         }
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -125,9 +126,9 @@ impl Facade {
             ))
         });
         vec![
-            tokio::spawn(shadow::outbox::write(
+            tokio::spawn(shadow::wal::ship(
+                wal,
                 Arc::clone(&store),
-                rx,
                 Arc::clone(&wake),
                 Arc::clone(&s.telemetry),
             )),
@@ -142,17 +143,13 @@ impl Facade {
         ]
     }
 
-    /// Waits (at most `limit`) until the mirrored writes queued for the outbox are taken by
-    /// its writer, and a moment for the writer to store them.
-    pub async fn drain_outbox(&self, limit: std::time::Duration) {
-        let Some(tx) = self.shared.outbox.get() else {
-            return;
-        };
-        let until = tokio::time::Instant::now() + limit;
-        while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    /// Waits (at most `limit`) until the mirrored writes in the local log are in the catalog;
+    /// returns how many are still only in the log (shipped when a process next starts on it).
+    pub async fn drain_outbox(&self, limit: std::time::Duration) -> u64 {
+        match self.shared.outbox.get() {
+            Some(wal) => wal.drain(limit).await,
+            None => 0,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     /// Where shadows' heavy work runs and whose memory it takes.

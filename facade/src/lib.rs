@@ -70,5 +70,6 @@ pub use routes::{decide_side, sticky_bucket, ContextEntry, Matched, RouteTable};
 pub use server::{serve, Drain};
 pub use shadow::diff as shadow_diff;
 pub use shadow::outbox::OutboxStore;
+pub use shadow::wal::{Wal, WalError};
 pub use shadow::ShadowConfig;
 pub use telemetry::Telemetry;

@@ -247,14 +247,21 @@ impl Facade {
                 wanted,
                 &s.shadow_budget,
                 &s.buffers,
+                s.outbox.get().map(|w| &**w),
                 &s.telemetry,
                 &mut outgoing,
             )
-            .map_err(|shadow::MirrorRefused| {
+            .map_err(|refused| {
+                let why = match refused {
+                    shadow::MirrorRefused::Budget => "the facade's buffer budget has no room for its copy now".to_owned(),
+                    shadow::MirrorRefused::NoLog => "the mirror's log is not running".to_owned(),
+                    shadow::MirrorRefused::Log(shadow::wal::Refusal::Backlog(n)) => format!("{n} mirrored writes wait to reach the catalog (the bound)"),
+                    shadow::MirrorRefused::Log(shadow::wal::Refusal::Broken) => "the mirror's log could not write to disk a moment ago".to_owned(),
+                };
                 Problem::new(
                     Answer::Overloaded,
                     format!(
-                        "context `{}` mirrors this write, and the facade's buffer budget has no room for its copy now; it was not sent anywhere, try again shortly",
+                        "context `{}` mirrors this write, and {why}; it was not sent anywhere, try again shortly",
                         wanted.context
                     ),
                 )
@@ -348,7 +355,12 @@ impl Facade {
                     outbox: s.outbox.get().cloned(),
                     work: self.work(),
                 };
-                body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
+                if plan.is_mirror() {
+                    // Durable before the answer is released.
+                    plan.persist(&s.config.shadow, &sinks, &parts, body).await
+                } else {
+                    body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
+                }
             }
             None => body,
         };

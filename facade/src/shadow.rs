@@ -19,6 +19,7 @@ mod json;
 pub mod outbox;
 pub mod redact;
 pub mod skip;
+pub mod wal;
 
 pub use skip::Skip;
 
@@ -33,7 +34,7 @@ use http_body::Body;
 use strangler_catalog::{RouteShadow, ShadowWrites};
 use strangler_services::cluster::{Cluster, Replay};
 use strangler_services::Upstream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::body::{Copied, RequestBody, ResponseTee, Teed};
 use crate::buffers::{Buffers, Held};
@@ -56,9 +57,11 @@ pub struct ShadowConfig {
     pub max_body_bytes: usize,
     /// How long the shadow side may take.
     pub timeout: Duration,
-    /// Mirrored writes waiting to be written to the outbox at most; beyond, they are dropped
-    /// (and counted).
+    /// Mirrored writes waiting in the local log to be shipped to the catalog's outbox at most;
+    /// beyond, mirrored writes are refused (503) before legacy takes them.
     pub outbox_queue: usize,
+    /// Where the mirror's write-ahead log lives (local disk).
+    pub wal_dir: std::path::PathBuf,
     /// Delivery attempts of a mirrored write before it is given up on (kept, marked dead).
     pub mirror_attempts: u32,
     /// Shadow results (and dead outbox writes) older than this are deleted.
@@ -73,7 +76,8 @@ impl Default for ShadowConfig {
             max_per_second: 0,
             max_body_bytes: 1 << 20,
             timeout: Duration::from_secs(10),
-            outbox_queue: 1024,
+            outbox_queue: 100_000,
+            wal_dir: std::path::PathBuf::from("strangler-mirror-wal"),
             mirror_attempts: 20,
             retention: Duration::from_secs(7 * 24 * 3600),
         }
@@ -389,11 +393,13 @@ pub struct Plan {
 
 /// Decides whether a request is shadowed (counting why not), and if so takes a copy of its
 /// body as it streams to the primary.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     config: &ShadowConfig,
     wanted: &Wanted,
     budget: &Arc<Budget>,
     buffers: &Arc<Buffers>,
+    wal: Option<&wal::Wal>,
     telemetry: &Arc<Telemetry>,
     req: &mut http::Request<RequestBody>,
 ) -> Result<Option<Pending>, MirrorRefused> {
@@ -446,14 +452,27 @@ pub fn plan(
         Mode::Compare => (config.max_in_flight, config.max_per_second),
         Mode::Mirror => (usize::MAX, 0),
     };
-    // A mirrored write must not reach legacy unless its copy can be kept: its declared
-    // length is taken from the buffer budget before anything is sent (else 503).
+    // A mirrored write must not reach legacy unless it can be made durable for the new side:
+    // the log must have room, and its declared length is taken from the buffer budget before
+    // anything is sent (else 503).
+    if matches!(mode, Mode::Mirror) {
+        let admitted = match wal {
+            Some(wal) => wal
+                .admits(config.outbox_queue as u64)
+                .map_err(MirrorRefused::Log),
+            None => Err(MirrorRefused::NoLog),
+        };
+        if let Err(refused) = admitted {
+            telemetry.record_shadow_skip(&wanted.context, Skip::OutboxFull);
+            return Err(refused);
+        }
+    }
     let held = match mode {
         Mode::Mirror => match buffers.hold(declared.map_or(0, |n| n as usize)) {
             Some(h) => h,
             None => {
                 telemetry.record_shadow_skip(&wanted.context, Skip::BudgetFull);
-                return Err(MirrorRefused);
+                return Err(MirrorRefused::Budget);
             }
         },
         Mode::Compare => match buffers.hold(0) {
@@ -488,17 +507,24 @@ pub fn plan(
     }))
 }
 
-/// A mirrored write whose copy the buffer budget cannot keep: it is refused (503) before
-/// legacy takes it, so that the two sides do not drift apart.
+/// A mirrored write refused (503) before legacy takes it, so that the two sides do not drift
+/// apart: its copy cannot be kept, or made durable, now.
 #[derive(Debug)]
-pub struct MirrorRefused;
+pub enum MirrorRefused {
+    /// The buffer budget has no room for its copy.
+    Budget,
+    /// No mirror log runs in this process.
+    NoLog,
+    /// The log is full or failing.
+    Log(wal::Refusal),
+}
 
 /// Where shadow tasks report.
 #[derive(Clone)]
 pub struct Sinks {
     pub telemetry: Arc<Telemetry>,
-    /// The outbox's queue, once the outbox runs.
-    pub outbox: Option<mpsc::Sender<outbox::Queued>>,
+    /// The mirror's log, once the outbox runs.
+    pub outbox: Option<Arc<wal::Wal>>,
     /// Where the comparison's heavy work runs and whose memory it takes.
     pub work: Work,
 }
@@ -516,6 +542,92 @@ impl Pending {
     /// Nothing will be compared, for this reason.
     pub fn skip_as(mut self, why: Skip) {
         self.why = why;
+    }
+
+    /// Whether this is a mirrored write, to be made durable with [`Pending::persist`] before
+    /// the answer is released (instead of launched).
+    pub fn is_mirror(&self) -> bool {
+        self.plan
+            .as_ref()
+            .is_some_and(|p| matches!(p.mode, Mode::Mirror))
+    }
+
+    /// Makes a mirrored write durable in the log before its answer goes to the client: legacy's
+    /// answer is read ahead (up to the cap, for the comparison after delivery), the write is
+    /// synced to disk, and the body returned gives the client the whole answer. A write legacy
+    /// failed (5xx) is not mirrored. A write the log cannot keep is reported loudly: legacy has
+    /// taken it, so its answer still goes to the client.
+    pub async fn persist(
+        mut self,
+        config: &ShadowConfig,
+        sinks: &Sinks,
+        head: &http::response::Parts,
+        body: crate::body::ResponseBody,
+    ) -> crate::body::ResponseBody {
+        let Some(plan) = self.plan.take() else {
+            return body;
+        };
+        let telemetry = &sinks.telemetry;
+        let wanted = &plan.wanted;
+        let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
+        if head.status.as_u16() >= 500 {
+            skip(Skip::LegacyFailed);
+            return body;
+        }
+        let mut held = sinks.work.buffers.hold(0);
+        let (copy, body) = body.read_ahead(config.max_body_bytes, &mut held).await;
+        let legacy = Read {
+            status: head.status.as_u16(),
+            content_type: header_text(&head.headers, &http::header::CONTENT_TYPE),
+            headers: wanted
+                .rules
+                .headers
+                .iter()
+                .map(|h| header_text(&head.headers, h))
+                .collect(),
+            over_budget: copy.is_none() && held.is_none(),
+            body: copy,
+            elapsed: plan.started.elapsed(),
+            held,
+        };
+        let request = match plan.body {
+            None => Bytes::new(),
+            Some(rx) => match tokio::time::timeout(config.timeout, rx).await {
+                Ok(Ok(Ok((b, _held)))) => b,
+                Ok(Ok(Err(why))) => {
+                    tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), reason = why.as_str(), "a mirrored write was not kept: its body could not be copied; the new side misses it");
+                    skip(why);
+                    return body;
+                }
+                _ => {
+                    tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), "a mirrored write was not kept: legacy answered before its body was read; the new side misses it");
+                    skip(Skip::Incomplete);
+                    return body;
+                }
+            },
+        };
+        let Some(item) = outbox::item(wanted, &plan.replay, request, &legacy) else {
+            tracing::error!(
+                context = %wanted.context,
+                method = %plan.replay.method,
+                path = plan.replay.uri.path(),
+                "a mirrored write was not stored: its body cannot be redacted (only JSON and form bodies can); the new side misses it"
+            );
+            skip(Skip::Unredactable);
+            return body;
+        };
+        let kept = match &sinks.outbox {
+            Some(wal) => wal.append(&item).await,
+            None => Err(wal::WalError::Stopped),
+        };
+        match kept {
+            Ok(()) => telemetry.record_mirror_queued(&wanted.context),
+            Err(e) => {
+                tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), error = %e, "a mirrored write taken by legacy could not be made durable; the new side misses it");
+                skip(Skip::NotDurable);
+            }
+        }
+        body
     }
 
     /// Starts the shadow once the primary's response head is known; returns the tee to put
@@ -605,29 +717,8 @@ async fn run(plan: Plan, primary: Primary, config: ShadowConfig, sinks: Sinks) {
         },
     };
     match plan.mode {
-        Mode::Mirror => {
-            let Some(legacy) = primary.read().await else {
-                return skip(Skip::Incomplete);
-            };
-            if legacy.status >= 500 {
-                return skip(Skip::LegacyFailed);
-            }
-            let Some(item) = outbox::item(&wanted, &plan.replay, body, &legacy) else {
-                tracing::error!(
-                    context = %wanted.context,
-                    method = %plan.replay.method,
-                    path = plan.replay.uri.path(),
-                    "a mirrored write was not stored: its body cannot be redacted (only JSON and form bodies can); the new side misses it"
-                );
-                return skip(Skip::Unredactable);
-            };
-            match &sinks.outbox {
-                Some(tx) if tx.try_send((item, held)).is_ok() => {
-                    telemetry.record_mirror_queued(&wanted.context)
-                }
-                _ => skip(Skip::OutboxFull),
-            }
-        }
+        // Persisted before the answer was released (`Pending::persist`), never launched.
+        Mode::Mirror => skip(Skip::Incomplete),
         Mode::Compare => {
             compare(
                 &wanted,

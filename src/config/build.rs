@@ -213,6 +213,23 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(v) = file.shadow.outbox_queue {
         facade.shadow.outbox_queue = usize::try_from(v.0).unwrap_or(usize::MAX);
     }
+    let catalog_url = file
+        .catalog
+        .url
+        .clone()
+        .unwrap_or_else(|| "sqlite://strangler.db".to_owned());
+    facade.shadow.wal_dir = match file.shadow.wal_dir {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            return Err(ConfigError {
+                location: "shadow.wal_dir".into(),
+                message:
+                    "is empty; name a directory on local disk for the mirror's write-ahead log"
+                        .into(),
+            })
+        }
+        Some(dir) => dir,
+        None => default_wal_dir(&catalog_url),
+    };
     if let Some(v) = file.shadow.mirror_attempts {
         facade.shadow.mirror_attempts = u32::try_from(v.0).unwrap_or(u32::MAX);
     }
@@ -249,10 +266,7 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
         admin,
         workers: file.workers.map(|w| usize::try_from(w.0).unwrap_or(1)),
         catalog: CatalogSettings {
-            url: file
-                .catalog
-                .url
-                .unwrap_or_else(|| "sqlite://strangler.db".to_owned()),
+            url: catalog_url,
             poll_interval: file
                 .catalog
                 .poll_interval
@@ -433,4 +447,18 @@ fn declared_catalog(
         message: e.message,
     })?;
     Ok(Some(c))
+}
+
+/// Where the mirror's log lives unless configured: beside a SQLite catalog's file (so that a
+/// restart on the same catalog finds it), else `strangler-mirror-wal` in the working directory.
+fn default_wal_dir(catalog_url: &str) -> std::path::PathBuf {
+    let file = catalog_url
+        .strip_prefix("sqlite://")
+        .or_else(|| catalog_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|f| !f.is_empty() && *f != ":memory:");
+    match file {
+        Some(f) => std::path::PathBuf::from(format!("{f}.mirror-wal")),
+        None => std::path::PathBuf::from("strangler-mirror-wal"),
+    }
 }

@@ -58,7 +58,8 @@ pub(super) struct ShadowSection {
     pub(super) max_per_second: Option<Ranged<0, 10_000_000>>,
     pub(super) max_body_bytes: Option<Ranged<1024, 104_857_600>>,
     pub(super) timeout: Option<Dur>,
-    pub(super) outbox_queue: Option<Ranged<1, 1_000_000>>,
+    pub(super) outbox_queue: Option<Ranged<1, 10_000_000>>,
+    pub(super) wal_dir: Option<std::path::PathBuf>,
     pub(super) mirror_attempts: Option<Ranged<1, 1000>>,
     pub(super) retention: Option<Retention>,
 }

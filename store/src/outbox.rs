@@ -10,13 +10,14 @@ use strangler_catalog::clock::now_ms;
 /// Mirrored writes waiting for delivery to the new service, in order per context.
 #[async_trait::async_trait]
 pub trait MirrorOutbox: Send + Sync {
-    /// Stores mirrored writes for delivery; returns their ids.
+    /// Stores mirrored writes for delivery; returns the ids of those it did not have (a write
+    /// whose non-empty origin key is stored already is kept once).
     async fn outbox_put(&self, items: &[OutboxItem]) -> Result<Vec<i64>, StoreError>;
     /// Claims up to `limit` writes due now for `lease_ms` (another replica sees them again
     /// only after that), oldest first; a write waits while an earlier live write of its
     /// context is not due, so each context's writes are delivered in order.
     async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError>;
-    /// A write was delivered: forget it.
+    /// A write was delivered: it is kept, emptied, only to recognise a second shipment of it.
     async fn outbox_done(&self, id: i64) -> Result<(), StoreError>;
     /// A delivery failed (`error`, counted as an attempt) or must wait for an earlier write
     /// (`None`): try again at `next_at_ms`, or never (`dead`).
@@ -42,10 +43,12 @@ impl MirrorOutbox for SqlStore {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let legacy_headers = serde_json::to_string(&i.legacy_headers)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let id: i64 = sqlx::query_scalar(
+            let id: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO shadow_outbox (context, route, idempotency_key, method, uri, headers, \
-                 body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, next_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+                 body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, next_at_ms, \
+                 origin_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
+                 ON CONFLICT (origin_key) DO NOTHING RETURNING id",
             )
             .bind(&i.context)
             .bind(&i.route)
@@ -59,10 +62,10 @@ impl MirrorOutbox for SqlStore {
             .bind(i.legacy_body.clone())
             .bind(i.legacy_us)
             .bind(if i.created_ms > 0 { i.created_ms } else { now })
-            .fetch_one(&mut *tx)
-            .await
-            ?;
-            ids.push(id);
+            .bind((!i.origin_key.is_empty()).then_some(i.origin_key.as_str()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            ids.extend(id);
         }
         tx.commit().await?;
         Ok(ids)
@@ -71,11 +74,12 @@ impl MirrorOutbox for SqlStore {
     async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let now = now_ms();
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
+            "SELECT id, origin_key, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
              legacy_headers, legacy_body, legacy_us, created_ms, attempts, next_at_ms \
-             FROM shadow_outbox o WHERE dead = 0 AND next_at_ms <= $1 AND NOT EXISTS \
-             (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context AND e.dead = 0 \
-              AND e.id < o.id AND e.next_at_ms > $1) ORDER BY id LIMIT $2",
+             FROM shadow_outbox o WHERE dead = 0 AND delivered_ms IS NULL AND next_at_ms <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context \
+              AND e.dead = 0 AND e.delivered_ms IS NULL AND e.id < o.id AND e.next_at_ms > $1) \
+             ORDER BY id LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -86,7 +90,8 @@ impl MirrorOutbox for SqlStore {
         for row in rows {
             // Another replica may have claimed it since the select: the update decides.
             let claimed = sqlx::query(
-                "UPDATE shadow_outbox SET next_at_ms = $1 WHERE id = $2 AND next_at_ms = $3 AND dead = 0",
+                "UPDATE shadow_outbox SET next_at_ms = $1 WHERE id = $2 AND next_at_ms = $3 AND dead = 0 \
+                 AND delivered_ms IS NULL",
             )
             .bind(now + lease_ms)
             .bind(row.id)
@@ -103,10 +108,15 @@ impl MirrorOutbox for SqlStore {
     }
 
     async fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM shadow_outbox WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE shadow_outbox SET delivered_ms = $2, headers = '[]', body = $3, \
+             legacy_headers = '[]', legacy_body = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .bind(Vec::<u8>::new())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -135,14 +145,14 @@ impl MirrorOutbox for SqlStore {
         let (pending, dead, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
-             FROM shadow_outbox WHERE context = $1",
+             FROM shadow_outbox WHERE context = $1 AND delivered_ms IS NULL",
         )
         .bind(context)
         .fetch_one(&self.pool)
         .await?;
         let last_error: Option<String> = sqlx::query_scalar(
             "SELECT last_error FROM shadow_outbox WHERE context = $1 AND last_error IS NOT NULL \
-             ORDER BY id DESC LIMIT 1",
+             AND delivered_ms IS NULL ORDER BY id DESC LIMIT 1",
         )
         .bind(context)
         .fetch_optional(&self.pool)
@@ -161,6 +171,7 @@ impl MirrorOutbox for SqlStore {
 #[derive(sqlx::FromRow)]
 struct OutboxRow {
     id: i64,
+    origin_key: Option<String>,
     context: String,
     route: String,
     idempotency_key: String,
@@ -185,6 +196,7 @@ impl TryFrom<OutboxRow> for OutboxItem {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("outbox {id}: {e}"));
         Ok(OutboxItem {
             id,
+            origin_key: r.origin_key.unwrap_or_default(),
             context: r.context,
             route: r.route,
             idempotency_key: r.idempotency_key,

@@ -59,6 +59,11 @@ impl Retention for SqlStore {
                 "DELETE FROM shadow_outbox WHERE dead = 1 AND created_ms < $1",
                 before_ms,
             ),
+            // Delivered writes are kept an hour only to recognise a late second shipment.
+            (
+                "DELETE FROM shadow_outbox WHERE delivered_ms < $1",
+                before_ms.max(strangler_catalog::clock::now_ms() - 3_600_000),
+            ),
         ] {
             deleted += sqlx::query(sql)
                 .bind(bound)

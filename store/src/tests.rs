@@ -402,6 +402,48 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
     assert!(store.shadow_examples("orders").await.unwrap().is_empty());
 }
 
+async fn a_write_shipped_twice_is_kept_and_delivered_once(store: SqlStore) {
+    let item = |key: &str| OutboxItem {
+        origin_key: key.into(),
+        context: "orders".into(),
+        route: "r1".into(),
+        idempotency_key: format!("idem-{key}"),
+        method: "POST".into(),
+        uri: "/orders".into(),
+        body: b"{}".to_vec(),
+        legacy_status: 201,
+        ..OutboxItem::default()
+    };
+    let first = store.outbox_put(&[item("a"), item("b")]).await.unwrap();
+    assert_eq!(first.len(), 2);
+    // The same shipment again (a crash before the log noted it): nothing new.
+    let again = store
+        .outbox_put(&[item("a"), item("b"), item("c")])
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "only `c` is new");
+    let claimed = store.outbox_claim(10, 60_000).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|i| i.origin_key.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    for i in &claimed {
+        store.outbox_done(i.id).await.unwrap();
+    }
+    assert_eq!(store.outbox_stats("orders").await.unwrap().pending, 0);
+    // Delivered, then shipped once more: still recognised, not delivered twice.
+    assert!(store.outbox_put(&[item("a")]).await.unwrap().is_empty());
+    assert!(store.outbox_claim(10, 60_000).await.unwrap().is_empty());
+    // Writes without an origin key (none is ever made so now) are each their own.
+    assert_eq!(
+        store.outbox_put(&[item(""), item("")]).await.unwrap().len(),
+        2
+    );
+}
+
 async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
     let item = |context: &str, n: u8| OutboxItem {
         context: context.into(),
@@ -1043,6 +1085,7 @@ on_both!(
     runtime_changes_are_recorded,
     shadow_results_from_replicas_add_up,
     the_outbox_delivers_each_context_in_order,
+    a_write_shipped_twice_is_kept_and_delivered_once,
     traffic_from_replicas_adds_up_and_is_pruned,
     hourly_rollups_path_traffic_and_carving,
     a_lease_has_one_holder_until_it_expires,

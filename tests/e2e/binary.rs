@@ -19,6 +19,8 @@ pub struct Running {
     pub lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// The catalog `start` made, removed with the process's handle.
     pub _catalog: Option<TempCatalog>,
+    /// The mirror log's directory made for a process on a catalog that is not a SQLite file.
+    pub _wal: Option<Scratch>,
 }
 
 impl Running {
@@ -82,6 +84,18 @@ pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &st
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
+    // Beside a SQLite catalog the mirror's log goes with it; elsewhere it would land in the
+    // working directory, so each process gets one of its own unless the test names one.
+    let on_file = extra_env
+        .iter()
+        .any(|(k, v)| *k == "STRANGLER_CATALOG_URL" && v.starts_with("sqlite:"));
+    let named = extra_env
+        .iter()
+        .any(|(k, _)| *k == "STRANGLER_SHADOW_WAL_DIR");
+    let wal = (!on_file && !named).then(|| Scratch::new("wal"));
+    if let Some(w) = &wal {
+        cmd.env("STRANGLER_SHADOW_WAL_DIR", &w.path);
+    }
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
@@ -108,6 +122,7 @@ pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &st
         admin: v["fields"]["admin"].as_str().unwrap().to_owned(),
         lines,
         _catalog: None,
+        _wal: wal,
     }
 }
 

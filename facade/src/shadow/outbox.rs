@@ -2,13 +2,14 @@
 //! in order per context, from a table in the catalog, so that the new service's data keeps step
 //! with legacy during shadow.
 //!
-//! The request path never touches the store: a mirrored write (with legacy's answer) goes into
-//! a bounded queue; the writer task stores it in batches; the delivery task claims due writes
+//! The request path never touches the store: a mirrored write (with legacy's answer) is made
+//! durable in the local log ([`super::wal`]) before the client's answer is released, and
+//! shipped from there to the catalog in batches; the delivery task claims due writes
 //! (a lease keeps other replicas off them), sends each with an `Idempotency-Key` and
 //! `X-Strangler-Shadow: mirror`, and on a transport failure or a 429/502/503/504 tries again
 //! later with exponential backoff, until the attempts run out and the write is kept as dead.
 //! A delivered write's answer is compared with legacy's; a difference is a divergence, counted
-//! like any shadow mismatch. What is lost: writes still in the queue when the process dies.
+//! like any shadow mismatch. Nothing acknowledged is lost when the process dies: the log keeps it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use strangler_catalog::OutboxItem;
 use strangler_services::cluster::{Cluster, Replay};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::redact::latin1;
 use super::{diff, redact, Read, Wanted};
@@ -92,6 +93,7 @@ pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> Opt
     }
     Some(OutboxItem {
         id: 0,
+        origin_key: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
         context: wanted.context.to_string(),
         route: wanted.route.to_string(),
         idempotency_key,
@@ -120,50 +122,6 @@ fn from_latin1(text: &str) -> Vec<u8> {
     text.chars()
         .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
         .collect()
-}
-
-/// Stores queued writes in batches; wakes the delivery task after each. A store that is down
-/// is retried, holding the batch (the queue behind it fills, then drops and counts).
-/// A mirrored write waiting for the writer, with its bytes in the buffer budget (given back
-/// once it is stored).
-pub type Queued = (OutboxItem, Option<crate::buffers::Held>);
-
-pub async fn write(
-    store: Arc<dyn OutboxStore>,
-    mut queue: mpsc::Receiver<Queued>,
-    wake: Arc<Notify>,
-    telemetry: Arc<Telemetry>,
-) {
-    let mut batch = Vec::new();
-    let mut held = Vec::new();
-    while let Some((first, h)) = queue.recv().await {
-        batch.push(first);
-        held.push(h);
-        while batch.len() < 64 {
-            match queue.try_recv() {
-                Ok((item, h)) => {
-                    batch.push(item);
-                    held.push(h);
-                }
-                Err(_) => break,
-            }
-        }
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match store.put(&batch).await {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, writes = batch.len(), "mirrored writes not stored yet; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        telemetry.record_mirror_stored(batch.len());
-        batch.clear();
-        held.clear();
-        wake.notify_one();
-    }
 }
 
 /// Where a context's mirrored writes go now, and its rules.

@@ -18,8 +18,12 @@ pub enum Skip {
     Incomplete,
     /// In canary or migrated, the new side failed and legacy answered: nothing to compare.
     FellBack,
-    /// A mirrored write could not be queued for the outbox.
+    /// A mirrored write was refused (503, before legacy took it): the mirror's log is full
+    /// or failing.
     OutboxFull,
+    /// Legacy took a mirrored write that the mirror's log then could not keep (a disk error):
+    /// the new side misses it. Logged as an error.
+    NotDurable,
     /// The primary side gave no answer (the client got a 502/503/504 from the facade).
     PrimaryFailed,
     /// The context's translator could not translate the copy or the new service's answer: a
@@ -36,7 +40,7 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 14] = [
+    pub const ALL: [Skip; 15] = [
         Skip::NotSampled,
         Skip::UnsafeMethod,
         Skip::BudgetFull,
@@ -46,6 +50,7 @@ impl Skip {
         Skip::Incomplete,
         Skip::FellBack,
         Skip::OutboxFull,
+        Skip::NotDurable,
         Skip::PrimaryFailed,
         Skip::TranslationFailed,
         Skip::LegacyFailed,
@@ -69,6 +74,7 @@ impl Skip {
             Skip::Incomplete => "incomplete",
             Skip::FellBack => "fell_back",
             Skip::OutboxFull => "outbox_full",
+            Skip::NotDurable => "not_durable",
             Skip::PrimaryFailed => "primary_failed",
             Skip::TranslationFailed => "translation_failed",
             Skip::Unredactable => "unredactable",
