@@ -80,6 +80,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("shadow.outbox_queue", Kind::Int),
     ("shadow.wal_dir", Kind::Str),
     ("shadow.mirror_attempts", Kind::Int),
+    ("shadow.mirror_retry", Kind::Str),
     ("shadow.retention", Kind::Str),
     ("identity.cookie", Kind::Str),
     ("identity.resolve_path", Kind::Str),

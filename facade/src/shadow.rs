@@ -64,6 +64,9 @@ pub struct ShadowConfig {
     pub wal_dir: std::path::PathBuf,
     /// Delivery attempts of a mirrored write before it is given up on (kept, marked dead).
     pub mirror_attempts: u32,
+    /// The wait before a failed delivery is tried again, doubled per attempt (at most a
+    /// minute).
+    pub mirror_retry: Duration,
     /// Shadow results (and dead outbox writes) older than this are deleted.
     pub retention: Duration,
 }
@@ -79,6 +82,7 @@ impl Default for ShadowConfig {
             outbox_queue: 100_000,
             wal_dir: std::path::PathBuf::from("strangler-mirror-wal"),
             mirror_attempts: 20,
+            mirror_retry: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
         }
     }

@@ -233,6 +233,9 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(v) = file.shadow.mirror_attempts {
         facade.shadow.mirror_attempts = u32::try_from(v.0).unwrap_or(u32::MAX);
     }
+    if let Some(d) = file.shadow.mirror_retry {
+        facade.shadow.mirror_retry = d.0;
+    }
     if let Some(d) = file.shadow.retention {
         facade.shadow.retention = d.0;
     }

@@ -61,6 +61,7 @@ pub(super) struct ShadowSection {
     pub(super) outbox_queue: Option<Ranged<1, 10_000_000>>,
     pub(super) wal_dir: Option<std::path::PathBuf>,
     pub(super) mirror_attempts: Option<Ranged<1, 1000>>,
+    pub(super) mirror_retry: Option<Dur>,
     pub(super) retention: Option<Retention>,
 }
 

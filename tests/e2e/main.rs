@@ -16,6 +16,7 @@ mod faults;
 mod hostile;
 mod limits;
 mod migration;
+mod mirror;
 mod registration;
 mod replicas;
 mod shadow;

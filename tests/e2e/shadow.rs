@@ -514,7 +514,19 @@ pub(crate) async fn shadowed(
     new: std::net::SocketAddr,
     catalog_url: &str,
     policy: serde_json::Value,
+    route: serde_json::Value,
+) -> (crate::binary::Running, crate::admin::Admin) {
+    shadowed_with(legacy, new, catalog_url, policy, route, &[]).await
+}
+
+/// [`shadowed`], with more environment for the process.
+pub(crate) async fn shadowed_with(
+    legacy: std::net::SocketAddr,
+    new: std::net::SocketAddr,
+    catalog_url: &str,
+    policy: serde_json::Value,
     mut route: serde_json::Value,
+    extra_env: &[(&str, &str)],
 ) -> (crate::binary::Running, crate::admin::Admin) {
     use crate::admin::{token_env, Admin, OPERATOR};
     use http::Method;
@@ -522,6 +534,7 @@ pub(crate) async fn shadowed(
     let mut env = token_env();
     env.push(("STRANGLER_CATALOG_URL", catalog_url));
     env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    env.extend_from_slice(extra_env);
     let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
     let admin = Admin::new(&s.admin, Some(OPERATOR));
     admin

@@ -169,7 +169,7 @@ pub async fn deliver(
                 Outcome::Retry(why) => {
                     let attempts = item.attempts + 1;
                     let dead = attempts >= i64::from(config.mirror_attempts);
-                    let at = now_ms() + backoff_ms(attempts);
+                    let at = now_ms() + backoff_ms(config.mirror_retry, attempts);
                     if dead {
                         telemetry.record_mirror_dead(&item.context);
                         tracing::warn!(context = %item.context, id = item.id, %why, "mirrored write given up on");
@@ -186,10 +186,12 @@ pub async fn deliver(
     }
 }
 
-/// 500 ms doubling per attempt, at most a minute, with a fifth of jitter.
-fn backoff_ms(attempts: i64) -> i64 {
-    let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-    let base = 500i64.saturating_mul(1 << exp).min(60_000);
+/// `first` after the first attempt, doubling per attempt, at most a minute, with a fifth of
+/// jitter.
+fn backoff_ms(first: Duration, attempts: i64) -> i64 {
+    let exp = u32::try_from((attempts - 1).clamp(0, 16)).unwrap_or(16);
+    let first = i64::try_from(first.as_millis()).unwrap_or(60_000).max(1);
+    let base = first.saturating_mul(1 << exp).min(60_000);
     base + i64::try_from(fastrand::u64(..=u64::try_from(base / 5).unwrap_or(0))).unwrap_or(0)
 }
 

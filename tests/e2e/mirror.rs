@@ -1,0 +1,350 @@
+//! The mirror outbox end to end: mirrored writes are durable before they are acknowledged (a
+//! `kill -9` loses none), and the delivery loop holds a context's later writes behind a failed
+//! one, retries what the new service asks to have retried, and gives up after the configured
+//! attempts — each against a new service that fails in that way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http::Method;
+use serde_json::{json, Value};
+
+use crate::admin::Admin;
+use crate::harness::*;
+use crate::shadow::shadowed_with;
+
+/// Every attempt the new service saw: (the write's `n`, the status it answered).
+type Attempts = Arc<Mutex<Vec<(u64, u16)>>>;
+
+/// How the new service answers the `k`-th attempt (from 0) of write `n`.
+type Script = Arc<dyn Fn(u64, usize) -> u16 + Send + Sync>;
+
+/// A new service that answers writes `{"n": N}` to `/orders/{id}` as `script` says, after
+/// `gate` opens for the first attempt of write 1 (when given).
+fn new_service(
+    attempts: &Attempts,
+    script: Script,
+    gate: Option<Arc<tokio::sync::Notify>>,
+) -> Router {
+    let attempts = Arc::clone(attempts);
+    Router::new().route(
+        "/orders/{id}",
+        post(move |body: Bytes| {
+            let attempts = Arc::clone(&attempts);
+            let script = Arc::clone(&script);
+            let gate = gate.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let n = v["n"].as_u64().unwrap_or(0);
+                let k = attempts
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(m, _)| *m == n)
+                    .count();
+                if let (Some(gate), 1, 0) = (gate, n, k) {
+                    gate.notified().await;
+                }
+                let status = script(n, k);
+                attempts.lock().unwrap().push((n, status));
+                (
+                    http::StatusCode::from_u16(status).unwrap(),
+                    axum::Json(json!({ "n": n })),
+                )
+            }
+        }),
+    )
+}
+
+/// Legacy: takes every write and answers it 201 with the write's `n`.
+fn legacy_service() -> Router {
+    Router::new().route(
+        "/orders/{id}",
+        post(|body: Bytes| async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            (
+                http::StatusCode::CREATED,
+                axum::Json(json!({ "n": v["n"] })),
+            )
+        }),
+    )
+}
+
+const ROUTE: &str =
+    r#"{ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror" } }"#;
+
+async fn write(listen: &str, n: u64) -> Result<u16, String> {
+    let req = http::Request::post(format!("http://{listen}/orders/{n}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(
+            json!({ "n": n }).to_string(),
+        )))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+/// The context's outbox and shadow figures once `done` holds (60 s at most).
+async fn outbox_until(admin: &Admin, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, _, v) = admin
+            .call(
+                Method::GET,
+                "/api/v1/contexts/orders/shadow?minutes=10",
+                None,
+            )
+            .await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} never happened: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_mirrored_writes_survive_kill_9_and_are_delivered_once() {
+    let (legacy, _) = axum_upstream(legacy_service()).await;
+    let new_addr = dead_port();
+    let scratch = Scratch::new("mirror-kill");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let env = [("STRANGLER_SHADOW_MIRROR_RETRY", "50ms")];
+    let (mut s, _admin) = shadowed_with(
+        legacy,
+        new_addr,
+        &catalog_url,
+        json!({}),
+        serde_json::from_str(ROUTE).unwrap(),
+        &env,
+    )
+    .await;
+
+    // Eight clients write while the new service is down; the process is killed mid-stream.
+    let next = Arc::new(AtomicU64::new(1));
+    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (next, acked, stop) = (Arc::clone(&next), Arc::clone(&acked), Arc::clone(&stop));
+        let listen = s.listen.clone();
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                match write(&listen, n).await {
+                    Ok(201) => acked.lock().unwrap().push(n),
+                    Ok(other) => panic!("write {n} answered {other}"),
+                    // The process is gone: this write was not acknowledged.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 150 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "writes too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.child.kill().await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let sent = next.load(Ordering::SeqCst) - 1;
+
+    // A new process on the same catalog (and so the same log), and the new service is up.
+    let mut env2 = crate::admin::token_env();
+    env2.push(("STRANGLER_CATALOG_URL", catalog_url.as_str()));
+    env2.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    env2.extend_from_slice(&env);
+    let s2 = crate::binary::start_with(&format!("http://{legacy}"), &env2).await;
+    let admin2 = Admin::new(&s2.admin, Some(crate::admin::OPERATOR));
+    let attempts: Attempts = Arc::default();
+    let app = new_service(&attempts, Arc::new(|_, _| 201), None);
+    let listener = tokio::net::TcpListener::bind(new_addr).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let delivered = || -> HashMap<u64, usize> {
+        let mut seen = HashMap::new();
+        for (n, _) in attempts.lock().unwrap().iter() {
+            *seen.entry(*n).or_insert(0) += 1;
+        }
+        seen
+    };
+    let started = Instant::now();
+    while !acked.iter().all(|n| delivered().contains_key(n)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} of {} acknowledged writes delivered",
+            acked.iter().filter(|n| delivered().contains_key(n)).count(),
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    outbox_until(&admin2, "the outbox empty", |v| {
+        v["outbox"]["pending"] == 0 && v["outbox"]["dead"] == 0
+    })
+    .await;
+    let seen = delivered();
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert!(
+        seen.keys().all(|n| *n >= 1 && *n <= sent),
+        "only writes that were sent"
+    );
+    eprintln!(
+        "kill -9: {} writes acknowledged, {} sent, {} delivered after the restart",
+        acked.len(),
+        sent,
+        seen.len()
+    );
+    s2.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_write_holds_back_its_context_and_is_retried_on_429_502_503_504() {
+    let (legacy, _) = axum_upstream(legacy_service()).await;
+    let attempts: Attempts = Arc::default();
+    // Write 1 is answered 503 (after the test has sent all three), 429, 502, 504, then 201.
+    let script: Script = Arc::new(|n, k| match (n, k) {
+        (1, 0) => 503,
+        (1, 1) => 429,
+        (1, 2) => 502,
+        (1, 3) => 504,
+        _ => 201,
+    });
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (new, _) = axum_upstream(new_service(&attempts, script, Some(Arc::clone(&gate)))).await;
+    let scratch = Scratch::new("mirror-order");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = shadowed_with(
+        legacy,
+        new,
+        &catalog_url,
+        json!({}),
+        serde_json::from_str(ROUTE).unwrap(),
+        &[("STRANGLER_SHADOW_MIRROR_RETRY", "30ms")],
+    )
+    .await;
+    for n in 1..=3 {
+        assert_eq!(write(&s.listen, n).await, Ok(201));
+    }
+    // All three are in the outbox before write 1's first attempt is answered.
+    outbox_until(&admin, "three writes pending", |v| {
+        v["outbox"]["pending"] == 3
+    })
+    .await;
+    gate.notify_one();
+    outbox_until(&admin, "the outbox empty", |v| {
+        v["outbox"]["pending"] == 0 && v["outbox"]["dead"] == 0
+    })
+    .await;
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [
+            (1, 503),
+            (1, 429),
+            (1, 502),
+            (1, 504),
+            (1, 201),
+            (2, 201),
+            (3, 201)
+        ],
+        "write 1 retried on each status, and 2 and 3 held back until it went through"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_is_given_up_after_the_configured_attempts_and_the_next_one_goes() {
+    let (legacy, _) = axum_upstream(legacy_service()).await;
+    let attempts: Attempts = Arc::default();
+    // Write 1 is refused for good (503 forever); write 2 is fine.
+    let (new, _) = axum_upstream(new_service(
+        &attempts,
+        Arc::new(|n, _| if n == 1 { 503 } else { 201 }),
+        None,
+    ))
+    .await;
+    let scratch = Scratch::new("mirror-give-up");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = shadowed_with(
+        legacy,
+        new,
+        &catalog_url,
+        json!({}),
+        serde_json::from_str(ROUTE).unwrap(),
+        &[
+            ("STRANGLER_SHADOW_MIRROR_RETRY", "30ms"),
+            ("STRANGLER_SHADOW_MIRROR_ATTEMPTS", "3"),
+        ],
+    )
+    .await;
+    for n in 1..=2 {
+        assert_eq!(write(&s.listen, n).await, Ok(201));
+    }
+    let v = outbox_until(&admin, "one dead, none pending", |v| {
+        v["outbox"]["pending"] == 0 && v["outbox"]["dead"] == 1
+    })
+    .await;
+    assert!(
+        v["outbox"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{v}"
+    );
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [(1, 503), (1, 503), (1, 503), (2, 201)],
+        "three attempts, then the next write"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_the_new_service_fails_with_500_is_delivered_once_and_counted_as_a_difference() {
+    let (legacy, _) = axum_upstream(legacy_service()).await;
+    let attempts: Attempts = Arc::default();
+    let (new, _) = axum_upstream(new_service(&attempts, Arc::new(|_, _| 500), None)).await;
+    let scratch = Scratch::new("mirror-500");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = shadowed_with(
+        legacy,
+        new,
+        &catalog_url,
+        json!({}),
+        serde_json::from_str(ROUTE).unwrap(),
+        &[("STRANGLER_SHADOW_MIRROR_RETRY", "30ms")],
+    )
+    .await;
+    assert_eq!(write(&s.listen, 7).await, Ok(201));
+    let v = outbox_until(&admin, "compared, the outbox empty", |v| {
+        v["compared"] == 1 && v["outbox"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(v["matched"], 0, "{v}");
+    assert_eq!(v["outbox"]["dead"], 0, "{v}");
+    // Delivered (its row is done): a 500 is an answer to compare, not a reason to repeat the
+    // write.
+    assert_eq!(*attempts.lock().unwrap(), [(7, 500)]);
+    s.stop().await;
+}
