@@ -348,3 +348,108 @@ async fn a_write_the_new_service_fails_with_500_is_delivered_once_and_counted_as
     assert_eq!(*attempts.lock().unwrap(), [(7, 500)]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_log_refuses_writes_before_legacy_and_a_stop_keeps_what_is_not_shipped() {
+    use sqlx::Connection as _;
+    let taken = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&taken);
+    let legacy_app = legacy_service().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                next.run(req).await
+            }
+        },
+    ));
+    let (legacy, _) = axum_upstream(legacy_app).await;
+    let attempts: Attempts = Arc::default();
+    let (new, _) = axum_upstream(new_service(&attempts, Arc::new(|_, _| 201), None)).await;
+    let scratch = Scratch::new("mirror-full");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let env = [
+        ("STRANGLER_SHADOW_OUTBOX_QUEUE", "3"),
+        ("STRANGLER_SHADOW_MIRROR_RETRY", "30ms"),
+    ];
+    let (mut s, _admin) = shadowed_with(
+        legacy,
+        new,
+        &catalog_url,
+        json!({}),
+        serde_json::from_str(ROUTE).unwrap(),
+        &env,
+    )
+    .await;
+
+    // Another writer holds the catalog: nothing can be shipped to it.
+    let mut lock = sqlx::SqliteConnection::connect(&catalog_url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        assert_eq!(write(&s.listen, n).await, Ok(201));
+    }
+    // The log holds its bound: the next write is refused before legacy sees it.
+    let req = http::Request::post(format!("http://{}/orders/4", s.listen))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(r#"{"n":4}"#)))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("3 mirrored writes wait"), "{text}");
+    assert_eq!(taken.load(Ordering::SeqCst), 3, "legacy never saw the refused write");
+
+    // A stop while the catalog is still held keeps the three in the log, and says so.
+    let pid = s.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let said = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = s.lines.recv().await {
+            if line.contains("kept in the mirror's log") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("no word of the writes left in the log");
+    let v: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(v["fields"]["writes"], 3, "{said}");
+    let status = tokio::time::timeout(Duration::from_secs(30), s.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    drop(lock);
+
+    // The next process on this catalog ships them; each arrives once.
+    let mut env2 = crate::admin::token_env();
+    env2.push(("STRANGLER_CATALOG_URL", catalog_url.as_str()));
+    env2.extend_from_slice(&env);
+    let s2 = crate::binary::start_with(&format!("http://{legacy}"), &env2).await;
+    let admin2 = Admin::new(&s2.admin, Some(crate::admin::OPERATOR));
+    outbox_until(&admin2, "three delivered", |v| {
+        v["outbox"]["pending"] == 0 && v["compared"] == 3
+    })
+    .await;
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [(1, 201), (2, 201), (3, 201)]
+    );
+    s2.stop().await;
+}
