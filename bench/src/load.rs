@@ -3,14 +3,16 @@
 //! whatever the answers' speed, and times each request from when it was due, so a stall shows
 //! in the percentiles instead of lowering the rate (no coordinated omission).
 //!
-//!     bench-load URL RATE SECONDS CONNECTIONS
+//!     bench-load URL RATE SECONDS CONNECTIONS [POST_BYTES]
+//!
+//! With `POST_BYTES`, each request is a POST of a JSON body of about that size (a write).
 //!
 //! Prints one line: `sent=N errors=N rps=R p50_ms=X p99_ms=Y`.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -28,6 +30,7 @@ async fn connection(
     start: Instant,
     every: Duration,
     count: u64,
+    post: Option<Bytes>,
 ) -> Result<(Vec<u32>, u64), String> {
     let authority = uri
         .authority()
@@ -46,10 +49,16 @@ async fn connection(
     for i in 0..count {
         let due = start + every * u32::try_from(i).unwrap_or(u32::MAX);
         tokio::time::sleep_until(due.into()).await;
-        let req = http::Request::get(uri.clone())
-            .header(http::header::HOST, authority.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let req = match &post {
+            None => http::Request::get(uri.clone())
+                .header(http::header::HOST, authority.as_str())
+                .body(Full::new(Bytes::new())),
+            Some(body) => http::Request::post(uri.clone())
+                .header(http::header::HOST, authority.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body.clone())),
+        }
+        .map_err(|e| e.to_string())?;
         let ok = match send.send_request(req).await {
             Ok(resp) => resp.status().is_success() && resp.into_body().collect().await.is_ok(),
             Err(_) => false,
@@ -74,6 +83,16 @@ async fn main() -> Result<(), String> {
     if rate <= 0.0 || seconds <= 0.0 || connections == 0 {
         return Err("RATE, SECONDS and CONNECTIONS must be positive".into());
     }
+    let post = match std::env::args().nth(5) {
+        None => None,
+        Some(n) => {
+            let n: usize = n.parse().map_err(|_| "POST_BYTES is not a number")?;
+            Some(Bytes::from(format!(
+                "{{\"note\":\"{}\"}}",
+                "x".repeat(n.saturating_sub(11))
+            )))
+        }
+    };
     let per_connection = rate / f64::from(connections);
     let every = Duration::from_secs_f64(1.0 / per_connection);
     let count = (per_connection * seconds) as u64;
@@ -87,6 +106,7 @@ async fn main() -> Result<(), String> {
             start + offset,
             every,
             count,
+            post.clone(),
         )));
     }
     let mut all = Vec::new();
