@@ -24,6 +24,7 @@ pub async fn import(settings: &Settings, reason: &str) -> anyhow::Result<String>
         ));
     }
     let meta = ChangeMeta {
+        force: false,
         actor: "config-import".into(),
         reason: reason.to_owned(),
     };

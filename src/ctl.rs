@@ -51,18 +51,30 @@ pub enum CtlCommand {
         context: String,
         #[arg(long)]
         reason: String,
+        /// Move the write owner even with mirrored writes toward it still waiting (what is
+        /// left behind is recorded in the audit log)
+        #[arg(long)]
+        force: bool,
     },
     /// Make the new service the owner of a context's writes (canary only)
     Cutover {
         context: String,
         #[arg(long)]
         reason: String,
+        /// Move the write owner even with mirrored writes toward it still waiting (what is
+        /// left behind is recorded in the audit log)
+        #[arg(long)]
+        force: bool,
     },
     /// Return a context to legacy
     Rollback {
         context: String,
         #[arg(long)]
         reason: String,
+        /// Move the write owner even with mirrored writes toward it still waiting (what is
+        /// left behind is recorded in the audit log)
+        #[arg(long)]
+        force: bool,
     },
     /// Set a canary's weight, in basis points (2500 = 25 %)
     Weight {
@@ -283,11 +295,15 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
                 out.trim_end().to_owned()
             })
         }
-        CtlCommand::Promote { context, reason } => {
+        CtlCommand::Promote {
+            context,
+            reason,
+            force,
+        } => {
             let v = api
                 .change(
                     &format!("/api/v1/contexts/{context}/promote"),
-                    json!({ "reason": reason }),
+                    json!({ "reason": reason, "force": force }),
                 )
                 .await?;
             Ok(format!(
@@ -296,11 +312,15 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
                 v["version"]
             ))
         }
-        CtlCommand::Cutover { context, reason } => {
+        CtlCommand::Cutover {
+            context,
+            reason,
+            force,
+        } => {
             let v = api
                 .change(
                     &format!("/api/v1/contexts/{context}/cutover"),
-                    json!({ "reason": reason }),
+                    json!({ "reason": reason, "force": force }),
                 )
                 .await?;
             Ok(format!(
@@ -309,11 +329,15 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
                 v["version"]
             ))
         }
-        CtlCommand::Rollback { context, reason } => {
+        CtlCommand::Rollback {
+            context,
+            reason,
+            force,
+        } => {
             let v = api
                 .change(
                     &format!("/api/v1/contexts/{context}/rollback"),
-                    json!({ "reason": reason }),
+                    json!({ "reason": reason, "force": force }),
                 )
                 .await?;
             Ok(format!(

@@ -109,11 +109,11 @@ fn demo_catalog(orders_url: &str) -> Catalog {
         ),
     );
     let routes = [
-        ("orders", "GET", "/api/orders", ShadowWrites::Off),
-        ("orders", "GET", "/api/orders/{id}", ShadowWrites::Off),
-        ("orders", "POST", "/api/orders", ShadowWrites::Mirror),
-        ("catalog", "GET", "/api/products", ShadowWrites::Off),
-        ("catalog", "GET", "/api/products/{sku}", ShadowWrites::Off),
+        ("orders", "GET", "/api/orders", None),
+        ("orders", "GET", "/api/orders/{id}", None),
+        ("orders", "POST", "/api/orders", Some(ShadowWrites::Mirror)),
+        ("catalog", "GET", "/api/products", None),
+        ("catalog", "GET", "/api/products/{sku}", None),
     ];
     for (context, method, path, writes) in routes {
         let spec = RouteSpec {
@@ -247,6 +247,7 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let fresh = store.version().await? == 0;
     if fresh {
         let meta = ChangeMeta {
+            force: false,
             actor: "strangler demo".into(),
             reason: "the demo's starting point: orders in shadow, catalog in legacy".into(),
         };
@@ -270,6 +271,7 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
             let mut svc = svc.clone();
             svc.urls = vec![url];
             let meta = ChangeMeta {
+                force: false,
                 actor: "strangler demo".into(),
                 reason: "the demo's orders service listens at a new address".into(),
             };

@@ -32,7 +32,7 @@ mod validate;
 
 pub use change::{Action, Change, ChangeError, ContextEvent};
 pub use json_path::{JsonPath, JsonPathError};
-pub use model::fnv1a64;
+pub use model::{fnv1a64, owner_moves};
 pub use model::{
     Catalog, Context, ContextView, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow,
     RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch,

@@ -344,6 +344,18 @@ impl Context {
     }
 }
 
+/// The contexts whose write owner differs between two catalogs: (context, its new owner).
+/// A context that appears or disappears moves nothing.
+pub fn owner_moves(old: &Catalog, new: &Catalog) -> Vec<(String, Side)> {
+    new.contexts
+        .iter()
+        .filter_map(|(name, c)| {
+            let before = old.contexts.get(name)?.owner();
+            (before != c.owner()).then(|| (name.clone(), c.owner()))
+        })
+        .collect()
+}
+
 /// The write owner of a context in `state`, cut over or not (see [`Context::owner`]).
 fn owner(state: MigrationState, cut_over: bool) -> Side {
     match state {
@@ -629,8 +641,12 @@ pub enum ShadowWrites {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteShadow {
-    #[serde(default, skip_serializing_if = "is_off")]
-    pub writes: ShadowWrites,
+    /// How the route's writes reach the side that does not own them. Unset, the context's
+    /// state decides: off in shadow (a route opts in), mirrored from canary on — toward the
+    /// new service while legacy owns the writes, back to legacy once the new service does —
+    /// unless the route opts out with `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<ShadowWrites>,
     /// Largest request body copied for a shadow, in bytes (default: the facade's
     /// `[shadow] max_body_bytes`). A larger request is not shadowed, and counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -642,13 +658,21 @@ pub struct RouteShadow {
     pub opaque_bodies: bool,
 }
 
-fn is_off(w: &ShadowWrites) -> bool {
-    *w == ShadowWrites::Off
-}
-
 impl RouteShadow {
     pub fn is_default(&self) -> bool {
         self == &RouteShadow::default()
+    }
+
+    /// Whether a write on this route, in a context in `state`, is mirrored to the side that
+    /// does not own it.
+    pub fn mirrors_writes(&self, state: MigrationState) -> bool {
+        match state {
+            MigrationState::Shadow => self.writes == Some(ShadowWrites::Mirror),
+            MigrationState::Canary | MigrationState::Migrated => {
+                self.writes != Some(ShadowWrites::Off)
+            }
+            MigrationState::Legacy | MigrationState::Retired => false,
+        }
     }
 }
 

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct ChangeMeta {
     pub actor: String,
     pub reason: String,
+    /// Apply a change that moves a context's write owner even though mirrored writes toward
+    /// the new owner are still waiting; what is left behind is recorded in the audit log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// One row of the audit log.
@@ -213,6 +217,10 @@ pub struct OutboxItem {
     /// (after a crash) once.
     #[serde(default)]
     pub origin_key: String,
+    /// Where it goes: the new service (a write legacy owns, mirrored) or legacy (a write the
+    /// new service owns, mirrored back so that legacy stays complete until retired).
+    #[serde(default)]
+    pub toward: crate::Side,
     pub context: String,
     pub route: String,
     pub idempotency_key: String,

@@ -18,10 +18,11 @@ pub type Weight = u16;
 pub const FULL_WEIGHT: Weight = 10_000;
 
 /// Who answers a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Legacy,
+    #[default]
     New,
 }
 

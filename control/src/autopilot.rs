@@ -256,6 +256,7 @@ async fn evaluate(
             Decision::Rollback { why } => (vec![Action::Rollback], why),
         };
         let meta = ChangeMeta {
+            force: false,
             actor: "autopilot".into(),
             reason: why.to_owned(),
         };

@@ -50,6 +50,7 @@ pub fn service_log(store: impl CatalogStore + EventOutbox + 'static) -> EventSin
                 ),
             };
             let meta = ChangeMeta {
+                force: false,
                 actor: "facade".into(),
                 reason,
             };

@@ -97,6 +97,7 @@ fn catalog() -> Catalog {
 
 async fn seed(url: &str, store: &SqlStore) -> anyhow_free::Result<()> {
     let meta = ChangeMeta {
+        force: false,
         actor: "bench".into(),
         reason: "seed".into(),
     };

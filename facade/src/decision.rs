@@ -146,10 +146,13 @@ impl Facade {
             fell_back: false,
         });
         let state = ctx.entry.state;
-        let forward = state == MigrationState::Shadow;
+        // A write the route mirrors goes to the side that does not own it, through the outbox:
+        // toward the new service while legacy owns the writes, back to legacy after cutover.
+        let mirror = is_write(req.method()) && route.shadow.mirrors_writes(state);
+        let forward = state == MigrationState::Shadow || (mirror && side == Side::Legacy);
         let reverse = side == Side::New
             && matches!(state, MigrationState::Canary | MigrationState::Migrated)
-            && ctx.rules.reverse_percent > 0;
+            && (ctx.rules.reverse_percent > 0 || mirror);
         let shadow = match &ctx.cluster {
             Some(cluster) if forward || reverse => Some(Box::new(shadow::Wanted {
                 context: Arc::clone(&ctx.entry.name),
@@ -162,6 +165,7 @@ impl Facade {
                     shadow::Peer::New(cluster.clone())
                 },
                 reverse,
+                mirror,
                 legacy: s.legacy.clone(),
                 // In reverse the copy goes to legacy untranslated; the primary's answer is
                 // translated on the live path.

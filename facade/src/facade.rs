@@ -116,14 +116,22 @@ impl Facade {
         }
         let wake = Arc::new(tokio::sync::Notify::new());
         let facade = self.clone();
-        let resolve: Arc<shadow::outbox::Resolve> = Arc::new(move |context: &str| {
+        let resolve: Arc<shadow::outbox::Resolve> = Arc::new(move |context: &str, toward| {
             let snapshot = facade.shared.snapshot.load();
             let ctx = snapshot.context(context)?;
-            Some((
-                ctx.cluster.clone()?,
-                Arc::clone(&ctx.rules),
-                ctx.translation.as_ref().map(|(_, t)| t.clone()),
-            ))
+            Some(match toward {
+                strangler_catalog::Side::New => (
+                    shadow::Peer::New(ctx.cluster.clone()?),
+                    Arc::clone(&ctx.rules),
+                    ctx.translation.as_ref().map(|(_, t)| t.clone()),
+                ),
+                // Back to legacy in the client's own contract: untranslated.
+                strangler_catalog::Side::Legacy => (
+                    shadow::Peer::Legacy(facade.shared.legacy.clone()),
+                    Arc::clone(&ctx.rules),
+                    None,
+                ),
+            })
         });
         vec![
             tokio::spawn(shadow::wal::ship(

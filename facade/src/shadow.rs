@@ -370,6 +370,9 @@ pub struct Wanted {
     pub peer: Peer,
     /// The primary is the new service and the copy goes to legacy.
     pub reverse: bool,
+    /// A write mirrored through the outbox to the side that does not own it (the route and
+    /// the context's state say so).
+    pub mirror: bool,
     /// Legacy, for a second legacy call that learns noise.
     pub legacy: Upstream<RequestBody>,
     /// The context's translator, for a copy that goes to the new service.
@@ -416,11 +419,16 @@ pub fn plan(
         *req.method(),
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
     );
-    let mode = match (safe, wanted.reverse, wanted.route_shadow.writes) {
-        (true, _, _) => Mode::Compare,
-        (false, true, _) | (false, false, ShadowWrites::Off) => return skip(Skip::UnsafeMethod),
-        (false, false, ShadowWrites::DryRun) => Mode::Compare,
-        (false, false, ShadowWrites::Mirror) => Mode::Mirror,
+    let mode = match (
+        safe,
+        wanted.mirror,
+        wanted.reverse,
+        wanted.route_shadow.writes,
+    ) {
+        (true, ..) => Mode::Compare,
+        (false, true, ..) => Mode::Mirror,
+        (false, false, false, Some(ShadowWrites::DryRun)) => Mode::Compare,
+        (false, ..) => return skip(Skip::UnsafeMethod),
     };
     // A mirror keeps the new side's data in step: every write goes, whatever the sampling.
     let percent = if wanted.reverse {

@@ -95,6 +95,40 @@ impl CatalogStore for SqlStore {
             return Err(e.into());
         }
         new.version = old.version;
+        // A context's writes change hands only once the mirrored writes toward the new owner
+        // have arrived (or the change is forced, and what it leaves behind is recorded).
+        let mut left_behind = Vec::new();
+        for (context, owner) in strangler_catalog::owner_moves(&old, &new) {
+            let (pending, dead, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
+                 FROM shadow_outbox WHERE context = $1 AND toward = $2 AND delivered_ms IS NULL",
+            )
+            .bind(&context)
+            .bind(owner.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if pending == 0 && dead == 0 {
+                continue;
+            }
+            if pending > 0 && !meta.force {
+                tx.rollback().await?;
+                return Err(StoreError::NotDrained {
+                    context,
+                    toward: owner,
+                    pending,
+                    oldest_ms: oldest.map(|t| (now_ms() - t).max(0)),
+                    dead,
+                });
+            }
+            left_behind.push(serde_json::json!({
+                "context": context,
+                "toward": owner,
+                "pending": pending,
+                "dead": dead,
+                "oldest_ms": oldest.map(|t| (now_ms() - t).max(0)),
+            }));
+        }
 
         write_diff(&mut tx, &old.services, &new.services, "services", "name").await?;
         write_diff(&mut tx, &old.contexts, &new.contexts, "contexts", "name").await?;
@@ -110,7 +144,19 @@ impl CatalogStore for SqlStore {
         .bind(change.action_name())
         .bind(&target)
         .bind(change.snapshot(&old).map(|v| v.to_string()))
-        .bind(change.snapshot(&new).map(|v| v.to_string()))
+        .bind(
+            change
+                .snapshot(&new)
+                .map(|mut v| {
+                    if !left_behind.is_empty() {
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("left_behind".into(), left_behind.clone().into());
+                        }
+                    }
+                    v
+                })
+                .map(|v| v.to_string()),
+        )
         .bind(&meta.reason)
         .bind(new.version)
         .execute(&mut *tx)

@@ -26,12 +26,52 @@ pub enum StoreError {
     /// expects (a missing column, a wrong type, unreadable JSON).
     #[error("the catalog store holds unreadable data: {0}")]
     Corrupt(String),
+    /// The change would move a context's write owner while mirrored writes toward the new
+    /// owner are still waiting: the new owner would take writes without them.
+    #[error("{}", not_drained(context, *toward, *pending, *oldest_ms, *dead))]
+    NotDrained {
+        context: String,
+        /// The side that would own the writes.
+        toward: strangler_catalog::Side,
+        pending: i64,
+        /// The oldest pending write's age.
+        oldest_ms: Option<i64>,
+        /// Writes toward that side given up on (never delivered).
+        dead: i64,
+    },
+}
+
+fn not_drained(
+    context: &str,
+    toward: strangler_catalog::Side,
+    pending: i64,
+    oldest_ms: Option<i64>,
+    dead: i64,
+) -> String {
+    let age = oldest_ms.map_or(String::new(), |ms| {
+        format!(", the oldest {:.1} s old", ms as f64 / 1000.0)
+    });
+    let dead = if dead > 0 {
+        format!(" ({dead} more were given up on and will never arrive)")
+    } else {
+        String::new()
+    };
+    format!(
+        "context `{context}`: {pending} mirrored writes still wait to reach {}{age}{dead}; \
+         the write owner moves only once they are delivered. Try again when the outbox is \
+         drained (GET /api/v1/contexts/{context}/shadow), or force it with a reason to leave \
+         them behind (recorded in the audit log)",
+        toward.as_str()
+    )
 }
 
 impl StoreError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Stale { .. })
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Stale { .. } | StoreError::NotDrained { .. }
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! Mirrored writes waiting for delivery to the new service: claimed with a lease, so several
 //! replicas deliver each write once, and in order per context.
 
-use strangler_catalog::{OutboxItem, OutboxStats};
+use strangler_catalog::{OutboxItem, OutboxStats, Side};
 
 use crate::sql::SqlStore;
 use crate::StoreError;
@@ -28,8 +28,8 @@ pub trait MirrorOutbox: Send + Sync {
         error: Option<&str>,
         dead: bool,
     ) -> Result<(), StoreError>;
-    /// The outbox of one context.
-    async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError>;
+    /// The outbox of one context, toward one side.
+    async fn outbox_stats(&self, context: &str, toward: Side) -> Result<OutboxStats, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -46,8 +46,8 @@ impl MirrorOutbox for SqlStore {
             let id: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO shadow_outbox (context, route, idempotency_key, method, uri, headers, \
                  body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, next_at_ms, \
-                 origin_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
+                 origin_key, toward) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) \
                  ON CONFLICT (origin_key) DO NOTHING RETURNING id",
             )
             .bind(&i.context)
@@ -63,6 +63,7 @@ impl MirrorOutbox for SqlStore {
             .bind(i.legacy_us)
             .bind(if i.created_ms > 0 { i.created_ms } else { now })
             .bind((!i.origin_key.is_empty()).then_some(i.origin_key.as_str()))
+            .bind(i.toward.as_str())
             .fetch_optional(&mut *tx)
             .await?;
             ids.extend(id);
@@ -74,11 +75,11 @@ impl MirrorOutbox for SqlStore {
     async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let now = now_ms();
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, origin_key, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
+            "SELECT id, origin_key, toward, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
              legacy_headers, legacy_body, legacy_us, created_ms, attempts, next_at_ms \
              FROM shadow_outbox o WHERE dead = 0 AND delivered_ms IS NULL AND next_at_ms <= $1 \
              AND NOT EXISTS (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context \
-              AND e.dead = 0 AND e.delivered_ms IS NULL AND e.id < o.id AND e.next_at_ms > $1) \
+              AND e.toward = o.toward AND e.dead = 0 AND e.delivered_ms IS NULL AND e.id < o.id AND e.next_at_ms > $1) \
              ORDER BY id LIMIT $2",
         )
         .bind(now)
@@ -141,20 +142,22 @@ impl MirrorOutbox for SqlStore {
         Ok(())
     }
 
-    async fn outbox_stats(&self, context: &str) -> Result<OutboxStats, StoreError> {
+    async fn outbox_stats(&self, context: &str, toward: Side) -> Result<OutboxStats, StoreError> {
         let (pending, dead, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
-             FROM shadow_outbox WHERE context = $1 AND delivered_ms IS NULL",
+             FROM shadow_outbox WHERE context = $1 AND toward = $2 AND delivered_ms IS NULL",
         )
         .bind(context)
+        .bind(toward.as_str())
         .fetch_one(&self.pool)
         .await?;
         let last_error: Option<String> = sqlx::query_scalar(
-            "SELECT last_error FROM shadow_outbox WHERE context = $1 AND last_error IS NOT NULL \
-             AND delivered_ms IS NULL ORDER BY id DESC LIMIT 1",
+            "SELECT last_error FROM shadow_outbox WHERE context = $1 AND toward = $2 \
+             AND last_error IS NOT NULL AND delivered_ms IS NULL ORDER BY id DESC LIMIT 1",
         )
         .bind(context)
+        .bind(toward.as_str())
         .fetch_optional(&self.pool)
         .await?
         .flatten();
@@ -172,6 +175,7 @@ impl MirrorOutbox for SqlStore {
 struct OutboxRow {
     id: i64,
     origin_key: Option<String>,
+    toward: String,
     context: String,
     route: String,
     idempotency_key: String,
@@ -197,6 +201,15 @@ impl TryFrom<OutboxRow> for OutboxItem {
         Ok(OutboxItem {
             id,
             origin_key: r.origin_key.unwrap_or_default(),
+            toward: match r.toward.as_str() {
+                "legacy" => Side::Legacy,
+                "new" => Side::New,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "outbox {id}: toward `{other}` is neither legacy nor new"
+                    )))
+                }
+            },
             context: r.context,
             route: r.route,
             idempotency_key: r.idempotency_key,

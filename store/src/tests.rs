@@ -82,6 +82,7 @@ async fn fresh(backend: &str) -> Option<(SqlStore, Cleanup)> {
 
 fn meta(reason: &str) -> ChangeMeta {
     ChangeMeta {
+        force: false,
         actor: "alice".into(),
         reason: reason.into(),
     }
@@ -402,6 +403,112 @@ async fn shadow_results_from_replicas_add_up(store: SqlStore) {
     assert!(store.shadow_examples("orders").await.unwrap().is_empty());
 }
 
+async fn the_write_owner_moves_only_once_the_outbox_toward_it_is_drained(store: SqlStore) {
+    let step = |action| Change::Transition {
+        context: "orders".into(),
+        action,
+    };
+    let mut v = 0;
+    for change in [
+        service("orders-svc"),
+        context("orders", "orders-svc"),
+        step(Action::Promote),
+        step(Action::Promote),
+    ] {
+        v = store
+            .apply(&change, v, &meta("setup"))
+            .await
+            .unwrap()
+            .version;
+    }
+    let mirrored = |n: u8, toward: Side| OutboxItem {
+        origin_key: format!("w{n}"),
+        toward,
+        context: "orders".into(),
+        route: "r1".into(),
+        idempotency_key: format!("k{n}"),
+        method: "POST".into(),
+        uri: "/orders".into(),
+        body: b"{}".to_vec(),
+        legacy_status: 201,
+        created_ms: now_ms() - 1500,
+        ..OutboxItem::default()
+    };
+    // Two writes toward the new service wait: the cutover is refused, nothing changes.
+    let ids = store
+        .outbox_put(&[mirrored(1, Side::New), mirrored(2, Side::New)])
+        .await
+        .unwrap();
+    match store
+        .apply(&step(Action::Cutover), v, &meta("cut over"))
+        .await
+    {
+        Err(StoreError::NotDrained {
+            context,
+            toward: Side::New,
+            pending: 2,
+            oldest_ms: Some(age),
+            dead: 0,
+        }) => {
+            assert_eq!(context, "orders");
+            assert!(age >= 1500, "{age}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.version().await.unwrap(), v, "nothing was applied");
+    assert_eq!(
+        store.load().await.unwrap().contexts["orders"].owner(),
+        Side::Legacy
+    );
+    // A write toward legacy does not hold a move toward new.
+    store
+        .outbox_put(&[mirrored(3, Side::Legacy)])
+        .await
+        .unwrap();
+    // One delivered, one given up on: nothing pending, the cutover passes, and the audit
+    // says what never arrived.
+    store.outbox_done(ids[0]).await.unwrap();
+    store
+        .outbox_retry(ids[1], now_ms(), Some("refused"), true)
+        .await
+        .unwrap();
+    let c = store
+        .apply(&step(Action::Cutover), v, &meta("cut over"))
+        .await
+        .unwrap();
+    v = c.version;
+    assert_eq!(c.contexts["orders"].owner(), Side::New);
+    let audit = store.audit(&AuditQuery::default()).await.unwrap();
+    let after = audit[0].after.clone().unwrap();
+    assert_eq!(after["left_behind"][0]["dead"], 1, "{after}");
+    // Back to legacy: the write toward legacy waits, so the rollback is refused …
+    match store
+        .apply(&step(Action::Rollback), v, &meta("roll back"))
+        .await
+    {
+        Err(StoreError::NotDrained {
+            toward: Side::Legacy,
+            pending: 1,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // … unless forced, which records it as left behind.
+    let forced = ChangeMeta {
+        force: true,
+        ..meta("legacy is on fire")
+    };
+    let c = store
+        .apply(&step(Action::Rollback), v, &forced)
+        .await
+        .unwrap();
+    assert_eq!(c.contexts["orders"].owner(), Side::Legacy);
+    let audit = store.audit(&AuditQuery::default()).await.unwrap();
+    let after = audit[0].after.clone().unwrap();
+    assert_eq!(after["left_behind"][0]["pending"], 1, "{after}");
+    assert_eq!(after["left_behind"][0]["toward"], "legacy", "{after}");
+}
+
 async fn a_write_shipped_twice_is_kept_and_delivered_once(store: SqlStore) {
     let item = |key: &str| OutboxItem {
         origin_key: key.into(),
@@ -433,7 +540,14 @@ async fn a_write_shipped_twice_is_kept_and_delivered_once(store: SqlStore) {
     for i in &claimed {
         store.outbox_done(i.id).await.unwrap();
     }
-    assert_eq!(store.outbox_stats("orders").await.unwrap().pending, 0);
+    assert_eq!(
+        store
+            .outbox_stats("orders", Side::New)
+            .await
+            .unwrap()
+            .pending,
+        0
+    );
     // Delivered, then shipped once more: still recognised, not delivered twice.
     assert!(store.outbox_put(&[item("a")]).await.unwrap().is_empty());
     assert!(store.outbox_claim(10, 60_000).await.unwrap().is_empty());
@@ -493,7 +607,7 @@ async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
         store.outbox_claim(10, 60_000).await.unwrap().is_empty(),
         "a later write of a context overtook an earlier one"
     );
-    let stats = store.outbox_stats("orders").await.unwrap();
+    let stats = store.outbox_stats("orders", Side::New).await.unwrap();
     assert_eq!((stats.pending, stats.dead), (2, 0));
     assert_eq!(stats.last_error.as_deref(), Some("refused"));
     // Due again: both, in order; the attempt was counted once.
@@ -511,9 +625,16 @@ async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
     store.outbox_retry(ids[1], past, None, false).await.unwrap();
     let after = store.outbox_claim(10, 60_000).await.unwrap();
     assert_eq!(after.iter().map(|i| i.id).collect::<Vec<_>>(), [ids[1]]);
-    let stats = store.outbox_stats("orders").await.unwrap();
+    let stats = store.outbox_stats("orders", Side::New).await.unwrap();
     assert_eq!((stats.pending, stats.dead), (1, 1));
-    assert_eq!(store.outbox_stats("carts").await.unwrap().pending, 0);
+    assert_eq!(
+        store
+            .outbox_stats("carts", Side::New)
+            .await
+            .unwrap()
+            .pending,
+        0
+    );
 }
 
 async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
@@ -1086,6 +1207,7 @@ on_both!(
     shadow_results_from_replicas_add_up,
     the_outbox_delivers_each_context_in_order,
     a_write_shipped_twice_is_kept_and_delivered_once,
+    the_write_owner_moves_only_once_the_outbox_toward_it_is_drained,
     traffic_from_replicas_adds_up_and_is_pruned,
     hourly_rollups_path_traffic_and_carving,
     a_lease_has_one_holder_until_it_expires,

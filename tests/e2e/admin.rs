@@ -99,6 +99,29 @@ impl Admin {
         }
     }
 
+    /// Waits until no mirrored write of `context` is waiting, either way: a change that moves
+    /// the write owner is refused until then.
+    pub async fn drained(&self, context: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, _, v) = self
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/contexts/{context}/shadow?minutes=1"),
+                    None,
+                )
+                .await;
+            if v["outbox"]["pending"] == 0 && v["reverse_outbox"]["pending"] == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the outbox of {context} never drained: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A change based on the current version, which must succeed.
     pub async fn change(&self, method: Method, path: &str, mut body: Value) -> Value {
         body["base_version"] = self.version().await.into();

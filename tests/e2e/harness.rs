@@ -54,6 +54,22 @@ impl FacadeHandle {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Starts the mirror outbox as `serve` does: a log under `dir`, shipped to a SQLite
+    /// catalog there. Returns the directory's guard.
+    pub async fn with_outbox(&self) -> Scratch {
+        let dir = Scratch::new("outbox");
+        let store = strangler_store::SqlStore::connect(
+            &format!("sqlite://{}", dir.path.join("catalog.db").display()),
+            Arc::new(strangler_catalog::SizeOnly),
+        )
+        .await
+        .unwrap();
+        let wal = strangler_facade::Wal::open(&dir.path.join("wal")).unwrap();
+        self.facade
+            .start_outbox(Arc::new(strangler_control::outbox::StoreOutbox(store)), wal);
+        dir
+    }
+
     /// Starts a graceful shutdown.
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -267,4 +283,21 @@ pub async fn named(name: &'static str) -> SocketAddr {
     axum_upstream(axum::Router::new().fallback(move || async move { name }))
         .await
         .0
+}
+
+/// Every file under `dir`, its subdirectories' included.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }

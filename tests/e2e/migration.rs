@@ -544,6 +544,8 @@ async fn writes_go_to_the_owner_legacy_until_cutover_whatever_the_canary_split()
         "{problem}"
     );
 
+    // The writes legacy took reach the new service (mirrored by default in canary) first.
+    admin.drained("orders").await;
     let cut = admin
         .change(
             Method::POST,
@@ -581,7 +583,8 @@ async fn writes_go_to_the_owner_legacy_until_cutover_whatever_the_canary_split()
         .filter_map(|e| e["action"].as_str())
         .collect();
     assert!(actions.contains(&"cutover"), "{audit}");
-    // A rollback returns the writes to legacy.
+    // A rollback returns the writes to legacy, once the new side's are mirrored back.
+    admin.drained("orders").await;
     admin
         .change(Method::POST, "/api/v1/contexts/orders/rollback", json!({}))
         .await;

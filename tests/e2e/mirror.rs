@@ -399,17 +399,18 @@ async fn a_full_log_refuses_writes_before_legacy_and_a_stop_keeps_what_is_not_sh
     let resp = client().request(req).await.unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    assert_eq!(
-        resp.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let body = http_body_util::BodyExt::collect(resp.into_body())
         .await
         .unwrap()
         .to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("3 mirrored writes wait"), "{text}");
-    assert_eq!(taken.load(Ordering::SeqCst), 3, "legacy never saw the refused write");
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        3,
+        "legacy never saw the refused write"
+    );
 
     // A stop while the catalog is still held keeps the three in the log, and says so.
     let pid = s.child.id().unwrap();
@@ -447,9 +448,217 @@ async fn a_full_log_refuses_writes_before_legacy_and_a_stop_keeps_what_is_not_sh
         v["outbox"]["pending"] == 0 && v["compared"] == 3
     })
     .await;
-    assert_eq!(
-        *attempts.lock().unwrap(),
-        [(1, 201), (2, 201), (3, 201)]
-    );
+    assert_eq!(*attempts.lock().unwrap(), [(1, 201), (2, 201), (3, 201)]);
     s2.stop().await;
+}
+
+/// An orders service with its own data: `POST /orders/{id}` stores the body (201), `GET`
+/// answers it (or 404). While `refusing` holds, writes get 503 and nothing is stored.
+#[derive(Clone, Default)]
+struct Orders {
+    data: Arc<Mutex<HashMap<String, Value>>>,
+    refusing: Arc<AtomicBool>,
+    /// Mirrored writes taken (marked `X-Strangler-Shadow: mirror`).
+    mirrored: Arc<AtomicU64>,
+}
+
+impl Orders {
+    fn app(&self, name: &'static str) -> Router {
+        let (w, r) = (self.clone(), self.clone());
+        Router::new().route(
+            "/orders/{id}",
+            post(
+                move |axum::extract::Path(id): axum::extract::Path<String>,
+                      headers: http::HeaderMap,
+                      body: Bytes| {
+                    let w = w.clone();
+                    async move {
+                        if w.refusing.load(Ordering::SeqCst) {
+                            return (http::StatusCode::SERVICE_UNAVAILABLE, "busy".to_owned());
+                        }
+                        if headers
+                            .get("x-strangler-shadow")
+                            .is_some_and(|v| v == "mirror")
+                        {
+                            w.mirrored.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        w.data.lock().unwrap().insert(id, v);
+                        (http::StatusCode::CREATED, name.to_owned())
+                    }
+                },
+            )
+            .get(
+                move |axum::extract::Path(id): axum::extract::Path<String>| {
+                    let r = r.clone();
+                    async move {
+                        match r.data.lock().unwrap().get(&id) {
+                            Some(v) => (http::StatusCode::OK, format!("{name} {v}")),
+                            None => (http::StatusCode::NOT_FOUND, format!("{name}: no {id}")),
+                        }
+                    }
+                },
+            ),
+        )
+    }
+}
+
+async fn get(listen: &str, path: &str) -> (u16, String) {
+    let req = http::Request::get(format!("http://{listen}{path}"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A context `orders` in canary (reads all to the new service) on `/orders/{id}`, writes
+/// mirrored by default; the process and its admin client.
+async fn canary(
+    legacy: std::net::SocketAddr,
+    new: std::net::SocketAddr,
+    catalog_url: &str,
+) -> (crate::binary::Running, Admin) {
+    let (s, admin) = shadowed_with(
+        legacy,
+        new,
+        catalog_url,
+        json!({}),
+        json!({ "methods": ["GET", "POST"], "path": "/orders/{id}" }),
+        &[("STRANGLER_SHADOW_MIRROR_RETRY", "30ms")],
+    )
+    .await;
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/weight",
+            json!({ "weight": 10_000 }),
+        )
+        .await;
+    admin.in_effect().await;
+    (s, admin)
+}
+
+#[tokio::test]
+async fn a_cutover_waits_until_the_writes_legacy_took_have_reached_the_new_service() {
+    let (old, new) = (Orders::default(), Orders::default());
+    let (legacy, _) = axum_upstream(old.app("legacy")).await;
+    let (new_addr, _) = axum_upstream(new.app("new")).await;
+    let scratch = Scratch::new("cutover-wait");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = canary(legacy, new_addr, &catalog_url).await;
+    // Legacy owns the writes in canary; the new service is not taking them yet.
+    new.refusing.store(true, Ordering::SeqCst);
+    for n in 1..=3 {
+        assert_eq!(write(&s.listen, n).await, Ok(201));
+    }
+    outbox_until(&admin, "three writes toward new waiting", |v| {
+        v["outbox"]["pending"] == 3
+    })
+    .await;
+    let base = admin.version().await;
+    let (status, _, problem) = admin
+        .call(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            Some(json!({ "base_version": base, "reason": "try" })),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["type"], "urn:strangler:problem:outbox-not-drained");
+    assert_eq!(problem["pending"], 3, "{problem}");
+    assert_eq!(problem["toward"], "new", "{problem}");
+    assert!(problem["oldest_pending_ms"].as_i64().is_some(), "{problem}");
+    assert_eq!(admin.version().await, base, "nothing changed");
+
+    // The new service takes them; then the cutover passes and they are all there.
+    new.refusing.store(false, Ordering::SeqCst);
+    admin.drained("orders").await;
+    let cut = admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "drained" }),
+        )
+        .await;
+    assert_eq!(cut["item"]["owner"], "new", "{cut}");
+    for n in 1..=3 {
+        let (status, body) = get(&s.listen, &format!("/orders/{n}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("new "), "{body}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn after_cutover_writes_go_back_to_legacy_and_a_rollback_loses_none() {
+    let (old, new) = (Orders::default(), Orders::default());
+    let (legacy, _) = axum_upstream(old.app("legacy")).await;
+    let (new_addr, _) = axum_upstream(new.app("new")).await;
+    let scratch = Scratch::new("rollback-lossless");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = canary(legacy, new_addr, &catalog_url).await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "nothing written yet" }),
+        )
+        .await;
+    admin.in_effect().await;
+
+    // The new service owns the writes; legacy is not taking its copies for now.
+    old.refusing.store(true, Ordering::SeqCst);
+    for n in 1..=50 {
+        assert_eq!(write(&s.listen, n).await, Ok(201), "write {n}");
+    }
+    assert_eq!(new.data.lock().unwrap().len(), 50);
+    assert!(old.data.lock().unwrap().is_empty());
+    outbox_until(&admin, "writes waiting toward legacy", |v| {
+        v["reverse_outbox"]["pending"]
+            .as_i64()
+            .is_some_and(|n| n > 0)
+    })
+    .await;
+
+    // A rollback now would leave them behind: refused, with what waits.
+    let base = admin.version().await;
+    let (status, _, problem) = admin
+        .call(
+            Method::POST,
+            "/api/v1/contexts/orders/rollback",
+            Some(json!({ "base_version": base, "reason": "try" })),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["toward"], "legacy", "{problem}");
+    assert_eq!(problem["pending"], 50, "{problem}");
+
+    // Legacy comes back, takes the copies, and the rollback passes.
+    old.refusing.store(false, Ordering::SeqCst);
+    admin.drained("orders").await;
+    let back = admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/rollback",
+            json!({ "reason": "back to legacy" }),
+        )
+        .await;
+    assert_eq!(back["item"]["owner"], "legacy", "{back}");
+    admin.in_effect().await;
+    // Every write the new service took is readable through legacy, exactly as written.
+    assert_eq!(old.mirrored.load(Ordering::SeqCst), 50, "each copy once");
+    for n in 1..=50 {
+        let (status, body) = get(&s.listen, &format!("/orders/{n}")).await;
+        assert_eq!(status, 200, "order {n}: {body}");
+        assert_eq!(body, format!("legacy {}", json!({ "n": n })));
+    }
+    s.stop().await;
 }

@@ -488,9 +488,9 @@ async fn stored_examples_are_redacted_and_secrets_never_reach_the_store() {
         "{e}"
     );
     s.stop().await;
-    // Search every byte the store wrote.
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    // Search every byte the store and the mirror's log wrote.
+    for path in crate::harness::files_under(&dir) {
+        let bytes = std::fs::read(&path).unwrap();
         for secret in [
             "SECRET-BEARER-TOKEN",
             "SECRET-COOKIE",

@@ -74,7 +74,7 @@ async fn dry_run_writes_carry_their_bodies_and_over_the_cap_is_counted() {
     let f = facade(legacy, |_| {}).await;
     let mut c = catalog(new, MigrationState::Shadow);
     for r in c.routes.values_mut() {
-        r.spec.shadow.writes = ShadowWrites::DryRun;
+        r.spec.shadow.writes = Some(ShadowWrites::DryRun);
         r.spec.shadow.max_body_bytes = Some(4096);
     }
     if let Some(ctx) = c.contexts.get_mut("orders") {
@@ -180,6 +180,10 @@ async fn reverse_shadow_compares_what_the_new_side_answered_with_legacy() {
         ctx.cut_over = true;
         ctx.shadow.reverse_percent = Some(100);
     }
+    // The route opts out of mirroring writes back to legacy (the default after cutover).
+    for r in c.routes.values_mut() {
+        r.spec.shadow.writes = Some(ShadowWrites::Off);
+    }
     f.facade.apply_catalog(&c).unwrap();
     for _ in 0..3 {
         let (status, _, body) = fetch(&f.url("/orders/5")).await;
@@ -201,7 +205,7 @@ async fn reverse_shadow_compares_what_the_new_side_answered_with_legacy() {
     let hits = legacy_hits.lock().unwrap().clone();
     assert_eq!(hits.len(), 3);
     assert!(hits.iter().all(|h| h.0.as_deref() == Some("1")), "{hits:?}");
-    // A write answered by the new side is never replayed to legacy.
+    // A write answered by the new side, on a route that opts out, is not replayed to legacy.
     let resp = client()
         .request(post_req(&f.url("/orders/5"), b"{}".to_vec()))
         .await
@@ -330,28 +334,21 @@ async fn mirrored_writes_wait_in_the_outbox_until_the_new_service_is_back() {
     assert_eq!(keys.len(), 3, "one key per write");
     s.stop().await;
     // Neither the catalog nor the mirror's log beside it holds the credential.
-    let mut files = 0;
-    let mut dirs = vec![dir.clone()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            files += 1;
-            let bytes = std::fs::read(&path).unwrap();
-            let secret = b"SECRET-MIRROR-TOKEN";
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret),
-                "the Authorization value reached {}",
-                path.display()
-            );
-        }
+    let files = files_under(&dir);
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let secret = b"SECRET-MIRROR-TOKEN";
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "the Authorization value reached {}",
+            path.display()
+        );
     }
     assert!(
-        files >= 3,
-        "the catalog and the log's segment and lock were read"
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "wal")),
+        "the log's segment was searched: {files:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

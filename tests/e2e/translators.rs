@@ -150,12 +150,35 @@ fn new_service(seen: Seen) -> Router {
         .route("/v2/files/{*rest}", post(record(seen)))
 }
 
+/// What legacy saw of one request: method, target, shadow mark, body.
+type Seen4 = (String, String, Option<String>, String);
+
 #[tokio::test]
 async fn requests_and_answers_cross_the_translator_on_the_live_path() {
     let seen: Seen = Arc::default();
     let (new, _) = axum_upstream(new_service(Arc::clone(&seen))).await;
-    let (legacy, legacy_hits) = axum_upstream(Router::new()).await;
+    // Legacy answers nobody in migrated; it gets the new owner's writes back as mirrors.
+    let legacy_saw: Arc<std::sync::Mutex<Vec<Seen4>>> = Arc::default();
+    let saw = Arc::clone(&legacy_saw);
+    let (legacy, _) = axum_upstream(Router::new().fallback(
+        move |method: http::Method, uri: http::Uri, headers: http::HeaderMap, body: Bytes| {
+            let saw = Arc::clone(&saw);
+            async move {
+                saw.lock().unwrap().push((
+                    method.to_string(),
+                    uri.to_string(),
+                    headers
+                        .get("x-strangler-shadow")
+                        .map(|v| v.to_str().unwrap_or_default().to_owned()),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                http::StatusCode::NO_CONTENT
+            }
+        },
+    ))
+    .await;
     let f = facade(legacy, |_| {}).await;
+    let _outbox = f.with_outbox().await;
     f.facade
         .apply_catalog(&translated(new, MigrationState::Migrated, ORDERS))
         .unwrap();
@@ -211,7 +234,32 @@ async fn requests_and_answers_cross_the_translator_on_the_live_path() {
         "{:?}",
         resp.headers()
     );
-    assert_eq!(legacy_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The two writes reach legacy as mirrors, in its own contract (the client's request), in
+    // order; nothing else does.
+    let started = std::time::Instant::now();
+    while legacy_saw.lock().unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            legacy_saw.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let saw = legacy_saw.lock().unwrap().clone();
+    assert_eq!(saw.len(), 2, "{saw:?}");
+    assert_eq!(
+        (saw[0].0.as_str(), saw[0].1.as_str(), saw[0].2.as_deref()),
+        ("POST", "/api/orders?src=web", Some("mirror"))
+    );
+    // The same JSON (the outbox keeps it redacted, so re-serialized).
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&saw[0].3).unwrap(),
+        serde_json::json!({ "customerId": 12, "total": "5.10", "giftWrap": true })
+    );
+    assert_eq!(
+        (saw[1].0.as_str(), saw[1].1.as_str(), saw[1].2.as_deref()),
+        ("DELETE", "/api/orders/7", Some("mirror"))
+    );
 }
 
 #[tokio::test]
@@ -291,6 +339,7 @@ async fn a_head_only_translator_streams_bodies_untouched() {
     let (new, _) = axum_upstream(new_service(Arc::clone(&seen))).await;
     let (legacy, _) = axum_upstream(Router::new()).await;
     let f = facade(legacy, |_| {}).await;
+    let _outbox = f.with_outbox().await;
     let spec = "[[paths]]\nfrom = \"/api/files/{*rest}\"\nto = \"/v2/files/{rest}\"\n";
     f.facade
         .apply_catalog(&translated(new, MigrationState::Migrated, spec))

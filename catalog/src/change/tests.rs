@@ -315,6 +315,7 @@ fn the_write_owner_is_legacy_until_cutover_or_migration_and_rollback_returns_it(
     assert_eq!(owner(&c), Side::New);
     assert_eq!(cutover.action_name(), "cutover");
     let meta = ChangeMeta {
+        force: false,
         actor: "operator".into(),
         reason: "the outbox is drained".into(),
     };

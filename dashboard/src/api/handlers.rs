@@ -54,6 +54,9 @@ pub struct Envelope<T> {
     /// A context's `owner` as the client sent it back: read-only (it follows the state and
     /// cutover), so it is taken out before the item is parsed and checked by the handler.
     pub owner: Option<serde_json::Value>,
+    /// Move a context's write owner even with mirrored writes toward it still waiting
+    /// (recorded in the audit log with what was left behind).
+    pub force: bool,
     pub item: T,
 }
 
@@ -91,6 +94,16 @@ impl<T: DeserializeOwned> Envelope<T> {
             }
         };
         let owner = fields.remove("owner");
+        let force = match fields.remove("force") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => b,
+            Some(_) => {
+                return Err(ApiProblem::bad_request(
+                    "force",
+                    "`force` must be true or false",
+                ))
+            }
+        };
         let item = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
             ApiProblem::bad_request(
                 "body",
@@ -101,8 +114,28 @@ impl<T: DeserializeOwned> Envelope<T> {
             base_version,
             reason,
             owner,
+            force,
             item,
         })
+    }
+}
+
+/// What an envelope says of the change itself: the version it is based on, why, and whether
+/// to move a write owner with mirrored writes still waiting.
+#[derive(Debug, Clone, Default)]
+pub struct Said {
+    pub base_version: Option<i64>,
+    pub reason: Option<String>,
+    pub force: bool,
+}
+
+impl<T> Envelope<T> {
+    pub fn said(&self) -> Said {
+        Said {
+            base_version: self.base_version,
+            reason: self.reason.clone(),
+            force: self.force,
+        }
     }
 }
 
@@ -111,12 +144,13 @@ impl<T: DeserializeOwned> Envelope<T> {
 #[serde(deny_unknown_fields)]
 pub struct Nothing {}
 
-fn meta(op: &Operator, reason: Option<String>) -> Result<ChangeMeta, ApiProblem> {
+fn meta(op: &Operator, reason: Option<String>, force: bool) -> Result<ChangeMeta, ApiProblem> {
     match reason
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty())
     {
         Some(reason) => Ok(ChangeMeta {
+            force,
             actor: op.actor.clone(),
             reason,
         }),
@@ -144,12 +178,11 @@ async fn change(
     state: &ApiState,
     op: &Operator,
     change: Change,
-    base_version: Option<i64>,
-    reason: Option<String>,
+    said: Said,
     created: bool,
 ) -> ApiResult {
-    let meta = meta(op, reason)?;
-    let based_on = base(base_version)?;
+    let meta = meta(op, said.reason, said.force)?;
+    let based_on = base(said.base_version)?;
     let catalog = state.store.apply(&change, based_on, &meta).await?;
     let target = change.target();
     let body = serde_json::json!({

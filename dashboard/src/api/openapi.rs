@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 fn change_body(item: Value) -> Value {
     let mut props = json!({
         "base_version": { "type": "integer", "description": "The catalog version the change is based on; a stale one gets 409." },
-        "reason": { "type": "string", "minLength": 1, "description": "Why, for the audit log." }
+        "reason": { "type": "string", "minLength": 1, "description": "Why, for the audit log." },
+        "force": { "type": "boolean", "default": false, "description": "Apply a change that moves a context's write owner (cutover, promotion to migrated, rollback after cutover) even though mirrored writes toward the new owner are still waiting; what is left behind is recorded in the audit log. Without it such a change gets 409 `outbox-not-drained` with `pending` and `oldest_pending_ms`." }
     });
     if let (Some(p), Some(extra)) = (
         props.as_object_mut(),

@@ -13,8 +13,9 @@ pub struct ApiProblem {
     pub title: &'static str,
     pub detail: String,
     pub field: Option<String>,
-    /// For a stale change: the catalog's current version.
-    pub current_version: Option<i64>,
+    /// More members for the body (RFC 9457 extension members): for a stale change the
+    /// catalog's `current_version`, for an undrained outbox what waits.
+    pub extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiProblem {
@@ -30,7 +31,7 @@ impl ApiProblem {
             title,
             detail: detail.into(),
             field: None,
-            current_version: None,
+            extra: Vec::new(),
         }
     }
 
@@ -70,6 +71,7 @@ impl From<crate::actions::ActionError> for ApiProblem {
 
 impl From<StoreError> for ApiProblem {
     fn from(e: StoreError) -> Self {
+        let text = e.to_string();
         match e {
             StoreError::Stale { based_on, current } => {
                 let mut p = Self::new(
@@ -79,7 +81,7 @@ impl From<StoreError> for ApiProblem {
                     format!("the change was based on version {based_on}, the catalog is at {current}; reload, check what changed (GET /api/v1/audit) and send the change again with base_version {current}"),
                 );
                 p.field = Some("base_version".into());
-                p.current_version = Some(current);
+                p.extra = vec![("current_version", current.into())];
                 p
             }
             StoreError::Change(ChangeError::Invalid(v)) => {
@@ -109,6 +111,23 @@ impl From<StoreError> for ApiProblem {
                 "The catalog store is unavailable",
                 format!("{why}; the facade keeps serving the last catalog; try again when the store is back"),
             ),
+            StoreError::NotDrained { toward, pending, oldest_ms, dead, .. } => {
+                let extra = vec![
+                    ("toward", serde_json::json!(toward)),
+                    ("pending", serde_json::json!(pending)),
+                    ("oldest_pending_ms", serde_json::json!(oldest_ms)),
+                    ("dead", serde_json::json!(dead)),
+                ];
+                let mut p = Self::new(
+                    StatusCode::CONFLICT,
+                    "outbox-not-drained",
+                    "Mirrored writes toward the new owner are still waiting",
+                    format!("{text}: send the change again with \"force\": true"),
+                );
+                p.field = Some("force".into());
+                p.extra = extra;
+                p
+            }
             StoreError::Corrupt(why) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt", "The catalog store holds unreadable data", why),
         }
     }
@@ -125,8 +144,8 @@ impl IntoResponse for ApiProblem {
         if let Some(field) = self.field {
             body["field"] = field.into();
         }
-        if let Some(v) = self.current_version {
-            body["current_version"] = v.into();
+        for (name, value) in self.extra {
+            body[name] = value;
         }
         let mut resp = (
             self.status,

@@ -26,6 +26,9 @@ pub(super) struct ActionForm {
     /// The JSON path of a noise rule to accept or dismiss.
     #[serde(default)]
     path: Option<String>,
+    /// Present: move the write owner even with mirrored writes still waiting.
+    #[serde(default)]
+    force: Option<String>,
 }
 
 pub(super) async fn action(
@@ -52,6 +55,7 @@ pub(super) async fn action(
         );
     }
     let meta = ChangeMeta {
+        force: f.force.is_some(),
         actor: "operator (dashboard)".into(),
         reason: f.reason.trim().to_owned(),
     };
@@ -74,7 +78,7 @@ pub(super) async fn action(
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Not applied",
-                "choose promote, rollback, set-weight (0-10000), pause-shadow, resume-shadow, pause-autopilot, resume-autopilot, accept-noise or dismiss-noise".into(),
+                "choose promote, rollback, cutover, set-weight (0-10000), pause-shadow, resume-shadow, pause-autopilot, resume-autopilot, accept-noise or dismiss-noise".into(),
             )
         }
     };
@@ -107,6 +111,11 @@ pub(super) async fn action(
         Err(ActionError::Store(StoreError::Change(e))) => {
             refuse(StatusCode::CONFLICT, "Not applied", e.to_string())
         }
+        Err(ActionError::Store(e @ StoreError::NotDrained { .. })) => refuse(
+            StatusCode::CONFLICT,
+            "Not applied: mirrored writes are still on their way",
+            format!("{e}. To move it anyway, tick \"move the write owner even with mirrored writes still waiting\"."),
+        ),
         Err(e @ (ActionError::Invalid { .. } | ActionError::NotProposed { .. })) => refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Not applied",

@@ -335,6 +335,7 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
         })
         .collect();
     let meta = ChangeMeta {
+        force: false,
         actor: "operator (dashboard)".into(),
         reason: field("reason").to_owned(),
     };

@@ -49,6 +49,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, 
         .unwrap(),
     );
     let meta = ChangeMeta {
+        force: false,
         actor: "test".into(),
         reason: "setup".into(),
     };
@@ -738,6 +739,7 @@ async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
 
 async fn retire_orders(store: &SqlStore) {
     let meta = ChangeMeta {
+        force: false,
         actor: "test".into(),
         reason: "moving on".into(),
     };
@@ -824,6 +826,7 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
     });
     let v = store.version().await.unwrap();
     let meta = ChangeMeta {
+        force: false,
         actor: "test".into(),
         reason: "objective".into(),
     };
@@ -959,6 +962,7 @@ async fn the_context_page_shows_the_autopilot_timeline_and_pauses_it() {
     );
     let v = store.version().await.unwrap();
     let meta = |actor: &str, reason: &str| ChangeMeta {
+        force: false,
         actor: actor.into(),
         reason: reason.into(),
     };

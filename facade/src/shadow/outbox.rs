@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use strangler_catalog::OutboxItem;
-use strangler_services::cluster::{Cluster, Replay};
+use strangler_catalog::{OutboxItem, Side};
+use strangler_services::cluster::Replay;
 use tokio::sync::Notify;
 
 use super::redact::latin1;
@@ -94,6 +94,12 @@ pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> Opt
     Some(OutboxItem {
         id: 0,
         origin_key: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+        // In reverse the new service owns the write and legacy gets the mirror.
+        toward: if wanted.reverse {
+            Side::Legacy
+        } else {
+            Side::New
+        },
         context: wanted.context.to_string(),
         route: wanted.route.to_string(),
         idempotency_key,
@@ -124,8 +130,9 @@ fn from_latin1(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Where a context's mirrored writes go now, and its rules.
-pub type Resolve = dyn Fn(&str) -> Option<(Cluster<RequestBody>, Arc<diff::Rules>, Option<Translation>)>
+/// Where a context's mirrored writes toward a side go now, its rules, and the translation
+/// they take on the way (toward the new service only).
+pub type Resolve = dyn Fn(&str, Side) -> Option<(super::Peer, Arc<diff::Rules>, Option<Translation>)>
     + Send
     + Sync;
 
@@ -207,7 +214,7 @@ async fn deliver_one(
     telemetry: &Telemetry,
     work: &super::Work,
 ) -> Outcome {
-    let Some((cluster, rules, translation)) = resolve(&item.context) else {
+    let Some((peer, rules, translation)) = resolve(&item.context, item.toward) else {
         return Outcome::Retry(format!("context `{}` has no new service now", item.context));
     };
     let req = match request(item) {
@@ -217,7 +224,7 @@ async fn deliver_one(
     };
     // What an example may say of the request (method and path).
     let replay = Replay::of(&req);
-    let read = super::Peer::New(cluster)
+    let read = peer
         .exchange(
             req,
             &rules.headers,
@@ -229,7 +236,7 @@ async fn deliver_one(
         .await;
     let new = match read {
         Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => {
-            return Outcome::Retry(format!("the new service answered {}", r.status))
+            return Outcome::Retry(format!("{} answered {}", item.toward.as_str(), r.status))
         }
         Ok(r) => r,
         // The request could not be translated: it was not sent; a fixed translator (hot
@@ -265,7 +272,9 @@ async fn deliver_one(
             .map(|(_, v)| v.clone())
             .next()
     };
-    let legacy = Read {
+    // The stored answer is the owner's (legacy's, or in reverse the new service's as the
+    // client got it); the comparison always takes legacy as the reference.
+    let stored = Read {
         status: u16::try_from(item.legacy_status).unwrap_or(0),
         content_type: header("content-type"),
         headers: rules.headers.iter().map(|h| header(h.as_str())).collect(),
@@ -273,6 +282,10 @@ async fn deliver_one(
         elapsed: Duration::from_micros(u64::try_from(item.legacy_us).unwrap_or(0)),
         held: None,
         over_budget: false,
+    };
+    let (legacy, new) = match item.toward {
+        Side::New => (stored, new),
+        Side::Legacy => (new, stored),
     };
     match super::diff_reads(&legacy, &new, &rules) {
         Some(signatures) => {

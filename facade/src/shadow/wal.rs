@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use strangler_catalog::clock::now_ms;
-use strangler_catalog::OutboxItem;
+use strangler_catalog::{OutboxItem, Side};
 use tokio::sync::{oneshot, Notify};
 
 use super::outbox::OutboxStore;
@@ -621,7 +621,7 @@ async fn put(store: &dyn OutboxStore, items: &[OutboxItem]) {
 }
 
 /// The record format's version.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 fn encode(item: &OutboxItem) -> Vec<u8> {
     let mut out =
@@ -639,6 +639,10 @@ fn encode(item: &OutboxItem) -> Vec<u8> {
         }
     };
     bytes(&mut out, item.origin_key.as_bytes());
+    out.push(match item.toward {
+        Side::New => 0,
+        Side::Legacy => 1,
+    });
     for text in [
         &item.context,
         &item.route,
@@ -696,9 +700,15 @@ fn decode(mut b: &[u8]) -> Option<OutboxItem> {
         return None;
     }
     let origin_key = text(&mut b)?;
+    let toward = match take(&mut b, 1)? {
+        [0] => Side::New,
+        [1] => Side::Legacy,
+        _ => return None,
+    };
     let item = OutboxItem {
         id: 0,
         origin_key,
+        toward,
         context: text(&mut b)?,
         route: text(&mut b)?,
         idempotency_key: text(&mut b)?,

@@ -203,9 +203,9 @@ async fn no_secret_reaches_the_store_or_an_export() {
     assert_clean("the JSON export", &suite);
     assert_clean("the Hurl export", &export("hurl").stdout);
     s.stop().await;
-    // Every byte the store wrote: the database, its WAL and shared memory.
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    // Every byte the store wrote: the database, its WAL and shared memory, and the mirror's
+    // write-ahead log beside it.
+    for path in files_under(&dir) {
         assert_clean(&path.display().to_string(), &std::fs::read(&path).unwrap());
     }
     std::fs::remove_dir_all(&dir).unwrap();

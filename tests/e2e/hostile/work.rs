@@ -199,9 +199,10 @@ async fn a_mirrored_write_the_budget_cannot_keep_reaches_neither_side() {
     .await;
     let mut c = catalog(new, MigrationState::Shadow);
     for r in c.routes.values_mut() {
-        r.spec.shadow.writes = ShadowWrites::Mirror;
+        r.spec.shadow.writes = Some(ShadowWrites::Mirror);
     }
     f.facade.apply_catalog(&c).unwrap();
+    let _outbox = f.with_outbox().await;
     let (status, headers, body) = post_body(f.url("/orders/1"), vec![b'x'; 3 << 19]).await;
     let v = assert_problem(&headers, &body, 503);
     assert!(

@@ -56,8 +56,7 @@ pub async fn create_context(
         &s,
         &op,
         Change::PutContext(checked_owner(&e)?),
-        e.base_version,
-        e.reason,
+        e.said(),
         true,
     )
     .await
@@ -82,8 +81,7 @@ pub async fn put_context(
         &s,
         &op,
         Change::PutContext(checked_owner(&e)?),
-        e.base_version,
-        e.reason,
+        e.said(),
         false,
     )
     .await
@@ -95,15 +93,7 @@ pub async fn delete_context(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    change(
-        &s,
-        &op,
-        Change::DeleteContext { name },
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
+    change(&s, &op, Change::DeleteContext { name }, e.said(), false).await
 }
 
 /// The context of a create or replace, once its `owner` (if sent back) agrees with what its

@@ -2,7 +2,7 @@
 //! catalog change performed by `crate::actions`; these handlers only read the request and
 //! answer what the action did.
 
-use super::{base, item_of, meta, ApiResult, Envelope, Nothing};
+use super::{base, item_of, meta, ApiResult, Envelope, Nothing, Said};
 use crate::actions::{self, ContextAction, Outcome};
 use crate::api::auth::Operator;
 use crate::api::problem::ApiProblem;
@@ -43,14 +43,13 @@ async fn act(
     op: &Operator,
     name: &str,
     action: ContextAction,
-    base_version: Option<i64>,
-    reason: Option<String>,
+    said: Said,
 ) -> Result<Outcome, ApiProblem> {
-    let meta = meta(op, reason)?;
+    let meta = meta(op, said.reason, said.force)?;
     // Dismissing a proposal changes no catalog: it needs no version.
     let based_on = match action {
-        ContextAction::DismissNoise { .. } => base_version.unwrap_or_default(),
-        _ => base(base_version)?,
+        ContextAction::DismissNoise { .. } => said.base_version.unwrap_or_default(),
+        _ => base(said.base_version)?,
     };
     Ok(actions::perform(&*s.store, name, action, based_on, &meta).await?)
 }
@@ -80,17 +79,7 @@ pub async fn cutover(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    done(
-        act(
-            &s,
-            &op,
-            &name,
-            ContextAction::Cutover,
-            e.base_version,
-            e.reason,
-        )
-        .await?,
-    )
+    done(act(&s, &op, &name, ContextAction::Cutover, e.said()).await?)
 }
 
 pub async fn promote(
@@ -99,17 +88,7 @@ pub async fn promote(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    done(
-        act(
-            &s,
-            &op,
-            &name,
-            ContextAction::Promote,
-            e.base_version,
-            e.reason,
-        )
-        .await?,
-    )
+    done(act(&s, &op, &name, ContextAction::Promote, e.said()).await?)
 }
 
 pub async fn rollback(
@@ -118,17 +97,7 @@ pub async fn rollback(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    done(
-        act(
-            &s,
-            &op,
-            &name,
-            ContextAction::Rollback,
-            e.base_version,
-            e.reason,
-        )
-        .await?,
-    )
+    done(act(&s, &op, &name, ContextAction::Rollback, e.said()).await?)
 }
 
 /// Pauses (`{"paused": true}`) or resumes the autopilot for a context.
@@ -139,7 +108,7 @@ pub async fn pause_autopilot(
     e: Envelope<PauseBody>,
 ) -> ApiResult {
     let action = ContextAction::PauseAutopilot(e.item.paused);
-    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+    done(act(&s, &op, &name, action, e.said()).await?)
 }
 
 /// Pauses (`{"paused": true}`) or resumes a context's shadowing; its sampling share is kept.
@@ -150,7 +119,7 @@ pub async fn pause_shadow(
     e: Envelope<PauseBody>,
 ) -> ApiResult {
     let action = ContextAction::PauseShadow(e.item.paused);
-    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+    done(act(&s, &op, &name, action, e.said()).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,7 +147,7 @@ pub async fn set_weight(
         ));
     }
     let action = ContextAction::SetWeight(weight);
-    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+    done(act(&s, &op, &name, action, e.said()).await?)
 }
 
 /// Accepts a proposed ignore rule: a catalog change (versioned, audited) adding the path to
@@ -189,8 +158,9 @@ pub async fn accept_noise(
     Path(name): Path<String>,
     e: Envelope<NoisePath>,
 ) -> ApiResult {
+    let said = e.said();
     let action = ContextAction::AcceptNoise(e.item.path);
-    done(act(&s, &op, &name, action, e.base_version, e.reason).await?)
+    done(act(&s, &op, &name, action, said).await?)
 }
 
 /// Dismisses a proposed ignore rule, or (`"dismissed": false`) shows it again: audited; the
@@ -201,12 +171,13 @@ pub async fn dismiss_noise(
     Path(name): Path<String>,
     e: Envelope<DismissNoise>,
 ) -> ApiResult {
+    let said = e.said();
     let DismissNoise { path, dismissed } = e.item;
     let action = ContextAction::DismissNoise {
         path: path.clone(),
         dismissed,
     };
-    match act(&s, &op, &name, action, e.base_version, e.reason).await? {
+    match act(&s, &op, &name, action, said).await? {
         Outcome::Recorded { audit_id } => Ok(Json(
             serde_json::json!({ "path": path, "dismissed": dismissed, "audit_id": audit_id }),
         )

@@ -51,6 +51,7 @@ pub async fn create_route(
     State(s): State<ApiState>,
     e: Envelope<NewRoute>,
 ) -> ApiResult {
+    let said = e.said();
     change(
         &s,
         &op,
@@ -58,8 +59,7 @@ pub async fn create_route(
             context: e.item.context,
             spec: e.item.spec,
         },
-        e.base_version,
-        e.reason,
+        said,
         true,
     )
     .await
@@ -73,7 +73,7 @@ pub async fn put_route(
 ) -> ApiResult {
     let NewRoute { context, spec } = e.item;
     let new_id = spec.id();
-    let meta = meta(&op, e.reason)?;
+    let meta = meta(&op, e.reason, e.force)?;
     let based_on = base(e.base_version)?;
     let catalog = s
         .store
@@ -94,13 +94,5 @@ pub async fn delete_route(
     Path(id): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    change(
-        &s,
-        &op,
-        Change::DeleteRoute { id },
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
+    change(&s, &op, Change::DeleteRoute { id }, e.said(), false).await
 }

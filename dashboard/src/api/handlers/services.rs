@@ -56,15 +56,7 @@ pub async fn create_service(
         ));
     }
     check_service_hosts(&e.item).await?;
-    change(
-        &s,
-        &op,
-        Change::PutService(e.item),
-        e.base_version,
-        e.reason,
-        true,
-    )
-    .await
+    change(&s, &op, Change::PutService(e.item.clone()), e.said(), true).await
 }
 
 pub async fn put_service(
@@ -83,15 +75,7 @@ pub async fn put_service(
         ));
     }
     check_service_hosts(&e.item).await?;
-    change(
-        &s,
-        &op,
-        Change::PutService(e.item),
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
+    change(&s, &op, Change::PutService(e.item.clone()), e.said(), false).await
 }
 
 pub async fn delete_service(
@@ -100,15 +84,7 @@ pub async fn delete_service(
     Path(name): Path<String>,
     e: Envelope<Nothing>,
 ) -> ApiResult {
-    change(
-        &s,
-        &op,
-        Change::DeleteService { name },
-        e.base_version,
-        e.reason,
-        false,
-    )
-    .await
+    change(&s, &op, Change::DeleteService { name }, e.said(), false).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +118,7 @@ pub async fn register_instance(
     let new = s.store.register(&name, &r.url, ttl_ms).await?;
     if new {
         let meta = ChangeMeta {
+            force: false,
             actor: op.actor.clone(),
             reason: format!("{} registered itself", r.url),
         };
@@ -185,6 +162,7 @@ pub async fn deregister_instance(
         )));
     }
     let meta = ChangeMeta {
+        force: false,
         actor: op.actor.clone(),
         reason: format!("{} deregistered", q.url),
     };

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use std::collections::BTreeMap;
+use strangler_catalog::Side;
 
 /// A context's shadow comparison results: per minute, totals, and the top mismatch signatures.
 pub async fn shadow_results(
@@ -51,7 +52,8 @@ pub async fn shadow_results(
     top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
     top.truncate(20);
     let examples = s.store.shadow_examples(&name).await?;
-    let outbox = s.store.outbox_stats(&name).await?;
+    let outbox = s.store.outbox_stats(&name, Side::New).await?;
+    let reverse_outbox = s.store.outbox_stats(&name, Side::Legacy).await?;
     let mean_ms = |us: i64| (compared > 0).then(|| us as f64 / compared as f64 / 1000.0);
     Ok(Json(serde_json::json!({
         "examples": examples,
@@ -63,6 +65,7 @@ pub async fn shadow_results(
         "skipped": skipped,
         "learned": learned,
         "outbox": outbox,
+        "reverse_outbox": reverse_outbox,
         "top_signatures": top.iter().map(|(sig, (n, routes))| serde_json::json!({
             "signature": sig,
             "count": n,

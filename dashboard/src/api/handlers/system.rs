@@ -78,7 +78,7 @@ pub async fn put_log_level(
         .log
         .as_ref()
         .ok_or_else(|| ApiProblem::not_found("this process has no adjustable log level"))?;
-    let meta = meta(&op, e.reason)?;
+    let meta = meta(&op, e.reason, false)?;
     if e.item.level.trim().is_empty() {
         return Err(ApiProblem::bad_request(
             "level",

@@ -15,6 +15,7 @@ fn item(n: usize) -> OutboxItem {
         legacy_body: n.is_multiple_of(2).then(|| b"{}".to_vec()),
         legacy_us: 1234,
         created_ms: 1_700_000_000_000 + n as i64,
+        toward: if n % 2 == 1 { Side::Legacy } else { Side::New },
         ..OutboxItem::default()
     }
 }
