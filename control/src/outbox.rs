@@ -29,6 +29,13 @@ impl<S: MirrorOutbox> OutboxStore for StoreOutbox<S> {
         self.0.outbox_done(id).await.map_err(|e| e.to_string())
     }
 
+    async fn waiting_since(&self) -> Result<Vec<(String, strangler_catalog::Side, i64)>, String> {
+        self.0
+            .outbox_waiting_since()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn retry(
         &self,
         id: i64,

@@ -12,7 +12,7 @@ use strangler_services::cluster::{Cluster, Replay};
 use crate::body::RequestBody;
 use crate::conn::ConnInfo;
 use crate::facade::{Facade, Shared};
-use crate::routes::decide_side;
+use crate::routes::{decide_side, sticky_identity};
 use crate::shadow;
 use crate::traffic::{ContextTraffic, PathCounters};
 use crate::translate::Translation;
@@ -132,11 +132,22 @@ impl Facade {
         };
         // Reads follow the state and the sticky split; a write goes to the context's owner, so
         // that only one side ever takes a context's writes (the other gets them as mirrors).
-        let side = if is_write(req.method()) {
+        let write = is_write(req.method());
+        let mut side = if write {
             ctx.entry.owner
         } else {
             decide_side(&ctx.entry, req.headers(), conn.peer.ip())
         };
+        // Read-your-writes: in canary a client that wrote reads from the owner until the other
+        // side has its write.
+        let canary = ctx.entry.state == MigrationState::Canary;
+        if canary && !write && side != ctx.entry.owner {
+            if let Some(who) = sticky_identity(&ctx.entry, req.headers(), conn.peer.ip()) {
+                if s.ryw.waiting(&ctx.entry.name, who, side) {
+                    side = ctx.entry.owner;
+                }
+            }
+        }
         let context = Some(Arc::clone(&ctx.entry.name));
         let translation = ctx.translation.as_ref().map(|(_, t)| t.clone());
         let traffic = Some(Served {
@@ -148,7 +159,7 @@ impl Facade {
         let state = ctx.entry.state;
         // A write the route mirrors goes to the side that does not own it, through the outbox:
         // toward the new service while legacy owns the writes, back to legacy after cutover.
-        let mirror = is_write(req.method()) && route.shadow.mirrors_writes(state);
+        let mirror = write && route.shadow.mirrors_writes(state);
         let forward = state == MigrationState::Shadow || (mirror && side == Side::Legacy);
         let reverse = side == Side::New
             && matches!(state, MigrationState::Canary | MigrationState::Migrated)
@@ -166,6 +177,10 @@ impl Facade {
                 },
                 reverse,
                 mirror,
+                // Whose write it is, remembered once durable for read-your-writes (canary).
+                writer: (mirror && canary)
+                    .then(|| sticky_identity(&ctx.entry, req.headers(), conn.peer.ip()))
+                    .flatten(),
                 legacy: s.legacy.clone(),
                 // In reverse the copy goes to legacy untranslated; the primary's answer is
                 // translated on the live path.

@@ -38,8 +38,10 @@ pub(crate) struct Shared {
     pub(crate) shadow_budget: Arc<shadow::Budget>,
     /// The identity bridge, when configured.
     pub(crate) identity: Option<Arc<crate::identity::Bridge>>,
-    /// The mirror outbox's queue, once the outbox runs.
+    /// The mirror's log, once the outbox runs.
     pub(crate) outbox: std::sync::OnceLock<Arc<shadow::wal::Wal>>,
+    /// Clients' last writes in canary, and how far each side has caught up.
+    pub(crate) ryw: Arc<crate::ryw::ReadYourWrites>,
     pub(crate) legacy_prefix: String,
     pub(crate) telemetry: Arc<Telemetry>,
     /// Set when shutdown begins: HTTP/1 answers then close their connections.
@@ -85,6 +87,7 @@ impl Facade {
                 events: std::sync::OnceLock::new(),
                 shadow_budget: Arc::new(shadow::Budget::default()),
                 outbox: std::sync::OnceLock::new(),
+                ryw: Arc::default(),
                 identity: config
                     .identity
                     .clone()
@@ -134,6 +137,11 @@ impl Facade {
             })
         });
         vec![
+            tokio::spawn(crate::ryw::marks(
+                Arc::clone(&s.ryw),
+                Arc::clone(&store),
+                Arc::clone(&wal),
+            )),
             tokio::spawn(shadow::wal::ship(
                 wal,
                 Arc::clone(&store),

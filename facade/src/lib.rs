@@ -52,6 +52,7 @@ mod problem;
 mod proxy;
 mod request_id;
 mod routes;
+mod ryw;
 mod server;
 mod shadow;
 mod snapshot;

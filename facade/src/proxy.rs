@@ -353,6 +353,7 @@ impl Facade {
                 let sinks = shadow::Sinks {
                     telemetry: Arc::clone(&s.telemetry),
                     outbox: s.outbox.get().cloned(),
+                    ryw: Arc::clone(&s.ryw),
                     work: self.work(),
                 };
                 if plan.is_mirror() {

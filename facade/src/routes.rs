@@ -26,7 +26,7 @@ mod predicate;
 mod sticky;
 mod trie;
 
-pub use sticky::{decide_side, sticky_bucket};
+pub use sticky::{decide_side, sticky_bucket, sticky_identity};
 
 use crate::compile_error::RouteProblem;
 use crate::CompileError;

@@ -373,6 +373,8 @@ pub struct Wanted {
     /// A write mirrored through the outbox to the side that does not own it (the route and
     /// the context's state say so).
     pub mirror: bool,
+    /// In canary, the writing client (its sticky key's hash), for read-your-writes.
+    pub writer: Option<u64>,
     /// Legacy, for a second legacy call that learns noise.
     pub legacy: Upstream<RequestBody>,
     /// The context's translator, for a copy that goes to the new service.
@@ -537,6 +539,8 @@ pub struct Sinks {
     pub telemetry: Arc<Telemetry>,
     /// The mirror's log, once the outbox runs.
     pub outbox: Option<Arc<wal::Wal>>,
+    /// Where a canary client's durable write is remembered.
+    pub ryw: Arc<crate::ryw::ReadYourWrites>,
     /// Where the comparison's heavy work runs and whose memory it takes.
     pub work: Work,
 }
@@ -633,7 +637,14 @@ impl Pending {
             None => Err(wal::WalError::Stopped),
         };
         match kept {
-            Ok(()) => telemetry.record_mirror_queued(&wanted.context),
+            Ok(()) => {
+                telemetry.record_mirror_queued(&wanted.context);
+                if let Some(who) = wanted.writer {
+                    sinks
+                        .ryw
+                        .wrote(&wanted.context, who, item.toward, item.created_ms);
+                }
+            }
             Err(e) => {
                 tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), error = %e, "a mirrored write taken by legacy could not be made durable; the new side misses it");
                 skip(Skip::NotDurable);

@@ -28,6 +28,9 @@ pub trait MirrorOutbox: Send + Sync {
         error: Option<&str>,
         dead: bool,
     ) -> Result<(), StoreError>;
+    /// For each context and side with writes waiting toward it: the oldest one's creation
+    /// time.
+    async fn outbox_waiting_since(&self) -> Result<Vec<(String, Side, i64)>, StoreError>;
     /// The outbox of one context, toward one side.
     async fn outbox_stats(&self, context: &str, toward: Side) -> Result<OutboxStats, StoreError>;
 }
@@ -140,6 +143,26 @@ impl MirrorOutbox for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn outbox_waiting_since(&self) -> Result<Vec<(String, Side, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT context, toward, MIN(created_ms) FROM shadow_outbox \
+             WHERE dead = 0 AND delivered_ms IS NULL GROUP BY context, toward",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(context, toward, at)| {
+                let side = if toward == "legacy" {
+                    Side::Legacy
+                } else {
+                    Side::New
+                };
+                (context, side, at)
+            })
+            .collect())
     }
 
     async fn outbox_stats(&self, context: &str, toward: Side) -> Result<OutboxStats, StoreError> {

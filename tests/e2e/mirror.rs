@@ -662,3 +662,103 @@ async fn after_cutover_writes_go_back_to_legacy_and_a_rollback_loses_none() {
     }
     s.stop().await;
 }
+
+async fn as_client(listen: &str, method: Method, path: &str, sid: &str) -> (u16, String) {
+    let body = if method == Method::POST {
+        Bytes::from(json!({ "by": sid }).to_string())
+    } else {
+        Bytes::new()
+    };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{listen}{path}"))
+        .header("cookie", format!("sid={sid}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(body))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_reads_its_own_writes_in_canary_whichever_side_its_reads_go_to() {
+    let (old, new) = (Orders::default(), Orders::default());
+    let (legacy, _) = axum_upstream(old.app("legacy")).await;
+    let (new_addr, _) = axum_upstream(new.app("new")).await;
+    let scratch = Scratch::new("ryw");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = canary(legacy, new_addr, &catalog_url).await;
+    let mut ctx = admin
+        .call(Method::GET, "/api/v1/contexts/orders", None)
+        .await
+        .2["item"]
+        .clone();
+    ctx["sticky"] = "cookie:sid".into();
+    admin
+        .change(Method::PUT, "/api/v1/contexts/orders", ctx)
+        .await;
+    admin.in_effect().await;
+
+    // Legacy owns the writes; every read goes to the new service, which is slow to take the
+    // mirrored copies.
+    new.refusing.store(true, Ordering::SeqCst);
+    let (status, body) = as_client(&s.listen, Method::POST, "/orders/1", "alice").await;
+    assert_eq!((status, body.as_str()), (201, "legacy"));
+    for _ in 0..20 {
+        let (status, body) = as_client(&s.listen, Method::GET, "/orders/1", "alice").await;
+        assert_eq!(status, 200, "alice must see her write: {body}");
+        assert!(body.starts_with("legacy "), "{body}");
+    }
+    // Someone else reads from the new service, which does not have it yet.
+    let (status, body) = as_client(&s.listen, Method::GET, "/orders/1", "bob").await;
+    assert_eq!((status, body.as_str()), (404, "new: no 1"));
+
+    // Once the new service has it, alice reads from there again.
+    new.refusing.store(false, Ordering::SeqCst);
+    admin.drained("orders").await;
+    let started = Instant::now();
+    loop {
+        let (status, body) = as_client(&s.listen, Method::GET, "/orders/1", "alice").await;
+        assert_eq!(status, 200, "{body}");
+        if body.starts_with("new ") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // After the cutover the new service owns the writes and reads go to legacy: alice's next
+    // write is read from the new service until legacy has its copy.
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "drained" }),
+        )
+        .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/weight",
+            json!({ "weight": 0 }),
+        )
+        .await;
+    admin.in_effect().await;
+    old.refusing.store(true, Ordering::SeqCst);
+    let (status, body) = as_client(&s.listen, Method::POST, "/orders/2", "alice").await;
+    assert_eq!((status, body.as_str()), (201, "new"));
+    for _ in 0..20 {
+        let (status, body) = as_client(&s.listen, Method::GET, "/orders/2", "alice").await;
+        assert_eq!(status, 200, "alice must see her write: {body}");
+        assert!(body.starts_with("new "), "{body}");
+    }
+    let (status, _) = as_client(&s.listen, Method::GET, "/orders/2", "bob").await;
+    assert_eq!(status, 404, "bob reads legacy, which has no copy yet");
+    old.refusing.store(false, Ordering::SeqCst);
+    s.stop().await;
+}

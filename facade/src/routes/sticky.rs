@@ -69,6 +69,23 @@ pub fn decide_side(ctx: &ContextEntry, headers: &HeaderMap, peer: IpAddr) -> Sid
 }
 
 fn key_bucket(context: &str, key: &StickyKey, headers: &HeaderMap, peer: IpAddr) -> Option<u16> {
+    with_key(key, headers, peer, |value| sticky_bucket(context, value))
+}
+
+/// Who the request's sticky key says the client is, as a 64-bit hash; `None` without a sticky
+/// key configured, or with the key absent or empty in the request.
+pub fn sticky_identity(ctx: &ContextEntry, headers: &HeaderMap, peer: IpAddr) -> Option<u64> {
+    let key = ctx.sticky.as_ref()?;
+    with_key(key, headers, peer, fnv1a64)
+}
+
+/// `f` of the request's sticky key value (non-empty), if it has one.
+fn with_key<T>(
+    key: &StickyKey,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    f: impl FnOnce(&[u8]) -> T,
+) -> Option<T> {
     let value: Cow<'_, [u8]> = match key {
         StickyKey::Cookie(name) => cookie(headers, name)?.into(),
         StickyKey::Header(name) => headers.get(name.as_str())?.as_bytes().into(),
@@ -77,10 +94,10 @@ fn key_bucket(context: &str, key: &StickyKey, headers: &HeaderMap, peer: IpAddr)
             // A v4 client seen through a dual-stack socket is the same client.
             let mut text = IpText::new();
             write!(text, "{}", peer.to_canonical()).ok()?;
-            return Some(sticky_bucket(context, text.as_bytes()));
+            return Some(f(text.as_bytes()));
         }
     };
-    (!value.is_empty()).then(|| sticky_bucket(context, &value))
+    (!value.is_empty()).then(|| f(&value))
 }
 
 /// The value of the first cookie called `name`, over all `Cookie` fields.

@@ -43,6 +43,9 @@ pub trait OutboxStore: Send + Sync {
     async fn claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, String>;
     /// Forgets a delivered write.
     async fn done(&self, id: i64) -> Result<(), String>;
+    /// For each context and side with writes waiting toward it: the oldest one's creation
+    /// time (for read-your-writes).
+    async fn waiting_since(&self) -> Result<Vec<(String, strangler_catalog::Side, i64)>, String>;
     /// Tries a write again at `next_at_ms` (`error`: a failed attempt; `None`: it waits for an
     /// earlier one), or never (`dead`).
     async fn retry(

@@ -75,6 +75,7 @@ struct Pos {
 
 struct Job {
     record: Vec<u8>,
+    created_ms: i64,
     done: oneshot::Sender<Result<(), WalError>>,
 }
 
@@ -91,6 +92,9 @@ struct Shared {
     written: Notify,
     /// Wakes whoever waits for the backlog to drain.
     drained: Notify,
+    /// The creation times of the writes not shipped yet, in log order (0: unknown, left by an
+    /// earlier process).
+    unshipped: Mutex<std::collections::VecDeque<i64>>,
 }
 
 /// The log of one process: its slot, locked for the process's life.
@@ -158,6 +162,9 @@ impl Wal {
             broken_until_ms: AtomicI64::new(0),
             written: Notify::new(),
             drained: Notify::new(),
+            unshipped: Mutex::new(
+                std::iter::repeat_n(0, usize::try_from(open.backlog).unwrap_or(0)).collect(),
+            ),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Arc::clone(&shared);
@@ -194,6 +201,17 @@ impl Wal {
             .saturating_sub(s.shipped.load(Relaxed))
     }
 
+    /// The creation time of the oldest write not yet in the catalog (0 when an earlier
+    /// process left it).
+    pub fn oldest_unshipped(&self) -> Option<i64> {
+        self.shared
+            .unshipped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .front()
+            .copied()
+    }
+
     /// Whether one more mirrored write may be taken, with at most `limit` waiting to ship.
     pub fn admits(&self, limit: u64) -> Result<(), Refusal> {
         if self.shared.broken_until_ms.load(Relaxed) > now_ms() {
@@ -219,7 +237,11 @@ impl Wal {
         record.extend_from_slice(&payload);
         let (done, rx) = oneshot::channel();
         self.jobs
-            .send(Job { record, done })
+            .send(Job {
+                record,
+                created_ms: item.created_ms,
+                done,
+            })
             .map_err(|_| WalError::Stopped)?;
         rx.await.map_err(|_| WalError::Stopped)?
     }
@@ -406,6 +428,11 @@ fn write_loop(shared: &Shared, mut file: File, mut pos: Pos, jobs: &mpsc::Receiv
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = pos;
                 shared.appended.fetch_add(batch.len() as u64, Relaxed);
+                shared
+                    .unshipped
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(batch.iter().map(|j| j.created_ms));
                 for job in batch {
                     let _ = job.done.send(Ok(()));
                 }
@@ -600,6 +627,14 @@ pub async fn ship(
             let _ = fs::remove_file(segment_path(&shared.dir, seq));
         }
         shared.shipped.fetch_add(items.len() as u64, Relaxed);
+        {
+            let mut unshipped = shared
+                .unshipped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let n = items.len().min(unshipped.len());
+            unshipped.drain(..n);
+        }
         shared.drained.notify_waiters();
         delivery.notify_one();
     }

@@ -59,6 +59,9 @@ impl OutboxStore for Kept {
     async fn done(&self, _: i64) -> Result<(), String> {
         Ok(())
     }
+    async fn waiting_since(&self) -> Result<Vec<(String, Side, i64)>, String> {
+        Ok(Vec::new())
+    }
     async fn retry(&self, _: i64, _: i64, _: Option<&str>, _: bool) -> Result<(), String> {
         Ok(())
     }

@@ -1,0 +1,135 @@
+//! Read-your-writes in canary. There a client's reads follow the sticky split while its writes
+//! go to the write owner and reach the other side later, through the outbox. So that a client
+//! never misses what it just wrote, its reads of that context go to the owner until the other
+//! side has applied the write.
+//!
+//! The client is who its sticky key says (no key, no memory). What this process remembers is
+//! when each client last wrote to each context (a bounded map: two generations, the older one
+//! dropped when the newer fills). Whether the other side has applied a write is told by
+//! watermarks polled beside the request path ([`marks`]): the creation time of the oldest
+//! write still waiting toward each side of each context in the catalog's outbox, and of the
+//! oldest write still only in this process's log. A write made at or after the watermark may
+//! not be applied yet; one made before it has been (or was given up on). With no word from
+//! the store, every remembered write counts as waiting: reads go to the owner, which has them.
+//!
+//! The memory is per process: with several replicas, a client's read finds its write's
+//! memory only on the replica that took the write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use strangler_catalog::clock::now_ms;
+use strangler_catalog::{fnv1a64, Side};
+
+use crate::shadow::outbox::OutboxStore;
+use crate::shadow::wal::Wal;
+
+/// Clients remembered per generation.
+const GENERATION: usize = 50_000;
+/// A write this recent counts as waiting whatever the watermarks say: it may be on its way from
+/// a log to the catalog between two polls.
+const MARGIN_MS: i64 = 1_000;
+/// How often the watermarks are read.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The last write of each client to each context, and how far each side has caught up.
+#[derive(Default)]
+pub struct ReadYourWrites {
+    recent: Mutex<Recent>,
+    marks: ArcSwap<Marks>,
+}
+
+#[derive(Default)]
+struct Recent {
+    newer: HashMap<u64, i64>,
+    older: HashMap<u64, i64>,
+}
+
+/// Watermarks, as of one poll.
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// When the poll began (0: never).
+    pub polled_ms: i64,
+    /// The creation time of the oldest write waiting toward a side, per (context, side).
+    pub waiting: HashMap<(String, Side), i64>,
+    /// The creation time of the oldest write still only in this process's log.
+    pub unshipped: Option<i64>,
+}
+
+/// One client's writes to one context mirrored toward one side.
+fn slot(context: &str, who: u64, toward: Side) -> u64 {
+    let side = match toward {
+        Side::Legacy => 0x9e37_79b9_7f4a_7c15,
+        Side::New => 0,
+    };
+    fnv1a64(context.as_bytes()) ^ who.rotate_left(17) ^ side
+}
+
+impl ReadYourWrites {
+    /// Client `who` made a write to `context` at `created_ms` (durable in the log), mirrored
+    /// toward `toward`.
+    pub fn wrote(&self, context: &str, who: u64, toward: Side, created_ms: i64) {
+        let mut r = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.newer.len() >= GENERATION {
+            r.older = std::mem::take(&mut r.newer);
+        }
+        let at = r
+            .newer
+            .entry(slot(context, who, toward))
+            .or_insert(created_ms);
+        *at = (*at).max(created_ms);
+    }
+
+    /// Whether client `who`'s last write to `context` that was mirrored toward `side` may not
+    /// have reached it yet.
+    pub fn waiting(&self, context: &str, who: u64, side: Side) -> bool {
+        let key = slot(context, who, side);
+        let written = {
+            let r = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            match r.newer.get(&key).or_else(|| r.older.get(&key)) {
+                Some(at) => *at,
+                None => return false,
+            }
+        };
+        let marks = self.marks.load();
+        let mut mark = marks.polled_ms - MARGIN_MS;
+        if let Some(at) = marks.waiting.get(&(context.to_owned(), side)) {
+            mark = mark.min(*at);
+        }
+        if let Some(at) = marks.unshipped {
+            mark = mark.min(at);
+        }
+        written >= mark
+    }
+
+    pub fn set_marks(&self, marks: Marks) {
+        self.marks.store(Arc::new(marks));
+    }
+}
+
+/// Reads the watermarks every [`POLL`], forever. A failed read keeps the last ones, which
+/// only grow more cautious as time passes.
+pub async fn marks(ryw: Arc<ReadYourWrites>, store: Arc<dyn OutboxStore>, wal: Arc<Wal>) {
+    loop {
+        // The log first: a write that leaves it after this is in the catalog when it is read.
+        let unshipped = wal.oldest_unshipped();
+        let polled_ms = now_ms();
+        match store.waiting_since().await {
+            Ok(rows) => ryw.set_marks(Marks {
+                polled_ms,
+                waiting: rows
+                    .into_iter()
+                    .map(|(context, side, at)| ((context, side), at))
+                    .collect(),
+                unshipped,
+            }),
+            Err(e) => tracing::debug!(error = %e, "read-your-writes watermarks not read"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+use super::*;
+
+#[test]
+fn a_client_waits_for_its_own_write_only_until_the_side_has_it() {
+    let ryw = ReadYourWrites::default();
+    let now = now_ms();
+    // Nobody wrote: nothing waits.
+    assert!(!ryw.waiting("orders", 1, Side::New));
+    ryw.wrote("orders", 1, Side::New, now - 5_000);
+    // No watermark read yet: the write counts as waiting.
+    assert!(ryw.waiting("orders", 1, Side::New));
+    // Read at `now`: nothing waits toward new, so the 5-second-old write is there …
+    ryw.set_marks(Marks {
+        polled_ms: now,
+        ..Marks::default()
+    });
+    assert!(!ryw.waiting("orders", 1, Side::New));
+    // … unless an older write still waits toward new, or is still in the log.
+    let mut waiting = HashMap::new();
+    waiting.insert(("orders".to_owned(), Side::New), now - 6_000);
+    ryw.set_marks(Marks {
+        polled_ms: now,
+        waiting,
+        unshipped: None,
+    });
+    assert!(ryw.waiting("orders", 1, Side::New));
+    assert!(
+        !ryw.waiting("orders", 1, Side::Legacy),
+        "the other way is clear"
+    );
+    assert!(!ryw.waiting("carts", 1, Side::New), "another context");
+    assert!(!ryw.waiting("orders", 2, Side::New), "another client");
+    ryw.set_marks(Marks {
+        polled_ms: now,
+        waiting: HashMap::new(),
+        unshipped: Some(now - 7_000),
+    });
+    assert!(ryw.waiting("orders", 1, Side::New));
+    // A write within the margin always waits.
+    ryw.wrote("orders", 3, Side::New, now - 10);
+    // A write legacy took, mirrored toward new: reading from legacy never waits for it.
+    ryw.wrote("orders", 4, Side::New, now - 10);
+    assert!(!ryw.waiting("orders", 4, Side::Legacy));
+    ryw.set_marks(Marks {
+        polled_ms: now,
+        ..Marks::default()
+    });
+    assert!(ryw.waiting("orders", 3, Side::New));
+}
+
+#[test]
+fn the_memory_is_bounded() {
+    let ryw = ReadYourWrites::default();
+    for who in 0..(3 * GENERATION as u64) {
+        ryw.wrote("orders", who, Side::New, 1);
+    }
+    let r = ryw.recent.lock().unwrap();
+    assert!(r.newer.len() + r.older.len() <= 2 * GENERATION);
+}
