@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use strangler_catalog::AuditQuery;
-use strangler_catalog::{MigrationState, TrafficMinute};
+use strangler_catalog::{MigrationState, Side, TrafficMinute};
 use strangler_store::StoreError;
 
 struct RouteRow {
@@ -192,6 +192,8 @@ struct ContextPage {
     next_state: Option<&'static str>,
     /// Who owns the context's writes: `legacy` or `new`.
     owner: &'static str,
+    /// Mirrored writes waiting, toward the new service and toward legacy, in words.
+    outbox: (String, String),
     /// Shadow sampling is set to 0.
     shadow_paused: bool,
     target: String,
@@ -288,6 +290,10 @@ pub(super) async fn context_page(
             })
             .await?;
         let routes = s.store.path_traffic(&ctx.name, first_hour).await?;
+        let outboxes = (
+            s.store.outbox_stats(&ctx.name, Side::New).await?,
+            s.store.outbox_stats(&ctx.name, Side::Legacy).await?,
+        );
         let window = match &ctx.objective {
             Some(o) => {
                 s.store
@@ -302,7 +308,7 @@ pub(super) async fn context_page(
             examples,
             (audit, timeline),
             noise,
-            routes,
+            (routes, outboxes),
             window,
         ))
     };
@@ -312,7 +318,7 @@ pub(super) async fn context_page(
         examples,
         (audit, timeline),
         noise,
-        route_traffic,
+        (route_traffic, (to_new, to_legacy)),
         window,
     ) = match loaded.await {
         Ok(x) => x,
@@ -438,6 +444,7 @@ pub(super) async fn context_page(
                 [
                     "promoted",
                     "rolled back to legacy",
+                    "cut over: the new service owns the writes",
                     "shadowing paused",
                     "shadowing resumed",
                     "noise rule accepted",
@@ -455,6 +462,7 @@ pub(super) async fn context_page(
         state: ctx.state.as_str(),
         next_state: ctx.state.next().map(MigrationState::as_str),
         owner: ctx.owner().as_str(),
+        outbox: (waiting(&to_new), waiting(&to_legacy)),
         shadow_paused: ctx.shadow.paused || ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),
@@ -597,4 +605,17 @@ pub(super) async fn context_page(
             .collect(),
     };
     html(StatusCode::OK, page.render())
+}
+
+/// An outbox in words: how many writes wait and since when, and how many were given up on.
+fn waiting(o: &strangler_catalog::OutboxStats) -> String {
+    let mut text = match (o.pending, o.oldest_pending_ms) {
+        (0, _) => "none waiting".to_owned(),
+        (n, Some(ms)) => format!("{n} waiting, the oldest {:.1} s", ms as f64 / 1000.0),
+        (n, None) => format!("{n} waiting"),
+    };
+    if o.dead > 0 {
+        text.push_str(&format!("; {} given up on", o.dead));
+    }
+    text
 }

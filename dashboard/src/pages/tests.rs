@@ -868,6 +868,25 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
         .add_traffic(&[row("new", 1000, 5, 0), row("legacy", 100, 2, 5)])
         .await
         .unwrap();
+    // Two mirrored writes wait toward the new service, one given up on; none toward legacy.
+    let mirrored = |n: i64| strangler_catalog::OutboxItem {
+        origin_key: format!("w{n}"),
+        context: "orders".into(),
+        route: route.clone(),
+        idempotency_key: format!("k{n}"),
+        method: "POST".into(),
+        uri: "/orders".into(),
+        created_ms: strangler_catalog::clock::now_ms() - 2_500,
+        ..Default::default()
+    };
+    let ids = store
+        .outbox_put(&[mirrored(1), mirrored(2), mirrored(3)])
+        .await
+        .unwrap();
+    store
+        .outbox_retry(ids[0], 0, Some("refused"), true)
+        .await
+        .unwrap();
     store
         .add_shadow(&[strangler_catalog::ShadowMinute {
             minute: now_minute(),
@@ -911,6 +930,13 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
         "{page}"
     );
     assert!(page.contains("≤ 200 ms (over)"), "{page}");
+    // The outbox both ways.
+    assert!(
+        page.contains("<div class=\"value\" id=\"outbox\">2 waiting, the oldest 2."),
+        "{page}"
+    );
+    assert!(page.contains("; 1 given up on</div>"), "{page}");
+    assert!(page.contains("toward legacy: none waiting"), "{page}");
     // Fallbacks, and the latency and error charts with both sides.
     assert!(
         page.contains("Fallbacks to legacy</div><div class=\"value\">3</div>"),
