@@ -31,6 +31,12 @@ pub struct RolloutPolicy {
     pub hold_secs: u32,
     #[serde(default)]
     pub checks: CanaryChecks,
+    /// The canary weight, in percent, from which the autopilot cuts over (the new service
+    /// then owns the writes), once that step has held with its checks passing and the writes
+    /// legacy took have reached the new service. Unset: the autopilot never cuts over (a
+    /// person does, or the promotion to `migrated` moves the writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover_at: Option<f64>,
 }
 
 /// When a context may leave shadow.
@@ -180,6 +186,14 @@ impl RolloutPolicy {
             }
             last = *s;
         }
+        if let Some(at) = self.cutover_at {
+            if !at.is_finite() || at <= 0.0 || at > 100.0 {
+                return Err((
+                    "cutover_at".into(),
+                    format!("{at} is out of range; give a canary weight in percent, above 0 and at most 100 (e.g. 50)"),
+                ));
+            }
+        }
         if self.hold_secs < self.interval_secs {
             return Err((
                 "hold_secs".into(),
@@ -256,6 +270,9 @@ pub struct CanaryEvidence {
     /// Reverse-shadow comparisons over the step (new answered, legacy's copy compared).
     #[serde(default)]
     pub reverse: ShadowEvidence,
+    /// The context is cut over already: the new service owns its writes.
+    #[serde(default)]
+    pub cut_over: bool,
 }
 
 /// Whether the last minute's mismatches are a spike against the minutes before it: at least
@@ -285,6 +302,8 @@ pub enum Decision {
     StartCanary { weight: u16, why: String },
     /// The step held and passed: the next weight.
     NextStep { weight: u16, why: String },
+    /// The step the policy cuts over at held and passed: the new service takes the writes.
+    Cutover { why: String },
     /// The last step held and passed: promote to migrated.
     Migrate { why: String },
     /// A check failed: back to legacy.
@@ -458,6 +477,17 @@ pub fn decide(
                         policy.hold_secs
                     ),
                 };
+            }
+            if let Some(at) = policy.cutover_at {
+                if !canary.cut_over && weight >= RolloutPolicy::weight_of(at) {
+                    return Decision::Cutover {
+                        why: format!(
+                            "step {:.2} % held {} s with checks passing, at or past the cutover point {at} %: {figures}; the new service takes the writes",
+                            f64::from(weight) / 100.0,
+                            canary.held_secs,
+                        ),
+                    };
+                }
             }
             match policy
                 .steps

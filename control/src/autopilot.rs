@@ -186,7 +186,10 @@ async fn evaluate(
         }
         let now_minute = now / 60_000;
         let mut shadow = ShadowEvidence::default();
-        let mut canary = CanaryEvidence::default();
+        let mut canary = CanaryEvidence {
+            cut_over: ctx.cut_over,
+            ..CanaryEvidence::default()
+        };
         if ctx.state == MigrationState::Shadow {
             let since = now_minute - i64::from(policy.shadow_gate.window_minutes) + 1;
             let mut signatures: BTreeMap<String, u64> = BTreeMap::new();
@@ -252,6 +255,7 @@ async fn evaluate(
             Decision::NextStep { weight, why } => {
                 (vec![Action::SetWeight { weight: *weight }], why)
             }
+            Decision::Cutover { why } => (vec![Action::Cutover], why),
             Decision::Migrate { why } => (vec![Action::Promote], why),
             Decision::Rollback { why } => (vec![Action::Rollback], why),
         };

@@ -41,7 +41,8 @@ fn policy() -> Value {
         "shadow_gate": { "min_match_rate": 0.8, "min_comparisons": 20, "window_minutes": 1 },
         "steps": [10, 25, 50, 100],
         "hold_secs": 2,
-        "checks": { "min_requests": 10 }
+        "checks": { "min_requests": 10 },
+        "cutover_at": 50
     })
 }
 
@@ -170,6 +171,7 @@ async fn a_good_candidate_is_promoted_through_every_step() {
             "autopilot-set-weight",
             "autopilot-set-weight",
             "autopilot-set-weight",
+            "autopilot-cutover",
             "autopilot-set-weight",
             "autopilot-promote"
         ],
@@ -182,6 +184,10 @@ async fn a_good_candidate_is_promoted_through_every_step() {
     assert!(
         steps[2].1.contains("held") && steps[2].1.contains("new "),
         "the evidence is in the audit: {steps:#?}"
+    );
+    assert!(
+        steps[4].1.contains("cutover point 50 %"),
+        "the cutover at its step: {steps:#?}"
     );
     s.stop().await;
 }

@@ -130,6 +130,7 @@ fn a_canary_steps_up_after_its_hold_and_rolls_back_on_a_failed_check() {
                 fallbacks,
                 held_secs,
                 reverse: ShadowEvidence::default(),
+                cut_over: false,
             },
         )
     };
@@ -215,6 +216,7 @@ fn the_reverse_shadow_match_rate_is_checked_when_asked_for() {
                     matched,
                     top_signature: None,
                 },
+                cut_over: false,
             },
         )
     };
@@ -239,4 +241,44 @@ fn mismatch_spikes() {
         "as bad as before: not a spike"
     );
     assert!(is_mismatch_spike((20, 5), (0, 0)), "from nothing");
+}
+
+#[test]
+fn a_policy_with_a_cutover_point_cuts_over_there_once_then_steps_on() {
+    let mut p = policy();
+    p.cutover_at = Some(25.0);
+    assert!(p.check().is_ok());
+    let good = || side(100, 0, 20);
+    let at = |weight, cut_over| {
+        decide(
+            &p,
+            MigrationState::Canary,
+            weight,
+            &ShadowEvidence::default(),
+            &CanaryEvidence {
+                new: good(),
+                legacy: good(),
+                fallbacks: 0,
+                held_secs: 3,
+                reverse: ShadowEvidence::default(),
+                cut_over,
+            },
+        )
+    };
+    // Before the point: steps as usual.
+    assert!(matches!(
+        at(500, false),
+        Decision::NextStep { weight: 2500, .. }
+    ));
+    // At it, held and passing: the cutover, before the next step.
+    assert!(matches!(at(2500, false), Decision::Cutover { why } if why.contains("25 %")));
+    // Once cut over: on to the next step, and to migrated at the end.
+    assert!(matches!(
+        at(2500, true),
+        Decision::NextStep { weight: 5000, .. }
+    ));
+    assert!(matches!(at(10_000, true), Decision::Migrate { .. }));
+    // A cutover point out of range is refused with the field.
+    p.cutover_at = Some(0.0);
+    assert_eq!(p.check().unwrap_err().0, "cutover_at");
 }
