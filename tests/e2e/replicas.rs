@@ -150,6 +150,88 @@ async fn a_change_through_one_replica_is_in_effect_on_the_other_within_a_second(
     b.stop().await;
 }
 
+async fn post_to(facade: &str, path: &str) -> String {
+    let req = http::Request::post(format!("http://{facade}{path}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test]
+async fn replicas_agree_on_the_write_owner() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let legacy = named("legacy").await;
+    let new = named("new").await;
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_URL", db.as_str()));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "30s"));
+    let a = start_with(&format!("http://{legacy}"), &env).await;
+    let b = start_with(&format!("http://{legacy}"), &env).await;
+    let (api_a, api_b) = (
+        Admin::new(&a.admin, Some(OPERATOR)),
+        Admin::new(&b.admin, Some(OPERATOR)),
+    );
+    api_a
+        .carve(
+            "orders-svc",
+            &format!("http://{new}"),
+            "orders",
+            &["/orders/{id}"],
+            None,
+        )
+        .await;
+    api_a
+        .change(
+            Method::POST,
+            "/api/v1/routes",
+            json!({ "context": "orders", "methods": ["POST"], "path": "/orders/{id}" }),
+        )
+        .await;
+    for _ in 0..2 {
+        api_a
+            .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+            .await;
+    }
+    api_b.in_effect().await;
+    // In canary legacy owns the writes, on both replicas; each replica's mirror of them
+    // reaches the new service through the shared outbox.
+    for f in [&a.listen, &b.listen] {
+        assert_eq!(post_to(f, "/orders/1").await, "legacy");
+    }
+    api_a.drained("orders").await;
+    let cut = api_a
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "drained" }),
+        )
+        .await;
+    assert_eq!(cut["item"]["owner"], "new");
+    // B learns it from the store's notification and sends its writes to the new owner.
+    let changed = Instant::now();
+    while post_to(&b.listen, "/orders/2").await != "new" {
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "replica B still sends writes to legacy"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_, _, seen_by_b) = api_b
+        .call(Method::GET, "/api/v1/contexts/orders", None)
+        .await;
+    assert_eq!(seen_by_b["item"]["owner"], "new", "{seen_by_b}");
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A TCP relay to PostgreSQL that can be cut and restored, to take the store away.
 struct Relay {
     addr: SocketAddr,
