@@ -127,6 +127,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
                 writes,
                 max_body_bytes: None,
                 opaque_bodies: false,
+                id: None,
             },
         };
         let id = spec.id();

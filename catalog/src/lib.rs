@@ -34,9 +34,9 @@ pub use change::{Action, Change, ChangeError, ContextEvent};
 pub use json_path::{JsonPath, JsonPathError};
 pub use model::{fnv1a64, owner_moves};
 pub use model::{
-    Catalog, Context, ContextView, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow,
-    RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch,
-    VersionMatch,
+    Catalog, Context, ContextView, HeaderMatch, IdFrom, IdTo, MirrorId, Name, Objective,
+    QueryMatch, Route, RouteShadow, RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites,
+    StickyKey, ValueMatch, VersionMatch,
 };
 pub use rows::{
     AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen, NoiseProposal,

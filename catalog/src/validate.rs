@@ -152,6 +152,12 @@ pub fn validate(c: &Catalog, translators: &dyn TranslatorCheck) -> Result<(), Va
             ));
         }
         pattern::check_spec(&r.spec).map_err(|m| err(format!("{field}.path"), m.to_string()))?;
+        if let Some(id) = &r.spec.shadow.id {
+            id.parse_from()
+                .map_err(|m| err(format!("{field}.shadow.id.from"), m))?;
+            id.parse_to()
+                .map_err(|m| err(format!("{field}.shadow.id.to"), m))?;
+        }
         let id = r.spec.id();
         if &id != key || r.id != id {
             return Err(err(

@@ -622,7 +622,7 @@ impl Pending {
                 }
             },
         };
-        let Some(item) = outbox::item(wanted, &plan.replay, request, &legacy) else {
+        let Some(mut item) = outbox::item(wanted, &plan.replay, request, &legacy) else {
             tracing::error!(
                 context = %wanted.context,
                 method = %plan.replay.method,
@@ -632,6 +632,11 @@ impl Pending {
             skip(Skip::Unredactable);
             return body;
         };
+        if let Some(rule) = &wanted.route_shadow.id {
+            if let Err(why) = outbox::carry_id(&mut item, rule, head, legacy.body.as_deref()) {
+                tracing::warn!(context = %wanted.context, route = %wanted.route, %why, "a mirrored create goes without the owner's id");
+            }
+        }
         let kept = match &sinks.outbox {
             Some(wal) => wal.append(&item).await,
             None => Err(wal::WalError::Stopped),

@@ -762,3 +762,158 @@ async fn a_client_reads_its_own_writes_in_canary_whichever_side_its_reads_go_to(
     old.refusing.store(false, Ordering::SeqCst);
     s.stop().await;
 }
+
+/// A service that gives ids to created orders (from `first`), or takes the one a create
+/// carries in `$.id` when `accepts_given` (the new service).
+#[derive(Clone)]
+struct Allocating {
+    data: Arc<Mutex<HashMap<u64, Value>>>,
+    next: Arc<AtomicU64>,
+    accepts_given: bool,
+}
+
+impl Allocating {
+    fn new(first: u64, accepts_given: bool) -> Self {
+        Self {
+            data: Arc::default(),
+            next: Arc::new(AtomicU64::new(first)),
+            accepts_given,
+        }
+    }
+
+    fn app(&self) -> Router {
+        let (w, r) = (self.clone(), self.clone());
+        Router::new()
+            .route(
+                "/orders",
+                post(move |body: Bytes| {
+                    let w = w.clone();
+                    async move {
+                        let mut v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let id = match v["id"].as_u64() {
+                            Some(id) if w.accepts_given => id,
+                            _ => w.next.fetch_add(1, Ordering::SeqCst),
+                        };
+                        v["id"] = id.into();
+                        let mut data = w.data.lock().unwrap();
+                        if data.contains_key(&id) {
+                            return (
+                                http::StatusCode::CONFLICT,
+                                [("location", String::new())],
+                                "taken".to_owned(),
+                            );
+                        }
+                        data.insert(id, v.clone());
+                        (
+                            http::StatusCode::CREATED,
+                            [("location", format!("/orders/{id}"))],
+                            v.to_string(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/orders/{id}",
+                axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<u64>| {
+                    let r = r.clone();
+                    async move {
+                        match r.data.lock().unwrap().get(&id) {
+                            Some(v) => (http::StatusCode::OK, v.to_string()),
+                            None => (http::StatusCode::NOT_FOUND, String::new()),
+                        }
+                    }
+                }),
+            )
+    }
+}
+
+#[tokio::test]
+async fn creates_in_canary_carry_legacys_ids_so_both_sides_name_each_order_alike() {
+    let old = Allocating::new(1422, false);
+    let new = Allocating::new(1, true);
+    let (legacy, _) = axum_upstream(old.app()).await;
+    let (new_addr, _) = axum_upstream(new.app()).await;
+    let scratch = Scratch::new("ids");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = shadowed_with(
+        legacy,
+        new_addr,
+        &catalog_url,
+        json!({}),
+        json!({ "methods": ["GET"], "path": "/orders/{id}" }),
+        &[("STRANGLER_SHADOW_MIRROR_RETRY", "30ms")],
+    )
+    .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/routes",
+            json!({ "context": "orders", "methods": ["POST"], "path": "/orders",
+                    "shadow": { "id": { "from": "$.id", "to": "$.id" } } }),
+        )
+        .await;
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+        .await;
+    let mut ctx = admin
+        .call(Method::GET, "/api/v1/contexts/orders", None)
+        .await
+        .2["item"]
+        .clone();
+    ctx["sticky"] = "cookie:sid".into();
+    ctx["weight"] = 5000.into();
+    admin
+        .change(Method::PUT, "/api/v1/contexts/orders", ctx)
+        .await;
+    admin.in_effect().await;
+
+    // Eight clients create ten orders each, at once.
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let listen = s.listen.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            for i in 0..10 {
+                let req = http::Request::post(format!("http://{listen}/orders"))
+                    .header("cookie", format!("sid=client-{c}"))
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(Bytes::from(
+                        json!({ "client": c, "item": i }).to_string(),
+                    )))
+                    .unwrap();
+                let resp = client().request(req).await.unwrap();
+                assert_eq!(resp.status(), 201);
+                let location = resp.headers()["location"].to_str().unwrap().to_owned();
+                made.push(location);
+            }
+            made
+        }));
+    }
+    let mut locations = Vec::new();
+    for t in tasks {
+        locations.extend(t.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = locations.iter().collect();
+    assert_eq!(unique.len(), 80, "legacy gave each order its own id");
+    admin.drained("orders").await;
+
+    // Both sides hold the same 80 orders under the same ids.
+    let (a, b) = (
+        old.data.lock().unwrap().clone(),
+        new.data.lock().unwrap().clone(),
+    );
+    assert_eq!(a.len(), 80);
+    assert_eq!(a, b, "the new side names each order as legacy does");
+    // And any client reads any order the same, whichever side its reads go to.
+    for location in &locations {
+        let mut seen = std::collections::HashSet::new();
+        for c in 0..8 {
+            let (status, body) =
+                as_client(&s.listen, Method::GET, location, &format!("reader-{c}")).await;
+            assert_eq!(status, 200, "{location}: {body}");
+            seen.insert(body);
+        }
+        assert_eq!(seen.len(), 1, "{location}: {seen:?}");
+    }
+    s.stop().await;
+}

@@ -344,3 +344,40 @@ fn the_write_owner_is_legacy_until_cutover_or_migration_and_rollback_returns_it(
     go(&mut c, Action::Promote).unwrap();
     assert_eq!(owner(&c), Side::Legacy);
 }
+
+#[test]
+fn a_mirror_id_rule_is_checked_with_its_field_and_fix() {
+    let with = |from: &str, to: &str| {
+        let mut s = spec("/orders");
+        s.methods = vec!["POST".into()];
+        s.shadow.id = Some(crate::model::MirrorId {
+            from: from.into(),
+            to: to.into(),
+        });
+        Change::AddRoute {
+            context: "orders".into(),
+            spec: s,
+        }
+        .apply(&mut base(), &SizeOnly)
+    };
+    assert!(with("location", "$.id").is_ok());
+    assert!(with("$.order.id", "PUT /orders/{id}").is_ok());
+    for (from, to, field, says) in [
+        ("header", "$.id", "shadow.id.from", "neither `location`"),
+        ("$.items[*].id", "$.id", "shadow.id.from", "object keys"),
+        ("location", "$", "shadow.id.to", "neither a JSON path"),
+        (
+            "location",
+            "put /orders/{id}",
+            "shadow.id.to",
+            "PUT /orders/{id}",
+        ),
+        ("location", "PUT /orders", "shadow.id.to", "one `{id}`"),
+    ] {
+        let err = with(from, to).unwrap_err().to_string();
+        assert!(
+            err.contains(field) && err.contains(says),
+            "{from} {to}: {err}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use strangler_catalog::{OutboxItem, Side};
+use strangler_catalog::{IdFrom, IdTo, MirrorId, OutboxItem, Side};
 use strangler_services::cluster::Replay;
 use tokio::sync::Notify;
 
@@ -125,6 +125,93 @@ pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> Opt
         created_ms: now_ms(),
         attempts: 0,
     })
+}
+
+/// `text` as one path segment: unreserved characters as they are, every other byte `%XX`.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Puts the id the owner's answer gave the new resource into its mirror, where the route says
+/// the other side expects it; the error says why it could not.
+pub fn carry_id(
+    item: &mut OutboxItem,
+    rule: &MirrorId,
+    head: &http::response::Parts,
+    answer: Option<&[u8]>,
+) -> Result<(), String> {
+    // A Location's segment is already written for a path; an id from a body is not.
+    let from = rule.parse_from()?;
+    let in_path_form = from == IdFrom::Location;
+    let id: serde_json::Value = match from {
+        IdFrom::Location => {
+            let location = head
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or("the answer has no Location")?;
+            let path = location.split(['?', '#']).next().unwrap_or(location);
+            let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            if last.is_empty() {
+                return Err(format!("Location `{location}` names no id"));
+            }
+            serde_json::Value::String(last.to_owned())
+        }
+        IdFrom::Body(keys) => {
+            let body: serde_json::Value = answer
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .ok_or("the answer's body is not JSON (or was over the cap)")?;
+            let mut at = &body;
+            for k in &keys {
+                at = at
+                    .get(k)
+                    .ok_or_else(|| format!("the answer has no {}", rule.from))?;
+            }
+            match at {
+                serde_json::Value::String(_) | serde_json::Value::Number(_) => at.clone(),
+                _ => return Err(format!("{} is not a string or a number", rule.from)),
+            }
+        }
+    };
+    match rule.parse_to()? {
+        IdTo::Body(keys) => {
+            let mut body: serde_json::Value = serde_json::from_slice(&item.body)
+                .map_err(|_| "the request's body is not JSON".to_owned())?;
+            let mut at = &mut body;
+            for k in &keys {
+                let serde_json::Value::Object(map) = at else {
+                    return Err(format!("the request's body has no object at {}", rule.to));
+                };
+                at = map
+                    .entry(k.clone())
+                    .or_insert(serde_json::Value::Object(serde_json::Map::new()));
+            }
+            *at = id;
+            item.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+        }
+        IdTo::Target { method, path } => {
+            let text = match &id {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let encoded = if in_path_form { text } else { segment(&text) };
+            let query = item.uri.split_once('?').map(|(_, q)| q.to_owned());
+            item.method = method;
+            item.uri = match query {
+                Some(q) => format!("{}?{q}", path.replace("{id}", &encoded)),
+                None => path.replace("{id}", &encoded),
+            };
+        }
+    }
+    Ok(())
 }
 
 fn from_latin1(text: &str) -> Vec<u8> {
