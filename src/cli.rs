@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use strangler_control::contract;
+use strangler_control::{contract, reconcile};
 
 use crate::config::{self, Overrides, ProcessEnv};
 
@@ -48,6 +48,25 @@ pub enum Command {
     /// Contract tests from recorded traffic: export a context's matched exchanges, replay them.
     #[command(subcommand)]
     Tests(TestsCommand),
+    /// Read a context's resources from legacy and from the new service (through the
+    /// translator) and report what differs or is missing on one side; exit 1 if anything is.
+    Reconcile {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// The context
+        #[arg(long, value_name = "NAME")]
+        context: String,
+        /// Read at most this many resources
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        sample: usize,
+        /// A resource to read (a path and query), besides the context's collections and
+        /// recorded reads; may be repeated
+        #[arg(long = "path", value_name = "PATH")]
+        paths: Vec<String>,
+        /// Print the findings as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +230,73 @@ pub fn run(cli: Cli) -> ExitCode {
                     "{} of {} exchanges answered differently from legacy",
                     failed.len(),
                     passed + failed.len()
+                )
+            }
+        }),
+        Command::Reconcile {
+            args,
+            context,
+            sample,
+            paths,
+            json,
+        } => with_settings(&args, |settings| {
+            let legacy = settings.facade.legacy.origin.to_prefix();
+            let findings = block_on(async {
+                let store = crate::serve::open_store(&settings).await?;
+                let catalog = strangler_store::CatalogStore::load(&store).await?;
+                if !catalog.contexts.contains_key(&context) {
+                    anyhow::bail!(
+                        "no context `{context}` in the catalog; `strangler ctl status` lists them"
+                    );
+                }
+                let paths =
+                    reconcile::candidates(&store, &catalog, &context, &paths, sample.max(1))
+                        .await?;
+                if paths.is_empty() {
+                    anyhow::bail!("nothing to read for `{context}`: give resources with --path (e.g. --path /orders/1), or let it record some traffic first");
+                }
+                let registry = crate::translators::registry();
+                let findings =
+                    reconcile::reconcile(&catalog, &context, &legacy, &paths, &registry).await?;
+                reconcile::record(&store, &context, &findings).await?;
+                Ok(findings)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                for f in &findings {
+                    let status = |s: Option<u16>| s.map_or("—".to_owned(), |s| s.to_string());
+                    let what = match &f.verdict {
+                        reconcile::Verdict::Same => "same".to_owned(),
+                        reconcile::Verdict::Differs { differences } => {
+                            format!("differs: {}", differences.join("; "))
+                        }
+                        reconcile::Verdict::MissingOnNew => "missing on the new service".to_owned(),
+                        reconcile::Verdict::MissingOnLegacy => "missing on legacy".to_owned(),
+                        reconcile::Verdict::Unreadable { why } => format!("not read: {why}"),
+                    };
+                    println!(
+                        "{:<40} legacy {:>3}  new {:>3}  {what}",
+                        f.path,
+                        status(f.legacy_status),
+                        status(f.new_status)
+                    );
+                }
+            }
+            let amiss = findings
+                .iter()
+                .filter(|f| f.verdict != reconcile::Verdict::Same)
+                .count();
+            if amiss == 0 {
+                eprintln!(
+                    "{} resources read from both sides: nothing amiss",
+                    findings.len()
+                );
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{amiss} of {} resources differ or are missing on one side",
+                    findings.len()
                 )
             }
         }),

@@ -21,5 +21,6 @@ pub mod autopilot;
 pub mod contract;
 pub mod events;
 pub mod outbox;
+pub mod reconcile;
 pub mod rollups;
 pub mod service_log;

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use crate::harness::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_strangler");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_strangler");
 
 pub struct Running {
     pub child: tokio::process::Child,

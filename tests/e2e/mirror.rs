@@ -917,3 +917,119 @@ async fn creates_in_canary_carry_legacys_ids_so_both_sides_name_each_order_alike
     }
     s.stop().await;
 }
+
+/// Orders as JSON: `GET /orders/{id}` answers the stored value, or 404.
+fn json_orders(data: &Arc<Mutex<HashMap<String, Value>>>) -> Router {
+    let data = Arc::clone(data);
+    Router::new().route(
+        "/orders/{id}",
+        axum::routing::get(
+            move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let data = Arc::clone(&data);
+                async move {
+                    match data.lock().unwrap().get(&id) {
+                        Some(v) => Ok(axum::Json(v.clone())),
+                        None => Err(http::StatusCode::NOT_FOUND),
+                    }
+                }
+            },
+        ),
+    )
+}
+
+#[tokio::test]
+async fn reconcile_reports_what_differs_or_is_missing_and_records_it() {
+    let old: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    let new: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    let (legacy, _) = axum_upstream(json_orders(&old)).await;
+    let (new_addr, _) = axum_upstream(json_orders(&new)).await;
+    let scratch = Scratch::new("reconcile");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let (s, admin) = canary(legacy, new_addr, &catalog_url).await;
+    let order = |n: u64, total: u64| json!({ "n": n, "total": total });
+    for (side, orders) in [
+        (&old, [(1, 9), (2, 5), (3, 9)]),
+        (&new, [(1, 9), (2, 6), (4, 9)]),
+    ] {
+        let mut d = side.lock().unwrap();
+        for (n, total) in orders {
+            d.insert(n.to_string(), order(n, total));
+        }
+    }
+    let run = || {
+        let catalog_url = catalog_url.clone();
+        async move {
+            let mut cmd = tokio::process::Command::new(crate::binary::BIN);
+            cmd.args([
+                "reconcile",
+                "--legacy",
+                &format!("http://{legacy}"),
+                "--context",
+                "orders",
+                "--json",
+            ])
+            .env("STRANGLER_CATALOG_URL", &catalog_url);
+            for n in 1..=5 {
+                cmd.args(["--path", &format!("/orders/{n}")]);
+            }
+            let out = cmd.output().await.unwrap();
+            (
+                out.status.code(),
+                serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, findings, stderr) = run().await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("3 of 5 resources differ or are missing"),
+        "{stderr}"
+    );
+    let verdicts: Vec<(&str, &str)> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), f["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("/orders/1", "same"),
+            ("/orders/2", "differs"),
+            ("/orders/3", "missing_on_new"),
+            ("/orders/4", "missing_on_legacy"),
+            ("/orders/5", "same"),
+        ],
+        "{findings:#}"
+    );
+    assert_eq!(
+        findings[1]["differences"][0], "value $.total",
+        "{findings:#}"
+    );
+
+    // Put right, it finds nothing amiss and exits 0; both runs are in the audit log.
+    new.lock().unwrap().insert("2".into(), order(2, 5));
+    new.lock().unwrap().insert("3".into(), order(3, 9));
+    old.lock().unwrap().insert("4".into(), order(4, 9));
+    let (code, _, stderr) = run().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("5 resources read from both sides: nothing amiss"),
+        "{stderr}"
+    );
+    let (_, _, audit) = admin
+        .call(Method::GET, "/api/v1/audit?target=context:orders", None)
+        .await;
+    let runs: Vec<&Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "reconcile")
+        .collect();
+    assert_eq!(runs.len(), 2, "{audit}");
+    assert_eq!(runs[0]["after"]["checked"], 5, "{audit}");
+    assert_eq!(runs[0]["after"]["same"], 5, "the newest first: {audit}");
+    assert_eq!(runs[1]["after"]["missing_on_new"], 1, "{audit}");
+    s.stop().await;
+}

@@ -194,6 +194,8 @@ struct ContextPage {
     owner: &'static str,
     /// Mirrored writes waiting, toward the new service and toward legacy, in words.
     outbox: (String, String),
+    /// The last `strangler reconcile`: what it found, and when.
+    reconciled: Option<(String, String)>,
     /// Shadow sampling is set to 0.
     shadow_paused: bool,
     target: String,
@@ -293,6 +295,14 @@ pub(super) async fn context_page(
         let outboxes = (
             s.store.outbox_stats(&ctx.name, Side::New).await?,
             s.store.outbox_stats(&ctx.name, Side::Legacy).await?,
+            s.store
+                .audit(&AuditQuery {
+                    target: Some(format!("context:{}", ctx.name)),
+                    actor: Some("reconcile".into()),
+                    limit: Some(1),
+                    ..AuditQuery::default()
+                })
+                .await?,
         );
         let window = match &ctx.objective {
             Some(o) => {
@@ -318,7 +328,7 @@ pub(super) async fn context_page(
         examples,
         (audit, timeline),
         noise,
-        (route_traffic, (to_new, to_legacy)),
+        (route_traffic, (to_new, to_legacy, reconciled)),
         window,
     ) = match loaded.await {
         Ok(x) => x,
@@ -463,6 +473,7 @@ pub(super) async fn context_page(
         next_state: ctx.state.next().map(MigrationState::as_str),
         owner: ctx.owner().as_str(),
         outbox: (waiting(&to_new), waiting(&to_legacy)),
+        reconciled: reconciled.first().map(|a| (reconciliation(a.after.as_ref()), iso(a.at_ms))),
         shadow_paused: ctx.shadow.paused || ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),
@@ -618,4 +629,24 @@ fn waiting(o: &strangler_catalog::OutboxStats) -> String {
         text.push_str(&format!("; {} given up on", o.dead));
     }
     text
+}
+
+/// A reconciliation's summary (as `strangler reconcile` records it) in words.
+fn reconciliation(summary: Option<&serde_json::Value>) -> String {
+    let n = |k: &str| summary.and_then(|v| v[k].as_i64()).unwrap_or(0);
+    let amiss: Vec<String> = [
+        ("differ", "differ"),
+        ("missing_on_new", "missing on the new service"),
+        ("missing_on_legacy", "missing on legacy"),
+        ("unreadable", "not read"),
+    ]
+    .iter()
+    .filter(|(k, _)| n(k) > 0)
+    .map(|(k, words)| format!("{} {words}", n(k)))
+    .collect();
+    if amiss.is_empty() {
+        format!("{} read: nothing amiss", n("checked"))
+    } else {
+        format!("{} read: {}", n("checked"), amiss.join(", "))
+    }
 }

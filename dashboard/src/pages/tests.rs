@@ -887,6 +887,21 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
         .outbox_retry(ids[0], 0, Some("refused"), true)
         .await
         .unwrap();
+    // A reconciliation found one order differing and one missing on the new side.
+    store
+        .record(
+            &ChangeMeta {
+                force: false,
+                actor: "reconcile".into(),
+                reason: "5 resources read from both sides".into(),
+            },
+            "reconcile",
+            "context:orders",
+            None,
+            Some(serde_json::json!({ "checked": 5, "same": 3, "differ": 1, "missing_on_new": 1 })),
+        )
+        .await
+        .unwrap();
     store
         .add_shadow(&[strangler_catalog::ShadowMinute {
             minute: now_minute(),
@@ -937,6 +952,10 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
     );
     assert!(page.contains("; 1 given up on</div>"), "{page}");
     assert!(page.contains("toward legacy: none waiting"), "{page}");
+    assert!(
+        page.contains("id=\"reconciled\">5 read: 1 differ, 1 missing on the new service</div>"),
+        "{page}"
+    );
     // Fallbacks, and the latency and error charts with both sides.
     assert!(
         page.contains("Fallbacks to legacy</div><div class=\"value\">3</div>"),

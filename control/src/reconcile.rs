@@ -1,0 +1,290 @@
+//! Reconciliation: read a context's resources from both sides and say what differs or is
+//! missing on one side — the check that the two systems of record still agree, after mirroring
+//! both ways, a cutover or a rollback.
+//!
+//! The resources read are the paths given, the context's GET routes that name no parameter
+//! (collections, such as `/orders`), and the GET exchanges recorded for its contract tests;
+//! at most `sample` of them. Legacy is read directly; the new service through the context's
+//! translator, its answer translated back, so that both are compared in legacy's contract
+//! with the context's comparison rules, as the shadow comparison does. The result is recorded
+//! in the audit log (actor `reconcile`), where the context page shows it.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use strangler_anti_corruption::{Compiled, Links, Registry};
+use strangler_catalog::pattern::{effective_path, PathPattern, Segment};
+use strangler_catalog::{Catalog, ChangeMeta};
+use strangler_facade::shadow_diff::{compare_with, Answer, Rules};
+use strangler_store::{CatalogStore, ShadowRollups};
+
+/// What one resource looks like on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Both answer it alike (or neither has it).
+    Same,
+    /// Both have it, and these differences (signatures) were found.
+    Differs { differences: Vec<String> },
+    /// Legacy has it, the new service answers 404.
+    MissingOnNew,
+    /// The new service has it, legacy answers 404.
+    MissingOnLegacy,
+    /// A side could not be read.
+    Unreadable { why: String },
+}
+
+/// One resource read from both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub path: String,
+    pub legacy_status: Option<u16>,
+    pub new_status: Option<u16>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The paths to read for `context`: the given ones, its parameterless GET routes, then its
+/// recorded GET exchanges; distinct, at most `sample`.
+pub async fn candidates(
+    store: &(impl ShadowRollups + ?Sized),
+    catalog: &Catalog,
+    context: &str,
+    given: &[String],
+    sample: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: String| {
+        if out.len() < sample && !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for p in given {
+        add(p.clone());
+    }
+    for route in catalog.routes_of(context) {
+        let spec = &route.spec;
+        let reads = spec.methods.is_empty() || spec.methods.iter().any(|m| m == "GET");
+        let path = effective_path(spec);
+        let literal = PathPattern::parse(&path).is_ok_and(|p| {
+            p.segments()
+                .iter()
+                .all(|s| matches!(s, Segment::Literal(_)))
+        });
+        if reads && literal && spec.host.is_none() {
+            add(path);
+        }
+    }
+    let mut pairs = store.contract_pairs(context).await?;
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.at_ms));
+    for p in pairs.into_iter().filter(|p| p.method == "GET") {
+        add(p.uri);
+    }
+    Ok(out)
+}
+
+/// Reads each path from legacy (`legacy`, an origin) and from the context's new service, and
+/// compares.
+pub async fn reconcile(
+    catalog: &Catalog,
+    context: &str,
+    legacy: &str,
+    paths: &[String],
+    registry: &Registry,
+) -> anyhow::Result<Vec<Finding>> {
+    let ctx = catalog
+        .contexts
+        .get(context)
+        .with_context(|| format!("no context `{context}` in the catalog"))?;
+    let new = catalog
+        .instances_of(&ctx.target)
+        .into_iter()
+        .next()
+        .with_context(|| {
+            format!(
+                "service `{}` of context `{context}` has no instance to read from",
+                ctx.target
+            )
+        })?;
+    let new = new.trim_end_matches('/').to_owned();
+    let legacy = legacy.trim_end_matches('/').to_owned();
+    let compiled = match &ctx.translator {
+        Some(text) => Some(
+            Compiled::compile(text, registry)
+                .map_err(|e| anyhow::anyhow!("the context's translator does not compile: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut policy = ctx.shadow.clone();
+    policy.ignore.extend(policy.redact.clone());
+    // Status and body are compared; header fields are the shadow's business.
+    policy.headers.clear();
+    let rules = Rules::compile(&policy);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let upstreams = [new.clone()];
+    let mut findings = Vec::with_capacity(paths.len());
+    for path in paths {
+        let old = read(&client, &legacy, path, None, &upstreams).await;
+        let now = read(&client, &new, path, compiled.as_ref(), &upstreams).await;
+        let finding = match (old, now) {
+            (Err(e), _) => Finding {
+                path: path.clone(),
+                legacy_status: None,
+                new_status: None,
+                verdict: Verdict::Unreadable {
+                    why: format!("legacy: {e:#}"),
+                },
+            },
+            (Ok(l), Err(e)) => Finding {
+                path: path.clone(),
+                legacy_status: Some(l.0),
+                new_status: None,
+                verdict: Verdict::Unreadable {
+                    why: format!("new: {e:#}"),
+                },
+            },
+            (Ok(l), Ok(n)) => {
+                let verdict = match (l.0, n.0) {
+                    (404, 404) => Verdict::Same,
+                    (200..=299, 404) => Verdict::MissingOnNew,
+                    (404, 200..=299) => Verdict::MissingOnLegacy,
+                    _ => {
+                        let headers: Vec<Option<String>> = Vec::new();
+                        let a = Answer {
+                            status: l.0,
+                            content_type: l.1.as_deref(),
+                            headers: &headers,
+                            body: &l.2,
+                        };
+                        let b = Answer {
+                            status: n.0,
+                            content_type: n.1.as_deref(),
+                            headers: &headers,
+                            body: &n.2,
+                        };
+                        let differences: Vec<String> = compare_with(&a, &b, &rules)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect();
+                        if differences.is_empty() {
+                            Verdict::Same
+                        } else {
+                            Verdict::Differs { differences }
+                        }
+                    }
+                };
+                Finding {
+                    path: path.clone(),
+                    legacy_status: Some(l.0),
+                    new_status: Some(n.0),
+                    verdict,
+                }
+            }
+        };
+        findings.push(finding);
+    }
+    Ok(findings)
+}
+
+/// Status, media type and body of a GET of `path` on `origin`, through `compiled` when given.
+async fn read(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    origin: &str,
+    path: &str,
+    compiled: Option<&Compiled>,
+    upstreams: &[String],
+) -> anyhow::Result<(u16, Option<String>, Bytes)> {
+    let (p, query) = match path.split_once('?') {
+        Some((a, b)) => (a.to_owned(), Some(b.to_owned())),
+        None => (path.to_owned(), None),
+    };
+    let mut req = strangler_anti_corruption::Request {
+        method: http::Method::GET,
+        path: p,
+        query,
+        headers: http::HeaderMap::new(),
+        body: None,
+    };
+    if let Some(c) = compiled {
+        c.request(&mut req)
+            .map_err(|e| anyhow::anyhow!("translating the request: {e}"))?;
+    }
+    let uri = match &req.query {
+        Some(q) => format!("{origin}{}?{q}", req.path),
+        None => format!("{origin}{}", req.path),
+    };
+    let mut builder = http::Request::builder()
+        .method(req.method.clone())
+        .uri(&uri);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let outgoing = builder.body(Full::new(Bytes::new()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(outgoing))
+        .await
+        .context("timed out")?
+        .with_context(|| format!("cannot reach {origin}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let mut answer = strangler_anti_corruption::Response {
+        status: parts.status,
+        headers: parts.headers,
+        body: Some(body),
+    };
+    if let Some(c) = compiled {
+        let links = Links {
+            upstreams,
+            public: None,
+        };
+        c.response(&mut answer, &links)
+            .map_err(|e| anyhow::anyhow!("translating the answer: {e}"))?;
+    }
+    let content_type = answer
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((
+        answer.status.as_u16(),
+        content_type,
+        answer.body.unwrap_or_default(),
+    ))
+}
+
+/// Records a reconciliation's result in the audit log, for the context page.
+pub async fn record(
+    store: &(impl CatalogStore + ?Sized),
+    context: &str,
+    findings: &[Finding],
+) -> anyhow::Result<()> {
+    let count = |f: fn(&Verdict) -> bool| findings.iter().filter(|x| f(&x.verdict)).count();
+    let summary = serde_json::json!({
+        "checked": findings.len(),
+        "same": count(|v| *v == Verdict::Same),
+        "differ": count(|v| matches!(v, Verdict::Differs { .. })),
+        "missing_on_new": count(|v| *v == Verdict::MissingOnNew),
+        "missing_on_legacy": count(|v| *v == Verdict::MissingOnLegacy),
+        "unreadable": count(|v| matches!(v, Verdict::Unreadable { .. })),
+        "amiss": findings.iter().filter(|f| f.verdict != Verdict::Same).map(|f| &f.path).take(20).collect::<Vec<_>>(),
+    });
+    let meta = ChangeMeta {
+        force: false,
+        actor: "reconcile".into(),
+        reason: format!("{} resources read from both sides", findings.len()),
+    };
+    store
+        .record(
+            &meta,
+            "reconcile",
+            &format!("context:{context}"),
+            None,
+            Some(summary),
+        )
+        .await?;
+    Ok(())
+}
