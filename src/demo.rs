@@ -116,6 +116,11 @@ fn demo_catalog(orders_url: &str) -> Catalog {
         ("catalog", "GET", "/api/products/{sku}", None),
     ];
     for (context, method, path, writes) in routes {
+        // A mirrored create carries legacy's id for the order; the orders service takes it.
+        let id = (method == "POST").then(|| strangler_catalog::MirrorId {
+            from: "$.orderId".into(),
+            to: "$.orderId".into(),
+        });
         let spec = RouteSpec {
             methods: vec![method.into()],
             path: path.into(),
@@ -127,7 +132,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
                 writes,
                 max_body_bytes: None,
                 opaque_bodies: false,
-                id: None,
+                id,
             },
         };
         let id = spec.id();
@@ -326,6 +331,11 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
          \x20    curl -s http://{orders_addr}/v2/orders/1001        (the service's own model)\n\
          \x20 3. Fix the bug: Ctrl-C, then run the demo again with --fixed --data-dir {data}\n\
          \x20    and watch the match rate climb to 100 %; then promote `orders` to canary.\n\
+         \x20    New orders still go to legacy and reach the service with legacy's numbers;\n\
+         \x20    `strangler reconcile --context orders --legacy http://{legacy_addr}\n\
+         \x20    --path /api/orders/1001` (STRANGLER_CATALOG_URL=sqlite://{data}/catalog.db)\n\
+         \x20    reads an order from both sides. *Cut over* hands the writes to the service;\n\
+         \x20    *Roll back* then waits until legacy has every order the service took.\n\
          \x20 4. Pick the next extraction from Unclaimed routes (the README's walkthrough\n\
          \x20    tells the whole story).\n\n\
          Ctrl-C stops everything.\n",

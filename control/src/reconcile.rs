@@ -2,9 +2,9 @@
 //! missing on one side — the check that the two systems of record still agree, after mirroring
 //! both ways, a cutover or a rollback.
 //!
-//! The resources read are the paths given, the context's GET routes that name no parameter
-//! (collections, such as `/orders`), and the GET exchanges recorded for its contract tests;
-//! at most `sample` of them. Legacy is read directly; the new service through the context's
+//! The resources read are the paths given or, without any, the context's GET routes that name
+//! no parameter (collections, such as `/orders`) and the GET exchanges recorded for its
+//! contract tests; at most `sample` of them. Legacy is read directly; the new service through the context's
 //! translator, its answer translated back, so that both are compared in legacy's contract
 //! with the context's comparison rules, as the shadow comparison does. The result is recorded
 //! in the audit log (actor `reconcile`), where the context page shows it.
@@ -49,8 +49,8 @@ pub struct Finding {
     pub verdict: Verdict,
 }
 
-/// The paths to read for `context`: the given ones, its parameterless GET routes, then its
-/// recorded GET exchanges; distinct, at most `sample`.
+/// The paths to read for `context`: the given ones, or else its parameterless GET routes, then
+/// its recorded GET exchanges; distinct, at most `sample`.
 pub async fn candidates(
     store: &(impl ShadowRollups + ?Sized),
     catalog: &Catalog,
@@ -66,6 +66,9 @@ pub async fn candidates(
     };
     for p in given {
         add(p.clone());
+    }
+    if !given.is_empty() {
+        return Ok(out);
     }
     for route in catalog.routes_of(context) {
         let spec = &route.spec;

@@ -79,7 +79,7 @@ impl Orders {
                         qty: *qty,
                     })
                     .collect();
-                svc.place(*customer, &lines, status, data::seeded_at(*days_ago))
+                svc.place(*customer, &lines, status, data::seeded_at(*days_ago), None)
                     .await
                     .map_err(|e| sqlx::Error::Protocol(e.detail))?;
             }
@@ -115,6 +115,7 @@ impl Orders {
         lines: &[Line],
         status: &str,
         at: i64,
+        given: Option<i64>,
     ) -> Result<Value, Problem> {
         if lines.is_empty() || lines.len() > 20 {
             return Err(Problem::invalid("an order has 1 to 20 lines".into()));
@@ -156,11 +157,31 @@ impl Orders {
             subtotal += price * l.qty;
             priced.push((l, price));
         }
-        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(order_id) + 1, $1) FROM orders")
-            .bind(data::FIRST_ORDER)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(Problem::db)?;
+        // A mirrored create carries the id legacy gave the order: the service takes it, so
+        // that both name the order alike; its own creates number on from the highest.
+        let id: i64 = match given {
+            Some(id) => {
+                let taken: Option<i64> =
+                    sqlx::query_scalar("SELECT order_id FROM orders WHERE order_id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Problem::db)?;
+                if taken.is_some() {
+                    return Err(Problem {
+                        status: StatusCode::CONFLICT,
+                        title: "order-exists",
+                        detail: format!("order {id} exists already"),
+                    });
+                }
+                id
+            }
+            None => sqlx::query_scalar("SELECT COALESCE(MAX(order_id) + 1, $1) FROM orders")
+                .bind(data::FIRST_ORDER)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Problem::db)?,
+        };
         sqlx::query("INSERT INTO orders VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(customer)
@@ -240,6 +261,9 @@ struct Line {
 
 #[derive(Debug, Deserialize)]
 struct NewOrder {
+    /// Given by the facade for a create mirrored from legacy: legacy's id of the order.
+    #[serde(default)]
+    order_id: Option<i64>,
     customer_id: i64,
     lines: Vec<Line>,
 }
@@ -367,7 +391,13 @@ async fn create(State(svc): State<Arc<Orders>>, body: axum::body::Bytes) -> Resp
         }
     };
     match svc
-        .place(new.customer_id, &new.lines, "new", data::now_secs())
+        .place(
+            new.customer_id,
+            &new.lines,
+            "new",
+            data::now_secs(),
+            new.order_id,
+        )
         .await
     {
         Ok(order) => {

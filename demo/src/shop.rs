@@ -79,7 +79,7 @@ impl Shop {
                     qty: *qty,
                 })
                 .collect();
-            self.place(*customer, &lines, status, data::seeded_at(*days_ago))
+            self.place(*customer, &lines, status, data::seeded_at(*days_ago), None)
                 .await
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         }
@@ -93,6 +93,7 @@ impl Shop {
         lines: &[Line],
         status: &str,
         at: i64,
+        given: Option<i64>,
     ) -> Result<Value, Refused> {
         if lines.is_empty() || lines.len() > 20 {
             return Err(Refused::Invalid("an order has 1 to 20 lines".into()));
@@ -129,10 +130,26 @@ impl Shop {
             priced.push((l, price));
         }
         let total = (subtotal * (100 - pct) + 50) / 100;
-        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id) + 1, $1) FROM orders")
-            .bind(data::FIRST_ORDER)
-            .fetch_one(&mut *tx)
-            .await?;
+        // An order mirrored back from the orders service (after the cutover) keeps the
+        // service's id; the shop numbers its own from the highest.
+        let id: i64 = match given {
+            Some(id) => {
+                let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(Refused::Invalid(format!("order {id} exists already")));
+                }
+                id
+            }
+            None => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(id) + 1, $1) FROM orders")
+                    .bind(data::FIRST_ORDER)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
         sqlx::query("INSERT INTO orders VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(customer)
@@ -203,6 +220,9 @@ struct Line {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewOrder {
+    /// Given by the facade for an order mirrored back from the orders service.
+    #[serde(default)]
+    order_id: Option<i64>,
     customer_id: i64,
     lines: Vec<Line>,
 }
@@ -570,7 +590,13 @@ async fn create_order(State(shop): State<Arc<Shop>>, body: axum::body::Bytes) ->
         Err(e) => return legacy_error(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()),
     };
     match shop
-        .place(new.customer_id, &new.lines, "N", data::now_secs())
+        .place(
+            new.customer_id,
+            &new.lines,
+            "N",
+            data::now_secs(),
+            new.order_id,
+        )
         .await
     {
         Ok(order) => {
