@@ -26,6 +26,8 @@ struct LastChange {
 struct ContextRow {
     name: String,
     state: &'static str,
+    /// Who owns the context's writes: `legacy` or `new`.
+    owner: &'static str,
     target: String,
     split: String,
     /// The share the new service answered in the last hour.
@@ -132,6 +134,7 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
         contexts.push(ContextRow {
             name: ctx.name.clone(),
             state,
+            owner: ctx.owner().as_str(),
             target: ctx.target.clone(),
             split: split(ctx.state, ctx.weight),
             realized: percent(

@@ -368,6 +368,8 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
         .unwrap();
     let (_, _, page) = send(&app, get("/", Some(&cookie))).await;
     assert!(page.contains("75.0 %"), "{page}");
+    // Who owns each context's writes is on the overview too.
+    assert!(page.contains("<td class=\"owner\">legacy</td>"), "{page}");
     assert_eq!(page.matches("<rect class=\"bar\"").count(), 1, "{page}");
     assert!(
         page.contains("<title>75.0 % of 4 requests</title>"),
