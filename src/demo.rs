@@ -224,6 +224,9 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
     settings.catalog.url = format!("sqlite://{}", dir.join("catalog.db").display());
+    // The mirror's log lives with the demo's data, so that a run on the same directory ships
+    // what the last one left.
+    settings.facade.shadow.wal_dir = dir.join("catalog.db.mirror-wal");
     let operator = match settings.auth.operator_token.clone() {
         Some(t) => t,
         None => token("operator")?,

@@ -572,7 +572,9 @@ impl Pending {
     /// answer is read ahead (up to the cap, for the comparison after delivery), the write is
     /// synced to disk, and the body returned gives the client the whole answer. A write legacy
     /// failed (5xx) is not mirrored. A write the log cannot keep is reported loudly: legacy has
-    /// taken it, so its answer still goes to the client.
+    /// taken it, so its answer still goes to the client. A write the owner refused or failed
+    /// (4xx, 5xx) changed nothing there, so it is not mirrored — and its answer is not held
+    /// back waiting for a request body the owner may not have read.
     pub async fn persist(
         mut self,
         config: &ShadowConfig,
@@ -586,7 +588,7 @@ impl Pending {
         let telemetry = &sinks.telemetry;
         let wanted = &plan.wanted;
         let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
-        if head.status.as_u16() >= 500 {
+        if head.status.as_u16() >= 400 {
             skip(Skip::LegacyFailed);
             return body;
         }

@@ -543,15 +543,16 @@ async fn shadow_targets_that_hang_or_answer_garbage_are_counted_and_never_reach_
 
 #[tokio::test]
 async fn a_write_legacy_failed_is_not_mirrored() {
-    // Legacy fails the write to /orders/bad with a 500, takes the others.
+    // Legacy fails the write to /orders/bad with a 500, refuses /orders/refused with a 422,
+    // takes the others.
     let legacy = Router::new().route(
         "/orders/{id}",
         post(
             |axum::extract::Path(id): axum::extract::Path<String>| async move {
-                if id == "bad" {
-                    (http::StatusCode::INTERNAL_SERVER_ERROR, "legacy broke")
-                } else {
-                    (http::StatusCode::OK, "stored")
+                match id.as_str() {
+                    "bad" => (http::StatusCode::INTERNAL_SERVER_ERROR, "legacy broke"),
+                    "refused" => (http::StatusCode::UNPROCESSABLE_ENTITY, "not a valid order"),
+                    _ => (http::StatusCode::OK, "stored"),
                 }
             },
         ),
@@ -570,7 +571,7 @@ async fn a_write_legacy_failed_is_not_mirrored() {
         json!({ "methods": ["POST"], "path": "/orders/{id}", "shadow": { "writes": "mirror", "opaque_bodies": true } }),
     )
     .await;
-    for id in ["bad", "ok"] {
+    for (id, want) in [("bad", 500), ("refused", 422), ("ok", 200)] {
         let resp = client()
             .request(post_req(
                 &format!("http://{}/orders/{id}", s.listen),
@@ -578,10 +579,10 @@ async fn a_write_legacy_failed_is_not_mirrored() {
             ))
             .await
             .unwrap();
-        assert_eq!(resp.status(), if id == "bad" { 500 } else { 200 });
+        assert_eq!(resp.status(), want);
     }
     let v = results_until(&admin, "one compared and one skipped", |v| {
-        v["compared"] == 1 && v["skipped"]["legacy_failed"] == 1
+        v["compared"] == 1 && v["skipped"]["legacy_failed"] == 2
     })
     .await;
     assert_eq!(v["outbox"]["pending"], 0, "{v}");

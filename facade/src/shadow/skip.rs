@@ -29,8 +29,8 @@ pub enum Skip {
     /// The context's translator could not translate the copy or the new service's answer: a
     /// translator problem, counted apart from the service's mismatches.
     TranslationFailed,
-    /// Legacy failed the write (5xx): it is not mirrored, so that the new side's data does
-    /// not take a step legacy's did not.
+    /// The owner refused or failed the write (4xx, 5xx): it is not mirrored, so that the other
+    /// side's data does not take a step the owner's did not.
     LegacyFailed,
     /// A mirrored write's body could not be redacted (not JSON or a form, or too deep), so it
     /// was not stored: secrets never reach the store.

@@ -614,6 +614,12 @@ pub async fn ship(
             }
             Err(_) => return,
         };
+        if items.is_empty() && next == pos {
+            // Nothing readable where records were written (the disk changed under the log):
+            // said once by the reader; try again later rather than spin.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         if !items.is_empty() {
             put(&*store, &items).await;
             telemetry.record_mirror_stored(items.len());
