@@ -25,8 +25,8 @@ impl<S: MirrorOutbox> OutboxStore for StoreOutbox<S> {
             .map_err(|e| e.to_string())
     }
 
-    async fn done(&self, id: i64) -> Result<(), String> {
-        self.0.outbox_done(id).await.map_err(|e| e.to_string())
+    async fn done(&self, ids: &[i64]) -> Result<(), String> {
+        self.0.outbox_done(ids).await.map_err(|e| e.to_string())
     }
 
     async fn waiting_since(&self) -> Result<Vec<(String, strangler_catalog::Side, i64)>, String> {

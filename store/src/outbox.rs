@@ -17,8 +17,8 @@ pub trait MirrorOutbox: Send + Sync {
     /// only after that), oldest first; a write waits while an earlier live write of its
     /// context is not due, so each context's writes are delivered in order.
     async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError>;
-    /// A write was delivered: it is kept, emptied, only to recognise a second shipment of it.
-    async fn outbox_done(&self, id: i64) -> Result<(), StoreError>;
+    /// Writes were delivered: each is kept, emptied, only to recognise a second shipment of it.
+    async fn outbox_done(&self, ids: &[i64]) -> Result<(), StoreError>;
     /// A delivery failed (`error`, counted as an attempt) or must wait for an earlier write
     /// (`None`): try again at `next_at_ms`, or never (`dead`).
     async fn outbox_retry(
@@ -77,50 +77,47 @@ impl MirrorOutbox for SqlStore {
 
     async fn outbox_claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let now = now_ms();
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, origin_key, toward, context, route, idempotency_key, method, uri, headers, body, legacy_status, \
-             legacy_headers, legacy_body, legacy_us, created_ms, attempts, next_at_ms \
-             FROM shadow_outbox o WHERE dead = 0 AND delivered_ms IS NULL AND next_at_ms <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context \
-              AND e.toward = o.toward AND e.dead = 0 AND e.delivered_ms IS NULL AND e.id < o.id AND e.next_at_ms > $1) \
-             ORDER BY id LIMIT $2",
+        // One statement claims the batch: one sync, and no read lock to upgrade. The outer
+        // conditions are checked again on each row as it is updated, so a replica claiming
+        // at the same moment cannot take a row this one took.
+        let mut rows: Vec<OutboxRow> = sqlx::query_as(
+            "UPDATE shadow_outbox SET next_at_ms = $3 \
+             WHERE dead = 0 AND delivered_ms IS NULL AND next_at_ms <= $1 AND id IN \
+             (SELECT id FROM shadow_outbox o WHERE dead = 0 AND delivered_ms IS NULL \
+              AND next_at_ms <= $1 \
+              AND NOT EXISTS (SELECT 1 FROM shadow_outbox e WHERE e.context = o.context \
+               AND e.toward = o.toward AND e.dead = 0 AND e.delivered_ms IS NULL \
+               AND e.id < o.id AND e.next_at_ms > $1) \
+              ORDER BY id LIMIT $2) \
+             RETURNING id, origin_key, toward, context, route, idempotency_key, method, uri, \
+             headers, body, legacy_status, legacy_headers, legacy_body, legacy_us, created_ms, \
+             attempts",
         )
         .bind(now)
         .bind(limit)
+        .bind(now + lease_ms)
         .fetch_all(&self.pool)
-        .await
-        ?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            // Another replica may have claimed it since the select: the update decides.
-            let claimed = sqlx::query(
-                "UPDATE shadow_outbox SET next_at_ms = $1 WHERE id = $2 AND next_at_ms = $3 AND dead = 0 \
-                 AND delivered_ms IS NULL",
-            )
-            .bind(now + lease_ms)
-            .bind(row.id)
-            .bind(row.next_at_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-                == 1;
-            if claimed {
-                out.push(row.try_into()?);
-            }
-        }
-        Ok(out)
+        .await?;
+        rows.sort_by_key(|r| r.id);
+        rows.into_iter().map(OutboxItem::try_from).collect()
     }
 
-    async fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE shadow_outbox SET delivered_ms = $2, headers = '[]', body = $3, \
-             legacy_headers = '[]', legacy_body = NULL WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now_ms())
-        .bind(Vec::<u8>::new())
-        .execute(&self.pool)
-        .await?;
+    async fn outbox_done(&self, ids: &[i64]) -> Result<(), StoreError> {
+        // One transaction for a delivery batch: one sync, not one per write.
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for id in ids {
+            sqlx::query(
+                "UPDATE shadow_outbox SET delivered_ms = $2, headers = '[]', body = $3, \
+                 legacy_headers = '[]', legacy_body = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(Vec::<u8>::new())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -212,7 +209,6 @@ struct OutboxRow {
     legacy_us: i64,
     created_ms: i64,
     attempts: i64,
-    next_at_ms: i64,
 }
 
 impl TryFrom<OutboxRow> for OutboxItem {

@@ -467,7 +467,7 @@ async fn the_write_owner_moves_only_once_the_outbox_toward_it_is_drained(store: 
         .unwrap();
     // One delivered, one given up on: nothing pending, the cutover passes, and the audit
     // says what never arrived.
-    store.outbox_done(ids[0]).await.unwrap();
+    store.outbox_done(&[ids[0]]).await.unwrap();
     store
         .outbox_retry(ids[1], now_ms(), Some("refused"), true)
         .await
@@ -538,7 +538,7 @@ async fn a_write_shipped_twice_is_kept_and_delivered_once(store: SqlStore) {
         ["a", "b", "c"]
     );
     for i in &claimed {
-        store.outbox_done(i.id).await.unwrap();
+        store.outbox_done(&[i.id]).await.unwrap();
     }
     assert_eq!(
         store
@@ -602,7 +602,7 @@ async fn the_outbox_delivers_each_context_in_order(store: SqlStore) {
         .await
         .unwrap();
     store.outbox_retry(ids[1], past, None, false).await.unwrap();
-    store.outbox_done(ids[2]).await.unwrap();
+    store.outbox_done(&[ids[2]]).await.unwrap();
     assert!(
         store.outbox_claim(10, 60_000).await.unwrap().is_empty(),
         "a later write of a context overtook an earlier one"

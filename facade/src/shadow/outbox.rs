@@ -41,8 +41,8 @@ pub trait OutboxStore: Send + Sync {
     async fn put(&self, items: &[OutboxItem]) -> Result<(), String>;
     /// Claims up to `limit` due writes for `lease_ms`, oldest first, each context in order.
     async fn claim(&self, limit: i64, lease_ms: i64) -> Result<Vec<OutboxItem>, String>;
-    /// Forgets a delivered write.
-    async fn done(&self, id: i64) -> Result<(), String>;
+    /// Marks delivered writes (a batch's, together).
+    async fn done(&self, ids: &[i64]) -> Result<(), String>;
     /// For each context and side with writes waiting toward it: the oldest one's creation
     /// time (for read-your-writes).
     async fn waiting_since(&self) -> Result<Vec<(String, strangler_catalog::Side, i64)>, String>;
@@ -253,6 +253,9 @@ pub async fn deliver(
         }
         // A context whose write must wait holds back its later writes of this batch.
         let mut held: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        // Delivered writes are marked together at the batch's end (one store transaction); a
+        // crash before then delivers them again after their lease, with the same key.
+        let mut delivered = Vec::new();
         for item in items {
             if let Some(at) = held.get(&item.context) {
                 if let Err(e) = store.retry(item.id, *at, None, false).await {
@@ -262,7 +265,10 @@ pub async fn deliver(
             }
             let outcome = deliver_one(&item, &resolve, &config, &telemetry, &work).await;
             let result = match outcome {
-                Outcome::Done => store.done(item.id).await,
+                Outcome::Done => {
+                    delivered.push(item.id);
+                    Ok(())
+                }
                 Outcome::Retry(why) => {
                     let attempts = item.attempts + 1;
                     let dead = attempts >= i64::from(config.mirror_attempts);
@@ -278,6 +284,11 @@ pub async fn deliver(
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, id = item.id, "outbox not updated; the write may be delivered again");
+            }
+        }
+        if !delivered.is_empty() {
+            if let Err(e) = store.done(&delivered).await {
+                tracing::warn!(error = %e, writes = delivered.len(), "delivered writes not marked; they may be delivered again");
             }
         }
     }

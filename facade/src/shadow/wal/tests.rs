@@ -56,7 +56,7 @@ impl OutboxStore for Kept {
     async fn claim(&self, _: i64, _: i64) -> Result<Vec<OutboxItem>, String> {
         Ok(Vec::new())
     }
-    async fn done(&self, _: i64) -> Result<(), String> {
+    async fn done(&self, _: &[i64]) -> Result<(), String> {
         Ok(())
     }
     async fn waiting_since(&self) -> Result<Vec<(String, Side, i64)>, String> {
