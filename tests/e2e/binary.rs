@@ -324,3 +324,33 @@ async fn taken_port_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.contains("--listen"), "{err}");
 }
+
+#[tokio::test]
+async fn a_mirror_log_directory_that_cannot_be_used_is_a_clear_error() {
+    let dir = Scratch::new("bad-wal");
+    // A file where the log's directory should be.
+    let file = dir.path.join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let catalog = temp_catalog();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--legacy",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .env("STRANGLER_CATALOG_URL", catalog.url.as_str())
+        .env("STRANGLER_SHADOW_WAL_DIR", &file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not-a-dir") && err.contains("wal_dir"),
+        "names the directory and the setting: {err}"
+    );
+}
