@@ -61,16 +61,24 @@ struct ExportContext {
     state: strangler_catalog::MigrationState,
     #[serde(skip_serializing_if = "is_zero")]
     weight: u16,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cut_over: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     sticky: Option<StickyKey>,
     #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
     #[serde(skip_serializing_if = "is_true")]
     fallback: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "ShadowPolicy::is_default")]
     shadow: ShadowPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     translator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objective: Option<strangler_catalog::Objective>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<strangler_catalog::rollout::RolloutPolicy>,
     routes: Vec<RouteSpec>,
 }
 
@@ -101,11 +109,15 @@ pub fn to_toml(c: &Catalog) -> Result<String, toml::ser::Error> {
                 target: ctx.target.clone(),
                 state: ctx.state,
                 weight: ctx.weight,
+                cut_over: ctx.cut_over,
                 sticky: ctx.sticky.clone(),
                 description: ctx.description.clone(),
                 fallback: ctx.fallback,
+                fallback_after_ms: ctx.fallback_after_ms,
                 shadow: ctx.shadow.clone(),
                 translator: ctx.translator.clone(),
+                objective: ctx.objective.clone(),
+                rollout: ctx.rollout.clone(),
                 routes: c.routes_of(&ctx.name).map(|r| r.spec.clone()).collect(),
             })
             .collect(),

@@ -418,7 +418,7 @@ fn declared_catalog(
         c.contexts.insert(
             fc.name.clone(),
             strangler_catalog::Context {
-                cut_over: false,
+                cut_over: fc.cut_over,
                 name: fc.name.clone(),
                 target: fc.target.clone(),
                 state: fc.state,

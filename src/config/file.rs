@@ -124,6 +124,9 @@ pub(super) struct FileContext {
     pub(super) state: strangler_catalog::MigrationState,
     #[serde(default)]
     pub(super) weight: u16,
+    /// In canary: the new service owns the writes (see the README's write ownership).
+    #[serde(default)]
+    pub(super) cut_over: bool,
     #[serde(default)]
     pub(super) sticky: Option<strangler_catalog::StickyKey>,
     #[serde(default)]

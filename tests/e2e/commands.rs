@@ -113,7 +113,10 @@ name = "orders"
 target = "orders-svc"
 state = "canary"
 weight = 2500
+cut_over = true
 sticky = "cookie:sid"
+fallback_after_ms = 800
+objective = { availability_percent = 99.5, p99_ms = 100, window_days = 7 }
 
 [[contexts.routes]]
 methods = ["GET"]
@@ -164,6 +167,16 @@ async fn import_is_idempotent_and_export_round_trips() {
     let exported = dir.join("exported.toml");
     let (code, _, err) = run(&["export", "--out", exported.to_str().unwrap()], &catalog).await;
     assert_eq!(code, Some(0), "{err}");
+    // Everything the file declared is in the export: the cutover (who owns the writes)
+    // above all.
+    let text = std::fs::read_to_string(&exported).unwrap();
+    for declared in [
+        "cut_over = true",
+        "fallback_after_ms = 800",
+        "availability_percent = 99.5",
+    ] {
+        assert!(text.contains(declared), "{declared} missing from {text}");
+    }
     // The export imports into a fresh store as the same catalog…
     let other = temp_catalog();
     let (code, out, err) = run(&["import", "--config", exported.to_str().unwrap()], &other).await;
