@@ -547,7 +547,7 @@ async fn canary(
 }
 
 #[tokio::test]
-async fn a_cutover_waits_until_the_writes_legacy_took_have_reached_the_new_service() {
+async fn a_cutover_waits_until_the_writes_legacy_took_have_reached_the_new_service_or_is_forced() {
     let (old, new) = (Orders::default(), Orders::default());
     let (legacy, _) = axum_upstream(old.app("legacy")).await;
     let (new_addr, _) = axum_upstream(new.app("new")).await;
@@ -577,18 +577,54 @@ async fn a_cutover_waits_until_the_writes_legacy_took_have_reached_the_new_servi
     assert_eq!(problem["toward"], "new", "{problem}");
     assert!(problem["oldest_pending_ms"].as_i64().is_some(), "{problem}");
     assert_eq!(admin.version().await, base, "nothing changed");
+    // `ctl` says the same and exits non-zero …
+    let ctl = |force: bool| {
+        let admin_addr = s.admin.clone();
+        async move {
+            let mut cmd = tokio::process::Command::new(crate::binary::BIN);
+            cmd.args([
+                "ctl",
+                "--admin",
+                &format!("http://{admin_addr}"),
+                "--token",
+                crate::admin::OPERATOR,
+                "cutover",
+                "orders",
+                "--reason",
+                "the service must take the writes now",
+            ]);
+            if force {
+                cmd.arg("--force");
+            }
+            let out = cmd.output().await.unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        }
+    };
+    let (code, said) = ctl(false).await;
+    assert_ne!(code, Some(0), "{said}");
+    assert!(
+        said.contains("3 mirrored writes still wait to reach new"),
+        "{said}"
+    );
+    // … and with --force cuts over, recording what it left behind.
+    let (code, said) = ctl(true).await;
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("new owns its writes"), "{said}");
+    let (_, _, audit) = admin
+        .call(Method::GET, "/api/v1/audit?target=context:orders", None)
+        .await;
+    let cut = &audit["items"][0];
+    assert_eq!(cut["action"], "cutover", "{audit}");
+    assert_eq!(cut["after"]["left_behind"][0]["pending"], 3, "{audit}");
+    assert_eq!(cut["after"]["left_behind"][0]["toward"], "new", "{audit}");
 
-    // The new service takes them; then the cutover passes and they are all there.
+    // The new service takes the three it was owed; they are all there.
     new.refusing.store(false, Ordering::SeqCst);
     admin.drained("orders").await;
-    let cut = admin
-        .change(
-            Method::POST,
-            "/api/v1/contexts/orders/cutover",
-            json!({ "reason": "drained" }),
-        )
-        .await;
-    assert_eq!(cut["item"]["owner"], "new", "{cut}");
     for n in 1..=3 {
         let (status, body) = get(&s.listen, &format!("/orders/{n}")).await;
         assert_eq!(status, 200, "{body}");
