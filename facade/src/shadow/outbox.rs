@@ -251,13 +251,15 @@ pub async fn deliver(
             }
             continue;
         }
-        // A context whose write must wait holds back its later writes of this batch.
-        let mut held: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        // A context whose write toward a side must wait holds back its later writes toward
+        // that side in this batch.
+        let mut held: std::collections::HashMap<(String, Side), i64> =
+            std::collections::HashMap::new();
         // Delivered writes are marked together at the batch's end (one store transaction); a
         // crash before then delivers them again after their lease, with the same key.
         let mut delivered = Vec::new();
         for item in items {
-            if let Some(at) = held.get(&item.context) {
+            if let Some(at) = held.get(&(item.context.clone(), item.toward)) {
                 if let Err(e) = store.retry(item.id, *at, None, false).await {
                     tracing::warn!(error = %e, "outbox write not deferred; its lease will expire");
                 }
@@ -277,7 +279,7 @@ pub async fn deliver(
                         telemetry.record_mirror_dead(&item.context);
                         tracing::warn!(context = %item.context, id = item.id, %why, "mirrored write given up on");
                     } else {
-                        held.insert(item.context.clone(), at);
+                        held.insert((item.context.clone(), item.toward), at);
                     }
                     store.retry(item.id, at, Some(&why), dead).await
                 }
