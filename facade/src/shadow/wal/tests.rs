@@ -1,4 +1,6 @@
+use super::record::{decode, encode};
 use super::*;
+use strangler_catalog::Side;
 
 fn item(n: usize) -> OutboxItem {
     OutboxItem {
