@@ -23,6 +23,7 @@ mod change;
 pub mod clock;
 pub mod cookie;
 pub mod json_path;
+mod mirror_id;
 mod model;
 pub mod pattern;
 pub mod rollout;
@@ -32,11 +33,12 @@ mod validate;
 
 pub use change::{Action, Change, ChangeError, ContextEvent};
 pub use json_path::{JsonPath, JsonPathError};
+pub use mirror_id::{IdFrom, IdTo, MirrorId};
 pub use model::{fnv1a64, owner_moves};
 pub use model::{
-    Catalog, Context, ContextView, HeaderMatch, IdFrom, IdTo, MirrorId, Name, Objective,
-    QueryMatch, Route, RouteShadow, RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites,
-    StickyKey, ValueMatch, VersionMatch,
+    Catalog, Context, ContextView, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow,
+    RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch,
+    VersionMatch,
 };
 pub use rows::{
     AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen, NoiseProposal,

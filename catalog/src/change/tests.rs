@@ -350,7 +350,7 @@ fn a_mirror_id_rule_is_checked_with_its_field_and_fix() {
     let with = |from: &str, to: &str| {
         let mut s = spec("/orders");
         s.methods = vec!["POST".into()];
-        s.shadow.id = Some(crate::model::MirrorId {
+        s.shadow.id = Some(crate::MirrorId {
             from: from.into(),
             to: to.into(),
         });
