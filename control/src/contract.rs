@@ -231,47 +231,14 @@ pub async fn replay(
                     t.parse().context("a content type")?,
                 );
             }
-            let mut req = strangler_anti_corruption::Request {
+            let req = strangler_anti_corruption::Request {
                 method,
                 path,
                 query,
                 headers,
                 body: Some(Bytes::from(p.request_body.clone())),
             };
-            if let Some(c) = &compiled {
-                c.request(&mut req)
-                    .map_err(|e| anyhow::anyhow!("translating the request: {e}"))?;
-            }
-            let uri = match &req.query {
-                Some(q) => format!("{target}{}?{q}", req.path),
-                None => format!("{target}{}", req.path),
-            };
-            let mut builder = http::Request::builder()
-                .method(req.method.clone())
-                .uri(&uri);
-            for (k, v) in &req.headers {
-                builder = builder.header(k, v);
-            }
-            let outgoing = builder.body(Full::new(req.body.clone().unwrap_or_default()))?;
-            let resp = tokio::time::timeout(Duration::from_secs(10), client.request(outgoing))
-                .await
-                .context("timed out")?
-                .with_context(|| format!("cannot reach {target}"))?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await?.to_bytes();
-            let mut answer = strangler_anti_corruption::Response {
-                status: parts.status,
-                headers: parts.headers,
-                body: Some(body),
-            };
-            if let Some(c) = &compiled {
-                let links = Links {
-                    upstreams: &upstreams,
-                    public: None,
-                };
-                c.response(&mut answer, &links)
-                    .map_err(|e| anyhow::anyhow!("translating the answer: {e}"))?;
-            }
+            let answer = through(&client, &target, compiled.as_ref(), req, &upstreams).await?;
             let new_type = answer
                 .headers
                 .get(http::header::CONTENT_TYPE)
@@ -324,6 +291,53 @@ pub fn read(path: &Path) -> anyhow::Result<Suite> {
             path.display()
         )
     })
+}
+
+/// Sends `req` (in legacy's contract) to `origin` through `compiled` when given, and returns the
+/// answer translated back to legacy's contract: how a service is read as legacy's clients see
+/// it, outside the facade (contract replay, reconciliation).
+pub(crate) async fn through(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    origin: &str,
+    compiled: Option<&Compiled>,
+    mut req: strangler_anti_corruption::Request,
+    upstreams: &[String],
+) -> anyhow::Result<strangler_anti_corruption::Response> {
+    if let Some(c) = compiled {
+        c.request(&mut req)
+            .map_err(|e| anyhow::anyhow!("translating the request: {e}"))?;
+    }
+    let uri = match &req.query {
+        Some(q) => format!("{origin}{}?{q}", req.path),
+        None => format!("{origin}{}", req.path),
+    };
+    let mut builder = http::Request::builder()
+        .method(req.method.clone())
+        .uri(&uri);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let outgoing = builder.body(Full::new(req.body.clone().unwrap_or_default()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(outgoing))
+        .await
+        .context("timed out")?
+        .with_context(|| format!("cannot reach {origin}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let mut answer = strangler_anti_corruption::Response {
+        status: parts.status,
+        headers: parts.headers,
+        body: Some(body),
+    };
+    if let Some(c) = compiled {
+        let links = Links {
+            upstreams,
+            public: None,
+        };
+        c.response(&mut answer, &links)
+            .map_err(|e| anyhow::anyhow!("translating the answer: {e}"))?;
+    }
+    Ok(answer)
 }
 
 #[cfg(test)]

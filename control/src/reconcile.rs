@@ -9,15 +9,13 @@
 //! with the context's comparison rules, as the shadow comparison does. The result is recorded
 //! in the audit log (actor `reconcile`), where the context page shows it.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use strangler_anti_corruption::{Compiled, Links, Registry};
+use strangler_anti_corruption::{Compiled, Registry};
 use strangler_catalog::pattern::{effective_path, PathPattern, Segment};
 use strangler_catalog::{Catalog, ChangeMeta};
 use strangler_facade::shadow_diff::{compare_with, Answer, Rules};
@@ -206,47 +204,14 @@ async fn read(
         Some((a, b)) => (a.to_owned(), Some(b.to_owned())),
         None => (path.to_owned(), None),
     };
-    let mut req = strangler_anti_corruption::Request {
+    let req = strangler_anti_corruption::Request {
         method: http::Method::GET,
         path: p,
         query,
         headers: http::HeaderMap::new(),
         body: None,
     };
-    if let Some(c) = compiled {
-        c.request(&mut req)
-            .map_err(|e| anyhow::anyhow!("translating the request: {e}"))?;
-    }
-    let uri = match &req.query {
-        Some(q) => format!("{origin}{}?{q}", req.path),
-        None => format!("{origin}{}", req.path),
-    };
-    let mut builder = http::Request::builder()
-        .method(req.method.clone())
-        .uri(&uri);
-    for (k, v) in &req.headers {
-        builder = builder.header(k, v);
-    }
-    let outgoing = builder.body(Full::new(Bytes::new()))?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(outgoing))
-        .await
-        .context("timed out")?
-        .with_context(|| format!("cannot reach {origin}"))?;
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await?.to_bytes();
-    let mut answer = strangler_anti_corruption::Response {
-        status: parts.status,
-        headers: parts.headers,
-        body: Some(body),
-    };
-    if let Some(c) = compiled {
-        let links = Links {
-            upstreams,
-            public: None,
-        };
-        c.response(&mut answer, &links)
-            .map_err(|e| anyhow::anyhow!("translating the answer: {e}"))?;
-    }
+    let answer = crate::contract::through(client, origin, compiled, req, upstreams).await?;
     let content_type = answer
         .headers
         .get(http::header::CONTENT_TYPE)

@@ -99,15 +99,8 @@ impl CatalogStore for SqlStore {
         // have arrived (or the change is forced, and what it leaves behind is recorded).
         let mut left_behind = Vec::new();
         for (context, owner) in strangler_catalog::owner_moves(&old, &new) {
-            let (pending, dead, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
-                "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
-                 FROM shadow_outbox WHERE context = $1 AND toward = $2 AND delivered_ms IS NULL",
-            )
-            .bind(&context)
-            .bind(owner.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+            let (pending, dead, oldest) =
+                crate::outbox::undelivered(&mut tx, &context, owner).await?;
             if pending == 0 && dead == 0 {
                 continue;
             }

@@ -163,15 +163,10 @@ impl MirrorOutbox for SqlStore {
     }
 
     async fn outbox_stats(&self, context: &str, toward: Side) -> Result<OutboxStats, StoreError> {
-        let (pending, dead, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
-             FROM shadow_outbox WHERE context = $1 AND toward = $2 AND delivered_ms IS NULL",
-        )
-        .bind(context)
-        .bind(toward.as_str())
-        .fetch_one(&self.pool)
-        .await?;
+        let (pending, dead, oldest) = {
+            let mut conn = self.pool.acquire().await?;
+            undelivered(&mut conn, context, toward).await?
+        };
         let last_error: Option<String> = sqlx::query_scalar(
             "SELECT last_error FROM shadow_outbox WHERE context = $1 AND toward = $2 \
              AND last_error IS NOT NULL AND delivered_ms IS NULL ORDER BY id DESC LIMIT 1",
@@ -188,6 +183,24 @@ impl MirrorOutbox for SqlStore {
             last_error,
         })
     }
+}
+
+/// Of a context's writes toward a side not delivered: how many wait, how many were given up on,
+/// and when the oldest waiting one was made.
+pub(crate) async fn undelivered(
+    conn: &mut sqlx::AnyConnection,
+    context: &str,
+    toward: Side,
+) -> Result<(i64, i64, Option<i64>), StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN dead = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(dead), 0) AS BIGINT), MIN(CASE WHEN dead = 0 THEN created_ms END) \
+         FROM shadow_outbox WHERE context = $1 AND toward = $2 AND delivered_ms IS NULL",
+    )
+    .bind(context)
+    .bind(toward.as_str())
+    .fetch_one(conn)
+    .await?)
 }
 
 /// A stored mirrored write, as selected for a claim.
