@@ -300,12 +300,7 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             reason,
             force,
         } => {
-            let v = api
-                .change(
-                    &format!("/api/v1/contexts/{context}/promote"),
-                    json!({ "reason": reason, "force": force }),
-                )
-                .await?;
+            let v = transition(api, &context, "promote", &reason, force).await?;
             Ok(format!(
                 "{context} is now {} (catalog version {})",
                 v["item"]["state"].as_str().unwrap_or("?"),
@@ -317,12 +312,7 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             reason,
             force,
         } => {
-            let v = api
-                .change(
-                    &format!("/api/v1/contexts/{context}/cutover"),
-                    json!({ "reason": reason, "force": force }),
-                )
-                .await?;
+            let v = transition(api, &context, "cutover", &reason, force).await?;
             Ok(format!(
                 "{context} is cut over: {} owns its writes (catalog version {})",
                 v["item"]["owner"].as_str().unwrap_or("?"),
@@ -334,12 +324,7 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             reason,
             force,
         } => {
-            let v = api
-                .change(
-                    &format!("/api/v1/contexts/{context}/rollback"),
-                    json!({ "reason": reason, "force": force }),
-                )
-                .await?;
+            let v = transition(api, &context, "rollback", &reason, force).await?;
             Ok(format!(
                 "{context} is back on {} (catalog version {})",
                 v["item"]["state"].as_str().unwrap_or("?"),
@@ -384,4 +369,19 @@ async fn execute(api: &Api, command: CtlCommand) -> Result<String, Failure> {
             }
         },
     }
+}
+
+/// Posts a state action (`promote`, `cutover`, `rollback`) for `context`; the API's answer.
+async fn transition(
+    api: &Api,
+    context: &str,
+    action: &str,
+    reason: &str,
+    force: bool,
+) -> Result<Value, Failure> {
+    api.change(
+        &format!("/api/v1/contexts/{context}/{action}"),
+        json!({ "reason": reason, "force": force }),
+    )
+    .await
 }
