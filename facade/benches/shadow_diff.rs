@@ -62,6 +62,15 @@ fn bench(c: &mut Criterion) {
             (a.is_ok(), n.is_ok())
         })
     });
+    // What the diff parses into: the translators' value (exact number text, keys in document
+    // order), for both bodies; `parse_both_only` above is the yardstick of serde_json's value.
+    g.bench_function("parse_both_translator_value", |b| {
+        b.iter(|| {
+            let a = strangler_anti_corruption::json::Value::parse(black_box(legacy));
+            let n = strangler_anti_corruption::json::Value::parse(black_box(new));
+            (a.is_ok(), n.is_ok())
+        })
+    });
     g.bench_function("identical", |b| {
         b.iter(|| {
             compare_with(

@@ -15,7 +15,6 @@
 //! (`redact.rs`), the outbox (`outbox.rs`) and the skip reasons (`skip.rs`) are rooms of their own.
 
 pub mod diff;
-mod json;
 pub mod outbox;
 pub mod redact;
 pub mod skip;

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::json::J;
+use strangler_anti_corruption::json::{self as ajson, Text, Value as J};
 use strangler_catalog::json_path::{At, JsonPath, Step};
 use strangler_catalog::ShadowPolicy;
 
@@ -379,7 +379,7 @@ impl<'v> Walk<'_, 'v> {
         self.segs.pop();
     }
 
-    fn diff(&mut self, a: &'v J<'_>, b: &'v J<'_>) {
+    fn diff(&mut self, a: &'v J, b: &'v J) {
         let rules = self.rules;
         if rules.ignore.iter().any(|p| p.covers(&self.segs)) {
             return;
@@ -394,9 +394,10 @@ impl<'v> Walk<'_, 'v> {
         match (a, b) {
             (J::Obj(x), J::Obj(y)) => {
                 let map = x.len().max(y.len()) > MAP_KEYS;
+                let (ix, iy) = (Keys::of(x), Keys::of(y));
                 for (k, va) in x {
                     let len = self.enter(At::Key(k), map);
-                    match J::get(y, k) {
+                    match iy.get(y, k) {
                         Some(vb) => self.diff(va, vb),
                         None if !rules.ignore.iter().any(|p| p.covers(&self.segs)) => {
                             self.push(Kind::Missing)
@@ -405,7 +406,7 @@ impl<'v> Walk<'_, 'v> {
                     }
                     self.leave(len);
                 }
-                for (k, _) in y.iter().filter(|(k, _)| J::get(x, k).is_none()) {
+                for (k, _) in y.iter().filter(|(k, _)| ix.get(x, k).is_none()) {
                     let len = self.enter(At::Key(k), map);
                     if !rules.ignore.iter().any(|p| p.covers(&self.segs)) {
                         self.push(Kind::Extra);
@@ -421,12 +422,12 @@ impl<'v> Walk<'_, 'v> {
                     .any(|p| p.is(&self.segs[..self.segs.len() - 1]))
                 {
                     // As multisets: the same elements, in any order.
-                    let canon = |v: &Vec<J<'_>>| {
+                    let canon = |v: &[J]| {
                         let mut s: Vec<String> = v
                             .iter()
                             .map(|e| {
                                 let mut t = String::new();
-                                e.canonical(&mut t);
+                                canonical(e, &mut t);
                                 t
                             })
                             .collect();
@@ -454,6 +455,7 @@ impl<'v> Walk<'_, 'v> {
                     .iter()
                     .find(|(p, _)| p.is(&self.segs))
                     .map(|(_, t)| *t);
+                let (x, y) = (Num::of(x), Num::of(y));
                 let close = match tolerance {
                     Some(t) => (x.as_f64() - y.as_f64()).abs() <= t,
                     None => x == y,
@@ -466,6 +468,108 @@ impl<'v> Walk<'_, 'v> {
             _ if a != b => self.push(Kind::Value),
             _ => {}
         }
+    }
+}
+
+/// Objects up to this many keys are searched key by key; larger ones through a sorted index,
+/// so that comparing two maps of many keys stays O(n log n).
+const SCAN_KEYS: usize = 16;
+
+/// How to find a key in one object: a scan, or a sorted index of its positions.
+enum Keys {
+    Scan,
+    Sorted(Vec<u32>),
+}
+
+impl Keys {
+    fn of(fields: &[(Text, J)]) -> Keys {
+        if fields.len() <= SCAN_KEYS {
+            return Keys::Scan;
+        }
+        let mut index: Vec<u32> = (0..u32::try_from(fields.len()).unwrap_or(u32::MAX)).collect();
+        index.sort_unstable_by(|&a, &b| fields[a as usize].0.cmp(&fields[b as usize].0));
+        Keys::Sorted(index)
+    }
+
+    /// The value of `key` (keys are unique once parsed: a repeat keeps the last value).
+    fn get<'f>(&self, fields: &'f [(Text, J)], key: &str) -> Option<&'f J> {
+        match self {
+            Keys::Scan => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Keys::Sorted(index) => index
+                .binary_search_by(|&i| fields[i as usize].0.as_str().cmp(key))
+                .ok()
+                .map(|i| &fields[index[i] as usize].1),
+        }
+    }
+}
+
+/// A number as its text reads, equal only to a number of the same kind and value (as
+/// `serde_json::Number` compares): `1` and `1.0` differ, `1.0` and `1.00` do not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Pos(u64),
+    Neg(i64),
+    Float(f64),
+}
+
+impl Num {
+    fn of(text: &str) -> Num {
+        let float = || Num::Float(text.parse().unwrap_or(f64::NAN));
+        if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+            return float();
+        }
+        match text.strip_prefix('-') {
+            Some(_) => match text.parse::<i64>() {
+                Ok(n) if n < 0 => Num::Neg(n),
+                _ => float(),
+            },
+            None => text.parse().map_or_else(|_| float(), Num::Pos),
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Num::Pos(n) => n as f64,
+            Num::Neg(n) => n as f64,
+            Num::Float(f) => f,
+        }
+    }
+}
+
+/// Compact JSON text with keys in order and numbers as [`Num`] reads them: equal values give
+/// equal text.
+fn canonical(v: &J, out: &mut String) {
+    match v {
+        J::Num(t) => match Num::of(t) {
+            Num::Pos(n) => out.push_str(&n.to_string()),
+            Num::Neg(n) => out.push_str(&n.to_string()),
+            Num::Float(f) => out.push_str(&f.to_string()),
+        },
+        J::Arr(items) => {
+            out.push('[');
+            for (i, e) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(e, out);
+            }
+            out.push(']');
+        }
+        J::Obj(fields) => {
+            let mut sorted: Vec<&(Text, J)> = fields.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.push('{');
+            for (i, (k, e)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                ajson::write_str(k, out);
+                out.push(':');
+                canonical(e, out);
+            }
+            out.push('}');
+        }
+        J::Null | J::Bool(_) | J::Str(_) => v.write(out),
     }
 }
 

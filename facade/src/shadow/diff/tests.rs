@@ -192,3 +192,56 @@ fn status_content_type_and_plain_bodies() {
         .collect();
     assert_eq!(s, ["body $ (invalid JSON)"]);
 }
+
+/// The diff walks the translators' value (numbers as written, keys in document order), and
+/// compares the way it did on its own value: numbers by kind and value, keys as a set, a
+/// repeated key by its last value, large objects through a sorted index.
+#[test]
+fn numbers_keys_and_large_objects_compare_by_value() {
+    // Same kind and value, however written; an integer is not a float.
+    assert!(sigs(r#"{"a":1.0,"b":1e2}"#, r#"{"a":1.00,"b":100.0}"#).is_empty());
+    assert_eq!(sigs(r#"{"a":1}"#, r#"{"a":1.0}"#), ["value $.a"]);
+    assert_eq!(sigs(r#"{"a":-1}"#, r#"{"a":1}"#), ["value $.a"]);
+    // Digits beyond an integer's range still compare (as floats).
+    assert!(sigs(
+        r#"{"id":123456789012345678901234567890}"#,
+        r#"{"id":123456789012345678901234567890}"#
+    )
+    .is_empty());
+    // Key order is not a difference; a repeated key counts by its last value.
+    assert!(sigs(r#"{"a":1,"b":2,"a":3}"#, r#"{"b":2,"a":3}"#).is_empty());
+    // A large object: keys found through the sorted index, both ways.
+    let big = |extra: &str, v: u32| {
+        let mut f: Vec<String> = (0..40).map(|i| format!("\"k{i:02}\":{v}")).collect();
+        f.reverse();
+        if !extra.is_empty() {
+            f.push(format!("\"{extra}\":0"));
+        }
+        format!("{{{}}}", f.join(","))
+    };
+    assert_eq!(
+        sigs(&big("", 1), &big("", 1).replace("\"k05\":1,", "")),
+        ["missing $.k05"]
+    );
+    assert_eq!(
+        sigs(&big("only_a", 1), &big("only_b", 1)),
+        ["missing $.only_a", "extra $.only_b"]
+    );
+    let all = sigs(&big("", 1), &big("", 2));
+    assert_eq!(
+        (all.len(), all[0].as_str()),
+        (MAX_SIGNATURES, "value $.k00")
+    );
+    // Unordered arrays of objects: the same members, keys in any order.
+    let rules = serde_json::json!({ "unordered": ["$.tags"] });
+    assert!(with(
+        rules.clone(),
+        r#"{"tags":[{"x":1,"y":2.0},{"z":3}]}"#,
+        r#"{"tags":[{"z":3},{"y":2.00,"x":1}]}"#
+    )
+    .is_empty());
+    assert_eq!(
+        with(rules, r#"{"tags":[{"x":1}]}"#, r#"{"tags":[{"x":2}]}"#),
+        ["value $.tags[*]"]
+    );
+}
