@@ -33,7 +33,7 @@ mod validate;
 
 pub use change::{Action, Change, ChangeError, ContextEvent};
 pub use json_path::{JsonPath, JsonPathError};
-pub use mirror_id::{IdFrom, IdTo, MirrorId};
+pub use mirror_id::{IdFrom, IdRefs, IdTo, MirrorId};
 pub use model::{fnv1a64, owner_moves};
 pub use model::{
     Catalog, Context, ContextView, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow,
@@ -41,9 +41,9 @@ pub use model::{
     VersionMatch,
 };
 pub use rows::{
-    AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, LastSeen, NoiseProposal,
-    OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute, SignatureCount, SinkStats,
-    TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS,
+    AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, IdPair, LastSeen,
+    NoiseProposal, OutboxItem, OutboxStats, PathTraffic, ShadowExample, ShadowMinute,
+    SignatureCount, SinkStats, TrafficMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS,
 };
 pub use state::{MigrationState, Side, TransitionError, Weight, FULL_WEIGHT};
 pub use validate::{

@@ -1,5 +1,6 @@
 //! How a mirrored create carries the owner's id of the new resource to the other side: where
-//! the owner's answer names it, and where the mirror puts it.
+//! the owner's answer names it, and where the mirror puts it; and, for a side that insists on
+//! its own ids, where a route's requests name a resource, so that the id map can translate them.
 
 use serde::{Deserialize, Serialize};
 
@@ -88,5 +89,71 @@ impl MirrorId {
                 self.to
             )
         })
+    }
+}
+
+/// Where a route's requests name one resource by id, for a context whose two sides may give
+/// the same resource different ids. With it, the facade keeps an id map (legacy id ↔ new id)
+/// from the answers to mirrored creates, and a request that goes to a side other than the one
+/// that gave the id it carries has the id replaced by that side's (in the path, and in the
+/// body of a mirrored write).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdRefs {
+    /// The resource's name (`orders`): ids are mapped per context and resource.
+    pub resource: String,
+    /// The route's path parameter that holds the id (`id` in `/orders/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// JSON paths of object keys in request bodies that hold the id (`$.orderId`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+impl IdRefs {
+    /// Checks the rule against the route's path pattern; returns the index of the path
+    /// segment that holds the id (after the leading `/`), if a parameter is named.
+    pub fn check(&self, pattern: &crate::pattern::PathPattern) -> Result<Option<usize>, String> {
+        let named = !self.resource.is_empty()
+            && self.resource.len() <= 64
+            && self
+                .resource
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !named {
+            return Err(format!(
+                "resource `{}` is not a name; use letters, digits, `-`, `_` and `.` (e.g. `orders`)",
+                self.resource
+            ));
+        }
+        for field in &self.fields {
+            if key_path(field).is_none() {
+                return Err(format!(
+                    "field `{field}` is not a JSON path of object keys; write e.g. `$.orderId`"
+                ));
+            }
+        }
+        if self.param.is_none() && self.fields.is_empty() {
+            return Err(
+                "name the path parameter (`param`) or the body fields (`fields`) that hold the id"
+                    .to_owned(),
+            );
+        }
+        let Some(param) = &self.param else {
+            return Ok(None);
+        };
+        pattern
+            .segments()
+            .iter()
+            .position(|s| matches!(s, crate::pattern::Segment::Param(n) if n == param))
+            .map(Some)
+            .ok_or_else(|| {
+                format!("the route's path has no parameter `{{{param}}}`; name one of its `{{…}}` segments")
+            })
+    }
+
+    /// The body fields as object keys from the root (checked by [`IdRefs::check`]).
+    pub fn field_keys(&self) -> Vec<Vec<String>> {
+        self.fields.iter().filter_map(|f| key_path(f)).collect()
     }
 }

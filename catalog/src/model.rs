@@ -660,6 +660,10 @@ pub struct RouteShadow {
     /// both sides name it alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<crate::mirror_id::MirrorId>,
+    /// Where the route's requests name a resource by id, for the id map (see
+    /// [`crate::IdRefs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<crate::mirror_id::IdRefs>,
 }
 
 impl RouteShadow {

@@ -240,6 +240,31 @@ pub struct OutboxItem {
     pub attempts: i64,
 }
 
+/// One resource the two sides know under different ids: the side that was not its owner when
+/// it was created gave it its own id when the mirror reached it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdPair {
+    /// Given by the store: pairs are read in this order.
+    #[serde(default)]
+    pub seq: i64,
+    pub context: String,
+    pub resource: String,
+    pub legacy: String,
+    pub new: String,
+    /// The side whose id the clients were given (the owner when the resource was created).
+    pub origin: crate::Side,
+}
+
+impl IdPair {
+    /// The resource's id on `side`.
+    pub fn on(&self, side: crate::Side) -> &str {
+        match side {
+            crate::Side::Legacy => &self.legacy,
+            crate::Side::New => &self.new,
+        }
+    }
+}
+
 /// The outbox of one context.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxStats {

@@ -27,6 +27,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The side that is not this one.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Legacy => Side::New,
+            Side::New => Side::Legacy,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Side::Legacy => "legacy",

@@ -158,6 +158,12 @@ pub fn validate(c: &Catalog, translators: &dyn TranslatorCheck) -> Result<(), Va
             id.parse_to()
                 .map_err(|m| err(format!("{field}.shadow.id.to"), m))?;
         }
+        if let Some(ids) = &r.spec.shadow.ids {
+            let path = pattern::PathPattern::parse(&pattern::effective_path(&r.spec))
+                .map_err(|m| err(format!("{field}.path"), m.to_string()))?;
+            ids.check(&path)
+                .map_err(|m| err(format!("{field}.shadow.ids"), m))?;
+        }
         let id = r.spec.id();
         if &id != key || r.id != id {
             return Err(err(

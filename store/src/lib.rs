@@ -11,6 +11,7 @@
 //! - `traffic.rs` — [`TrafficRollups`]: traffic per minute, hour and route;
 //! - `shadow.rs` — [`ShadowRollups`]: shadow results, noise, examples, recorded exchanges;
 //! - `outbox.rs` — [`MirrorOutbox`]: mirrored writes waiting for delivery;
+//! - `ids.rs` — [`IdMaps`]: resources the two sides know under different ids;
 //! - `events.rs` — [`EventOutbox`]: events and their deliveries per sink;
 //! - `leases.rs` — [`Leases`]: one holder at a time across replicas;
 //! - `retention.rs` — [`Retention`]: deleting what is older than the retention;
@@ -27,6 +28,7 @@ mod catalog;
 mod error;
 mod events;
 pub mod follow;
+mod ids;
 mod leases;
 mod outbox;
 mod registrations;
@@ -38,6 +40,7 @@ mod traffic;
 pub use catalog::CatalogStore;
 pub use error::StoreError;
 pub use events::EventOutbox;
+pub use ids::IdMaps;
 pub use leases::Leases;
 pub use outbox::MirrorOutbox;
 pub use registrations::Registrations;
@@ -54,6 +57,7 @@ pub trait Store:
     + TrafficRollups
     + ShadowRollups
     + MirrorOutbox
+    + IdMaps
     + EventOutbox
     + Leases
     + Retention
@@ -66,6 +70,7 @@ impl<T> Store for T where
         + TrafficRollups
         + ShadowRollups
         + MirrorOutbox
+        + IdMaps
         + EventOutbox
         + Leases
         + Retention
@@ -75,8 +80,8 @@ impl<T> Store for T where
 /// The role traits, to call their methods on a [`Store`].
 pub mod prelude {
     pub use crate::{
-        CatalogStore, EventOutbox, Leases, MirrorOutbox, Registrations, Retention, ShadowRollups,
-        Store, TrafficRollups,
+        CatalogStore, EventOutbox, IdMaps, Leases, MirrorOutbox, Registrations, Retention,
+        ShadowRollups, Store, TrafficRollups,
     };
 }
 

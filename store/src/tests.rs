@@ -1178,6 +1178,68 @@ async fn an_unreachable_database_is_unavailable() {
     assert!(e.is_transient());
 }
 
+async fn an_id_names_one_resource_per_side_and_pairs_are_read_in_order(store: SqlStore) {
+    let pair = |resource: &str, legacy: &str, new: &str, origin| IdPair {
+        seq: 0,
+        context: "orders".into(),
+        resource: resource.into(),
+        legacy: legacy.into(),
+        new: new.into(),
+        origin,
+    };
+    assert!(store
+        .ids_put(&pair("orders", "1001", "7", Side::Legacy))
+        .await
+        .unwrap());
+    assert!(store
+        .ids_put(&pair("orders", "1002", "8", Side::Legacy))
+        .await
+        .unwrap());
+    // A second pair for an id either side has already paired is refused; the first stays.
+    assert!(!store
+        .ids_put(&pair("orders", "1001", "9", Side::Legacy))
+        .await
+        .unwrap());
+    assert!(!store
+        .ids_put(&pair("orders", "1003", "8", Side::New))
+        .await
+        .unwrap());
+    // The same ids under another resource are another resource.
+    assert!(store
+        .ids_put(&pair("customers", "1001", "7", Side::New))
+        .await
+        .unwrap());
+    let all = store.ids_since(0, 100).await.unwrap();
+    let seen: Vec<(&str, &str, &str, Side)> = all
+        .iter()
+        .map(|p| {
+            (
+                p.resource.as_str(),
+                p.legacy.as_str(),
+                p.new.as_str(),
+                p.origin,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("orders", "1001", "7", Side::Legacy),
+            ("orders", "1002", "8", Side::Legacy),
+            ("customers", "1001", "7", Side::New),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Paging from a pair's seq gives what came after it.
+    let rest = store.ids_since(all[0].seq, 1).await.unwrap();
+    assert_eq!(rest, [all[1].clone()]);
+    assert_eq!(
+        store.ids_count("orders").await.unwrap(),
+        [("customers".to_owned(), 1), ("orders".to_owned(), 2)]
+    );
+    assert!(store.ids_count("other").await.unwrap().is_empty());
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1214,4 +1276,5 @@ on_both!(
     events_are_delivered_in_order_per_context_with_retries,
     errors_are_told_apart_by_kind,
     the_translator_check_it_was_built_with_refuses_a_change,
+    an_id_names_one_resource_per_side_and_pairs_are_read_in_order,
 );
