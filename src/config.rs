@@ -78,6 +78,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("shadow.max_body_bytes", Kind::Int),
     ("shadow.timeout", Kind::Str),
     ("shadow.outbox_queue", Kind::Int),
+    ("shadow.id_map_pairs", Kind::Int),
     ("shadow.wal_dir", Kind::Str),
     ("shadow.mirror_attempts", Kind::Int),
     ("shadow.mirror_retry", Kind::Str),

@@ -133,6 +133,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
                 max_body_bytes: None,
                 opaque_bodies: false,
                 id,
+                ids: None,
             },
         };
         let id = spec.id();

@@ -46,6 +46,11 @@ pub(crate) struct Routing {
     /// The request as the client sent it (head, and body when it was buffered), for a
     /// fallback to legacy after it was translated for the new side.
     pub(crate) untranslated: Option<(Replay, Option<bytes::Bytes>)>,
+    /// Where the matched route's requests name a resource, for the id map.
+    pub(crate) ids: Option<Arc<crate::ids::RouteIds>>,
+    /// The target as the client sent it, when the id map changed it for the side it went to
+    /// (a fallback maps it again for legacy).
+    pub(crate) client_uri: Option<http::Uri>,
 }
 
 /// The traffic counters a request counts in, and who answered it.
@@ -72,6 +77,8 @@ impl Routing {
             shadow: None,
             translation: None,
             untranslated: None,
+            ids: None,
+            client_uri: None,
             traffic: Some(Served {
                 context: None,
                 route: Some(counters),
@@ -185,6 +192,7 @@ impl Facade {
                 // In reverse the copy goes to legacy untranslated; the primary's answer is
                 // translated on the live path.
                 translation: if reverse { None } else { translation.clone() },
+                ids: route.ids.clone().map(|r| (r, Arc::clone(&s.ids))),
             })),
             _ => None,
         };
@@ -201,6 +209,8 @@ impl Facade {
                 shadow,
                 translation,
                 untranslated: None,
+                ids: route.ids.clone(),
+                client_uri: None,
                 traffic,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
@@ -212,6 +222,8 @@ impl Facade {
                 shadow,
                 translation: None,
                 untranslated: None,
+                ids: route.ids.clone(),
+                client_uri: None,
                 traffic,
             },
         }

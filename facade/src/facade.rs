@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) outbox: std::sync::OnceLock<Arc<shadow::wal::Wal>>,
     /// Clients' last writes in canary, and how far each side has caught up.
     pub(crate) ryw: Arc<crate::ryw::ReadYourWrites>,
+    /// Resources the two sides know under different ids.
+    pub(crate) ids: Arc<crate::ids::IdMap>,
     pub(crate) legacy_prefix: String,
     pub(crate) telemetry: Arc<Telemetry>,
     /// Set when shutdown begins: HTTP/1 answers then close their connections.
@@ -88,6 +90,7 @@ impl Facade {
                 shadow_budget: Arc::new(shadow::Budget::default()),
                 outbox: std::sync::OnceLock::new(),
                 ryw: Arc::default(),
+                ids: Arc::new(crate::ids::IdMap::new(config.shadow.id_map_pairs)),
                 identity: config
                     .identity
                     .clone()
@@ -119,24 +122,32 @@ impl Facade {
         }
         let wake = Arc::new(tokio::sync::Notify::new());
         let facade = self.clone();
-        let resolve: Arc<shadow::outbox::Resolve> = Arc::new(move |context: &str, toward| {
-            let snapshot = facade.shared.snapshot.load();
-            let ctx = snapshot.context(context)?;
-            Some(match toward {
-                strangler_catalog::Side::New => (
-                    shadow::Peer::New(ctx.cluster.clone()?),
-                    Arc::clone(&ctx.rules),
-                    ctx.translation.as_ref().map(|(_, t)| t.clone()),
-                ),
-                // Back to legacy in the client's own contract: untranslated.
-                strangler_catalog::Side::Legacy => (
-                    shadow::Peer::Legacy(facade.shared.legacy.clone()),
-                    Arc::clone(&ctx.rules),
-                    None,
-                ),
-            })
-        });
+        let resolve: Arc<shadow::outbox::Resolve> =
+            Arc::new(move |context: &str, route: &str, toward| {
+                let snapshot = facade.shared.snapshot.load();
+                let ctx = snapshot.context(context)?;
+                // Off the request path, once per delivered write: a scan is fine.
+                let route = snapshot.route_extras.iter().find(|r| &*r.id == route);
+                let (peer, translation) = match toward {
+                    strangler_catalog::Side::New => (
+                        shadow::Peer::New(ctx.cluster.clone()?),
+                        ctx.translation.as_ref().map(|(_, t)| t.clone()),
+                    ),
+                    // Back to legacy in the client's own contract: untranslated.
+                    strangler_catalog::Side::Legacy => {
+                        (shadow::Peer::Legacy(facade.shared.legacy.clone()), None)
+                    }
+                };
+                Some(shadow::outbox::Resolved {
+                    peer,
+                    rules: Arc::clone(&ctx.rules),
+                    translation,
+                    carry: route.and_then(|r| r.shadow.id.clone()),
+                    ids: route.and_then(|r| r.ids.clone()),
+                })
+            });
         vec![
+            tokio::spawn(crate::ids::follow(Arc::clone(&s.ids), Arc::clone(&store))),
             tokio::spawn(crate::ryw::marks(
                 Arc::clone(&s.ryw),
                 Arc::clone(&store),
@@ -151,6 +162,7 @@ impl Facade {
             tokio::spawn(shadow::outbox::deliver(
                 store,
                 resolve,
+                Arc::clone(&s.ids),
                 s.config.shadow.clone(),
                 wake,
                 Arc::clone(&s.telemetry),
@@ -234,6 +246,18 @@ impl Facade {
             "Bytes of bodies held in memory now (translations, shadow copies, mirrored writes).",
             &[],
             b.used() as f64,
+        );
+        e.gauge(
+            "strangler_id_map_pairs",
+            "Resources the two sides know under different ids, held by this facade's id map.",
+            &[],
+            self.shared.ids.len() as f64,
+        );
+        e.gauge(
+            "strangler_id_map_full",
+            "1 when the id map holds its bound (`[shadow] id_map_pairs`) and refuses requests that may need a pair it could not keep.",
+            &[],
+            if self.shared.ids.is_full() { 1.0 } else { 0.0 },
         );
         for (name, help, value) in [
             (

@@ -30,6 +30,7 @@ impl Answer {
             Answer::Unauthenticated => StatusCode::UNAUTHORIZED,
             Answer::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Answer::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Answer::AmbiguousId => StatusCode::CONFLICT,
         }
     }
 
@@ -51,6 +52,7 @@ impl Answer {
             Answer::Unauthenticated => "A signed-in session is required",
             Answer::NotImplemented => "The request uses a feature this facade does not implement",
             Answer::Overloaded => "The facade is at its limit for this work now",
+            Answer::AmbiguousId => "The id names two resources",
         }
     }
 

@@ -20,6 +20,7 @@ use crate::decision::{is_write, Routing, Served, Target};
 use crate::facade::Facade;
 use crate::headers::rewrite_redirects;
 use crate::headers::{self, Forwarded};
+use crate::ids::{self, Mapped, RouteIds};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
 use crate::shadow;
@@ -268,6 +269,11 @@ impl Facade {
             })?,
             None => None,
         };
+        // Named as the side it goes to knows the resource (after the shadow's copy was taken:
+        // a copy is mapped for its own side).
+        if let Some(rule) = routing.ids.clone() {
+            self.map_ids(&rule, &mut routing, &mut outgoing)?;
+        }
         let outgoing = match self.translate_outgoing(&mut routing, outgoing).await {
             Ok(req) => req,
             // A planned shadow dropped here counts as skipped (primary failed).
@@ -456,6 +462,27 @@ impl Facade {
         }
     }
 
+    /// Puts the id the request's path names as the side it goes to knows the resource; keeps
+    /// the client's target for a fallback.
+    fn map_ids(
+        &self,
+        rule: &RouteIds,
+        routing: &mut Routing,
+        req: &mut Request<RequestBody>,
+    ) -> Result<(), Problem> {
+        let Some(context) = routing.context.clone() else {
+            return Ok(());
+        };
+        match ids::map_uri(&self.shared.ids, &context, rule, routing.side, req.uri()) {
+            Ok(None) => Ok(()),
+            Ok(Some(uri)) => {
+                routing.client_uri = Some(std::mem::replace(req.uri_mut(), uri));
+                Ok(())
+            }
+            Err(refused) => Err(id_problem(&context, rule, refused)),
+        }
+    }
+
     async fn fall_back(
         &self,
         routing: &mut Routing,
@@ -476,6 +503,20 @@ impl Facade {
             }
             None => req,
         };
+        // Legacy gets the resource's id as legacy knows it.
+        let mut req = req;
+        if let Some(rule) = routing.ids.clone() {
+            let client = routing
+                .client_uri
+                .take()
+                .unwrap_or_else(|| req.uri().clone());
+            let context = routing.context.clone().unwrap_or_else(|| "-".into());
+            match ids::map_uri(&s.ids, &context, &rule, Side::Legacy, &client) {
+                Ok(Some(uri)) => *req.uri_mut() = uri,
+                Ok(None) => *req.uri_mut() = client,
+                Err(refused) => return Err(id_problem(&context, &rule, refused)),
+            }
+        }
         let context = routing.context.as_deref().unwrap_or("-");
         s.telemetry.record_fallback(context, reason);
         tracing::debug!(context, reason, "new side failed; legacy answers");
@@ -485,5 +526,25 @@ impl Facade {
             Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
             Err(err) => Err(self.upstream_failure(&err, routing)),
         }
+    }
+}
+
+/// Why a request that names a resource was not sent.
+fn id_problem(context: &str, rule: &RouteIds, refused: Mapped) -> Problem {
+    match refused {
+        Mapped::Full => Problem::new(
+            Answer::ServiceUnavailable,
+            format!(
+                "context `{context}` maps {} ids between its two sides and this facade's id map                  is full; nothing was sent, try again once an operator raises                  `[shadow] id_map_pairs`",
+                rule.resource
+            ),
+        ),
+        _ => Problem::new(
+            Answer::AmbiguousId,
+            format!(
+                "in context `{context}` this {} id names two resources, one given by each side;                  nothing was sent, rather than risk answering with the other one",
+                rule.resource
+            ),
+        ),
     }
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::Body;
-use strangler_catalog::{RouteShadow, ShadowWrites};
+use strangler_catalog::{RouteShadow, ShadowWrites, Side};
 use strangler_services::cluster::{Cluster, Replay};
 use strangler_services::Upstream;
 use tokio::sync::oneshot;
@@ -68,6 +68,9 @@ pub struct ShadowConfig {
     pub mirror_retry: Duration,
     /// Shadow results (and dead outbox writes) older than this are deleted.
     pub retention: Duration,
+    /// Pairs the id map keeps in memory at most (about 150 bytes each); beyond, requests that
+    /// may need a pair this process could not keep are refused (503).
+    pub id_map_pairs: usize,
 }
 
 impl Default for ShadowConfig {
@@ -83,6 +86,7 @@ impl Default for ShadowConfig {
             mirror_attempts: 20,
             mirror_retry: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
+            id_map_pairs: 1_000_000,
         }
     }
 }
@@ -378,6 +382,9 @@ pub struct Wanted {
     pub legacy: Upstream<RequestBody>,
     /// The context's translator, for a copy that goes to the new service.
     pub translation: Option<Translation>,
+    /// Where the route's requests name a resource, and the id map: a compared copy names it as
+    /// its side knows it (a mirrored write is mapped when it is delivered).
+    pub ids: Option<(Arc<crate::ids::RouteIds>, Arc<crate::ids::IdMap>)>,
 }
 
 enum Mode {
@@ -501,7 +508,24 @@ pub fn plan(
     replay
         .headers
         .insert("x-strangler-shadow", HeaderValue::from_static("1"));
+    let mut mapped = false;
+    if let (Mode::Compare, Some((rule, map))) = (&mode, &wanted.ids) {
+        let toward = if wanted.reverse {
+            Side::Legacy
+        } else {
+            Side::New
+        };
+        match crate::ids::map_uri(map, &wanted.context, rule, toward, &replay.uri) {
+            Ok(Some(uri)) => {
+                replay.uri = uri;
+                mapped = true;
+            }
+            Ok(None) => {}
+            Err(_) => return skip(Skip::IdUnmapped),
+        }
+    }
     let learn = safe
+        && !mapped
         && !wanted.reverse
         && rules.learn_percent > 0
         && fastrand::u8(..100) < rules.learn_percent;

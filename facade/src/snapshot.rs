@@ -59,6 +59,8 @@ pub(crate) struct CompiledRoute {
     pub shadow: RouteShadow,
     /// Traffic counters (kept by the telemetry across snapshots).
     pub traffic: Arc<PathCounters>,
+    /// Where its requests name a resource, for the id map.
+    pub ids: Option<Arc<crate::ids::RouteIds>>,
 }
 
 impl Snapshot {
@@ -155,14 +157,14 @@ impl Snapshot {
         }
         let route_extras = routes
             .routes()
-            .map(|(id, context)| CompiledRoute {
-                id: Arc::from(id),
-                shadow: catalog
-                    .routes
-                    .get(id)
-                    .map(|r| r.spec.shadow.clone())
-                    .unwrap_or_default(),
-                traffic: traffic.route(&context.name, id),
+            .map(|(id, context)| {
+                let spec = catalog.routes.get(id).map(|r| &r.spec);
+                CompiledRoute {
+                    id: Arc::from(id),
+                    shadow: spec.map(|s| s.shadow.clone()).unwrap_or_default(),
+                    traffic: traffic.route(&context.name, id),
+                    ids: spec.and_then(crate::ids::RouteIds::compile).map(Arc::new),
+                }
             })
             .collect();
         Ok(Self {

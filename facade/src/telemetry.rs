@@ -46,10 +46,12 @@ pub enum Answer {
     NotImplemented,
     /// The buffer budget or the CPU pool has no room for the request's work now (503).
     Overloaded,
+    /// The request's id names two resources, one from each side (409; see the id map).
+    AmbiguousId,
 }
 
 impl Answer {
-    const ALL: [Answer; 14] = [
+    const ALL: [Answer; 15] = [
         Answer::BadRequest,
         Answer::HeadersTooLarge,
         Answer::BodyTooLarge,
@@ -64,6 +66,7 @@ impl Answer {
         Answer::Unauthenticated,
         Answer::NotImplemented,
         Answer::Overloaded,
+        Answer::AmbiguousId,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl Answer {
             Answer::Unauthenticated => "unauthenticated",
             Answer::NotImplemented => "not_implemented",
             Answer::Overloaded => "overloaded",
+            Answer::AmbiguousId => "ambiguous_id",
         }
     }
 }

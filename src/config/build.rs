@@ -213,6 +213,9 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(v) = file.shadow.outbox_queue {
         facade.shadow.outbox_queue = usize::try_from(v.0).unwrap_or(usize::MAX);
     }
+    if let Some(v) = file.shadow.id_map_pairs {
+        facade.shadow.id_map_pairs = usize::try_from(v.0).unwrap_or(usize::MAX);
+    }
     let catalog_url = file
         .catalog
         .url

@@ -59,6 +59,7 @@ pub(super) struct ShadowSection {
     pub(super) max_body_bytes: Option<Ranged<1024, 104_857_600>>,
     pub(super) timeout: Option<Dur>,
     pub(super) outbox_queue: Option<Ranged<1, 10_000_000>>,
+    pub(super) id_map_pairs: Option<Ranged<1, 100_000_000>>,
     pub(super) wal_dir: Option<std::path::PathBuf>,
     pub(super) mirror_attempts: Option<Ranged<1, 1000>>,
     pub(super) mirror_retry: Option<Dur>,

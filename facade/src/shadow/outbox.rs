@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use strangler_catalog::{IdFrom, IdTo, MirrorId, OutboxItem, Side};
+use strangler_catalog::{IdFrom, IdPair, IdTo, MirrorId, OutboxItem, Side};
 use strangler_services::cluster::Replay;
 use tokio::sync::Notify;
 
 use super::redact::latin1;
 use super::{diff, redact, Read, Wanted};
 use crate::body::RequestBody;
+use crate::ids::{IdMap, Mapped, RouteIds};
 use crate::telemetry::Telemetry;
 use crate::translate::Translation;
 use strangler_catalog::clock::now_ms;
@@ -46,6 +47,15 @@ pub trait OutboxStore: Send + Sync {
     /// For each context and side with writes waiting toward it: the oldest one's creation
     /// time (for read-your-writes).
     async fn waiting_since(&self) -> Result<Vec<(String, strangler_catalog::Side, i64)>, String>;
+    /// Records that one resource has different ids on the two sides (a second pair for an id
+    /// already paired is ignored).
+    async fn ids_put(&self, pair: &strangler_catalog::IdPair) -> Result<(), String>;
+    /// Pairs recorded after `after` (a pair's `seq`), in order, at most `limit`.
+    async fn ids_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<strangler_catalog::IdPair>, String>;
     /// Tries a write again at `next_at_ms` (`error`: a failed attempt; `None`: it waits for an
     /// earlier one), or never (`dead`).
     async fn retry(
@@ -127,21 +137,53 @@ pub fn item(wanted: &Wanted, replay: &Replay, body: Bytes, legacy: &Read) -> Opt
     })
 }
 
-/// `text` as one path segment: unreserved characters as they are, every other byte `%XX`.
-fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+/// The id an answer names where `from` says: the last segment of its `Location` (as written
+/// for a path), or a string or number at a JSON path of its body.
+fn read_id(
+    from: &IdFrom,
+    shown: &str,
+    location: Option<&str>,
+    answer: Option<&[u8]>,
+) -> Result<serde_json::Value, String> {
+    match from {
+        IdFrom::Location => {
+            let location = location.ok_or("the answer has no Location")?;
+            let path = location.split(['?', '#']).next().unwrap_or(location);
+            let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            if last.is_empty() {
+                return Err(format!("Location `{location}` names no id"));
+            }
+            Ok(serde_json::Value::String(last.to_owned()))
+        }
+        IdFrom::Body(keys) => {
+            let body: serde_json::Value = answer
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .ok_or("the answer's body is not JSON (or was over the cap)")?;
+            let mut at = &body;
+            for k in keys {
+                at = at
+                    .get(k)
+                    .ok_or_else(|| format!("the answer has no {shown}"))?;
+            }
+            match at {
+                serde_json::Value::String(_) | serde_json::Value::Number(_) => Ok(at.clone()),
+                _ => Err(format!("{shown} is not a string or a number")),
+            }
         }
     }
-    out
+}
+
+/// An id as text (a string's content, a number as written).
+fn id_text(id: &serde_json::Value) -> String {
+    match id {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Puts the id the owner's answer gave the new resource into its mirror, where the route says
-/// the other side expects it; the error says why it could not.
+/// the other side expects it; the error says why it could not. A `Location` it was read from
+/// is kept with the owner's answer, to pair the ids once the other side has answered.
 pub fn carry_id(
     item: &mut OutboxItem,
     rule: &MirrorId,
@@ -151,36 +193,17 @@ pub fn carry_id(
     // A Location's segment is already written for a path; an id from a body is not.
     let from = rule.parse_from()?;
     let in_path_form = from == IdFrom::Location;
-    let id: serde_json::Value = match from {
-        IdFrom::Location => {
-            let location = head
-                .headers
-                .get(http::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or("the answer has no Location")?;
-            let path = location.split(['?', '#']).next().unwrap_or(location);
-            let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-            if last.is_empty() {
-                return Err(format!("Location `{location}` names no id"));
-            }
-            serde_json::Value::String(last.to_owned())
+    let location = head
+        .headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    let id = read_id(&from, &rule.from, location, answer)?;
+    if let (true, Some(l)) = (in_path_form, location) {
+        if !item.legacy_headers.iter().any(|(n, _)| n == "location") {
+            item.legacy_headers
+                .push(("location".to_owned(), l.to_owned()));
         }
-        IdFrom::Body(keys) => {
-            let body: serde_json::Value = answer
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .ok_or("the answer's body is not JSON (or was over the cap)")?;
-            let mut at = &body;
-            for k in &keys {
-                at = at
-                    .get(k)
-                    .ok_or_else(|| format!("the answer has no {}", rule.from))?;
-            }
-            match at {
-                serde_json::Value::String(_) | serde_json::Value::Number(_) => at.clone(),
-                _ => return Err(format!("{} is not a string or a number", rule.from)),
-            }
-        }
-    };
+    }
     match rule.parse_to()? {
         IdTo::Body(keys) => {
             let mut body: serde_json::Value = serde_json::from_slice(&item.body)
@@ -198,11 +221,14 @@ pub fn carry_id(
             item.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
         }
         IdTo::Target { method, path } => {
-            let text = match &id {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
+            let text = id_text(&id);
+            let encoded = if in_path_form {
+                text
+            } else {
+                let mut out = String::with_capacity(text.len());
+                crate::ids::push_segment(&mut out, &text);
+                out
             };
-            let encoded = if in_path_form { text } else { segment(&text) };
             let query = item.uri.split_once('?').map(|(_, q)| q.to_owned());
             item.method = method;
             item.uri = match query {
@@ -220,16 +246,26 @@ fn from_latin1(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Where a context's mirrored writes toward a side go now, its rules, and the translation
-/// they take on the way (toward the new service only).
-pub type Resolve = dyn Fn(&str, Side) -> Option<(super::Peer, Arc<diff::Rules>, Option<Translation>)>
-    + Send
-    + Sync;
+/// Where a context's mirrored writes toward a side go now, its rules, the translation they
+/// take on the way (toward the new service only), and the route's id rules.
+pub struct Resolved {
+    pub peer: super::Peer,
+    pub rules: Arc<diff::Rules>,
+    pub translation: Option<Translation>,
+    /// How the route's creates carry the owner's id (to pair it with the other side's).
+    pub carry: Option<MirrorId>,
+    /// Where the route's requests name a resource (to map its id).
+    pub ids: Option<Arc<RouteIds>>,
+}
+
+/// Resolves a context, route and side to where and how its mirrored writes go now.
+pub type Resolve = dyn Fn(&str, &str, Side) -> Option<Resolved> + Send + Sync;
 
 /// Delivers due writes, oldest first, one context's in order.
 pub async fn deliver(
     store: Arc<dyn OutboxStore>,
     resolve: Arc<Resolve>,
+    ids: Arc<IdMap>,
     config: super::ShadowConfig,
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
@@ -251,6 +287,19 @@ pub async fn deliver(
             }
             continue;
         }
+        // The pairs recorded for the writes delivered before these (by any replica): a write
+        // that names a resource is mapped with them. Unread, nothing is sent.
+        if let Err(e) = ids.catch_up(&*store).await {
+            tracing::warn!(error = %e, "id map not readable; mirrored writes wait");
+            let at = now_ms() + 1_000;
+            for item in &items {
+                if let Err(e) = store.retry(item.id, at, None, false).await {
+                    tracing::warn!(error = %e, "outbox write not deferred; its lease will expire");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         // A context whose write toward a side must wait holds back its later writes toward
         // that side in this batch.
         let mut held: std::collections::HashMap<(String, Side), i64> =
@@ -265,7 +314,8 @@ pub async fn deliver(
                 }
                 continue;
             }
-            let outcome = deliver_one(&item, &resolve, &config, &telemetry, &work).await;
+            let outcome =
+                deliver_one(&item, &resolve, &ids, &*store, &config, &telemetry, &work).await;
             let result = match outcome {
                 Outcome::Done => {
                     delivered.push(item.id);
@@ -313,13 +363,41 @@ enum Outcome {
 async fn deliver_one(
     item: &OutboxItem,
     resolve: &Arc<Resolve>,
+    ids: &IdMap,
+    store: &dyn OutboxStore,
     config: &super::ShadowConfig,
     telemetry: &Telemetry,
     work: &super::Work,
 ) -> Outcome {
-    let Some((peer, rules, translation)) = resolve(&item.context, item.toward) else {
+    let Some(Resolved {
+        peer,
+        rules,
+        translation,
+        carry,
+        ids: route_ids,
+    }) = resolve(&item.context, &item.route, item.toward)
+    else {
         return Outcome::Retry(format!("context `{}` has no new service now", item.context));
     };
+    // Named as the target knows the resource.
+    let mapped;
+    let item = match &route_ids {
+        Some(rule) => match map_item(item, rule, ids) {
+            Ok(Some(m)) => {
+                mapped = m;
+                &mapped
+            }
+            Ok(None) => item,
+            Err(why) => return Outcome::Retry(why),
+        },
+        None => item,
+    };
+    // A create's answer names the target's id, in its Location when the owner's did.
+    let from = carry.as_ref().and_then(|c| c.parse_from().ok());
+    let mut chosen = rules.headers.clone();
+    if from == Some(IdFrom::Location) {
+        chosen.push(http::header::LOCATION);
+    }
     let req = match request(item) {
         Ok(r) => r,
         // Not sendable now, not sendable later: spend the attempts quickly.
@@ -330,7 +408,7 @@ async fn deliver_one(
     let read = peer
         .exchange(
             req,
-            &rules.headers,
+            &chosen,
             config.max_body_bytes,
             config.timeout,
             translation.as_ref(),
@@ -358,6 +436,18 @@ async fn deliver_one(
         }
         Err(why) => return Outcome::Retry(why.to_string()),
     };
+    // The target gave the resource its own id: pair it with the owner's, before any later write
+    // that names it is delivered (they wait behind this one).
+    if let (Some(carry), Some(from), Some(rule)) = (&carry, &from, &route_ids) {
+        if (200..300).contains(&new.status) {
+            if let Some(pair) = pair_of(item, carry, from, rule, &new) {
+                if let Err(e) = store.ids_put(&pair).await {
+                    return Outcome::Retry(format!("the id pair was not recorded: {e}"));
+                }
+                ids.keep(&pair);
+            }
+        }
+    }
     telemetry.record_mirror_delivered(&item.context);
     tracing::debug!(
         target: "strangler::shadow",
@@ -410,6 +500,115 @@ async fn deliver_one(
         None => telemetry.record_shadow_skip(&item.context, super::Skip::BodyTooLarge),
     }
     Outcome::Done
+}
+
+/// The owner's id and the target's for a delivered create, when they differ.
+fn pair_of(
+    item: &OutboxItem,
+    carry: &MirrorId,
+    from: &IdFrom,
+    rule: &RouteIds,
+    target: &Read,
+) -> Option<IdPair> {
+    let stored = |name: &str| {
+        item.legacy_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let owner = read_id(
+        from,
+        &carry.from,
+        stored("location"),
+        item.legacy_body.as_deref(),
+    );
+    let theirs = read_id(
+        from,
+        &carry.from,
+        target.headers.last().and_then(|h| h.as_deref()),
+        target.body.as_deref(),
+    );
+    let (owner, theirs) = match (owner, theirs) {
+        (Ok(o), Ok(t)) => (id_text(&o), id_text(&t)),
+        (o, t) => {
+            tracing::debug!(context = %item.context, route = %item.route, owner = ?o.err(), target = ?t.err(), "a mirrored create's ids could not both be read; not paired");
+            return None;
+        }
+    };
+    if owner == theirs {
+        return None;
+    }
+    let (legacy, new) = match item.toward {
+        Side::New => (owner, theirs),
+        Side::Legacy => (theirs, owner),
+    };
+    Some(IdPair {
+        seq: 0,
+        context: item.context.clone(),
+        resource: rule.resource.to_string(),
+        legacy,
+        new,
+        origin: item.toward.other(),
+    })
+}
+
+/// The write with the ids it names (in its path and body fields) as the target knows them;
+/// `None` when nothing changes. An id that names two resources, or a full map, stops it.
+fn map_item(item: &OutboxItem, rule: &RouteIds, ids: &IdMap) -> Result<Option<OutboxItem>, String> {
+    let look = |id: &str| match ids.lookup(&item.context, &rule.resource, item.toward, id) {
+        Mapped::Same => Ok(None),
+        Mapped::To(v) => Ok(Some(v)),
+        Mapped::Ambiguous => Err(format!(
+            "id `{id}` of {} names two resources (one from each side); rename one",
+            rule.resource
+        )),
+        Mapped::Full => Err("the id map is full; raise `[shadow] id_map_pairs`".to_owned()),
+    };
+    let mut out: Option<OutboxItem> = None;
+    let (path, query) = match item.uri.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (item.uri.as_str(), None),
+    };
+    if let Some((index, id)) = rule.in_path(path) {
+        if let Some(v) = look(&id)? {
+            let mut uri = crate::ids::with_segment(path, index, &v);
+            if let Some(q) = query {
+                uri.push('?');
+                uri.push_str(q);
+            }
+            out.get_or_insert_with(|| item.clone()).uri = uri;
+        }
+    }
+    if !rule.fields.is_empty() {
+        if let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&item.body) {
+            let mut changed = false;
+            for keys in &rule.fields {
+                let mut at = Some(&mut body);
+                for k in keys {
+                    at = at.and_then(|v| v.get_mut(k.as_str()));
+                }
+                let Some(at) = at else { continue };
+                let text = match &*at {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => continue,
+                };
+                if let Some(v) = look(&text)? {
+                    // A number stays a number where the mapped id is one.
+                    *at = match (&*at, v.parse::<serde_json::Number>()) {
+                        (serde_json::Value::Number(_), Ok(n)) => serde_json::Value::Number(n),
+                        _ => serde_json::Value::String(v.into()),
+                    };
+                    changed = true;
+                }
+            }
+            if changed {
+                let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+                out.get_or_insert_with(|| item.clone()).body = bytes;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The stored write as a request again, with its idempotency key and the mirror mark.

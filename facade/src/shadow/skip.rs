@@ -37,10 +37,13 @@ pub enum Skip {
     Unredactable,
     /// The exchange switched protocols (an upgrade): there is no answer to compare.
     Upgraded,
+    /// The request's id names two resources (one from each side), or the id map is full: the
+    /// copy was not sent rather than sent for the wrong resource.
+    IdUnmapped,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 15] = [
+    pub const ALL: [Skip; 16] = [
         Skip::NotSampled,
         Skip::UnsafeMethod,
         Skip::BudgetFull,
@@ -56,6 +59,7 @@ impl Skip {
         Skip::LegacyFailed,
         Skip::Unredactable,
         Skip::Upgraded,
+        Skip::IdUnmapped,
     ];
 
     pub fn index(self) -> usize {
@@ -79,6 +83,7 @@ impl Skip {
             Skip::TranslationFailed => "translation_failed",
             Skip::Unredactable => "unredactable",
             Skip::Upgraded => "upgraded",
+            Skip::IdUnmapped => "id_unmapped",
         }
     }
 }

@@ -67,6 +67,12 @@ impl OutboxStore for Kept {
     async fn retry(&self, _: i64, _: i64, _: Option<&str>, _: bool) -> Result<(), String> {
         Ok(())
     }
+    async fn ids_put(&self, _: &strangler_catalog::IdPair) -> Result<(), String> {
+        Ok(())
+    }
+    async fn ids_since(&self, _: i64, _: i64) -> Result<Vec<strangler_catalog::IdPair>, String> {
+        Ok(Vec::new())
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
