@@ -800,12 +800,14 @@ async fn a_client_reads_its_own_writes_in_canary_whichever_side_its_reads_go_to(
 }
 
 /// A service that gives ids to created orders (from `first`), or takes the one a create
-/// carries in `$.id` when `accepts_given` (the new service).
+/// carries in `$.id` when `accepts_given` (the new service). `PUT /orders/{id}` replaces an
+/// order that exists; reads answer 503 while `failing`.
 #[derive(Clone)]
 struct Allocating {
     data: Arc<Mutex<HashMap<u64, Value>>>,
     next: Arc<AtomicU64>,
     accepts_given: bool,
+    failing: Arc<AtomicBool>,
 }
 
 impl Allocating {
@@ -814,11 +816,12 @@ impl Allocating {
             data: Arc::default(),
             next: Arc::new(AtomicU64::new(first)),
             accepts_given,
+            failing: Arc::default(),
         }
     }
 
     fn app(&self) -> Router {
-        let (w, r) = (self.clone(), self.clone());
+        let (w, r, u) = (self.clone(), self.clone(), self.clone());
         Router::new()
             .route(
                 "/orders",
@@ -853,12 +856,31 @@ impl Allocating {
                 axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<u64>| {
                     let r = r.clone();
                     async move {
+                        if r.failing.load(Ordering::SeqCst) {
+                            return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                        }
                         match r.data.lock().unwrap().get(&id) {
                             Some(v) => (http::StatusCode::OK, v.to_string()),
                             None => (http::StatusCode::NOT_FOUND, String::new()),
                         }
                     }
-                }),
+                })
+                .put(
+                    move |axum::extract::Path(id): axum::extract::Path<u64>, body: Bytes| {
+                        let u = u.clone();
+                        async move {
+                            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let mut data = u.data.lock().unwrap();
+                            match data.get_mut(&id) {
+                                Some(old) => {
+                                    *old = v.clone();
+                                    (http::StatusCode::OK, v.to_string())
+                                }
+                                None => (http::StatusCode::NOT_FOUND, String::new()),
+                            }
+                        }
+                    },
+                ),
             )
     }
 }
@@ -951,6 +973,158 @@ async fn creates_in_canary_carry_legacys_ids_so_both_sides_name_each_order_alike
         }
         assert_eq!(seen.len(), 1, "{location}: {seen:?}");
     }
+    s.stop().await;
+}
+
+/// A create on the owner, as `client` (its sticky key): the id the answer's Location names.
+async fn create(listen: &str, who: &str, body: Value) -> u64 {
+    let req = http::Request::post(format!("http://{listen}/orders"))
+        .header("cookie", format!("sid={who}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    location.trim_start_matches("/orders/").parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_side_that_insists_on_its_own_ids_is_reached_through_the_id_map() {
+    // Legacy numbers orders from 1422, the new service from 1; neither takes a given id.
+    let old = Allocating::new(1422, false);
+    let new = Allocating::new(1, false);
+    let (legacy, _) = axum_upstream(old.app()).await;
+    let (new_addr, _) = axum_upstream(new.app()).await;
+    let scratch = Scratch::new("id-map");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    let ids = json!({ "resource": "orders", "param": "id", "fields": ["$.id"] });
+    let (s, admin) = shadowed_with(
+        legacy,
+        new_addr,
+        &catalog_url,
+        json!({}),
+        json!({ "methods": ["GET", "PUT"], "path": "/orders/{id}", "shadow": { "ids": ids } }),
+        &[("STRANGLER_SHADOW_MIRROR_RETRY", "30ms")],
+    )
+    .await;
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/routes",
+            json!({ "context": "orders", "methods": ["POST"], "path": "/orders",
+                    "shadow": { "id": { "from": "$.id", "to": "$.id" },
+                                "ids": { "resource": "orders", "fields": ["$.id"] } } }),
+        )
+        .await;
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+        .await;
+    let mut ctx = admin
+        .call(Method::GET, "/api/v1/contexts/orders", None)
+        .await
+        .2["item"]
+        .clone();
+    ctx["sticky"] = "cookie:sid".into();
+    ctx["weight"] = 10_000.into();
+    admin
+        .change(Method::PUT, "/api/v1/contexts/orders", ctx)
+        .await;
+    admin.in_effect().await;
+
+    // Canary, legacy owns the writes: ten creates get legacy's ids; their mirrors get the new
+    // service's own, and the facade pairs them.
+    let mut made = Vec::new();
+    for i in 0..10 {
+        made.push(create(&s.listen, "writer", json!({ "item": i })).await);
+    }
+    assert_eq!(made, (1422..1432).collect::<Vec<u64>>());
+    admin.drained("orders").await;
+    let (_, _, figures) = admin
+        .call(
+            Method::GET,
+            "/api/v1/contexts/orders/shadow?minutes=10",
+            None,
+        )
+        .await;
+    assert_eq!(figures["id_map"], json!({ "orders": 10 }), "{figures}");
+    // Reads go to the new service, which knows order 1422 as 1.
+    for (i, id) in made.iter().enumerate() {
+        let (status, body) =
+            as_client(&s.listen, Method::GET, &format!("/orders/{id}"), "reader").await;
+        assert_eq!(status, 200, "order {id}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["item"], i,
+            "order {id} is the one created as item {i}: {v}"
+        );
+    }
+    // An update names legacy's id: legacy takes it, and its mirror reaches the new service's
+    // order under the new service's id, in the path and in the body.
+    let req = http::Request::put(format!("http://{}/orders/1425", s.listen))
+        .header("cookie", "sid=writer")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(
+            json!({ "id": 1425, "item": 3, "note": "gift" }).to_string(),
+        )))
+        .unwrap();
+    assert_eq!(client().request(req).await.unwrap().status(), 200);
+    admin.drained("orders").await;
+    assert_eq!(old.data.lock().unwrap()[&1425]["note"], "gift");
+    let renamed = new.data.lock().unwrap()[&4].clone();
+    assert_eq!(renamed, json!({ "id": 4, "item": 3, "note": "gift" }));
+
+    // After the cutover the new service owns the writes: its ids go to clients, and legacy's
+    // copies get legacy's own ids, paired the other way.
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "ids are mapped" }),
+        )
+        .await;
+    admin.in_effect().await;
+    let fresh = create(&s.listen, "writer", json!({ "item": 10 })).await;
+    assert_eq!(fresh, 11);
+    admin.drained("orders").await;
+    assert_eq!(old.data.lock().unwrap()[&1432]["item"], 10);
+    // The new service fails a read of it: legacy answers, for its own id.
+    new.failing.store(true, Ordering::SeqCst);
+    let (status, body) = as_client(&s.listen, Method::GET, "/orders/11", "reader").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], 1432);
+    new.failing.store(false, Ordering::SeqCst);
+
+    // The new service hands out 1422 for another order: clients now hold 1422 for two orders,
+    // and a request that carries it is refused rather than answered with either.
+    new.next.store(1422, Ordering::SeqCst);
+    assert_eq!(
+        create(&s.listen, "writer", json!({ "item": 11 })).await,
+        1422
+    );
+    admin.drained("orders").await;
+    let (status, body) = as_client(&s.listen, Method::GET, "/orders/1422", "reader").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("names two resources"), "{body}");
+
+    // Back to legacy: every order is there under the id its clients hold.
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/rollback",
+            json!({ "reason": "back" }),
+        )
+        .await;
+    admin.in_effect().await;
+    let (status, body) = as_client(&s.listen, Method::GET, "/orders/11", "reader").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["item"], 10);
+    let (status, body) = as_client(&s.listen, Method::GET, "/orders/1425", "reader").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["note"],
+        "gift"
+    );
     s.stop().await;
 }
 

@@ -381,3 +381,49 @@ fn a_mirror_id_rule_is_checked_with_its_field_and_fix() {
         );
     }
 }
+
+#[test]
+fn an_id_map_rule_names_a_parameter_of_its_route_and_key_paths() {
+    let with = |path: &str, resource: &str, param: Option<&str>, fields: &[&str]| {
+        let mut s = spec(path);
+        s.shadow.ids = Some(crate::IdRefs {
+            resource: resource.into(),
+            param: param.map(Into::into),
+            fields: fields.iter().map(|f| (*f).into()).collect(),
+        });
+        Change::AddRoute {
+            context: "orders".into(),
+            spec: s,
+        }
+        .apply(&mut base(), &SizeOnly)
+    };
+    assert!(with("/orders/{id}", "orders", Some("id"), &["$.id"]).is_ok());
+    assert!(with("/orders", "orders", None, &["$.order.id"]).is_ok());
+    for (path, resource, param, fields, says) in [
+        (
+            "/orders/{id}",
+            "orders",
+            Some("orderId"),
+            &[][..],
+            "no parameter `{orderId}`",
+        ),
+        ("/orders/{id}", "or ders", Some("id"), &[], "is not a name"),
+        ("/orders/{id}", "", Some("id"), &[], "is not a name"),
+        ("/orders", "orders", None, &["$.items[*].id"], "object keys"),
+        ("/orders", "orders", None, &[], "name the path parameter"),
+    ] {
+        let err = with(path, resource, param, fields).unwrap_err().to_string();
+        assert!(
+            err.contains("shadow.ids") && err.contains(says),
+            "{path} {resource}: {err}"
+        );
+    }
+    // The segment that holds the id, after the leading `/`.
+    let pattern = crate::pattern::PathPattern::parse("/api/orders/{id}/lines").unwrap();
+    let refs = crate::IdRefs {
+        resource: "orders".into(),
+        param: Some("id".into()),
+        fields: vec![],
+    };
+    assert_eq!(refs.check(&pattern), Ok(Some(2)));
+}

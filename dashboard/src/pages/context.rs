@@ -196,6 +196,9 @@ struct ContextPage {
     outbox: (String, String),
     /// The last `strangler reconcile`: what it found, and when.
     reconciled: Option<(String, String)>,
+    /// The id map: pairs in all, and per resource in words (`None`: the sides agree on every
+    /// id).
+    id_map: Option<(i64, String)>,
     /// Shadow sampling is set to 0.
     shadow_paused: bool,
     target: String,
@@ -303,6 +306,7 @@ pub(super) async fn context_page(
                     ..AuditQuery::default()
                 })
                 .await?,
+            s.store.ids_count(&ctx.name).await?,
         );
         let window = match &ctx.objective {
             Some(o) => {
@@ -328,7 +332,7 @@ pub(super) async fn context_page(
         examples,
         (audit, timeline),
         noise,
-        (route_traffic, (to_new, to_legacy, reconciled)),
+        (route_traffic, (to_new, to_legacy, reconciled, id_counts)),
         window,
     ) = match loaded.await {
         Ok(x) => x,
@@ -474,6 +478,11 @@ pub(super) async fn context_page(
         owner: ctx.owner().as_str(),
         outbox: (waiting(&to_new), waiting(&to_legacy)),
         reconciled: reconciled.first().map(|a| (reconciliation(a.after.as_ref()), iso(a.at_ms))),
+        id_map: (!id_counts.is_empty()).then(|| {
+            let total = id_counts.iter().map(|(_, n)| n).sum();
+            let each: Vec<String> = id_counts.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            (total, each.join(", "))
+        }),
         shadow_paused: ctx.shadow.paused || ctx.shadow.sample_percent == Some(0),
         target: ctx.target.clone(),
         split: split(ctx.state, ctx.weight),

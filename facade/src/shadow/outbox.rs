@@ -173,6 +173,10 @@ fn read_id(
     }
 }
 
+/// Where a mirrored create keeps the owner's id, among the owner's answer's fields (a name no
+/// rule compares: internal names are never forwarded).
+const OWNER_ID: &str = "x-strangler-owner-id";
+
 /// An id as text (a string's content, a number as written).
 fn id_text(id: &serde_json::Value) -> String {
     match id {
@@ -182,8 +186,8 @@ fn id_text(id: &serde_json::Value) -> String {
 }
 
 /// Puts the id the owner's answer gave the new resource into its mirror, where the route says
-/// the other side expects it; the error says why it could not. A `Location` it was read from
-/// is kept with the owner's answer, to pair the ids once the other side has answered.
+/// the other side expects it; the error says why it could not. The id is kept with the owner's
+/// answer, to pair it with the other side's once that has answered.
 pub fn carry_id(
     item: &mut OutboxItem,
     rule: &MirrorId,
@@ -198,12 +202,11 @@ pub fn carry_id(
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok());
     let id = read_id(&from, &rule.from, location, answer)?;
-    if let (true, Some(l)) = (in_path_form, location) {
-        if !item.legacy_headers.iter().any(|(n, _)| n == "location") {
-            item.legacy_headers
-                .push(("location".to_owned(), l.to_owned()));
-        }
-    }
+    // Kept with the owner's answer (which may not be stored: not JSON, or over the cap), to
+    // pair it with the id the other side answers.
+    item.legacy_headers.retain(|(n, _)| n != OWNER_ID);
+    item.legacy_headers
+        .push((OWNER_ID.to_owned(), id_text(&id)));
     match rule.parse_to()? {
         IdTo::Body(keys) => {
             let mut body: serde_json::Value = serde_json::from_slice(&item.body)
@@ -510,18 +513,12 @@ fn pair_of(
     rule: &RouteIds,
     target: &Read,
 ) -> Option<IdPair> {
-    let stored = |name: &str| {
-        item.legacy_headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let owner = read_id(
-        from,
-        &carry.from,
-        stored("location"),
-        item.legacy_body.as_deref(),
-    );
+    let owner = item
+        .legacy_headers
+        .iter()
+        .find(|(n, _)| n == OWNER_ID)
+        .map(|(_, v)| v.clone())
+        .ok_or("the owner's id was not kept");
     let theirs = read_id(
         from,
         &carry.from,
@@ -529,7 +526,7 @@ fn pair_of(
         target.body.as_deref(),
     );
     let (owner, theirs) = match (owner, theirs) {
-        (Ok(o), Ok(t)) => (id_text(&o), id_text(&t)),
+        (Ok(o), Ok(t)) => (o, id_text(&t)),
         (o, t) => {
             tracing::debug!(context = %item.context, route = %item.route, owner = ?o.err(), target = ?t.err(), "a mirrored create's ids could not both be read; not paired");
             return None;

@@ -54,6 +54,7 @@ pub async fn shadow_results(
     let examples = s.store.shadow_examples(&name).await?;
     let outbox = s.store.outbox_stats(&name, Side::New).await?;
     let reverse_outbox = s.store.outbox_stats(&name, Side::Legacy).await?;
+    let id_map: BTreeMap<String, i64> = s.store.ids_count(&name).await?.into_iter().collect();
     let mean_ms = |us: i64| (compared > 0).then(|| us as f64 / compared as f64 / 1000.0);
     Ok(Json(serde_json::json!({
         "examples": examples,
@@ -66,6 +67,7 @@ pub async fn shadow_results(
         "learned": learned,
         "outbox": outbox,
         "reverse_outbox": reverse_outbox,
+        "id_map": id_map,
         "top_signatures": top.iter().map(|(sig, (n, routes))| serde_json::json!({
             "signature": sig,
             "count": n,
