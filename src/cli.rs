@@ -256,8 +256,15 @@ pub fn run(cli: Cli) -> ExitCode {
                     anyhow::bail!("nothing to read for `{context}`: give resources with --path (e.g. --path /orders/1), or let it record some traffic first");
                 }
                 let registry = crate::translators::registry();
+                // Every pair of the catalog: a command that runs once is not bounded by the
+                // facade's setting.
+                let ids = strangler_facade::ids::IdMap::new(usize::MAX);
+                ids.catch_up(&strangler_control::outbox::StoreOutbox(store.clone()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the id map could not be read: {e}"))?;
                 let findings =
-                    reconcile::reconcile(&catalog, &context, &legacy, &paths, &registry).await?;
+                    reconcile::reconcile(&catalog, &context, &legacy, &paths, &registry, &ids)
+                        .await?;
                 reconcile::record(&store, &context, &findings).await?;
                 Ok(findings)
             })?;

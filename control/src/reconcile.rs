@@ -6,8 +6,11 @@
 //! no parameter (collections, such as `/orders`) and the GET exchanges recorded for its
 //! contract tests; at most `sample` of them. Legacy is read directly; the new service through the context's
 //! translator, its answer translated back, so that both are compared in legacy's contract
-//! with the context's comparison rules, as the shadow comparison does. The result is recorded
-//! in the audit log (actor `reconcile`), where the context page shows it.
+//! with the context's comparison rules, as the shadow comparison does. A path that names a
+//! resource the two sides know under different ids (a route's `shadow.ids`, the id map) is read
+//! from each side under that side's id, and the side's id in the answer's named fields is put
+//! back as the client's before the comparison. The result is recorded in the audit log (actor
+//! `reconcile`), where the context page shows it.
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -17,7 +20,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use strangler_anti_corruption::{Compiled, Registry};
 use strangler_catalog::pattern::{effective_path, PathPattern, Segment};
-use strangler_catalog::{Catalog, ChangeMeta};
+use strangler_catalog::{Catalog, ChangeMeta, Side};
+use strangler_facade::ids::{map_uri, swap_in_body, IdMap, RouteIds, Swap};
 use strangler_facade::shadow_diff::{compare_with, Answer, Rules};
 use strangler_store::{CatalogStore, ShadowRollups};
 
@@ -97,6 +101,7 @@ pub async fn reconcile(
     legacy: &str,
     paths: &[String],
     registry: &Registry,
+    ids: &IdMap,
 ) -> anyhow::Result<Vec<Finding>> {
     let ctx = catalog
         .contexts
@@ -128,10 +133,34 @@ pub async fn reconcile(
     let rules = Rules::compile(&policy);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let upstreams = [new.clone()];
+    // The routes that name a resource by a path parameter, with their patterns.
+    let named: Vec<(PathPattern, RouteIds)> = catalog
+        .routes_of(context)
+        .filter_map(|r| {
+            let rule = RouteIds::compile(&r.spec)?;
+            let pattern = PathPattern::parse(&effective_path(&r.spec)).ok()?;
+            rule.segment.map(|_| (pattern, rule))
+        })
+        .collect();
     let mut findings = Vec::with_capacity(paths.len());
     for path in paths {
-        let old = read(&client, &legacy, path, None, &upstreams).await;
-        let now = read(&client, &new, path, compiled.as_ref(), &upstreams).await;
+        let rule = named
+            .iter()
+            .find(|(p, _)| matches(p, path.split('?').next().unwrap_or(path)))
+            .map(|(_, r)| r);
+        let side = |toward| as_known(ids, context, rule, toward, path);
+        let old = match side(Side::Legacy) {
+            Ok((p, swap)) => read(&client, &legacy, &p, None, &upstreams)
+                .await
+                .map(|a| put_back(a, rule, swap.as_ref())),
+            Err(e) => Err(e),
+        };
+        let now = match side(Side::New) {
+            Ok((p, swap)) => read(&client, &new, &p, compiled.as_ref(), &upstreams)
+                .await
+                .map(|a| put_back(a, rule, swap.as_ref())),
+            Err(e) => Err(e),
+        };
         let finding = match (old, now) {
             (Err(e), _) => Finding {
                 path: path.clone(),
@@ -190,6 +219,69 @@ pub async fn reconcile(
         findings.push(finding);
     }
     Ok(findings)
+}
+
+/// Whether `path` (no query) fits `pattern`.
+fn matches(pattern: &PathPattern, path: &str) -> bool {
+    let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
+    for seg in pattern.segments() {
+        match seg {
+            Segment::Wildcard(_) => return true,
+            Segment::Literal(l) => {
+                if parts.next() != Some(l.as_str()) {
+                    return false;
+                }
+            }
+            Segment::Param(_) => {
+                if parts.next().is_none_or(str::is_empty) {
+                    return false;
+                }
+            }
+        }
+    }
+    parts.next().is_none()
+}
+
+/// `path` as `toward` knows the resource it names, with the id swapped (if any).
+fn as_known(
+    ids: &IdMap,
+    context: &str,
+    rule: Option<&RouteIds>,
+    toward: Side,
+    path: &str,
+) -> anyhow::Result<(String, Option<Swap>)> {
+    let Some(rule) = rule else {
+        return Ok((path.to_owned(), None));
+    };
+    let uri: http::Uri = path
+        .parse()
+        .with_context(|| format!("`{path}` is not a path"))?;
+    match map_uri(ids, context, rule, toward, &uri) {
+        Ok(Some((uri, swap))) => Ok((
+            uri.path_and_query().map_or(path, |p| p.as_str()).to_owned(),
+            Some(swap),
+        )),
+        Ok(None) => Ok((path.to_owned(), None)),
+        Err(_) => anyhow::bail!(
+            "its id names two {} (one given by each side); rename one",
+            rule.resource
+        ),
+    }
+}
+
+/// An answer with the side's id put back as the client's in the rule's fields.
+fn put_back(
+    answer: (u16, Option<String>, Bytes),
+    rule: Option<&RouteIds>,
+    swap: Option<&Swap>,
+) -> (u16, Option<String>, Bytes) {
+    let (Some(rule), Some(swap)) = (rule, swap) else {
+        return answer;
+    };
+    match swap_in_body(&answer.2, &rule.fields, &swap.side, &swap.client) {
+        Some(b) => (answer.0, answer.1, Bytes::from(b)),
+        None => answer,
+    }
 }
 
 /// Status, media type and body of a GET of `path` on `origin`, through `compiled` when given.

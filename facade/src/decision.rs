@@ -51,6 +51,9 @@ pub(crate) struct Routing {
     /// The target as the client sent it, when the id map changed it for the side it went to
     /// (a fallback maps it again for legacy).
     pub(crate) client_uri: Option<http::Uri>,
+    /// The id the map changed, for the bodies: the client's in the request's, the side's in
+    /// the answer's.
+    pub(crate) swap: Option<crate::ids::Swap>,
 }
 
 /// The traffic counters a request counts in, and who answered it.
@@ -79,6 +82,7 @@ impl Routing {
             untranslated: None,
             ids: None,
             client_uri: None,
+            swap: None,
             traffic: Some(Served {
                 context: None,
                 route: Some(counters),
@@ -211,6 +215,7 @@ impl Facade {
                 untranslated: None,
                 ids: route.ids.clone(),
                 client_uri: None,
+                swap: None,
                 traffic,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
@@ -224,6 +229,7 @@ impl Facade {
                 untranslated: None,
                 ids: route.ids.clone(),
                 client_uri: None,
+                swap: None,
                 traffic,
             },
         }

@@ -251,7 +251,7 @@ impl Facade {
             "strangler_id_map_pairs",
             "Resources the two sides know under different ids, held by this facade's id map.",
             &[],
-            self.shared.ids.len() as f64,
+            self.shared.ids.pairs() as f64,
         );
         e.gauge(
             "strangler_id_map_full",

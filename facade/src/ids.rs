@@ -162,7 +162,7 @@ impl IdMap {
     }
 
     /// Pairs kept.
-    pub fn len(&self) -> usize {
+    pub fn pairs(&self) -> usize {
         self.inner
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -250,15 +250,22 @@ impl RouteIds {
     }
 }
 
-/// `uri` with the id its path names as `toward` knows the resource; `Ok(None)` when that is
-/// the id it carries (or it names none).
+/// An id the request path changed: as the client wrote it, and as the side it went to knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swap {
+    pub client: String,
+    pub side: Box<str>,
+}
+
+/// `uri` with the id its path names as `toward` knows the resource, and the swap made;
+/// `Ok(None)` when that is the id it carries (or it names none).
 pub fn map_uri(
     map: &IdMap,
     context: &str,
     rule: &RouteIds,
     toward: Side,
     uri: &http::Uri,
-) -> Result<Option<http::Uri>, Mapped> {
+) -> Result<Option<(http::Uri, Swap)>, Mapped> {
     let Some((index, id)) = rule.in_path(uri.path()) else {
         return Ok(None);
     };
@@ -274,12 +281,45 @@ pub fn map_uri(
             // not go out with the other side's id.
             let mut parts = uri.clone().into_parts();
             parts.path_and_query = Some(target.parse().map_err(|_| Mapped::To(theirs.clone()))?);
-            http::Uri::from_parts(parts)
-                .map(Some)
-                .map_err(|_| Mapped::To(theirs))
+            let uri = http::Uri::from_parts(parts).map_err(|_| Mapped::To(theirs.clone()))?;
+            Ok(Some((
+                uri,
+                Swap {
+                    client: id,
+                    side: theirs,
+                },
+            )))
         }
         refused => Err(refused),
     }
+}
+
+/// A JSON body with each of `fields` that holds `from` (as a string or a number) set to `to`
+/// (a number stays a number where `to` is one); `None` when no field holds it or the body is
+/// not JSON. Parsed with the translators' value, so every other number keeps its text.
+pub fn swap_in_body(body: &[u8], fields: &[Vec<String>], from: &str, to: &str) -> Option<Vec<u8>> {
+    use strangler_anti_corruption::json::{is_number, Value};
+    let mut doc = Value::parse(body).ok()?;
+    let mut changed = false;
+    for keys in fields {
+        let mut at = Some(&mut doc);
+        for k in keys {
+            at = at.and_then(|v| v.get_mut(k));
+        }
+        let Some(at) = at else { continue };
+        let holds = match &*at {
+            Value::Str(s) | Value::Num(s) => s.as_str() == from,
+            _ => false,
+        };
+        if holds {
+            *at = match (&*at, is_number(to)) {
+                (Value::Num(_), true) => Value::Num(to.into()),
+                _ => Value::str(to),
+            };
+            changed = true;
+        }
+    }
+    changed.then(|| doc.to_json_sized(body.len() + 16).into_bytes())
 }
 
 /// The map holds its bound of pairs.

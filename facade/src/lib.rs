@@ -47,7 +47,7 @@ mod facade;
 mod framing;
 mod headers;
 mod identity;
-mod ids;
+pub mod ids;
 mod path;
 mod problem;
 mod proxy;

@@ -516,7 +516,7 @@ pub fn plan(
             Side::New
         };
         match crate::ids::map_uri(map, &wanted.context, rule, toward, &replay.uri) {
-            Ok(Some(uri)) => {
+            Ok(Some((uri, _))) => {
                 replay.uri = uri;
                 mapped = true;
             }

@@ -799,6 +799,9 @@ async fn a_client_reads_its_own_writes_in_canary_whichever_side_its_reads_go_to(
     s.stop().await;
 }
 
+/// Allocating's answers are JSON.
+const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+
 /// A service that gives ids to created orders (from `first`), or takes the one a create
 /// carries in `$.id` when `accepts_given` (the new service). `PUT /orders/{id}` replaces an
 /// order that exists; reads answer 503 while `failing`.
@@ -857,11 +860,11 @@ impl Allocating {
                     let r = r.clone();
                     async move {
                         if r.failing.load(Ordering::SeqCst) {
-                            return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                            return (http::StatusCode::SERVICE_UNAVAILABLE, JSON, String::new());
                         }
                         match r.data.lock().unwrap().get(&id) {
-                            Some(v) => (http::StatusCode::OK, v.to_string()),
-                            None => (http::StatusCode::NOT_FOUND, String::new()),
+                            Some(v) => (http::StatusCode::OK, JSON, v.to_string()),
+                            None => (http::StatusCode::NOT_FOUND, JSON, String::new()),
                         }
                     }
                 })
@@ -874,9 +877,9 @@ impl Allocating {
                             match data.get_mut(&id) {
                                 Some(old) => {
                                     *old = v.clone();
-                                    (http::StatusCode::OK, v.to_string())
+                                    (http::StatusCode::OK, JSON, v.to_string())
                                 }
-                                None => (http::StatusCode::NOT_FOUND, String::new()),
+                                None => (http::StatusCode::NOT_FOUND, JSON, String::new()),
                             }
                         }
                     },
@@ -1058,6 +1061,8 @@ async fn a_side_that_insists_on_its_own_ids_is_reached_through_the_id_map() {
             v["item"], i,
             "order {id} is the one created as item {i}: {v}"
         );
+        // The answer names it as the client knows it, not as the new service does.
+        assert_eq!(v["id"], *id, "{v}");
     }
     // An update names legacy's id: legacy takes it, and its mirror reaches the new service's
     // order under the new service's id, in the path and in the body.
@@ -1073,6 +1078,23 @@ async fn a_side_that_insists_on_its_own_ids_is_reached_through_the_id_map() {
     assert_eq!(old.data.lock().unwrap()[&1425]["note"], "gift");
     let renamed = new.data.lock().unwrap()[&4].clone();
     assert_eq!(renamed, json!({ "id": 4, "item": 3, "note": "gift" }));
+    // Reconciliation reads each order from each side under that side's id: all alike.
+    let mut cmd = tokio::process::Command::new(crate::binary::BIN);
+    cmd.args(["reconcile", "--legacy", &format!("http://{legacy}")])
+        .args(["--context", "orders", "--json"])
+        .env("STRANGLER_CATALOG_URL", &catalog_url);
+    for id in &made {
+        cmd.args(["--path", &format!("/orders/{id}")]);
+    }
+    let out = cmd.output().await.unwrap();
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{findings:#} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(findings.as_array().map(Vec::len), Some(10), "{findings:#}");
 
     // After the cutover the new service owns the writes: its ids go to clients, and legacy's
     // copies get legacy's own ids, paired the other way.
@@ -1092,8 +1114,42 @@ async fn a_side_that_insists_on_its_own_ids_is_reached_through_the_id_map() {
     new.failing.store(true, Ordering::SeqCst);
     let (status, body) = as_client(&s.listen, Method::GET, "/orders/11", "reader").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], 1432);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["id"],
+        11,
+        "{body}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["item"],
+        10,
+        "{body}"
+    );
     new.failing.store(false, Ordering::SeqCst);
+    // An update of an order created before the cutover goes to the new owner under its id
+    // there, in the path and the body, and its answer names it as the client does.
+    let req = http::Request::put(format!("http://{}/orders/1425", s.listen))
+        .header("cookie", "sid=writer")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(
+            json!({ "id": 1425, "item": 3, "note": "wrapped" }).to_string(),
+        )))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&answer).unwrap(),
+        json!({ "id": 1425, "item": 3, "note": "wrapped" })
+    );
+    assert_eq!(
+        new.data.lock().unwrap()[&4],
+        json!({ "id": 4, "item": 3, "note": "wrapped" })
+    );
+    admin.drained("orders").await;
+    assert_eq!(old.data.lock().unwrap()[&1425]["note"], "wrapped");
 
     // The new service hands out 1422 for another order: clients now hold 1422 for two orders,
     // and a request that carries it is refused rather than answered with either.
@@ -1123,7 +1179,7 @@ async fn a_side_that_insists_on_its_own_ids_is_reached_through_the_id_map() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["note"],
-        "gift"
+        "wrapped"
     );
     s.stop().await;
 }

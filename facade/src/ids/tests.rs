@@ -62,7 +62,7 @@ fn ids_map_toward_the_side_that_did_not_give_them() {
     // A pair again, or another pair for an id already paired, changes nothing.
     assert_eq!(map.insert(&pair(3, "3000", "1001", Side::New)), Ok(false));
     assert_eq!(map.insert(&pair(4, "1001", "9", Side::Legacy)), Ok(false));
-    assert_eq!(map.len(), 3);
+    assert_eq!(map.pairs(), 3);
     assert_eq!(map.seq(), 4);
 }
 
@@ -74,7 +74,7 @@ fn a_full_map_refuses_rather_than_guesses() {
     assert_eq!(map.insert(&pair(2, "2", "b", Side::Legacy)), Ok(false));
     assert_eq!(map.lookup("orders", "orders", Side::New, "3"), Mapped::Same);
     assert_eq!(map.insert(&pair(3, "3", "c", Side::Legacy)), Err(Full(2)));
-    assert_eq!(map.len(), 2);
+    assert_eq!(map.pairs(), 2);
     // What it kept still maps; what it may have dropped is refused.
     assert_eq!(
         map.lookup("orders", "orders", Side::New, "1"),
@@ -96,4 +96,34 @@ fn path_segments_are_read_and_replaced_in_place() {
     assert_eq!(decode_segment("a%20b%2Fc").as_deref(), Some("a b/c"));
     assert_eq!(decode_segment("100%").as_deref(), Some("100%"));
     assert_eq!(decode_segment("%FF"), None);
+}
+
+#[test]
+fn body_fields_that_hold_the_id_are_swapped_and_nothing_else() {
+    let fields = vec![
+        vec!["id".to_owned()],
+        vec!["order".to_owned(), "ref".to_owned()],
+    ];
+    let swap = |body: &str, from, to| {
+        swap_in_body(body.as_bytes(), &fields, from, to).map(|b| String::from_utf8(b).unwrap())
+    };
+    // Numbers stay numbers (other numbers keep their text), strings stay strings.
+    assert_eq!(
+        swap(
+            r#"{"id":1425,"total":1.10,"order":{"ref":"1425"}}"#,
+            "1425",
+            "4"
+        )
+        .as_deref(),
+        Some(r#"{"id":4,"total":1.10,"order":{"ref":"4"}}"#)
+    );
+    // A number field given an id that is no number becomes a string.
+    assert_eq!(
+        swap(r#"{"id":7}"#, "7", "ord-7").as_deref(),
+        Some(r#"{"id":"ord-7"}"#)
+    );
+    // Other values, other places, and bodies that are not JSON are left alone.
+    assert_eq!(swap(r#"{"id":1426,"other":1425}"#, "1425", "4"), None);
+    assert_eq!(swap(r#"[1425]"#, "1425", "4"), None);
+    assert_eq!(swap("not json", "1425", "4"), None);
 }

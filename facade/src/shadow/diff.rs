@@ -208,7 +208,7 @@ pub struct Answer<'a> {
     pub body: &'a [u8],
 }
 
-fn is_json(content_type: Option<&str>) -> bool {
+pub(crate) fn is_json(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|ct| {
         let ct = ct
             .split(';')

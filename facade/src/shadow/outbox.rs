@@ -577,31 +577,31 @@ fn map_item(item: &OutboxItem, rule: &RouteIds, ids: &IdMap) -> Result<Option<Ou
         }
     }
     if !rule.fields.is_empty() {
-        if let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&item.body) {
+        // The translators' value: every number the write carries keeps its text.
+        use strangler_anti_corruption::json::{is_number, Value};
+        if let Ok(mut body) = Value::parse(&item.body) {
             let mut changed = false;
             for keys in &rule.fields {
                 let mut at = Some(&mut body);
                 for k in keys {
-                    at = at.and_then(|v| v.get_mut(k.as_str()));
+                    at = at.and_then(|v| v.get_mut(k));
                 }
                 let Some(at) = at else { continue };
                 let text = match &*at {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
+                    Value::Str(t) | Value::Num(t) => t.to_string(),
                     _ => continue,
                 };
                 if let Some(v) = look(&text)? {
                     // A number stays a number where the mapped id is one.
-                    *at = match (&*at, v.parse::<serde_json::Number>()) {
-                        (serde_json::Value::Number(_), Ok(n)) => serde_json::Value::Number(n),
-                        _ => serde_json::Value::String(v.into()),
+                    *at = match (&*at, is_number(&v)) {
+                        (Value::Num(_), true) => Value::Num(v.as_ref().into()),
+                        _ => Value::str(v.as_ref()),
                     };
                     changed = true;
                 }
             }
             if changed {
-                let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-                out.get_or_insert_with(|| item.clone()).body = bytes;
+                out.get_or_insert_with(|| item.clone()).body = body.to_json().into_bytes();
             }
         }
     }
