@@ -153,10 +153,17 @@ impl Facade {
         // side has its write.
         let canary = ctx.entry.state == MigrationState::Canary;
         if canary && !write && side != ctx.entry.owner {
-            if let Some(who) = sticky_identity(&ctx.entry, req.headers(), conn.peer.ip()) {
-                if s.ryw.waiting(&ctx.entry.name, who, side) {
-                    side = ctx.entry.owner;
-                }
+            // What this process remembers of the client, or what the client says of its last
+            // write (a cookie any replica set): forged, it only sends the client's own reads
+            // to the owner.
+            let remembered = sticky_identity(&ctx.entry, req.headers(), conn.peer.ip())
+                .is_some_and(|who| s.ryw.waiting(&ctx.entry.name, who, side));
+            let told = || {
+                crate::ryw::wrote_at(req.headers(), &ctx.entry.name)
+                    .is_some_and(|at| s.ryw.pending(&ctx.entry.name, side, at))
+            };
+            if remembered || told() {
+                side = ctx.entry.owner;
             }
         }
         let context = Some(Arc::clone(&ctx.entry.name));
@@ -192,6 +199,7 @@ impl Facade {
                 writer: (mirror && canary)
                     .then(|| sticky_identity(&ctx.entry, req.headers(), conn.peer.ip()))
                     .flatten(),
+                remember: mirror && canary,
                 legacy: s.legacy.clone(),
                 // In reverse the copy goes to legacy untranslated; the primary's answer is
                 // translated on the live path.

@@ -24,6 +24,7 @@ use crate::ids::{self, Mapped, RouteIds};
 use crate::problem::over_budget;
 use crate::problem::Problem;
 use crate::request_id::RequestId;
+use crate::ryw;
 use crate::shadow;
 use crate::telemetry::Answer;
 use crate::translate::{collect, Collect, MAX_TRANSLATED_BODY};
@@ -385,7 +386,14 @@ impl Facade {
                 };
                 if plan.is_mirror() {
                     // Durable before the answer is released.
-                    plan.persist(&s.config.shadow, &sinks, &parts, body).await
+                    let (body, kept) = plan.persist(&s.config.shadow, &sinks, &parts, body).await;
+                    let remember = routing.shadow.as_ref().filter(|w| w.remember);
+                    if let (Some(w), Some(at)) = (remember, kept) {
+                        if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
+                            parts.headers.append(http::header::SET_COOKIE, v);
+                        }
+                    }
+                    body
                 } else {
                     body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
                 }

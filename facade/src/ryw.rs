@@ -12,8 +12,11 @@
 //! not be applied yet; one made before it has been (or was given up on). With no word from
 //! the store, every remembered write counts as waiting: reads go to the owner, which has them.
 //!
-//! The memory is per process: with several replicas, a client's read finds its write's
-//! memory only on the replica that took the write.
+//! Across replicas the client carries it: the answer to a mirrored write in canary sets a
+//! cookie with the write's time (`strangler-wrote-CONTEXT`), and a replica that gets a read with
+//! it compares that time with its own watermarks (the catalog's are shared; a write still in
+//! another replica's log is covered by the margin). The cookie is not signed: it can only send
+//! its own client's reads to the owner, which has every write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -93,6 +96,12 @@ impl ReadYourWrites {
                 None => return false,
             }
         };
+        self.pending(context, side, written)
+    }
+
+    /// Whether a write to `context` made at `written` and mirrored toward `side` may not have
+    /// reached it yet.
+    pub fn pending(&self, context: &str, side: Side, written: i64) -> bool {
         let marks = self.marks.load();
         let mut mark = marks.polled_ms - MARGIN_MS;
         if let Some(at) = marks.waiting.get(&(context.to_owned(), side)) {
@@ -107,6 +116,34 @@ impl ReadYourWrites {
     pub fn set_marks(&self, marks: Marks) {
         self.marks.store(Arc::new(marks));
     }
+}
+
+/// The cookie that tells any replica when the client last wrote to `context`.
+pub fn cookie_name(context: &str) -> String {
+    format!("strangler-wrote-{context}")
+}
+
+/// The `Set-Cookie` value for a write to `context` made at `at_ms`: kept ten minutes, long
+/// past any outbox delay worth reading around, sent on every path, never to scripts.
+pub fn set_cookie(context: &str, at_ms: i64) -> String {
+    format!(
+        "{}={at_ms}; Path=/; Max-Age=600; HttpOnly; SameSite=Lax",
+        cookie_name(context)
+    )
+}
+
+/// When the request says its client last wrote to `context` (a number of at most 15 digits:
+/// anything else is ignored).
+pub fn wrote_at(headers: &http::HeaderMap, context: &str) -> Option<i64> {
+    let fields = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(http::HeaderValue::as_bytes);
+    let value = strangler_catalog::cookie::find(fields, &cookie_name(context))?;
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Reads the watermarks every [`POLL`], forever. A failed read keeps the last ones, which

@@ -378,6 +378,9 @@ pub struct Wanted {
     pub mirror: bool,
     /// In canary, the writing client (its sticky key's hash), for read-your-writes.
     pub writer: Option<u64>,
+    /// In canary: the client is told when its write was made (a cookie), so that any replica
+    /// can send its reads to the owner until the other side has the write.
+    pub remember: bool,
     /// Legacy, for a second legacy call that learns noise.
     pub legacy: Upstream<RequestBody>,
     /// The context's translator, for a copy that goes to the new service.
@@ -604,16 +607,16 @@ impl Pending {
         sinks: &Sinks,
         head: &http::response::Parts,
         body: crate::body::ResponseBody,
-    ) -> crate::body::ResponseBody {
+    ) -> (crate::body::ResponseBody, Option<i64>) {
         let Some(plan) = self.plan.take() else {
-            return body;
+            return (body, None);
         };
         let telemetry = &sinks.telemetry;
         let wanted = &plan.wanted;
         let skip = |why: Skip| telemetry.record_shadow_skip(&wanted.context, why);
         if head.status.as_u16() >= 400 {
             skip(Skip::LegacyFailed);
-            return body;
+            return (body, None);
         }
         let mut held = sinks.work.buffers.hold(0);
         let (copy, body) = body.read_ahead(config.max_body_bytes, &mut held).await;
@@ -638,12 +641,12 @@ impl Pending {
                 Ok(Ok(Err(why))) => {
                     tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), reason = why.as_str(), "a mirrored write was not kept: its body could not be copied; the new side misses it");
                     skip(why);
-                    return body;
+                    return (body, None);
                 }
                 _ => {
                     tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), "a mirrored write was not kept: legacy answered before its body was read; the new side misses it");
                     skip(Skip::Incomplete);
-                    return body;
+                    return (body, None);
                 }
             },
         };
@@ -655,7 +658,7 @@ impl Pending {
                 "a mirrored write was not stored: its body cannot be redacted (only JSON and form bodies can); the new side misses it"
             );
             skip(Skip::Unredactable);
-            return body;
+            return (body, None);
         };
         if let Some(rule) = &wanted.route_shadow.id {
             if let Err(why) = outbox::carry_id(&mut item, rule, head, legacy.body.as_deref()) {
@@ -674,13 +677,14 @@ impl Pending {
                         .ryw
                         .wrote(&wanted.context, who, item.toward, item.created_ms);
                 }
+                (body, Some(item.created_ms))
             }
             Err(e) => {
                 tracing::error!(context = %wanted.context, method = %plan.replay.method, path = plan.replay.uri.path(), error = %e, "a mirrored write taken by legacy could not be made durable; the new side misses it");
                 skip(Skip::NotDurable);
+                (body, None)
             }
         }
-        body
     }
 
     /// Starts the shadow once the primary's response head is known; returns the tee to put

@@ -799,6 +799,109 @@ async fn a_client_reads_its_own_writes_in_canary_whichever_side_its_reads_go_to(
     s.stop().await;
 }
 
+/// A request to `listen` with these cookies (`name=value; …`); status, the answer's
+/// `Set-Cookie` values, and body.
+async fn with_cookies(
+    listen: &str,
+    method: Method,
+    path: &str,
+    cookies: &str,
+) -> (u16, Vec<String>, String) {
+    let body = if method == Method::POST {
+        Bytes::from(json!({ "n": 1 }).to_string())
+    } else {
+        Bytes::new()
+    };
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{listen}{path}"))
+        .header("content-type", "application/json");
+    if !cookies.is_empty() {
+        req = req.header("cookie", cookies);
+    }
+    let resp = client()
+        .request(req.body(http_body_util::Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let set: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, set, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_reads_its_own_writes_through_another_replica() {
+    let Some(db) = crate::replicas::fresh_database().await else {
+        return;
+    };
+    let (old, new) = (Orders::default(), Orders::default());
+    let (legacy, _) = axum_upstream(old.app("legacy")).await;
+    let (new_addr, _) = axum_upstream(new.app("new")).await;
+    let (a, admin) = canary(legacy, new_addr, db.as_str()).await;
+    let mut env = crate::admin::token_env();
+    env.push(("STRANGLER_CATALOG_URL", db.as_str()));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "200ms"));
+    let b = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+    crate::admin::Admin::new(&b.admin, Some(crate::admin::OPERATOR))
+        .in_effect()
+        .await;
+
+    // Replica A takes a write (legacy owns them) that the new service does not have yet; its
+    // answer tells the client when the write was made.
+    new.refusing.store(true, Ordering::SeqCst);
+    let (status, set, _) = with_cookies(&a.listen, Method::POST, "/orders/1", "").await;
+    assert_eq!(status, 201);
+    let mark = set
+        .iter()
+        .find(|c| c.starts_with("strangler-wrote-orders="))
+        .unwrap_or_else(|| panic!("no read-your-writes cookie: {set:?}"));
+    assert!(
+        mark.contains("HttpOnly") && mark.contains("Max-Age=600"),
+        "{mark}"
+    );
+    let cookie = mark.split(';').next().unwrap().to_owned();
+    // Replica B never saw the write, yet the client reads it there, from legacy, 20 times.
+    for _ in 0..20 {
+        let (status, _, body) = with_cookies(&b.listen, Method::GET, "/orders/1", &cookie).await;
+        assert_eq!(
+            status, 200,
+            "the client must see its write through B: {body}"
+        );
+        assert!(body.starts_with("legacy "), "{body}");
+    }
+    // Without the cookie B reads from the new service, which does not have it; a cookie that is
+    // not a time is ignored.
+    let (status, _, body) = with_cookies(&b.listen, Method::GET, "/orders/1", "").await;
+    assert_eq!((status, body.as_str()), (404, "new: no 1"));
+    let forged = "strangler-wrote-orders=soon; strangler-wrote-orders=1e99";
+    let (status, _, _) = with_cookies(&b.listen, Method::GET, "/orders/1", forged).await;
+    assert_eq!(status, 404);
+
+    // Once the new service has it, B reads it from there, cookie or not.
+    new.refusing.store(false, Ordering::SeqCst);
+    admin.drained("orders").await;
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = with_cookies(&b.listen, Method::GET, "/orders/1", &cookie).await;
+        assert_eq!(status, 200, "{body}");
+        if body.starts_with("new ") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Allocating's answers are JSON.
 const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
 

@@ -57,3 +57,45 @@ fn the_memory_is_bounded() {
     let r = ryw.recent.lock().unwrap();
     assert!(r.newer.len() + r.older.len() <= 2 * GENERATION);
 }
+
+#[test]
+fn the_write_cookie_is_a_bounded_number_or_nothing() {
+    let headers = |v: &str| {
+        let mut h = http::HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+        h
+    };
+    assert_eq!(
+        wrote_at(
+            &headers("a=1; strangler-wrote-orders=1764900000000"),
+            "orders"
+        ),
+        Some(1_764_900_000_000)
+    );
+    assert_eq!(
+        wrote_at(&headers("strangler-wrote-orders=1"), "billing"),
+        None
+    );
+    for bad in ["", "-5", "1e9", "12 3", "1234567890123456", "soon"] {
+        let h = headers(&format!("strangler-wrote-orders={bad}"));
+        assert_eq!(wrote_at(&h, "orders"), None, "{bad}");
+    }
+    assert_eq!(
+        set_cookie("orders", 42),
+        "strangler-wrote-orders=42; Path=/; Max-Age=600; HttpOnly; SameSite=Lax"
+    );
+    // A write the watermarks have not passed is pending; an older one is not.
+    let ryw = ReadYourWrites::default();
+    let now = now_ms();
+    ryw.set_marks(Marks {
+        polled_ms: now,
+        waiting: [(("orders".to_owned(), Side::New), now - 5_000)].into(),
+        unshipped: None,
+    });
+    assert!(ryw.pending("orders", Side::New, now - 4_000));
+    assert!(!ryw.pending("orders", Side::New, now - 6_000));
+    assert!(!ryw.pending("billing", Side::New, now - 6_000));
+}
