@@ -68,6 +68,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("shutdown.drain_delay", Kind::Str),
     ("catalog.url", Kind::Str),
     ("catalog.poll_interval", Kind::Str),
+    ("catalog.owner_fence", Kind::Str),
     ("auth.operator_token", Kind::Str),
     ("auth.operator_token_file", Kind::Str),
     ("auth.viewer_token", Kind::Str),
@@ -143,6 +144,9 @@ pub struct CatalogSettings {
     pub url: String,
     /// How often the version is polled, as a safety net for missed notifications.
     pub poll_interval: std::time::Duration,
+    /// How long a write owner's move settles before it takes effect (writes wait meanwhile):
+    /// longer than any replica takes to learn of a change.
+    pub owner_fence: std::time::Duration,
     /// The catalog the file declares, if it declares one (for `strangler import`).
     pub declared: Option<strangler_catalog::Catalog>,
 }

@@ -70,6 +70,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
     }
     let context = |name: &str, target: &str, state, description: &str, translator| Context {
         cut_over: false,
+        owner_move: None,
         name: name.into(),
         target: target.into(),
         state,
@@ -240,6 +241,8 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
     settings.auth.viewer_token = Some(viewer.clone());
     // A shorter poll: the dashboard moves within a second of a change.
     settings.catalog.poll_interval = Duration::from_secs(1);
+    // One process: a cutover settles within two polls.
+    settings.catalog.owner_fence = Duration::from_secs(2);
 
     let open = |name: &'static str| {
         let path = dir.join(name);

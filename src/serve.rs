@@ -45,6 +45,7 @@ fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     SqlStore::connect(&settings.catalog.url, Arc::new(crate::translators::Check))
         .await
+        .map(|s| s.with_owner_fence(settings.catalog.owner_fence))
         .with_context(|| {
             format!(
             "cannot open the catalog store `{}`; check [catalog] url (or STRANGLER_CATALOG_URL)",

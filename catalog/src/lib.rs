@@ -36,9 +36,9 @@ pub use json_path::{JsonPath, JsonPathError};
 pub use mirror_id::{IdFrom, IdRefs, IdTo, MirrorId};
 pub use model::{fnv1a64, owner_moves};
 pub use model::{
-    Catalog, Context, ContextView, HeaderMatch, Name, Objective, QueryMatch, Route, RouteShadow,
-    RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey, ValueMatch,
-    VersionMatch,
+    Catalog, Context, ContextView, HeaderMatch, Name, Objective, OwnerMove, QueryMatch, Route,
+    RouteShadow, RouteSpec, Service, ServicePolicy, ShadowPolicy, ShadowWrites, StickyKey,
+    ValueMatch, VersionMatch,
 };
 pub use rows::{
     AuditEntry, AuditQuery, ChangeMeta, ContractPair, Delivery, Event, IdPair, LastSeen,

@@ -289,6 +289,11 @@ pub struct Context {
     /// writes (see [`Context::owner`]). Meaningful in canary only, like the weight.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cut_over: bool,
+    /// The write owner's last move, while it settles: writes wait (503) until it takes
+    /// effect, so that every replica has learned of it before the new owner takes one. Set by
+    /// the store when a change moves the owner; what a client sends is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_move: Option<OwnerMove>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// In canary and migrated, a safe request the new service fails (connect error, timeout,
@@ -342,6 +347,14 @@ impl Context {
     pub fn owner(&self) -> Side {
         owner(self.state, self.cut_over)
     }
+}
+
+/// When a context's write owner moved, and when the move takes effect (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerMove {
+    pub at_ms: i64,
+    pub from_ms: i64,
 }
 
 /// The contexts whose write owner differs between two catalogs: (context, its new owner).

@@ -53,6 +53,7 @@ fn catalog() -> Catalog {
             name.clone(),
             Context {
                 cut_over: false,
+                owner_move: None,
                 name: name.clone(),
                 target: svc,
                 state: MigrationState::Legacy,

@@ -80,6 +80,7 @@ fn catalog(routes: usize) -> Catalog {
             name.clone(),
             Context {
                 cut_over: false,
+                owner_move: None,
                 name: name.clone(),
                 target: "svc".into(),
                 state: MigrationState::Canary,

@@ -54,6 +54,8 @@ pub(crate) struct Routing {
     /// The id the map changed, for the bodies: the client's in the request's, the side's in
     /// the answer's.
     pub(crate) swap: Option<crate::ids::Swap>,
+    /// A write that must wait: the context's write owner is moving (answered 503).
+    pub(crate) owner_moving: bool,
 }
 
 /// The traffic counters a request counts in, and who answered it.
@@ -83,6 +85,7 @@ impl Routing {
             ids: None,
             client_uri: None,
             swap: None,
+            owner_moving: false,
             traffic: Some(Served {
                 context: None,
                 route: Some(counters),
@@ -144,6 +147,18 @@ impl Facade {
         // Reads follow the state and the sticky split; a write goes to the context's owner, so
         // that only one side ever takes a context's writes (the other gets them as mirrors).
         let write = is_write(req.method());
+        // A write waits while the owner's move settles, so that no replica hands one to the
+        // old owner after the new one has taken any.
+        let owner_moving = write
+            && ctx.entry.owner_move.is_some_and(|m| {
+                !s.ryw.owner_settled(
+                    &ctx.entry.name,
+                    ctx.entry.owner,
+                    m.at_ms,
+                    m.from_ms,
+                    strangler_catalog::clock::now_ms(),
+                )
+            });
         let mut side = if write {
             ctx.entry.owner
         } else {
@@ -224,6 +239,7 @@ impl Facade {
                 ids: route.ids.clone(),
                 client_uri: None,
                 swap: None,
+                owner_moving,
                 traffic,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
@@ -238,6 +254,7 @@ impl Facade {
                 ids: route.ids.clone(),
                 client_uri: None,
                 swap: None,
+                owner_moving,
                 traffic,
             },
         }

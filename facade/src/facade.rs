@@ -144,6 +144,7 @@ impl Facade {
                     translation,
                     carry: route.and_then(|r| r.shadow.id.clone()),
                     ids: route.and_then(|r| r.ids.clone()),
+                    owner: (ctx.entry.owner, ctx.entry.owner_move),
                 })
             });
         vec![

@@ -147,6 +147,16 @@ impl Facade {
         if let Some(t) = routing.traffic.take() {
             *served = Some(t);
         }
+        if routing.owner_moving {
+            let context = routing.context.as_deref().unwrap_or("-");
+            return Err(Problem::new(
+                Answer::ServiceUnavailable,
+                format!(
+                    "the write owner of context `{context}` is moving to the other side; \
+                     nothing was written, try again in a moment"
+                ),
+            ));
+        }
         let wants_upgrade = version == Version::HTTP_11
             && req.headers().contains_key(UPGRADE)
             && headers::connection_has(req.headers(), "upgrade");

@@ -45,6 +45,9 @@ pub struct ContextEntry {
     pub sticky: Option<StickyKey>,
     /// The write owner: every write goes to it, whatever the canary split says for reads.
     pub owner: Side,
+    /// The owner's last move, while it settles (writes wait until it takes effect and what
+    /// the old owner took meanwhile has reached the new one).
+    pub owner_move: Option<strangler_catalog::OwnerMove>,
     /// Whether legacy answers when the new side fails (canary and migrated only).
     pub fallback: bool,
     /// How long a safe request waits for the new side before legacy answers (`None`: derived
@@ -112,6 +115,7 @@ impl RouteTable {
                     weight: c.weight,
                     sticky: c.sticky.clone(),
                     owner: c.owner(),
+                    owner_move: c.owner_move,
                     fallback: c.fallback
                         && matches!(c.state, MigrationState::Canary | MigrationState::Migrated),
                     fallback_after: c.fallback_after_ms.map(std::time::Duration::from_millis),

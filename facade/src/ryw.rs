@@ -113,6 +113,26 @@ impl ReadYourWrites {
         written >= mark
     }
 
+    /// Whether a write owner that moved (`at`, in effect from `from`) may take writes now: the
+    /// move is in effect, and every write the old owner took while it settled (a replica that
+    /// had not learned of it yet) has reached `owner` — as far as watermarks read after the
+    /// move took effect (and a shipping margin) can tell.
+    pub fn owner_settled(&self, context: &str, owner: Side, at: i64, from: i64, now: i64) -> bool {
+        if now < from {
+            return false;
+        }
+        let marks = self.marks.load();
+        if marks.polled_ms < from.saturating_add(MARGIN_MS) {
+            return false;
+        }
+        let meanwhile = |t: i64| (at..from).contains(&t);
+        let waiting = marks
+            .waiting
+            .get(&(context.to_owned(), owner))
+            .is_some_and(|t| meanwhile(*t));
+        !waiting && !marks.unshipped.is_some_and(meanwhile)
+    }
+
     pub fn set_marks(&self, marks: Marks) {
         self.marks.store(Arc::new(marks));
     }

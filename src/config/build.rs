@@ -277,6 +277,12 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
                 .catalog
                 .poll_interval
                 .map_or(std::time::Duration::from_secs(2), |d| d.0),
+            owner_fence: file.catalog.owner_fence.map_or(
+                std::time::Duration::from_millis(
+                    u64::try_from(strangler_store::DEFAULT_OWNER_FENCE_MS).unwrap_or(5_000),
+                ),
+                |d| d.0,
+            ),
             declared,
         },
         auth,
@@ -422,6 +428,7 @@ fn declared_catalog(
             fc.name.clone(),
             strangler_catalog::Context {
                 cut_over: fc.cut_over,
+                owner_move: None,
                 name: fc.name.clone(),
                 target: fc.target.clone(),
                 state: fc.state,

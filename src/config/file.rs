@@ -49,6 +49,7 @@ pub(super) struct File {
 pub(super) struct CatalogSection {
     pub(super) url: Option<String>,
     pub(super) poll_interval: Option<Dur>,
+    pub(super) owner_fence: Option<Delay>,
 }
 
 #[derive(Debug, Default, Deserialize)]

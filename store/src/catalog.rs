@@ -98,7 +98,25 @@ impl CatalogStore for SqlStore {
         // A context's writes change hands only once the mirrored writes toward the new owner
         // have arrived (or the change is forced, and what it leaves behind is recorded).
         let mut left_behind = Vec::new();
-        for (context, owner) in strangler_catalog::owner_moves(&old, &new) {
+        let moves = strangler_catalog::owner_moves(&old, &new);
+        // A move settles before it takes effect; the last one is kept a minute past that, for
+        // replicas to see what still has to arrive before the new owner takes writes. Clients
+        // cannot set it.
+        let now = now_ms();
+        for (name, ctx) in new.contexts.iter_mut() {
+            ctx.owner_move = if moves.iter().any(|(c, _)| c == name) {
+                (self.owner_fence_ms > 0).then(|| strangler_catalog::OwnerMove {
+                    at_ms: now,
+                    from_ms: now.saturating_add(self.owner_fence_ms),
+                })
+            } else {
+                old.contexts
+                    .get(name)
+                    .and_then(|c| c.owner_move)
+                    .filter(|m| m.from_ms.saturating_add(60_000) > now)
+            };
+        }
+        for (context, owner) in moves {
             let (pending, dead, oldest) =
                 crate::outbox::undelivered(&mut tx, &context, owner).await?;
             if pending == 0 && dead == 0 {

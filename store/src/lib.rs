@@ -46,7 +46,7 @@ pub use outbox::MirrorOutbox;
 pub use registrations::Registrations;
 pub use retention::Retention;
 pub use shadow::ShadowRollups;
-pub use sql::{Backend, SqlStore, NOTIFY_CHANNEL};
+pub use sql::{Backend, SqlStore, DEFAULT_OWNER_FENCE_MS, NOTIFY_CHANNEL};
 pub use traffic::TrafficRollups;
 
 /// Every role at once: what the dashboard and the binary hold (`Arc<dyn Store>`). Code that

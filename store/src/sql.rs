@@ -28,6 +28,9 @@ pub struct SqlStore {
     pub(crate) changed: Arc<watch::Sender<i64>>,
     /// Compiles the translators of every catalog a change makes.
     pub(crate) translators: Arc<dyn TranslatorCheck>,
+    /// How long after a change that moves a write owner the move takes effect (writes wait
+    /// meanwhile, so that every replica learns of it first); 0: at once.
+    pub(crate) owner_fence_ms: i64,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -40,6 +43,10 @@ impl std::fmt::Debug for SqlStore {
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a write owner's move settles by default: past two polls of the default interval
+/// (PostgreSQL's notifications reach replicas in milliseconds; polling is the safety net).
+pub const DEFAULT_OWNER_FENCE_MS: i64 = 5_000;
 
 /// The channel PostgreSQL notifies on after each change (its payload is the new version).
 pub const NOTIFY_CHANNEL: &str = "strangler_catalog";
@@ -105,7 +112,15 @@ impl SqlStore {
             url,
             changed: Arc::new(changed),
             translators,
+            owner_fence_ms: DEFAULT_OWNER_FENCE_MS,
         })
+    }
+
+    /// Sets how long a write owner's move settles before it takes effect (see
+    /// [`strangler_catalog::OwnerMove`]): longer than any replica takes to learn of a change.
+    pub fn with_owner_fence(mut self, fence: Duration) -> Self {
+        self.owner_fence_ms = i64::try_from(fence.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Changes made through this process, as they commit (the in-process notification).

@@ -99,6 +99,7 @@ fn service(name: &str) -> Change {
 fn context(name: &str, target: &str) -> Change {
     Change::PutContext(Context {
         cut_over: false,
+        owner_move: None,
         name: name.into(),
         target: target.into(),
         state: MigrationState::Legacy,
@@ -1240,6 +1241,66 @@ async fn an_id_names_one_resource_per_side_and_pairs_are_read_in_order(store: Sq
     assert!(store.ids_count("other").await.unwrap().is_empty());
 }
 
+async fn a_moved_owner_settles_before_it_takes_effect_and_clients_cannot_set_it(store: SqlStore) {
+    let store = store.with_owner_fence(std::time::Duration::from_secs(30));
+    let step = |action| Change::Transition {
+        context: "orders".into(),
+        action,
+    };
+    let mut c = Catalog::default();
+    for change in [
+        service("orders-svc"),
+        context("orders", "orders-svc"),
+        step(Action::Promote),
+        step(Action::Promote),
+    ] {
+        c = store
+            .apply(&change, c.version, &meta("setup"))
+            .await
+            .unwrap();
+    }
+    // Moves that do not move the owner set nothing.
+    assert_eq!(c.contexts["orders"].owner_move, None);
+    let before = now_ms();
+    c = store
+        .apply(&step(Action::Cutover), c.version, &meta("cut"))
+        .await
+        .unwrap();
+    let m = c.contexts["orders"].owner_move.expect("the move settles");
+    assert!(m.at_ms >= before && m.at_ms <= now_ms(), "{m:?}");
+    assert_eq!(m.from_ms - m.at_ms, 30_000);
+    // A client sending its own (or none) with a change that moves nothing changes nothing.
+    let mut ctx = c.contexts["orders"].clone();
+    ctx.owner_move = Some(OwnerMove {
+        at_ms: 0,
+        from_ms: i64::MAX,
+    });
+    ctx.description = "forged".into();
+    c = store
+        .apply(&Change::PutContext(ctx.clone()), c.version, &meta("forge"))
+        .await
+        .unwrap();
+    assert_eq!(c.contexts["orders"].owner_move, Some(m));
+    ctx.owner_move = None;
+    c = store
+        .apply(&Change::PutContext(ctx), c.version, &meta("drop"))
+        .await
+        .unwrap();
+    assert_eq!(c.contexts["orders"].owner_move, Some(m));
+    assert_eq!(
+        store.load().await.unwrap().contexts["orders"].owner_move,
+        Some(m)
+    );
+    // Without a fence a move takes effect at once.
+    let store = store.with_owner_fence(std::time::Duration::ZERO);
+    c = store
+        .apply(&step(Action::Rollback), c.version, &meta("back"))
+        .await
+        .unwrap();
+    assert_eq!(c.contexts["orders"].owner(), Side::Legacy);
+    assert_eq!(c.contexts["orders"].owner_move, None);
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1277,4 +1338,5 @@ on_both!(
     errors_are_told_apart_by_kind,
     the_translator_check_it_was_built_with_refuses_a_change,
     an_id_names_one_resource_per_side_and_pairs_are_read_in_order,
+    a_moved_owner_settles_before_it_takes_effect_and_clients_cannot_set_it,
 );

@@ -78,6 +78,8 @@ pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &st
     .env("STRANGLER_LOG_FORMAT", "json")
     // Tests stop at once unless they test the drain.
     .env("STRANGLER_SHUTDOWN_DRAIN_DELAY", "0s")
+    // A write owner's move takes effect at once unless the test is about its settling.
+    .env("STRANGLER_CATALOG_OWNER_FENCE", "0s")
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .kill_on_drop(true);

@@ -462,21 +462,37 @@ async fn reconcile(demo: &Demo, paths: &[String]) -> (Option<i32>, String) {
     )
 }
 
-/// Places an order through the facade as `customer`; its id.
+/// Places an order through the facade as `customer`; its id. While a write owner's move
+/// settles the facade answers 503 with `Retry-After`: tried again, as a client would.
 async fn place(demo: &Demo, customer: i64) -> i64 {
-    let req = http::Request::post(format!("{}/api/orders", demo.urls["facade"]))
-        .header("content-type", "application/json")
-        .header("x-customer", customer.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            json!({ "customerId": customer, "lines": [{ "sku": "TEA-1", "qty": 2 }] }).to_string(),
-        )))
-        .unwrap();
-    let resp = client().request(req).await.unwrap();
-    let status = resp.status();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        let req = http::Request::post(format!("{}/api/orders", demo.urls["facade"]))
+            .header("content-type", "application/json")
+            .header("x-customer", customer.to_string())
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                json!({ "customerId": customer, "lines": [{ "sku": "TEA-1", "qty": 2 }] })
+                    .to_string(),
+            )))
+            .unwrap();
+        let resp = client().request(req).await.unwrap();
+        let status = resp.status();
+        let moving = status == 503 && resp.headers().contains_key("retry-after");
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        if moving && started.elapsed() < std::time::Duration::from_secs(15) {
+            assert!(
+                String::from_utf8_lossy(&body).contains("is moving"),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        break (status, body);
+    };
     assert!(
         status.is_success(),
         "{status}: {}",

@@ -460,6 +460,10 @@ struct Orders {
     refusing: Arc<AtomicBool>,
     /// Mirrored writes taken (marked `X-Strangler-Shadow: mirror`).
     mirrored: Arc<AtomicU64>,
+    /// Writes taken, in order: (a tick of `clock`, the id, whether it was a mirror).
+    log: Arc<Mutex<Vec<(u64, String, bool)>>>,
+    /// Shared by services whose logs are compared.
+    clock: Arc<AtomicU64>,
 }
 
 impl Orders {
@@ -476,12 +480,14 @@ impl Orders {
                         if w.refusing.load(Ordering::SeqCst) {
                             return (http::StatusCode::SERVICE_UNAVAILABLE, "busy".to_owned());
                         }
-                        if headers
+                        let mirror = headers
                             .get("x-strangler-shadow")
-                            .is_some_and(|v| v == "mirror")
-                        {
+                            .is_some_and(|v| v == "mirror");
+                        if mirror {
                             w.mirrored.fetch_add(1, Ordering::SeqCst);
                         }
+                        let tick = w.clock.fetch_add(1, Ordering::SeqCst);
+                        w.log.lock().unwrap().push((tick, id.clone(), mirror));
                         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
                         w.data.lock().unwrap().insert(id, v);
                         (http::StatusCode::CREATED, name.to_owned())
@@ -865,6 +871,108 @@ async fn a_client_reads_its_own_writes_in_canary_whichever_side_its_reads_go_to(
     assert_eq!(status, 404, "bob reads legacy, which has no copy yet");
     old.refusing.store(false, Ordering::SeqCst);
     s.stop().await;
+}
+
+#[tokio::test]
+async fn no_replica_hands_a_write_to_the_old_owner_after_the_new_one_took_one() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let old = Orders {
+        clock: Arc::clone(&clock),
+        ..Orders::default()
+    };
+    let new = Orders {
+        clock,
+        ..Orders::default()
+    };
+    let (legacy, _) = axum_upstream(old.app("legacy")).await;
+    let (new_addr, _) = axum_upstream(new.app("new")).await;
+    let scratch = Scratch::new("owner-fence");
+    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
+    // Two replicas on one catalog; B learns of changes only by polling, every second.
+    let fence = [("STRANGLER_CATALOG_OWNER_FENCE", "4s")];
+    let (a, admin) = shadowed_with(
+        legacy,
+        new_addr,
+        &catalog_url,
+        json!({}),
+        json!({ "methods": ["GET", "POST"], "path": "/orders/{id}" }),
+        &[fence[0], ("STRANGLER_SHADOW_MIRROR_RETRY", "30ms")],
+    )
+    .await;
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+        .await;
+    let mut env = crate::admin::token_env();
+    env.push(("STRANGLER_CATALOG_URL", catalog_url.as_str()));
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "1s"));
+    env.push(fence[0]);
+    let b = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+    crate::admin::Admin::new(&b.admin, Some(crate::admin::OPERATOR))
+        .in_effect()
+        .await;
+    assert_eq!(write(&b.listen, 1).await, Ok(201));
+    admin.drained("orders").await;
+
+    // The cutover through A: at once, writes wait on A (the move settles) while B may still
+    // hand them to legacy until it polls.
+    admin
+        .change(
+            Method::POST,
+            "/api/v1/contexts/orders/cutover",
+            json!({ "reason": "drained" }),
+        )
+        .await;
+    admin.in_effect().await;
+    assert_eq!(
+        write(&a.listen, 2).await,
+        Ok(503),
+        "A holds writes while the move settles"
+    );
+    let b_took = write(&b.listen, 3).await;
+    assert!(matches!(b_took, Ok(201 | 503)), "{b_took:?}");
+    // Once settled, writes go to the new owner, from either replica.
+    let started = Instant::now();
+    for (n, f) in [(4, &a.listen), (5, &b.listen)] {
+        while write(f, n).await != Ok(201) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "write {n} never taken"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    admin.drained("orders").await;
+    // Whatever legacy took reached the new service before the new service took a write of its
+    // own, and legacy took nothing after that.
+    let first_own = new
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, _, mirror)| !mirror)
+        .map(|(t, _, _)| *t)
+        .unwrap();
+    let on_new = new.log.lock().unwrap().clone();
+    // (What legacy took as mirrors of the new owner's writes comes after, as it should.)
+    for (t, id, _) in old.log.lock().unwrap().iter().filter(|(_, _, m)| !m) {
+        assert!(
+            *t < first_own,
+            "legacy took {id} after the new owner took one"
+        );
+        let mirrored = on_new.iter().find(|(_, i, m)| i == id && *m);
+        assert!(
+            mirrored.is_some_and(|(tm, _, _)| *tm < first_own),
+            "{id} reached the new service after its own writes: {on_new:?}"
+        );
+    }
+    let own: Vec<&str> = on_new
+        .iter()
+        .filter(|(_, _, m)| !m)
+        .map(|(_, i, _)| i.as_str())
+        .collect();
+    assert_eq!(own, ["4", "5"], "{on_new:?}");
+    a.stop().await;
+    b.stop().await;
 }
 
 /// A request to `listen` with these cookies (`name=value; …`); status, the answer's

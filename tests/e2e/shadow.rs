@@ -27,6 +27,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
         "orders".into(),
         Context {
             cut_over: false,
+            owner_move: None,
             name: "orders".into(),
             target: "orders-svc".into(),
             state,

@@ -13,6 +13,7 @@ fn base() -> Catalog {
         }),
         Change::PutContext(Context {
             cut_over: false,
+            owner_move: None,
             name: "orders".into(),
             target: "orders-svc".into(),
             state: MigrationState::Legacy,

@@ -441,6 +441,7 @@ fn big_catalog(contexts: usize, per_context: usize) -> Catalog {
             name.clone(),
             Context {
                 cut_over: false,
+                owner_move: None,
                 name: name.clone(),
                 target: "svc".into(),
                 state: MigrationState::Legacy,

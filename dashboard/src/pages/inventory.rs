@@ -309,6 +309,7 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
     let name = field("name").to_owned();
     let context = Context {
         cut_over: false,
+        owner_move: None,
         name: name.clone(),
         target: field("target").to_owned(),
         state: MigrationState::Legacy,

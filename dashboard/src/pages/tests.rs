@@ -62,6 +62,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, 
         }),
         Change::PutContext(Context {
             cut_over: false,
+            owner_move: None,
             name: "orders".into(),
             target: "orders-svc".into(),
             state: MigrationState::Legacy,

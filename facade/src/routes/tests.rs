@@ -56,6 +56,7 @@ fn with_version(mut s: RouteSpec, v: VersionMatch) -> RouteSpec {
 fn context(name: &str) -> Context {
     Context {
         cut_over: false,
+        owner_move: None,
         name: name.into(),
         target: format!("{name}-svc"),
         state: MigrationState::Legacy,
@@ -555,6 +556,7 @@ fn canary(weight: u16, sticky: Option<StickyKey>) -> ContextEntry {
         weight,
         sticky,
         owner: strangler_catalog::Side::Legacy,
+        owner_move: None,
         fallback: true,
         fallback_after: None,
         index: 0,

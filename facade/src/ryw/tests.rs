@@ -99,3 +99,35 @@ fn the_write_cookie_is_a_bounded_number_or_nothing() {
     assert!(!ryw.pending("orders", Side::New, now - 6_000));
     assert!(!ryw.pending("billing", Side::New, now - 6_000));
 }
+
+#[test]
+fn a_moved_owner_takes_writes_once_settled_and_what_the_old_one_took_meanwhile_has_arrived() {
+    let ryw = ReadYourWrites::default();
+    let (at, from) = (1_000_000, 1_004_000);
+    let marks = |polled_ms, waiting: Option<i64>, unshipped| Marks {
+        polled_ms,
+        waiting: waiting
+            .map(|t| (("orders".to_owned(), Side::New), t))
+            .into_iter()
+            .collect(),
+        unshipped,
+    };
+    // Before the move takes effect: no.
+    ryw.set_marks(marks(from + 5_000, None, None));
+    assert!(!ryw.owner_settled("orders", Side::New, at, from, from - 1));
+    // In effect, but the watermarks were read too early to have seen late writes: no.
+    ryw.set_marks(marks(from + 10, None, None));
+    assert!(!ryw.owner_settled("orders", Side::New, at, from, from + 20));
+    // Read late enough, nothing from the settling time waits: yes.
+    ryw.set_marks(marks(from + MARGIN_MS, None, None));
+    assert!(ryw.owner_settled("orders", Side::New, at, from, from + MARGIN_MS));
+    // A write the old owner took while it settled still waits (in the catalog, or in this
+    // process's log): no.
+    ryw.set_marks(marks(from + MARGIN_MS, Some(at + 10), None));
+    assert!(!ryw.owner_settled("orders", Side::New, at, from, from + MARGIN_MS));
+    ryw.set_marks(marks(from + MARGIN_MS, None, Some(from - 1)));
+    assert!(!ryw.owner_settled("orders", Side::New, at, from, from + MARGIN_MS));
+    // Writes left behind before the move (a forced one) do not hold it.
+    ryw.set_marks(marks(from + MARGIN_MS, Some(at - 10), None));
+    assert!(ryw.owner_settled("orders", Side::New, at, from, from + MARGIN_MS));
+}

@@ -259,6 +259,8 @@ pub struct Resolved {
     pub carry: Option<MirrorId>,
     /// Where the route's requests name a resource (to map its id).
     pub ids: Option<Arc<RouteIds>>,
+    /// The context's write owner and its last move, if it is settling.
+    pub owner: (Side, Option<strangler_catalog::OwnerMove>),
 }
 
 /// Resolves a context, route and side to where and how its mirrored writes go now.
@@ -378,10 +380,22 @@ async fn deliver_one(
         translation,
         carry,
         ids: route_ids,
+        owner: (owner, moved),
     }) = resolve(&item.context, &item.route, item.toward)
     else {
         return Outcome::Retry(format!("context `{}` has no new service now", item.context));
     };
+    // Taken by the old owner after the move took effect: a replica cut off from the catalog
+    // for longer than the move's settling time. Delivered (it was acknowledged), and said.
+    if let Some(m) = moved.filter(|m| item.toward == owner && item.created_ms >= m.from_ms) {
+        tracing::error!(
+            context = %item.context,
+            route = %item.route,
+            late_ms = item.created_ms - m.from_ms,
+            "a write reached the old owner after the write owner's move took effect; its \
+             mirror reaches the new owner late and may overwrite a later write there"
+        );
+    }
     // Named as the target knows the resource.
     let mapped;
     let item = match &route_ids {

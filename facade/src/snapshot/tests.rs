@@ -28,6 +28,7 @@ fn catalog() -> Catalog {
             ctx.into(),
             Context {
                 cut_over: false,
+                owner_move: None,
                 name: ctx.into(),
                 target: svc,
                 state: MigrationState::Shadow,
