@@ -37,7 +37,7 @@ WORK_DIR=""
 LOG_DIR=""
 TEE_PID=""
 PIDS=()
-declare -A RPS=() P50=() P99=()
+declare -A RPS=() P50=() P99=() CONNS=()
 
 log() { printf '%s\n' "$*"; }
 die() {
@@ -289,9 +289,11 @@ parse_wrk() {
         }' "$1"
 }
 
-# measure NAME BASE_URL: warm-up run (discarded), measured run, parsed into RPS/P50/P99.
+# measure NAME BASE_URL [PATH]: warm-up run (discarded), measured run, parsed into RPS/P50/P99.
+# PATH defaults to /hello (a 13-byte body with a Content-Length); /chunked answers 13 bytes
+# chunked, as dynamic pages often are.
 measure() {
-    local name="$1" url="$2/hello" out="$LOG_DIR/wrk-$1.txt" parsed
+    local name="$1" url="$2${3:-/hello}" out="$LOG_DIR/wrk-$1.txt" parsed
     log ""
     log "== $name: $url (warm-up ${WARMUP_SECONDS}s, then ${SECONDS_PER_RUN}s)"
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "$url" >/dev/null
@@ -302,6 +304,18 @@ measure() {
     fi
     parsed="$(parse_wrk "$out")" || die "cannot parse the wrk output for $name ($out)"
     read -r "RPS[$name]" "P50[$name]" "P99[$name]" <<<"$parsed"
+}
+
+# chunked_case NAME BASE_URL: the same load on /chunked, and how many connections the proxy
+# opened to the upstream meanwhile (a proxy that reuses them opens about one per wrk
+# connection; one that does not, one per request).
+chunked_case() {
+    local name="$1" before after
+    before="$(curl -sS "http://$UPSTREAM_ADDR/conns")"
+    measure "$name-chunked" "$2" /chunked
+    after="$(curl -sS "http://$UPSTREAM_ADDR/conns")"
+    CONNS[$name-chunked]=$((after - before))
+    log "$name-chunked: upstream connections opened during the warm-up and run: ${CONNS[$name-chunked]}"
 }
 
 print_table() {
@@ -324,6 +338,17 @@ print_table() {
             printf "%-12s %12.0f %9.3f %9.3f %10s %10s %10s %14.3f\n", \
                 $1, $2, $3, $4, ratio($2, d_rps), ratio($2, n_rps), ratio($4, n_p99), $4 - d_p99
         }'
+}
+
+print_chunked() {
+    log ""
+    log "== Chunked answers: wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, GET /chunked (13 bytes, chunked)"
+    local name
+    for name in strangler-chunked nginx-chunked; do
+        printf '%s %s %s %s %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${CONNS[$name]}"
+    done | awk -v n_rps="${RPS[nginx-chunked]}" '
+        BEGIN { printf "%-18s %12s %9s %9s %10s %16s\n", "name", "req/s", "p50 ms", "p99 ms", "rps/nginx", "upstream conns" }
+        { printf "%-18s %12.0f %9.3f %9.3f %10s %16d\n", $1, $2, $3, $4, (n_rps > 0) ? sprintf("%.2f", $2 / n_rps) : "-", $5 }'
 }
 
 # The facade with the 1,000-route catalog is running: load the hot key `/hot` (a service with
@@ -524,6 +549,7 @@ main() {
 
     start_strangler "$LOG_DIR/strangler.log"
     measure strangler "http://$STRANGLER_ADDR"
+    chunked_case strangler "http://$STRANGLER_ADDR"
     stop_pid "$PROXY_PID"
 
     write_routes_catalog "$WORK_DIR/routes.toml"
@@ -537,6 +563,7 @@ main() {
 
     start_nginx
     measure nginx "http://$NGINX_ADDR"
+    chunked_case nginx "http://$NGINX_ADDR"
     stop_pid "$PROXY_PID"
 
     start_haproxy
@@ -544,6 +571,7 @@ main() {
     stop_pid "$PROXY_PID"
 
     print_table
+    print_chunked
 
     memory_check
 

@@ -35,6 +35,8 @@ struct Zeros {
 enum Out {
     Full(Option<Bytes>),
     Zeros(Zeros),
+    /// Frames of unknown total length: hyper sends them chunked, as many dynamic pages are.
+    Chunks(Vec<Bytes>),
 }
 
 impl Body for Out {
@@ -47,6 +49,7 @@ impl Body for Out {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Out::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Out::Chunks(c) => Poll::Ready((!c.is_empty()).then(|| Ok(Frame::data(c.remove(0))))),
             Out::Zeros(z) => {
                 if z.left == 0 {
                     return Poll::Ready(None);
@@ -63,6 +66,7 @@ impl Body for Out {
             Out::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Out::Full(None) => SizeHint::with_exact(0),
             Out::Zeros(z) => SizeHint::with_exact(z.left),
+            Out::Chunks(_) => SizeHint::default(),
         }
     }
 
@@ -70,19 +74,30 @@ impl Body for Out {
         match self {
             Out::Full(b) => b.is_none(),
             Out::Zeros(z) => z.left == 0,
+            Out::Chunks(c) => c.is_empty(),
         }
     }
 }
 
 static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Connections accepted, for `/conns`: a proxy that reuses its upstream connections opens few.
+static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
     if req.uri().path() == "/stats" {
         let n = SERVED.load(std::sync::atomic::Ordering::Relaxed);
         return Ok(Response::new(Out::Full(Some(Bytes::from(n.to_string())))));
     }
+    if req.uri().path() == "/conns" {
+        let n = ACCEPTED.load(std::sync::atomic::Ordering::Relaxed);
+        return Ok(Response::new(Out::Full(Some(Bytes::from(n.to_string())))));
+    }
     SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match req.uri().path() {
+        "/chunked" => Ok(Response::new(Out::Chunks(vec![
+            Bytes::from_static(b"hello, "),
+            Bytes::from_static(b"world!"),
+        ]))),
         "/hot" => {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             Ok(Response::new(Out::Full(Some(Bytes::from_static(b"hot")))))
@@ -128,6 +143,7 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
+        ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()

@@ -453,6 +453,9 @@ impl<B: Unpin> http_body::Body for UpstreamBody<B> {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Err(_))) => this.give_back = None,
+            // The end: for a chunked body the only sign of it, since hyper's `is_end_stream`
+            // stays false for a chunked body even once its last chunk is read.
+            Poll::Ready(None) => this.release(),
             // A reader that knows the length may stop after the last frame without polling for
             // the end, so the end is checked after every frame.
             Poll::Ready(_) if http_body::Body::is_end_stream(&this.inner) => this.release(),

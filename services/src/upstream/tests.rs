@@ -65,6 +65,14 @@ async fn silent_upstream_times_out() {
 async fn counting_server(
     per_conn: usize,
 ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    counting_server_with(per_conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await
+}
+
+/// Like [`counting_server`], answering with `answer` (whose body must be `ok`).
+async fn counting_server_with(
+    per_conn: usize,
+    answer: &'static [u8],
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -85,10 +93,7 @@ async fn counting_server(
                     }
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
-                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .await
-                        .is_err()
-                    {
+                    if s.write_all(answer).await.is_err() {
                         return;
                     }
                 }
@@ -111,6 +116,25 @@ async fn get_ok(up: &Upstream<http_body_util::Empty<Bytes>>) {
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection() {
     let (addr, conns) = counting_server(usize::MAX).await;
+    let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&UpstreamConfig::new(
+        Origin::parse(&format!("http://{addr}")).unwrap(),
+    ));
+    for _ in 0..10 {
+        get_ok(&up).await;
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(up.idle_connections(), 1);
+}
+
+/// A chunked answer read to its last chunk returns its connection too (hyper never reports a
+/// chunked body as ended; the end of the frames does).
+#[tokio::test]
+async fn a_chunked_answer_read_to_its_end_returns_its_connection() {
+    let (addr, conns) = counting_server_with(
+        usize::MAX,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\no\r\n1\r\nk\r\n0\r\n\r\n",
+    )
+    .await;
     let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&UpstreamConfig::new(
         Origin::parse(&format!("http://{addr}")).unwrap(),
     ));
