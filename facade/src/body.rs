@@ -290,6 +290,9 @@ impl ResponseTee {
     }
 }
 
+/// How many turns [`ResponseBody::coalesce`] gives an upstream to hand over a small answer.
+pub(crate) const COALESCE_YIELDS: usize = 4;
+
 /// What the facade sends back to the client: a body it made itself, or the upstream's, streamed.
 pub struct ResponseBody {
     kind: Kind,
@@ -435,6 +438,76 @@ impl ResponseBody {
             _in_flight: in_flight,
         };
         (whole.then(|| copy.freeze()), body)
+    }
+
+    /// A body of unknown length (an upstream's chunked answer) read whole when it is small
+    /// and arrives at once — up to `cap` bytes, giving the upstream's connection task at most
+    /// [`COALESCE_YIELDS`] turns to hand over its frames — so that the client gets it with a
+    /// `Content-Length` (its length is returned), in one write, as nginx does. Otherwise every
+    /// frame read is sent first, then the rest as it comes: a stream is never held back
+    /// longer than those turns.
+    pub(crate) async fn coalesce(
+        mut self,
+        cap: usize,
+        buffers: &std::sync::Arc<crate::buffers::Buffers>,
+    ) -> (ResponseBody, Option<usize>) {
+        let mut frames: std::collections::VecDeque<Frame<Bytes>> =
+            std::collections::VecDeque::new();
+        let mut len = 0usize;
+        let mut turns = 0;
+        let mut failed = None;
+        let mut held = buffers.hold(0);
+        let ended = loop {
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut self).poll_frame(cx))).await;
+            match polled {
+                Poll::Ready(None) => break true,
+                Poll::Ready(Some(Ok(frame))) => {
+                    let fits = frame.data_ref().is_some_and(|d| {
+                        len + d.len() <= cap && held.as_mut().is_some_and(|h| h.grow(d.len()))
+                    });
+                    if let Some(d) = frame.data_ref() {
+                        len += d.len();
+                    }
+                    frames.push_back(frame);
+                    if !fits {
+                        break false;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    failed = Some(e);
+                    break false;
+                }
+                Poll::Pending if turns < COALESCE_YIELDS => {
+                    turns += 1;
+                    tokio::task::yield_now().await;
+                }
+                Poll::Pending => break false,
+            }
+        };
+        let in_flight = self._in_flight.take();
+        if ended && failed.is_none() {
+            let mut whole = bytes::BytesMut::with_capacity(len);
+            for f in frames {
+                if let Some(d) = f.data_ref() {
+                    whole.extend_from_slice(d);
+                }
+            }
+            let mut body = ResponseBody::full(whole.freeze()).holding(held);
+            body._in_flight = in_flight;
+            return (body, Some(len));
+        }
+        let body = ResponseBody {
+            kind: Kind::Replay {
+                frames,
+                rest: (!ended && failed.is_none()).then(|| Box::new(self)),
+                failed,
+            },
+            held,
+            tee: None,
+            _in_flight: in_flight,
+        };
+        (body, None)
     }
 
     pub(crate) fn with_in_flight(mut self, in_flight: InFlight, conn: ConnActive) -> Self {

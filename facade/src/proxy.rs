@@ -338,6 +338,22 @@ impl Facade {
 
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
+        // A small answer of unknown length (chunked) goes out whole, with its length.
+        let bodiless = head_request
+            || parts.status.is_informational()
+            || matches!(
+                parts.status,
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+            );
+        let body = if !bodiless && http_body::Body::size_hint(&body).exact().is_none() {
+            let (body, len) = body.coalesce(COALESCE_BYTES, &s.buffers).await;
+            if let Some(len) = len {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            body
+        } else {
+            body
+        };
         let body = match self
             .translate_incoming(
                 &routing,
@@ -632,6 +648,9 @@ impl Facade {
         }
     }
 }
+
+/// The largest answer of unknown length sent whole with a `Content-Length`.
+const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Why a request that names a resource was not sent.
 fn id_problem(context: &str, rule: &RouteIds, refused: Mapped) -> Problem {

@@ -108,6 +108,40 @@ async fn download_streams_to_the_client() {
     assert_eq!(total, 1024 + 32 * MIB);
 }
 
+/// A small answer of unknown length that the upstream sends at once (chunked) reaches the
+/// client whole, with its length, as nginx sends it; one that keeps coming is streamed (above).
+#[tokio::test]
+async fn a_small_chunked_answer_is_sent_whole_with_its_length() {
+    let app = Router::new().route(
+        "/page",
+        get(|| async {
+            let parts = ["<html>", "hello, ", "world!", "</html>"]
+                .map(|p| Ok::<_, std::io::Error>(Bytes::from(p)));
+            axum::body::Body::from_stream(futures_util::stream::iter(parts))
+        }),
+    );
+    let (up, _) = axum_upstream(app).await;
+    let f = facade(up, |_| {}).await;
+    for _ in 0..3 {
+        let req = http::Request::get(f.url("/page"))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let resp = client().request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap()),
+            Some("26"),
+            "{:?}",
+            resp.headers()
+        );
+        assert!(!resp.headers().contains_key("transfer-encoding"));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "<html>hello, world!</html>".as_bytes());
+    }
+}
+
 /// 1 KiB, then (once `gate` is notified) 32 chunks of 1 MiB.
 fn async_stream(
     gate: Arc<Notify>,
