@@ -159,7 +159,13 @@ pub async fn run_listeners(
             first.version
         )
     })?;
-    tokio::spawn(apply_changes(facade.clone(), follower.catalog.clone()));
+    // The version the facade serves, for the admin API's "in effect here".
+    let (applied_tx, applied) = watch::channel(first.version);
+    tokio::spawn(apply_changes(
+        facade.clone(),
+        follower.catalog.clone(),
+        applied_tx,
+    ));
     let flush_every = settings
         .catalog
         .poll_interval
@@ -225,6 +231,7 @@ pub async fn run_listeners(
         quiet_period: settings.quiet_period,
         catalog: strangler_dashboard::api::CatalogView::new(follower.catalog.clone()),
         autopilot: Some(Arc::new(move || autopilot.view())),
+        applied: Some(applied),
     };
     tracing::info!(
         listen = %public.local_addr()?,
@@ -278,11 +285,20 @@ pub async fn run_listeners(
 
 /// Compiles each new catalog into the facade. One that does not compile is reported and the
 /// previous one keeps serving.
-async fn apply_changes(facade: Facade, mut catalog: watch::Receiver<Arc<Catalog>>) {
+async fn apply_changes(
+    facade: Facade,
+    mut catalog: watch::Receiver<Arc<Catalog>>,
+    applied: watch::Sender<i64>,
+) {
     while catalog.changed().await.is_ok() {
         let next = Arc::clone(&catalog.borrow_and_update());
-        if let Err(e) = facade.apply_catalog(&next) {
-            tracing::error!(version = next.version, error = %e, "catalog not applied; the previous one keeps serving");
+        match facade.apply_catalog(&next) {
+            Ok(()) => {
+                applied.send_replace(next.version);
+            }
+            Err(e) => {
+                tracing::error!(version = next.version, error = %e, "catalog not applied; the previous one keeps serving")
+            }
         }
     }
 }

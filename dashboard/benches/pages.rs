@@ -298,6 +298,7 @@ async fn main() -> anyhow_free::Result<()> {
         quiet_period: Duration::from_secs(30 * 86_400),
         catalog: strangler_dashboard::api::CatalogView::new(follower.catalog),
         autopilot: None,
+        applied: None,
     });
     let login = Request::post("/login")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")

@@ -47,7 +47,31 @@ pub struct ApiState {
     pub catalog: CatalogView,
     /// This process's autopilot evaluator, as JSON.
     pub autopilot: Option<Arc<crate::ServicesFn>>,
+    /// The catalog version this process's facade serves: a change is answered once it is in
+    /// effect here (other replicas follow within their propagation time).
+    pub applied: Option<watch::Receiver<i64>>,
 }
+
+impl ApiState {
+    /// Waits until this process serves catalog `version` or a later one — at most
+    /// [`IN_EFFECT_WAIT`] (a catalog the facade cannot compile is never served; the change is
+    /// committed all the same, and the log says why).
+    pub async fn in_effect(&self, version: i64) {
+        let Some(mut applied) = self.applied.clone() else {
+            return;
+        };
+        let reached = tokio::time::timeout(IN_EFFECT_WAIT, applied.wait_for(|v| *v >= version));
+        if !matches!(reached.await, Ok(Ok(_))) {
+            tracing::warn!(
+                version,
+                "a change was answered before this process served it"
+            );
+        }
+    }
+}
+
+/// The longest a change's answer waits for the change to be in effect in this process.
+pub const IN_EFFECT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The catalog the process follows, as the pages read it.
 #[derive(Clone)]

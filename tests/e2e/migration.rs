@@ -592,3 +592,43 @@ async fn writes_go_to_the_owner_legacy_until_cutover_whatever_the_canary_split()
     assert_eq!(write(f, "/orders/1", "sid=user-1").await, "legacy");
     s.stop().await;
 }
+
+/// The admin API answers a change once it is in effect on its own replica: the very next
+/// request there follows it, every time.
+#[tokio::test]
+async fn a_change_is_in_effect_on_its_replica_when_it_is_answered() {
+    let legacy = named("legacy").await;
+    let new = named("new").await;
+    let catalog = crate::binary::temp_catalog();
+    let mut env = token_env();
+    env.push(("STRANGLER_CATALOG_URL", catalog.as_str()));
+    // A long poll: only the in-process notification can carry the change in time.
+    env.push(("STRANGLER_CATALOG_POLL_INTERVAL", "30s"));
+    let s = crate::binary::start_with(&format!("http://{legacy}"), &env).await;
+    let api = Admin::new(&s.admin, Some(OPERATOR));
+    api.carve(
+        "orders-svc",
+        &format!("http://{new}"),
+        "orders",
+        &["/orders/{id}"],
+        None,
+    )
+    .await;
+    for _ in 0..2 {
+        api.change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+            .await;
+    }
+    for round in 0..10 {
+        for (weight, side) in [(10_000, "new"), (0, "legacy")] {
+            api.change(
+                Method::POST,
+                "/api/v1/contexts/orders/weight",
+                json!({ "weight": weight }),
+            )
+            .await;
+            let (_, _, body) = fetch(&format!("http://{}/orders/1", s.listen)).await;
+            assert_eq!(body, side.as_bytes(), "round {round}: weight {weight}");
+        }
+    }
+    s.stop().await;
+}

@@ -184,6 +184,8 @@ async fn change(
     let meta = meta(op, said.reason, said.force)?;
     let based_on = base(said.base_version)?;
     let catalog = state.store.apply(&change, based_on, &meta).await?;
+    // The answer means "in effect here".
+    state.in_effect(catalog.version).await;
     let target = change.target();
     let body = serde_json::json!({
         "version": catalog.version,

@@ -84,7 +84,12 @@ pub(super) async fn action(
     };
     let what = action.done();
     match actions::perform(&*s.store, &name, action, f.base_version, &meta).await {
-        Ok(_) => see_other(&format!("{back}?done={}", what.replace(' ', "+"))),
+        Ok(outcome) => {
+            if let actions::Outcome::Changed { catalog, .. } = &outcome {
+                s.in_effect(catalog.version).await;
+            }
+            see_other(&format!("{back}?done={}", what.replace(' ', "+")))
+        }
         Err(ActionError::Store(StoreError::Stale { based_on, current })) => {
             let since = s
                 .store

@@ -110,6 +110,7 @@ async fn app_with(quiet_period: std::time::Duration) -> (Router, Arc<SqlStore>, 
             .catalog,
         ),
         autopilot: None,
+        applied: None,
     };
     (super::router(state), store, TempDir(dir))
 }

@@ -51,7 +51,11 @@ async fn act(
         ContextAction::DismissNoise { .. } => said.base_version.unwrap_or_default(),
         _ => base(said.base_version)?,
     };
-    Ok(actions::perform(&*s.store, name, action, based_on, &meta).await?)
+    let outcome = actions::perform(&*s.store, name, action, based_on, &meta).await?;
+    if let Outcome::Changed { catalog, .. } = &outcome {
+        s.in_effect(catalog.version).await;
+    }
+    Ok(outcome)
 }
 
 /// What an action did, as the API answers it.
