@@ -632,3 +632,75 @@ async fn a_change_is_in_effect_on_its_replica_when_it_is_answered() {
     }
     s.stop().await;
 }
+
+/// Every path that names a context, a service or a route answers 404 (problem+json) for a name
+/// that does not exist — reads and changes alike — and changes nothing.
+#[tokio::test]
+async fn unknown_names_answer_404_everywhere() {
+    let (_legacy, _new, s, api) = shop().await;
+    let version = api.version().await;
+    let change = |extra: serde_json::Value| {
+        let mut body = json!({ "base_version": version, "reason": "probe" });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        Some(body)
+    };
+    let probes: Vec<(Method, &str, Option<serde_json::Value>)> = vec![
+        (Method::GET, "/api/v1/contexts/nope", None),
+        (Method::GET, "/api/v1/contexts/nope/shadow", None),
+        (Method::GET, "/api/v1/contexts/nope/traffic", None),
+        (Method::GET, "/api/v1/contexts/nope/shadow/noise", None),
+        (
+            Method::POST,
+            "/api/v1/contexts/nope/promote",
+            change(json!({})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/contexts/nope/cutover",
+            change(json!({})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/contexts/nope/rollback",
+            change(json!({})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/contexts/nope/weight",
+            change(json!({ "weight": 10 })),
+        ),
+        (
+            Method::POST,
+            "/api/v1/contexts/nope/autopilot",
+            change(json!({ "paused": true })),
+        ),
+        (
+            Method::POST,
+            "/api/v1/contexts/nope/shadow/pause",
+            change(json!({ "paused": true })),
+        ),
+        (Method::DELETE, "/api/v1/contexts/nope", change(json!({}))),
+        (Method::GET, "/api/v1/services/nope", None),
+        (Method::DELETE, "/api/v1/services/nope", change(json!({}))),
+        (Method::GET, "/api/v1/routes/rnope", None),
+        (Method::DELETE, "/api/v1/routes/rnope", change(json!({}))),
+    ];
+    for (method, path, body) in probes {
+        let (status, headers, problem) = api.call(method.clone(), path, body).await;
+        assert_eq!(status, 404, "{method} {path}: {problem}");
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{method} {path}"
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("nope")),
+            "{method} {path}: {problem}"
+        );
+    }
+    assert_eq!(api.version().await, version, "nothing changed");
+    s.stop().await;
+}

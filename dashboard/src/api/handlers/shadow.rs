@@ -24,6 +24,11 @@ pub async fn shadow_results(
             format!("{minutes} is out of range; ask for 1-10080 minutes"),
         ));
     }
+    if !s.store.load().await?.contexts.contains_key(&name) {
+        return Err(ApiProblem::not_found(format!(
+            "context `{name}` does not exist"
+        )));
+    }
     let now = crate::now_minute();
     let rows = s.store.shadow(&name, now - minutes + 1).await?;
     let mut compared = 0i64;
