@@ -209,24 +209,23 @@ impl Change {
             }) {
                 continue;
             }
-            let kind = match self {
+            // Every move is a state change, whoever made it; the autopilot's also say which
+            // of its moves it was, as a type of their own.
+            let autopilot = match self {
                 Change::Autopilot {
                     action: Action::Rollback,
                     ..
-                } => "io.strangler.autopilot.rollback",
+                } => Some("io.strangler.autopilot.rollback"),
                 Change::Autopilot {
                     action: Action::Promote,
                     ..
                 } if was.map(|b| b.state) == Some(MigrationState::Shadow) => {
-                    "io.strangler.autopilot.gate.passed"
+                    Some("io.strangler.autopilot.gate.passed")
                 }
-                Change::Autopilot { .. } => "io.strangler.autopilot.step",
-                _ => "io.strangler.context.state.changed",
+                Change::Autopilot { .. } => Some("io.strangler.autopilot.step"),
+                _ => None,
             };
-            out.push(ContextEvent {
-                context: name.clone(),
-                kind,
-                data: serde_json::json!({
+            let data = serde_json::json!({
                     "context": name,
                     "from": was.map(|b| b.state.as_str()),
                     "to": ctx.state.as_str(),
@@ -238,8 +237,14 @@ impl Change {
                     "action": self.action_name(),
                     "reason": meta.reason,
                     "version": after.version,
-                }),
             });
+            for kind in std::iter::once("io.strangler.context.state.changed").chain(autopilot) {
+                out.push(ContextEvent {
+                    context: name.clone(),
+                    kind,
+                    data: data.clone(),
+                });
+            }
         }
         out
     }

@@ -428,3 +428,61 @@ fn an_id_map_rule_names_a_parameter_of_its_route_and_key_paths() {
     };
     assert_eq!(refs.check(&pattern), Ok(Some(2)));
 }
+
+/// A subscriber to state changes sees every move, the autopilot's included; the autopilot's
+/// also arrive under a type that says which move it was.
+#[test]
+fn every_move_is_a_state_change_and_the_autopilots_say_which_move() {
+    let mut c = base();
+    Change::Transition {
+        context: "orders".into(),
+        action: Action::Promote,
+    }
+    .apply(&mut c, &SizeOnly)
+    .unwrap();
+    let meta = ChangeMeta {
+        force: false,
+        actor: "autopilot".into(),
+        reason: "gate".into(),
+    };
+    let kinds = |change: &Change, c: &mut Catalog| {
+        let before = c.clone();
+        change.apply(c, &SizeOnly).unwrap();
+        let events = change.events(&before, c, &meta);
+        assert!(events.iter().all(|e| e.data["actor"] == "autopilot"));
+        events.iter().map(|e| e.kind).collect::<Vec<_>>()
+    };
+    let by_autopilot = |action| Change::Autopilot {
+        context: "orders".into(),
+        action,
+    };
+    assert_eq!(
+        kinds(&by_autopilot(Action::Promote), &mut c),
+        [
+            "io.strangler.context.state.changed",
+            "io.strangler.autopilot.gate.passed"
+        ]
+    );
+    assert_eq!(
+        kinds(&by_autopilot(Action::SetWeight { weight: 2_500 }), &mut c),
+        [
+            "io.strangler.context.state.changed",
+            "io.strangler.autopilot.step"
+        ]
+    );
+    assert_eq!(
+        kinds(&by_autopilot(Action::Rollback), &mut c),
+        [
+            "io.strangler.context.state.changed",
+            "io.strangler.autopilot.rollback"
+        ]
+    );
+    let by_hand = Change::Transition {
+        context: "orders".into(),
+        action: Action::Promote,
+    };
+    assert_eq!(
+        kinds(&by_hand, &mut c),
+        ["io.strangler.context.state.changed"]
+    );
+}
