@@ -362,6 +362,15 @@ async fn without_fallback_the_breaker_opens_and_closes_after_recovery() {
         .call(Method::GET, "/api/v1/runtime/services", None)
         .await;
     assert_eq!(runtime["orders-svc"]["breaker"], "open", "{runtime}");
+    // The context page says so: the instance is failing, not "healthy", and the open breaker
+    // stands out, in words.
+    let html = context_page(&s.admin, "orders").await;
+    assert!(html.contains("failing: its last"), "{html}");
+    assert!(!html.contains(">healthy<"), "{html}");
+    assert!(
+        html.contains(r#"<p class="notice error" id="breaker">Circuit breaker: "#),
+        "{html}"
+    );
 
     new.set(OK);
     // After the breaker's cool-down its probes succeed and it closes.
@@ -420,4 +429,35 @@ async fn absurd_policies_are_refused_naming_the_field() {
         "{p}"
     );
     s.stop().await;
+}
+
+/// The context page as a signed-in viewer sees it.
+async fn context_page(admin: &str, context: &str) -> String {
+    let login = http::Request::post(format!("http://{admin}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!(
+            "token={}",
+            crate::admin::VIEWER
+        ))))
+        .unwrap();
+    let resp = client().request(login).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http::Request::get(format!("http://{admin}/contexts/{context}"))
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(page).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }

@@ -211,9 +211,10 @@ struct ContextPage {
     errors: String,
     p99: String,
     routes: Vec<RouteRow>,
-    /// The target's circuit breaker and instances as this process sees them.
-    breaker: String,
-    instances: Vec<(String, &'static str)>,
+    /// The target's circuit breaker, in words, and whether it is closed; its instances as
+    /// this process sees them: health in words, and whether it is good.
+    breaker: (String, bool),
+    instances: Vec<(String, (String, bool))>,
     /// Requests legacy answered because the new side failed: last hour, last 24 hours.
     fallbacks: (i64, i64),
     /// The objective in words, and each side's standing against it.
@@ -417,14 +418,7 @@ pub(super) async fn context_page(
         .iter()
         .map(|i| {
             let origin = i.get("origin").and_then(|o| o.as_str()).unwrap_or("?");
-            let status = if i.get("ejected").and_then(serde_json::Value::as_bool) == Some(true) {
-                "ejected"
-            } else if i.get("healthy").and_then(serde_json::Value::as_bool) == Some(false) {
-                "unhealthy"
-            } else {
-                "healthy"
-            };
-            (origin.to_owned(), status)
+            (origin.to_owned(), instance_health(i))
         })
         .collect();
     let mut by_route: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
@@ -501,10 +495,7 @@ pub(super) async fn context_page(
             ms(new.quantile_ms(0.99)),
             ms(legacy.quantile_ms(0.99))
         ),
-        breaker: target_view
-            .and_then(|v| v.get("breaker")?.as_str())
-            .unwrap_or("—")
-            .to_owned(),
+        breaker: breaker_words(target_view.and_then(|v| v.get("breaker")?.as_str())),
         instances,
         fallbacks: (legacy.fallbacks, day_legacy.fallbacks),
         objective: ctx.objective.as_ref().map(|o| {
@@ -657,5 +648,55 @@ fn reconciliation(summary: Option<&serde_json::Value>) -> String {
         format!("{} read: nothing amiss", n("checked"))
     } else {
         format!("{} read: {}", n("checked"), amiss.join(", "))
+    }
+}
+
+/// An instance's health in words, from the active checks and from the failures of the requests
+/// it was sent (passive): whether it is good.
+pub(crate) fn instance_health(i: &serde_json::Value) -> (String, bool) {
+    let failures = i
+        .get("consecutive_failures")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let ejected_ms = i
+        .get("ejected_for_ms")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if ejected_ms > 0 {
+        let secs = ejected_ms.div_ceil(1000);
+        return (
+            format!("ejected for {secs} s more, after {failures} failures in a row"),
+            false,
+        );
+    }
+    if i.get("healthy").and_then(serde_json::Value::as_bool) == Some(false) {
+        return ("failing its health check".to_owned(), false);
+    }
+    if failures > 0 {
+        let s = if failures == 1 { "" } else { "s" };
+        return (
+            format!("failing: its last {failures} request{s} failed"),
+            false,
+        );
+    }
+    ("healthy".to_owned(), true)
+}
+
+/// The circuit breaker's state in words, and whether it lets requests through as usual.
+pub(crate) fn breaker_words(state: Option<&str>) -> (String, bool) {
+    match state {
+        Some("closed") => ("closed".to_owned(), true),
+        Some("open") => (
+            "open — requests are not sent to the service now; legacy answers the safe ones \
+             (fallback) and writes get 503 until it closes"
+                .to_owned(),
+            false,
+        ),
+        Some("half-open" | "half_open") => (
+            "half-open — a few requests test whether the service has recovered".to_owned(),
+            false,
+        ),
+        Some(other) => (other.to_owned(), true),
+        None => ("not known to this process".to_owned(), true),
     }
 }

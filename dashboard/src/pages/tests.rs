@@ -1078,3 +1078,44 @@ async fn the_context_page_shows_the_autopilot_timeline_and_pauses_it() {
         "{page}"
     );
 }
+
+/// An instance's health says what the checks and the failed requests say; an open breaker is
+/// said in words, not only as a state name.
+#[test]
+fn instance_health_and_the_breaker_tell_the_truth() {
+    use super::context::{breaker_words, instance_health};
+    let health = |v: serde_json::Value| instance_health(&v);
+    assert_eq!(
+        health(
+            serde_json::json!({ "healthy": true, "consecutive_failures": 0, "ejected_for_ms": 0 })
+        ),
+        ("healthy".to_owned(), true)
+    );
+    // Refusing connections without active checks: failing, not healthy.
+    assert_eq!(
+        health(
+            serde_json::json!({ "healthy": true, "consecutive_failures": 5, "ejected_for_ms": 0 })
+        ),
+        ("failing: its last 5 requests failed".to_owned(), false)
+    );
+    assert_eq!(
+        health(serde_json::json!({ "healthy": false, "consecutive_failures": 0 })),
+        ("failing its health check".to_owned(), false)
+    );
+    assert_eq!(
+        health(
+            serde_json::json!({ "healthy": true, "consecutive_failures": 3, "ejected_for_ms": 2500 })
+        ),
+        (
+            "ejected for 3 s more, after 3 failures in a row".to_owned(),
+            false
+        )
+    );
+    assert_eq!(breaker_words(Some("closed")), ("closed".to_owned(), true));
+    let (open, fine) = breaker_words(Some("open"));
+    assert!(
+        !fine && open.starts_with("open — requests are not sent"),
+        "{open}"
+    );
+    assert!(!breaker_words(Some("half-open")).1);
+}
