@@ -229,7 +229,9 @@ struct ContextPage {
     share_chart: String,
     signatures: Vec<(String, i64)>,
     /// Why requests were not shadowed in the last hour, most frequent first.
-    skipped: Vec<(String, i64)>,
+    /// Why requests were not shadowed: the reason's code, what it means and what to do, and
+    /// how many.
+    skipped: Vec<(String, (&'static str, &'static str), i64)>,
     /// Proposed ignore rules: path, pairs seen, state.
     noise: Vec<(String, i64, &'static str)>,
     examples: Vec<ExampleView>,
@@ -371,6 +373,13 @@ pub(super) async fn context_page(
     }
     let mut skipped: Vec<(String, i64)> = skipped.into_iter().collect();
     skipped.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let skipped: Vec<(String, (&'static str, &'static str), i64)> = skipped
+        .into_iter()
+        .map(|(why, n)| {
+            let words = skip_words(&why);
+            (why, words, n)
+        })
+        .collect();
     let noise: Vec<(String, i64, &'static str)> = noise
         .into_iter()
         .map(|p| {
@@ -521,7 +530,7 @@ pub(super) async fn context_page(
             "Shadow match rate per hour, last 24 hours",
             &match_bars,
             "#0b5fae",
-            "No comparisons yet: the context compares once it is in shadow",
+            no_comparisons(ctx.state, ctx.shadow.paused || ctx.shadow.sample_percent == Some(0)),
         ),
         share_chart: share_chart(&day, first_hour, 24, 60),
         routes: catalog
@@ -698,5 +707,91 @@ pub(crate) fn breaker_words(state: Option<&str>) -> (String, bool) {
         ),
         Some(other) => (other.to_owned(), true),
         None => ("not known to this process".to_owned(), true),
+    }
+}
+
+/// What the empty match-rate chart says, by the context's state.
+pub(crate) fn no_comparisons(state: MigrationState, paused: bool) -> &'static str {
+    match state {
+        MigrationState::Legacy => {
+            "No comparisons: a context compares once it is in shadow; promote it to start"
+        }
+        _ if paused => "No comparisons: shadowing is paused for this context; resume it below",
+        MigrationState::Retired => "No comparisons: a retired context is not compared",
+        _ => {
+            "No comparisons in these 24 hours: no request of this context was compared; the \
+             reasons requests were not shadowed are listed below"
+        }
+    }
+}
+
+/// A skip reason in words, and what to do about it.
+pub(crate) fn skip_words(code: &str) -> (&'static str, &'static str) {
+    match code {
+        "not_sampled" => (
+            "Left out by the sampling share",
+            "raise the context's shadow sample_percent to compare more",
+        ),
+        "unsafe_method" => (
+            "A write on a route that does not shadow writes",
+            "set the route's shadow.writes to mirror or dry-run to compare writes",
+        ),
+        "budget_full" => (
+            "The facade's shadow budget was full (in flight, per second, or buffer memory)",
+            "raise [shadow] max_in_flight / max_per_second, or the buffer budget",
+        ),
+        "body_too_large" => (
+            "A body was over the shadow's size cap",
+            "raise [shadow] max_body_bytes or the route's shadow.max_body_bytes",
+        ),
+        "new_unhealthy" => (
+            "The new service's breaker was open or no instance was healthy",
+            "see the instances below; the service recovers or needs fixing",
+        ),
+        "shadow_failed" => (
+            "The new service did not answer the copy (refused, timed out, broke off)",
+            "check the new service; raise [shadow] timeout if it is only slow",
+        ),
+        "incomplete" => (
+            "The client went away before the exchange was complete",
+            "nothing to do: there was nothing to compare",
+        ),
+        "fell_back" => (
+            "The new side failed and legacy answered",
+            "nothing to compare; see the fallbacks figure and the new service's errors",
+        ),
+        "outbox_full" => (
+            "A mirrored write was refused (503) because the mirror's log was full or failing",
+            "check the outbox below and the disk of [shadow] wal_dir; raise [shadow] outbox_queue",
+        ),
+        "not_durable" => (
+            "Legacy took a mirrored write the mirror's log could not keep (a disk error)",
+            "check the disk of [shadow] wal_dir and the facade's log: the new side misses it",
+        ),
+        "primary_failed" => (
+            "The answering side gave no answer (the client got a 502/503/504)",
+            "see the error figures; nothing to compare",
+        ),
+        "translation_failed" => (
+            "The translator could not translate the copy or the answer",
+            "fix the context's translator (the failing rule is in the facade's log)",
+        ),
+        "legacy_failed" => (
+            "The owner refused or failed the write (4xx/5xx), so it was not mirrored",
+            "nothing to do: the other side must not take a step the owner did not",
+        ),
+        "unredactable" => (
+            "A mirrored write's body could not be redacted, so it was not stored",
+            "send JSON or form bodies, or set the route's shadow.opaque_bodies if they hold no secrets",
+        ),
+        "upgraded" => (
+            "The exchange switched protocols (WebSocket): nothing to compare",
+            "nothing to do",
+        ),
+        "id_unmapped" => (
+            "The request's id names two resources, or the id map is full",
+            "rename one of the two resources, or raise [shadow] id_map_pairs",
+        ),
+        _ => ("A reason this page does not know", "see the facade's documentation"),
     }
 }

@@ -401,9 +401,16 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
     );
     assert!(page.contains("4 compared</div>"), "{page}");
     assert!(
-        page.contains("<code>budget_full</code></td><td class=\"num\">7</td>"),
+        page.contains("The facade&#39;s shadow budget was full"),
+        "the reason in words: {page}"
+    );
+    assert!(
+        page.contains(
+            "<code class=\"muted\">budget_full</code></td><td>raise [shadow] max_in_flight"
+        ),
         "{page}"
     );
+    assert!(page.contains("</td><td class=\"num\">7</td>"), "{page}");
 }
 
 #[tokio::test]
@@ -1118,4 +1125,44 @@ fn instance_health_and_the_breaker_tell_the_truth() {
         "{open}"
     );
     assert!(!breaker_words(Some("half-open")).1);
+}
+
+/// Every reason the facade counts has words and a fix on the page (the list is the facade's
+/// `Skip::as_str`; a new reason without words shows as unknown and fails here once listed).
+#[test]
+fn every_skip_reason_is_explained() {
+    use super::context::skip_words;
+    for code in [
+        "not_sampled",
+        "unsafe_method",
+        "budget_full",
+        "body_too_large",
+        "new_unhealthy",
+        "shadow_failed",
+        "incomplete",
+        "fell_back",
+        "outbox_full",
+        "not_durable",
+        "primary_failed",
+        "translation_failed",
+        "legacy_failed",
+        "unredactable",
+        "upgraded",
+        "id_unmapped",
+    ] {
+        let (what, fix) = skip_words(code);
+        assert!(!what.contains("does not know") && !fix.is_empty(), "{code}");
+    }
+    assert!(skip_words("something-new").0.contains("does not know"));
+}
+
+/// The empty match-rate chart says why there is nothing, by the context's state.
+#[test]
+fn no_comparisons_says_why() {
+    use super::context::no_comparisons;
+    assert!(no_comparisons(MigrationState::Legacy, false).contains("once it is in shadow"));
+    let in_shadow = no_comparisons(MigrationState::Shadow, false);
+    assert!(!in_shadow.contains("once it is in shadow"), "{in_shadow}");
+    assert!(in_shadow.contains("listed below"), "{in_shadow}");
+    assert!(no_comparisons(MigrationState::Shadow, true).contains("paused"));
 }
