@@ -387,5 +387,8 @@ pub fn decode_segment(seg: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+mod glue;
+pub(crate) use glue::id_problem;
+
 #[cfg(test)]
 mod tests;

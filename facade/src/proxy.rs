@@ -20,14 +20,12 @@ use crate::decision::{is_write, Routing, Served, Target};
 use crate::facade::Facade;
 use crate::headers::rewrite_redirects;
 use crate::headers::{self, Forwarded};
-use crate::ids::{self, Mapped, RouteIds};
-use crate::problem::over_budget;
+use crate::ids::{self, id_problem};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
 use crate::ryw;
 use crate::shadow;
 use crate::telemetry::Answer;
-use crate::translate::{collect, Collect, MAX_TRANSLATED_BODY};
 use crate::upgrade;
 
 impl Facade {
@@ -370,23 +368,9 @@ impl Facade {
         };
         // The answer names the resource as the side that answered knows it: back to the
         // client's id in the fields the route names.
-        let body = match (&routing.swap, &routing.ids) {
-            (Some(swap), Some(rule))
-                if !rule.fields.is_empty() && !head_request && json_typed(&parts.headers) =>
-            {
-                let context = routing.context.clone().unwrap_or_else(|| "-".into());
-                let swapped = self
-                    .swap_body(&context, body, rule, &swap.side, &swap.client)
-                    .await?;
-                if let Some(b) = &swapped.0 {
-                    parts
-                        .headers
-                        .insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
-                }
-                swapped.into_response()
-            }
-            _ => body,
-        };
+        let body = self
+            .ids_in_answer(&routing, &mut parts, body, head_request)
+            .await?;
         if s.config.forwarding.rewrite_redirects {
             if let Some(host) = &client_host {
                 rewrite_redirects(
@@ -517,88 +501,6 @@ impl Facade {
         }
     }
 
-    /// Puts the id the request's path names as the side it goes to knows the resource (and in
-    /// the body fields the route names, for a JSON write); keeps the client's target for a
-    /// fallback.
-    async fn map_ids(
-        &self,
-        rule: &RouteIds,
-        routing: &mut Routing,
-        mut req: Request<RequestBody>,
-    ) -> Result<Request<RequestBody>, Problem> {
-        let Some(context) = routing.context.clone() else {
-            return Ok(req);
-        };
-        match ids::map_uri(&self.shared.ids, &context, rule, routing.side, req.uri()) {
-            Ok(None) => Ok(req),
-            Ok(Some((uri, swap))) => {
-                routing.client_uri = Some(std::mem::replace(req.uri_mut(), uri));
-                let named =
-                    !rule.fields.is_empty() && is_write(req.method()) && json_typed(req.headers());
-                if named {
-                    let (mut parts, body) = req.into_parts();
-                    let body = self
-                        .swap_body(&context, body, rule, &swap.client, &swap.side)
-                        .await?;
-                    if let Some(b) = &body.0 {
-                        parts
-                            .headers
-                            .insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
-                    }
-                    req = Request::from_parts(parts, body.into_request());
-                }
-                routing.swap = Some(swap);
-                Ok(req)
-            }
-            Err(refused) => Err(id_problem(&context, rule, refused)),
-        }
-    }
-
-    /// A body read whole, with `from` put as `to` in the rule's fields (`.0` is `None` when
-    /// nothing changed; the bytes read are then handed on as they were).
-    async fn swap_body<B>(
-        &self,
-        context: &str,
-        body: B,
-        rule: &RouteIds,
-        from: &str,
-        to: &str,
-    ) -> Result<Swapped, Problem>
-    where
-        B: http_body::Body<Data = bytes::Bytes> + Unpin,
-        B::Error: std::fmt::Display,
-    {
-        let s = &*self.shared;
-        let too_large = || {
-            Problem::new(
-                Answer::BodyTooLarge,
-                format!(
-                    "context `{context}` names {} ids in bodies of at most {MAX_TRANSLATED_BODY} bytes",
-                    rule.resource
-                ),
-            )
-        };
-        let (bytes, held) = match collect(body, MAX_TRANSLATED_BODY, &s.buffers).await {
-            Ok(b) => b,
-            Err(Collect::TooLarge) => return Err(too_large()),
-            Err(Collect::Budget) => return Err(over_budget(context)),
-            Err(Collect::Broken(e)) => {
-                return Err(Problem::new(
-                    Answer::UpstreamBroken,
-                    format!("a body of context `{context}` broke off: {e}"),
-                ))
-            }
-        };
-        let _parsing = s
-            .buffers
-            .hold(bytes.len() * strangler_anti_corruption::json::PARSED_BYTES_PER_BYTE + 1024)
-            .ok_or_else(|| over_budget(context))?;
-        Ok(match ids::swap_in_body(&bytes, &rule.fields, from, to) {
-            Some(changed) => Swapped(Some(bytes::Bytes::from(changed)), None, held),
-            None => Swapped(None, Some(bytes), held),
-        })
-    }
-
     async fn fall_back(
         &self,
         routing: &mut Routing,
@@ -651,58 +553,3 @@ impl Facade {
 
 /// The largest answer of unknown length sent whole with a `Content-Length`.
 const COALESCE_BYTES: usize = 16 * 1024;
-
-/// Why a request that names a resource was not sent.
-fn id_problem(context: &str, rule: &RouteIds, refused: Mapped) -> Problem {
-    match refused {
-        Mapped::Full => Problem::new(
-            Answer::ServiceUnavailable,
-            format!(
-                "context `{context}` maps {} ids between its two sides and this facade's id map                  is full; nothing was sent, try again once an operator raises                  `[shadow] id_map_pairs`",
-                rule.resource
-            ),
-        ),
-        _ => Problem::new(
-            Answer::AmbiguousId,
-            format!(
-                "in context `{context}` this {} id names two resources, one given by each side;                  nothing was sent, rather than risk answering with the other one",
-                rule.resource
-            ),
-        ),
-    }
-}
-
-/// A body read whole for the id map: changed, or as it was, with its bytes' hold.
-struct Swapped(
-    Option<bytes::Bytes>,
-    Option<bytes::Bytes>,
-    crate::buffers::Held,
-);
-
-impl Swapped {
-    fn bytes(self) -> (bytes::Bytes, crate::buffers::Held) {
-        match self {
-            Swapped(Some(b), _, held) | Swapped(None, Some(b), held) => (b, held),
-            Swapped(None, None, held) => (bytes::Bytes::new(), held),
-        }
-    }
-
-    fn into_request(self) -> RequestBody {
-        let (b, held) = self.bytes();
-        RequestBody::full(b).holding(Some(held))
-    }
-
-    fn into_response(self) -> ResponseBody {
-        let (b, held) = self.bytes();
-        ResponseBody::full(b).holding(Some(held))
-    }
-}
-
-/// Whether a message says its body is JSON.
-fn json_typed(headers: &http::HeaderMap) -> bool {
-    crate::shadow::diff::is_json(
-        headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
-}
