@@ -41,6 +41,15 @@ impl Side {
             Side::New => "new",
         }
     }
+
+    /// The side [`Side::as_str`] names; `None` for any other text.
+    pub fn parse(text: &str) -> Option<Side> {
+        match text {
+            "legacy" => Some(Side::Legacy),
+            "new" => Some(Side::New),
+            _ => None,
+        }
+    }
 }
 
 /// Where a bounded context stands in its migration.

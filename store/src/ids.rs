@@ -75,16 +75,12 @@ impl TryFrom<IdRow> for IdPair {
     type Error = StoreError;
 
     fn try_from(r: IdRow) -> Result<Self, StoreError> {
-        let origin = match r.origin.as_str() {
-            "legacy" => Side::Legacy,
-            "new" => Side::New,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "id map {}: origin `{other}` is neither legacy nor new",
-                    r.seq
-                )))
-            }
-        };
+        let origin = Side::parse(&r.origin).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "id map {}: origin `{}` is neither legacy nor new",
+                r.seq, r.origin
+            ))
+        })?;
         Ok(IdPair {
             seq: r.seq,
             context: r.context,

@@ -149,17 +149,14 @@ impl MirrorOutbox for SqlStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(context, toward, at)| {
-                let side = if toward == "legacy" {
-                    Side::Legacy
-                } else {
-                    Side::New
-                };
-                (context, side, at)
+        rows.into_iter()
+            .map(|(context, toward, at)| match Side::parse(&toward) {
+                Some(side) => Ok((context, side, at)),
+                None => Err(StoreError::Corrupt(format!(
+                    "outbox of `{context}`: toward `{toward}` is neither legacy nor new"
+                ))),
             })
-            .collect())
+            .collect()
     }
 
     async fn outbox_stats(&self, context: &str, toward: Side) -> Result<OutboxStats, StoreError> {
@@ -233,15 +230,12 @@ impl TryFrom<OutboxRow> for OutboxItem {
         Ok(OutboxItem {
             id,
             origin_key: r.origin_key.unwrap_or_default(),
-            toward: match r.toward.as_str() {
-                "legacy" => Side::Legacy,
-                "new" => Side::New,
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "outbox {id}: toward `{other}` is neither legacy nor new"
-                    )))
-                }
-            },
+            toward: Side::parse(&r.toward).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "outbox {id}: toward `{}` is neither legacy nor new",
+                    r.toward
+                ))
+            })?,
             context: r.context,
             route: r.route,
             idempotency_key: r.idempotency_key,

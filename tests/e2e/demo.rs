@@ -184,22 +184,7 @@ async fn the_demo_surfaces_the_planted_bug_and_the_context_can_be_promoted() {
     );
 
     // The dashboard shows it, to a signed-in operator.
-    let login = http::Request::post(format!("{}/login", demo.urls["dashboard"]))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-            "token={}",
-            demo.urls["operator token"]
-        ))))
-        .unwrap();
-    let resp = client().request(login).await.unwrap();
-    assert_eq!(resp.status(), 303);
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = sign_in(&demo.urls["dashboard"], &demo.urls["operator token"]).await;
     let page = http::Request::get(format!("{}/contexts/orders", demo.urls["dashboard"]))
         .header("cookie", &cookie)
         .body(http_body_util::Full::new(bytes::Bytes::new()))

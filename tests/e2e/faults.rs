@@ -433,22 +433,7 @@ async fn absurd_policies_are_refused_naming_the_field() {
 
 /// The context page as a signed-in viewer sees it.
 async fn context_page(admin: &str, context: &str) -> String {
-    let login = http::Request::post(format!("http://{admin}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(format!(
-            "token={}",
-            crate::admin::VIEWER
-        ))))
-        .unwrap();
-    let resp = client().request(login).await.unwrap();
-    assert_eq!(resp.status(), 303);
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = sign_in(&format!("http://{admin}"), crate::admin::VIEWER).await;
     let page = http::Request::get(format!("http://{admin}/contexts/{context}"))
         .header("cookie", cookie)
         .body(Full::new(Bytes::new()))

@@ -301,3 +301,23 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Signs in to the dashboard at `base` (`http://host:port`) with `token`; the session cookie
+/// (`name=value`) to send with the pages' requests.
+pub async fn sign_in(base: &str, token: &str) -> String {
+    let login = http::Request::post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(Bytes::from(format!(
+            "token={token}"
+        ))))
+        .unwrap();
+    let resp = client().request(login).await.unwrap();
+    assert_eq!(resp.status(), 303, "signing in failed");
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}

@@ -639,21 +639,24 @@ async fn a_cutover_waits_until_the_writes_legacy_took_have_reached_the_new_servi
     s.stop().await;
 }
 
-#[tokio::test]
-async fn after_cutover_writes_go_back_to_legacy_and_a_rollback_loses_none() {
+/// The new service owns the writes (after `to_new`: a cutover or a promotion to migrated) and
+/// takes 50 while legacy refuses their copies: a rollback is refused while they wait, then,
+/// once legacy has them, returns the writes to legacy with every one readable there.
+async fn a_rollback_loses_none(scratch: &str, to_new: &str) {
     let (old, new) = (Orders::default(), Orders::default());
     let (legacy, _) = axum_upstream(old.app("legacy")).await;
     let (new_addr, _) = axum_upstream(new.app("new")).await;
-    let scratch = Scratch::new("rollback-lossless");
+    let scratch = Scratch::new(scratch);
     let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
     let (s, admin) = canary(legacy, new_addr, &catalog_url).await;
-    admin
+    let moved = admin
         .change(
             Method::POST,
-            "/api/v1/contexts/orders/cutover",
+            &format!("/api/v1/contexts/orders/{to_new}"),
             json!({ "reason": "nothing written yet" }),
         )
         .await;
+    assert_eq!(moved["item"]["owner"], "new", "{moved}");
     admin.in_effect().await;
 
     // The new service owns the writes; legacy is not taking its copies for now.
@@ -706,71 +709,13 @@ async fn after_cutover_writes_go_back_to_legacy_and_a_rollback_loses_none() {
 }
 
 #[tokio::test]
+async fn after_cutover_writes_go_back_to_legacy_and_a_rollback_loses_none() {
+    a_rollback_loses_none("rollback-lossless", "cutover").await;
+}
+
+#[tokio::test]
 async fn a_rollback_from_migrated_loses_none_of_the_new_sides_writes() {
-    let (old, new) = (Orders::default(), Orders::default());
-    let (legacy, _) = axum_upstream(old.app("legacy")).await;
-    let (new_addr, _) = axum_upstream(new.app("new")).await;
-    let scratch = Scratch::new("rollback-migrated");
-    let catalog_url = format!("sqlite://{}", scratch.path.join("catalog.db").display());
-    let (s, admin) = canary(legacy, new_addr, &catalog_url).await;
-    let migrated = admin
-        .change(
-            Method::POST,
-            "/api/v1/contexts/orders/promote",
-            json!({ "reason": "nothing written yet" }),
-        )
-        .await;
-    assert_eq!(migrated["item"]["state"], "migrated", "{migrated}");
-    assert_eq!(migrated["item"]["owner"], "new", "{migrated}");
-    admin.in_effect().await;
-
-    // The new service owns the writes; legacy is not taking its copies for now.
-    old.refusing.store(true, Ordering::SeqCst);
-    for n in 1..=50 {
-        assert_eq!(write(&s.listen, n).await, Ok(201), "write {n}");
-    }
-    assert_eq!(new.data.lock().unwrap().len(), 50);
-    assert!(old.data.lock().unwrap().is_empty());
-    outbox_until(&admin, "writes waiting toward legacy", |v| {
-        v["reverse_outbox"]["pending"]
-            .as_i64()
-            .is_some_and(|n| n > 0)
-    })
-    .await;
-
-    // A rollback now would leave them behind: refused, with what waits.
-    let base = admin.version().await;
-    let (status, _, problem) = admin
-        .call(
-            Method::POST,
-            "/api/v1/contexts/orders/rollback",
-            Some(json!({ "base_version": base, "reason": "try" })),
-        )
-        .await;
-    assert_eq!(status, 409, "{problem}");
-    assert_eq!(problem["toward"], "legacy", "{problem}");
-    assert_eq!(problem["pending"], 50, "{problem}");
-
-    // Legacy comes back, takes the copies, and the rollback passes.
-    old.refusing.store(false, Ordering::SeqCst);
-    admin.drained("orders").await;
-    let back = admin
-        .change(
-            Method::POST,
-            "/api/v1/contexts/orders/rollback",
-            json!({ "reason": "back to legacy" }),
-        )
-        .await;
-    assert_eq!(back["item"]["owner"], "legacy", "{back}");
-    admin.in_effect().await;
-    // Every write the new service took is readable through legacy, exactly as written.
-    assert_eq!(old.mirrored.load(Ordering::SeqCst), 50, "each copy once");
-    for n in 1..=50 {
-        let (status, body) = get(&s.listen, &format!("/orders/{n}")).await;
-        assert_eq!(status, 200, "order {n}: {body}");
-        assert_eq!(body, format!("legacy {}", json!({ "n": n })));
-    }
-    s.stop().await;
+    a_rollback_loses_none("rollback-migrated", "promote").await;
 }
 
 async fn as_client(listen: &str, method: Method, path: &str, sid: &str) -> (u16, String) {
