@@ -362,6 +362,45 @@ body = true
     );
 }
 
+/// A link the new service built from the forwarded `Host` is on the facade's own origin, in
+/// the new service's path shape: it goes back to legacy's shape on that origin.
+#[test]
+fn links_on_the_public_origin_take_legacys_path_too() {
+    let t = compile(
+        r#"
+[[paths]]
+from = "/orders/{id}"
+to = "/purchase_orders/{id}"
+[links]
+body = true
+"#,
+    );
+    let ups = vec!["http://10.0.0.5:8081".to_owned()];
+    let links = Links {
+        upstreams: &ups,
+        public: Some("http://shop.example"),
+    };
+    let mut r = resp(
+        201,
+        r#"{"self":"http://shop.example/purchase_orders/21?x=1","legacy":"http://shop.example/orders/2","near":"http://shop.example.evil/purchase_orders/21"}"#,
+    );
+    r.headers.insert(
+        "location",
+        HeaderValue::from_static("http://shop.example/purchase_orders/21"),
+    );
+    assert_eq!(t.response(&mut r, &links), Ok(()));
+    assert_eq!(
+        r.headers.get("location").map(|v| v.as_bytes()),
+        Some(&b"http://shop.example/orders/21"[..])
+    );
+    // Mapped on the public origin; one already in legacy's shape, or on another host that
+    // merely starts alike, unchanged.
+    assert_eq!(
+        body(&r.body),
+        r#"{"self":"http://shop.example/orders/21?x=1","legacy":"http://shop.example/orders/2","near":"http://shop.example.evil/purchase_orders/21"}"#
+    );
+}
+
 #[test]
 fn version_styles_keep_v1_clients_served_by_a_v2_service() {
     let prefix = compile("[version]\nstyle = \"prefix\"\nfrom = \"v1\"\nto = \"v2\"\n");

@@ -964,21 +964,31 @@ impl Compiled {
         None
     }
 
-    /// A URL of the new service as the client must see it; None when it is not one.
+    /// A URL of the new service as the client must see it; None when it is not one. The new
+    /// service's own origins become the public one; a URL it built on the public origin (from
+    /// the forwarded `Host`) keeps it; either way the path goes back to legacy's shape.
     fn rewrite_url(&self, url: &str, links: &Links<'_>, relative_too: bool) -> Option<String> {
-        let (origin, rest) = match links.upstreams.iter().find(|u| {
-            url.strip_prefix(u.as_str())
+        let on = |base: &str| {
+            url.strip_prefix(base)
                 .is_some_and(|r| r.is_empty() || r.starts_with(['/', '?', '#']))
-        }) {
-            Some(u) => (links.public.unwrap_or(""), &url[u.len()..]),
-            None if relative_too && url.starts_with('/') && !url.starts_with("//") => ("", url),
-            None => return None,
+        };
+        let public = links.public.filter(|p| !p.is_empty());
+        let (origin, rest, as_is) = match links.upstreams.iter().find(|u| on(u)) {
+            Some(u) => (public.unwrap_or(""), &url[u.len()..], false),
+            None => match public.filter(|p| on(p)) {
+                Some(p) => (p, &url[p.len()..], true),
+                None if relative_too && url.starts_with('/') && !url.starts_with("//") => {
+                    ("", url, true)
+                }
+                None => return None,
+            },
         };
         let split = rest.find(['?', '#']).unwrap_or(rest.len());
         let (path, suffix) = rest.split_at(split);
         let path = if path.is_empty() { "/" } else { path };
         let mapped = self.legacy_path(path);
-        if origin.is_empty() && mapped.is_none() && rest.len() == url.len() {
+        // Already on the client's origin and in legacy's shape: nothing to change.
+        if as_is && mapped.is_none() {
             return None;
         }
         Some(format!(

@@ -1148,3 +1148,38 @@ async fn a_registered_rust_translator_runs_on_the_live_path() {
         "{err}"
     );
 }
+
+/// A new service that builds its links from the forwarded `Host` puts them on the facade's own
+/// origin, in its own path shape: the client gets them back in legacy's shape.
+#[tokio::test]
+async fn links_built_from_the_forwarded_host_take_legacys_path() {
+    let app = Router::new().route(
+        "/purchase_orders",
+        axum::routing::post(|headers: http::HeaderMap| async move {
+            let host = headers["host"].to_str().unwrap_or("").to_owned();
+            (
+                http::StatusCode::CREATED,
+                [("location", format!("http://{host}/purchase_orders/21"))],
+                "",
+            )
+        }),
+    );
+    let (new, _) = axum_upstream(app).await;
+    let (legacy, _) = axum_upstream(Router::new()).await;
+    let f = facade(legacy, |_| {}).await;
+    // Writes in migrated are mirrored back to legacy: the outbox must run.
+    let _outbox = f.with_outbox().await;
+    let spec = "[[paths]]\nfrom = \"/api/orders\"\nto = \"/purchase_orders\"\n\n[[paths]]\nfrom = \"/api/orders/{id}\"\nto = \"/purchase_orders/{id}\"\n";
+    f.facade
+        .apply_catalog(&translated(new, MigrationState::Migrated, spec))
+        .unwrap();
+    let req = http::Request::post(f.url("/api/orders"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("http://{}/api/orders/21", f.addr).as_str()
+    );
+}
