@@ -164,6 +164,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let with_token = args.token.is_some();
     let api = Api {
         base: args.admin.clone(),
         token: args.token.clone(),
@@ -189,6 +190,12 @@ pub fn run(args: CtlArgs) -> ExitCode {
                 status.as_u16(),
                 problem["title"].as_str().unwrap_or("")
             );
+            if matches!(status.as_u16(), 401 | 403) && !with_token {
+                eprintln!(
+                    "hint: no token was sent; pass --token TOKEN or set STRANGLER_TOKEN \
+                     (the viewer token reads, the operator token changes)"
+                );
+            }
             if status.is_server_error() {
                 ExitCode::FAILURE
             } else {

@@ -282,3 +282,25 @@ async fn an_import_reaches_a_running_facade_and_routes_can_be_replaced() {
     s.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without a token, a refused `ctl` says how to give one.
+#[tokio::test]
+async fn ctl_without_a_token_says_how_to_give_one() {
+    let (legacy, _) = axum_upstream(Router::new().fallback(|| async { "legacy" })).await;
+    let s = start(&format!("http://{legacy}"), &token_env()).await;
+    let out = Command::new(BIN)
+        .args(["ctl", "--admin", &format!("http://{}", s.admin), "status"])
+        .env_remove("STRANGLER_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("refused (401)"), "{err}");
+    assert!(
+        err.contains("pass --token TOKEN or set STRANGLER_TOKEN"),
+        "{err}"
+    );
+    s.stop().await;
+}

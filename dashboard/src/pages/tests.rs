@@ -599,6 +599,11 @@ async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
     let (status, _, page) = send(&app, get("/unclaimed", Some(&viewer))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains("<script>alert(1)"), "{page}");
+    // Every page has an icon (no 404 for /favicon.ico in the log).
+    assert!(
+        page.contains(r#"<link rel="icon" href="data:image/svg+xml,"#),
+        "{page}"
+    );
     assert!(
         !page.contains("r-claimed"),
         "claimed routes are not unclaimed: {page}"
@@ -653,6 +658,12 @@ async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
         "not the overflow bucket: {page}"
     );
     assert!(page.contains("<option value=\"orders-svc\">"), "{page}");
+    // The browser checks a name as the catalog does (a pattern valid with the `v` flag: the
+    // `-` escaped).
+    assert!(
+        page.contains(r#"pattern="[a-z][a-z0-9\-]{0,62}""#),
+        "{page}"
+    );
     let (csrf, version) = form_fields(&page);
     let claim = |csrf: &str, version: &str, templates: &str| {
         format!("csrf={csrf}&base_version={version}&name=catalog&target=orders-svc&reason=biggest+unclaimed{templates}")
