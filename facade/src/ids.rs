@@ -196,8 +196,9 @@ impl IdMap {
         }
     }
 
-    /// Adds a pair, saying so loudly when it collides or does not fit.
+    /// Adds a pair, saying so loudly when it collides or, once, when the map fills.
     pub fn keep(&self, pair: &IdPair) {
+        let was_full = self.is_full();
         match self.insert(pair) {
             Ok(false) => {}
             Ok(true) => tracing::error!(
@@ -207,6 +208,7 @@ impl IdMap {
                 "two resources are known to clients by the same id (one from each side); \
                  requests that carry it are refused until one of them is renamed"
             ),
+            Err(Full(_)) if was_full => {}
             Err(Full(bound)) => tracing::error!(
                 context = %pair.context,
                 resource = %pair.resource,

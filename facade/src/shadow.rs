@@ -456,6 +456,22 @@ pub fn plan(
             return skip(Skip::NewUnhealthy);
         }
     }
+    // A compared copy names the resource as its side knows it (decided before anything is
+    // taken from the budgets).
+    let mapped_uri = match (&mode, &wanted.ids) {
+        (Mode::Compare, Some((rule, map))) => {
+            let toward = if wanted.reverse {
+                Side::Legacy
+            } else {
+                Side::New
+            };
+            match crate::ids::map_uri(map, &wanted.context, rule, toward, req.uri()) {
+                Ok(found) => found.map(|(uri, _)| uri),
+                Err(_) => return skip(Skip::IdUnmapped),
+            }
+        }
+        _ => None,
+    };
     let cap = wanted
         .route_shadow
         .max_body_bytes
@@ -511,22 +527,13 @@ pub fn plan(
     replay
         .headers
         .insert("x-strangler-shadow", HeaderValue::from_static("1"));
-    let mut mapped = false;
-    if let (Mode::Compare, Some((rule, map))) = (&mode, &wanted.ids) {
-        let toward = if wanted.reverse {
-            Side::Legacy
-        } else {
-            Side::New
-        };
-        match crate::ids::map_uri(map, &wanted.context, rule, toward, &replay.uri) {
-            Ok(Some((uri, _))) => {
-                replay.uri = uri;
-                mapped = true;
-            }
-            Ok(None) => {}
-            Err(_) => return skip(Skip::IdUnmapped),
+    let mapped = match mapped_uri {
+        Some(uri) => {
+            replay.uri = uri;
+            true
         }
-    }
+        None => false,
+    };
     let learn = safe
         && !mapped
         && !wanted.reverse
