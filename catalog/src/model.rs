@@ -764,6 +764,17 @@ impl Catalog {
         urls
     }
 
+    /// Whether a route now claims an unclaimed-traffic template (`GET /orders/{id}`, as the
+    /// facade counts unclaimed requests): one with that path, no host, and that method or any.
+    pub fn claims_template(&self, template: &str) -> bool {
+        let (method, path) = template.split_once(' ').unwrap_or(("", template));
+        self.routes.values().any(|r| {
+            r.spec.path == path
+                && r.spec.host.is_none()
+                && (r.spec.methods.is_empty() || r.spec.methods.iter().any(|m| m == method))
+        })
+    }
+
     /// The routes of one context, in id order.
     pub fn routes_of<'a>(&'a self, context: &'a str) -> impl Iterator<Item = &'a Route> + 'a {
         self.routes.values().filter(move |r| r.context == context)

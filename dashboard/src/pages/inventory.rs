@@ -105,9 +105,13 @@ pub(super) async fn unclaimed_page(
         Ok(x) => x,
         Err(e) => return store_failure(&s, Some(&viewer), e),
     };
-    // Sum both sides (unclaimed requests are legacy's, but a replica may say otherwise).
+    // Sum both sides (unclaimed requests are legacy's, but a replica may say otherwise). A
+    // template a route has claimed since (its rows are history) is no longer unclaimed.
     let mut by: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
-    for r in rows {
+    for r in rows
+        .into_iter()
+        .filter(|r| !catalog.claims_template(&r.path))
+    {
         let e = by.entry(r.path).or_default();
         e.0 += r.requests;
         e.1 += r.errors;

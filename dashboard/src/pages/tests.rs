@@ -757,6 +757,11 @@ async fn unclaimed_templates_are_sorted_escaped_and_start_a_context() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{page}");
     assert!(page.contains("Nothing was applied"), "{page}");
+    // What was claimed leaves the list at once (its rows are history); the rest stays.
+    let (_, _, page) = send(&app, get("/unclaimed", Some(&viewer))).await;
+    assert!(!page.contains("GET /catalog/{id}"), "{page}");
+    assert!(!page.contains("GET /cart<"), "{page}");
+    assert!(page.contains("GET /&#60;script"), "{page}");
 }
 
 async fn retire_orders(store: &SqlStore) {

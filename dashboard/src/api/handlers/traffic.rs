@@ -105,6 +105,9 @@ pub async fn traffic(_: Reader, State(s): State<ApiState>, Query(q): Query<Windo
 pub async fn unclaimed(_: Reader, State(s): State<ApiState>, Query(q): Query<Window>) -> ApiResult {
     let (minutes, since) = window(Some(q.minutes.unwrap_or(1440)))?;
     let mut rows = s.store.path_traffic("", since).await?;
+    // What a route has claimed since is no longer unclaimed.
+    let catalog = s.catalog.current(&*s.store).await?;
+    rows.retain(|r| !catalog.claims_template(&r.path));
     rows.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.path.cmp(&b.path)));
     let templates: Vec<_> = rows
         .iter()
