@@ -1,5 +1,8 @@
 //! The catalog drives the facade, through the real binary: contexts move through their states
 //! at run time, canaries split by sticky key, and the admin API refuses bad changes clearly.
+//!
+//! Size: over 600 lines, kept whole on purpose: every test here drives the same shop through the
+//! admin API and reads which side answered, with the helpers at the top.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
