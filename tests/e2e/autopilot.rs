@@ -41,7 +41,10 @@ fn policy() -> Value {
         "shadow_gate": { "min_match_rate": 0.8, "min_comparisons": 20, "window_minutes": 1 },
         "steps": [10, 25, 50, 100],
         "hold_secs": 2,
-        "checks": { "min_requests": 10 },
+        // Latency is not what these tests judge: on a loaded 2-core machine one slow answer
+        // in a few dozen moves a bucketed p99 from ≤ 2 ms to ≤ 10 ms (seen once in CI). The
+        // latency check itself is unit-tested in the catalog.
+        "checks": { "min_requests": 10, "p99_ratio": 50 },
         "cutover_at": 50
     })
 }
