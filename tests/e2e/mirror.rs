@@ -1027,6 +1027,24 @@ async fn a_client_reads_its_own_writes_through_another_replica() {
     b.stop().await;
 }
 
+/// Promotes `orders` from shadow to canary at `weight`, split by the `sid` cookie, in effect.
+async fn sticky_canary(admin: &Admin, weight: u16) {
+    admin
+        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+        .await;
+    let mut ctx = admin
+        .call(Method::GET, "/api/v1/contexts/orders", None)
+        .await
+        .2["item"]
+        .clone();
+    ctx["sticky"] = "cookie:sid".into();
+    ctx["weight"] = weight.into();
+    admin
+        .change(Method::PUT, "/api/v1/contexts/orders", ctx)
+        .await;
+    admin.in_effect().await;
+}
+
 /// Allocating's answers are JSON.
 const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
 
@@ -1141,20 +1159,7 @@ async fn creates_in_canary_carry_legacys_ids_so_both_sides_name_each_order_alike
                     "shadow": { "id": { "from": "$.id", "to": "$.id" } } }),
         )
         .await;
-    admin
-        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
-        .await;
-    let mut ctx = admin
-        .call(Method::GET, "/api/v1/contexts/orders", None)
-        .await
-        .2["item"]
-        .clone();
-    ctx["sticky"] = "cookie:sid".into();
-    ctx["weight"] = 5000.into();
-    admin
-        .change(Method::PUT, "/api/v1/contexts/orders", ctx)
-        .await;
-    admin.in_effect().await;
+    sticky_canary(&admin, 5000).await;
 
     // Eight clients create ten orders each, at once.
     let mut tasks = Vec::new();
@@ -1248,20 +1253,7 @@ async fn a_side_that_insists_on_its_own_ids_is_reached_through_the_id_map() {
                                 "ids": { "resource": "orders", "fields": ["$.id"] } } }),
         )
         .await;
-    admin
-        .change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
-        .await;
-    let mut ctx = admin
-        .call(Method::GET, "/api/v1/contexts/orders", None)
-        .await
-        .2["item"]
-        .clone();
-    ctx["sticky"] = "cookie:sid".into();
-    ctx["weight"] = 10_000.into();
-    admin
-        .change(Method::PUT, "/api/v1/contexts/orders", ctx)
-        .await;
-    admin.in_effect().await;
+    sticky_canary(&admin, 10_000).await;
 
     // Canary, legacy owns the writes: ten creates get legacy's ids; their mirrors get the new
     // service's own, and the facade pairs them.
