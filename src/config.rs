@@ -76,6 +76,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("forwarding.debug_header", Kind::Bool),
     ("shadow.max_in_flight", Kind::Int),
     ("shadow.max_per_second", Kind::Int),
+    ("shadow.cpu_ceiling", Kind::Int),
     ("shadow.max_body_bytes", Kind::Int),
     ("shadow.timeout", Kind::Str),
     ("shadow.outbox_queue", Kind::Int),

@@ -182,6 +182,7 @@ pub async fn run_listeners(
     let wal = strangler_facade::Wal::open(&settings.facade.shadow.wal_dir)?;
     tracing::info!(dir = %wal.dir().display(), unshipped = wal.backlog(), "mirror log open");
     facade.start_outbox(Arc::new(StoreOutbox(store.clone())), wal);
+    facade.start_shadow_governor();
     let autopilot = Arc::new(autopilot::Status::default());
     tokio::spawn(events::run(
         store.clone(),

@@ -108,6 +108,15 @@ impl Facade {
         })
     }
 
+    /// Starts the shadow governor, which samples compared shadows down while the workers are
+    /// busier than `[shadow] cpu_ceiling` (see [`shadow::budget`]).
+    pub fn start_shadow_governor(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(shadow::budget::govern(
+            Arc::clone(&self.shared.shadow_budget),
+            self.shared.config.shadow.cpu_ceiling,
+        ))
+    }
+
     /// Starts the mirror outbox: mirrored writes are made durable in `wal` and shipped from
     /// there to `store`, and the delivery task sends them on. Until it runs, mirrored writes
     /// are refused (503) before legacy takes them.
@@ -247,6 +256,19 @@ impl Facade {
             "Bytes of bodies held in memory now (translations, shadow copies, mirrored writes).",
             &[],
             b.used() as f64,
+        );
+        let budget = &self.shared.shadow_budget;
+        e.gauge(
+            "strangler_shadow_governed_per_second",
+            "Compared shadows the governor lets start per second while the workers are busier than `[shadow] cpu_ceiling` (0: not limiting).",
+            &[],
+            f64::from(budget.governed()),
+        );
+        e.gauge(
+            "strangler_worker_busy_ratio",
+            "Share of the last tenth of a second the facade's workers were busy (what the shadow governor reads).",
+            &[],
+            budget.busy_share(),
         );
         e.gauge(
             "strangler_id_map_pairs",

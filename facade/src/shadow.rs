@@ -14,15 +14,16 @@
 //! an unlaunched shadow must sit next to every way out. Comparison (`diff.rs`), redaction
 //! (`redact.rs`), the outbox (`outbox.rs`) and the skip reasons (`skip.rs`) are rooms of their own.
 
+pub mod budget;
 pub mod diff;
 pub mod outbox;
 pub mod redact;
 pub mod skip;
 pub mod wal;
 
+pub use budget::Budget;
 pub use skip::Skip;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};
@@ -51,6 +52,9 @@ pub struct ShadowConfig {
     /// Shadows started per second at most (0: no cap). The in-flight cap bounds memory; this
     /// bounds the CPU shadowing takes from the primary path.
     pub max_per_second: u32,
+    /// The share of the workers' time (0 to 1) above which the governor samples compared
+    /// shadows down, whatever the other settings (see [`budget`]).
+    pub cpu_ceiling: f64,
     /// Largest body (request or answer, either side) copied; a route may set its own request
     /// cap. Larger ones are counted, not compared.
     pub max_body_bytes: usize,
@@ -79,6 +83,7 @@ impl Default for ShadowConfig {
             sample_percent: 100,
             max_in_flight: 256,
             max_per_second: 0,
+            cpu_ceiling: 0.6,
             max_body_bytes: 1 << 20,
             timeout: Duration::from_secs(10),
             outbox_queue: 100_000,
@@ -88,57 +93,6 @@ impl Default for ShadowConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             id_map_pairs: 1_000_000,
         }
-    }
-}
-
-/// The shadows in flight, and those started this second.
-#[derive(Debug, Default)]
-pub struct Budget {
-    in_flight: AtomicUsize,
-    /// The rate cap's theoretical arrival time, in nanoseconds since the first call (GCRA):
-    /// starts are spaced evenly, with a burst of a twentieth of a second's allowance.
-    next_ns: AtomicU64,
-}
-
-struct Slot(Arc<Budget>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
-    }
-}
-
-impl Budget {
-    fn take(self: &Arc<Self>, max: usize, per_second: u32) -> Option<Slot> {
-        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        let now =
-            u64::try_from(START.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.take_at(max, per_second, now)
-    }
-
-    /// [`Budget::take`] at `now_ns` nanoseconds on the budget's clock.
-    fn take_at(self: &Arc<Self>, max: usize, per_second: u32, now_ns: u64) -> Option<Slot> {
-        if per_second > 0 && !self.rate_allows(per_second, now_ns) {
-            return None;
-        }
-        self.in_flight
-            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| Slot(Arc::clone(self)))
-    }
-}
-
-impl Budget {
-    /// Counts one start at `now` (ns) against the rate cap.
-    fn rate_allows(&self, per_second: u32, now: u64) -> bool {
-        let interval = 1_000_000_000 / u64::from(per_second.max(1));
-        let burst = interval * u64::from((per_second / 20).max(1));
-        self.next_ns
-            .fetch_update(Relaxed, Relaxed, |tat| {
-                let tat = tat.max(now);
-                (tat - now <= burst - interval).then_some(tat + interval)
-            })
-            .is_ok()
     }
 }
 
@@ -405,7 +359,7 @@ pub struct Plan {
     /// The request body's copy, when the request has one.
     body: Option<oneshot::Receiver<Teed>>,
     learn: bool,
-    slot: Slot,
+    slot: budget::Slot,
     started: Instant,
 }
 
@@ -486,11 +440,6 @@ pub fn plan(
     if declared.is_some_and(|n| n > cap as u64) {
         return skip(Skip::BodyTooLarge);
     }
-    // A mirror is not a sample: every write must reach the outbox, whose queue bounds it.
-    let (max, per_second) = match mode {
-        Mode::Compare => (config.max_in_flight, config.max_per_second),
-        Mode::Mirror => (usize::MAX, 0),
-    };
     // A mirrored write must not reach legacy unless it can be made durable for the new side:
     // the log must have room, and its declared length is taken from the buffer budget before
     // anything is sent (else 503).
@@ -519,8 +468,13 @@ pub fn plan(
             None => return skip(Skip::BudgetFull),
         },
     };
-    let Some(slot) = budget.take(max, per_second) else {
-        return skip(Skip::BudgetFull);
+    // A mirror is not a sample: every write must reach the outbox, whose queue bounds it.
+    let slot = match mode {
+        Mode::Compare => match budget.take(config.max_in_flight, config.max_per_second) {
+            Some(slot) => slot,
+            None => return skip(Skip::BudgetFull),
+        },
+        Mode::Mirror => budget.take_mirror(),
     };
     let body = (!req.body().is_end_stream()).then(|| req.body_mut().tee(cap, held));
     let mut replay = Replay::of(req);
@@ -1046,6 +1000,3 @@ pub fn contract_pair(
         response_body,
     })
 }
-
-#[cfg(test)]
-mod tests;

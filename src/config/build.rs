@@ -204,6 +204,9 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
     if let Some(v) = file.shadow.max_per_second {
         facade.shadow.max_per_second = u32::try_from(v.0).unwrap_or(u32::MAX);
     }
+    if let Some(v) = file.shadow.cpu_ceiling {
+        facade.shadow.cpu_ceiling = v.0 as f64 / 100.0;
+    }
     if let Some(v) = file.shadow.max_body_bytes {
         facade.shadow.max_body_bytes = usize::try_from(v.0).unwrap_or(usize::MAX);
     }

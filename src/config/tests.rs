@@ -297,10 +297,28 @@ fn the_file_can_declare_the_catalog() {
 #[test]
 fn shadow_settings_load_and_retention_is_checked() {
     let f = file(
-        "[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[shadow]\nmax_per_second = 500\nmirror_attempts = 3\nretention = \"30d\"\n",
+        "[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[shadow]\nmax_per_second = 500\ncpu_ceiling = 45\nmirror_attempts = 3\nretention = \"30d\"\n",
     );
     let s = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap();
     assert_eq!(s.facade.shadow.max_per_second, 500);
+    assert_eq!(s.facade.shadow.cpu_ceiling, 0.45);
+    assert_eq!(
+        load(
+            None,
+            &no_env(),
+            &Overrides {
+                legacy: Some("http://127.0.0.1:1".into()),
+                ..Overrides::default()
+            }
+        )
+        .map(|s| s.facade.shadow.cpu_ceiling)
+        .ok(),
+        Some(0.6),
+        "60 % unless set"
+    );
+    let f = file("[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[shadow]\ncpu_ceiling = 100\n");
+    let err = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap_err();
+    assert!(err.message.contains("10"), "says the range: {err}");
     assert_eq!(s.facade.shadow.mirror_attempts, 3);
     assert_eq!(s.facade.shadow.retention, Duration::from_secs(30 * 86_400));
     let f = file("[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[shadow]\nretention = \"5s\"\n");

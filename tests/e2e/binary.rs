@@ -206,6 +206,21 @@ async fn serves_reports_and_stops_on_sigterm() {
         1.0
     );
     assert!(metric(&text, "strangler_open_connections") >= 0.0);
+    // The shadow governor runs: it reads how busy the workers are.
+    let started = std::time::Instant::now();
+    loop {
+        let _ = fetch(&format!("http://{}/hi", s.listen)).await;
+        let text = fetch(&format!("http://{}/metrics", s.admin)).await.2;
+        let text = String::from_utf8_lossy(&text);
+        if metric(&text, "strangler_worker_busy_ratio ") > 0.0 {
+            assert_eq!(metric(&text, "strangler_shadow_governed_per_second "), 0.0);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the workers' busy share never read:\n{text}"
+        );
+    }
     let (status, _, _) = fetch(&format!("http://{}/healthz", s.admin)).await;
     assert_eq!(status, 200);
     let (status, _, _) = fetch(&format!("http://{}/readyz", s.admin)).await;

@@ -557,3 +557,80 @@ pub(crate) async fn shadowed_with(
     admin.in_effect().await;
     (s, admin)
 }
+
+/// Shadows yield to the clients: while the workers are busier than `cpu_ceiling`, the governor
+/// samples compared shadows down (counted `budget_full`, a few still compared), and lets go
+/// once the load is gone. Here the test's own single-threaded runtime serves everything, so
+/// sending requests back to back keeps it busier than a ceiling of 10 %.
+#[tokio::test]
+async fn a_busy_facade_samples_shadows_down_by_itself_and_lets_go_after() {
+    let (legacy, _) =
+        axum_upstream(Router::new().route("/orders/{id}", get(|| async { "legacy" }))).await;
+    let (new, _) =
+        axum_upstream(Router::new().route("/orders/{id}", get(|| async { "new" }))).await;
+    let f = facade(legacy, |c| c.shadow.cpu_ceiling = 0.1).await;
+    f.facade
+        .apply_catalog(&catalog(new, MigrationState::Shadow))
+        .unwrap();
+    let governor = f.facade.start_shadow_governor();
+    let governed = |m: &str| metric(m, "strangler_shadow_governed_per_second").unwrap_or(0);
+    let budget_full = "strangler_shadow_skipped_total{context=\"orders\",reason=\"budget_full\"}";
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let m = loop {
+        let (status, _, body) = fetch(&f.url("/orders/1")).await;
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"legacy"[..]));
+        sent += 1;
+        let m = all_metrics(&f);
+        if governed(&m) > 0 && metric(&m, budget_full).unwrap_or(0) > 0 {
+            break m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "after {sent} requests the governor never limited shadows:\n{m}"
+        );
+    };
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("strangler_worker_busy_ratio ")),
+        "the busy share is exposed:\n{m}"
+    );
+    // Sampled down, not off: some were compared.
+    until_compared_some(&f).await;
+    // Idle, the workers are no longer busy: the cap is lifted.
+    let idle = Instant::now();
+    loop {
+        let m = all_metrics(&f);
+        if governed(&m) == 0 {
+            break;
+        }
+        assert!(
+            idle.elapsed() < Duration::from_secs(30),
+            "the governor never let go:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    governor.abort();
+}
+
+async fn until_compared_some(f: &FacadeHandle) {
+    let started = Instant::now();
+    loop {
+        let m = all_metrics(f);
+        if metric(&m, "strangler_shadow_compared_total{context=\"orders\"}").unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing compared:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Everything `/metrics` shows, the facade's gauges with the telemetry.
+fn all_metrics(f: &FacadeHandle) -> String {
+    let mut out = String::new();
+    f.facade.render_metrics(&mut out);
+    out
+}
