@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shadow cost: what shadowing every request costs the primary path, at a fixed offered load of
-# half the facade's pass-through saturation, and what it does to throughput at saturation with
-# and without a tight shadow budget.
+# half the facade's pass-through saturation (the governor samples shadows down by itself at its
+# default and at its highest ceiling), and what it does to throughput at saturation with and
+# without a tight shadow budget.
 #
 #   bash bench/shadow.sh            (BENCH_SKIP_BUILD=1 to use the existing release binaries)
 #
@@ -57,6 +58,12 @@ shadow_counter() {
     curl -fsS "http://$STRANGLER_ADMIN/metrics" | awk -v want="$1" 'index($0, want) == 1 { print $2 }'
 }
 
+# governor_line: what the shadow governor did in the run just made.
+governor_line() {
+    log "compared: $(shadow_counter 'strangler_shadow_compared_total{context="hello"}')," \
+        "skipped (budget full): $(shadow_counter 'strangler_shadow_skipped_total{context="hello",reason="budget_full"}')"
+}
+
 shadow_main() {
     install_tools
     [[ "${BENCH_SKIP_BUILD:-}" == 1 ]] || (cd "$REPO_ROOT" && cargo build --release -p strangler -p strangler-bench)
@@ -78,9 +85,15 @@ shadow_main() {
 
     start_with_state shadow
     fixed_rate "shadow on " "$half"
-    log "compared: $(shadow_counter 'strangler_shadow_compared_total{context="hello"}')"
+    governor_line
     measure on-saturation "http://$STRANGLER_ADDR"
     log "skipped (budget full): $(shadow_counter 'strangler_shadow_skipped_total{context="hello",reason="budget_full"}')"
+    stop_pid "$PROXY_PID"
+
+    # The highest ceiling an operator may set.
+    start_with_state shadow STRANGLER_SHADOW_CPU_CEILING=70
+    fixed_rate "shadow on, cpu_ceiling 70" "$half"
+    governor_line
     stop_pid "$PROXY_PID"
 
     start_with_state shadow STRANGLER_SHADOW_MAX_PER_SECOND=2000

@@ -260,7 +260,7 @@ impl Facade {
         let budget = &self.shared.shadow_budget;
         e.gauge(
             "strangler_shadow_governed_per_second",
-            "Compared shadows the governor lets start per second while the workers are busier than `[shadow] cpu_ceiling` (0: not limiting).",
+            "Compared shadows the governor lets start per second now: cut while the workers are busier than `[shadow] cpu_ceiling`, else at most twice what started (at least 100).",
             &[],
             f64::from(budget.governed()),
         );

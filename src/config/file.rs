@@ -57,7 +57,7 @@ pub(super) struct CatalogSection {
 pub(super) struct ShadowSection {
     pub(super) max_in_flight: Option<Ranged<1, 100_000>>,
     pub(super) max_per_second: Option<Ranged<0, 10_000_000>>,
-    pub(super) cpu_ceiling: Option<Ranged<10, 95>>,
+    pub(super) cpu_ceiling: Option<Ranged<10, 70>>,
     pub(super) max_body_bytes: Option<Ranged<1024, 104_857_600>>,
     pub(super) timeout: Option<Dur>,
     pub(super) outbox_queue: Option<Ranged<1, 10_000_000>>,

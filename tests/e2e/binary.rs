@@ -213,7 +213,7 @@ async fn serves_reports_and_stops_on_sigterm() {
         let text = fetch(&format!("http://{}/metrics", s.admin)).await.2;
         let text = String::from_utf8_lossy(&text);
         if metric(&text, "strangler_worker_busy_ratio ") > 0.0 {
-            assert_eq!(metric(&text, "strangler_shadow_governed_per_second "), 0.0);
+            assert!(metric(&text, "strangler_shadow_governed_per_second ") >= 10.0);
             break;
         }
         assert!(

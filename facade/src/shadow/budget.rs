@@ -7,8 +7,9 @@
 //! runtime's workers were busy. Above the ceiling (`[shadow] cpu_ceiling`, 60 % by default) it
 //! caps shadow starts below what started in the last tick (× 0.7 a tick, never under
 //! [`FLOOR`] a second, so comparisons go on); under nine tenths of the ceiling it raises the cap
-//! by a fifth a tick, and lifts it once shadows start at under half of it. Whatever the operator
-//! set, shadowing cannot push the workers far past the ceiling for longer than a few ticks.
+//! by a fifth a tick, to no more than twice what shadows started (at least [`IDLE`]), so that
+//! the cap follows the load up instead of being lifted and overrun. Whatever the operator set,
+//! shadowing cannot push the workers far past the ceiling for longer than a tick or two.
 //! Shadows refused by any cap are counted `budget_full`. Mirrored writes are never governed:
 //! they keep the other side's data whole, and their queue bounds them.
 
@@ -18,6 +19,10 @@ use std::time::{Duration, Instant};
 
 /// Shadow starts a second the governor always allows.
 pub const FLOOR: u32 = 10;
+
+/// The cap while shadows start at under half of it: the first burst after a quiet spell
+/// grows from here, a fifth a tick.
+const IDLE: f64 = 100.0;
 
 /// How often the governor looks.
 const TICK: Duration = Duration::from_millis(100);
@@ -31,7 +36,7 @@ pub struct Budget {
     next_ns: AtomicU64,
     /// Compared shadows started since the process began.
     started: AtomicU64,
-    /// The governor's cap on starts per second (0: none).
+    /// The governor's cap on starts per second (0: not started).
     governed: AtomicU32,
     /// The workers' busy share over the governor's last tick, in thousandths.
     busy_permille: AtomicU32,
@@ -93,7 +98,7 @@ impl Budget {
             .is_ok()
     }
 
-    /// The governor's cap on shadow starts per second now (0: not limiting).
+    /// The governor's cap on shadow starts per second now (0: no governor runs).
     pub fn governed(&self) -> u32 {
         self.governed.load(Relaxed)
     }
@@ -115,7 +120,7 @@ pub async fn govern(budget: Arc<Budget>, ceiling: f64) {
             .sum()
     };
     let mut last = (Instant::now(), busy(), budget.started.load(Relaxed));
-    let mut limit: Option<f64> = None;
+    let mut limit = IDLE;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -130,7 +135,7 @@ pub async fn govern(budget: Arc<Budget>, ceiling: f64) {
         let started = now.2.saturating_sub(last.2) as f64 / seconds;
         limit = next_limit(limit, share, started, ceiling);
         budget.governed.store(
-            limit.map_or(0, |l| l.clamp(f64::from(FLOOR), f64::from(u32::MAX)) as u32),
+            limit.clamp(f64::from(FLOOR), f64::from(u32::MAX)) as u32,
             Relaxed,
         );
         budget
@@ -140,25 +145,22 @@ pub async fn govern(budget: Arc<Budget>, ceiling: f64) {
     }
 }
 
-/// One step of the governor: the cap on shadow starts per second (`None`: none) after a tick in
-/// which the workers were busy for `busy` of the time (0 to 1) and `started` shadows started
-/// per second, under the cap `limit`.
-fn next_limit(limit: Option<f64>, busy: f64, started: f64, ceiling: f64) -> Option<f64> {
+/// One step of the governor: the cap on shadow starts per second after a tick in which the
+/// workers were busy for `busy` of the time (0 to 1) and `started` shadows started per second
+/// under the cap `limit`.
+fn next_limit(limit: f64, busy: f64, started: f64, ceiling: f64) -> f64 {
     let floor = f64::from(FLOOR);
     if busy > ceiling {
         // Below what started, so that the cut bites even where the cap did not.
-        let base = limit.map_or(started, |l| l.min(started));
-        return Some((base * 0.7).max(floor));
+        return (limit.min(started) * 0.7).max(floor);
     }
-    let limit = limit?;
     if busy >= ceiling * 0.9 {
-        return Some(limit);
+        return limit;
     }
-    if started < limit * 0.5 {
-        return None;
-    }
-    Some(limit * 1.2 + floor)
+    // Room: grow by a fifth, but to no more than twice what shadows used — a cap nobody used
+    // says nothing about what reaching it would cost, and lifting it would let the first busy
+    // tenth of a second after a quiet one start shadows unchecked.
+    (limit * 1.2 + floor).min((started * 2.0).max(IDLE))
 }
-
 #[cfg(test)]
 mod tests;
