@@ -4,6 +4,10 @@
 //!
 //!   cargo bench -p strangler-anti-corruption --bench translate
 
+/// As the binary runs: jemalloc, not glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, StatusCode};

@@ -191,6 +191,9 @@ pub fn write_str(s: &str, out: &mut String) {
     // Bytes, not chars: every byte that needs an escape is ASCII, so the runs between them
     // are whole UTF-8 sequences.
     for (i, &c) in b.iter().enumerate() {
+        if !STOPS_STRING[usize::from(c)] {
+            continue;
+        }
         let esc = match c {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -251,16 +254,31 @@ pub fn is_number(s: &str) -> bool {
     i == b.len()
 }
 
+/// The bytes a string's scan stops at (its closing quote, an escape, a control character),
+/// which are also those written escaped.
+static STOPS_STRING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
 }
 
-/// An open container while parsing.
+/// An open container while parsing: where its elements (or fields) start in the parser's
+/// pending ones, and, for an object, the key whose value comes next.
 enum Frame {
-    Arr(Vec<Value>),
-    Obj(Vec<(Text, Value)>, Text),
+    Arr(usize),
+    Obj(usize, Text),
 }
 
 /// Keeps the first position and the last value of each repeated key (O(n log n)).
@@ -319,7 +337,12 @@ impl Parser<'_> {
         Err(ParseError { at: self.i, what })
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
+        // Compact JSON has none: one comparison says so (every whitespace byte is ≤ ' ').
+        if self.b.get(self.i).is_some_and(|&c| c > b' ') {
+            return;
+        }
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
             self.i += 1;
         }
@@ -334,9 +357,13 @@ impl Parser<'_> {
         Ok(v)
     }
 
-    /// One value, with an explicit stack for containers.
+    /// One value, with an explicit stack for containers. The elements and fields of open
+    /// containers wait in two shared vectors and move, when their container closes, into a
+    /// vector of exactly their number: one allocation per container, none to grow or shrink.
     fn value(&mut self) -> Result<Value, ParseError> {
         let mut stack: Vec<Frame> = Vec::new();
+        let mut items: Vec<Value> = Vec::new();
+        let mut fields: Vec<(Text, Value)> = Vec::new();
         loop {
             // Read a value start.
             self.ws();
@@ -353,7 +380,7 @@ impl Parser<'_> {
                             return self.err("JSON nested deeper than 512 levels");
                         }
                         let key = self.key()?;
-                        stack.push(Frame::Obj(Vec::new(), key));
+                        stack.push(Frame::Obj(fields.len(), key));
                         continue;
                     }
                 }
@@ -367,7 +394,7 @@ impl Parser<'_> {
                         if stack.len() >= MAX_DEPTH {
                             return self.err("JSON nested deeper than 512 levels");
                         }
-                        stack.push(Frame::Arr(Vec::new()));
+                        stack.push(Frame::Arr(items.len()));
                         continue;
                     }
                 }
@@ -386,7 +413,8 @@ impl Parser<'_> {
                 self.ws();
                 let next = self.b.get(self.i).copied();
                 match top {
-                    Frame::Arr(items) => {
+                    Frame::Arr(start) => {
+                        let start = *start;
                         items.push(v);
                         match next {
                             Some(b',') => {
@@ -395,21 +423,21 @@ impl Parser<'_> {
                             }
                             Some(b']') => {
                                 self.i += 1;
-                                let Some(Frame::Arr(mut items)) = stack.pop() else {
-                                    return self.err("parser state");
-                                };
-                                items.shrink_to_fit();
-                                v = Value::Arr(items);
+                                stack.pop();
+                                v = Value::Arr(items.split_off(start));
                             }
                             _ => return self.err("expected `,` or `]`"),
                         }
                     }
-                    Frame::Obj(fields, key) => {
+                    Frame::Obj(start, key) => {
+                        let start = *start;
                         let k = std::mem::take(key);
                         // Small objects are kept free of repeats as they fill; large ones
                         // are checked once, when they close.
-                        let slot = if fields.len() < SCAN_KEYS {
-                            fields.iter_mut().find(|(f, _)| *f == k)
+                        let open = &mut fields[start..];
+                        let slot = if open.len() < SCAN_KEYS {
+                            let len = k.len();
+                            open.iter_mut().find(|(f, _)| f.len() == len && *f == k)
                         } else {
                             None
                         };
@@ -425,14 +453,16 @@ impl Parser<'_> {
                             }
                             Some(b'}') => {
                                 self.i += 1;
-                                let Some(Frame::Obj(mut fields, _)) = stack.pop() else {
-                                    return self.err("parser state");
-                                };
-                                if fields.len() > SCAN_KEYS {
-                                    dedupe(&mut fields);
+                                stack.pop();
+                                let mut object = fields.split_off(start);
+                                if object.len() > SCAN_KEYS {
+                                    let before = object.len();
+                                    dedupe(&mut object);
+                                    if object.len() < before {
+                                        object.shrink_to_fit();
+                                    }
                                 }
-                                fields.shrink_to_fit();
-                                v = Value::Obj(fields);
+                                v = Value::Obj(object);
                             }
                             _ => return self.err("expected `,` or `}`"),
                         }
@@ -488,17 +518,17 @@ impl Parser<'_> {
         self.i += 1; // the opening quote
         let start = self.i;
         // Fast path: no escapes.
-        while self.i < self.b.len() {
-            match self.b[self.i] {
-                b'"' => {
-                    let s = Text::new(&self.s[start..self.i]);
-                    self.i += 1;
-                    return Ok(s);
-                }
-                b'\\' => break,
-                c if c < 0x20 => return self.err("control character in a string"),
-                _ => self.i += 1,
+        while self.i < self.b.len() && !STOPS_STRING[usize::from(self.b[self.i])] {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                let s = Text::new(&self.s[start..self.i]);
+                self.i += 1;
+                return Ok(s);
             }
+            Some(b'\\') | None => {}
+            Some(_) => return self.err("control character in a string"),
         }
         let mut out = self.s[start..self.i].to_owned();
         loop {

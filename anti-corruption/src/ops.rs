@@ -488,20 +488,19 @@ pub fn to_decimal(s: &str, scale: u32) -> Result<String, String> {
     }
     let digits = digits.trim_start_matches('0');
     let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    let sign = if neg && digits.is_empty() {
-        ""
-    } else if neg {
-        "-"
-    } else {
-        ""
-    };
-    Ok(if scale == 0 {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    })
+    // Written out by hand: this runs once per converted value, often for every line of a body.
+    let mut out = String::with_capacity(digits.len().max(scale + 1) + 2);
+    if neg && !digits.is_empty() {
+        out.push('-');
+    }
+    for _ in digits.len()..scale + 1 {
+        out.push('0');
+    }
+    out.push_str(digits);
+    if scale > 0 {
+        out.insert(out.len() - scale, '.');
+    }
+    Ok(out)
 }
 
 /// Splits a key into lower-case words: `orderId`, `order_id`, `Order-ID` → `order`, `id`.

@@ -22,6 +22,9 @@ fn money_converts_exactly_both_ways() {
     assert_eq!(to_decimal("0", 2).as_deref(), Ok("0.00"));
     assert_eq!(to_decimal("-0", 2).as_deref(), Ok("0.00"));
     assert_eq!(to_decimal("5", 0).as_deref(), Ok("5"));
+    assert_eq!(to_decimal("-5", 2).as_deref(), Ok("-0.05"));
+    assert_eq!(to_decimal("00123456", 3).as_deref(), Ok("123.456"));
+    assert_eq!(to_decimal("-000", 0).as_deref(), Ok("0"));
     assert!(to_decimal("19.99", 2).is_err());
 }
 

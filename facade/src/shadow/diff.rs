@@ -395,10 +395,16 @@ impl<'v> Walk<'_, 'v> {
             (J::Obj(x), J::Obj(y)) => {
                 let map = x.len().max(y.len()) > MAP_KEYS;
                 let (ix, iy) = (Keys::of(x), Keys::of(y));
-                for (k, va) in x {
+                // Keys are unique once parsed: when every key of `x` is found in `y` and
+                // they have as many, `y` has none of its own.
+                let mut found = 0;
+                for (at, (k, va)) in x.iter().enumerate() {
                     let len = self.enter(At::Key(k), map);
-                    match iy.get(y, k) {
-                        Some(vb) => self.diff(va, vb),
+                    match iy.get(y, k, at) {
+                        Some(vb) => {
+                            found += 1;
+                            self.diff(va, vb);
+                        }
                         None if !rules.ignore.iter().any(|p| p.covers(&self.segs)) => {
                             self.push(Kind::Missing)
                         }
@@ -406,7 +412,13 @@ impl<'v> Walk<'_, 'v> {
                     }
                     self.leave(len);
                 }
-                for (k, _) in y.iter().filter(|(k, _)| ix.get(x, k).is_none()) {
+                let extra = if found == y.len() { &[][..] } else { y };
+                for (k, _) in extra
+                    .iter()
+                    .enumerate()
+                    .filter(|(at, (k, _))| ix.get(x, k, *at).is_none())
+                    .map(|(_, f)| f)
+                {
                     let len = self.enter(At::Key(k), map);
                     if !rules.ignore.iter().any(|p| p.covers(&self.segs)) {
                         self.push(Kind::Extra);
@@ -491,10 +503,14 @@ impl Keys {
         Keys::Sorted(index)
     }
 
-    /// The value of `key` (keys are unique once parsed: a repeat keeps the last value).
-    fn get<'f>(&self, fields: &'f [(Text, J)], key: &str) -> Option<&'f J> {
+    /// The value of `key` (keys are unique once parsed: a repeat keeps the last value),
+    /// looked for first at `hint` — the two sides mostly write their keys in the same order.
+    fn get<'f>(&self, fields: &'f [(Text, J)], key: &str, hint: usize) -> Option<&'f J> {
         match self {
-            Keys::Scan => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Keys::Scan => match fields.get(hint) {
+                Some((k, v)) if k == key => Some(v),
+                _ => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            },
             Keys::Sorted(index) => index
                 .binary_search_by(|&i| fields[i as usize].0.as_str().cmp(key))
                 .ok()

@@ -107,7 +107,10 @@ fn shadowing_every_request_at_half_load_settles_under_the_ceiling_without_bursts
     );
     let settled = &busy[30..];
     let mean = settled.iter().sum::<f64>() / settled.len() as f64;
-    assert!(mean >= 0.54, "uses what is left under it: mean {mean}, {busy:?}");
+    assert!(
+        mean >= 0.54,
+        "uses what is left under it: mean {mean}, {busy:?}"
+    );
     // Clients busier than the ceiling on their own: shadows fall to the floor.
     let busy = simulate(&mut limit, 0.8, 21_561.0, 30e-6, 30);
     assert_eq!(limit, f64::from(FLOOR), "{busy:?}");

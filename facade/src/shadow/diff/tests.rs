@@ -67,6 +67,11 @@ fn equal_json_matches_whatever_the_key_order() {
 fn each_kind_of_difference_has_its_signature() {
     assert_eq!(sigs(r#"{"a":1,"b":2}"#, r#"{"a":1}"#), ["missing $.b"]);
     assert_eq!(sigs(r#"{"a":1}"#, r#"{"a":1,"n":0}"#), ["extra $.n"]);
+    // As many keys on both sides, in another order, one of them not shared.
+    assert_eq!(
+        sigs(r#"{"a":1,"b":2}"#, r#"{"c":2,"a":1}"#),
+        ["missing $.b", "extra $.c"]
+    );
     assert_eq!(
         sigs(r#"{"total":"49.80"}"#, r#"{"total":4980}"#),
         ["type $.total"]
