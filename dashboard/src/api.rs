@@ -122,7 +122,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/services", get(list_services).post(create_service))
         .route(
             "/api/v1/services/{name}",
-            get(get_service).put(put_service).delete(delete_service),
+            get(get_service)
+                .put(put_service)
+                .patch(patch_service)
+                .delete(delete_service),
         )
         .route(
             "/api/v1/services/{name}/instances",
@@ -131,7 +134,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/contexts", get(list_contexts).post(create_context))
         .route(
             "/api/v1/contexts/{name}",
-            get(get_context).put(put_context).delete(delete_context),
+            get(get_context)
+                .put(put_context)
+                .patch(patch_context)
+                .delete(delete_context),
         )
         .route("/api/v1/contexts/{name}/shadow", get(shadow_results))
         .route("/api/v1/contexts/{name}/traffic", get(context_traffic))

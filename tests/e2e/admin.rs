@@ -38,6 +38,17 @@ impl Admin {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, http::HeaderMap, Value) {
+        self.call_as(method, path, body, "application/json").await
+    }
+
+    /// [`Admin::call`] with the body sent as `content_type`.
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        content_type: &str,
+    ) -> (StatusCode, http::HeaderMap, Value) {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -46,7 +57,7 @@ impl Admin {
         }
         let body = match body {
             Some(b) => {
-                req = req.header("content-type", "application/json");
+                req = req.header("content-type", content_type);
                 Full::new(Bytes::from(b.to_string()))
             }
             None => Full::new(Bytes::new()),

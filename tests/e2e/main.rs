@@ -6,6 +6,7 @@
 mod admin;
 mod harness;
 
+mod api;
 mod autopilot;
 mod bad_input;
 mod binary;

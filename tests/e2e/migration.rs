@@ -53,7 +53,7 @@ async fn until_answered_by(facade: &str, path: &str, who: &str) -> Duration {
     }
 }
 
-async fn shop() -> (SocketAddr, SocketAddr, Running, Admin) {
+pub(crate) async fn shop() -> (SocketAddr, SocketAddr, Running, Admin) {
     let legacy = named("legacy").await;
     let new = named("new").await;
     let env = token_env();
@@ -685,7 +685,17 @@ async fn unknown_names_answer_404_everywhere() {
             change(json!({ "paused": true })),
         ),
         (Method::DELETE, "/api/v1/contexts/nope", change(json!({}))),
+        (
+            Method::PATCH,
+            "/api/v1/contexts/nope",
+            change(json!({ "weight": 1 })),
+        ),
         (Method::GET, "/api/v1/services/nope", None),
+        (
+            Method::PATCH,
+            "/api/v1/services/nope",
+            change(json!({ "urls": [] })),
+        ),
         (Method::DELETE, "/api/v1/services/nope", change(json!({}))),
         (Method::GET, "/api/v1/routes/rnope", None),
         (Method::DELETE, "/api/v1/routes/rnope", change(json!({}))),

@@ -139,6 +139,58 @@ impl<T> Envelope<T> {
     }
 }
 
+/// Applies a JSON merge patch (RFC 7396) to `target`: a member set to `null` is removed, an
+/// object merges member by member, anything else replaces what was there.
+pub fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(fields) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                fields.remove(&k);
+            } else {
+                merge_patch(fields.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
+/// A PATCH's envelope, with the stored `current` item as the merge patch in its body changes
+/// it: what is left out stays as it was. The result must still be a valid item.
+pub fn patched<T: serde::Serialize + DeserializeOwned>(
+    current: &T,
+    patch: serde_json::Value,
+) -> Result<Envelope<T>, ApiProblem> {
+    let e = Envelope::<serde_json::Value>::from_value(patch)?;
+    let mut doc = serde_json::to_value(current).map_err(|err| {
+        ApiProblem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "The stored item could not be read",
+            err.to_string(),
+        )
+    })?;
+    merge_patch(&mut doc, e.item);
+    let item = serde_json::from_value(doc).map_err(|err| {
+        ApiProblem::bad_request(
+            "body",
+            format!("{err} once the patch is applied; see /api/v1/openapi.json for the shape"),
+        )
+    })?;
+    Ok(Envelope {
+        base_version: e.base_version,
+        reason: e.reason,
+        owner: e.owner,
+        force: e.force,
+        item,
+    })
+}
+
 /// A change with no payload beyond the envelope.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

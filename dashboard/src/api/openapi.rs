@@ -25,6 +25,16 @@ fn change_body(item: Value) -> Value {
     json!({ "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": props, "required": required } } } })
 }
 
+/// A PATCH's body: the envelope and any fields of the item, merged into the stored one.
+fn merge_body() -> Value {
+    let mut body = change_body(json!({ "type": "object" }));
+    for ct in ["application/merge-patch+json", "application/json"] {
+        body["content"][ct] = body["content"]["application/json"].clone();
+        body["content"][ct]["schema"]["additionalProperties"] = json!(true);
+    }
+    body
+}
+
 fn responses(ok: &str) -> Value {
     json!({
         "200": { "description": ok },
@@ -70,9 +80,9 @@ pub fn spec() -> Value {
         "paths": {
             "/api/v1/catalog": { "get": op("The whole catalog at its current version", None) },
             "/api/v1/services": { "get": op("List services", None), "post": op("Create a service", Some(change_body(service.clone()))) },
-            "/api/v1/services/{name}": { "get": op("Read a service", None), "put": op("Replace a service", Some(change_body(service))), "delete": op("Delete a service", Some(change_body(empty.clone()))) },
+            "/api/v1/services/{name}": { "get": op("Read a service", None), "put": op("Replace a service (fields left out are dropped; PATCH changes only those sent)", Some(change_body(service))), "patch": op("Change the fields a JSON merge patch (RFC 7396) names and keep the others; `null` removes an optional field", Some(merge_body())), "delete": op("Delete a service", Some(change_body(empty.clone()))) },
             "/api/v1/contexts": { "get": op("List contexts", None), "post": op("Create a context", Some(change_body(context.clone()))) },
-            "/api/v1/contexts/{name}": { "get": op("Read a context and its routes", None), "put": op("Replace a context", Some(change_body(context))), "delete": op("Delete a context and its routes", Some(change_body(empty.clone()))) },
+            "/api/v1/contexts/{name}": { "get": op("Read a context and its routes", None), "put": op("Replace a context (fields left out, such as sticky, shadow or translator, are dropped; PATCH changes only those sent)", Some(change_body(context))), "patch": op("Change the fields a JSON merge patch (RFC 7396) names and keep the others; `null` removes an optional field", Some(merge_body())), "delete": op("Delete a context and its routes", Some(change_body(empty.clone()))) },
             "/api/v1/traffic": { "get": op("Requests answered by legacy and by the new services per context (and unclaimed), with errors, latency and the new services' share (?minutes=60, up to 43200)", None) },
             "/api/v1/contexts/{name}/traffic": { "get": op("One context's requests per minute and side, with errors, fallbacks and latency, and per route and side over the window (?minutes=60)", None) },
             "/api/v1/events/sinks": { "get": op("Each event sink (webhook, NATS): deliveries pending, delivered and given up, the oldest pending's age and the last error", None) },

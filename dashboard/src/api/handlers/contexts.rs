@@ -1,6 +1,6 @@
-//! Contexts: list, read, create, replace, delete.
+//! Contexts: list, read, create, replace, patch, delete.
 
-use super::{change, with_version, ApiResult, Envelope, Nothing};
+use super::{change, patched, with_version, ApiResult, Body, Envelope, Nothing};
 use crate::api::auth::{Operator, Reader};
 use crate::api::problem::ApiProblem;
 use crate::api::ApiState;
@@ -74,6 +74,39 @@ pub async fn put_context(
             format!(
                 "the body names `{}` but the URL names `{name}`",
                 e.item.name
+            ),
+        ));
+    }
+    change(
+        &s,
+        &op,
+        Change::PutContext(checked_owner(&e)?),
+        e.said(),
+        false,
+    )
+    .await
+}
+
+/// Changes the fields a JSON merge patch names and keeps the others (where `PUT` replaces
+/// the whole context, so that a field left out of it is dropped).
+pub async fn patch_context(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(patch): Body<serde_json::Value>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let current = c
+        .contexts
+        .get(&name)
+        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
+    let e = patched(current, patch)?;
+    if e.item.name != name {
+        return Err(ApiProblem::bad_request(
+            "name",
+            format!(
+                "a context cannot be renamed (the patch names `{}`); create `{}` and delete `{name}`",
+                e.item.name, e.item.name
             ),
         ));
     }

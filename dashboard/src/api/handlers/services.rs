@@ -1,7 +1,7 @@
 //! Services and their instances: the catalog's services, registrations (heartbeats) and what
 //! this process sees of them at run time.
 
-use super::{change, with_version, ApiResult, Body, Envelope, Nothing};
+use super::{change, patched, with_version, ApiResult, Body, Envelope, Nothing};
 use crate::api::auth::{Operator, Reader};
 use crate::api::problem::ApiProblem;
 use crate::api::ApiState;
@@ -71,6 +71,33 @@ pub async fn put_service(
             format!(
                 "the body names `{}` but the URL names `{name}`",
                 e.item.name
+            ),
+        ));
+    }
+    check_service_hosts(&e.item).await?;
+    change(&s, &op, Change::PutService(e.item.clone()), e.said(), false).await
+}
+
+/// Changes the fields a JSON merge patch names and keeps the others (`PUT` replaces the
+/// whole service).
+pub async fn patch_service(
+    op: Operator,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Body(patch): Body<serde_json::Value>,
+) -> ApiResult {
+    let c = s.store.load().await?;
+    let current = c
+        .services
+        .get(&name)
+        .ok_or_else(|| ApiProblem::not_found(format!("service `{name}` does not exist")))?;
+    let e = patched(current, patch)?;
+    if e.item.name != name {
+        return Err(ApiProblem::bad_request(
+            "name",
+            format!(
+                "a service cannot be renamed (the patch names `{}`); create `{}` and delete `{name}`",
+                e.item.name, e.item.name
             ),
         ));
     }

@@ -1,0 +1,141 @@
+//! The admin API as a client sees it: PATCH with JSON merge patches, the OpenAPI document.
+
+use http::Method;
+use serde_json::json;
+
+use crate::migration::shop;
+
+/// PATCH changes what the merge patch names and keeps the rest — where PUT drops every field
+/// it is not sent — and refuses what PUT refuses.
+#[tokio::test]
+async fn a_patch_changes_only_what_it_names() {
+    let (_legacy, new, s, api) = shop().await;
+    api.carve(
+        "orders-svc",
+        &format!("http://{new}"),
+        "orders",
+        &["/orders/{id}"],
+        Some("cookie:sid"),
+    )
+    .await;
+    api.change(
+        Method::PATCH,
+        "/api/v1/contexts/orders",
+        json!({ "shadow": { "ignore": ["$.updatedAt"], "sample_percent": 50 } }),
+    )
+    .await;
+    let patch = |version: i64, fields: serde_json::Value| {
+        let mut body = json!({ "base_version": version, "reason": "patch test" });
+        if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+            b.extend(f.clone());
+        }
+        Some(body)
+    };
+    let context = |v: &serde_json::Value| v["item"].clone();
+
+    // The media type of RFC 7396; only `description` changes.
+    let version = api.version().await;
+    let (status, _, v) = api
+        .call_as(
+            Method::PATCH,
+            "/api/v1/contexts/orders",
+            patch(version, json!({ "description": "orders and carts" })),
+            "application/merge-patch+json",
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let c = context(&v);
+    assert_eq!(c["description"], "orders and carts", "{v}");
+    assert_eq!(c["sticky"], "cookie:sid", "kept: {v}");
+    assert_eq!(c["shadow"]["ignore"], json!(["$.updatedAt"]), "kept: {v}");
+    assert_eq!(c["shadow"]["sample_percent"], 50, "kept: {v}");
+    assert_eq!(c["owner"], "legacy");
+
+    // Nested objects merge member by member; `null` removes.
+    let (status, _, v) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/contexts/orders",
+            patch(
+                api.version().await,
+                json!({ "sticky": null, "shadow": { "sample_percent": null } }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let c = context(&v);
+    assert!(c.get("sticky").is_none(), "removed: {v}");
+    assert!(c["shadow"].get("sample_percent").is_none(), "removed: {v}");
+    assert_eq!(c["shadow"]["ignore"], json!(["$.updatedAt"]), "kept: {v}");
+    assert_eq!(c["description"], "orders and carts", "kept: {v}");
+
+    // What PUT refuses, PATCH refuses, and changes nothing.
+    let version = api.version().await;
+    let refused = [
+        (json!({ "name": "carts" }), 400, "name"),
+        (json!({ "colour": "red" }), 400, "body"),
+        (json!({ "weight": 20000 }), 422, "contexts.orders.weight"),
+        (json!({ "owner": "new" }), 400, "owner"),
+    ];
+    for (fields, want, field) in refused {
+        let (status, headers, problem) = api
+            .call(
+                Method::PATCH,
+                "/api/v1/contexts/orders",
+                patch(version, fields.clone()),
+            )
+            .await;
+        assert_eq!(status, want, "{fields}: {problem}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(problem["field"], field, "{fields}: {problem}");
+    }
+    // Based on a version that is no longer current: 409, as for PUT.
+    let (status, _, problem) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/contexts/orders",
+            patch(version - 1, json!({ "description": "stale" })),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    // Without a reason: refused (the audit log needs one).
+    let (status, _, problem) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/contexts/orders",
+            Some(json!({ "base_version": version, "description": "why?" })),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &problem["field"]),
+        (400, &json!("reason"))
+    );
+    assert_eq!(api.version().await, version, "nothing changed");
+
+    // Services too: the policy stays when only the instances change.
+    api.change(
+        Method::PATCH,
+        "/api/v1/services/orders-svc",
+        json!({ "policy": { "max_concurrent": 7 } }),
+    )
+    .await;
+    let v = api
+        .change(
+            Method::PATCH,
+            "/api/v1/services/orders-svc",
+            json!({ "urls": [format!("http://{new}"), format!("http://{new}")] }),
+        )
+        .await;
+    assert_eq!(v["item"]["urls"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["item"]["policy"]["max_concurrent"], 7, "kept: {v}");
+
+    // The audit log says who patched what, with the reason.
+    let (_, _, audit) = api
+        .call(Method::GET, "/api/v1/audit?target=context:orders", None)
+        .await;
+    assert!(
+        audit.to_string().contains("patch test"),
+        "the patch is audited: {audit}"
+    );
+    s.stop().await;
+}
