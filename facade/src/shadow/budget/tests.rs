@@ -117,7 +117,7 @@ fn shadowing_every_request_at_half_load_settles_under_the_ceiling_without_bursts
     // The load goes, 2,000 shadows a second wanted: the cap follows them up, and every one
     // starts.
     let busy = simulate(&mut limit, 0.1, 2_000.0, 30e-6, 60);
-    assert!(limit >= 2_000.0 && limit <= 4_000.0, "{limit} {busy:?}");
+    assert!((2_000.0..=4_000.0).contains(&limit), "{limit} {busy:?}");
     // Quiet: the idle cap; a sudden burst of demand then grows from it without overrunning.
     simulate(&mut limit, 0.0, 0.0, 30e-6, 2);
     assert_eq!(limit, IDLE);
