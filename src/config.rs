@@ -157,6 +157,8 @@ pub struct CatalogSettings {
 pub struct AuthSettings {
     pub operator_token: Option<String>,
     pub viewer_token: Option<String>,
+    /// Named people with tokens of their own (`[[auth.users]]`).
+    pub users: Vec<strangler_dashboard::api::User>,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -167,6 +169,10 @@ impl fmt::Debug for AuthSettings {
                 &self.operator_token.as_ref().map(|_| "<set>"),
             )
             .field("viewer_token", &self.viewer_token.as_ref().map(|_| "<set>"))
+            .field(
+                "users",
+                &self.users.iter().map(|u| &u.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

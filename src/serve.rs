@@ -226,6 +226,7 @@ pub async fn run_listeners(
         tokens: Tokens {
             operator: settings.auth.operator_token.clone(),
             viewer: settings.auth.viewer_token.clone(),
+            users: settings.auth.users.clone(),
         },
         log,
         runtime: Some(services),

@@ -292,6 +292,7 @@ async fn main() -> anyhow_free::Result<()> {
         tokens: Tokens {
             operator: Some(OPERATOR.into()),
             viewer: None,
+            users: Vec::new(),
         },
         log: None,
         runtime: None,

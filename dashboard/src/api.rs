@@ -18,7 +18,7 @@ use strangler_catalog::Catalog;
 use strangler_store::{Store, StoreError};
 use tokio::sync::watch;
 
-pub use auth::{Role, Tokens};
+pub use auth::{Caller, Role, Tokens, User};
 pub use problem::ApiProblem;
 
 /// The process's log filter, adjustable at run time.

@@ -79,7 +79,7 @@ fn see_other(to: &str) -> Response {
 #[derive(Template)]
 #[template(path = "message.html")]
 struct MessagePage<'a> {
-    role: Option<&'a str>,
+    role: Option<String>,
     csrf: Option<String>,
     title: &'a str,
     detail: String,

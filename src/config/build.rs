@@ -258,10 +258,19 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
             file.auth.viewer_token_file,
             "auth.viewer_token_file",
         )?,
+        users: Vec::new(),
+    };
+    let auth = AuthSettings {
+        users: users(file.auth.users, &auth)?,
+        ..auth
     };
     // Without a token the admin listener answers anyone (catalog, audit, shadow results): only
     // this machine may reach it then.
-    if !admin.ip().is_loopback() && auth.operator_token.is_none() && auth.viewer_token.is_none() {
+    if !admin.ip().is_loopback()
+        && auth.operator_token.is_none()
+        && auth.viewer_token.is_none()
+        && auth.users.is_empty()
+    {
         return Err(ConfigError {
             location: "admin".into(),
             message: format!(
@@ -402,6 +411,91 @@ fn token(
         }),
         other => Ok(other),
     }
+}
+
+/// Names the audit log already uses for the shared tokens and the control loops.
+const RESERVED_NAMES: [&str; 5] = ["operator", "viewer", "autopilot", "reconcile", "system"];
+
+/// The named users, checked: a name of letters, digits, `.`, `_`, `-` and `@` (at most 64),
+/// not reserved and not repeated; a role; one token each (inline or in a file, at least 16
+/// characters) that no one else has.
+fn users(
+    file: Vec<super::file::FileUser>,
+    shared: &AuthSettings,
+) -> Result<Vec<strangler_dashboard::api::User>, ConfigError> {
+    use strangler_dashboard::api::{Role, User};
+    let mut out: Vec<User> = Vec::new();
+    for (i, u) in file.into_iter().enumerate() {
+        let at = |field: &str| format!("auth.users[{i}].{field}");
+        let err = |field: &str, message: String| ConfigError {
+            location: at(field),
+            message,
+        };
+        let name = u.name.trim().to_owned();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        if !valid {
+            return Err(err(
+                "name",
+                format!("`{name}` is not a user name: use 1-64 letters, digits, `.`, `_`, `-` or `@` (for example `alice` or `alice@example.com`)"),
+            ));
+        }
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(err(
+                "name",
+                format!("`{name}` is what the audit log calls the shared tokens and the control loops; give the person their own name"),
+            ));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(err(
+                "name",
+                format!("`{name}` is named twice; each person once, with one role"),
+            ));
+        }
+        let role = match u.role.trim() {
+            "operator" => Role::Operator,
+            "viewer" => Role::Viewer,
+            other => return Err(err(
+                "role",
+                format!(
+                    "`{other}` is not a role: `operator` (reads and changes) or `viewer` (reads)"
+                ),
+            )),
+        };
+        let key = at("token_file");
+        let token = match (u.token.is_some(), u.token_file.is_some()) {
+            (true, true) => {
+                return Err(err(
+                    "token",
+                    "set `token` or `token_file`, not both".into(),
+                ))
+            }
+            (false, false) => {
+                return Err(err(
+                    "token",
+                    "set `token_file` (a file holding the token) or `token`; generate one with `openssl rand -hex 24`".into(),
+                ))
+            }
+            _ => token(u.token, u.token_file, &key)?,
+        };
+        let Some(token) = token else {
+            return Err(err("token", "is empty".into()));
+        };
+        let taken = out.iter().any(|o| o.token == token)
+            || shared.operator_token.as_deref() == Some(token.as_str())
+            || shared.viewer_token.as_deref() == Some(token.as_str());
+        if taken {
+            return Err(err(
+                "token",
+                format!("`{name}` has the same token as another user or a shared token; every person needs a token of their own, or the audit log cannot tell them apart"),
+            ));
+        }
+        out.push(User { name, role, token });
+    }
+    Ok(out)
 }
 
 /// The catalog the file declares: its services and contexts (with their routes), validated.

@@ -115,6 +115,18 @@ pub(super) struct AuthSection {
     pub(super) operator_token_file: Option<String>,
     pub(super) viewer_token: Option<String>,
     pub(super) viewer_token_file: Option<String>,
+    #[serde(default)]
+    pub(super) users: Vec<FileUser>,
+}
+
+/// A named person: `[[auth.users]]` with `name`, `role` and `token` or `token_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileUser {
+    pub(super) name: String,
+    pub(super) role: String,
+    pub(super) token: Option<String>,
+    pub(super) token_file: Option<String>,
 }
 
 /// A context as the config file declares it, with its routes inside.

@@ -371,3 +371,77 @@ fn an_open_admin_listener_off_this_machine_is_refused() {
     };
     assert!(load(None, &no_env(), &local).is_ok());
 }
+
+#[test]
+fn named_users_are_checked_one_by_one() {
+    let head = "[legacy]\nurl = \"http://127.0.0.1:1\"\n\n[auth]\noperator_token = \"shared-token-0123456789\"\n";
+    let with = |users: &str| file(&format!("{head}{users}"));
+    let f = with(
+        "[[auth.users]]\nname = \"alice@example.com\"\nrole = \"operator\"\ntoken = \"alice-token-0123456789\"\n\
+         [[auth.users]]\nname = \"bob\"\nrole = \"viewer\"\ntoken = \"bob-token-0123456789ab\"\n",
+    );
+    let s = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap();
+    let users: Vec<_> = s
+        .auth
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.role))
+        .collect();
+    use strangler_dashboard::api::Role;
+    assert_eq!(
+        users,
+        [("alice@example.com", Role::Operator), ("bob", Role::Viewer)]
+    );
+    assert!(
+        !format!("{:?}", s.auth).contains("alice-token"),
+        "never printed"
+    );
+    for (users, at, says) in [
+        (
+            "[[auth.users]]\nname = \"al ice\"\nrole = \"operator\"\ntoken = \"alice-token-0123456789\"\n",
+            "auth.users[0].name",
+            "not a user name",
+        ),
+        (
+            "[[auth.users]]\nname = \"operator\"\nrole = \"operator\"\ntoken = \"alice-token-0123456789\"\n",
+            "auth.users[0].name",
+            "shared tokens",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"alice-token-0123456789\"\n",
+            "auth.users[0].role",
+            "`operator` (reads and changes) or `viewer`",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\nrole = \"viewer\"\n",
+            "auth.users[0].token",
+            "token_file",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\nrole = \"viewer\"\ntoken = \"short\"\n",
+            "auth.users[0].token",
+            "at least 16",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\nrole = \"viewer\"\ntoken = \"shared-token-0123456789\"\n",
+            "auth.users[0].token",
+            "token of their own",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\nrole = \"viewer\"\ntoken = \"aaaa-token-0123456789\"\n\
+             [[auth.users]]\nname = \"a\"\nrole = \"operator\"\ntoken = \"bbbb-token-0123456789\"\n",
+            "auth.users[1].name",
+            "named twice",
+        ),
+        (
+            "[[auth.users]]\nname = \"a\"\nrole = \"viewer\"\ntoken_file = \"/nonexistent/a.token\"\n",
+            "auth.users[0].token_file",
+            "cannot read the token file",
+        ),
+    ] {
+        let f = with(users);
+        let err = load(Some(f.path()), &no_env(), &Overrides::default()).unwrap_err();
+        assert_eq!(err.location, at, "{err}");
+        assert!(err.message.contains(says), "{err}");
+    }
+}

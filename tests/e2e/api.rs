@@ -3,6 +3,8 @@
 use http::Method;
 use serde_json::json;
 
+use crate::admin::{Admin, OPERATOR};
+use crate::harness::axum_upstream;
 use crate::migration::shop;
 
 /// PATCH changes what the merge patch names and keeps the rest — where PUT drops every field
@@ -137,5 +139,105 @@ async fn a_patch_changes_only_what_it_names() {
         audit.to_string().contains("patch test"),
         "the patch is audited: {audit}"
     );
+    s.stop().await;
+}
+
+/// People named in `[[auth.users]]` sign their changes: the audit log records the person, a
+/// named viewer reads it and changes nothing, and the shared operator token still works (as
+/// `operator`). A token file is read at start; a user's token is never written anywhere.
+#[tokio::test]
+async fn named_operators_sign_their_changes() {
+    let (legacy, _) = axum_upstream(axum::Router::new()).await;
+    let dir = crate::harness::Scratch::new("users");
+    std::fs::write(
+        dir.path.join("carol.token"),
+        "carol-token-0123456789abcdef\n",
+    )
+    .unwrap();
+    let config = dir.path.join("strangler.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\noperator_token = \"{OPERATOR}\"\n\n\
+             [[auth.users]]\nname = \"alice@example.com\"\nrole = \"operator\"\ntoken = \"alice-token-0123456789abcd\"\n\n\
+             [[auth.users]]\nname = \"bob\"\nrole = \"viewer\"\ntoken = \"bob-token-0123456789abcdef\"\n\n\
+             [[auth.users]]\nname = \"carol\"\nrole = \"operator\"\ntoken_file = \"{}\"\n",
+            dir.path.join("carol.token").display()
+        ),
+    )
+    .unwrap();
+    let s = crate::binary::start_configured(&format!("http://{legacy}"), &config, &[]).await;
+    let as_user = |token: &'static str| Admin::new(&s.admin, Some(token));
+    let alice = as_user("alice-token-0123456789abcd");
+    let bob = as_user("bob-token-0123456789abcdef");
+    let carol = as_user("carol-token-0123456789abcdef");
+    let shared = as_user(OPERATOR);
+
+    alice
+        .change(
+            Method::POST,
+            "/api/v1/services",
+            json!({ "name": "orders-svc", "urls": ["http://127.0.0.1:9"], "reason": "alice adds it" }),
+        )
+        .await;
+    carol
+        .change(
+            Method::PATCH,
+            "/api/v1/services/orders-svc",
+            json!({ "urls": ["http://127.0.0.1:10"], "reason": "carol moves it" }),
+        )
+        .await;
+    shared
+        .change(
+            Method::PATCH,
+            "/api/v1/services/orders-svc",
+            json!({ "urls": ["http://127.0.0.1:11"], "reason": "someone with the shared token" }),
+        )
+        .await;
+    let version = bob.version().await;
+    let (status, _, problem) = bob
+        .call(
+            Method::PATCH,
+            "/api/v1/services/orders-svc",
+            Some(json!({ "base_version": version, "reason": "bob tries", "urls": [] })),
+        )
+        .await;
+    assert_eq!(status, 403, "{problem}");
+
+    // The viewer sees who did what.
+    let (status, _, audit) = bob.call(Method::GET, "/api/v1/audit", None).await;
+    assert_eq!(status, 200, "{audit}");
+    let rows: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or_default().to_owned(),
+                r["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (actor, reason) in [
+        ("alice@example.com", "alice adds it"),
+        ("carol", "carol moves it"),
+        ("operator", "someone with the shared token"),
+    ] {
+        assert!(
+            rows.iter().any(|(a, r)| a == actor && r == reason),
+            "{actor}: {rows:?}"
+        );
+    }
+    assert!(!rows.iter().any(|(a, _)| a == "bob"), "{rows:?}");
+    // And filters by the person.
+    let (_, _, audit) = bob
+        .call(Method::GET, "/api/v1/audit?actor=carol", None)
+        .await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
+    // An unknown token is refused.
+    let (status, _, _) = as_user("nobody-token-0123456789ab")
+        .call(Method::GET, "/api/v1/audit", None)
+        .await;
+    assert_eq!(status, 401);
     s.stop().await;
 }

@@ -56,6 +56,30 @@ pub async fn start_with(legacy: &str, extra_env: &[(&str, &str)]) -> Running {
 /// Like [`start_with`], run by `wrapper` (a command that executes its arguments, such as
 /// `prlimit --nofile=N:N`).
 pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &str)]) -> Running {
+    start_full(wrapper, &[], legacy, extra_env).await
+}
+
+/// Like [`start`], with `strangler serve --config FILE`.
+pub async fn start_configured(
+    legacy: &str,
+    config: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> Running {
+    let catalog = temp_catalog();
+    let mut env: Vec<(&str, &str)> = vec![("STRANGLER_CATALOG_URL", catalog.as_str())];
+    env.extend_from_slice(extra_env);
+    let config = config.to_string_lossy().into_owned();
+    let mut running = start_full(&[], &["--config", &config], legacy, &env).await;
+    running._catalog = Some(catalog);
+    running
+}
+
+async fn start_full(
+    wrapper: &[&str],
+    args: &[&str],
+    legacy: &str,
+    extra_env: &[(&str, &str)],
+) -> Running {
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -75,6 +99,7 @@ pub async fn start_under(wrapper: &[&str], legacy: &str, extra_env: &[(&str, &st
         "--workers",
         "2",
     ])
+    .args(args)
     .env("STRANGLER_LOG_FORMAT", "json")
     // Tests stop at once unless they test the drain.
     .env("STRANGLER_SHUTDOWN_DRAIN_DELAY", "0s")

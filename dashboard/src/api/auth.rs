@@ -1,5 +1,6 @@
-//! Bearer tokens: an operator token for changes, a viewer token for reads. Compared in constant
-//! time. With no token configured at all, reads are open (the admin listener binds to
+//! Bearer tokens: shared ones (an operator token for changes, a viewer token for reads) and
+//! named users' own, each with a role, so that the audit log records the person. Compared in
+//! constant time. With no token configured at all, reads are open (the admin listener binds to
 //! 127.0.0.1 by default) and changes are refused.
 
 use axum::extract::FromRequestParts;
@@ -15,6 +16,17 @@ use super::ApiState;
 pub struct Tokens {
     pub operator: Option<String>,
     pub viewer: Option<String>,
+    /// Named people, each with a token of their own (`[[auth.users]]`).
+    pub users: Vec<User>,
+}
+
+/// A named person who may use the API and the dashboard.
+#[derive(Clone)]
+pub struct User {
+    /// What the audit log records as the actor.
+    pub name: String,
+    pub role: Role,
+    pub token: String,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -23,8 +35,24 @@ impl std::fmt::Debug for Tokens {
         f.debug_struct("Tokens")
             .field("operator", &self.operator.as_ref().map(|_| "<set>"))
             .field("viewer", &self.viewer.as_ref().map(|_| "<set>"))
+            .field(
+                "users",
+                &self
+                    .users
+                    .iter()
+                    .map(|u| (&u.name, u.role))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
+}
+
+/// Who presented a token: their role, and the name the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    /// A user's name, or `operator` / `viewer` for the shared tokens.
+    pub actor: String,
 }
 
 /// What the caller may do.
@@ -40,30 +68,71 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Tokens {
+    /// Whether any token is configured (else reads are open and changes refused).
+    pub fn any(&self) -> bool {
+        self.operator.is_some() || self.viewer.is_some() || !self.users.is_empty()
+    }
+
+    /// Whether anyone may change the catalog.
+    pub fn changes_enabled(&self) -> bool {
+        self.operator.is_some() || self.users.iter().any(|u| u.role == Role::Operator)
+    }
+
+    /// The user named `name`, if configured.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
     pub fn role_of(&self, presented: Option<&str>) -> Result<Role, ApiProblem> {
+        self.identify(presented).map(|c| c.role)
+    }
+
+    /// Who presented `presented`. Every configured token is compared, whichever matches, so
+    /// that the time taken says nothing about which one did.
+    pub fn identify(&self, presented: Option<&str>) -> Result<Caller, ApiProblem> {
         let Some(token) = presented else {
-            if self.operator.is_none() && self.viewer.is_none() {
-                return Ok(Role::Viewer);
+            if !self.any() {
+                return Ok(Caller {
+                    role: Role::Viewer,
+                    actor: "viewer".into(),
+                });
             }
             return Err(ApiProblem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "A bearer token is required",
-                "send `Authorization: Bearer <token>` with the viewer or the operator token",
+                "send `Authorization: Bearer <token>` with the viewer or the operator token, or your own",
             ));
         };
-        if self.operator.as_deref().is_some_and(|t| same(t, token)) {
-            return Ok(Role::Operator);
+        let mut found = None;
+        let shared = [
+            (self.operator.as_deref(), Role::Operator, "operator"),
+            (self.viewer.as_deref(), Role::Viewer, "viewer"),
+        ];
+        for (t, role, name) in shared {
+            if t.is_some_and(|t| same(t, token)) && found.is_none() {
+                found = Some(Caller {
+                    role,
+                    actor: name.into(),
+                });
+            }
         }
-        if self.viewer.as_deref().is_some_and(|t| same(t, token)) {
-            return Ok(Role::Viewer);
+        for u in &self.users {
+            if same(&u.token, token) && found.is_none() {
+                found = Some(Caller {
+                    role: u.role,
+                    actor: u.name.clone(),
+                });
+            }
         }
-        Err(ApiProblem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "The token is not valid",
-            "the bearer token matches neither the viewer nor the operator token",
-        ))
+        found.ok_or_else(|| {
+            ApiProblem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "The token is not valid",
+                "the bearer token matches none of the configured tokens",
+            )
+        })
     }
 }
 
@@ -101,23 +170,24 @@ impl FromRequestParts<ApiState> for Operator {
     type Rejection = ApiProblem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiProblem> {
-        if state.tokens.operator.is_none() {
+        if !state.tokens.changes_enabled() {
             return Err(ApiProblem::new(
                 StatusCode::FORBIDDEN,
                 "changes-disabled",
                 "Changes are disabled",
-                "no operator token is configured; set STRANGLER_AUTH_OPERATOR_TOKEN (or auth.operator_token_file in the config file) and restart",
+                "no operator token is configured; set STRANGLER_AUTH_OPERATOR_TOKEN (or auth.operator_token_file, or a user with role = \"operator\" under [[auth.users]] in the config file) and restart",
             ));
         }
-        match state.tokens.role_of(bearer(parts))? {
+        let caller = state.tokens.identify(bearer(parts))?;
+        match caller.role {
             Role::Operator => Ok(Operator {
-                actor: "operator".into(),
+                actor: caller.actor,
             }),
             Role::Viewer => Err(ApiProblem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "The viewer token cannot change anything",
-                "use the operator token for changes",
+                "A viewer cannot change anything",
+                "use an operator's token for changes",
             )),
         }
     }

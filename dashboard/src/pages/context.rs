@@ -89,7 +89,7 @@ struct AuditRow {
 #[derive(Template)]
 #[template(path = "context.html")]
 struct ContextPage {
-    role: Option<&'static str>,
+    role: Option<String>,
     csrf: Option<String>,
     csrf_value: String,
     operator: bool,

@@ -56,7 +56,7 @@ pub(super) async fn action(
     }
     let meta = ChangeMeta {
         force: f.force.is_some(),
-        actor: "operator (dashboard)".into(),
+        actor: format!("{} (dashboard)", viewer.actor),
         reason: f.reason.trim().to_owned(),
     };
     let path = f.path.as_deref().unwrap_or("").trim().to_owned();

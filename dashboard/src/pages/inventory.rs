@@ -42,7 +42,7 @@ pub(super) struct SortLink {
 #[derive(Template)]
 #[template(path = "unclaimed.html")]
 struct UnclaimedPage {
-    role: Option<&'static str>,
+    role: Option<String>,
     csrf: Option<String>,
     csrf_value: String,
     operator: bool,
@@ -341,7 +341,7 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
         .collect();
     let meta = ChangeMeta {
         force: false,
-        actor: "operator (dashboard)".into(),
+        actor: format!("{} (dashboard)", viewer.actor),
         reason: field("reason").to_owned(),
     };
     match s

@@ -46,7 +46,7 @@ struct LedgerContext {
 #[derive(Template)]
 #[template(path = "ledger.html")]
 struct LedgerPage {
-    role: Option<&'static str>,
+    role: Option<String>,
     csrf: Option<String>,
     quiet_days: u64,
     contexts: Vec<LedgerContext>,

@@ -46,7 +46,7 @@ struct ContextRow {
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
-    role: Option<&'static str>,
+    role: Option<String>,
     csrf: Option<String>,
     windows: Vec<Window>,
     by_state: Vec<(&'static str, usize)>,

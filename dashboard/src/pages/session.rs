@@ -25,7 +25,27 @@ pub(super) fn key(s: &ApiState) -> [u8; 32] {
     h.update(s.tokens.operator.as_deref().unwrap_or("").as_bytes());
     h.update(b"\0");
     h.update(s.tokens.viewer.as_deref().unwrap_or("").as_bytes());
+    for u in &s.tokens.users {
+        h.update(b"\0");
+        h.update(u.name.as_bytes());
+        h.update(b"\0");
+        h.update(u.token.as_bytes());
+    }
     h.finalize().into()
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 fn tag(key: &[u8; 32], message: &str) -> String {
@@ -58,14 +78,22 @@ fn verify(key: &[u8; 32], message: &str, hex_tag: &str) -> bool {
 /// configured: everyone may look, nobody may change).
 pub(super) struct Viewer {
     pub(super) role: Role,
+    /// Who, for the audit log: a user's name, or the shared token's role.
+    pub(super) actor: String,
     pub(super) cookie: Option<String>,
 }
 
 impl Viewer {
-    pub(super) fn role_name(&self) -> &'static str {
-        match self.role {
+    /// How the page header names who is signed in: the role, and a user's name before it.
+    pub(super) fn role_name(&self) -> String {
+        let role = match self.role {
             Role::Operator => "operator",
             Role::Viewer => "viewer",
+        };
+        if self.actor == role {
+            role.to_owned()
+        } else {
+            format!("{} ({role})", self.actor)
         }
     }
 
@@ -91,9 +119,10 @@ fn revoked_name(sid: &str) -> String {
 /// The session of a request: None when it must sign in (no cookie, a forged or expired one,
 /// or one signed out — on any replica).
 pub(super) async fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer> {
-    if s.tokens.operator.is_none() && s.tokens.viewer.is_none() {
+    if !s.tokens.any() {
         return Some(Viewer {
             role: Role::Viewer,
+            actor: "viewer".into(),
             cookie: None,
         });
     }
@@ -109,13 +138,20 @@ pub(super) async fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer>
         Ok(None) => {}
         Ok(Some(_)) | Err(_) => return None,
     }
-    let role = match role {
-        "operator" if s.tokens.operator.is_some() => Role::Operator,
-        "viewer" if s.tokens.viewer.is_some() => Role::Viewer,
-        _ => return None,
+    // A user's role is read from the configuration now: a changed role or a removed user
+    // takes effect on their open sessions too.
+    let (role, actor) = match role {
+        "operator" if s.tokens.operator.is_some() => (Role::Operator, "operator".to_owned()),
+        "viewer" if s.tokens.viewer.is_some() => (Role::Viewer, "viewer".to_owned()),
+        who => {
+            let name = unhex(who.strip_prefix("u-")?)?;
+            let user = s.tokens.user(&name)?;
+            (user.role, user.name.clone())
+        }
     };
     Some(Viewer {
         role,
+        actor,
         cookie: Some(value.to_owned()),
     })
 }
@@ -123,7 +159,7 @@ pub(super) async fn session(s: &ApiState, headers: &HeaderMap) -> Option<Viewer>
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
-    role: Option<&'static str>,
+    role: Option<String>,
     csrf: Option<String>,
     error: Option<&'static str>,
 }
@@ -150,23 +186,25 @@ pub(super) async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let role = match s.tokens.role_of(Some(f.token.trim())) {
-        Ok(role) if s.tokens.operator.is_some() || s.tokens.viewer.is_some() => role,
+    let caller = match s.tokens.identify(Some(f.token.trim())) {
+        Ok(caller) if s.tokens.any() => caller,
         _ => {
             return html(
                 StatusCode::UNAUTHORIZED,
                 LoginPage {
                     role: None,
                     csrf: None,
-                    error: Some("That token is neither the viewer nor the operator token."),
+                    error: Some("That token is none of the configured tokens."),
                 }
                 .render(),
             )
         }
     };
-    let name = match role {
-        Role::Operator => "operator",
-        Role::Viewer => "viewer",
+    // The cookie names the shared token's role, or the user (hex: names may hold dots).
+    let name = match (&caller.role, caller.actor.as_str()) {
+        (Role::Operator, "operator") if s.tokens.user("operator").is_none() => "operator".into(),
+        (Role::Viewer, "viewer") if s.tokens.user("viewer").is_none() => "viewer".into(),
+        (_, person) => format!("u-{}", hex(person)),
     };
     let expires = crate::now_secs() + SESSION_SECS;
     // A random id names the session, so that signing out can revoke this one alone.
