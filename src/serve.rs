@@ -205,7 +205,13 @@ pub async fn run_listeners(
         Arc::new(move || for_services.services_view());
     let state = AdminState {
         jwks: facade.identity_jwks().map(Arc::from),
-        metrics: Arc::new(move |out: &mut String| for_metrics.render_metrics(out)),
+        metrics: {
+            let autopilot = Arc::clone(&autopilot);
+            Arc::new(move |out: &mut String| {
+                for_metrics.render_metrics(out);
+                autopilot.render_metrics(out);
+            })
+        },
         services: Arc::clone(&services),
         readiness: {
             let draining = Arc::clone(&draining);

@@ -31,6 +31,8 @@ pub struct Status {
 
 #[derive(Debug, Default)]
 struct StatusInner {
+    /// Changes applied, per (context, action), for `/metrics`.
+    applied: BTreeMap<(String, &'static str), u64>,
     holder: String,
     leader: bool,
     /// Per context: when it was last evaluated (ms) and the decision.
@@ -40,6 +42,27 @@ struct StatusInner {
 }
 
 impl Status {
+    /// Appends `strangler_autopilot_actions_total{context, action}` in the Prometheus text
+    /// format: the changes this process's autopilot applied (context names are the catalog's:
+    /// lower-case letters, digits and `-`, nothing to escape).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        out.push_str("# HELP strangler_autopilot_actions_total Changes the autopilot applied, by context and action (promote, set_weight, cutover, rollback).\n");
+        out.push_str("# TYPE strangler_autopilot_actions_total counter\n");
+        for ((context, action), n) in &s.applied {
+            let _ = writeln!(
+                out,
+                "strangler_autopilot_actions_total{{context=\"{context}\",action=\"{action}\"}} {n}"
+            );
+        }
+    }
+
+    fn count(&self, context: &str, action: &'static str) {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *s.applied.entry((context.to_owned(), action)).or_default() += 1;
+    }
+
     /// The status as JSON.
     pub fn view(&self) -> Value {
         let s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,12 +289,21 @@ async fn evaluate(
         };
         let mut version = catalog.version;
         for action in changes {
+            let kind = match &action {
+                Action::Promote => "promote",
+                Action::SetWeight { .. } => "set_weight",
+                Action::Cutover => "cutover",
+                Action::Rollback => "rollback",
+            };
             let change = Change::Autopilot {
                 context: ctx.name.clone(),
                 action,
             };
             match store.apply(&change, version, &meta).await {
-                Ok(c) => version = c.version,
+                Ok(c) => {
+                    version = c.version;
+                    status.count(&ctx.name, kind);
+                }
                 Err(StoreError::Stale { .. }) => {
                     // Someone changed the catalog meanwhile: decide again next time.
                     break;

@@ -257,6 +257,42 @@ impl Facade {
             &[],
             b.used() as f64,
         );
+        // Mirrored writes waiting (as of the last watermark poll, every 100 ms).
+        let marks = self.shared.ryw.marks();
+        if marks.polled_ms > 0 {
+            let mut waiting: Vec<_> = marks.waiting.iter().collect();
+            waiting.sort_by(|a, b| (&a.0 .0, a.0 .1.as_str()).cmp(&(&b.0 .0, b.0 .1.as_str())));
+            for ((context, toward), since) in waiting {
+                e.gauge(
+                    "strangler_outbox_oldest_waiting_seconds",
+                    "Age of the oldest mirrored write waiting in the catalog's outbox, by context and the side it goes toward (none: nothing waits).",
+                    &[("context", context), ("toward", toward.as_str())],
+                    (marks.polled_ms - since).max(0) as f64 / 1000.0,
+                );
+            }
+            e.gauge(
+                "strangler_mirror_log_oldest_unshipped_seconds",
+                "Age of the oldest mirrored write still only in this process's local log (0: none).",
+                &[],
+                marks
+                    .unshipped
+                    .map_or(0.0, |t| (marks.polled_ms - t).max(0) as f64 / 1000.0),
+            );
+        }
+        for (context, availability, p99_ms) in &self.shared.snapshot.load().objectives {
+            e.gauge(
+                "strangler_context_objective_availability",
+                "A context's availability objective (share of requests answered below 500), for error-budget alerts.",
+                &[("context", context)],
+                *availability,
+            );
+            e.gauge(
+                "strangler_context_objective_p99_seconds",
+                "A context's objective for the 99th percentile of the time to the response head.",
+                &[("context", context)],
+                *p99_ms as f64 / 1000.0,
+            );
+        }
         let budget = &self.shared.shadow_budget;
         e.gauge(
             "strangler_shadow_governed_per_second",

@@ -133,6 +133,11 @@ impl ReadYourWrites {
         !waiting && !marks.unshipped.is_some_and(meanwhile)
     }
 
+    /// The watermarks as of the last poll.
+    pub fn marks(&self) -> Arc<Marks> {
+        self.marks.load_full()
+    }
+
     pub fn set_marks(&self, marks: Marks) {
         self.marks.store(Arc::new(marks));
     }

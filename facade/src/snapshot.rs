@@ -35,6 +35,9 @@ pub(crate) struct Snapshot {
     pub route_extras: Vec<CompiledRoute>,
     /// Each context's index, by name (off the request path: the outbox resolves by name).
     pub by_name: HashMap<Arc<str>, usize>,
+    /// Each context's objective that has one: availability (0 to 1) and p99 (ms), for
+    /// `/metrics`, where alert rules read them.
+    pub objectives: Vec<(Arc<str>, f64, u64)>,
 }
 
 /// A context compiled for the request path: its entry in the route table, the client of its
@@ -72,6 +75,7 @@ impl Snapshot {
             contexts: Vec::new(),
             route_extras: Vec::new(),
             by_name: HashMap::new(),
+            objectives: Vec::new(),
         }
     }
 
@@ -174,6 +178,18 @@ impl Snapshot {
             contexts,
             route_extras,
             by_name,
+            objectives: catalog
+                .contexts
+                .values()
+                .filter_map(|c| {
+                    let o = c.objective.as_ref()?;
+                    Some((
+                        Arc::from(c.name.as_str()),
+                        o.availability_percent / 100.0,
+                        o.p99_ms,
+                    ))
+                })
+                .collect(),
         })
     }
 }

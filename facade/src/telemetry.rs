@@ -583,6 +583,58 @@ impl Telemetry {
         e.encode(out);
     }
 
+    /// Requests, 5xx answers, fallbacks and latency per context and side: the label sets are
+    /// the catalog's contexts (`-` for requests no context claimed) × two sides, never client
+    /// data. A side that has answered nothing is left out.
+    fn expose_contexts(&self, e: &mut Exposition) {
+        let n = |v: u64| v as f64;
+        for (name, t) in self.traffic.contexts() {
+            let context = if name.is_empty() { "-" } else { &*name };
+            for (side, label) in [(Side::Legacy, "legacy"), (Side::New, "new")] {
+                let tot = t.totals(side);
+                if tot.requests == 0 {
+                    continue;
+                }
+                let labels = [("context", context), ("side", label)];
+                e.counter(
+                    "strangler_context_requests_total",
+                    "Requests answered, by context (`-`: claimed by none) and the side that answered.",
+                    &labels,
+                    n(tot.requests),
+                );
+                e.counter(
+                    "strangler_context_errors_total",
+                    "Answers with a 5xx status, by context and side.",
+                    &labels,
+                    n(tot.errors),
+                );
+                e.counter(
+                    "strangler_context_fallbacks_total",
+                    "Requests legacy answered after the new side failed, by context (counted on the side first chosen).",
+                    &labels,
+                    n(tot.fallbacks),
+                );
+                let mut cumulative = 0;
+                let buckets: Vec<(f64, u64)> = strangler_catalog::LATENCY_BOUNDS_MS
+                    .iter()
+                    .zip(&tot.buckets)
+                    .map(|(ms, count)| {
+                        cumulative += count;
+                        (*ms as f64 / 1000.0, cumulative)
+                    })
+                    .collect();
+                e.histogram(
+                    "strangler_context_request_duration_seconds",
+                    "Time from request head to response head, by context and side.",
+                    &labels,
+                    &buckets,
+                    tot.requests,
+                    tot.latency_us as f64 / 1e6,
+                );
+            }
+        }
+    }
+
     /// Adds every figure to a scrape.
     pub fn expose(&self, e: &mut Exposition) {
         let n = |v: u64| v as f64;
@@ -668,6 +720,7 @@ impl Telemetry {
                 n(self.by_side[i].load(Relaxed)),
             );
         }
+        self.expose_contexts(e);
         e.gauge(
             "strangler_catalog_version",
             "The catalog version the facade serves.",

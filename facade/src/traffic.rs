@@ -1,7 +1,8 @@
 //! Requests per context and side, for the catalog's per-minute traffic rows (what the
-//! dashboard's share of new traffic, latency and error figures are made of). Counting is a few
-//! relaxed atomic additions on counters the snapshot hands each request; the flush swaps them
-//! to zero.
+//! dashboard's share of new traffic, latency and error figures are made of) and for the
+//! per-context figures on `/metrics`. Counting is a few relaxed atomic additions on counters the
+//! snapshot hands each request; the counters only grow, and a flush sends what they gained
+//! since the last one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,7 +21,8 @@ pub const OTHER: &str = "(other paths)";
 /// Templates longer than this are cut (at a character boundary).
 const MAX_TEMPLATE_BYTES: usize = 200;
 
-/// One side's counters.
+/// One side's counters, counted up for the life of the process (what `/metrics` shows); the
+/// catalog's per-minute rows are the differences from what the last flush took.
 #[derive(Debug, Default)]
 struct Counters {
     requests: AtomicU64,
@@ -28,6 +30,42 @@ struct Counters {
     latency_us: AtomicU64,
     fallbacks: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS],
+    /// The counts as the last flush took them (only flushes touch this).
+    taken: std::sync::Mutex<Taken>,
+}
+
+/// A side's counts at a flush.
+#[derive(Debug, Default, Clone, Copy)]
+struct Taken {
+    requests: u64,
+    errors: u64,
+    latency_us: u64,
+    fallbacks: u64,
+    buckets: [u64; LATENCY_BUCKETS],
+}
+
+/// One side's totals since the process started, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub requests: u64,
+    /// Answers with a 5xx status.
+    pub errors: u64,
+    pub latency_us: u64,
+    pub fallbacks: u64,
+    /// Requests per latency bucket (bounds in [`LATENCY_BOUNDS_MS`], the last one beyond).
+    pub buckets: [u64; LATENCY_BUCKETS],
+}
+
+impl Counters {
+    fn now(&self) -> Taken {
+        Taken {
+            requests: self.requests.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            latency_us: self.latency_us.load(Relaxed),
+            fallbacks: self.fallbacks.load(Relaxed),
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+        }
+    }
 }
 
 /// One side's counters of a route or a path template.
@@ -150,6 +188,18 @@ pub struct ContextTraffic {
 }
 
 impl ContextTraffic {
+    /// One side's totals since the process started.
+    pub fn totals(&self, side: Side) -> Totals {
+        let t = self.sides[usize::from(side == Side::New)].now();
+        Totals {
+            requests: t.requests,
+            errors: t.errors,
+            latency_us: t.latency_us,
+            fallbacks: t.fallbacks,
+            buckets: t.buckets,
+        }
+    }
+
     /// Counts one answered request.
     pub fn record(&self, side: Side, status: u16, elapsed: Duration, fell_back: bool) {
         let c = &self.sides[usize::from(side == Side::New)];
@@ -276,12 +326,29 @@ impl Traffic {
         }
     }
 
+    /// Every context's counters (the unclaimed requests' under `""`), for `/metrics`. The
+    /// names are the catalog's contexts (every one this process has served), never client data.
+    pub fn contexts(&self) -> Vec<(Arc<str>, Arc<ContextTraffic>)> {
+        let mut out: Vec<_> = self
+            .contexts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (Arc::clone(k), Arc::clone(v)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push((Arc::from(""), Arc::clone(&self.unclaimed)));
+        out
+    }
+
     /// Takes the counts since the last call as rows of `minute` (only non-zero ones).
     pub fn take(&self, minute: i64) -> Vec<TrafficMinute> {
         let mut out = Vec::new();
         let mut one = |context: &str, t: &ContextTraffic| {
             for (i, c) in t.sides.iter().enumerate() {
-                let requests = c.requests.swap(0, Relaxed);
+                let now = c.now();
+                let mut taken = c.taken.lock().unwrap_or_else(|e| e.into_inner());
+                let requests = now.requests.saturating_sub(taken.requests);
                 if requests == 0 {
                     continue;
                 }
@@ -291,11 +358,17 @@ impl Traffic {
                     context: context.to_owned(),
                     side: if i == 1 { "new" } else { "legacy" }.to_owned(),
                     requests: n(requests),
-                    errors: n(c.errors.swap(0, Relaxed)),
-                    latency_us: n(c.latency_us.swap(0, Relaxed)),
-                    fallbacks: n(c.fallbacks.swap(0, Relaxed)),
-                    buckets: c.buckets.iter().map(|b| n(b.swap(0, Relaxed))).collect(),
+                    errors: n(now.errors.saturating_sub(taken.errors)),
+                    latency_us: n(now.latency_us.saturating_sub(taken.latency_us)),
+                    fallbacks: n(now.fallbacks.saturating_sub(taken.fallbacks)),
+                    buckets: now
+                        .buckets
+                        .iter()
+                        .zip(&taken.buckets)
+                        .map(|(b, t)| n(b.saturating_sub(*t)))
+                        .collect(),
                 });
+                *taken = now;
             }
         };
         one("", &self.unclaimed);
@@ -316,12 +389,13 @@ impl Traffic {
             };
             let c = &t.sides[usize::from(r.side == "new")];
             let n = |v: i64| u64::try_from(v).unwrap_or(0);
-            c.requests.fetch_add(n(r.requests), Relaxed);
-            c.errors.fetch_add(n(r.errors), Relaxed);
-            c.latency_us.fetch_add(n(r.latency_us), Relaxed);
-            c.fallbacks.fetch_add(n(r.fallbacks), Relaxed);
-            for (b, v) in c.buckets.iter().zip(&r.buckets) {
-                b.fetch_add(n(*v), Relaxed);
+            let mut taken = c.taken.lock().unwrap_or_else(|e| e.into_inner());
+            taken.requests = taken.requests.saturating_sub(n(r.requests));
+            taken.errors = taken.errors.saturating_sub(n(r.errors));
+            taken.latency_us = taken.latency_us.saturating_sub(n(r.latency_us));
+            taken.fallbacks = taken.fallbacks.saturating_sub(n(r.fallbacks));
+            for (b, v) in taken.buckets.iter_mut().zip(&r.buckets) {
+                *b = b.saturating_sub(n(*v));
             }
         }
     }

@@ -458,12 +458,14 @@ fn users(
         let role = match u.role.trim() {
             "operator" => Role::Operator,
             "viewer" => Role::Viewer,
-            other => return Err(err(
-                "role",
-                format!(
+            other => {
+                return Err(err(
+                    "role",
+                    format!(
                     "`{other}` is not a role: `operator` (reads and changes) or `viewer` (reads)"
                 ),
-            )),
+                ))
+            }
         };
         let key = at("token_file");
         let token = match (u.token.is_some(), u.token_file.is_some()) {

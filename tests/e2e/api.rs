@@ -241,3 +241,72 @@ async fn named_operators_sign_their_changes() {
     assert_eq!(status, 401);
     s.stop().await;
 }
+
+/// `/metrics` counts requests, 5xx answers and latency per context and side (the label sets
+/// are the catalog's contexts, `-` for unclaimed requests), beside the autopilot's actions.
+#[tokio::test]
+async fn metrics_count_each_context_and_side() {
+    let (_legacy, new, s, api) = shop().await;
+    api.carve(
+        "orders-svc",
+        &format!("http://{new}"),
+        "orders",
+        &["/orders/{id}"],
+        None,
+    )
+    .await;
+    for _ in 0..2 {
+        api.change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
+            .await;
+    }
+    api.change(
+        Method::POST,
+        "/api/v1/contexts/orders/weight",
+        json!({ "weight": 10000 }),
+    )
+    .await;
+    for path in ["/orders/1", "/orders/2", "/orders/3", "/products/1"] {
+        let (status, _, _) = crate::harness::fetch(&format!("http://{}{path}", s.listen)).await;
+        assert_eq!(status, 200);
+    }
+    let text = crate::harness::fetch(&format!("http://{}/metrics", s.admin))
+        .await
+        .2;
+    let text = String::from_utf8_lossy(&text);
+    let value = |line: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("strangler_context_requests_total{context=\"orders\",side=\"new\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("strangler_context_requests_total{context=\"-\",side=\"legacy\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("strangler_context_errors_total{context=\"orders\",side=\"new\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("strangler_context_request_duration_seconds_count{context=\"orders\",side=\"new\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "strangler_context_request_duration_seconds_bucket{context=\"orders\",side=\"new\",le=\"+Inf\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE strangler_autopilot_actions_total counter"),
+        "{text}"
+    );
+    s.stop().await;
+}

@@ -35,6 +35,16 @@ fn counts_are_taken_once_and_bucketed_by_latency() {
     assert!(t.take(8).is_empty(), "taken once");
     t.restore(&rows);
     assert_eq!(t.take(9).iter().map(|r| r.requests).sum::<i64>(), 5);
+    // `/metrics` sees totals that only grow, whatever the flushes took.
+    let totals = orders.totals(Side::New);
+    assert_eq!((totals.requests, totals.errors), (3, 1));
+    assert_eq!(totals.buckets.iter().sum::<u64>(), 3);
+    assert_eq!(totals.latency_us, 800 + 2_000 + 30_000);
+    orders.record(Side::New, 200, Duration::from_millis(1), false);
+    assert_eq!(orders.totals(Side::New).requests, 4);
+    assert_eq!(t.take(10).iter().map(|r| r.requests).sum::<i64>(), 1);
+    let names: Vec<String> = t.contexts().iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names, ["orders", ""]);
 }
 
 #[test]
