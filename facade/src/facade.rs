@@ -296,7 +296,7 @@ impl Facade {
         let budget = &self.shared.shadow_budget;
         e.gauge(
             "strangler_shadow_governed_per_second",
-            "Compared shadows the governor lets start per second now: cut while the workers are busier than `[shadow] cpu_ceiling`, else at most twice what started (at least 100).",
+            "Compared shadows the governor lets start per second now: cut while the workers are busier than `[shadow] cpu_ceiling`, else at most twice what started (at least 1,000).",
             &[],
             f64::from(budget.governed()),
         );

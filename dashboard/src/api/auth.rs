@@ -187,7 +187,7 @@ impl FromRequestParts<ApiState> for Operator {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "A viewer cannot change anything",
-                "use an operator's token for changes",
+                "use the operator token (or an operator's own) for changes",
             )),
         }
     }

@@ -41,6 +41,8 @@ struct ObjectiveRow {
 
 /// An example pair with the lines that differ marked (HTML the page built and escaped).
 struct ExampleView {
+    /// Recorded before the context's last change.
+    before_change: bool,
     signature: String,
     method: String,
     path: String,
@@ -143,6 +145,10 @@ struct ContextPage {
     /// Proposed ignore rules: path, pairs seen, state.
     noise: Vec<(String, i64, &'static str)>,
     examples: Vec<ExampleView>,
+    /// What the headline figures cover, as every one of them is labelled.
+    window: String,
+    /// The window selector: `?window=` value, name, chosen.
+    windows: Vec<(&'static str, &'static str, bool)>,
     audit: Vec<AuditRow>,
     /// The autopilot's policy in words, whether it is paused, and its last word here.
     rollout: Option<(String, bool, Option<String>)>,
@@ -153,6 +159,8 @@ struct ContextPage {
 #[derive(Deserialize)]
 pub(super) struct Done {
     done: Option<String>,
+    /// The headline figures' window (`change`, `5m`, `1h`, `24h`, `7d`).
+    window: Option<String>,
 }
 
 pub(super) async fn context_page(
@@ -180,13 +188,8 @@ pub(super) async fn context_page(
     };
     let now = crate::now_minute();
     let first_hour = (now / 60 - 23) * 60;
+    let window = Window::parse(done.window.as_deref());
     let loaded = async {
-        // The day per hour (the rollup), the last hour per minute.
-        let day = s.store.traffic_hourly(&ctx.name, first_hour).await?;
-        let hour = s.store.traffic(Some(&ctx.name), now - 59).await?;
-        let shadow_day = s.store.shadow_series(&ctx.name, first_hour, 60).await?;
-        let shadow = s.store.shadow(&ctx.name, now - 59).await?;
-        let examples = s.store.shadow_examples(&ctx.name).await?;
         let audit = s
             .store
             .audit(&AuditQuery {
@@ -195,6 +198,18 @@ pub(super) async fn context_page(
                 ..AuditQuery::default()
             })
             .await?;
+        // The headline figures cover the chosen window; the charts the day, per hour.
+        // A reconciliation reads both sides and changes nothing: not a change.
+        let last_change_ms = audit
+            .iter()
+            .find(|a| a.action != "reconcile")
+            .map(|a| a.at_ms);
+        let (from, label) = window.span(now, last_change_ms);
+        let day = s.store.traffic_hourly(&ctx.name, first_hour).await?;
+        let hour = s.store.traffic_sum(Some(&ctx.name), from).await?;
+        let shadow_day = s.store.shadow_series(&ctx.name, first_hour, 60).await?;
+        let shadow = s.store.shadow(&ctx.name, from).await?;
+        let examples = s.store.shadow_examples(&ctx.name).await?;
         let noise = s.store.shadow_noise(&ctx.name).await?;
         let timeline = s
             .store
@@ -219,7 +234,7 @@ pub(super) async fn context_page(
                 .await?,
             s.store.ids_count(&ctx.name).await?,
         );
-        let window = match &ctx.objective {
+        let objective_window = match &ctx.objective {
             Some(o) => {
                 s.store
                     .traffic_sum(Some(&ctx.name), now - i64::from(o.window_days) * 1440 + 1)
@@ -234,7 +249,8 @@ pub(super) async fn context_page(
             (audit, timeline),
             noise,
             (routes, outboxes),
-            window,
+            objective_window,
+            (label, last_change_ms),
         ))
     };
     let (
@@ -244,7 +260,8 @@ pub(super) async fn context_page(
         (audit, timeline),
         noise,
         (route_traffic, (to_new, to_legacy, reconciled, id_counts)),
-        window,
+        objective_window,
+        (label, last_change_ms),
     ) = match loaded.await {
         Ok(x) => x,
         Err(e) => return store_failure(&s, Some(&viewer), e),
@@ -351,7 +368,7 @@ pub(super) async fn context_page(
     }
     let objective_rows = match &ctx.objective {
         Some(o) => {
-            let (l, n) = sides(&window, &ctx.name);
+            let (l, n) = sides(&objective_window, &ctx.name);
             vec![objective_row("new", &n, o), objective_row("legacy", &l, o)]
         }
         None => Vec::new(),
@@ -469,12 +486,25 @@ pub(super) async fn context_page(
         signatures,
         skipped,
         noise,
-        examples: examples
+        window: label,
+        windows: Window::ALL
+            .iter()
+            .map(|w| (w.key(), w.choice(), *w == window))
+            .collect(),
+        // Pairs from before the last change (a translator or noise rule since fixed) go
+        // below the recent ones, marked.
+        examples: {
+            let mut examples = examples;
+            let before = |at: i64| last_change_ms.is_some_and(|c| at < c);
+            examples.sort_by_key(|e| before(e.at_ms));
+            examples
+        }
             .into_iter()
             .take(3)
             .map(|e| {
                 let (legacy_html, new_html) = diff_html(&e.legacy_body, &e.new_body);
                 ExampleView {
+                    before_change: last_change_ms.is_some_and(|c| e.at_ms < c),
                     signature: e.signature,
                     method: e.method,
                     path: e.path,
@@ -536,7 +566,9 @@ pub(super) async fn context_page(
 }
 
 mod diff;
+mod window;
 mod words;
 pub(super) use diff::diff_html;
+use window::Window;
 pub(crate) use words::{breaker_words, instance_health, no_comparisons, skip_words};
 use words::{reconciliation, waiting};

@@ -4,7 +4,7 @@ use super::charts::share_chart;
 use super::{html, iso, key, ms, percent, see_other, session, sides, split, store_failure, Viewer};
 use crate::api::ApiState;
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -43,11 +43,28 @@ struct ContextRow {
     last_change: Option<LastChange>,
 }
 
+/// The windows the contexts table can cover: `?window=`, its short and long names, minutes.
+const TABLE_WINDOWS: [(&str, &str, &str, i64); 4] = [
+    ("5m", "5 min", "5 minutes", 5),
+    ("1h", "1 h", "hour", 60),
+    ("24h", "24 h", "24 hours", 1440),
+    ("7d", "7 d", "7 days", 7 * 1440),
+];
+
+#[derive(serde::Deserialize)]
+pub(super) struct OverviewQuery {
+    window: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
     role: Option<String>,
     csrf: Option<String>,
+    /// The contexts table's window: short name (for the columns) and long (for sentences).
+    window: (&'static str, &'static str),
+    /// The selector: `?window=` value, short name, chosen.
+    table_windows: Vec<(&'static str, &'static str, bool)>,
     windows: Vec<Window>,
     by_state: Vec<(&'static str, usize)>,
     routes_by_state: Vec<(&'static str, usize)>,
@@ -61,21 +78,37 @@ struct OverviewPage {
     chart: String,
 }
 
-pub(super) async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+pub(super) async fn overview(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
     let Some(viewer) = session(&s, &headers).await else {
         return see_other("/login");
     };
-    match overview_page(&s, &viewer).await {
+    // An unknown window is the hour.
+    let window = TABLE_WINDOWS
+        .iter()
+        .position(|w| Some(w.0) == q.window.as_deref())
+        .unwrap_or(1);
+    match overview_page(&s, &viewer, window).await {
         Ok(page) => html(StatusCode::OK, page.render()),
         Err(e) => store_failure(&s, Some(&viewer), e),
     }
 }
 
-async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, StoreError> {
+async fn overview_page(
+    s: &ApiState,
+    viewer: &Viewer,
+    window: usize,
+) -> Result<OverviewPage, StoreError> {
     let catalog = s.catalog.current(&*s.store).await?;
     let now = crate::now_minute();
-    // The last hour per context (the context rows are made of it); the day, the week and the
-    // chart from one hourly series (whole hours, the current one included).
+    let (_, short, long, minutes) = TABLE_WINDOWS[window.min(TABLE_WINDOWS.len() - 1)];
+    let from = now - minutes + 1;
+    // The chosen window per context (the context rows are made of it); the day, the week and
+    // the chart from one hourly series (whole hours, the current one included).
+    let table = s.store.traffic_totals(from).await?;
     let hour = s.store.traffic_totals(now - 59).await?;
     let first_hour = (now / 60 - 23) * 60;
     let series = s.store.traffic_series(first_hour - 144 * 60, 60).await?;
@@ -109,7 +142,7 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
     // One query each for every context's shadow results and last change.
     let shadow: BTreeMap<String, (i64, i64)> = s
         .store
-        .shadow_totals(now - 59)
+        .shadow_totals(from)
         .await?
         .into_iter()
         .map(|r| (r.context, (r.compared, r.matched)))
@@ -127,7 +160,7 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
     for ctx in catalog.contexts.values() {
         let state = ctx.state.as_str();
         by_state.entry(ctx.state as u8).or_insert((state, 0)).1 += 1;
-        let (legacy, new) = sides(&hour, &ctx.name);
+        let (legacy, new) = sides(&table, &ctx.name);
         let (compared, matched) = shadow.get(&ctx.name).copied().unwrap_or((0, 0));
         let rate =
             |t: &TrafficMinute| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64);
@@ -162,8 +195,8 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
             }),
         });
     }
-    let (unclaimed, _) = sides(&hour, "");
-    let mut templates = s.store.path_traffic("", now - 59).await?;
+    let (unclaimed, _) = sides(&table, "");
+    let mut templates = s.store.path_traffic("", from).await?;
     templates.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.path.cmp(&b.path)));
     templates.truncate(5);
     let routes_by_state = {
@@ -179,6 +212,12 @@ async fn overview_page(s: &ApiState, viewer: &Viewer) -> Result<OverviewPage, St
         chart: share_chart(&series, first_hour, 24, 60),
         role: (viewer.cookie.is_some()).then(|| viewer.role_name()),
         csrf: viewer.csrf(&key(s)),
+        window: (short, long),
+        table_windows: TABLE_WINDOWS
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.0, w.1, i == window))
+            .collect(),
         windows,
         by_state: by_state.into_values().collect(),
         routes_by_state,

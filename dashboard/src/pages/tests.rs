@@ -429,6 +429,19 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
     assert!(page.contains("75.0 %"), "{page}");
     // Who owns each context's writes is on the overview too.
     assert!(page.contains("<td class=\"owner\">legacy</td>"), "{page}");
+    // The table covers the hour unless another window is chosen, and says which.
+    assert!(page.contains("Requests (1 h)</th>"), "{page}");
+    let (_, _, week) = send(&app, get("/?window=7d", Some(&cookie))).await;
+    assert!(week.contains("Requests (7 d)</th>"), "{week}");
+    assert!(week.contains("aria-current=\"true\"><strong>7 d"), "{week}");
+    assert!(
+        week.contains("in the last 7 days matched no context"),
+        "{week}"
+    );
+    assert!(
+        week.contains("<td class=\"num\">4</td>"),
+        "the requests: {week}"
+    );
     assert_eq!(page.matches("<rect class=\"bar\"").count(), 1, "{page}");
     assert!(
         page.contains("<title>75.0 % of 4 requests</title>"),
@@ -998,7 +1011,8 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
             }],
             examples: vec![strangler_catalog::ShadowExample {
                 signature: "value $.total".into(),
-                at_ms: now_minute() * 60_000,
+                // Just before this minute: before any change the test makes.
+                at_ms: now_minute() * 60_000 - 1,
                 method: "GET".into(),
                 path: "/orders/1".into(),
                 legacy_status: 200,
@@ -1073,6 +1087,52 @@ async fn the_context_page_shows_route_traffic_budgets_and_marked_differences() {
     );
     assert!(n.contains("line 17\n") && !n.contains("line 16\n"), "{n}");
     assert!(!page.contains("<b>hi</b>"), "{page}");
+
+    // The figures cover the window chosen, named on each; by default since the last change.
+    assert!(
+        page.contains("Match rate, since the last change, "),
+        "{page}"
+    );
+    assert!(
+        page.contains("aria-current=\"true\"><strong>since the last change"),
+        "{page}"
+    );
+    let (_, _, page) = send(&app, get("/contexts/orders?window=5m", Some(&viewer))).await;
+    for label in [
+        "Match rate, last 5 minutes",
+        "Requests, last 5 minutes",
+        "Top mismatch signatures (last 5 minutes)",
+        "Why requests were not shadowed (last 5 minutes)",
+    ] {
+        assert!(page.contains(label), "{label}: {page}");
+    }
+    assert!(
+        page.contains("aria-current=\"true\"><strong>5 minutes"),
+        "{page}"
+    );
+    // A change now: the example pair recorded before it is marked and the figures since it
+    // start empty.
+    let v = store.version().await.unwrap();
+    let mut ctx = store.load().await.unwrap().contexts["orders"].clone();
+    ctx.description = "after the fix".into();
+    store
+        .apply(
+            &Change::PutContext(ctx),
+            v,
+            &ChangeMeta {
+                force: false,
+                actor: "test".into(),
+                reason: "a fix".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (_, _, page) = send(&app, get("/contexts/orders", Some(&viewer))).await;
+    assert!(page.contains("[before the last change]"), "{page}");
+    assert!(
+        page.contains("Match rate, since the last change, "),
+        "{page}"
+    );
 }
 
 #[tokio::test]

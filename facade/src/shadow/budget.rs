@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 pub const FLOOR: u32 = 10;
 
 /// The cap while shadows start at under half of it: the first burst after a quiet spell
-/// grows from here, a fifth a tick.
-const IDLE: f64 = 100.0;
+/// grows from here, a fifth a tick. High enough that a quiet facade never turns a burst of a
+/// few dozen requests away (the rate cap lets a twentieth of a second's worth start at once).
+const IDLE: f64 = 1000.0;
 
 /// How often the governor looks.
 const TICK: Duration = Duration::from_millis(100);

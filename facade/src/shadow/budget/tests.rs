@@ -75,10 +75,13 @@ fn over_the_ceiling_the_cap_falls_below_what_started_and_never_under_the_floor()
     // Well under it while the cap binds: raise by a fifth (and the floor).
     assert_eq!(next_limit(500.0, 0.3, 500.0, 0.6), 610.0);
     // Well under it, shadows using little of the cap: twice what they used.
-    assert_eq!(next_limit(5_000.0, 0.3, 300.0, 0.6), 600.0);
+    assert_eq!(next_limit(5_000.0, 0.3, 800.0, 0.6), 1_600.0);
     // Quiet: back to the idle cap, from where a burst grows a fifth a tick.
     assert_eq!(next_limit(5_000.0, 0.01, 0.0, 0.6), IDLE);
-    assert_eq!(next_limit(IDLE, 0.3, IDLE, 0.6), 130.0);
+    assert_eq!(
+        next_limit(IDLE, 0.3, IDLE, 0.6),
+        IDLE * 1.2 + f64::from(FLOOR)
+    );
 }
 
 /// A facade whose clients keep its one worker `base` busy, with `demand` shadows a second
