@@ -315,6 +315,26 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
         Arc::clone(&counts),
         serve::stopped(stop.clone()),
     ));
+    // What the banner says of `orders`: as the catalog has it now (a continued run may find it
+    // promoted, cut over or rolled back).
+    let standing = match store.load().await?.contexts.get("orders") {
+        None => "`orders` is no longer in the catalog (deleted in an earlier run).".to_owned(),
+        Some(c) => {
+            let owner = c.owner().as_str();
+            match c.state {
+                MigrationState::Legacy => "`orders` is in legacy: legacy answers everything; promote it to compare.".to_owned(),
+                MigrationState::Shadow => "`orders` is in shadow: legacy answers, the orders service gets a translated copy\nand its answers are compared.".to_owned(),
+                MigrationState::Canary => format!(
+                    "`orders` is in canary: the orders service answers {:.2} % of shoppers; {owner} owns the writes.",
+                    f64::from(c.weight) / 100.0
+                ),
+                MigrationState::Migrated | MigrationState::Retired => format!(
+                    "`orders` is {}: the orders service answers every shopper; {owner} owns the writes.",
+                    c.state.as_str()
+                ),
+            }
+        }
+    };
     let bug = if args.fixed {
         "without the planted bug (--fixed): the match rate climbs to 100 %"
     } else {
@@ -329,8 +349,7 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
          \x20 the legacy shop (direct)       http://{legacy_addr}/\n\
          \x20 the orders service (direct)    http://{orders_addr}/v2/orders\n\
          \x20 data                   {data}{again}\n\n\
-         `orders` is in shadow: legacy answers, the orders service gets a translated copy\n\
-         and its answers are compared. The service runs {bug}.\n\n\
+         {standing} The service runs {bug}.\n\n\
          Try next:\n\
          \x20 1. Open the dashboard, sign in with the operator token, open `orders`: the match\n\
          \x20    rate and the top mismatch signature `value $.total` fill within seconds.\n\

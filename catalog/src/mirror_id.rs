@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::http_token;
 
 /// How a mirrored create carries the owner's id for the new resource.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorId {
     /// Where the owner's answer names the id: `location` (the last segment of its `Location`
@@ -97,7 +99,9 @@ impl MirrorId {
 /// from the answers to mirrored creates, and a request that goes to a side other than the one
 /// that gave the id it carries has the id replaced by that side's (in the path, and in the
 /// body of a mirrored write).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct IdRefs {
     /// The resource's name (`orders`): ids are mapped per context and resource.

@@ -34,7 +34,7 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
 }
 
 /// An upstream HTTP service. `legacy` is the monolith.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub name: Name,
@@ -47,7 +47,7 @@ pub struct Service {
 
 /// How a service is called: timeouts, balancing, the bulkhead, retries, breaker and ejection.
 /// Unset fields take the defaults documented in the README.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePolicy {
     /// `p2c` (power of two choices on in-flight requests, the default) or `round-robin`.
@@ -264,6 +264,21 @@ impl<'de> Deserialize<'de> for StickyKey {
     }
 }
 
+impl schemars::JsonSchema for StickyKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StickyKey".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(cookie:.+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|jwt:sub|ip)$",
+            "description": "What keeps a user on one side during a canary: cookie:NAME, header:NAME, jwt:sub or ip.",
+            "examples": ["cookie:sid"]
+        })
+    }
+}
+
 /// Whether `s` is an HTTP token (a valid header name).
 pub(crate) fn http_token(s: &str) -> bool {
     !s.is_empty()
@@ -272,7 +287,7 @@ pub(crate) fn http_token(s: &str) -> bool {
 }
 
 /// A bounded context: a slice of the domain with one target service and a migration state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Context {
     pub name: Name,
@@ -350,7 +365,7 @@ impl Context {
 }
 
 /// When a context's write owner moved, and when the move takes effect (ms since the epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerMove {
     pub at_ms: i64,
@@ -381,7 +396,7 @@ fn owner(state: MigrationState, cut_over: bool) -> Side {
 
 /// A context's operational objective over a rolling window: the share of requests answered
 /// without a server error, and the 99th-percentile time to the response head.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Objective {
     /// Percent of requests answered below 500 (e.g. 99.9).
@@ -433,7 +448,7 @@ impl Objective {
 /// How a context's shadow copies are sampled and compared. Paths are JSON paths over the
 /// legacy contract: `$`, then `.key` or `.*` (any key) segments, `[*]` for array elements
 /// (`$.items[*].updatedAt`, `$.*.id`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowPolicy {
     /// Shadowing is paused: nothing is copied, whatever the share (an operator's switch that
@@ -566,7 +581,9 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// How a header or query value must look.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ValueMatch {
     /// Exactly this value.
@@ -578,7 +595,9 @@ pub enum ValueMatch {
 }
 
 /// A condition on a request header.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     pub name: String,
@@ -587,7 +606,9 @@ pub struct HeaderMatch {
 }
 
 /// A condition on a query parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct QueryMatch {
     pub name: String,
@@ -596,7 +617,9 @@ pub struct QueryMatch {
 }
 
 /// An API-version condition, in one of the three styles the field uses.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "style", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum VersionMatch {
     /// The path starts with `/{version}` (`/v2/orders/1`); the route's path pattern is matched
@@ -611,7 +634,9 @@ pub enum VersionMatch {
 
 /// What a route matches. The route's id is derived from it, so the same spec always has the
 /// same id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Upper-case methods; empty matches any method.
@@ -635,7 +660,18 @@ pub struct RouteSpec {
 
 /// How writes on a route are shadowed (safe methods always are, in `shadow` state).
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum ShadowWrites {
@@ -651,7 +687,19 @@ pub enum ShadowWrites {
 }
 
 /// A route's shadow settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RouteShadow {
     /// How the route's writes reach the side that does not own them. Unset, the context's
@@ -726,7 +774,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// A route: a spec owned by one context.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub id: String,
@@ -736,7 +784,7 @@ pub struct Route {
 }
 
 /// The whole catalog at one version.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Catalog {
     pub version: i64,
     pub services: BTreeMap<Name, Service>,

@@ -11,7 +11,7 @@ use crate::state::MigrationState;
 use crate::state::FULL_WEIGHT;
 
 /// A context's rollout policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutPolicy {
     /// Set by any manual transition of the context: the autopilot leaves it alone until
@@ -40,7 +40,7 @@ pub struct RolloutPolicy {
 }
 
 /// When a context may leave shadow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowGate {
     /// The match rate's lower 95 % confidence bound (Wilson) must reach this (0–1).
@@ -55,7 +55,7 @@ pub struct ShadowGate {
 }
 
 /// What each canary step is checked for, new against legacy over the step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryChecks {
     /// New error rate ≤ legacy's + this (0–1; default 0.01).
@@ -240,7 +240,7 @@ pub fn wilson_lower(matched: u64, compared: u64) -> f64 {
 }
 
 /// The shadow evidence over the gate's window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShadowEvidence {
     pub compared: u64,
     pub matched: u64,
@@ -249,7 +249,7 @@ pub struct ShadowEvidence {
 }
 
 /// One side's figures over a canary step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SideFigures {
     pub requests: u64,
     pub errors: u64,
@@ -259,7 +259,7 @@ pub struct SideFigures {
 }
 
 /// The canary evidence over the current step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CanaryEvidence {
     pub new: SideFigures,
     pub legacy: SideFigures,
@@ -293,7 +293,7 @@ pub fn is_mismatch_spike(last: (u64, u64), before: (u64, u64)) -> bool {
 }
 
 /// What the autopilot does with a context now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Decision {
     /// Nothing to do, or not enough evidence: why.

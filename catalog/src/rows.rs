@@ -17,7 +17,7 @@ pub struct ChangeMeta {
 }
 
 /// One row of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: i64,
     /// Milliseconds since the Unix epoch.

@@ -23,6 +23,7 @@ use strangler_store::StoreError;
 
 use crate::api::{ApiState, Role};
 
+mod audit;
 mod charts;
 mod context;
 mod forms;
@@ -42,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/unclaimed", get(inventory::unclaimed_page))
         .route("/unclaimed/claim", post(inventory::claim))
         .route("/ledger", get(ledger::ledger_page))
+        .route("/audit", get(audit::audit_page))
         .with_state(state)
 }
 

@@ -80,6 +80,8 @@ async fn start_in(dir: PathBuf, extra: &[&str]) -> Demo {
                 urls.insert("legacy", value().trim_end_matches('/').to_owned());
             } else if line.starts_with("the orders service (direct)") {
                 urls.insert("orders", value().trim_end_matches("/v2/orders").to_owned());
+            } else if line.starts_with("`orders` is") {
+                urls.insert("standing", line.to_owned());
             } else if line.starts_with("Ctrl-C stops everything") {
                 return;
             }
@@ -155,6 +157,11 @@ impl Demo {
 #[tokio::test]
 async fn the_demo_surfaces_the_planted_bug_and_the_context_can_be_promoted() {
     let demo = start("bug", &[]).await;
+    assert!(
+        demo.urls["standing"].starts_with("`orders` is in shadow"),
+        "{}",
+        demo.urls["standing"]
+    );
     let facade = &demo.urls["facade"];
     // Clients keep the legacy contract through the facade; the service has its own model.
     let (status, _, body) = fetch(&format!("{facade}/api/orders/1001")).await;
@@ -273,6 +280,14 @@ async fn the_demo_surfaces_the_planted_bug_and_the_context_can_be_promoted() {
         )
         .await;
     assert_eq!(after["item"]["state"], "canary", "{after}");
+    // Continued once more, the banner says where `orders` stands now.
+    let dir = demo.stop().await;
+    let demo = start_in(dir, &["--fixed", "--users", "0"]).await;
+    assert!(
+        demo.urls["standing"].starts_with("`orders` is in canary: the orders service answers 0.00 % of shoppers; legacy owns the writes."),
+        "{}",
+        demo.urls["standing"]
+    );
     demo.interrupt().await;
 }
 

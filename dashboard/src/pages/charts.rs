@@ -9,9 +9,13 @@ pub(super) fn ratio_chart(
     bars: &[(Option<f64>, String)],
     color: &str,
     empty: &str,
+    w: f64,
 ) -> String {
     use std::fmt::Write;
-    let (w, h, left, top, bottom) = (720.0, 160.0, 40.0, 8.0, 20.0);
+    if bars.iter().all(|(v, _)| !v.is_some_and(f64::is_finite)) {
+        return nothing(empty);
+    }
+    let (h, left, top, bottom) = (w * 0.3, 40.0, 8.0, 20.0);
     let plot_h = h - top - bottom;
     let bar_w = (w - left) / bars.len().max(1) as f64;
     let mut out = String::new();
@@ -23,17 +27,15 @@ pub(super) fn ratio_chart(
     for (pct, y) in [(100, top), (50, top + plot_h / 2.0), (0, top + plot_h)] {
         let _ = write!(
             out,
-            r##"<line x1="{left}" x2="{w}" y1="{y}" y2="{y}" stroke="#d0d7de"/><text x="{}" y="{}" font-size="10" text-anchor="end" fill="#57606a">{pct} %</text>"##,
+            r##"<line x1="{left}" x2="{w}" y1="{y}" y2="{y}" stroke="#d0d7de"/><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#57606a">{pct} %</text>"##,
             left - 4.0,
             y + 3.0
         );
     }
-    let mut drawn = 0;
     for (i, (value, tip)) in bars.iter().enumerate() {
         let Some(v) = value.filter(|v| v.is_finite()) else {
             continue;
         };
-        drawn += 1;
         let bh = (v.clamp(0.0, 1.0) * plot_h).max(1.0);
         let _ = write!(
             out,
@@ -44,17 +46,19 @@ pub(super) fn ratio_chart(
             escape(tip)
         );
     }
-    if drawn == 0 {
-        let _ = write!(
-            out,
-            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#57606a">{}</text>"##,
-            left + (w - left) / 2.0,
-            top + plot_h / 2.0,
-            escape(empty)
-        );
-    }
     out.push_str("</svg>");
     out
+}
+
+/// Chart widths in SVG units, about the CSS pixels a chart is drawn at, so that its 11-unit
+/// labels read at about 11 px: a chart in the pages' two-column grid (a column is 320–420 px on
+/// a laptop and the whole width of a phone), and one across a laptop's page.
+pub(super) const COLUMN: f64 = 380.0;
+pub(super) const PAGE: f64 = 960.0;
+
+/// What a chart with nothing to draw shows instead: words that wrap at any width.
+fn nothing(empty: &str) -> String {
+    format!(r#"<p class="muted chart-empty">{}</p>"#, escape(empty))
 }
 
 /// Escapes text for HTML (for the SVG the pages build themselves).
@@ -80,9 +84,16 @@ pub(super) fn pair_chart(
     bars: &[(Option<f64>, Option<f64>)],
     fmt: &dyn Fn(f64) -> String,
     empty: &str,
+    w: f64,
 ) -> String {
     use std::fmt::Write;
-    let (w, h, left, top, bottom) = (720.0, 160.0, 56.0, 8.0, 20.0);
+    if bars
+        .iter()
+        .all(|(a, b)| !a.is_some_and(f64::is_finite) && !b.is_some_and(f64::is_finite))
+    {
+        return nothing(empty);
+    }
+    let (h, left, top, bottom) = (w * 0.3, 56.0, 8.0, 20.0);
     let plot_h = h - top - bottom;
     let slot = (w - left) / bars.len().max(1) as f64;
     let max = bars
@@ -101,13 +112,12 @@ pub(super) fn pair_chart(
     for (frac, y) in [(1.0, top), (0.5, top + plot_h / 2.0), (0.0, top + plot_h)] {
         let _ = write!(
             out,
-            r##"<line x1="{left}" x2="{w}" y1="{y}" y2="{y}" stroke="#d0d7de"/><text x="{}" y="{}" font-size="10" text-anchor="end" fill="#57606a">{}</text>"##,
+            r##"<line x1="{left}" x2="{w}" y1="{y}" y2="{y}" stroke="#d0d7de"/><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#57606a">{}</text>"##,
             left - 4.0,
             y + 3.0,
             escape(&fmt(scale * frac))
         );
     }
-    let mut drawn = 0;
     for (i, (new, legacy)) in bars.iter().enumerate() {
         for (j, (value, color, side)) in [(new, "#1a7f37", "new"), (legacy, "#8c959f", "legacy")]
             .into_iter()
@@ -116,7 +126,6 @@ pub(super) fn pair_chart(
             let Some(v) = value.filter(|v| v.is_finite()) else {
                 continue;
             };
-            drawn += 1;
             let bh = (v.max(0.0) / scale * plot_h).max(1.0);
             let bw = ((slot - 2.0) / 2.0).max(0.5);
             let _ = write!(
@@ -128,15 +137,6 @@ pub(super) fn pair_chart(
             );
         }
     }
-    if drawn == 0 {
-        let _ = write!(
-            out,
-            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#57606a">{}</text>"##,
-            left + (w - left) / 2.0,
-            top + plot_h / 2.0,
-            escape(empty)
-        );
-    }
     out.push_str("</svg>");
     out
 }
@@ -147,6 +147,7 @@ pub(super) fn share_chart(
     first: i64,
     buckets: i64,
     bucket_minutes: i64,
+    w: f64,
 ) -> String {
     let bars: Vec<(Option<f64>, String)> = (0..buckets)
         .map(|i| {
@@ -173,5 +174,6 @@ pub(super) fn share_chart(
         &bars,
         "#1a7f37",
         "No traffic recorded yet",
+        w,
     )
 }

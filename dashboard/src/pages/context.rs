@@ -1,7 +1,7 @@
 //! A context's page: its state and rollout, routes, objectives, shadow results with example
 //! pairs and their differences, its audit trail, and the forms for its actions.
 
-use super::charts::{pair_chart, ratio_chart, share_chart};
+use super::charts::{pair_chart, ratio_chart, share_chart, COLUMN};
 use super::{
     html, iso, key, message, ms, percent, see_other, session, sides, split, store_failure,
 };
@@ -444,20 +444,23 @@ pub(super) async fn context_page(
             &latency_bars,
             &|v| format!("{v:.0} ms"),
             "No requests recorded yet",
+            COLUMN,
         ),
         error_chart: pair_chart(
             "Error rate (5xx) per hour, new (green) and legacy (grey), last 24 hours",
             &error_bars,
             &|v| format!("{:.1} %", v * 100.0),
             "No requests recorded yet",
+            COLUMN,
         ),
         match_chart: ratio_chart(
             "Shadow match rate per hour, last 24 hours",
             &match_bars,
             "#0b5fae",
             no_comparisons(ctx.state, ctx.shadow.paused || ctx.shadow.sample_percent == Some(0)),
+            COLUMN,
         ),
-        share_chart: share_chart(&day, first_hour, 24, 60),
+        share_chart: share_chart(&day, first_hour, 24, 60, COLUMN),
         routes: catalog
             .routes_of(&ctx.name)
             .map(|r| RouteRow {

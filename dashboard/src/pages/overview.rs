@@ -1,6 +1,6 @@
 //! The overview: how far the strangling has come, per context and over time.
 
-use super::charts::share_chart;
+use super::charts::{share_chart, COLUMN, PAGE};
 use super::{html, iso, key, ms, percent, see_other, session, sides, split, store_failure, Viewer};
 use crate::api::ApiState;
 use askama::Template;
@@ -209,7 +209,12 @@ async fn overview_page(
         m.into_values().collect()
     };
     Ok(OverviewPage {
-        chart: share_chart(&series, first_hour, 24, 60),
+        // Across the page on a laptop, a column's width on a phone (CSS shows one).
+        chart: format!(
+            "<div class=\"wide\">{}</div><div class=\"narrow\">{}</div>",
+            share_chart(&series, first_hour, 24, 60, PAGE),
+            share_chart(&series, first_hour, 24, 60, COLUMN)
+        ),
         role: (viewer.cookie.is_some()).then(|| viewer.role_name()),
         csrf: viewer.csrf(&key(s)),
         window: (short, long),

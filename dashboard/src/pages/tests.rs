@@ -398,6 +398,33 @@ async fn named_people_are_recorded_by_name_and_a_viewer_sees_who_did_what() {
         store.load().await.unwrap().contexts["orders"].state,
         MigrationState::Shadow
     );
+
+    // The audit log page, filtered by who and by kind; a viewer reads it.
+    let (status, _, page) = send(&app, get("/audit", Some(&bob))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("alice moves it") && page.contains("<td>test</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<option value=\"alice.ops (dashboard)\">"),
+        "who can be picked: {page}"
+    );
+    let (_, _, page) = send(
+        &app,
+        get("/audit?actor=alice.ops+%28dashboard%29", Some(&bob)),
+    )
+    .await;
+    assert!(page.contains("alice moves it"), "{page}");
+    assert!(!page.contains("<td>test</td>"), "only alice's rows: {page}");
+    let (_, _, page) = send(&app, get("/audit?action=promote&actor=", Some(&bob))).await;
+    assert!(page.contains("alice moves it"), "{page}");
+    assert!(
+        page.contains("<option value=\"promote\" selected>"),
+        "{page}"
+    );
+    let (_, _, page) = send(&app, get("/audit?actor=nobody", Some(&bob))).await;
+    assert!(page.contains("No row matches."), "{page}");
 }
 
 #[tokio::test]
@@ -442,7 +469,16 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
         week.contains("<td class=\"num\">4</td>"),
         "the requests: {week}"
     );
-    assert_eq!(page.matches("<rect class=\"bar\"").count(), 1, "{page}");
+    // One bar, drawn twice: across the page for a laptop, a column wide for a phone.
+    assert_eq!(page.matches("<rect class=\"bar\"").count(), 2, "{page}");
+    assert!(
+        page.contains("<div class=\"wide\"><svg class=\"chart\" viewBox=\"0 0 960 288\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("<div class=\"narrow\"><svg class=\"chart\" viewBox=\"0 0 380 114\""),
+        "{page}"
+    );
     assert!(
         page.contains("<title>75.0 % of 4 requests</title>"),
         "{page}"

@@ -38,7 +38,7 @@ pub async fn get_route(_: Reader, State(s): State<ApiState>, Path(id): Path<Stri
     Ok(Json(serde_json::json!({ "version": c.version, "item": r })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoute {
     pub(super) context: String,

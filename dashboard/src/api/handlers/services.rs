@@ -114,7 +114,7 @@ pub async fn delete_service(
     change(&s, &op, Change::DeleteService { name }, e.said(), false).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     url: String,

@@ -63,7 +63,7 @@ pub async fn get_log_level(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(serde_json::json!({ "level": log.current() })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LevelBody {
     level: String,
