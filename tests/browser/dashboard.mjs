@@ -97,6 +97,40 @@ try {
   );
   await op.screenshot({ path: `${out}/ledger.png`, fullPage: true });
 
+  // Health in colour: the target's instance answers its checks, so it is green.
+  await op.goto(`${admin}/contexts/orders`);
+  const health = op.locator("td:has-text('healthy')").first();
+  check((await health.getAttribute("class")) === "good", "a healthy instance is not shown in green");
+  check(
+    (await health.evaluate((el) => getComputedStyle(el).color)) !== (await op.evaluate(() => getComputedStyle(document.body).color)),
+    "the health colour is not applied",
+  );
+
+  // Charts whose labels read at the size they are drawn: no axis label under 10 px.
+  async function smallestLabel(page) {
+    return page.evaluate(() => {
+      let smallest = Infinity;
+      for (const svg of document.querySelectorAll("svg.chart")) {
+        const box = svg.getBoundingClientRect();
+        if (box.width === 0) continue; // the chart for the other width, hidden
+        const scale = box.width / svg.viewBox.baseVal.width;
+        for (const t of svg.querySelectorAll("text")) {
+          smallest = Math.min(smallest, Number(t.getAttribute("font-size")) * scale);
+        }
+      }
+      return smallest;
+    });
+  }
+  const laptopLabels = await smallestLabel(op);
+  check(laptopLabels >= 10 && laptopLabels < 30, `chart labels drawn at ${laptopLabels} px on a laptop`);
+
+  // The overview's table fits a 1280 px window without scrolling sideways.
+  await op.goto(`${admin}/`);
+  const overflow = await op.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the overview is ${overflow} px wider than a 1280 px window`);
+  const overviewLabels = await smallestLabel(op);
+  check(overviewLabels >= 10 && overviewLabels < 30, `the overview's chart labels drawn at ${overviewLabels} px`);
+
   // The context page's figures cover the window chosen, named on each figure.
   await op.goto(`${admin}/contexts/orders`);
   check(await op.isVisible("text=/Match rate, since the last change, /"), "the default window is not the last change");
@@ -133,6 +167,13 @@ try {
   const pp = await phone.newPage();
   await pp.goto(`${admin}/`);
   check(await pp.isVisible("text=How far the strangling has come"), "no overview on a phone");
+  const phoneLabels = await smallestLabel(pp);
+  check(phoneLabels >= 10, `the overview's chart labels drawn at ${phoneLabels} px on a phone`);
+  await pp.goto(`${admin}/contexts/orders`);
+  const phoneContext = await smallestLabel(pp);
+  check(phoneContext >= 9, `the context page's chart labels drawn at ${phoneContext} px on a phone`);
+  await pp.screenshot({ path: `${out}/context-phone.png`, fullPage: true });
+  await pp.goto(`${admin}/`);
   await pp.screenshot({ path: `${out}/overview-phone.png`, fullPage: true });
   console.log(`browser test passed; screenshots in ${out}`);
 } finally {

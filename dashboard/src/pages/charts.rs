@@ -15,7 +15,7 @@ pub(super) fn ratio_chart(
     if bars.iter().all(|(v, _)| !v.is_some_and(f64::is_finite)) {
         return nothing(empty);
     }
-    let (h, left, top, bottom) = (w * 0.3, 40.0, 8.0, 20.0);
+    let (h, left, top, bottom) = ((w * 0.3).min(180.0), 40.0, 8.0, 20.0);
     let plot_h = h - top - bottom;
     let bar_w = (w - left) / bars.len().max(1) as f64;
     let mut out = String::new();
@@ -93,7 +93,7 @@ pub(super) fn pair_chart(
     {
         return nothing(empty);
     }
-    let (h, left, top, bottom) = (w * 0.3, 56.0, 8.0, 20.0);
+    let (h, left, top, bottom) = ((w * 0.3).min(180.0), 56.0, 8.0, 20.0);
     let plot_h = h - top - bottom;
     let slot = (w - left) / bars.len().max(1) as f64;
     let max = bars

@@ -457,9 +457,9 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
     // Who owns each context's writes is on the overview too.
     assert!(page.contains("<td class=\"owner\">legacy</td>"), "{page}");
     // The table covers the hour unless another window is chosen, and says which.
-    assert!(page.contains("Requests (1 h)</th>"), "{page}");
+    assert!(page.contains("Each figure over the last hour;"), "{page}");
     let (_, _, week) = send(&app, get("/?window=7d", Some(&cookie))).await;
-    assert!(week.contains("Requests (7 d)</th>"), "{week}");
+    assert!(week.contains("Each figure over the last 7 days;"), "{week}");
     assert!(week.contains("aria-current=\"true\"><strong>7 d"), "{week}");
     assert!(
         week.contains("in the last 7 days matched no context"),
@@ -472,7 +472,7 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
     // One bar, drawn twice: across the page for a laptop, a column wide for a phone.
     assert_eq!(page.matches("<rect class=\"bar\"").count(), 2, "{page}");
     assert!(
-        page.contains("<div class=\"wide\"><svg class=\"chart\" viewBox=\"0 0 960 288\""),
+        page.contains("<div class=\"wide\"><svg class=\"chart\" viewBox=\"0 0 960 180\""),
         "{page}"
     );
     assert!(
