@@ -20,5 +20,6 @@ pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod logging;
+pub mod notify;
 pub mod serve;
 pub mod translators;

@@ -249,6 +249,11 @@ pub async fn run_listeners(
         version = first.version,
         "strangler is serving"
     );
+    crate::notify::notify(&format!(
+        "READY=1\nSTATUS=serving on {} (catalog version {})",
+        public.local_addr()?,
+        first.version
+    ));
     // The admin listener outlives the facade's drain, answering "not ready" on /readyz, so
     // that a balancer sees the replica leave before its connections are closed.
     let (facade_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
@@ -265,6 +270,7 @@ pub async fn run_listeners(
     let stop_facade = async move {
         stopped(stop).await;
         draining_flag.store(true, Ordering::Relaxed);
+        crate::notify::notify("STOPPING=1\nSTATUS=draining: answering what is in flight");
         if INTERRUPTED.load(Ordering::Relaxed) {
             strangler_facade::Drain::Now
         } else {

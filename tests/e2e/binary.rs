@@ -396,3 +396,46 @@ async fn a_mirror_log_directory_that_cannot_be_used_is_a_clear_error() {
         "names the directory and the setting: {err}"
     );
 }
+
+/// Under a service manager (systemd's `Type=notify`), the facade says `READY=1` once it serves
+/// and `STOPPING=1` when its drain begins — to a socket path or an abstract socket.
+#[tokio::test]
+async fn a_service_manager_is_told_when_the_facade_serves_and_when_it_stops() {
+    let (up, _) = axum_upstream(Router::new().route("/hi", get(|| async { "hi" }))).await;
+    async fn recv(sock: &tokio::net::UnixDatagram) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+            .await
+            .expect("nothing was sent to the notify socket")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    let dir = Scratch::new("notify");
+    let path = dir.path.join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let target = path.to_string_lossy().into_owned();
+    let s = start(&format!("http://{up}"), &[("NOTIFY_SOCKET", &target)]).await;
+    let ready = recv(&sock).await;
+    assert!(
+        ready.starts_with(&format!("READY=1\nSTATUS=serving on {}", s.listen)),
+        "{ready}"
+    );
+    let (status, _, _) = fetch(&format!("http://{}/hi", s.listen)).await;
+    assert_eq!(status, 200, "ready means serving");
+    s.stop().await;
+    let stopping = recv(&sock).await;
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+
+    // Linux's abstract namespace, as systemd hands it out (`@name`).
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("strangler-e2e-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let std_sock = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+    std_sock.set_nonblocking(true).unwrap();
+    let sock = tokio::net::UnixDatagram::from_std(std_sock).unwrap();
+    let target = format!("@{name}");
+    let s = start(&format!("http://{up}"), &[("NOTIFY_SOCKET", &target)]).await;
+    assert!(recv(&sock).await.starts_with("READY=1\n"));
+    s.stop().await;
+    assert!(recv(&sock).await.starts_with("STOPPING=1\n"));
+}

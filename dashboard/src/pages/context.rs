@@ -199,11 +199,23 @@ pub(super) async fn context_page(
             })
             .await?;
         // The headline figures cover the chosen window; the charts the day, per hour.
-        // A reconciliation reads both sides and changes nothing: not a change.
+        // A reconciliation reads both sides and changes nothing: not a change. An import or a
+        // whole-catalog replace (target `catalog`) may have changed the context too.
+        let whole = s
+            .store
+            .audit(&AuditQuery {
+                target: Some("catalog".into()),
+                limit: Some(1),
+                ..AuditQuery::default()
+            })
+            .await?;
         let last_change_ms = audit
             .iter()
             .find(|a| a.action != "reconcile")
-            .map(|a| a.at_ms);
+            .into_iter()
+            .chain(whole.first())
+            .map(|a| a.at_ms)
+            .max();
         let (from, label) = window.span(now, last_change_ms);
         let day = s.store.traffic_hourly(&ctx.name, first_hour).await?;
         let hour = s.store.traffic_sum(Some(&ctx.name), from).await?;

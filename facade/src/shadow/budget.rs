@@ -17,8 +17,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Shadow starts a second the governor always allows.
-pub const FLOOR: u32 = 10;
+/// Shadow starts a second the governor always allows: at ~30 µs each, 0.3 % of a core —
+/// too little to hurt clients, enough for comparisons to go on.
+pub const FLOOR: u32 = 100;
+
+/// Starts the governor's cap lets through at once at least (a twentieth of a second's worth
+/// at higher rates), so that a handful of requests arriving together are all compared.
+const GOVERNED_BURST: u64 = 20;
 
 /// The cap while shadows start at under half of it: the first burst after a quiet spell
 /// grows from here, a fifth a tick. High enough that a quiet facade never turns a burst of a
@@ -70,12 +75,13 @@ impl Budget {
 
     /// [`Budget::take`] at `now_ns` nanoseconds on the budget's clock.
     fn take_at(self: &Arc<Self>, max: usize, per_second: u32, now_ns: u64) -> Option<Slot> {
-        let rate = match (per_second, self.governed.load(Relaxed)) {
-            (0, g) => g,
-            (p, 0) => p,
-            (p, g) => p.min(g),
+        // The operator's cap keeps its own burst; the governor's lets a few more through.
+        let (rate, min_burst) = match (per_second, self.governed.load(Relaxed)) {
+            (0, 0) => (0, 1),
+            (p, g) if g == 0 || (p > 0 && p <= g) => (p, 1),
+            (_, g) => (g, GOVERNED_BURST),
         };
-        if rate > 0 && !self.rate_allows(rate, now_ns) {
+        if rate > 0 && !self.rate_allows(rate, min_burst, now_ns) {
             return None;
         }
         let slot = self
@@ -87,10 +93,11 @@ impl Budget {
         Some(slot)
     }
 
-    /// Counts one start at `now` (ns) against the rate cap.
-    fn rate_allows(&self, per_second: u32, now: u64) -> bool {
+    /// Counts one start at `now` (ns) against the rate cap, which lets a twentieth of a
+    /// second's worth (at least `min_burst`) start at once.
+    fn rate_allows(&self, per_second: u32, min_burst: u64, now: u64) -> bool {
         let interval = 1_000_000_000 / u64::from(per_second.max(1));
-        let burst = interval * u64::from((per_second / 20).max(1));
+        let burst = interval * u64::from(per_second / 20).max(min_burst).max(1);
         self.next_ns
             .fetch_update(Relaxed, Relaxed, |tat| {
                 let tat = tat.max(now);
