@@ -2,6 +2,9 @@
 //! money as decimal strings, one-letter statuses, dates as `dd/mm/yyyy`, its own error
 //! envelope `{"error": {"code", "message"}}`, a session cookie, server-rendered pages, and
 //! redirects and `Location`s that name its own origin in full.
+//!
+//! Size: over 600 lines on purpose: a whole small legacy app (pages, API, sessions, errors) in
+//! one file, as such apps are; it is the demo's fixture, not a room of the product.
 
 use std::collections::HashMap;
 use std::sync::Arc;

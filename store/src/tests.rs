@@ -1,5 +1,8 @@
 //! The same behaviour tests on SQLite and on PostgreSQL.
 //!
+//! Size: over 600 lines on purpose: one body of tests that every store backend must pass, run
+//! once per backend; splitting it would make a backend easy to leave out.
+//!
 //! The PostgreSQL half runs when `STRANGLER_TEST_POSTGRES` names a server
 //! (`postgres://postgres@127.0.0.1:5432/test`); `.ci/run` sets it, and then a server that
 //! cannot be reached fails the tests. Each test gets a database of its own.

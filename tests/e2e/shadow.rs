@@ -1,4 +1,7 @@
 //! Shadow traffic: legacy answers, a copy goes to the new service, the answers are compared.
+//!
+//! Size: just over 600 lines: the life of a compared shadow (sampling, budget, governor,
+//! results in the catalog, noise rules) with one shared catalog fixture.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! Anti-corruption translators on the live path, in shadow comparison and on fallback, over
 //! real sockets: legacy clients speak the legacy contract, the new service its own.
+//!
+//! Size: over 600 lines on purpose: one story — a contract kept across the split — told
+//! through the live path, shadow comparison and fallback with the same two services.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The pages over a real SQLite catalog: signing in, what a viewer and an operator may do,
 //! CSRF, forged cookies, escaping, stale pages.
+//!
+//! Size: over 600 lines on purpose: every page's tests share one fixture (a catalog with
+//! orders, tokens, users) built once here; each test reads as one visit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

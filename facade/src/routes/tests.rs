@@ -1,3 +1,9 @@
+//! The route table: matching by path, method, host, headers, query and version, precedence,
+//! the canary's sticky split, and ten thousand routes.
+//!
+//! Size: over 600 lines on purpose: the cases of each matching dimension and of the split
+//! share the route and request builders at the top.
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::header::{HeaderName, HeaderValue};

@@ -1,4 +1,7 @@
 //! The resilience stack against real HTTP servers on loopback.
+//!
+//! Size: over 600 lines on purpose: each resilience mechanism (balancing, breaker, retries,
+//! ejection, health, collapsing) against the same loopback servers and helpers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
