@@ -160,12 +160,18 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
     }
 }
 
-/// A PATCH's envelope, with the stored `current` item as the merge patch in its body changes
-/// it: what is left out stays as it was. The result must still be a valid item.
+/// A PATCH's envelope, with the stored item (`kind` `name`, `current` if it exists) as the
+/// merge patch in its body changes it: what is left out stays as it was. The result must still
+/// be a valid item of the same name (`name_of` reads it).
 pub fn patched<T: serde::Serialize + DeserializeOwned>(
-    current: &T,
+    kind: &str,
+    name: &str,
+    current: Option<&T>,
+    name_of: fn(&T) -> &str,
     patch: serde_json::Value,
 ) -> Result<Envelope<T>, ApiProblem> {
+    let current =
+        current.ok_or_else(|| ApiProblem::not_found(format!("{kind} `{name}` does not exist")))?;
     let e = Envelope::<serde_json::Value>::from_value(patch)?;
     let mut doc = serde_json::to_value(current).map_err(|err| {
         ApiProblem::new(
@@ -182,6 +188,15 @@ pub fn patched<T: serde::Serialize + DeserializeOwned>(
             format!("{err} once the patch is applied; see /api/v1/openapi.json for the shape"),
         )
     })?;
+    let renamed: &str = name_of(&item);
+    if renamed != name {
+        return Err(ApiProblem::bad_request(
+            "name",
+            format!(
+                "a {kind} cannot be renamed (the patch names `{renamed}`); create `{renamed}` and delete `{name}`"
+            ),
+        ));
+    }
     Ok(Envelope {
         base_version: e.base_version,
         reason: e.reason,

@@ -96,20 +96,7 @@ pub async fn patch_context(
     Body(patch): Body<serde_json::Value>,
 ) -> ApiResult {
     let c = s.store.load().await?;
-    let current = c
-        .contexts
-        .get(&name)
-        .ok_or_else(|| ApiProblem::not_found(format!("context `{name}` does not exist")))?;
-    let e = patched(current, patch)?;
-    if e.item.name != name {
-        return Err(ApiProblem::bad_request(
-            "name",
-            format!(
-                "a context cannot be renamed (the patch names `{}`); create `{}` and delete `{name}`",
-                e.item.name, e.item.name
-            ),
-        ));
-    }
+    let e = patched("context", &name, c.contexts.get(&name), |c| &c.name, patch)?;
     change(
         &s,
         &op,

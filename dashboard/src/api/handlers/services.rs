@@ -87,20 +87,7 @@ pub async fn patch_service(
     Body(patch): Body<serde_json::Value>,
 ) -> ApiResult {
     let c = s.store.load().await?;
-    let current = c
-        .services
-        .get(&name)
-        .ok_or_else(|| ApiProblem::not_found(format!("service `{name}` does not exist")))?;
-    let e = patched(current, patch)?;
-    if e.item.name != name {
-        return Err(ApiProblem::bad_request(
-            "name",
-            format!(
-                "a service cannot be renamed (the patch names `{}`); create `{}` and delete `{name}`",
-                e.item.name, e.item.name
-            ),
-        ));
-    }
+    let e = patched("service", &name, c.services.get(&name), |s| &s.name, patch)?;
     check_service_hosts(&e.item).await?;
     change(&s, &op, Change::PutService(e.item.clone()), e.said(), false).await
 }
