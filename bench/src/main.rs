@@ -114,6 +114,15 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
                 chunk: Bytes::from(vec![0u8; CHUNK]),
             })))
         }
+        // The request body back (bodies up to 1 MiB: the bench sends 16 KiB).
+        "/echo" => {
+            let limited = http_body_util::Limited::new(req.into_body(), 1 << 20);
+            let body = match http_body_util::BodyExt::collect(limited).await {
+                Ok(c) => c.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            Ok(Response::new(Out::Full(Some(body))))
+        }
         "/sink" => {
             let mut body = req.into_body();
             let mut total: u64 = 0;
