@@ -43,13 +43,26 @@ struct ContextRow {
     last_change: Option<LastChange>,
 }
 
-/// The windows the contexts table can cover: `?window=`, its short and long names, minutes.
-const TABLE_WINDOWS: [(&str, &str, &str, i64); 4] = [
-    ("5m", "5 min", "5 minutes", 5),
-    ("1h", "1 h", "hour", 60),
-    ("24h", "24 h", "24 hours", 1440),
-    ("7d", "7 d", "7 days", 7 * 1440),
+/// The windows the contexts table can cover: `?window=`, its name in the selector, what the
+/// table's caption says, and minutes (0: since each context's last change).
+const TABLE_WINDOWS: [(&str, &str, &str, i64); 5] = [
+    (
+        "change",
+        "since the last change",
+        "since that context's last change (at most 7 days)",
+        0,
+    ),
+    ("5m", "5 min", "over the last 5 minutes", 5),
+    ("1h", "1 h", "over the last hour", 60),
+    ("24h", "24 h", "over the last 24 hours", 1440),
+    ("7d", "7 d", "over the last 7 days", 7 * 1440),
 ];
+
+/// The window shown unless one is chosen: the hour.
+const DEFAULT_WINDOW: usize = 2;
+
+/// The longest window, and the cap of "since the last change".
+const WEEK: i64 = 7 * 1440;
 
 #[derive(serde::Deserialize)]
 pub(super) struct OverviewQuery {
@@ -61,7 +74,8 @@ pub(super) struct OverviewQuery {
 struct OverviewPage {
     role: Option<String>,
     csrf: Option<String>,
-    /// The contexts table's window: short name (for the columns) and long (for sentences).
+    /// The contexts table's window as its caption says it, and the unclaimed traffic's (the
+    /// hour when the table is "since the last change").
     window: (&'static str, &'static str),
     /// The selector: `?window=` value, short name, chosen.
     table_windows: Vec<(&'static str, &'static str, bool)>,
@@ -90,7 +104,7 @@ pub(super) async fn overview(
     let window = TABLE_WINDOWS
         .iter()
         .position(|w| Some(w.0) == q.window.as_deref())
-        .unwrap_or(1);
+        .unwrap_or(DEFAULT_WINDOW);
     match overview_page(&s, &viewer, window).await {
         Ok(page) => html(StatusCode::OK, page.render()),
         Err(e) => store_failure(&s, Some(&viewer), e),
@@ -104,12 +118,59 @@ async fn overview_page(
 ) -> Result<OverviewPage, StoreError> {
     let catalog = s.catalog.current(&*s.store).await?;
     let now = crate::now_minute();
-    let (_, short, long, minutes) = TABLE_WINDOWS[window.min(TABLE_WINDOWS.len() - 1)];
-    let from = now - minutes + 1;
-    // The chosen window per context (the context rows are made of it); the day, the week and
-    // the chart from one hourly series (whole hours, the current one included).
-    let table = s.store.traffic_totals(from).await?;
+    let (_, _, caption, minutes) = TABLE_WINDOWS[window.min(TABLE_WINDOWS.len() - 1)];
+    let last: BTreeMap<String, strangler_catalog::AuditEntry> = s
+        .store
+        .last_changes("context:")
+        .await?
+        .into_iter()
+        .filter_map(|a| Some((a.target.strip_prefix("context:")?.to_owned(), a)))
+        .collect();
+    // "Since the last change" is a window per context, read context by context; the others
+    // one query for all. The unclaimed traffic is then the hour's.
+    let from = if minutes == 0 {
+        now - 59
+    } else {
+        now - minutes + 1
+    };
+    let unclaimed_window = if minutes == 0 {
+        "hour"
+    } else {
+        &caption["over the last ".len()..]
+    };
     let hour = s.store.traffic_totals(now - 59).await?;
+    let (table, shadow) = if minutes == 0 {
+        let mut table = hour
+            .iter()
+            .filter(|r| r.context.is_empty())
+            .cloned()
+            .collect::<Vec<_>>();
+        let mut shadow: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for name in catalog.contexts.keys() {
+            let since = last
+                .get(name)
+                .map_or(now - 59, |a| a.at_ms.div_euclid(60_000).max(now - WEEK + 1));
+            table.extend(s.store.traffic_sum(Some(name), since).await?);
+            let rows = s.store.shadow(name, since).await?;
+            shadow.insert(
+                name.clone(),
+                rows.iter()
+                    .fold((0, 0), |(c, m), r| (c + r.compared, m + r.matched)),
+            );
+        }
+        (table, shadow)
+    } else {
+        let shadow = s
+            .store
+            .shadow_totals(from)
+            .await?
+            .into_iter()
+            .map(|r| (r.context, (r.compared, r.matched)))
+            .collect();
+        (s.store.traffic_totals(from).await?, shadow)
+    };
+    // The day, the week and the chart from one hourly series (whole hours, the current one
+    // included).
     let first_hour = (now / 60 - 23) * 60;
     let series = s.store.traffic_series(first_hour - 144 * 60, 60).await?;
     let share = |rows: &mut dyn Iterator<Item = &TrafficMinute>| {
@@ -139,21 +200,6 @@ async fn overview_page(
         requests,
     })
     .collect();
-    // One query each for every context's shadow results and last change.
-    let shadow: BTreeMap<String, (i64, i64)> = s
-        .store
-        .shadow_totals(from)
-        .await?
-        .into_iter()
-        .map(|r| (r.context, (r.compared, r.matched)))
-        .collect();
-    let last: BTreeMap<String, strangler_catalog::AuditEntry> = s
-        .store
-        .last_changes("context:")
-        .await?
-        .into_iter()
-        .filter_map(|a| Some((a.target.strip_prefix("context:")?.to_owned(), a)))
-        .collect();
     let runtime = s.runtime.as_ref().map(|f| f());
     let mut by_state: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
     let mut contexts = Vec::new();
@@ -217,7 +263,7 @@ async fn overview_page(
         ),
         role: (viewer.cookie.is_some()).then(|| viewer.role_name()),
         csrf: viewer.csrf(&key(s)),
-        window: (short, long),
+        window: (caption, unclaimed_window),
         table_windows: TABLE_WINDOWS
             .iter()
             .enumerate()

@@ -472,6 +472,25 @@ async fn the_overview_shows_the_share_new_services_answered_with_a_chart() {
         week.contains("<td class=\"num\">4</td>"),
         "the requests: {week}"
     );
+    // Since each context's last change (made in this minute, so the traffic counts).
+    let (_, _, since) = send(&app, get("/?window=change", Some(&cookie))).await;
+    assert!(
+        since.contains("Each figure since that context&#39;s last change (at most 7 days);")
+            || since.contains("Each figure since that context's last change (at most 7 days);"),
+        "{since}"
+    );
+    assert!(
+        since.contains("aria-current=\"true\"><strong>since the last change"),
+        "{since}"
+    );
+    assert!(
+        since.contains("<td class=\"num\">4</td>"),
+        "the requests: {since}"
+    );
+    assert!(
+        since.contains("in the last hour matched no context"),
+        "{since}"
+    );
     // One bar, drawn twice: across the page for a laptop, a column wide for a phone.
     assert_eq!(page.matches("<rect class=\"bar\"").count(), 2, "{page}");
     assert!(
