@@ -279,7 +279,8 @@ impl Facade {
                     .map_or(0.0, |t| (marks.polled_ms - t).max(0) as f64 / 1000.0),
             );
         }
-        for (context, availability, p99_ms) in &self.shared.snapshot.load().objectives {
+        let snapshot = self.shared.snapshot.load();
+        for (context, availability, p99_ms) in &snapshot.objectives {
             e.gauge(
                 "strangler_context_objective_availability",
                 "A context's availability objective (share of requests answered below 500), for error-budget alerts.",
@@ -337,7 +338,6 @@ impl Facade {
         ] {
             e.counter(name, help, &[], value as f64);
         }
-        let snapshot = self.shared.snapshot.load();
         for (_, cluster) in snapshot.services.values() {
             for s in cluster.samples() {
                 let labels: Vec<(&str, &str)> =

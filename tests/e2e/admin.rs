@@ -144,6 +144,20 @@ impl Admin {
         v
     }
 
+    /// Promotes `context` from legacy through shadow into canary and sets its `weight`.
+    pub async fn promote_to_canary(&self, context: &str, weight: u16) {
+        let promote = format!("/api/v1/contexts/{context}/promote");
+        for _ in 0..2 {
+            self.change(Method::POST, &promote, json!({})).await;
+        }
+        self.change(
+            Method::POST,
+            &format!("/api/v1/contexts/{context}/weight"),
+            json!({ "weight": weight }),
+        )
+        .await;
+    }
+
     /// A service `name` at `url`, a context `context` targeting it, and GET routes.
     pub async fn carve(
         &self,

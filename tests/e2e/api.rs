@@ -255,16 +255,7 @@ async fn metrics_count_each_context_and_side() {
         None,
     )
     .await;
-    for _ in 0..2 {
-        api.change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
-            .await;
-    }
-    api.change(
-        Method::POST,
-        "/api/v1/contexts/orders/weight",
-        json!({ "weight": 10000 }),
-    )
-    .await;
+    api.promote_to_canary("orders", 10_000).await;
     for path in ["/orders/1", "/orders/2", "/orders/3", "/products/1"] {
         let (status, _, _) = crate::harness::fetch(&format!("http://{}{path}", s.listen)).await;
         assert_eq!(status, 200);

@@ -77,9 +77,10 @@ impl FacadeHandle {
         }
     }
 
+    /// What `/metrics` shows: the telemetry with the facade's own gauges.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
-        self.facade.telemetry().render(&mut out);
+        self.facade.render_metrics(&mut out);
         out
     }
 }

@@ -311,16 +311,7 @@ async fn a_store_outage_keeps_traffic_flowing_refuses_changes_and_recovers() {
         None,
     )
     .await;
-    api.change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
-        .await;
-    api.change(Method::POST, "/api/v1/contexts/orders/promote", json!({}))
-        .await;
-    api.change(
-        Method::POST,
-        "/api/v1/contexts/orders/weight",
-        json!({ "weight": 10000 }),
-    )
-    .await;
+    api.promote_to_canary("orders", 10_000).await;
     let version = api.version().await;
     api.in_effect().await;
     assert_eq!(body_of(&s.listen, "/orders/1").await, "new");

@@ -592,7 +592,7 @@ async fn a_busy_facade_samples_shadows_down_by_itself_and_lets_go_after() {
         let (status, _, body) = fetch(&f.url("/orders/1")).await;
         assert_eq!((status.as_u16(), &body[..]), (200, &b"legacy"[..]));
         sent += 1;
-        let m = all_metrics(&f);
+        let m = f.metrics();
         // Under the idle cap (1,000 a second): cut because the workers are busy.
         if (1..1000).contains(&governed(&m)) && metric(&m, budget_full).unwrap_or(0) > 0 {
             break m;
@@ -612,7 +612,7 @@ async fn a_busy_facade_samples_shadows_down_by_itself_and_lets_go_after() {
     // Idle, the workers are no longer busy: the cap is back at the idle one.
     let idle = Instant::now();
     loop {
-        let m = all_metrics(&f);
+        let m = f.metrics();
         if governed(&m) >= 1000 {
             break;
         }
@@ -628,7 +628,7 @@ async fn a_busy_facade_samples_shadows_down_by_itself_and_lets_go_after() {
 async fn until_compared_some(f: &FacadeHandle) {
     let started = Instant::now();
     loop {
-        let m = all_metrics(f);
+        let m = f.metrics();
         if metric(&m, "strangler_shadow_compared_total{context=\"orders\"}").unwrap_or(0) > 0 {
             return;
         }
@@ -638,11 +638,4 @@ async fn until_compared_some(f: &FacadeHandle) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Everything `/metrics` shows, the facade's gauges with the telemetry.
-fn all_metrics(f: &FacadeHandle) -> String {
-    let mut out = String::new();
-    f.facade.render_metrics(&mut out);
-    out
 }

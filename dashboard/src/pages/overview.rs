@@ -44,18 +44,20 @@ struct ContextRow {
 }
 
 /// The windows the contexts table can cover: `?window=`, its name in the selector, what the
-/// table's caption says, and minutes (0: since each context's last change).
-const TABLE_WINDOWS: [(&str, &str, &str, i64); 5] = [
+/// table's caption says, the unclaimed traffic's window ("in the last …"), and minutes (0:
+/// since each context's last change; the unclaimed traffic is then the hour's).
+const TABLE_WINDOWS: [(&str, &str, &str, &str, i64); 5] = [
     (
         "change",
         "since the last change",
         "since that context's last change (at most 7 days)",
+        "hour",
         0,
     ),
-    ("5m", "5 min", "over the last 5 minutes", 5),
-    ("1h", "1 h", "over the last hour", 60),
-    ("24h", "24 h", "over the last 24 hours", 1440),
-    ("7d", "7 d", "over the last 7 days", 7 * 1440),
+    ("5m", "5 min", "over the last 5 minutes", "5 minutes", 5),
+    ("1h", "1 h", "over the last hour", "hour", 60),
+    ("24h", "24 h", "over the last 24 hours", "24 hours", 1440),
+    ("7d", "7 d", "over the last 7 days", "7 days", 7 * 1440),
 ];
 
 /// The window shown unless one is chosen: the hour.
@@ -118,7 +120,8 @@ async fn overview_page(
 ) -> Result<OverviewPage, StoreError> {
     let catalog = s.catalog.current(&*s.store).await?;
     let now = crate::now_minute();
-    let (_, _, caption, minutes) = TABLE_WINDOWS[window.min(TABLE_WINDOWS.len() - 1)];
+    let (_, _, caption, unclaimed_window, minutes) =
+        TABLE_WINDOWS[window.min(TABLE_WINDOWS.len() - 1)];
     let last: BTreeMap<String, strangler_catalog::AuditEntry> = s
         .store
         .last_changes("context:")
@@ -132,11 +135,6 @@ async fn overview_page(
         now - 59
     } else {
         now - minutes + 1
-    };
-    let unclaimed_window = if minutes == 0 {
-        "hour"
-    } else {
-        &caption["over the last ".len()..]
     };
     let hour = s.store.traffic_totals(now - 59).await?;
     let (table, shadow) = if minutes == 0 {
