@@ -295,7 +295,8 @@ async fn demo(args: DemoArgs, dir: &Path) -> anyhow::Result<()> {
         }
     }
 
-    let stop = serve::stop_on_signal();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    serve::stop_on_signal(stop_tx);
     let legacy_task = tokio::spawn(strangler_demo::serve_legacy(
         legacy,
         shop_db,

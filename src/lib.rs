@@ -9,16 +9,19 @@
 //! - `config.rs` — the TOML file, `STRANGLER_*` environment and flags, merged and validated
 //!   into [`config::Settings`];
 //! - `demo.rs` — `strangler demo`: a sample legacy shop with the facade in front;
+//! - `handoff.rs` — reloads and upgrades: the listening sockets handed to a successor process
+//!   (the one module allowed unsafe code, to take and pass descriptors by number);
 //! - `logging.rs` — the `tracing` subscriber and its run-time filter;
 //! - `serve.rs` — starts the facade and the admin listener and stops them on a signal;
 //! - `translators.rs` — the Rust translators the binary registers, and `strangler translators test`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod catalog_cmd;
 pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod handoff;
 pub mod logging;
 pub mod notify;
 pub mod serve;

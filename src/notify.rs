@@ -10,7 +10,13 @@ pub fn notify(message: &str) {
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    if let Err(e) = send(&target, message) {
+    send_to(&target, message);
+}
+
+/// Sends `message` to the datagram socket `target` (a path, or `@name` in Linux's abstract
+/// namespace); a failure is logged.
+pub fn send_to(target: &std::ffi::OsStr, message: &str) {
+    if let Err(e) = send(target, message) {
         tracing::warn!(socket = ?target, error = %e, "the service manager was not told");
     }
 }

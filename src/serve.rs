@@ -57,10 +57,22 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
 /// Binds both listeners, opens the store and serves until SIGTERM/SIGINT.
 pub async fn serve(mut settings: Settings, log: Option<Arc<dyn LogControl>>) -> anyhow::Result<()> {
     fit_file_descriptors(&mut settings)?;
-    let public = bind(settings.listen, "the facade", "--listen").await?;
-    let admin = bind(settings.admin, "the admin listener", "--admin").await?;
+    let mut inherited = crate::handoff::Inherited::from_env()?;
+    let public = inherited.public(settings.listen).await?;
+    let admin = inherited.admin(settings.admin).await?;
+    drop(inherited);
     let store = open_store(&settings).await?;
-    run_listeners(public, admin, settings, store, log, stop_on_signal()).await
+    let (stop_tx, stop) = watch::channel(false);
+    stop_on_signal(stop_tx.clone());
+    match crate::handoff::Handoff::new(&public, &admin) {
+        Ok(handoff) => {
+            tokio::spawn(crate::handoff::on_signals(handoff, stop_tx));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reloads and upgrades without a restart are not available")
+        }
+    }
+    run_listeners(public, admin, settings, store, log, stop).await
 }
 
 /// Binds `addr`, or says which flag picks another.
@@ -125,16 +137,14 @@ pub fn fit_file_descriptors(settings: &mut Settings) -> anyhow::Result<()> {
 /// orchestrator) drains first.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// A stop signal that turns true on SIGTERM or SIGINT.
-pub fn stop_on_signal() -> watch::Receiver<bool> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// Turns `stop` true on SIGTERM or SIGINT.
+pub fn stop_on_signal(stop: watch::Sender<bool>) {
     tokio::spawn(async move {
         if wait_for_signal().await {
             INTERRUPTED.store(true, Ordering::Relaxed);
         }
-        let _ = stop_tx.send(true);
+        let _ = stop.send(true);
     });
-    stop_rx
 }
 
 /// Serves the facade and the admin listener on bound sockets, following the catalog in
@@ -247,38 +257,51 @@ pub async fn run_listeners(
         legacy = %settings.facade.legacy.origin.to_prefix(),
         catalog = %settings.catalog.url,
         version = first.version,
+        pid = std::process::id(),
         "strangler is serving"
     );
-    crate::notify::notify(&format!(
-        "READY=1\nSTATUS=serving on {} (catalog version {})",
+    let status = format!(
+        "serving on {} (catalog version {})",
         public.local_addr()?,
         first.version
-    ));
+    );
+    // A successor tells its predecessor, which tells the service manager.
+    if !crate::handoff::tell_predecessor(&status) {
+        crate::notify::notify(&format!("READY=1\nSTATUS={status}"));
+    }
     // The admin listener outlives the facade's drain, answering "not ready" on /readyz, so
-    // that a balancer sees the replica leave before its connections are closed.
-    let (facade_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
+    // that a balancer sees the replica leave before its connections are closed — unless a
+    // successor took the listeners over: it answers on the same admin socket.
+    let (admin_stop_tx, mut admin_stop) = watch::channel(false);
     let admin_task = tokio::spawn(strangler_dashboard::serve_with(
         admin,
         state,
         Some(api),
         settings.admin_limits.clone(),
         async move {
-            let _ = admin_stop.await;
+            let _ = admin_stop.wait_for(|s| *s).await;
         },
     ));
     let draining_flag = Arc::clone(&draining);
+    let admin_stop_early = admin_stop_tx.clone();
     let stop_facade = async move {
         stopped(stop).await;
         draining_flag.store(true, Ordering::Relaxed);
-        crate::notify::notify("STOPPING=1\nSTATUS=draining: answering what is in flight");
-        if INTERRUPTED.load(Ordering::Relaxed) {
+        if crate::handoff::HANDED_OFF.load(Ordering::Relaxed) {
+            let _ = admin_stop_early.send(true);
+        } else {
+            crate::notify::notify("STOPPING=1\nSTATUS=draining: answering what is in flight");
+        }
+        if crate::handoff::HANDED_OFF.load(Ordering::Relaxed) {
+            strangler_facade::Drain::AtLeast(crate::handoff::HANDOFF_DRAIN)
+        } else if INTERRUPTED.load(Ordering::Relaxed) {
             strangler_facade::Drain::Now
         } else {
             strangler_facade::Drain::AsConfigured
         }
     };
     let served = strangler_facade::serve(public, facade.clone(), stop_facade).await;
-    let _ = facade_done.send(());
+    let _ = admin_stop_tx.send(true);
     served.context("the facade listener failed")?;
     // What the last interval gathered, and the mirrored writes still queued, go to the store.
     let left = facade.drain_outbox(std::time::Duration::from_secs(2)).await;
@@ -293,7 +316,7 @@ pub async fn run_listeners(
         Ok(result) => result.context("the admin listener failed")?,
         Err(e) => tracing::warn!(error = %e, "the admin listener task ended abnormally"),
     }
-    tracing::info!("stopped");
+    tracing::info!(pid = std::process::id(), "stopped");
     Ok(())
 }
 

@@ -12,8 +12,10 @@
 //! carry `Connection: close`, HTTP/2 connections get GOAWAY, and the admin listener says
 //! "not ready", so that a balancer moves clients away without one of them seeing a refused
 //! connection or a request cut off. **Closing** (`shutdown_grace`): the listener is closed,
-//! idle keep-alive connections are closed, in-flight requests finish; what is left at the end
-//! of the grace period is cut.
+//! idle keep-alive connections are closed, in-flight requests finish, and a connection accepted
+//! that has not sent its first request yet has it answered (its client may be sending it now;
+//! the first-request timer bounds the wait); what is left at the end of the grace period is
+//! cut.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,6 +53,10 @@ pub enum Drain {
     AsConfigured,
     /// Stop accepting at once (a person's Ctrl-C).
     Now,
+    /// The configured `drain_delay`, or this long if that is shorter (a successor process
+    /// took over the listeners: clients on keep-alive connections are told to close before
+    /// the idle ones are cut).
+    AtLeast(Duration),
 }
 
 impl From<()> for Drain {
@@ -191,6 +197,7 @@ fn start_draining(
     let delay = match how {
         Drain::AsConfigured => delay,
         Drain::Now => Duration::ZERO,
+        Drain::AtLeast(least) => delay.max(least),
     };
     facade.set_draining();
     let _ = phase.send(Phase::Draining);
@@ -233,6 +240,7 @@ async fn drive<C>(
     let mut idle_for = Duration::ZERO;
     let mut last_requests = 0;
     let mut asked_to_finish = false;
+    let mut finish_when_served = false;
     // A phase already past `Serving` when the connection was accepted (accepted while draining).
     let mut seen = Phase::Serving;
     loop {
@@ -249,7 +257,13 @@ async fn drive<C>(
                     }
                 }
                 Phase::Closing => {
-                    if !asked_to_finish {
+                    if waiting_first && info.requests.load(Relaxed) == 0 {
+                        // Accepted but no request yet: its first request may be on its way
+                        // (a successor process serves the listener now, and this client
+                        // connected just before). It is answered, with `Connection: close`;
+                        // the first-request timer bounds the wait.
+                        finish_when_served = true;
+                    } else if !asked_to_finish {
                         asked_to_finish = true;
                         conn.as_mut().graceful_shutdown();
                     }
@@ -279,6 +293,10 @@ async fn drive<C>(
                     last_requests = requests;
                 } else {
                     idle_for += tick_every;
+                }
+                if finish_when_served && requests > 0 && !asked_to_finish {
+                    asked_to_finish = true;
+                    conn.as_mut().graceful_shutdown();
                 }
                 if idle_for >= timers.idle && info.h2.load(Relaxed) && !asked_to_finish {
                     asked_to_finish = true;
