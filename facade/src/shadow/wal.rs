@@ -14,9 +14,11 @@
 //! commit) and then releases all their answers. A record shipped twice (a crash between the
 //! catalog's commit and `shipped`) carries the same origin key, which the catalog stores once.
 //! Unlocked slots with writes left in them (a process that died and was not restarted on that
-//! slot) are shipped by the next process that starts, then emptied.
+//! slot, or one that stopped after handing its listeners to a successor) are shipped by the
+//! next process that starts, and looked for every [`ORPHAN_SCAN`] by each running one, then
+//! emptied.
 //!
-//! Size: just over 600 lines, kept whole on purpose: opening a slot, the writer thread and the
+//! Size: about 680 lines, kept whole on purpose: opening a slot, the writer thread and the
 //! shipper share one notion of positions and segments, and each is only correct against the
 //! others; the record format is a room of its own (`record.rs`).
 
@@ -41,6 +43,8 @@ const SLOTS: usize = 64;
 /// Records and bytes shipped to the catalog in one transaction at most.
 const SHIP_RECORDS: usize = 512;
 const SHIP_BYTES: usize = 4 << 20;
+/// How often a running process looks for slots that other processes left with writes in them.
+const ORPHAN_SCAN: Duration = Duration::from_secs(10);
 /// After a failed write, mirrored writes are refused this long before one is tried again.
 const BROKEN_MS: i64 = 1_000;
 
@@ -103,6 +107,10 @@ pub struct Wal {
     jobs: mpsc::Sender<Job>,
     /// Where shipping starts, and slots of dead processes to ship first; taken by [`ship`].
     start: Mutex<Option<(Pos, Vec<Orphan>)>>,
+    /// The directory of the slots, and how often the shipper looks in it for slots left by
+    /// processes that stopped after this one started.
+    base: PathBuf,
+    orphan_scan: Duration,
     _lock: File,
 }
 
@@ -184,8 +192,19 @@ impl Wal {
             shared,
             jobs: tx,
             start: Mutex::new(Some((open.shipped, orphans))),
+            base: dir.to_owned(),
+            orphan_scan: ORPHAN_SCAN,
             _lock: lock,
         }))
+    }
+
+    /// The same log, looking for slots left by other processes every `every` (tests).
+    #[doc(hidden)]
+    pub fn with_orphan_scan(mut self: Arc<Self>, every: Duration) -> Arc<Self> {
+        if let Some(wal) = Arc::get_mut(&mut self) {
+            wal.orphan_scan = every;
+        }
+        self
     }
 
     /// The slot this process writes.
@@ -520,38 +539,23 @@ pub async fn ship(
         return;
     };
     for orphan in orphans {
-        let mut at = read_shipped(&orphan.dir).unwrap_or(Pos { seq: 0, off: 0 });
-        loop {
-            let dir = orphan.dir.clone();
-            let read = tokio::task::spawn_blocking(move || read_batch(&dir, at, None)).await;
-            let (items, next) = match read {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, dir = %orphan.dir.display(), "an orphaned mirror log cannot be read; it is left in place");
-                    break;
-                }
-                Err(_) => break,
-            };
-            if items.is_empty() && next == at {
-                // Everything is in the catalog: the slot is emptied for the next process.
-                if let Ok(seqs) = segments(&orphan.dir) {
-                    for seq in seqs {
-                        let _ = fs::remove_file(segment_path(&orphan.dir, seq));
-                    }
-                }
-                let _ = fs::remove_file(orphan.dir.join("shipped"));
-                tracing::info!(dir = %orphan.dir.display(), "an orphaned mirror log was shipped to the catalog");
-                break;
-            }
-            put(&*store, &items).await;
-            telemetry.record_mirror_stored(items.len());
-            at = next;
-            let _ = write_shipped(&orphan.dir, at);
-            delivery.notify_one();
-        }
+        ship_orphan(&orphan, &*store, &delivery, &telemetry).await;
     }
+    let mut next_scan = tokio::time::Instant::now() + wal.orphan_scan;
     let shared = &wal.shared;
     loop {
+        if tokio::time::Instant::now() >= next_scan {
+            // A process that stopped after this one started (a reload or an upgrade hands
+            // over while the old process still drains) may have left writes in its slot.
+            let (base, mine) = (wal.base.clone(), shared.dir.clone());
+            let found = tokio::task::spawn_blocking(move || unheld_slots(&base, &mine)).await;
+            if let Ok(Ok(found)) = found {
+                for orphan in found {
+                    ship_orphan(&orphan, &*store, &delivery, &telemetry).await;
+                }
+            }
+            next_scan = tokio::time::Instant::now() + wal.orphan_scan;
+        }
         let written = shared.written.notified();
         let end = *shared
             .committed
@@ -605,6 +609,72 @@ pub async fn ship(
         shared.drained.notify_waiters();
         delivery.notify_one();
     }
+}
+
+/// Ships one dead process's slot to the catalog and empties it; a slot that cannot be read is
+/// left in place, said so.
+async fn ship_orphan(
+    orphan: &Orphan,
+    store: &dyn OutboxStore,
+    delivery: &Notify,
+    telemetry: &Telemetry,
+) {
+    let mut at = read_shipped(&orphan.dir).unwrap_or(Pos { seq: 0, off: 0 });
+    loop {
+        let dir = orphan.dir.clone();
+        let read = tokio::task::spawn_blocking(move || read_batch(&dir, at, None)).await;
+        let (items, next) = match read {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, dir = %orphan.dir.display(), "an orphaned mirror log cannot be read; it is left in place");
+                return;
+            }
+            Err(_) => return,
+        };
+        if items.is_empty() && next == at {
+            // Everything is in the catalog: the slot is emptied for the next process.
+            if let Ok(seqs) = segments(&orphan.dir) {
+                for seq in seqs {
+                    let _ = fs::remove_file(segment_path(&orphan.dir, seq));
+                }
+            }
+            let _ = fs::remove_file(orphan.dir.join("shipped"));
+            tracing::info!(dir = %orphan.dir.display(), "an orphaned mirror log was shipped to the catalog");
+            return;
+        }
+        put(store, &items).await;
+        telemetry.record_mirror_stored(items.len());
+        at = next;
+        let _ = write_shipped(&orphan.dir, at);
+        delivery.notify_one();
+    }
+}
+
+/// The slots under `base` other than `mine` that no running process holds and that have
+/// segments in them, each locked for the caller.
+fn unheld_slots(base: &Path, mine: &Path) -> io::Result<Vec<Orphan>> {
+    let mut found = Vec::new();
+    for i in 0..SLOTS {
+        let slot = base.join(i.to_string());
+        if slot == mine || !slot.is_dir() {
+            continue;
+        }
+        let Ok(lock) = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(slot.join("lock"))
+        else {
+            continue;
+        };
+        if lock.try_lock().is_ok() && !segments(&slot)?.is_empty() {
+            found.push(Orphan {
+                dir: slot,
+                _lock: lock,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// Puts a shipment into the catalog, trying until it is there.

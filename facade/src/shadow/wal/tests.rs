@@ -180,6 +180,42 @@ async fn two_processes_take_two_slots_and_a_dead_ones_writes_are_shipped_by_the_
     assert_eq!(keys(&kept), ["k0", "k1", "k2"]);
 }
 
+/// A process that stops after this one started (a hand-off: the successor is up before its
+/// predecessor has drained) leaves writes in its slot: the running one ships them.
+#[tokio::test]
+async fn a_slot_left_while_this_process_runs_is_shipped() {
+    let dir = scratch("left");
+    let _gone = Gone(dir.clone());
+    let old = Wal::open(&dir).unwrap();
+    let new = Wal::open(&dir)
+        .unwrap()
+        .with_orphan_scan(Duration::from_millis(20));
+    let kept = Arc::new(Kept::default());
+    tokio::spawn(ship(
+        Arc::clone(&new),
+        kept.clone(),
+        Arc::new(Notify::new()),
+        Arc::new(Telemetry::default()),
+    ));
+    for n in 0..3 {
+        old.append(&item(n)).await.unwrap();
+    }
+    let left = old.dir().to_owned();
+    // Held by a running process: not touched.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(keys(&kept).is_empty());
+    drop(old);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !segments(&left).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left slot not shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(keys(&kept), ["k0", "k1", "k2"]);
+}
+
 #[tokio::test]
 async fn segments_roll_over_and_shipped_ones_are_removed() {
     let dir = scratch("roll");
