@@ -18,7 +18,7 @@
 //! next process that starts, and looked for every [`ORPHAN_SCAN`] by each running one, then
 //! emptied.
 //!
-//! Size: about 680 lines, kept whole on purpose: opening a slot, the writer thread and the
+//! Size: about 700 lines, kept whole on purpose: opening a slot, the writer thread and the
 //! shipper share one notion of positions and segments, and each is only correct against the
 //! others; the record format is a room of its own (`record.rs`).
 
