@@ -44,6 +44,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("legacy.response_timeout", Kind::Str),
     ("legacy.pool_idle_timeout", Kind::Str),
     ("legacy.host_header", Kind::Str),
+    ("legacy.protocol", Kind::Str),
     ("limits.max_header_bytes", Kind::Int),
     ("limits.max_headers", Kind::Int),
     ("limits.max_body_bytes", Kind::Int),

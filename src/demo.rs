@@ -129,6 +129,7 @@ fn demo_catalog(orders_url: &str) -> Catalog {
             headers: vec![],
             query: vec![],
             version: None,
+            reads: false,
             shadow: RouteShadow {
                 writes,
                 max_body_bytes: None,

@@ -53,6 +53,11 @@ pub struct ServicePolicy {
     /// `p2c` (power of two choices on in-flight requests, the default) or `round-robin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<String>,
+    /// How the instances are spoken to: `h1` (HTTP/1.1, the default) or `h2c` (HTTP/2 over
+    /// cleartext with prior knowledge, one multiplexed connection per instance: gRPC services
+    /// and HTTP/2-only servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
     /// To the response head.
@@ -146,6 +151,14 @@ impl ServicePolicy {
                 return Err((
                     "balance".into(),
                     format!("`{b}` is not a balancing rule; use p2c or round-robin"),
+                ));
+            }
+        }
+        if let Some(p) = &self.protocol {
+            if p != "h1" && p != "h2c" {
+                return Err((
+                    "protocol".into(),
+                    format!("`{p}` is not a protocol Strangler speaks to services; use h1 (HTTP/1.1) or h2c (HTTP/2 over cleartext)"),
                 ));
             }
         }
@@ -652,6 +665,13 @@ pub struct RouteSpec {
     pub query: Vec<QueryMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionMatch>,
+    /// The route's requests are reads whatever their method: a `POST` that changes nothing
+    /// (gRPC query methods, GraphQL queries, search forms). They follow the canary split
+    /// instead of going to the write owner, are shadowed as reads, and a call that never
+    /// reached the new service may go to legacy. Not part of what the route matches, so not
+    /// part of its id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reads: bool,
     /// How the route's requests are shadowed. Not part of what the route matches, so not part
     /// of its id.
     #[serde(default, skip_serializing_if = "RouteShadow::is_default")]
@@ -750,6 +770,7 @@ impl RouteSpec {
     pub fn id(&self) -> String {
         let mut canonical = self.clone();
         canonical.shadow = RouteShadow::default();
+        canonical.reads = false;
         canonical.methods.sort();
         canonical.methods.dedup();
         canonical.headers.sort();

@@ -22,6 +22,7 @@ fn route_spec(n: usize, k: usize) -> RouteSpec {
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     };
     // Shapes rotate with the context too, so that a catalog of one route per context has them all.

@@ -56,6 +56,8 @@ pub(crate) struct Routing {
     pub(crate) swap: Option<crate::ids::Swap>,
     /// A write that must wait: the context's write owner is moving (answered 503).
     pub(crate) owner_moving: bool,
+    /// A write: its method changes something and its route does not say it only reads.
+    pub(crate) write: bool,
 }
 
 /// The traffic counters a request counts in, and who answered it.
@@ -86,6 +88,7 @@ impl Routing {
             client_uri: None,
             swap: None,
             owner_moving: false,
+            write: is_write(req.method()),
             traffic: Some(Served {
                 context: None,
                 route: Some(counters),
@@ -146,7 +149,7 @@ impl Facade {
         };
         // Reads follow the state and the sticky split; a write goes to the context's owner, so
         // that only one side ever takes a context's writes (the other gets them as mirrors).
-        let write = is_write(req.method());
+        let write = is_write(req.method()) && !route.reads;
         // A write waits while the owner's move settles, so that no replica hands one to the
         // old owner after the new one has taken any.
         let owner_moving = write
@@ -210,6 +213,7 @@ impl Facade {
                 },
                 reverse,
                 mirror,
+                reads: route.reads,
                 // Whose write it is, remembered once durable for read-your-writes (canary).
                 writer: (mirror && canary)
                     .then(|| sticky_identity(&ctx.entry, req.headers(), conn.peer.ip()))
@@ -240,6 +244,7 @@ impl Facade {
                 client_uri: None,
                 swap: None,
                 owner_moving,
+                write,
                 traffic,
             },
             // Legacy, or (validation makes it impossible) a target that is not in the catalog.
@@ -255,6 +260,7 @@ impl Facade {
                 client_uri: None,
                 swap: None,
                 owner_moving,
+                write,
                 traffic,
             },
         }

@@ -9,14 +9,14 @@ use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE, UPGRADE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use strangler_catalog::Side;
-use strangler_services::cluster::{is_failure_status, Replay};
+use strangler_services::cluster::{effective_status, is_failure_status, Replay};
 
 use crate::admission::{normalize_target, strip_internal, Refusal};
 use crate::body::{RequestBody, ResponseBody};
 use crate::compose;
 use crate::config::HostHeader;
 use crate::conn::{ConnActive, ConnInfo};
-use crate::decision::{is_write, Routing, Served, Target};
+use crate::decision::{Routing, Served, Target};
 use crate::facade::Facade;
 use crate::headers::rewrite_redirects;
 use crate::headers::{self, Forwarded};
@@ -80,7 +80,8 @@ impl Facade {
         };
         let elapsed = start.elapsed();
         s.telemetry.record_response(resp.status().as_u16(), elapsed);
-        let status = resp.status().as_u16();
+        // A gRPC call that failed before its first message counts as the error it is.
+        let status = effective_status(resp.status(), resp.headers()).as_u16();
         let (side, fell_back) = served
             .as_ref()
             .map_or((Side::Legacy, false), |t| (t.side, t.fell_back));
@@ -455,8 +456,14 @@ impl Facade {
             .as_ref()
             .map(|_| fallback_after.unwrap_or_else(|| cluster.fallback_deadline()));
         match cluster.send_within(req, replay.as_ref(), deadline).await {
-            Ok(resp) if replay.is_some() && is_failure_status(resp.status()) => {
-                let reason = format!("status_{}", resp.status().as_u16());
+            Ok(resp)
+                if replay.is_some()
+                    && is_failure_status(effective_status(resp.status(), resp.headers())) =>
+            {
+                let reason = format!(
+                    "status_{}",
+                    effective_status(resp.status(), resp.headers()).as_u16()
+                );
                 drop(resp);
                 match &replay {
                     Some(r) => self.fall_back(routing, r.rebuild(), &reason).await,
@@ -471,11 +478,7 @@ impl Facade {
                 let reason = failure.kind.as_str();
                 // A write goes only to the context's owner: legacy taking it alone would split
                 // the data. One that never left is refused as retryable, nothing written.
-                if failure
-                    .unsent
-                    .as_ref()
-                    .is_some_and(|u| is_write(u.method()))
-                {
+                if failure.unsent.is_some() && routing.write {
                     let context = routing.context.as_deref().unwrap_or("-");
                     return Err(Problem::new(
                         Answer::ServiceUnavailable,

@@ -330,6 +330,8 @@ pub struct Wanted {
     /// A write mirrored through the outbox to the side that does not own it (the route and
     /// the context's state say so).
     pub mirror: bool,
+    /// The route says its requests only read, whatever their method: compared like GETs.
+    pub reads: bool,
     /// In canary, the writing client (its sticky key's hash), for read-your-writes.
     pub writer: Option<u64>,
     /// In canary: the client is told when its write was made (a cookie), so that any replica
@@ -380,10 +382,11 @@ pub fn plan(
         Ok(None)
     };
     let rules = &wanted.rules;
-    let safe = matches!(
-        *req.method(),
-        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    );
+    let safe = wanted.reads
+        || matches!(
+            *req.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
     let mode = match (
         safe,
         wanted.mirror,
@@ -395,6 +398,21 @@ pub fn plan(
         (false, false, false, Some(ShadowWrites::DryRun)) => Mode::Compare,
         (false, ..) => return skip(Skip::UnsafeMethod),
     };
+    // A write whose body cannot be redacted is not mirrored, and that is known from its head:
+    // its answer is not held back for a copy that would be thrown away (a gRPC stream or an
+    // upload would otherwise wait for the client's whole body before its first answer).
+    if matches!(mode, Mode::Mirror)
+        && !wanted.route_shadow.opaque_bodies
+        && !http_body::Body::is_end_stream(req.body())
+        && !redact::redactable_type(
+            req.headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        )
+    {
+        tracing::error!(context = %wanted.context, method = %req.method(), path = req.uri().path(), "a mirrored write was not stored: its body cannot be redacted (only JSON and form bodies can; a route whose bodies hold no secrets may say `shadow.opaque_bodies`); the new side misses it");
+        return skip(Skip::Unredactable);
+    }
     // A mirror keeps the new side's data in step: every write goes, whatever the sampling.
     let percent = if wanted.reverse {
         rules.reverse_percent

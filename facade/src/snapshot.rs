@@ -60,6 +60,8 @@ pub(crate) struct CompiledRoute {
     pub id: Arc<str>,
     /// The route's own shadow settings (writes opted in, a body cap).
     pub shadow: RouteShadow,
+    /// Its requests are reads whatever their method.
+    pub reads: bool,
     /// Traffic counters (kept by the telemetry across snapshots).
     pub traffic: Arc<PathCounters>,
     /// Where its requests name a resource, for the id map.
@@ -166,6 +168,7 @@ impl Snapshot {
                 CompiledRoute {
                     id: Arc::from(id),
                     shadow: spec.map(|s| s.shadow.clone()).unwrap_or_default(),
+                    reads: spec.is_some_and(|s| s.reads),
                     traffic: traffic.route(&context.name, id),
                     ids: spec.and_then(crate::ids::RouteIds::compile).map(Arc::new),
                 }
@@ -225,6 +228,10 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
     if let Some(v) = p.idle_timeout_ms {
         upstream.pool_idle_timeout = ms(v);
     }
+    upstream.protocol = match p.protocol.as_deref() {
+        Some("h2c") => strangler_services::Protocol::H2c,
+        _ => strangler_services::Protocol::Http1,
+    };
     let mut breaker = BreakerConfig::default();
     if let Some(v) = p.breaker_failure_percent {
         breaker.failure_rate = f64::from(v) / 100.0;

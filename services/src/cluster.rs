@@ -315,6 +315,37 @@ pub fn is_failure_status(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
+/// The HTTP status an answer stands for: its own, or for a gRPC answer that carries its
+/// `grpc-status` in the head (a call that failed before any message, "Trailers-Only"), the
+/// status that gRPC code maps to, so that breakers, ejection, fallback and the error counts
+/// treat UNAVAILABLE like a 503. A gRPC status that only arrives in the trailers, after the
+/// head has been passed on, is not seen here.
+pub fn effective_status(status: http::StatusCode, headers: &http::HeaderMap) -> http::StatusCode {
+    use http::StatusCode as S;
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if status != S::OK || !grpc {
+        return status;
+    }
+    // The gRPC codes and the HTTP statuses they correspond to (gRPC's own table of HTTP to
+    // gRPC codes, read backwards, as proxies such as Envoy do).
+    match headers.get("grpc-status").map(http::HeaderValue::as_bytes) {
+        Some(b"1") => S::from_u16(499).unwrap_or(S::BAD_REQUEST),
+        Some(b"2" | b"13" | b"15") => S::INTERNAL_SERVER_ERROR,
+        Some(b"3" | b"9" | b"11") => S::BAD_REQUEST,
+        Some(b"4") => S::GATEWAY_TIMEOUT,
+        Some(b"5") => S::NOT_FOUND,
+        Some(b"6" | b"10") => S::CONFLICT,
+        Some(b"7") => S::FORBIDDEN,
+        Some(b"8") => S::TOO_MANY_REQUESTS,
+        Some(b"12") => S::NOT_IMPLEMENTED,
+        Some(b"14") => S::SERVICE_UNAVAILABLE,
+        Some(b"16") => S::UNAUTHORIZED,
+        _ => status,
+    }
+}
+
 /// One instance as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceView {
@@ -764,7 +795,7 @@ where
                 },
                 None => sending.await,
             };
-            let ok = matches!(&result, Ok(resp) if !is_failure_status(resp.status()));
+            let ok = matches!(&result, Ok(resp) if !is_failure_status(effective_status(resp.status(), resp.headers())));
             if result.is_ok() {
                 self.observe(started.elapsed());
             }

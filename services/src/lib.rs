@@ -20,5 +20,6 @@ mod upstream;
 
 pub use error::{FailureKind, UpstreamError};
 pub use upstream::{
-    Origin, OriginError, OriginProblem, SendFailure, Upstream, UpstreamBody, UpstreamConfig,
+    Origin, OriginError, OriginProblem, Protocol, SendFailure, Upstream, UpstreamBody,
+    UpstreamConfig,
 };

@@ -10,7 +10,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::error::{BoxError, FailureKind, UpstreamError};
@@ -84,10 +85,22 @@ impl Origin {
     }
 }
 
+/// How an upstream is spoken to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1, a pool of keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge: one multiplexed connection, opened again
+    /// when it closes or ages out.
+    H2c,
+}
+
 /// Per-service client settings.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub origin: Origin,
+    pub protocol: Protocol,
     /// Time allowed to open a TCP connection and complete the HTTP handshake.
     pub connect_timeout: Duration,
     /// Time allowed from sending the request to receiving the response head. `None` waits
@@ -107,6 +120,7 @@ impl UpstreamConfig {
     pub fn new(origin: Origin) -> Self {
         Self {
             origin,
+            protocol: Protocol::Http1,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Some(Duration::from_secs(60)),
             pool_idle_timeout: Duration::from_secs(90),
@@ -146,10 +160,13 @@ struct Inner<B> {
     pool: Arc<Pool<B>>,
 }
 
-/// Idle connections, and how many may wait.
+/// Idle connections, and how many may wait; or, for HTTP/2, the one shared connection.
 struct Pool<B> {
     idle: Mutex<Vec<Idle<B>>>,
     max_idle: std::sync::atomic::AtomicUsize,
+    h2: Mutex<Option<(http2::SendRequest<B>, Instant)>>,
+    /// One HTTP/2 connect at a time, so that a burst of first requests shares one connection.
+    h2_connecting: tokio::sync::Semaphore,
 }
 
 struct Idle<B> {
@@ -195,6 +212,8 @@ where
                 pool: Arc::new(Pool {
                     idle: Mutex::new(Vec::new()),
                     max_idle: std::sync::atomic::AtomicUsize::new(config.pool_max_idle),
+                    h2: Mutex::new(None),
+                    h2_connecting: tokio::sync::Semaphore::new(1),
                 }),
             }),
         }
@@ -205,7 +224,7 @@ where
     /// gets a pool of its own.
     pub fn reconfigured(&self, config: &UpstreamConfig) -> Self {
         let mut next = Self::new(config);
-        if config.origin == self.inner.origin {
+        if config.origin == self.inner.origin && config.protocol == self.inner.config.protocol {
             if let Some(inner) = Arc::get_mut(&mut next.inner) {
                 inner.pool = Arc::clone(&self.inner.pool);
             }
@@ -259,6 +278,9 @@ where
         &self,
         mut req: Request<B>,
     ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
+        if self.inner.config.protocol == Protocol::H2c {
+            return self.exchange_h2(req).await;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -287,6 +309,137 @@ where
                 },
             }
         }
+    }
+
+    /// One exchange on the shared HTTP/2 connection (opened if there is none usable).
+    async fn exchange_h2(
+        &self,
+        mut req: Request<B>,
+    ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
+        // HTTP/2 names the target in `:scheme` and `:authority`: the Host the request carries
+        // (as the facade set it for this upstream), else the origin's.
+        let authority = req
+            .headers_mut()
+            .remove(http::header::HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| self.inner.origin.authority.clone());
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
+        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+        // HTTP/2 has no other version; the client's may have been 1.0 or 1.1.
+        *req.version_mut() = http::Version::HTTP_2;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut sender = match self.shared_h2() {
+                Some(s) => s,
+                None => match self.connect_h2_once().await {
+                    Ok(s) => s,
+                    Err(error) => {
+                        return Err(SendFailure {
+                            error,
+                            unsent: Some(req),
+                        })
+                    }
+                },
+            };
+            if sender.ready().await.is_err() {
+                self.forget_h2(&sender);
+                if attempt < UNSENT_RETRIES {
+                    continue;
+                }
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = UpstreamBody {
+                        inner: body,
+                        give_back: None,
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => {
+                    self.forget_h2(&sender);
+                    match e.take_message() {
+                        Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
+                        unsent => {
+                            return Err(SendFailure {
+                                error: UpstreamError::classify(e.into_error()),
+                                unsent,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shared HTTP/2 connection, if it is open and young enough.
+    fn shared_h2(&self) -> Option<http2::SendRequest<B>> {
+        let h2 = lock(&self.inner.pool.h2);
+        let (sender, born) = h2.as_ref()?;
+        (!sender.is_closed() && born.elapsed() <= self.inner.config.max_connection_age)
+            .then(|| sender.clone())
+    }
+
+    /// Forgets the shared connection if it is still `sender`'s.
+    fn forget_h2(&self, sender: &http2::SendRequest<B>) {
+        let mut h2 = lock(&self.inner.pool.h2);
+        if h2
+            .as_ref()
+            .is_some_and(|(s, _)| s.is_closed() || sender.is_closed())
+        {
+            *h2 = None;
+        }
+    }
+
+    /// The shared connection, connecting unless another request is connecting already (then
+    /// its connection is used).
+    async fn connect_h2_once(&self) -> Result<http2::SendRequest<B>, UpstreamError> {
+        let _turn = self.inner.pool.h2_connecting.acquire().await;
+        match self.shared_h2() {
+            Some(sender) => Ok(sender),
+            None => self.connect_h2().await,
+        }
+    }
+
+    async fn connect_h2(&self) -> Result<http2::SendRequest<B>, UpstreamError> {
+        let inner = &*self.inner;
+        let connecting = async {
+            let stream = TcpStream::connect(&inner.connect_to)
+                .await
+                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
+            let _ = stream.set_nodelay(true);
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(64 * 1024)
+                .keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_while_idle(false);
+            builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))
+        };
+        let (sender, conn) = match tokio::time::timeout(inner.config.connect_timeout, connecting)
+            .await
+        {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(UpstreamError::new(
+                    FailureKind::Connect,
+                    Some(format!("no connection within {:?}", inner.config.connect_timeout).into()),
+                ))
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        *lock(&inner.pool.h2) = Some((sender.clone(), Instant::now()));
+        Ok(sender)
     }
 
     /// The most recently used idle connection that is still usable, and when it was opened.

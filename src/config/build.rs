@@ -2,7 +2,7 @@
 //! filled in, and the identity bridge, tokens, event sinks and the declared catalog built.
 
 use super::file::{EventsSection, File, FileContext, IdentitySection};
-use super::values::{Dur, HostMode, Url};
+use super::values::{Dur, HostMode, UpstreamProtocol, Url};
 use super::{AuthSettings, CatalogSettings, ConfigError, LogSettings, Settings};
 use std::net::SocketAddr;
 use strangler_facade::{FacadeConfig, ForwardingConfig, HostHeader, LimitsConfig};
@@ -114,6 +114,12 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
     }
     if let Some(d) = l.pool_idle_timeout {
         upstream.pool_idle_timeout = d.0;
+    }
+    if let Some(p) = l.protocol {
+        upstream.protocol = match p {
+            UpstreamProtocol::H1 => strangler_services::Protocol::Http1,
+            UpstreamProtocol::H2c => strangler_services::Protocol::H2c,
+        };
     }
 
     let mut limits = LimitsConfig::default();

@@ -2,7 +2,8 @@
 //! the environment and flags can fill what the file leaves out; unknown keys are refused.
 
 use super::values::{
-    Addr, Delay, Dur, Filter, HostMode, LogFormat, Net, OptDur, Ranged, Retention, Token, Url,
+    Addr, Delay, Dur, Filter, HostMode, LogFormat, Net, OptDur, Ranged, Retention, Token,
+    UpstreamProtocol, Url,
 };
 use serde::Deserialize;
 
@@ -184,6 +185,7 @@ pub(super) struct LegacySection {
     pub(super) response_timeout: Option<OptDur>,
     pub(super) pool_idle_timeout: Option<Dur>,
     pub(super) host_header: Option<HostMode>,
+    pub(super) protocol: Option<UpstreamProtocol>,
 }
 
 #[derive(Debug, Default, Deserialize)]

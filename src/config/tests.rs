@@ -194,6 +194,7 @@ fn every_key_has_a_working_variable() {
                 "admin" => "127.0.0.1:2",
                 "legacy.url" => "http://127.0.0.1:3",
                 "legacy.host_header" => "upstream",
+                "legacy.protocol" => "h2c",
                 "log.format" => "json",
                 "log.level" => "debug",
                 "forwarding.via_name" => "edge",

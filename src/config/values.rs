@@ -210,6 +210,14 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// How the legacy app is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    H1,
+    H2c,
+}
+
 /// Which `Host` the legacy app sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

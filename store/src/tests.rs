@@ -128,6 +128,7 @@ fn route(context: &str, path: &str) -> Change {
             headers: vec![],
             query: vec![],
             version: None,
+            reads: false,
             shadow: Default::default(),
         },
     }

@@ -19,6 +19,7 @@ mod hostile;
 mod limits;
 mod migration;
 mod mirror;
+mod reads;
 mod registration;
 mod replicas;
 mod shadow;

@@ -52,6 +52,7 @@ pub(crate) fn catalog(new: std::net::SocketAddr, state: MigrationState) -> Catal
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     };
     c.routes.insert(

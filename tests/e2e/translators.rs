@@ -81,6 +81,7 @@ fn translated(new: std::net::SocketAddr, state: MigrationState, translator: &str
             headers: vec![],
             query: vec![],
             version: None,
+            reads: false,
             shadow: Default::default(),
         };
         c.routes.insert(
@@ -734,6 +735,7 @@ body = {{ orderId = "$.order.order_id", cents = "$.order.total_cents", customer 
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     };
     c.routes.insert(
@@ -992,6 +994,7 @@ async fn v1_clients_are_served_by_a_service_that_speaks_only_v2() {
         headers: vec![],
         query: vec![],
         version,
+        reads: false,
         shadow: Default::default(),
     };
     let with = |spec: &str, route: RouteSpec, v: i64| {

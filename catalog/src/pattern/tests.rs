@@ -10,6 +10,7 @@ fn spec(path: &str) -> RouteSpec {
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     }
 }

@@ -336,6 +336,7 @@ pub(super) async fn claim(State(s): State<ApiState>, headers: HeaderMap, body: B
             headers: vec![],
             query: vec![],
             version: None,
+            reads: false,
             shadow: Default::default(),
         })
         .collect();

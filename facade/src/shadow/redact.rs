@@ -134,6 +134,19 @@ pub fn target(path_and_query: &str, listed: &[String]) -> String {
 
 /// A body as it may be stored: redacted, or `None` when it cannot be (fail closed). An empty
 /// body is stored as it is.
+/// Whether a body of this media type could be redacted at all (JSON, a form, or none named):
+/// known from the head, before the body is read.
+pub fn redactable_type(content_type: Option<&str>) -> bool {
+    let media = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    media.is_empty()
+        || media == "application/json"
+        || media.ends_with("+json")
+        || media == "application/x-www-form-urlencoded"
+}
+
 pub fn body(body: &[u8], content_type: Option<&str>, rules: &Rules) -> Option<Vec<u8>> {
     if body.is_empty() {
         return Some(Vec::new());

@@ -51,6 +51,7 @@ fn catalog() -> Catalog {
                 headers: vec![],
                 query: vec![],
                 version: None,
+                reads: false,
                 shadow: Default::default(),
             };
             let id = spec.id();

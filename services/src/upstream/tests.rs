@@ -195,3 +195,69 @@ async fn old_connections_are_retired_so_names_are_resolved_again() {
         "an old connection was reused"
     );
 }
+
+/// An HTTP/2 (prior knowledge) server that answers each request with the `:authority` and path
+/// it saw, then a trailer; counts the connections it accepted.
+async fn h2_server(connections: Arc<std::sync::atomic::AtomicUsize>) -> std::net::SocketAddr {
+    use http_body::Frame;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let said = format!(
+                        "{} {}",
+                        req.uri().authority().map_or("-", |a| a.as_str()),
+                        req.uri().path()
+                    );
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let frames = vec![
+                        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(said))),
+                        Ok(Frame::trailers(trailers)),
+                    ];
+                    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+                    Ok::<_, std::convert::Infallible>(Response::new(body))
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn h2c_multiplexes_on_one_connection_and_passes_trailers() {
+    use http_body_util::BodyExt;
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = h2_server(Arc::clone(&connections)).await;
+    let mut cfg = UpstreamConfig::new(Origin::parse(&format!("http://{addr}")).unwrap());
+    cfg.protocol = Protocol::H2c;
+    let up: Upstream<http_body_util::Empty<Bytes>> = Upstream::new(&cfg);
+    let calls = (0..20).map(|i| {
+        let up = up.clone();
+        async move {
+            let req = Request::post(format!("/demo.Echo/Call{i}"))
+                .header("host", "echo.internal:50051")
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let resp = up.send(req).await.unwrap();
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let collected = resp.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned();
+            (collected.to_bytes(), trailers)
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (i, (body, trailers)) in answers.into_iter().enumerate() {
+        // The Host the facade chose became `:authority`.
+        assert_eq!(body, format!("echo.internal:50051 /demo.Echo/Call{i}"));
+        assert_eq!(trailers.expect("no trailers")["grpc-status"], "0");
+    }
+    // Twenty concurrent first requests shared one connection.
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

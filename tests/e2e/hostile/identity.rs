@@ -47,6 +47,7 @@ fn route(path: &str) -> (String, Route) {
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     };
     (

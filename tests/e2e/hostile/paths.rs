@@ -34,6 +34,7 @@ fn me(new: std::net::SocketAddr, state: MigrationState) -> Catalog {
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     };
     c.routes.insert(

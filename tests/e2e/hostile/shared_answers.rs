@@ -57,6 +57,7 @@ fn me_catalog(new: std::net::SocketAddr, with_credentials: bool) -> Catalog {
         headers: vec![],
         query: vec![],
         version: None,
+        reads: false,
         shadow: Default::default(),
     };
     c.routes.insert(
