@@ -45,6 +45,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("legacy.pool_idle_timeout", Kind::Str),
     ("legacy.host_header", Kind::Str),
     ("legacy.protocol", Kind::Str),
+    ("tls.cert_file", Kind::Str),
+    ("tls.key_file", Kind::Str),
+    ("tls.hsts", Kind::Str),
+    ("upstream_tls.ca_file", Kind::Str),
+    ("upstream_tls.client_cert_file", Kind::Str),
+    ("upstream_tls.client_key_file", Kind::Str),
+    ("upstream_tls.insecure_skip_verify", Kind::Bool),
     ("limits.max_header_bytes", Kind::Int),
     ("limits.max_headers", Kind::Int),
     ("limits.max_body_bytes", Kind::Int),
@@ -183,6 +190,8 @@ impl fmt::Debug for AuthSettings {
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// TLS on the public listener, when configured.
+    pub tls: Option<strangler_facade::tls::TlsConfig>,
     /// Runtime worker threads; `None`: one per core.
     pub workers: Option<usize>,
     pub facade: FacadeConfig,

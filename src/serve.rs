@@ -251,8 +251,18 @@ pub async fn run_listeners(
         autopilot: Some(Arc::new(move || autopilot.view())),
         applied: Some(applied),
     };
+    // TLS at the edge, its certificates read again when their files change.
+    let tls = match &settings.tls {
+        Some(config) => {
+            let tls = strangler_facade::tls::Tls::new(config).map_err(anyhow::Error::msg)?;
+            tokio::spawn(std::sync::Arc::clone(&tls).watch());
+            Some(tls)
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %public.local_addr()?,
+        tls = tls.is_some(),
         admin = %admin.local_addr()?,
         legacy = %settings.facade.legacy.origin.to_prefix(),
         catalog = %settings.catalog.url,
@@ -300,7 +310,7 @@ pub async fn run_listeners(
             strangler_facade::Drain::AsConfigured
         }
     };
-    let served = strangler_facade::serve(public, facade.clone(), stop_facade).await;
+    let served = strangler_facade::serve_tls(public, facade.clone(), tls, stop_facade).await;
     let _ = admin_stop_tx.send(true);
     served.context("the facade listener failed")?;
     // What the last interval gathered, and the mirrored writes still queued, go to the store.

@@ -53,9 +53,10 @@ pub struct ServicePolicy {
     /// `p2c` (power of two choices on in-flight requests, the default) or `round-robin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<String>,
-    /// How the instances are spoken to: `h1` (HTTP/1.1, the default) or `h2c` (HTTP/2 over
+    /// How the instances are spoken to: `h1` (HTTP/1.1, the default), `h2c` (HTTP/2 over
     /// cleartext with prior knowledge, one multiplexed connection per instance: gRPC services
-    /// and HTTP/2-only servers).
+    /// and HTTP/2-only servers), and for `https://` instances `h2` (HTTP/2 agreed by ALPN) or
+    /// `auto` (whichever the instance chooses by ALPN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,10 +156,10 @@ impl ServicePolicy {
             }
         }
         if let Some(p) = &self.protocol {
-            if p != "h1" && p != "h2c" {
+            if !["h1", "h2c", "h2", "auto"].contains(&p.as_str()) {
                 return Err((
                     "protocol".into(),
-                    format!("`{p}` is not a protocol Strangler speaks to services; use h1 (HTTP/1.1) or h2c (HTTP/2 over cleartext)"),
+                    format!("`{p}` is not a protocol Strangler speaks to services; use h1 (HTTP/1.1), h2c (HTTP/2 without TLS), h2 or auto (over TLS, agreed by ALPN)"),
                 ));
             }
         }

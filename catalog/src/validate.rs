@@ -64,6 +64,18 @@ pub fn validate(c: &Catalog, translators: &dyn TranslatorCheck) -> Result<(), Va
         s.policy
             .check()
             .map_err(|(f, m)| err(format!("{field}.policy.{f}"), m))?;
+        // HTTP/2 by ALPN needs TLS; h2c is HTTP/2 without it.
+        let tls_only = matches!(s.policy.protocol.as_deref(), Some("h2" | "auto"));
+        let plain_only = s.policy.protocol.as_deref() == Some("h2c");
+        for (i, url) in s.urls.iter().enumerate() {
+            let https = url.starts_with("https://");
+            if (tls_only && !https) || (plain_only && https) {
+                return Err(err(
+                    format!("{field}.urls[{i}]"),
+                    format!("`{url}` does not fit the protocol `{}`: h2 and auto need https:// URLs, h2c http:// ones", s.policy.protocol.as_deref().unwrap_or_default()),
+                ));
+            }
+        }
     }
     for (key, ctx) in &c.contexts {
         let field = format!("contexts.{key}");
@@ -233,10 +245,13 @@ fn literal_shape(spec: &RouteSpec) -> String {
 pub fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("`{url}` must start with http://"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{url}` must start with http:// or https://"))?;
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') || host.contains('?') || host.contains('@') {
-        return Err(format!("`{url}` must be an origin: http://host:port"));
+        return Err(format!(
+            "`{url}` must be an origin: http://host:port or https://host:port"
+        ));
     }
     Ok(())
 }

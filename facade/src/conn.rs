@@ -27,6 +27,8 @@ pub(crate) struct ConnInfo {
     pub active: AtomicUsize,
     /// Whether the connection speaks HTTP/2.
     pub h2: AtomicBool,
+    /// The edge's TLS, when the connection came over it.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl ConnInfo {
@@ -45,6 +47,7 @@ impl ConnInfo {
             requests: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             h2: AtomicBool::new(false),
+            tls: None,
         }
     }
 }

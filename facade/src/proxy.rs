@@ -118,6 +118,12 @@ impl Facade {
                 .headers
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if let Some(hsts) = conn.tls.as_ref().and_then(|t| t.hsts()) {
+            parts
+                .headers
+                .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                .or_insert_with(|| hsts.clone());
+        }
         let body = body.with_in_flight(in_flight, active);
         Response::from_parts(parts, body)
     }
@@ -204,7 +210,7 @@ impl Facade {
             &Forwarded {
                 peer: &conn.peer_value,
                 trusted: conn.trusted,
-                proto: "http",
+                proto: if conn.tls.is_some() { "https" } else { "http" },
                 host: client_host.as_ref(),
             },
         );

@@ -33,6 +33,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::conn::ConnInfo;
 use crate::facade::Facade;
 use crate::framing::{Framing, Guarded};
+use crate::tls::Tls;
 
 /// Where the listener is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,17 @@ impl From<()> for Drain {
 pub async fn serve<D: Into<Drain>>(
     listener: TcpListener,
     facade: Facade,
+    shutdown: impl Future<Output = D>,
+) -> std::io::Result<()> {
+    serve_tls(listener, facade, None, shutdown).await
+}
+
+/// [`serve`], with TLS on every connection when `tls` is given (the handshake counts against
+/// the connection's first-request timer).
+pub async fn serve_tls<D: Into<Drain>>(
+    listener: TcpListener,
+    facade: Facade,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = D>,
 ) -> std::io::Result<()> {
     let limits = facade.config().limits.clone();
@@ -141,30 +153,63 @@ pub async fn serve<D: Into<Drain>>(
             () = drain_over => break,
         };
         let _ = stream.set_nodelay(true);
-        let framing = Arc::new(Framing::default());
-        let info = Arc::new(facade.conn_info(peer, Arc::clone(&framing)));
-        let service = {
-            let facade = facade.clone();
-            let info = Arc::clone(&info);
-            service_fn(move |req| {
-                let facade = facade.clone();
-                let info = Arc::clone(&info);
-                async move { Ok::<_, Infallible>(facade.handle(req, &info).await) }
-            })
-        };
-        let io = TokioIo::new(Guarded::new(stream, framing));
+        let facade = facade.clone();
         let builder = Arc::clone(&builder);
         let telemetry = Arc::clone(&telemetry);
         let phase = phase_rx.clone();
         let tracker = tracker_tx.clone();
+        let tls = tls.clone();
         telemetry.connection_opened();
-        let timers = ConnTimers {
+        let mut timers = ConnTimers {
             first_request: limits.header_read_timeout,
             idle: limits.client_idle_timeout,
         };
         tokio::spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            drive(conn, &info, phase, timers, &telemetry, peer).await;
+            let accepted = tokio::time::Instant::now();
+            match tls {
+                None => {
+                    let conn = Conn {
+                        facade,
+                        builder,
+                        phase,
+                        timers,
+                        telemetry: &telemetry,
+                        peer,
+                        tls: None,
+                    };
+                    conn.run(stream).await;
+                }
+                Some(tls) => {
+                    // The handshake is part of the wait for the first request.
+                    match tokio::time::timeout(timers.first_request, tls.acceptor().accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            timers.first_request =
+                                timers.first_request.saturating_sub(accepted.elapsed());
+                            let conn = Conn {
+                                facade,
+                                builder,
+                                phase,
+                                timers,
+                                telemetry: &telemetry,
+                                peer,
+                                tls: Some(tls),
+                            };
+                            conn.run(stream).await;
+                        }
+                        Ok(Err(e)) => {
+                            telemetry.record_tls_failure();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            telemetry.record_tls_failure();
+                            telemetry.record_header_timeout();
+                            tracing::debug!(%peer, "no TLS handshake in time; closing");
+                        }
+                    }
+                }
+            }
             telemetry.connection_closed();
             drop(permit);
             drop(tracker);
@@ -206,6 +251,50 @@ fn start_draining(
         "draining: answers close their connections; still accepting"
     );
     tokio::time::Instant::now() + delay
+}
+
+/// One accepted connection, over TCP or TLS, before its protocol is known.
+struct Conn<'a> {
+    facade: Facade,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    phase: watch::Receiver<Phase>,
+    timers: ConnTimers,
+    telemetry: &'a crate::telemetry::Telemetry,
+    peer: SocketAddr,
+    tls: Option<Arc<Tls>>,
+}
+
+impl Conn<'_> {
+    /// Serves HTTP/1.1 or HTTP/2 on `io` until the connection ends.
+    async fn run<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let framing = Arc::new(Framing::default());
+        let mut info = self.facade.conn_info(self.peer, Arc::clone(&framing));
+        info.tls = self.tls;
+        let info = Arc::new(info);
+        let service = {
+            let facade = self.facade.clone();
+            let info = Arc::clone(&info);
+            service_fn(move |req| {
+                let facade = facade.clone();
+                let info = Arc::clone(&info);
+                async move { Ok::<_, Infallible>(facade.handle(req, &info).await) }
+            })
+        };
+        let io = TokioIo::new(Guarded::new(io, framing));
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        drive(
+            conn,
+            &info,
+            self.phase,
+            self.timers,
+            self.telemetry,
+            self.peer,
+        )
+        .await;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

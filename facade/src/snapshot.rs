@@ -230,8 +230,23 @@ fn cluster_config(svc: &Service, template: &UpstreamConfig) -> Result<ClusterCon
     }
     upstream.protocol = match p.protocol.as_deref() {
         Some("h2c") => strangler_services::Protocol::H2c,
+        Some("h2") => strangler_services::Protocol::H2,
+        Some("auto") => strangler_services::Protocol::Auto,
         _ => strangler_services::Protocol::Http1,
     };
+    // Static URLs are checked against the protocol when stored; an instance that registered
+    // itself with the wrong scheme is left out rather than holding the whole catalog back.
+    let protocol = upstream.protocol;
+    let instances: Vec<Origin> = instances
+        .into_iter()
+        .filter(|origin| match protocol.check(origin) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(service = %svc.name, %why, "instance left out");
+                false
+            }
+        })
+        .collect();
     let mut breaker = BreakerConfig::default();
     if let Some(v) = p.breaker_failure_percent {
         breaker.failure_rate = f64::from(v) / 100.0;

@@ -105,6 +105,8 @@ pub struct Telemetry {
     upgrades_total: AtomicU64,
     /// Connections closed because no request head was complete in time after the accept.
     header_timeouts: AtomicU64,
+    /// TLS handshakes that failed or did not finish in time.
+    tls_failures: AtomicU64,
     /// Requests by the side that answered: legacy, new.
     by_side: [AtomicU64; 2],
     catalog_version: AtomicI64,
@@ -563,6 +565,10 @@ impl Telemetry {
         InFlight(Arc::clone(self))
     }
 
+    pub(crate) fn record_tls_failure(&self) {
+        self.tls_failures.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn record_header_timeout(&self) {
         self.header_timeouts.fetch_add(1, Relaxed);
     }
@@ -698,6 +704,11 @@ impl Telemetry {
                 "strangler_header_timeouts_total",
                 "Client connections closed because no request head was complete in time after the accept.",
                 &self.header_timeouts,
+            ),
+            (
+                "strangler_tls_handshake_failures_total",
+                "TLS handshakes that failed or did not finish within the first-request timeout.",
+                &self.tls_failures,
             ),
             (
                 "strangler_upgrades_total",

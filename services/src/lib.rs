@@ -19,6 +19,7 @@ mod error;
 mod upstream;
 
 pub use error::{FailureKind, UpstreamError};
+pub use upstream::tls::ClientTls;
 pub use upstream::{
     Origin, OriginError, OriginProblem, Protocol, SendFailure, Upstream, UpstreamBody,
     UpstreamConfig,

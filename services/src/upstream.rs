@@ -31,7 +31,7 @@ pub enum OriginProblem {
     NotUrl(String),
     #[error("has no scheme; write it as http://host:port")]
     NoScheme,
-    #[error("uses the scheme `{0}`; only http:// upstreams are supported")]
+    #[error("uses the scheme `{0}`; write http:// or https://")]
     Scheme(String),
     #[error("has no host; write it as http://host:port")]
     NoHost,
@@ -49,8 +49,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Parses `http://host:port` (a path, if any, must be `/`). Only `http` is accepted until
-    /// TLS to upstreams exists.
+    /// Parses `http://host:port` or `https://host:port` (a path, if any, must be `/`).
     pub fn parse(url: &str) -> Result<Self, OriginError> {
         let fail = |problem| OriginError {
             url: url.to_owned(),
@@ -63,7 +62,7 @@ impl Origin {
             .scheme()
             .cloned()
             .ok_or_else(|| fail(OriginProblem::NoScheme))?;
-        if scheme != Scheme::HTTP {
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(fail(OriginProblem::Scheme(scheme.to_string())));
         }
         let authority = uri
@@ -94,6 +93,22 @@ pub enum Protocol {
     /// HTTP/2 over cleartext with prior knowledge: one multiplexed connection, opened again
     /// when it closes or ages out.
     H2c,
+    /// HTTP/2 over TLS, agreed by ALPN (an upstream that does not agree is a connect failure).
+    H2,
+    /// Over TLS, what the upstream chooses by ALPN: HTTP/2 if it offers it, else HTTP/1.1.
+    Auto,
+}
+
+impl Protocol {
+    /// Whether the protocol fits the origin's scheme; the error says what to write.
+    pub fn check(self, origin: &Origin) -> Result<(), String> {
+        let tls = origin.scheme == Scheme::HTTPS;
+        match (self, tls) {
+            (Protocol::H2c, true) => Err(format!("{} is https://: h2c is HTTP/2 without TLS; use h2 or auto", origin.to_prefix())),
+            (Protocol::H2 | Protocol::Auto, false) => Err(format!("{} is http://: h2 and auto are agreed over TLS; use h2c for HTTP/2 without TLS, or an https:// URL", origin.to_prefix())),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Per-service client settings.
@@ -114,6 +129,8 @@ pub struct UpstreamConfig {
     pub max_response_headers: usize,
     /// Connections older than this are not reused (host names are resolved on every connect).
     pub max_connection_age: Duration,
+    /// TLS for `https://` origins (`None`: the system's CAs, no client certificate).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl UpstreamConfig {
@@ -127,6 +144,7 @@ impl UpstreamConfig {
             pool_max_idle: 256,
             max_response_headers: 512,
             max_connection_age: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -155,6 +173,17 @@ struct Inner<B> {
     connect_to: String,
     config: UpstreamConfig,
     handshake: http1::Builder,
+    /// For an `https://` origin: the connector (ALPN set for the protocol) and the name the
+    /// certificate must carry; or why TLS cannot be used (every connect fails with it).
+    tls: Option<
+        Result<
+            (
+                tokio_rustls::TlsConnector,
+                rustls::pki_types::ServerName<'static>,
+            ),
+            String,
+        >,
+    >,
     /// Shared with the upstreams built from this one with another configuration, so that a
     /// policy change (a shorter timeout during an incident) keeps the warm connections.
     pool: Arc<Pool<B>>,
@@ -167,6 +196,8 @@ struct Pool<B> {
     h2: Mutex<Option<(http2::SendRequest<B>, Instant)>>,
     /// One HTTP/2 connect at a time, so that a burst of first requests shares one connection.
     h2_connecting: tokio::sync::Semaphore,
+    /// With `auto`: the upstream chose HTTP/2, so requests take the shared connection.
+    auto_h2: std::sync::atomic::AtomicBool,
 }
 
 struct Idle<B> {
@@ -203,8 +234,23 @@ where
                 80
             },
         );
+        let tls = (config.origin.scheme == Scheme::HTTPS).then(|| {
+            let base = match &config.tls {
+                Some(c) => Arc::clone(c),
+                None => tls::ClientTls::system_default()?,
+            };
+            let mut client = (*base).clone();
+            client.alpn_protocols = match config.protocol {
+                Protocol::H2 => vec![b"h2".to_vec()],
+                Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                Protocol::Http1 | Protocol::H2c => vec![b"http/1.1".to_vec()],
+            };
+            let name = tls::server_name(config.origin.authority.host())?;
+            Ok((tokio_rustls::TlsConnector::from(Arc::new(client)), name))
+        });
         Self {
             inner: Arc::new(Inner {
+                tls,
                 connect_to: format!("{}:{port}", config.origin.authority.host()),
                 origin: config.origin.clone(),
                 config: config.clone(),
@@ -214,6 +260,7 @@ where
                     max_idle: std::sync::atomic::AtomicUsize::new(config.pool_max_idle),
                     h2: Mutex::new(None),
                     h2_connecting: tokio::sync::Semaphore::new(1),
+                    auto_h2: std::sync::atomic::AtomicBool::new(false),
                 }),
             }),
         }
@@ -278,7 +325,16 @@ where
         &self,
         mut req: Request<B>,
     ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
-        if self.inner.config.protocol == Protocol::H2c {
+        let h2 = match self.inner.config.protocol {
+            Protocol::H2c | Protocol::H2 => true,
+            Protocol::Auto => self
+                .inner
+                .pool
+                .auto_h2
+                .load(std::sync::atomic::Ordering::Relaxed),
+            Protocol::Http1 => false,
+        };
+        if h2 {
             return self.exchange_h2(req).await;
         }
         let mut attempt = 0;
@@ -287,7 +343,9 @@ where
             let (mut sender, born) = match self.checkout().await {
                 Some(pooled) => pooled,
                 None => match self.connect().await {
-                    Ok(sender) => (sender, Instant::now()),
+                    Ok(Fresh::H1(sender)) => (sender, Instant::now()),
+                    // `auto`, and the upstream chose HTTP/2: the connection is the shared one.
+                    Ok(Fresh::H2) => return self.exchange_h2(req).await,
                     Err(error) => {
                         return Err(SendFailure {
                             error,
@@ -324,7 +382,7 @@ where
             .and_then(|h| Authority::try_from(h.as_bytes()).ok())
             .unwrap_or_else(|| self.inner.origin.authority.clone());
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(self.inner.origin.scheme.clone());
         parts.authority = Some(authority);
         *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
         // HTTP/2 has no other version; the client's may have been 1.0 or 1.1.
@@ -407,38 +465,82 @@ where
     async fn connect_h2(&self) -> Result<http2::SendRequest<B>, UpstreamError> {
         let inner = &*self.inner;
         let connecting = async {
-            let stream = TcpStream::connect(&inner.connect_to)
-                .await
-                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
-            let _ = stream.set_nodelay(true);
-            let mut builder = http2::Builder::new(TokioExecutor::new());
-            builder
-                .timer(TokioTimer::new())
-                .max_header_list_size(64 * 1024)
-                .keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(false);
-            builder
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))
-        };
-        let (sender, conn) = match tokio::time::timeout(inner.config.connect_timeout, connecting)
-            .await
-        {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(UpstreamError::new(
-                    FailureKind::Connect,
-                    Some(format!("no connection within {:?}", inner.config.connect_timeout).into()),
-                ))
+            match self.open().await? {
+                Opened::Tcp(stream) => self.handshake_h2(stream).await,
+                Opened::Tls(stream) => {
+                    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        return Err(UpstreamError::new(
+                            FailureKind::Connect,
+                            Some("the upstream did not agree to HTTP/2 (ALPN); give the service protocol h1 or auto".into()),
+                        ));
+                    }
+                    self.handshake_h2(stream).await
+                }
             }
         };
+        let sender = within(inner.config.connect_timeout, connecting).await?;
+        *lock(&inner.pool.h2) = Some((sender.clone(), Instant::now()));
+        Ok(sender)
+    }
+
+    /// A TCP connection to the origin, and TLS over it for `https://`.
+    async fn open(&self) -> Result<Opened, UpstreamError> {
+        let inner = &*self.inner;
+        let stream = TcpStream::connect(&inner.connect_to)
+            .await
+            .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
+        let _ = stream.set_nodelay(true);
+        match &inner.tls {
+            None => Ok(Opened::Tcp(stream)),
+            Some(Err(why)) => Err(UpstreamError::new(
+                FailureKind::Connect,
+                Some(why.clone().into()),
+            )),
+            Some(Ok((connector, name))) => connector
+                .connect(name.clone(), stream)
+                .await
+                .map(|s| Opened::Tls(Box::new(s)))
+                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e)))),
+        }
+    }
+
+    async fn handshake_h2<IO>(&self, io: IO) -> Result<http2::SendRequest<B>, UpstreamError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(64 * 1024)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(false);
+        let (sender, conn) = builder
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
             }
         });
-        *lock(&inner.pool.h2) = Some((sender.clone(), Instant::now()));
+        Ok(sender)
+    }
+
+    async fn handshake_h1<IO>(&self, io: IO) -> Result<SendRequest<B>, UpstreamError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = self
+            .inner
+            .handshake
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
         Ok(sender)
     }
 
@@ -464,36 +566,26 @@ where
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+    /// A new HTTP/1.1 connection; with `auto`, one on which the upstream chose HTTP/2 becomes
+    /// the shared HTTP/2 connection instead.
+    async fn connect(&self) -> Result<Fresh<B>, UpstreamError> {
         let inner = &*self.inner;
         let connecting = async {
-            let stream = TcpStream::connect(&inner.connect_to)
-                .await
-                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
-            let _ = stream.set_nodelay(true);
-            inner
-                .handshake
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))
-        };
-        let (sender, conn) = match tokio::time::timeout(inner.config.connect_timeout, connecting)
-            .await
-        {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(UpstreamError::new(
-                    FailureKind::Connect,
-                    Some(format!("no connection within {:?}", inner.config.connect_timeout).into()),
-                ))
+            match self.open().await? {
+                Opened::Tcp(stream) => self.handshake_h1(stream).await.map(Fresh::H1),
+                Opened::Tls(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    let sender = self.handshake_h2(stream).await?;
+                    *lock(&inner.pool.h2) = Some((sender, Instant::now()));
+                    inner
+                        .pool
+                        .auto_h2
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(Fresh::H2)
+                }
+                Opened::Tls(stream) => self.handshake_h1(stream).await.map(Fresh::H1),
             }
         };
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        within(inner.config.connect_timeout, connecting).await
     }
 
     fn wrap(
@@ -530,6 +622,33 @@ where
             body.release();
         }
         Response::from_parts(parts, body)
+    }
+}
+
+/// A connection just opened.
+enum Fresh<B> {
+    H1(SendRequest<B>),
+    /// The shared HTTP/2 connection (the upstream chose it by ALPN).
+    H2,
+}
+
+/// A transport to the origin.
+enum Opened {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// `connecting`, or a connect failure once `limit` has passed.
+async fn within<T>(
+    limit: Duration,
+    connecting: impl std::future::Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    match tokio::time::timeout(limit, connecting).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::new(
+            FailureKind::Connect,
+            Some(format!("no connection within {limit:?}").into()),
+        )),
     }
 }
 
@@ -625,6 +744,8 @@ impl<B: Unpin> http_body::Body for UpstreamBody<B> {
         self.inner.size_hint()
     }
 }
+
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

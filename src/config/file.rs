@@ -33,6 +33,10 @@ pub(super) struct File {
     #[serde(default)]
     pub(super) auth: AuthSection,
     #[serde(default)]
+    pub(super) tls: TlsSection,
+    #[serde(default)]
+    pub(super) upstream_tls: UpstreamTlsSection,
+    #[serde(default)]
     pub(super) identity: IdentitySection,
     #[serde(default)]
     pub(super) dashboard: DashboardSection,
@@ -118,6 +122,35 @@ pub(super) struct AuthSection {
     pub(super) viewer_token_file: Option<String>,
     #[serde(default)]
     pub(super) users: Vec<FileUser>,
+}
+
+/// TLS at the edge: the default certificate, more chosen by SNI, HSTS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsSection {
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) hsts: Option<String>,
+    #[serde(default)]
+    pub(super) sni: Vec<FileCert>,
+}
+
+/// `[[tls.sni]]`: one more certificate, for the names it covers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCert {
+    pub(super) cert_file: String,
+    pub(super) key_file: String,
+}
+
+/// TLS to `https://` upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpstreamTlsSection {
+    pub(super) ca_file: Option<String>,
+    pub(super) client_cert_file: Option<String>,
+    pub(super) client_key_file: Option<String>,
+    pub(super) insecure_skip_verify: Option<bool>,
 }
 
 /// A named person: `[[auth.users]]` with `name`, `role` and `token` or `token_file`.

@@ -4,6 +4,12 @@ use std::time::Duration;
 
 use super::*;
 
+/// A self-signed certificate for `localhost` and its key, PEM.
+fn self_signed() -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    (c.cert.pem(), c.key_pair.serialize_pem())
+}
+
 fn file(text: &str) -> tempfile_like::TempFile {
     tempfile_like::TempFile::new(text)
 }
@@ -115,7 +121,11 @@ fn bad_file_values_name_the_line_and_the_fix() {
             ":1:",
             "IP:PORT",
         ),
-        ("[legacy]\nurl = \"ftp://x\"\n", ":2:", "only http://"),
+        (
+            "[legacy]\nurl = \"ftp://x\"\n",
+            ":2:",
+            "write http:// or https://",
+        ),
         (
             "[legacy]\nurl = \"http://x:1\"\n[limits]\nmax_headers = 3\n",
             ":4:",
@@ -187,6 +197,12 @@ fn every_key_has_a_working_variable() {
     // Each KEYS entry must reach a real field: a wrong path would be an unknown field.
     let token_file = file("  0123456789abcdef0123\n");
     let key_file = file(&"ab".repeat(32));
+    let (cert_pem, key_pem) = self_signed();
+    let (cert_pem, key_pem) = (file(&cert_pem), file(&key_pem));
+    let (pem_cert, pem_key) = (
+        cert_pem.path().to_str().unwrap(),
+        key_pem.path().to_str().unwrap(),
+    );
     for (key, kind) in KEYS {
         let value = match kind {
             Kind::Str => match *key {
@@ -214,6 +230,11 @@ fn every_key_has_a_working_variable() {
                     "0101010101010101010101010101010101010101010101010101010101010101"
                 }
                 "identity.key_file" => key_file.path().to_str().unwrap(),
+                "tls.cert_file" | "upstream_tls.client_cert_file" | "upstream_tls.ca_file" => {
+                    pem_cert
+                }
+                "tls.key_file" | "upstream_tls.client_key_file" => pem_key,
+                "tls.hsts" => "max-age=31536000",
                 _ => "5s",
             },
             Kind::Int => match *key {
@@ -233,6 +254,21 @@ fn every_key_has_a_working_variable() {
             env.insert(
                 "STRANGLER_IDENTITY_RESOLVE_PATH".into(),
                 "/api/session".into(),
+            );
+        }
+        // A certificate and its key come together.
+        if key.starts_with("tls.") {
+            env.insert("STRANGLER_TLS_CERT_FILE".into(), pem_cert.into());
+            env.insert("STRANGLER_TLS_KEY_FILE".into(), pem_key.into());
+        }
+        if key.starts_with("upstream_tls.client_") {
+            env.insert(
+                "STRANGLER_UPSTREAM_TLS_CLIENT_CERT_FILE".into(),
+                pem_cert.into(),
+            );
+            env.insert(
+                "STRANGLER_UPSTREAM_TLS_CLIENT_KEY_FILE".into(),
+                pem_key.into(),
             );
         }
         if *key == "limits.max_header_bytes" {

@@ -216,6 +216,8 @@ impl fmt::Display for LogFormat {
 pub enum UpstreamProtocol {
     H1,
     H2c,
+    H2,
+    Auto,
 }
 
 /// Which `Host` the legacy app sees.

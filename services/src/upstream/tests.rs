@@ -1,3 +1,4 @@
+use super::tls::ClientTls;
 use super::*;
 
 #[test]
@@ -12,7 +13,7 @@ fn origin_accepts_http_host_port() {
 fn origin_rejects_what_is_not_an_origin() {
     for (bad, says) in [
         ("127.0.0.1:8000", "scheme"),
-        ("https://x:1", "only http://"),
+        ("ftp://x:1", "write http:// or https://"),
         ("http://x:1/app", "path"),
         ("http://x:1/?a=b", "query"),
         ("http://", "not a URL"),
@@ -260,4 +261,243 @@ async fn h2c_multiplexes_on_one_connection_and_passes_trailers() {
     }
     // Twenty concurrent first requests shared one connection.
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A CA made for one test, and certificates it signs, as PEM files under a directory of their
+/// own (removed on drop).
+struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = params.self_signed(&ca_key).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "strangler-services-tls-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Self { ca, ca_key, dir };
+        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+        pki
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.join(file)
+    }
+
+    /// A certificate for `names` signed by the CA: (chain, key) as rustls takes them, and
+    /// written to NAME.pem and NAME.key.
+    fn leaf(
+        &self,
+        file: &str,
+        names: &[&str],
+    ) -> (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.ca, &self.ca_key)
+            .unwrap();
+        std::fs::write(self.path(&format!("{file}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.path(&format!("{file}.key")), key.serialize_pem()).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (vec![cert.der().clone()], der)
+    }
+
+    fn roots(&self) -> Arc<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        Arc::new(roots)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[allow(deprecated)]
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// An HTTPS server (HTTP/1.1 and HTTP/2 by ALPN, `alpn` says which it offers) answering
+/// "VERSION PATH", asking for a client certificate signed by `clients` if given; counts
+/// accepted connections.
+async fn https_server(
+    pki: &Pki,
+    alpn: &[&[u8]],
+    clients: Option<Arc<rustls::RootCertStore>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    let (chain, key) = pki.leaf("server", &["localhost"]);
+    let builder = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients {
+        Some(roots) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, ring())
+                .build()
+                .unwrap(),
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let said = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                        Bytes::from(said),
+                    )))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn get_text(
+    up: &Upstream<http_body_util::Empty<Bytes>>,
+    path: &str,
+) -> Result<String, UpstreamError> {
+    use http_body_util::BodyExt;
+    let req = Request::get(path)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = up.send(req).await?;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn https_upstream(
+    addr: std::net::SocketAddr,
+    protocol: Protocol,
+    tls: &ClientTls,
+) -> Upstream<http_body_util::Empty<Bytes>> {
+    let mut cfg =
+        UpstreamConfig::new(Origin::parse(&format!("https://localhost:{}", addr.port())).unwrap());
+    cfg.protocol = protocol;
+    cfg.tls = Some(tls.build().unwrap());
+    Upstream::new(&cfg)
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_and_speak_what_alpn_agrees() {
+    let pki = Pki::new("verify");
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let both = https_server(&pki, &[b"h2", b"http/1.1"], None, Arc::clone(&conns)).await;
+    let trusted = ClientTls {
+        ca_file: Some(pki.path("ca.pem")),
+        ..ClientTls::default()
+    };
+    // Verified against the configured CA, by the name in the URL.
+    let up = https_upstream(both, Protocol::Http1, &trusted);
+    assert_eq!(get_text(&up, "/one").await.unwrap(), "HTTP/1.1 /one");
+    // The system's CAs alone do not know this one: a connect failure, nothing sent.
+    let err = get_text(
+        &https_upstream(both, Protocol::Http1, &ClientTls::default()),
+        "/x",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Connect);
+    assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
+    // Only when told, by the setting's name, does it go without verifying.
+    let insecure = ClientTls {
+        insecure_skip_verify: true,
+        ..ClientTls::default()
+    };
+    assert_eq!(
+        get_text(&https_upstream(both, Protocol::Http1, &insecure), "/i")
+            .await
+            .unwrap(),
+        "HTTP/1.1 /i"
+    );
+    // `auto` takes HTTP/2 when offered, on one connection for many requests.
+    let before = conns.load(std::sync::atomic::Ordering::SeqCst);
+    let auto = https_upstream(both, Protocol::Auto, &trusted);
+    for i in 0..5 {
+        assert_eq!(
+            get_text(&auto, &format!("/a{i}")).await.unwrap(),
+            format!("HTTP/2.0 /a{i}")
+        );
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
+    // An upstream that only speaks HTTP/1.1: `auto` takes that, `h2` refuses to connect.
+    let h1_only = https_server(&pki, &[b"http/1.1"], None, Arc::clone(&conns)).await;
+    assert_eq!(
+        get_text(&https_upstream(h1_only, Protocol::Auto, &trusted), "/b")
+            .await
+            .unwrap(),
+        "HTTP/1.1 /b"
+    );
+    let err = get_text(&https_upstream(h1_only, Protocol::H2, &trusted), "/c")
+        .await
+        .unwrap_err();
+    // (A server that enforces ALPN refuses the handshake; one that ignores it is refused here.)
+    assert_eq!(err.kind(), FailureKind::Connect);
+    let said = format!("{err:?}");
+    assert!(
+        said.contains("NoApplicationProtocol") || said.contains("did not agree to HTTP/2"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_asks_for_a_client_certificate_gets_the_configured_one() {
+    let pki = Pki::new("mtls");
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = https_server(&pki, &[b"http/1.1"], Some(pki.roots()), conns).await;
+    pki.leaf("client", &["strangler.test"]);
+    let without = ClientTls {
+        ca_file: Some(pki.path("ca.pem")),
+        ..ClientTls::default()
+    };
+    assert!(
+        get_text(&https_upstream(server, Protocol::Http1, &without), "/x")
+            .await
+            .is_err()
+    );
+    let with = ClientTls {
+        client_cert: Some((pki.path("client.pem"), pki.path("client.key"))),
+        ..without
+    };
+    assert_eq!(
+        get_text(&https_upstream(server, Protocol::Http1, &with), "/y")
+            .await
+            .unwrap(),
+        "HTTP/1.1 /y"
+    );
 }
