@@ -26,6 +26,7 @@ mod shadow;
 mod shadow_writes;
 mod shutdown;
 mod streaming;
+mod tls;
 mod traffic;
 mod translators;
 mod transparency;
