@@ -708,6 +708,66 @@ async fn traffic_from_replicas_adds_up_and_is_pruned(store: SqlStore) {
     assert_eq!(store.traffic(None, 0).await.unwrap().len(), 1);
 }
 
+/// One flush with rows that share keys (minutes of one hour, one route seen in several minutes)
+/// and more rows than one statement takes: summed before they are written, all of them kept.
+async fn a_large_flush_is_compacted_and_written_whole(store: SqlStore) {
+    let row = |minute: i64, n: i64| TrafficMinute {
+        minute,
+        context: "orders".into(),
+        side: "new".into(),
+        requests: n,
+        errors: 0,
+        latency_us: n,
+        buckets: vec![n; LATENCY_BUCKETS],
+        fallbacks: 0,
+    };
+    store
+        .add_traffic(&[row(120, 1), row(121, 2), row(121, 4), row(179, 8)])
+        .await
+        .unwrap();
+    let minutes = store.traffic(Some("orders"), 0).await.unwrap();
+    assert_eq!(
+        minutes
+            .iter()
+            .map(|r| (r.minute, r.requests))
+            .collect::<Vec<_>>(),
+        [(120, 1), (121, 6), (179, 8)]
+    );
+    let hours = store.traffic_hourly("orders", 0).await.unwrap();
+    assert_eq!(
+        hours
+            .iter()
+            .map(|r| (r.minute, r.requests, r.buckets[5]))
+            .collect::<Vec<_>>(),
+        [(120, 15, 15)]
+    );
+    // 1,200 routes, each seen in two minutes of the hour: 2,400 rows in, 1,200 per table out,
+    // in three statements each.
+    let rows: Vec<PathTraffic> = (0..1200)
+        .flat_map(|i| {
+            [125, 126].map(|minute| PathTraffic {
+                minute,
+                context: "orders".into(),
+                path: format!("r{i}"),
+                side: "legacy".into(),
+                requests: 1,
+                errors: 0,
+                latency_us: 10,
+            })
+        })
+        .collect();
+    store.add_path_traffic(&rows).await.unwrap();
+    let paths = store.path_traffic("orders", 0).await.unwrap();
+    assert_eq!(paths.len(), 1200);
+    assert!(paths.iter().all(|r| r.requests == 2 && r.latency_us == 20));
+    let seen = store
+        .last_seen("legacy", &["orders".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1200);
+    assert!(seen.iter().all(|s| s.minute == 126), "{:?}", &seen[..1]);
+}
+
 async fn hourly_rollups_path_traffic_and_carving(store: SqlStore) {
     let row = |minute: i64, side: &str, n: i64, fallbacks: i64| TrafficMinute {
         minute,
@@ -1337,6 +1397,7 @@ on_both!(
     the_write_owner_moves_only_once_the_outbox_toward_it_is_drained,
     traffic_from_replicas_adds_up_and_is_pruned,
     hourly_rollups_path_traffic_and_carving,
+    a_large_flush_is_compacted_and_written_whole,
     a_lease_has_one_holder_until_it_expires,
     events_are_delivered_in_order_per_context_with_retries,
     errors_are_told_apart_by_kind,

@@ -64,41 +64,42 @@ impl TrafficRollups for SqlStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let buckets = BUCKET_COLUMNS;
-        let upsert = |table: &str| {
-            format!(
-                "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, {}) ON CONFLICT (minute, context, side) DO UPDATE SET \
-                 requests = {table}.requests + excluded.requests, \
-                 errors = {table}.errors + excluded.errors, \
-                 latency_us = {table}.latency_us + excluded.latency_us, \
-                 fallbacks = {table}.fallbacks + excluded.fallbacks, {}",
-                buckets.join(", "),
-                (0..LATENCY_BUCKETS)
-                    .map(|i| format!("${}", i + 8))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                buckets
-                    .iter()
-                    .map(|b| format!("{b} = {table}.{b} + excluded.{b}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let (minutes, hours) = (upsert("traffic_minutes"), upsert("traffic_hours"));
+        // Rows that land on one key (the minutes of an hour, in the hourly table) are summed
+        // first: one statement may not touch a row twice, and fewer rows are written.
+        let minutes = compact_traffic(rows.iter().map(|r| (r.minute, r)));
+        let hours = compact_traffic(rows.iter().map(|r| (r.minute.div_euclid(60) * 60, r)));
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            for (sql, minute) in [(&minutes, r.minute), (&hours, r.minute.div_euclid(60) * 60)] {
-                let mut q = sqlx::query(sql)
-                    .bind(minute)
-                    .bind(&r.context)
-                    .bind(&r.side)
-                    .bind(r.requests)
-                    .bind(r.errors)
-                    .bind(r.latency_us)
-                    .bind(r.fallbacks);
-                for i in 0..LATENCY_BUCKETS {
-                    q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+        for (table, rows) in [("traffic_minutes", minutes), ("traffic_hours", hours)] {
+            for chunk in rows.chunks(UPSERT_ROWS) {
+                let buckets = BUCKET_COLUMNS;
+                let sql = format!(
+                    "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
+                     VALUES {} ON CONFLICT (minute, context, side) DO UPDATE SET \
+                     requests = {table}.requests + excluded.requests, \
+                     errors = {table}.errors + excluded.errors, \
+                     latency_us = {table}.latency_us + excluded.latency_us, \
+                     fallbacks = {table}.fallbacks + excluded.fallbacks, {}",
+                    buckets.join(", "),
+                    placeholders(chunk.len(), 7 + LATENCY_BUCKETS),
+                    buckets
+                        .iter()
+                        .map(|b| format!("{b} = {table}.{b} + excluded.{b}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(r.minute)
+                        .bind(r.context.clone())
+                        .bind(r.side.clone())
+                        .bind(r.requests)
+                        .bind(r.errors)
+                        .bind(r.latency_us)
+                        .bind(r.fallbacks);
+                    for i in 0..LATENCY_BUCKETS {
+                        q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+                    }
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -203,41 +204,60 @@ impl TrafficRollups for SqlStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let hours = compact_paths(rows, 60);
+        let days = compact_paths(rows, 1440);
+        // The latest minute each route was seen, per side.
+        let mut seen: std::collections::BTreeMap<(&str, &str, &str), i64> =
+            std::collections::BTreeMap::new();
         for r in rows {
-            let hour = r.minute.div_euclid(60) * 60;
-            let day = r.minute.div_euclid(1440) * 1440;
-            for (table, at) in [("path_traffic", hour), ("path_traffic_days", day)] {
-                sqlx::query(&format!(
+            let at = seen
+                .entry((r.context.as_str(), r.path.as_str(), r.side.as_str()))
+                .or_insert(r.minute);
+            *at = (*at).max(r.minute);
+        }
+        let seen: Vec<_> = seen.into_iter().collect();
+        let mut tx = self.pool.begin().await?;
+        for (table, rows) in [("path_traffic", hours), ("path_traffic_days", days)] {
+            for chunk in rows.chunks(UPSERT_ROWS) {
+                let sql = format!(
                     "INSERT INTO {table} (context, minute, path, side, requests, errors, latency_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (context, minute, path, side) \
+                     VALUES {} ON CONFLICT (context, minute, path, side) \
                      DO UPDATE SET requests = {table}.requests + excluded.requests, \
                      errors = {table}.errors + excluded.errors, \
-                     latency_us = {table}.latency_us + excluded.latency_us"
-                ))
-                .bind(&r.context)
-                .bind(at)
-                .bind(&r.path)
-                .bind(&r.side)
-                .bind(r.requests)
-                .bind(r.errors)
-                .bind(r.latency_us)
-                .execute(&mut *tx)
-                .await
-                ?;
+                     latency_us = {table}.latency_us + excluded.latency_us",
+                    placeholders(chunk.len(), 7)
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(r.context.clone())
+                        .bind(r.minute)
+                        .bind(r.path.clone())
+                        .bind(r.side.clone())
+                        .bind(r.requests)
+                        .bind(r.errors)
+                        .bind(r.latency_us);
+                }
+                q.execute(&mut *tx).await?;
             }
-            sqlx::query(
-                "INSERT INTO path_last_seen (context, path, side, minute) VALUES ($1, $2, $3, $4) \
+        }
+        for chunk in seen.chunks(UPSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO path_last_seen (context, path, side, minute) VALUES {} \
                  ON CONFLICT (context, path, side) DO UPDATE SET minute = \
                  CASE WHEN excluded.minute > path_last_seen.minute THEN excluded.minute \
                  ELSE path_last_seen.minute END",
-            )
-            .bind(&r.context)
-            .bind(&r.path)
-            .bind(&r.side)
-            .bind(r.minute)
-            .execute(&mut *tx)
-            .await?;
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for ((context, path, side), minute) in chunk {
+                q = q
+                    .bind((*context).to_owned())
+                    .bind((*path).to_owned())
+                    .bind((*side).to_owned())
+                    .bind(*minute);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await.map_err(StoreError::from)
     }
@@ -384,6 +404,79 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for TrafficRow {
 }
 
 /// The latency buckets' columns.
+/// Rows per upsert statement: 21 parameters a traffic row, under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters.
+const UPSERT_ROWS: usize = 500;
+
+/// `($1, …, $width), ($width+1, …), …` for `rows` rows.
+fn placeholders(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Traffic rows summed per (minute key, context, side), in key order.
+fn compact_traffic<'a>(rows: impl Iterator<Item = (i64, &'a TrafficMinute)>) -> Vec<TrafficMinute> {
+    let mut sums: std::collections::BTreeMap<(i64, &str, &str), TrafficMinute> =
+        std::collections::BTreeMap::new();
+    for (minute, r) in rows {
+        let sum = sums
+            .entry((minute, r.context.as_str(), r.side.as_str()))
+            .or_insert_with(|| TrafficMinute {
+                minute,
+                context: r.context.clone(),
+                side: r.side.clone(),
+                buckets: vec![0; LATENCY_BUCKETS],
+                ..TrafficMinute::default()
+            });
+        sum.requests += r.requests;
+        sum.errors += r.errors;
+        sum.latency_us += r.latency_us;
+        sum.fallbacks += r.fallbacks;
+        for (i, b) in sum.buckets.iter_mut().enumerate() {
+            *b += r.buckets.get(i).copied().unwrap_or(0);
+        }
+    }
+    sums.into_values().collect()
+}
+
+/// Route rows summed per (period of `minutes`, context, path, side).
+fn compact_paths(rows: &[PathTraffic], minutes: i64) -> Vec<PathTraffic> {
+    let mut sums: std::collections::BTreeMap<(i64, &str, &str, &str), PathTraffic> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let at = r.minute.div_euclid(minutes) * minutes;
+        let sum = sums
+            .entry((at, r.context.as_str(), r.path.as_str(), r.side.as_str()))
+            .or_insert_with(|| PathTraffic {
+                minute: at,
+                context: r.context.clone(),
+                path: r.path.clone(),
+                side: r.side.clone(),
+                requests: 0,
+                errors: 0,
+                latency_us: 0,
+            });
+        sum.requests += r.requests;
+        sum.errors += r.errors;
+        sum.latency_us += r.latency_us;
+    }
+    sums.into_values().collect()
+}
+
 const BUCKET_COLUMNS: [&str; LATENCY_BUCKETS] = [
     "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11", "b12", "b13",
 ];
