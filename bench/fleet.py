@@ -13,7 +13,9 @@ For each (replicas, routes) asked for it reports
 
     python3 bench/fleet.py                       # 2, 4 and 8 replicas × 1,000 routes; 8 × 100
     python3 bench/fleet.py 8x1000 16x1000        # chosen configurations
-    FLEET_SECONDS=30 FLEET_RATE=100 python3 bench/fleet.py
+    FLEET_SECONDS=60 FLEET_RATE=100 python3 bench/fleet.py   (the defaults; route counts are
+                                                             written once a minute, so windows
+                                                             are whole minutes)
 
 Needs target/release/strangler and target/release/bench-upstream (cargo build --release -p
 strangler -p strangler-bench) and PostgreSQL at 127.0.0.1:5432 (user postgres, trust); it
@@ -37,11 +39,11 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/strangler")
+BIN = os.environ.get("FLEET_BIN", os.path.join(ROOT, "target/release/strangler"))
 UPSTREAM = os.path.join(ROOT, "target/release/bench-upstream")
 PG = "postgres://postgres@127.0.0.1:5432"
 DB = "strangler_fleet"
-SECONDS = float(os.environ.get("FLEET_SECONDS", "20"))
+SECONDS = float(os.environ.get("FLEET_SECONDS", "60"))
 RATE = float(os.environ.get("FLEET_RATE", "100"))
 TOKEN = "fleet-operator-token-000000000001"
 CONTEXTS = 10
@@ -101,14 +103,24 @@ def pg_ticks():
     return total
 
 
+def per_table():
+    out = psql(
+        "select relname, n_tup_ins + n_tup_upd from pg_stat_user_tables "
+        "where relname in ('traffic_minutes','traffic_hours','path_traffic','path_traffic_days','path_last_seen') order by 1",
+        DB,
+    )
+    return dict(line.split("|") for line in out.splitlines())
+
+
 def pg_counters():
     xact = int(psql(f"select xact_commit from pg_stat_database where datname = '{DB}'"))
+    wal = int(psql("select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"))
     rows = psql(
         "select coalesce(sum(n_tup_ins + n_tup_upd), 0) from pg_stat_user_tables "
         "where relname in ('traffic_minutes','traffic_hours','path_traffic','path_traffic_days','path_last_seen')",
         DB,
     )
-    return xact, int(rows)
+    return xact, int(rows), wal
 
 
 def config(path, upstream, routes):
@@ -183,10 +195,12 @@ def run(replicas, routes, failover):
         for l in loads:
             l.start()
         time.sleep(3)  # every route seen once before measuring
-        x0, r0 = pg_counters()
+        x0, r0, w0 = pg_counters()
+        tables0 = per_table()
         t0, c0 = time.monotonic(), pg_ticks()
         time.sleep(SECONDS)
-        x1, r1 = pg_counters()
+        x1, r1, w1 = pg_counters()
+        tables1 = per_table()
         t1, c1 = time.monotonic(), pg_ticks()
         served = sum(l.done for l in loads)
         elapsed = t1 - t0
@@ -194,6 +208,8 @@ def run(replicas, routes, failover):
         result = {
             "replicas": replicas, "routes": routes,
             "tx_per_s": (x1 - x0) / elapsed, "rows_per_s": (r1 - r0) / elapsed,
+            "wal_kib_per_s": (w1 - w0) / 1024 / elapsed,
+            "tables": {t: round((int(tables1[t]) - int(tables0.get(t, 0))) / elapsed) for t in tables1},
             "pg_cpu_percent": 100.0 * (c1 - c0) / hz / elapsed,
             "requests": served, "failed": sum(l.failed for l in loads),
         }
@@ -256,14 +272,15 @@ def run(replicas, routes, failover):
 
 def main():
     wanted = sys.argv[1:] or ["2x1000", "4x1000", "8x1000", "8x100"]
-    print("| replicas | routes | catalog tx/s | rows written/s | PostgreSQL CPU % | propagation p50 / max ms | lease failover s | requests (failed) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| replicas | routes | transactions/s (reads too) | traffic rows written/s | WAL KiB/s | PostgreSQL CPU % | propagation p50 / max ms | lease failover s | requests (failed) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, w in enumerate(wanted):
         replicas, routes = (int(x) for x in w.split("x"))
         r = run(replicas, routes, failover=(i == 0))
-        print(f"| {r['replicas']} | {r['routes']} | {r['tx_per_s']:.1f} | {r['rows_per_s']:.0f} | "
+        print(f"| {r['replicas']} | {r['routes']} | {r['tx_per_s']:.1f} | {r['rows_per_s']:.0f} | {r['wal_kib_per_s']:.0f} | "
               f"{r['pg_cpu_percent']:.1f} | {r['propagation_p50_ms']:.0f} / {r['propagation_max_ms']:.0f} | "
               f"{r.get('failover_s', float('nan')):.1f} | {r['requests']} ({r['failed']}) |", flush=True)
+        print(f"<!-- rows/s by table: {r['tables']} -->", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ use strangler_catalog::clock;
 /// does not grow with routes × flush rate. A few rows go with every flush.
 pub const ROUTES_EVERY: Duration = Duration::from_secs(60);
 /// Route rows that go with every flush regardless.
-pub const ROUTE_ROWS_ALWAYS: usize = 256;
+pub const ROUTE_ROWS_ALWAYS: usize = 32;
 
 /// Flushes the rollups every `every`. A failed flush is kept for the next one.
 pub async fn flush_every(
