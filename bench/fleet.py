@@ -17,7 +17,8 @@ For each (replicas, routes) asked for it reports
                                                              written once a minute, so windows
                                                              are whole minutes)
 
-Needs target/release/strangler and target/release/bench-upstream (cargo build --release -p
+FLEET_BIN=path/to/strangler measures another build (the "before" rows of bench/README.md were
+an earlier commit's release binary). Needs target/release/strangler and target/release/bench-upstream (cargo build --release -p
 strangler -p strangler-bench) and PostgreSQL at 127.0.0.1:5432 (user postgres, trust); it
 makes and drops the database strangler_fleet. Load comes from this script (one thread per
 replica, keep-alive, each cycling through every route), FLEET_RATE requests a second per
