@@ -11,6 +11,7 @@
 mod build;
 mod env;
 mod file;
+mod tls;
 mod values;
 
 use build::build;

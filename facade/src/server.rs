@@ -160,42 +160,31 @@ pub async fn serve_tls<D: Into<Drain>>(
         let tracker = tracker_tx.clone();
         let tls = tls.clone();
         telemetry.connection_opened();
-        let mut timers = ConnTimers {
+        let timers = ConnTimers {
             first_request: limits.header_read_timeout,
             idle: limits.client_idle_timeout,
         };
         tokio::spawn(async move {
             let accepted = tokio::time::Instant::now();
+            let mut conn = Conn {
+                facade,
+                builder,
+                phase,
+                timers,
+                telemetry: &telemetry,
+                peer,
+                tls: None,
+            };
             match tls {
-                None => {
-                    let conn = Conn {
-                        facade,
-                        builder,
-                        phase,
-                        timers,
-                        telemetry: &telemetry,
-                        peer,
-                        tls: None,
-                    };
-                    conn.run(stream).await;
-                }
+                None => conn.run(stream).await,
                 Some(tls) => {
                     // The handshake is part of the wait for the first request.
-                    match tokio::time::timeout(timers.first_request, tls.acceptor().accept(stream))
-                        .await
-                    {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(timers.first_request, handshake).await {
                         Ok(Ok(stream)) => {
-                            timers.first_request =
+                            conn.timers.first_request =
                                 timers.first_request.saturating_sub(accepted.elapsed());
-                            let conn = Conn {
-                                facade,
-                                builder,
-                                phase,
-                                timers,
-                                telemetry: &telemetry,
-                                peer,
-                                tls: Some(tls),
-                            };
+                            conn.tls = Some(tls);
                             conn.run(stream).await;
                         }
                         Ok(Err(e)) => {

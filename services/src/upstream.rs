@@ -1,8 +1,6 @@
 //! One upstream service: its origin, a keep-alive connection pool and its timeouts.
 
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,7 +9,7 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::{BoxError, FailureKind, UpstreamError};
@@ -369,120 +367,6 @@ where
         }
     }
 
-    /// One exchange on the shared HTTP/2 connection (opened if there is none usable).
-    async fn exchange_h2(
-        &self,
-        mut req: Request<B>,
-    ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
-        // HTTP/2 names the target in `:scheme` and `:authority`: the Host the request carries
-        // (as the facade set it for this upstream), else the origin's.
-        let authority = req
-            .headers_mut()
-            .remove(http::header::HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .unwrap_or_else(|| self.inner.origin.authority.clone());
-        let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(self.inner.origin.scheme.clone());
-        parts.authority = Some(authority);
-        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
-        // HTTP/2 has no other version; the client's may have been 1.0 or 1.1.
-        *req.version_mut() = http::Version::HTTP_2;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut sender = match self.shared_h2() {
-                Some(s) => s,
-                None => match self.connect_h2_once().await {
-                    Ok(s) => s,
-                    Err(error) => {
-                        return Err(SendFailure {
-                            error,
-                            unsent: Some(req),
-                        })
-                    }
-                },
-            };
-            if sender.ready().await.is_err() {
-                self.forget_h2(&sender);
-                if attempt < UNSENT_RETRIES {
-                    continue;
-                }
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let body = UpstreamBody {
-                        inner: body,
-                        give_back: None,
-                    };
-                    return Ok(Response::from_parts(parts, body));
-                }
-                Err(mut e) => {
-                    self.forget_h2(&sender);
-                    match e.take_message() {
-                        Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
-                        unsent => {
-                            return Err(SendFailure {
-                                error: UpstreamError::classify(e.into_error()),
-                                unsent,
-                            })
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The shared HTTP/2 connection, if it is open and young enough.
-    fn shared_h2(&self) -> Option<http2::SendRequest<B>> {
-        let h2 = lock(&self.inner.pool.h2);
-        let (sender, born) = h2.as_ref()?;
-        (!sender.is_closed() && born.elapsed() <= self.inner.config.max_connection_age)
-            .then(|| sender.clone())
-    }
-
-    /// Forgets the shared connection if it is still `sender`'s.
-    fn forget_h2(&self, sender: &http2::SendRequest<B>) {
-        let mut h2 = lock(&self.inner.pool.h2);
-        if h2
-            .as_ref()
-            .is_some_and(|(s, _)| s.is_closed() || sender.is_closed())
-        {
-            *h2 = None;
-        }
-    }
-
-    /// The shared connection, connecting unless another request is connecting already (then
-    /// its connection is used).
-    async fn connect_h2_once(&self) -> Result<http2::SendRequest<B>, UpstreamError> {
-        let _turn = self.inner.pool.h2_connecting.acquire().await;
-        match self.shared_h2() {
-            Some(sender) => Ok(sender),
-            None => self.connect_h2().await,
-        }
-    }
-
-    async fn connect_h2(&self) -> Result<http2::SendRequest<B>, UpstreamError> {
-        let inner = &*self.inner;
-        let connecting = async {
-            match self.open().await? {
-                Opened::Tcp(stream) => self.handshake_h2(stream).await,
-                Opened::Tls(stream) => {
-                    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                        return Err(UpstreamError::new(
-                            FailureKind::Connect,
-                            Some("the upstream did not agree to HTTP/2 (ALPN); give the service protocol h1 or auto".into()),
-                        ));
-                    }
-                    self.handshake_h2(stream).await
-                }
-            }
-        };
-        let sender = within(inner.config.connect_timeout, connecting).await?;
-        *lock(&inner.pool.h2) = Some((sender.clone(), Instant::now()));
-        Ok(sender)
-    }
-
     /// A TCP connection to the origin, and TLS over it for `https://`.
     async fn open(&self) -> Result<Opened, UpstreamError> {
         let inner = &*self.inner;
@@ -502,28 +386,6 @@ where
                 .map(|s| Opened::Tls(Box::new(s)))
                 .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e)))),
         }
-    }
-
-    async fn handshake_h2<IO>(&self, io: IO) -> Result<http2::SendRequest<B>, UpstreamError>
-    where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_header_list_size(64 * 1024)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(false);
-        let (sender, conn) = builder
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| UpstreamError::new(FailureKind::Connect, Some(Box::new(e))))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
-            }
-        });
-        Ok(sender)
     }
 
     async fn handshake_h1<IO>(&self, io: IO) -> Result<SendRequest<B>, UpstreamError>
@@ -664,88 +526,12 @@ pub struct SendFailure<B> {
     pub unsent: Option<Request<B>>,
 }
 
-/// A connection waiting for its response body to end before it goes back to the pool.
-struct GiveBack<B> {
-    sender: SendRequest<B>,
-    born: Instant,
-    pool: Weak<Pool<B>>,
-}
-
-/// An upstream response body. When it has been read to the end, its connection returns to the
-/// pool; dropped early, the connection is closed.
-pub struct UpstreamBody<B> {
-    inner: Incoming,
-    give_back: Option<GiveBack<B>>,
-}
-
-impl<B> std::fmt::Debug for UpstreamBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody")
-            .field("pooled_on_end", &self.give_back.is_some())
-            .finish()
-    }
-}
-
-impl<B> UpstreamBody<B> {
-    fn release(&mut self) {
-        let Some(give_back) = self.give_back.take() else {
-            return;
-        };
-        let Some(pool) = give_back.pool.upgrade() else {
-            return;
-        };
-        let mut idle = lock(&pool.idle);
-        if idle.len() < pool.max_idle.load(std::sync::atomic::Ordering::Relaxed) {
-            idle.push(Idle {
-                sender: give_back.sender,
-                since: Instant::now(),
-                born: give_back.born,
-            });
-        }
-    }
-}
-
-impl<B> Drop for UpstreamBody<B> {
-    fn drop(&mut self) {
-        if self.give_back.is_some() && http_body::Body::is_end_stream(&self.inner) {
-            self.release();
-        }
-    }
-}
-
-impl<B: Unpin> http_body::Body for UpstreamBody<B> {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Err(_))) => this.give_back = None,
-            // The end: for a chunked body the only sign of it, since hyper's `is_end_stream`
-            // stays false for a chunked body even once its last chunk is read.
-            Poll::Ready(None) => this.release(),
-            // A reader that knows the length may stop after the last frame without polling for
-            // the end, so the end is checked after every frame.
-            Poll::Ready(_) if http_body::Body::is_end_stream(&this.inner) => this.release(),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
+mod body;
+mod h2;
 pub mod tls;
+
+use body::GiveBack;
+pub use body::UpstreamBody;
 
 #[cfg(test)]
 mod tests;

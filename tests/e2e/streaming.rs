@@ -159,3 +159,82 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> + Send {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// A write the route mirrors, with a body that cannot be redacted (so it is never stored): its
+/// answer is not held back until the client's whole body has arrived. (A bidirectional gRPC
+/// stream, which waits for answers before it sends more, hung until its deadline before.)
+#[tokio::test]
+async fn a_streaming_write_that_cannot_be_mirrored_is_answered_while_it_streams() {
+    // Legacy answers each chunk as it comes: the answer streams while the request does.
+    let app = Router::new().route(
+        "/feed/{id}",
+        post(|req: axum::extract::Request| async move {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(4);
+            tokio::spawn(async move {
+                let mut body = req.into_body();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Some(d) = frame.data_ref() {
+                        let _ = tx.send(Ok(Bytes::from(format!("got {}\n", d.len())))).await;
+                    }
+                }
+            });
+            axum::body::Body::from_stream(tokio_stream_from(rx))
+        }),
+    );
+    let (legacy, _) = axum_upstream(app).await;
+    let new = named("new").await;
+    let dir = Scratch::new("unmirrorable");
+    let catalog_url = format!("sqlite://{}", dir.path.join("catalog.db").display());
+    let (s, _admin) = crate::shadow::shadowed(
+        legacy,
+        new,
+        &catalog_url,
+        serde_json::json!({}),
+        serde_json::json!({ "methods": ["POST"], "path": "/feed/{id}", "shadow": { "writes": "mirror" } }),
+    )
+    .await;
+
+    let (tx, rx) = mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(4);
+    let req = http::Request::post(format!("http://{}/feed/1", s.listen))
+        .header("content-type", "application/octet-stream")
+        .body(StreamBody::new(tokio_stream_from(rx)))
+        .unwrap();
+    let client: hyper_util::client::legacy::Client<_, StreamBody<_>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let call = tokio::spawn(async move { client.request(req).await });
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"hello"))))
+        .await
+        .unwrap();
+    // The answer's head and first line arrive while the client still holds its body open.
+    let resp = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the answer waited for the whole request body")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("no first answer line")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.data_ref().map(|d| &d[..]), Some(&b"got 5\n"[..]));
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"more"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"got 4\n");
+    // Counted as a write that could not be mirrored.
+    let (_, _, m) = fetch(&format!("http://{}/metrics", s.admin)).await;
+    let m = String::from_utf8_lossy(&m);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("strangler_shadow_skipped_total{")
+                && l.contains("reason=\"unredactable\"")
+                && !l.ends_with(" 0")),
+        "{m}"
+    );
+    s.stop().await;
+}

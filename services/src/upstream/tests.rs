@@ -1,5 +1,6 @@
 use super::tls::ClientTls;
 use super::*;
+use hyper_util::rt::TokioExecutor;
 
 #[test]
 fn origin_accepts_http_host_port() {
