@@ -78,6 +78,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("catalog.url", Kind::Str),
     ("catalog.poll_interval", Kind::Str),
     ("catalog.owner_fence", Kind::Str),
+    ("catalog.pool_size", Kind::Int),
     ("auth.operator_token", Kind::Str),
     ("auth.operator_token_file", Kind::Str),
     ("auth.viewer_token", Kind::Str),
@@ -159,6 +160,8 @@ pub struct CatalogSettings {
     pub owner_fence: std::time::Duration,
     /// The catalog the file declares, if it declares one (for `strangler import`).
     pub declared: Option<strangler_catalog::Catalog>,
+    /// Connections to the store at most (`None`: 8 for PostgreSQL, 4 for SQLite).
+    pub pool_size: Option<u32>,
 }
 
 /// The admin API's tokens (never printed).

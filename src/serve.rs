@@ -43,15 +43,19 @@ fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Opens the catalog store named in the settings.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&settings.catalog.url, Arc::new(crate::translators::Check))
-        .await
-        .map(|s| s.with_owner_fence(settings.catalog.owner_fence))
-        .with_context(|| {
-            format!(
+    SqlStore::connect_with(
+        &settings.catalog.url,
+        Arc::new(crate::translators::Check),
+        settings.catalog.pool_size,
+    )
+    .await
+    .map(|s| s.with_owner_fence(settings.catalog.owner_fence))
+    .with_context(|| {
+        format!(
             "cannot open the catalog store `{}`; check [catalog] url (or STRANGLER_CATALOG_URL)",
             settings.catalog.url
         )
-        })
+    })
 }
 
 /// Binds both listeners, opens the store and serves until SIGTERM/SIGINT.

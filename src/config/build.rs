@@ -314,6 +314,10 @@ pub(super) fn build(file: File) -> Result<Settings, ConfigError> {
                 |d| d.0,
             ),
             declared,
+            pool_size: file
+                .catalog
+                .pool_size
+                .map(|n| u32::try_from(n.0).unwrap_or(64)),
         },
         auth,
         admin_limits,

@@ -55,6 +55,7 @@ pub(super) struct CatalogSection {
     pub(super) url: Option<String>,
     pub(super) poll_interval: Option<Dur>,
     pub(super) owner_fence: Option<Delay>,
+    pub(super) pool_size: Option<Ranged<1, 64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -59,6 +59,17 @@ impl SqlStore {
         url: &str,
         translators: Arc<dyn TranslatorCheck>,
     ) -> Result<Self, StoreError> {
+        Self::connect_with(url, translators, None).await
+    }
+
+    /// [`SqlStore::connect`], with at most `pool_size` connections (default: 8 for PostgreSQL,
+    /// 4 for SQLite). Every replica holds its pool, plus one connection listening for changes,
+    /// against PostgreSQL's `max_connections`.
+    pub async fn connect_with(
+        url: &str,
+        translators: Arc<dyn TranslatorCheck>,
+        pool_size: Option<u32>,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let sep = if path.contains('?') { '&' } else { '?' };
@@ -76,7 +87,7 @@ impl SqlStore {
             )));
         };
         let mut options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_connections(pool_size.unwrap_or(if backend == Backend::Sqlite { 4 } else { 8 }))
             .acquire_timeout(Duration::from_secs(3));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
