@@ -62,12 +62,13 @@ async fn flush_some(
         tracing::warn!(error = %e, "traffic counts not flushed; kept for the next try");
         telemetry.restore_traffic(&traffic);
     }
-    let paths = telemetry.take_path_traffic();
-    if routes == Routes::IfFew && paths.len() > ROUTE_ROWS_ALWAYS {
-        telemetry.restore_path_traffic(&paths);
-    } else if let Err(e) = store.add_path_traffic(&paths).await {
-        tracing::warn!(error = %e, "route traffic counts not flushed; kept for the next try");
-        telemetry.restore_path_traffic(&paths);
+    // Counted first: many rows stay where they are until their minute, not taken and put back.
+    if routes == Routes::All || telemetry.path_traffic_pending() <= ROUTE_ROWS_ALWAYS {
+        let paths = telemetry.take_path_traffic();
+        if let Err(e) = store.add_path_traffic(&paths).await {
+            tracing::warn!(error = %e, "route traffic counts not flushed; kept for the next try");
+            telemetry.restore_path_traffic(&paths);
+        }
     }
     let shadow = telemetry.take_shadow_rollup();
     if shadow.is_empty() {

@@ -363,6 +363,11 @@ impl Telemetry {
             .take_paths(strangler_catalog::clock::now_minute())
     }
 
+    /// Route and template rows waiting for a flush (counted, not taken).
+    pub fn path_traffic_pending(&self) -> usize {
+        self.traffic.paths_pending()
+    }
+
     /// Puts back path traffic rows a flush could not store.
     pub fn restore_path_traffic(&self, rows: &[strangler_catalog::PathTraffic]) {
         self.traffic.restore_paths(rows);

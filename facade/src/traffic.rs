@@ -312,6 +312,32 @@ impl Traffic {
         out
     }
 
+    /// How many rows [`Traffic::take_paths`] would give now (routes and templates, per side,
+    /// that saw requests), without taking them.
+    pub fn paths_pending(&self) -> usize {
+        let busy = |c: &PathCounters| {
+            c.sides
+                .iter()
+                .filter(|s| s.requests.load(Relaxed) > 0)
+                .count()
+        };
+        let routes: usize = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|c| busy(c))
+            .sum();
+        let templates: usize = self
+            .templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|c| busy(c))
+            .sum();
+        routes + templates
+    }
+
     /// Puts path rows back (a flush that failed).
     pub fn restore_paths(&self, rows: &[PathTraffic]) {
         for r in rows {

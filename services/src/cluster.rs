@@ -322,10 +322,12 @@ pub fn is_failure_status(status: http::StatusCode) -> bool {
 /// head has been passed on, is not seen here.
 pub fn effective_status(status: http::StatusCode, headers: &http::HeaderMap) -> http::StatusCode {
     use http::StatusCode as S;
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if status != S::OK || !grpc {
+    let grpc = || {
+        headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    };
+    if status != S::OK || !grpc() {
         return status;
     }
     // The gRPC codes and the HTTP statuses they correspond to (gRPC's own table of HTTP to
