@@ -104,10 +104,18 @@ def pg_ticks():
     return total
 
 
+# Every table the telemetry flush writes: the rollups, and the batches replicas hand in and the
+# merge's bookkeeping row. Rows inserted, updated and deleted all count.
+TABLES = (
+    "('traffic_minutes','traffic_hours','path_traffic','path_traffic_days','path_last_seen',"
+    "'traffic_batches','traffic_merges')"
+)
+
+
 def per_table():
     out = psql(
-        "select relname, n_tup_ins + n_tup_upd from pg_stat_user_tables "
-        "where relname in ('traffic_minutes','traffic_hours','path_traffic','path_traffic_days','path_last_seen') order by 1",
+        "select relname, n_tup_ins + n_tup_upd + n_tup_del from pg_stat_user_tables "
+        f"where relname in {TABLES} order by 1",
         DB,
     )
     return dict(line.split("|") for line in out.splitlines())
@@ -117,8 +125,8 @@ def pg_counters():
     xact = int(psql(f"select xact_commit from pg_stat_database where datname = '{DB}'"))
     wal = int(psql("select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"))
     rows = psql(
-        "select coalesce(sum(n_tup_ins + n_tup_upd), 0) from pg_stat_user_tables "
-        "where relname in ('traffic_minutes','traffic_hours','path_traffic','path_traffic_days','path_last_seen')",
+        "select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables "
+        f"where relname in {TABLES}",
         DB,
     )
     return xact, int(rows), wal

@@ -1,18 +1,20 @@
-//! The facade's rollups into the store, and the store's retention: every replica flushes its
-//! per-minute traffic, route traffic and shadow results (which add up across replicas), and
-//! deletes what is older than the retention once an hour.
+//! The facade's rollups into the store, and the store's retention: every replica hands in its
+//! per-minute traffic and route traffic as one row per flush, and then offers to merge what
+//! every replica handed in into the rollups (one replica a flush interval does; see the store's
+//! `staging.rs`); it flushes its shadow results, and deletes what is older than the retention
+//! once an hour.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use strangler_facade::Telemetry;
-use strangler_store::{Retention, ShadowRollups, TrafficRollups};
+use strangler_store::{Merge, Retention, ShadowRollups, StagedRollups};
 
 use strangler_catalog::clock;
 
 /// Route counts are kept per hour and per day in the store: a replica with many busy routes
-/// writes them at most this often rather than on every flush, so that the catalog's write load
-/// does not grow with routes × flush rate. A few rows go with every flush.
+/// hands them in at most this often rather than on every flush, so that the rows handed in do
+/// not grow with routes × flush rate. A few rows go with every flush.
 pub const ROUTES_EVERY: Duration = Duration::from_secs(60);
 /// Route rows that go with every flush regardless.
 pub const ROUTE_ROWS_ALWAYS: usize = 32;
@@ -20,9 +22,12 @@ pub const ROUTE_ROWS_ALWAYS: usize = 32;
 /// Flushes the rollups every `every`. A failed flush is kept for the next one.
 pub async fn flush_every(
     telemetry: Arc<Telemetry>,
-    store: impl TrafficRollups + ShadowRollups,
+    store: impl StagedRollups + ShadowRollups,
     every: Duration,
 ) {
+    // Every replica offers to merge on each flush; one that finds a merge newer than this
+    // leaves it to that one. The same interval on every replica makes one merge per interval.
+    let min_gap_ms = i64::try_from(every.as_millis() * 3 / 4).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(every);
     let mut routes_due = tokio::time::Instant::now() + ROUTES_EVERY;
     loop {
@@ -34,7 +39,7 @@ pub async fn flush_every(
         } else {
             Routes::IfFew
         };
-        flush_some(&telemetry, &store, routes).await;
+        flush_some(&telemetry, &store, routes, Merge::IfDue { min_gap_ms }).await;
     }
 }
 
@@ -46,29 +51,40 @@ enum Routes {
     IfFew,
 }
 
-/// Flushes what the facade counted since the last flush; what the store refuses goes back to
-/// the facade, so an outage loses nothing.
-pub async fn flush(telemetry: &Telemetry, store: &(impl TrafficRollups + ShadowRollups)) {
-    flush_some(telemetry, store, Routes::All).await;
+/// Flushes what the facade counted since the last flush and merges everything waiting; what
+/// the store refuses goes back to the facade, so an outage loses nothing.
+pub async fn flush(telemetry: &Telemetry, store: &(impl StagedRollups + ShadowRollups)) {
+    flush_some(telemetry, store, Routes::All, Merge::Now).await;
 }
 
 async fn flush_some(
     telemetry: &Telemetry,
-    store: &(impl TrafficRollups + ShadowRollups),
+    store: &(impl StagedRollups + ShadowRollups),
     routes: Routes,
+    merge: Merge,
 ) {
     let traffic = telemetry.take_traffic();
-    if let Err(e) = store.add_traffic(&traffic).await {
+    if let Err(e) = store.stage_traffic(&traffic).await {
         tracing::warn!(error = %e, "traffic counts not flushed; kept for the next try");
         telemetry.restore_traffic(&traffic);
     }
     // Counted first: many rows stay where they are until their minute, not taken and put back.
     if routes == Routes::All || telemetry.path_traffic_pending() <= ROUTE_ROWS_ALWAYS {
         let paths = telemetry.take_path_traffic();
-        if let Err(e) = store.add_path_traffic(&paths).await {
+        if let Err(e) = store.stage_path_traffic(&paths).await {
             tracing::warn!(error = %e, "route traffic counts not flushed; kept for the next try");
             telemetry.restore_path_traffic(&paths);
         }
+    }
+    // What was handed in stays in the store until a merge takes it: a failed merge loses
+    // nothing, and the next (here or on another replica) takes it.
+    match store.merge_staged(merge).await {
+        Ok(m) if m.unreadable > 0 => tracing::warn!(
+            batches = m.unreadable,
+            "traffic batches in a format this build cannot read were left for a newer replica"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "traffic counts not merged; next flush"),
     }
     let shadow = telemetry.take_shadow_rollup();
     if shadow.is_empty() {
@@ -101,7 +117,7 @@ pub async fn prune_hourly(store: impl Retention, retention: Duration) {
 mod tests {
     use super::*;
     use strangler_catalog::Side;
-    use strangler_store::SqlStore;
+    use strangler_store::{SqlStore, TrafficRollups};
 
     async fn store(name: &str) -> (SqlStore, std::path::PathBuf) {
         let dir =
@@ -136,11 +152,11 @@ mod tests {
             async move { store.path_traffic("orders", 0).await.map(|r| r.len()) }
         };
         count_routes(&telemetry, 10);
-        flush_some(&telemetry, &store, Routes::IfFew).await;
+        flush_some(&telemetry, &store, Routes::IfFew, Merge::Now).await;
         assert_eq!(rows(&store).await.ok(), Some(10));
         count_routes(&telemetry, ROUTE_ROWS_ALWAYS + 1);
-        flush_some(&telemetry, &store, Routes::IfFew).await;
-        flush_some(&telemetry, &store, Routes::IfFew).await;
+        flush_some(&telemetry, &store, Routes::IfFew, Merge::Now).await;
+        flush_some(&telemetry, &store, Routes::IfFew, Merge::Now).await;
         // Still only the first ten routes: the rest is held, not dropped.
         assert_eq!(rows(&store).await.ok(), Some(10));
         flush(&telemetry, &store).await;

@@ -9,6 +9,8 @@
 //! - `catalog.rs` — [`CatalogStore`]: the catalog, changes to it, the audit log;
 //! - `registrations.rs` — [`Registrations`]: self-registered service instances;
 //! - `traffic.rs` — [`TrafficRollups`]: traffic per minute, hour and route;
+//! - `staging.rs` — [`StagedRollups`]: traffic counts handed in per flush, merged once for the
+//!   whole fleet;
 //! - `shadow.rs` — [`ShadowRollups`]: shadow results, noise, examples, recorded exchanges;
 //! - `outbox.rs` — [`MirrorOutbox`]: mirrored writes waiting for delivery;
 //! - `ids.rs` — [`IdMaps`]: resources the two sides know under different ids;
@@ -35,6 +37,7 @@ mod registrations;
 mod retention;
 mod shadow;
 mod sql;
+mod staging;
 mod traffic;
 
 pub use catalog::CatalogStore;
@@ -47,6 +50,7 @@ pub use registrations::Registrations;
 pub use retention::Retention;
 pub use shadow::ShadowRollups;
 pub use sql::{Backend, SqlStore, DEFAULT_OWNER_FENCE_MS, NOTIFY_CHANNEL};
+pub use staging::{Merge, Merged, StagedRollups, FEW_ROUTE_ROWS, ROUTES_MERGE_EVERY_MS};
 pub use traffic::TrafficRollups;
 
 /// Every role at once: what the dashboard and the binary hold (`Arc<dyn Store>`). Code that
@@ -55,6 +59,7 @@ pub trait Store:
     CatalogStore
     + Registrations
     + TrafficRollups
+    + StagedRollups
     + ShadowRollups
     + MirrorOutbox
     + IdMaps
@@ -68,6 +73,7 @@ impl<T> Store for T where
     T: CatalogStore
         + Registrations
         + TrafficRollups
+        + StagedRollups
         + ShadowRollups
         + MirrorOutbox
         + IdMaps
@@ -81,7 +87,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         CatalogStore, EventOutbox, IdMaps, Leases, MirrorOutbox, Registrations, Retention,
-        ShadowRollups, Store, TrafficRollups,
+        ShadowRollups, StagedRollups, Store, TrafficRollups,
     };
 }
 

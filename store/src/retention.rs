@@ -45,6 +45,11 @@ impl Retention for SqlStore {
                 before_minute.div_euclid(1440) * 1440,
             ),
             ("DELETE FROM shadow_examples WHERE at_ms < $1", before_ms),
+            // Batches no merge could read (a format no replica running knows).
+            (
+                "DELETE FROM traffic_batches WHERE created_ms < $1",
+                before_ms,
+            ),
             // Leases long expired: signed-out sessions (held until they would have expired)
             // and locks of processes gone.
             ("DELETE FROM leases WHERE expires_ms < $1", before_ms),

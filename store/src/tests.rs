@@ -1405,3 +1405,5 @@ on_both!(
     an_id_names_one_resource_per_side_and_pairs_are_read_in_order,
     a_moved_owner_settles_before_it_takes_effect_and_clients_cannot_set_it,
 );
+
+mod staging;

@@ -64,46 +64,8 @@ impl TrafficRollups for SqlStore {
         if rows.is_empty() {
             return Ok(());
         }
-        // Rows that land on one key (the minutes of an hour, in the hourly table) are summed
-        // first: one statement may not touch a row twice, and fewer rows are written.
-        let minutes = compact_traffic(rows.iter().map(|r| (r.minute, r)));
-        let hours = compact_traffic(rows.iter().map(|r| (r.minute.div_euclid(60) * 60, r)));
         let mut tx = self.pool.begin().await?;
-        for (table, rows) in [("traffic_minutes", minutes), ("traffic_hours", hours)] {
-            for chunk in rows.chunks(UPSERT_ROWS) {
-                let buckets = BUCKET_COLUMNS;
-                let sql = format!(
-                    "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
-                     VALUES {} ON CONFLICT (minute, context, side) DO UPDATE SET \
-                     requests = {table}.requests + excluded.requests, \
-                     errors = {table}.errors + excluded.errors, \
-                     latency_us = {table}.latency_us + excluded.latency_us, \
-                     fallbacks = {table}.fallbacks + excluded.fallbacks, {}",
-                    buckets.join(", "),
-                    placeholders(chunk.len(), 7 + LATENCY_BUCKETS),
-                    buckets
-                        .iter()
-                        .map(|b| format!("{b} = {table}.{b} + excluded.{b}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                let mut q = sqlx::query(&sql);
-                for r in chunk {
-                    q = q
-                        .bind(r.minute)
-                        .bind(r.context.clone())
-                        .bind(r.side.clone())
-                        .bind(r.requests)
-                        .bind(r.errors)
-                        .bind(r.latency_us)
-                        .bind(r.fallbacks);
-                    for i in 0..LATENCY_BUCKETS {
-                        q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
-                    }
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
+        write_traffic(&mut tx, rows).await?;
         tx.commit().await.map_err(StoreError::from)
     }
 
@@ -204,61 +166,8 @@ impl TrafficRollups for SqlStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let hours = compact_paths(rows, 60);
-        let days = compact_paths(rows, 1440);
-        // The latest minute each route was seen, per side.
-        let mut seen: std::collections::BTreeMap<(&str, &str, &str), i64> =
-            std::collections::BTreeMap::new();
-        for r in rows {
-            let at = seen
-                .entry((r.context.as_str(), r.path.as_str(), r.side.as_str()))
-                .or_insert(r.minute);
-            *at = (*at).max(r.minute);
-        }
-        let seen: Vec<_> = seen.into_iter().collect();
         let mut tx = self.pool.begin().await?;
-        for (table, rows) in [("path_traffic", hours), ("path_traffic_days", days)] {
-            for chunk in rows.chunks(UPSERT_ROWS) {
-                let sql = format!(
-                    "INSERT INTO {table} (context, minute, path, side, requests, errors, latency_us) \
-                     VALUES {} ON CONFLICT (context, minute, path, side) \
-                     DO UPDATE SET requests = {table}.requests + excluded.requests, \
-                     errors = {table}.errors + excluded.errors, \
-                     latency_us = {table}.latency_us + excluded.latency_us",
-                    placeholders(chunk.len(), 7)
-                );
-                let mut q = sqlx::query(&sql);
-                for r in chunk {
-                    q = q
-                        .bind(r.context.clone())
-                        .bind(r.minute)
-                        .bind(r.path.clone())
-                        .bind(r.side.clone())
-                        .bind(r.requests)
-                        .bind(r.errors)
-                        .bind(r.latency_us);
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
-        for chunk in seen.chunks(UPSERT_ROWS) {
-            let sql = format!(
-                "INSERT INTO path_last_seen (context, path, side, minute) VALUES {} \
-                 ON CONFLICT (context, path, side) DO UPDATE SET minute = \
-                 CASE WHEN excluded.minute > path_last_seen.minute THEN excluded.minute \
-                 ELSE path_last_seen.minute END",
-                placeholders(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(&sql);
-            for ((context, path, side), minute) in chunk {
-                q = q
-                    .bind((*context).to_owned())
-                    .bind((*path).to_owned())
-                    .bind((*side).to_owned())
-                    .bind(*minute);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        write_paths(&mut tx, rows).await?;
         tx.commit().await.map_err(StoreError::from)
     }
 
@@ -329,6 +238,116 @@ impl TrafficRollups for SqlStore {
             })
             .collect())
     }
+}
+
+/// Adds traffic rows to the per-minute and per-hour rollups in `tx`.
+pub(crate) async fn write_traffic(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[TrafficMinute],
+) -> Result<(), StoreError> {
+    // Rows that land on one key (the minutes of an hour, in the hourly table) are summed
+    // first: one statement may not touch a row twice, and fewer rows are written.
+    let minutes = compact_traffic(rows.iter().map(|r| (r.minute, r)));
+    let hours = compact_traffic(rows.iter().map(|r| (r.minute.div_euclid(60) * 60, r)));
+    for (table, rows) in [("traffic_minutes", minutes), ("traffic_hours", hours)] {
+        for chunk in rows.chunks(UPSERT_ROWS) {
+            let buckets = BUCKET_COLUMNS;
+            let sql = format!(
+                    "INSERT INTO {table} (minute, context, side, requests, errors, latency_us, fallbacks, {}) \
+                     VALUES {} ON CONFLICT (minute, context, side) DO UPDATE SET \
+                     requests = {table}.requests + excluded.requests, \
+                     errors = {table}.errors + excluded.errors, \
+                     latency_us = {table}.latency_us + excluded.latency_us, \
+                     fallbacks = {table}.fallbacks + excluded.fallbacks, {}",
+                    buckets.join(", "),
+                    placeholders(chunk.len(), 7 + LATENCY_BUCKETS),
+                    buckets
+                        .iter()
+                        .map(|b| format!("{b} = {table}.{b} + excluded.{b}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.minute)
+                    .bind(r.context.clone())
+                    .bind(r.side.clone())
+                    .bind(r.requests)
+                    .bind(r.errors)
+                    .bind(r.latency_us)
+                    .bind(r.fallbacks);
+                for i in 0..LATENCY_BUCKETS {
+                    q = q.bind(r.buckets.get(i).copied().unwrap_or(0));
+                }
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds route rows to the per-hour and per-day rollups in `tx` and moves their last-seen
+/// times forward.
+pub(crate) async fn write_paths(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[PathTraffic],
+) -> Result<(), StoreError> {
+    let hours = compact_paths(rows, 60);
+    let days = compact_paths(rows, 1440);
+    // The latest minute each route was seen, per side.
+    let mut seen: std::collections::BTreeMap<(&str, &str, &str), i64> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let at = seen
+            .entry((r.context.as_str(), r.path.as_str(), r.side.as_str()))
+            .or_insert(r.minute);
+        *at = (*at).max(r.minute);
+    }
+    let seen: Vec<_> = seen.into_iter().collect();
+    for (table, rows) in [("path_traffic", hours), ("path_traffic_days", days)] {
+        for chunk in rows.chunks(UPSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO {table} (context, minute, path, side, requests, errors, latency_us) \
+                     VALUES {} ON CONFLICT (context, minute, path, side) \
+                     DO UPDATE SET requests = {table}.requests + excluded.requests, \
+                     errors = {table}.errors + excluded.errors, \
+                     latency_us = {table}.latency_us + excluded.latency_us",
+                placeholders(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.context.clone())
+                    .bind(r.minute)
+                    .bind(r.path.clone())
+                    .bind(r.side.clone())
+                    .bind(r.requests)
+                    .bind(r.errors)
+                    .bind(r.latency_us);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    for chunk in seen.chunks(UPSERT_ROWS) {
+        let sql = format!(
+            "INSERT INTO path_last_seen (context, path, side, minute) VALUES {} \
+                 ON CONFLICT (context, path, side) DO UPDATE SET minute = \
+                 CASE WHEN excluded.minute > path_last_seen.minute THEN excluded.minute \
+                 ELSE path_last_seen.minute END",
+            placeholders(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for ((context, path, side), minute) in chunk {
+            q = q
+                .bind((*context).to_owned())
+                .bind((*path).to_owned())
+                .bind((*side).to_owned())
+                .bind(*minute);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 impl SqlStore {

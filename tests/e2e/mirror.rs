@@ -860,6 +860,16 @@ async fn no_replica_hands_a_write_to_the_old_owner_after_the_new_one_took_one() 
         .in_effect()
         .await;
     assert_eq!(write(&b.listen, 1).await, Ok(201));
+    // B acknowledged the write from its local log; it reaches the shared outbox when B ships
+    // the log, and only then does the outbox show it. Wait for the new side to have it.
+    let started = std::time::Instant::now();
+    while new.mirrored.load(Ordering::SeqCst) < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "write 1 never mirrored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     admin.drained("orders").await;
 
     // The cutover through A: at once, writes wait on A (the move settles) while B may still

@@ -1,0 +1,256 @@
+//! Traffic counts handed in by replicas and merged into the rollups once for the whole fleet.
+//!
+//! Written straight to the rollups, every replica upserts one row per context, side and minute
+//! on every flush, and one per route, side and hour every minute: the rows written grow with
+//! replicas × routes (≈ 110 rows/s a replica with 1,000 busy routes). Here a replica writes one
+//! row per flush holding all its counts (`traffic_batches`), and one merge for the whole fleet
+//! sums the rows waiting and upserts the sums — each rollup row once per merge, however many
+//! replicas counted into it. Context counts are merged every flush interval; route counts
+//! once a minute, or on every merge while only a few are waiting (a small install sees them
+//! as soon as before).
+//!
+//! **Exactly once:** a merge adds the batches it read and deletes them in one transaction, and
+//! only one merge runs at a time: it starts by setting `traffic_merges.merged_ms` on condition
+//! that it still holds the value read before (PostgreSQL makes a second merge wait for the row
+//! and then find it changed; SQLite has one writer at a time). A batch this build cannot read
+//! (a newer format, in the middle of an upgrade) is left for a replica that can.
+
+use serde::{Deserialize, Serialize};
+use strangler_catalog::clock::now_ms;
+use strangler_catalog::{PathTraffic, TrafficMinute};
+
+use crate::sql::SqlStore;
+use crate::traffic::{write_paths, write_traffic};
+use crate::StoreError;
+
+/// Route counts are merged at most this often once more than [`FEW_ROUTE_ROWS`] wait.
+pub const ROUTES_MERGE_EVERY_MS: i64 = 60_000;
+/// While at most this many route rows wait, every merge takes them.
+pub const FEW_ROUTE_ROWS: i64 = 32;
+/// Context batches one merge takes at most (the rest wait for the next).
+const TRAFFIC_BATCHES_PER_MERGE: i64 = 1_000;
+/// Route batches one merge takes at most: each can hold thousands of rows.
+const PATH_BATCHES_PER_MERGE: i64 = 50;
+/// Batch ids per DELETE statement.
+const DELETE_CHUNK: usize = 500;
+/// The batches' format; a batch of another is left alone.
+const FORMAT: u32 = 1;
+
+/// Whether a merge should run even if another ran lately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Only if no merge ran in the last `min_gap_ms` (the flush loop of every replica asks;
+    /// one of them merges), with route counts when due.
+    IfDue { min_gap_ms: i64 },
+    /// Now, with everything waiting (a replica's last flush, tests).
+    Now,
+}
+
+/// What one merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// False when another merge ran lately (or was running) and this one did nothing.
+    pub ran: bool,
+    /// Batches added to the rollups (and deleted).
+    pub batches: usize,
+    /// Batches left because this build cannot read them.
+    pub unreadable: usize,
+    /// Route counts were merged.
+    pub routes: bool,
+}
+
+/// Traffic counts handed in per flush and merged for the whole fleet.
+#[async_trait::async_trait]
+pub trait StagedRollups: Send + Sync {
+    /// Hands in a flush's context counts as one row (nothing when empty).
+    async fn stage_traffic(&self, rows: &[TrafficMinute]) -> Result<(), StoreError>;
+    /// Hands in a flush's route counts as one row (nothing when empty).
+    async fn stage_path_traffic(&self, rows: &[PathTraffic]) -> Result<(), StoreError>;
+    /// Adds the waiting batches to the rollups and deletes them, in one transaction.
+    async fn merge_staged(&self, when: Merge) -> Result<Merged, StoreError>;
+    /// Batches waiting for a merge.
+    async fn staged_batches(&self) -> Result<i64, StoreError>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Batch<T> {
+    v: u32,
+    rows: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct Version {
+    v: u32,
+}
+
+impl SqlStore {
+    async fn stage<T: Serialize + Clone>(&self, kind: &str, rows: &[T]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_string(&Batch {
+            v: FORMAT,
+            rows: rows.to_vec(),
+        })
+        .map_err(|e| StoreError::Unavailable(format!("encoding a traffic batch: {e}")))?;
+        sqlx::query(
+            "INSERT INTO traffic_batches (kind, pairs, body, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(kind)
+        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bind(body)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Reads a batch of this build's format; None for any other.
+fn decode<T: for<'de> Deserialize<'de>>(body: &str) -> Option<Vec<T>> {
+    match serde_json::from_str::<Version>(body) {
+        Ok(Version { v: FORMAT }) => serde_json::from_str::<Batch<T>>(body).ok().map(|b| b.rows),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl StagedRollups for SqlStore {
+    async fn stage_traffic(&self, rows: &[TrafficMinute]) -> Result<(), StoreError> {
+        self.stage("traffic", rows).await
+    }
+
+    async fn stage_path_traffic(&self, rows: &[PathTraffic]) -> Result<(), StoreError> {
+        self.stage("paths", rows).await
+    }
+
+    async fn merge_staged(&self, when: Merge) -> Result<Merged, StoreError> {
+        // A replica's last flush may meet another's merge: it tries again on the fresh value.
+        let tries = if when == Merge::Now { 5 } else { 1 };
+        for _ in 0..tries {
+            if let Some(merged) = self.merge_once(when).await? {
+                return Ok(merged);
+            }
+        }
+        Ok(Merged::default())
+    }
+
+    async fn staged_batches(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM traffic_batches")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+impl SqlStore {
+    /// One merge; None when another took the turn between the read and the claim.
+    async fn merge_once(&self, when: Merge) -> Result<Option<Merged>, StoreError> {
+        let now = now_ms();
+        // Read first, outside a transaction: most replicas stop here, writing nothing.
+        let (merged_ms, routes_merged_ms): (i64, i64) =
+            sqlx::query_as("SELECT merged_ms, routes_merged_ms FROM traffic_merges WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        // A time ahead of this clock (another replica's clock runs fast) counts as long ago:
+        // a skewed replica that stopped must not hold the merges up by its skew.
+        let since = |at: i64| match now.checked_sub(at) {
+            Some(d) if d >= 0 => d,
+            _ => i64::MAX,
+        };
+        if let Merge::IfDue { min_gap_ms } = when {
+            if since(merged_ms) < min_gap_ms {
+                return Ok(Some(Merged::default()));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let claimed =
+            sqlx::query("UPDATE traffic_merges SET merged_ms = $1 WHERE id = 1 AND merged_ms = $2")
+                .bind(now.max(merged_ms.saturating_add(1)))
+                .bind(merged_ms)
+                .execute(&mut *tx)
+                .await?;
+        if claimed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(match when {
+                Merge::Now => None,
+                Merge::IfDue { .. } => Some(Merged::default()),
+            });
+        }
+        let routes = when == Merge::Now || since(routes_merged_ms) >= ROUTES_MERGE_EVERY_MS || {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(pairs), 0) AS BIGINT) FROM traffic_batches \
+                     WHERE kind = 'paths'",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            waiting <= FEW_ROUTE_ROWS
+        };
+        let mut merged = Merged {
+            ran: true,
+            ..Merged::default()
+        };
+        let mut done: Vec<i64> = Vec::new();
+        let batches: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, body FROM traffic_batches WHERE kind = 'traffic' ORDER BY id LIMIT $1",
+        )
+        .bind(TRAFFIC_BATCHES_PER_MERGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rows: Vec<TrafficMinute> = Vec::new();
+        for (id, body) in batches {
+            match decode::<TrafficMinute>(&body) {
+                Some(batch) => {
+                    rows.extend(batch);
+                    done.push(id);
+                }
+                None => merged.unreadable += 1,
+            }
+        }
+        write_traffic(&mut tx, &rows).await?;
+        let mut routes_all_taken = true;
+        if routes {
+            let batches: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, body FROM traffic_batches WHERE kind = 'paths' ORDER BY id LIMIT $1",
+            )
+            .bind(PATH_BATCHES_PER_MERGE)
+            .fetch_all(&mut *tx)
+            .await?;
+            // A backlog is taken over the next merges rather than waiting a minute each.
+            routes_all_taken =
+                i64::try_from(batches.len()).unwrap_or(i64::MAX) < PATH_BATCHES_PER_MERGE;
+            let mut rows: Vec<PathTraffic> = Vec::new();
+            for (id, body) in batches {
+                match decode::<PathTraffic>(&body) {
+                    Some(batch) => {
+                        rows.extend(batch);
+                        done.push(id);
+                    }
+                    None => merged.unreadable += 1,
+                }
+            }
+            write_paths(&mut tx, &rows).await?;
+            merged.routes = true;
+        }
+        for chunk in done.chunks(DELETE_CHUNK) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM traffic_batches WHERE id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if routes && routes_all_taken {
+            sqlx::query("UPDATE traffic_merges SET routes_merged_ms = $1 WHERE id = 1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        merged.batches = done.len();
+        Ok(Some(merged))
+    }
+}
