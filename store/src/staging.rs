@@ -176,10 +176,14 @@ impl SqlStore {
                 Merge::IfDue { .. } => Some(Merged::default()),
             });
         }
-        let routes = when == Merge::Now || since(routes_merged_ms) >= ROUTES_MERGE_EVERY_MS || {
+        // Route counts are due once a minute (or now); while few wait, every merge takes them
+        // without moving the minute on — else merges taking nothing would keep postponing the
+        // minute, and a large batch would never be due.
+        let due = when == Merge::Now || since(routes_merged_ms) >= ROUTES_MERGE_EVERY_MS;
+        let routes = due || {
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(pairs), 0) AS BIGINT) FROM traffic_batches \
-                     WHERE kind = 'paths'",
+                 WHERE kind = 'paths'",
             )
             .fetch_one(&mut *tx)
             .await?;
@@ -243,7 +247,7 @@ impl SqlStore {
             }
             q.execute(&mut *tx).await?;
         }
-        if routes && routes_all_taken {
+        if due && routes_all_taken {
             sqlx::query("UPDATE traffic_merges SET routes_merged_ms = $1 WHERE id = 1")
                 .bind(now)
                 .execute(&mut *tx)

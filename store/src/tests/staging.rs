@@ -117,9 +117,50 @@ async fn batches_are_merged_into_one_row_per_key_once(store: SqlStore) {
     assert_eq!(requests(&store).await, 15);
     assert_eq!(route_requests(&store).await, 7);
     assert_eq!(store.staged_batches().await.unwrap(), 1);
-    let m = store.merge_staged(Merge::Now).await.unwrap();
+    // A minute later they are due.
+    routes_merged_ago(&store, ROUTES_MERGE_EVERY_MS + 1_000).await;
+    let m = store
+        .merge_staged(Merge::IfDue { min_gap_ms: 0 })
+        .await
+        .unwrap();
     assert_eq!((m.batches, m.routes), (1, true));
     assert_eq!(route_requests(&store).await, 7 + FEW_ROUTE_ROWS + 1);
+
+    // Merges that took a few route rows (here none) do not postpone the minute: many rows
+    // handed in after them are still taken once it is up.
+    let before = routes_merged_ago(&store, ROUTES_MERGE_EVERY_MS - 1_000).await;
+    let m = store
+        .merge_staged(Merge::IfDue { min_gap_ms: 0 })
+        .await
+        .unwrap();
+    assert!(m.routes);
+    let after: i64 = sqlx::query_scalar("SELECT routes_merged_ms FROM traffic_merges")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        after, before,
+        "a merge of few route rows moved the minute on"
+    );
+    store.stage_path_traffic(&many).await.unwrap();
+    routes_merged_ago(&store, ROUTES_MERGE_EVERY_MS + 1_000).await;
+    let m = store
+        .merge_staged(Merge::IfDue { min_gap_ms: 0 })
+        .await
+        .unwrap();
+    assert_eq!((m.batches, m.routes), (1, true));
+    assert_eq!(route_requests(&store).await, 7 + 2 * (FEW_ROUTE_ROWS + 1));
+}
+
+/// Makes the last merge of route counts `ms` ago, as if that time had passed; returns it.
+async fn routes_merged_ago(store: &SqlStore, ms: i64) -> i64 {
+    let at = strangler_catalog::clock::now_ms() - ms;
+    sqlx::query("UPDATE traffic_merges SET routes_merged_ms = $1")
+        .bind(at)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    at
 }
 
 /// A batch in a format this build does not know is left in place, not lost and not blocking
