@@ -17,6 +17,9 @@ For each (replicas, routes) asked for it reports
                                                              written once a minute, so windows
                                                              are whole minutes)
 
+FLEET_SIMULATED=92 adds 92 replicas that only hand in counts (see `Simulated`): with 8 real ones,
+the catalog's write load of a 100-replica fleet, which this machine cannot run.
+
 FLEET_BIN=path/to/strangler measures another build (the "before" rows of bench/README.md were
 an earlier commit's release binary). Needs target/release/strangler and target/release/bench-upstream (cargo build --release -p
 strangler -p strangler-bench) and PostgreSQL at 127.0.0.1:5432 (user postgres, trust); it
@@ -47,6 +50,8 @@ DB = "strangler_fleet"
 SECONDS = float(os.environ.get("FLEET_SECONDS", "60"))
 RATE = float(os.environ.get("FLEET_RATE", "100"))
 TOKEN = "fleet-operator-token-000000000001"
+SIMULATED = int(os.environ.get("FLEET_SIMULATED", "0"))
+FLUSH_S = 2.0
 CONTEXTS = 10
 
 
@@ -144,6 +149,57 @@ def config(path, upstream, routes):
     return [f"/c{c}/r{r}/1" for c in range(CONTEXTS) for r in range(per)]
 
 
+class Simulated(threading.Thread):
+    """Replicas that only hand in counts, as a real replica's flush does with this load: every
+    2 s one `traffic` batch with each (context, side) pair of the minute, and once a minute one
+    `paths` batch with each (route, side) pair (every route is busy) — in the format
+    `store/src/staging.rs` reads, through one psql session. The real replicas merge them, so
+    the rollups' writes are those of a fleet of real + simulated replicas. Each simulated
+    replica starts at its own phase, as replicas started at different times do."""
+
+    def __init__(self, n, routes):
+        super().__init__(daemon=True)
+        self.n, self.routes, self.stop, self.batches = n, routes, False, 0
+
+    def traffic_body(self, minute):
+        buckets = [0] * 14
+        buckets[2] = 2
+        rows = [{"minute": minute, "context": f"ctx{c}", "side": side, "requests": 2, "errors": 0,
+                 "latency_us": 5000, "buckets": buckets, "fallbacks": 0}
+                for c in range(CONTEXTS) for side in ("legacy", "new")]
+        return len(rows), json.dumps({"v": 1, "rows": rows})
+
+    def paths_body(self, minute):
+        rows = [{"minute": minute, "context": ctx, "path": rid, "side": side, "requests": 6,
+                 "errors": 0, "latency_us": 15000}
+                for ctx, rid in self.routes for side in ("legacy", "new")]
+        return len(rows), json.dumps({"v": 1, "rows": rows})
+
+    def run(self):
+        sql = subprocess.Popen(["psql", f"{PG}/{DB}", "-q", "-v", "ON_ERROR_STOP=1"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        start = time.monotonic()
+        # (when, replica, kind): each replica's next hand-in of each kind.
+        due = [(start + FLUSH_S * i / self.n, i, "traffic") for i in range(self.n)]
+        due += [(start + 60.0 * i / self.n, i, "paths") for i in range(self.n)]
+        while not self.stop:
+            due.sort()
+            at, i, kind = due.pop(0)
+            wait = at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            minute = int(time.time() // 60)
+            pairs, body = (self.traffic_body if kind == "traffic" else self.paths_body)(minute)
+            sql.stdin.write(
+                f"INSERT INTO traffic_batches (kind, pairs, body, created_ms) VALUES "
+                f"('{kind}', {pairs}, $j${body}$j$, {int(time.time() * 1000)});\n")
+            sql.stdin.flush()
+            self.batches += 1
+            due.append((at + (FLUSH_S if kind == "traffic" else 60.0), i, kind))
+        sql.stdin.close()
+        sql.wait()
+
+
 class Load(threading.Thread):
     def __init__(self, addr, paths):
         super().__init__(daemon=True)
@@ -203,6 +259,11 @@ def run(replicas, routes, failover):
         loads = [Load(n["listen"], paths) for n in nodes]
         for l in loads:
             l.start()
+        sim = None
+        if SIMULATED:
+            listed = json.loads(get(f"http://{nodes[0]['admin']}/api/v1/routes", TOKEN))
+            sim = Simulated(SIMULATED, [(r["context"], r["id"]) for r in listed["items"]])
+            sim.start()
         time.sleep(3)  # every route seen once before measuring
         x0, r0, w0 = pg_counters()
         tables0 = per_table()
@@ -214,8 +275,9 @@ def run(replicas, routes, failover):
         served = sum(l.done for l in loads)
         elapsed = t1 - t0
         hz = os.sysconf("SC_CLK_TCK")
+        waiting = int(psql("select count(*) from traffic_batches", DB))
         result = {
-            "replicas": replicas, "routes": routes,
+            "replicas": replicas, "routes": routes, "waiting": waiting,
             "tx_per_s": (x1 - x0) / elapsed, "rows_per_s": (r1 - r0) / elapsed,
             "wal_kib_per_s": (w1 - w0) / 1024 / elapsed,
             "tables": {t: round((int(tables1[t]) - int(tables0.get(t, 0))) / elapsed) for t in tables1},
@@ -266,6 +328,8 @@ def run(replicas, routes, failover):
                 result["failover_s"] = time.monotonic() - killed
         for l in loads:
             l.stop = True
+        if sim:
+            sim.stop = True
         return result
     finally:
         for p in procs:
@@ -281,6 +345,8 @@ def run(replicas, routes, failover):
 
 def main():
     wanted = sys.argv[1:] or ["2x1000", "4x1000", "8x1000", "8x100"]
+    if SIMULATED:
+        print(f"(+ {SIMULATED} simulated replicas handing in counts)")
     print("| replicas | routes | transactions/s (reads too) | traffic rows written/s | WAL KiB/s | PostgreSQL CPU % | propagation p50 / max ms | lease failover s | requests (failed) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, w in enumerate(wanted):
@@ -289,7 +355,7 @@ def main():
         print(f"| {r['replicas']} | {r['routes']} | {r['tx_per_s']:.1f} | {r['rows_per_s']:.0f} | {r['wal_kib_per_s']:.0f} | "
               f"{r['pg_cpu_percent']:.1f} | {r['propagation_p50_ms']:.0f} / {r['propagation_max_ms']:.0f} | "
               f"{r.get('failover_s', float('nan')):.1f} | {r['requests']} ({r['failed']}) |", flush=True)
-        print(f"<!-- rows/s by table: {r['tables']} -->", flush=True)
+        print(f"<!-- rows/s by table: {r['tables']}; batches waiting at the end: {r['waiting']} -->", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@
 //! and then find it changed; SQLite has one writer at a time). A batch this build cannot read
 //! (a newer format, in the middle of an upgrade) is left for a replica that can.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use strangler_catalog::clock::now_ms;
 use strangler_catalog::{PathTraffic, TrafficMinute};
@@ -29,8 +31,10 @@ pub const ROUTES_MERGE_EVERY_MS: i64 = 60_000;
 pub const FEW_ROUTE_ROWS: i64 = 32;
 /// Context batches one merge takes at most (the rest wait for the next).
 const TRAFFIC_BATCHES_PER_MERGE: i64 = 1_000;
-/// Route batches one merge takes at most: each can hold thousands of rows.
-const PATH_BATCHES_PER_MERGE: i64 = 50;
+/// Route batches read at a time: each can hold thousands of rows.
+const PATH_BATCHES_PER_PAGE: i64 = 50;
+/// Pages of route batches one merge takes at most (the rest go with the next merges).
+const PATH_PAGES_PER_MERGE: usize = 40;
 /// Batch ids per DELETE statement.
 const DELETE_CHUNK: usize = 500;
 /// The batches' format; a batch of another is left alone.
@@ -104,6 +108,19 @@ impl SqlStore {
         .await?;
         Ok(())
     }
+}
+
+/// Route rows summed per (minute, context, route, side): requests, errors, latency.
+type PathSums = BTreeMap<(i64, String, String, String), (i64, i64, i64)>;
+
+/// Adds a route row to the sums (its strings become the key; nothing is copied).
+fn add_path(sums: &mut PathSums, r: PathTraffic) {
+    let sum = sums
+        .entry((r.minute, r.context, r.path, r.side))
+        .or_insert((0, 0, 0));
+    sum.0 += r.requests;
+    sum.1 += r.errors;
+    sum.2 += r.latency_us;
 }
 
 /// Reads a batch of this build's format; None for any other.
@@ -213,25 +230,60 @@ impl SqlStore {
         write_traffic(&mut tx, &rows).await?;
         let mut routes_all_taken = true;
         if routes {
-            let batches: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT id, body FROM traffic_batches WHERE kind = 'paths' ORDER BY id LIMIT $1",
-            )
-            .bind(PATH_BATCHES_PER_MERGE)
-            .fetch_all(&mut *tx)
-            .await?;
-            // A backlog is taken over the next merges rather than waiting a minute each.
-            routes_all_taken =
-                i64::try_from(batches.len()).unwrap_or(i64::MAX) < PATH_BATCHES_PER_MERGE;
-            let mut rows: Vec<PathTraffic> = Vec::new();
-            for (id, body) in batches {
-                match decode::<PathTraffic>(&body) {
-                    Some(batch) => {
-                        rows.extend(batch);
-                        done.push(id);
+            // Read a page at a time and summed per key as read, so that memory holds one page
+            // of bodies and the distinct keys, not every replica's rows; every batch waiting
+            // (up to a bound) goes in this merge, so each key is written once a minute however
+            // many replicas handed it in.
+            let mut sums = PathSums::new();
+            let mut after = 0i64;
+            let mut pages = 0;
+            loop {
+                let batches: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT id, body FROM traffic_batches WHERE kind = 'paths' AND id > $1 \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(PATH_BATCHES_PER_PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+                let last_page =
+                    i64::try_from(batches.len()).unwrap_or(i64::MAX) < PATH_BATCHES_PER_PAGE;
+                for (id, body) in batches {
+                    after = id;
+                    match decode::<PathTraffic>(&body) {
+                        Some(batch) => {
+                            for r in batch {
+                                add_path(&mut sums, r);
+                            }
+                            done.push(id);
+                        }
+                        None => merged.unreadable += 1,
                     }
-                    None => merged.unreadable += 1,
+                }
+                pages += 1;
+                if last_page {
+                    break;
+                }
+                if pages == PATH_PAGES_PER_MERGE {
+                    // A backlog: the rest goes with the next merges rather than a minute later.
+                    routes_all_taken = false;
+                    break;
                 }
             }
+            let rows: Vec<PathTraffic> = sums
+                .into_iter()
+                .map(
+                    |((minute, context, path, side), (requests, errors, latency_us))| PathTraffic {
+                        minute,
+                        context,
+                        path,
+                        side,
+                        requests,
+                        errors,
+                        latency_us,
+                    },
+                )
+                .collect();
             write_paths(&mut tx, &rows).await?;
             merged.routes = true;
         }

@@ -229,8 +229,39 @@ async fn concurrent_replicas_merge_every_count_exactly_once(store: SqlStore) {
     assert_eq!(route_requests(&store).await, 80);
 }
 
+/// More route batches than one page: one merge takes them all and writes each key once.
+async fn route_batches_beyond_a_page_go_in_one_merge(store: SqlStore) {
+    for _ in 0..120 {
+        store
+            .stage_path_traffic(&[route(60, "a", 1), route(60, "b", 1), route(61, "c", 1)])
+            .await
+            .unwrap();
+    }
+    let m = store.merge_staged(Merge::Now).await.unwrap();
+    assert_eq!((m.batches, m.routes), (120, true));
+    assert_eq!(store.staged_batches().await.unwrap(), 0);
+    let rows = store.path_traffic("orders", 0).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.path.as_str(), r.requests))
+            .collect::<Vec<_>>(),
+        [("a", 120), ("b", 120), ("c", 120)]
+    );
+    let seen = store
+        .last_seen("legacy", &["orders".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.iter()
+            .map(|s| (s.path.as_str(), s.minute))
+            .collect::<Vec<_>>(),
+        [("a", 60), ("b", 60), ("c", 61)]
+    );
+}
+
 on_both!(
     batches_are_merged_into_one_row_per_key_once,
+    route_batches_beyond_a_page_go_in_one_merge,
     an_unreadable_batch_is_left_for_a_newer_replica,
     concurrent_replicas_merge_every_count_exactly_once,
 );
