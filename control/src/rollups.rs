@@ -79,11 +79,15 @@ async fn flush_some(
     // What was handed in stays in the store until a merge takes it: a failed merge loses
     // nothing, and the next (here or on another replica) takes it.
     match store.merge_staged(merge).await {
-        Ok(m) if m.unreadable > 0 => tracing::warn!(
-            batches = m.unreadable,
-            "traffic batches in a format this build cannot read were left for a newer replica"
-        ),
-        Ok(_) => {}
+        Ok(m) => {
+            if m.unreadable > 0 {
+                tracing::warn!(
+                    batches = m.unreadable,
+                    "traffic batches in a format this build cannot read were left for a newer replica"
+                );
+            }
+            telemetry.record_unmerged_traffic(m.oldest_waiting_ms);
+        }
         Err(e) => tracing::warn!(error = %e, "traffic counts not merged; next flush"),
     }
     let shadow = telemetry.take_shadow_rollup();
@@ -169,6 +173,30 @@ mod tests {
             .find(|r| r.path == "r0")
             .map(|r| r.requests);
         assert_eq!(r0, Some(2), "r0 counted once in each round");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Counts handed in but not merged show on the replica's gauge until a merge takes them.
+    #[tokio::test]
+    async fn counts_waiting_for_a_merge_show_their_age() {
+        let (store, dir) = store("unmerged").await;
+        let telemetry = Telemetry::default();
+        count_routes(&telemetry, 1);
+        // Another replica merged just now (as far as this one can tell): it only hands in.
+        let skip = Merge::IfDue {
+            min_gap_ms: i64::MAX,
+        };
+        flush_some(&telemetry, &store, Routes::All, skip).await;
+        while telemetry.unmerged_traffic_ms() == 0 {
+            tokio::task::yield_now().await;
+            flush_some(&telemetry, &store, Routes::All, skip).await;
+        }
+        flush(&telemetry, &store).await;
+        assert_eq!(telemetry.unmerged_traffic_ms(), 0);
+        assert_eq!(
+            store.path_traffic("orders", 0).await.map(|r| r.len()).ok(),
+            Some(1)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

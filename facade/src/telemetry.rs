@@ -111,6 +111,9 @@ pub struct Telemetry {
     by_side: [AtomicU64; 2],
     catalog_version: AtomicI64,
     catalog_rejected: AtomicU64,
+    /// Age of the oldest traffic count handed to the catalog and not yet merged into its
+    /// rollups, as of this replica's last flush (0: none waiting).
+    unmerged_traffic_ms: AtomicI64,
     /// Fallbacks to legacy by (context, reason). Locked only on that exceptional path.
     fallbacks: Mutex<BTreeMap<(String, String), u64>>,
     /// Failed translations by (context, direction: request, response, shadow).
@@ -343,6 +346,17 @@ impl Telemetry {
         if !ok {
             self.catalog_rejected.fetch_add(1, Relaxed);
         }
+    }
+
+    /// The age of the oldest traffic count waiting for the catalog's merge (None: none).
+    pub fn record_unmerged_traffic(&self, age_ms: Option<i64>) {
+        self.unmerged_traffic_ms
+            .store(age_ms.unwrap_or(0).max(0), Relaxed);
+    }
+
+    /// What [`Telemetry::record_unmerged_traffic`] last recorded, in ms (0: none waiting).
+    pub fn unmerged_traffic_ms(&self) -> i64 {
+        self.unmerged_traffic_ms.load(Relaxed)
     }
 
     /// Legacy answered for `context` because the new side failed with `reason`.
@@ -742,6 +756,12 @@ impl Telemetry {
             "The catalog version the facade serves.",
             &[],
             self.catalog_version.load(Relaxed) as f64,
+        );
+        e.gauge(
+            "strangler_traffic_unmerged_oldest_seconds",
+            "Age of the oldest traffic count handed to the catalog but not yet in the rollups the dashboard and the autopilot read, as of the last flush (route counts wait up to a minute by design; 0: none).",
+            &[],
+            self.unmerged_traffic_ms.load(Relaxed) as f64 / 1000.0,
         );
         let map = self.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
         for ((context, reason), v) in map.iter() {

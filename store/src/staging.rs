@@ -61,6 +61,8 @@ pub struct Merged {
     pub unreadable: usize,
     /// Route counts were merged.
     pub routes: bool,
+    /// How long the oldest batch still waiting has waited, after this call (None: none).
+    pub oldest_waiting_ms: Option<i64>,
 }
 
 /// Traffic counts handed in per flush and merged for the whole fleet.
@@ -149,7 +151,14 @@ impl StagedRollups for SqlStore {
                 return Ok(merged);
             }
         }
-        Ok(Merged::default())
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT created_ms FROM traffic_batches ORDER BY id LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(Merged {
+            oldest_waiting_ms: oldest.map(|at| now_ms().saturating_sub(at).max(0)),
+            ..Merged::default()
+        })
     }
 
     async fn staged_batches(&self) -> Result<i64, StoreError> {
@@ -164,10 +173,18 @@ impl SqlStore {
     async fn merge_once(&self, when: Merge) -> Result<Option<Merged>, StoreError> {
         let now = now_ms();
         // Read first, outside a transaction: most replicas stop here, writing nothing.
-        let (merged_ms, routes_merged_ms): (i64, i64) =
-            sqlx::query_as("SELECT merged_ms, routes_merged_ms FROM traffic_merges WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?;
+        let (merged_ms, routes_merged_ms, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT merged_ms, routes_merged_ms, \
+             (SELECT created_ms FROM traffic_batches ORDER BY id LIMIT 1) AS oldest \
+             FROM traffic_merges WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let waited = |oldest: Option<i64>| oldest.map(|at| now_ms().saturating_sub(at).max(0));
+        let skipped = Merged {
+            oldest_waiting_ms: waited(oldest),
+            ..Merged::default()
+        };
         // A time ahead of this clock (another replica's clock runs fast) counts as long ago:
         // a skewed replica that stopped must not hold the merges up by its skew.
         let since = |at: i64| match now.checked_sub(at) {
@@ -176,7 +193,7 @@ impl SqlStore {
         };
         if let Merge::IfDue { min_gap_ms } = when {
             if since(merged_ms) < min_gap_ms {
-                return Ok(Some(Merged::default()));
+                return Ok(Some(skipped));
             }
         }
         let mut tx = self.pool.begin().await?;
@@ -190,7 +207,7 @@ impl SqlStore {
             tx.rollback().await?;
             return Ok(match when {
                 Merge::Now => None,
-                Merge::IfDue { .. } => Some(Merged::default()),
+                Merge::IfDue { .. } => Some(skipped),
             });
         }
         // Route counts are due once a minute (or now); while few wait, every merge takes them
@@ -307,6 +324,11 @@ impl SqlStore {
         }
         tx.commit().await?;
         merged.batches = done.len();
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT created_ms FROM traffic_batches ORDER BY id LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        merged.oldest_waiting_ms = waited(oldest);
         Ok(Some(merged))
     }
 }

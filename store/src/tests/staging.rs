@@ -89,6 +89,7 @@ async fn batches_are_merged_into_one_row_per_key_once(store: SqlStore) {
     assert_eq!(route_requests(&store).await, 7);
     let again = store.merge_staged(Merge::Now).await.unwrap();
     assert_eq!((again.ran, again.batches), (true, 0));
+    assert_eq!(again.oldest_waiting_ms, None);
     assert_eq!(requests(&store).await, 14);
 
     // A merge just ran: a replica asking within its gap does nothing.
@@ -101,6 +102,7 @@ async fn batches_are_merged_into_one_row_per_key_once(store: SqlStore) {
         .await
         .unwrap();
     assert!(!skipped.ran);
+    assert!(skipped.oldest_waiting_ms.is_some(), "{skipped:?}");
     assert_eq!(store.staged_batches().await.unwrap(), 1);
 
     // More route rows than the few, a minute not yet past since routes were merged: context
@@ -179,6 +181,12 @@ async fn an_unreadable_batch_is_left_for_a_newer_replica(store: SqlStore) {
         .unwrap();
     let m = store.merge_staged(Merge::Now).await.unwrap();
     assert_eq!((m.batches, m.unreadable), (1, 1));
+    // It is reported as waiting since it was handed in (here: at the epoch).
+    assert!(
+        m.oldest_waiting_ms > Some(1_000_000_000_000),
+        "{:?}",
+        m.oldest_waiting_ms
+    );
     assert_eq!(requests(&store).await, 3);
     assert_eq!(store.staged_batches().await.unwrap(), 1);
     // The retention removes it once it is older than what is kept.
