@@ -19,12 +19,14 @@
 //! its own client's reads to the owner, which has every write.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use strangler_catalog::clock::now_ms;
 use strangler_catalog::{fnv1a64, Side};
+use tokio::sync::Notify;
 
 use crate::shadow::outbox::OutboxStore;
 use crate::shadow::wal::Wal;
@@ -34,14 +36,25 @@ const GENERATION: usize = 50_000;
 /// A write this recent counts as waiting whatever the watermarks say: it may be on its way from
 /// a log to the catalog between two polls.
 const MARGIN_MS: i64 = 1_000;
-/// How often the watermarks are read.
+/// How often the watermarks are read while they are in use.
 const POLL: Duration = Duration::from_millis(100);
+/// How often they are read when no client's write, read or owner move has asked for them in
+/// [`IN_USE_MS`]: a fleet that takes no mirrored writes does not poll its store ten times a
+/// second per replica. The first question after a quiet spell wakes the poll at once; until
+/// it answers, older marks only make reads more cautious (they go to the owner).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// How long after the last question the watermarks count as in use.
+const IN_USE_MS: i64 = 30_000;
 
 /// The last write of each client to each context, and how far each side has caught up.
 #[derive(Default)]
 pub struct ReadYourWrites {
     recent: Mutex<Recent>,
     marks: ArcSwap<Marks>,
+    /// When the watermarks were last asked about (ms since the epoch).
+    asked_ms: AtomicI64,
+    /// Wakes a quiet poll when they are asked about again.
+    wake: Notify,
 }
 
 #[derive(Default)]
@@ -71,9 +84,24 @@ fn slot(context: &str, who: u64, toward: Side) -> u64 {
 }
 
 impl ReadYourWrites {
+    /// The watermarks are in use: a quiet poll wakes.
+    fn asked(&self) {
+        let now = now_ms();
+        let before = self.asked_ms.swap(now, Relaxed);
+        if now.saturating_sub(before) >= IN_USE_MS {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the watermarks were asked about in the last [`IN_USE_MS`].
+    fn in_use(&self) -> bool {
+        now_ms().saturating_sub(self.asked_ms.load(Relaxed)) < IN_USE_MS
+    }
+
     /// Client `who` made a write to `context` at `created_ms` (durable in the log), mirrored
     /// toward `toward`.
     pub fn wrote(&self, context: &str, who: u64, toward: Side, created_ms: i64) {
+        self.asked();
         let mut r = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if r.newer.len() >= GENERATION {
             r.older = std::mem::take(&mut r.newer);
@@ -102,6 +130,7 @@ impl ReadYourWrites {
     /// Whether a write to `context` made at `written` and mirrored toward `side` may not have
     /// reached it yet.
     pub fn pending(&self, context: &str, side: Side, written: i64) -> bool {
+        self.asked();
         let marks = self.marks.load();
         let mut mark = marks.polled_ms - MARGIN_MS;
         if let Some(at) = marks.waiting.get(&(context.to_owned(), side)) {
@@ -121,6 +150,7 @@ impl ReadYourWrites {
         if now < from {
             return false;
         }
+        self.asked();
         let marks = self.marks.load();
         if marks.polled_ms < from.saturating_add(MARGIN_MS) {
             return false;
@@ -171,8 +201,8 @@ pub fn wrote_at(headers: &http::HeaderMap, context: &str) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// Reads the watermarks every [`POLL`], forever. A failed read keeps the last ones, which
-/// only grow more cautious as time passes.
+/// Reads the watermarks every [`POLL`] while they are in use and every [`IDLE_POLL`] when not,
+/// forever. A failed read keeps the last ones, which only grow more cautious as time passes.
 pub async fn marks(ryw: Arc<ReadYourWrites>, store: Arc<dyn OutboxStore>, wal: Arc<Wal>) {
     loop {
         // The log first: a write that leaves it after this is in the catalog when it is read.
@@ -189,7 +219,15 @@ pub async fn marks(ryw: Arc<ReadYourWrites>, store: Arc<dyn OutboxStore>, wal: A
             }),
             Err(e) => tracing::debug!(error = %e, "read-your-writes watermarks not read"),
         }
-        tokio::time::sleep(POLL).await;
+        if ryw.in_use() {
+            tokio::time::sleep(POLL).await;
+        } else {
+            // A question between the check and the wait leaves a permit: not missed.
+            tokio::select! {
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = ryw.wake.notified() => {}
+            }
+        }
     }
 }
 

@@ -131,3 +131,75 @@ fn a_moved_owner_takes_writes_once_settled_and_what_the_old_one_took_meanwhile_h
     ryw.set_marks(marks(from + MARGIN_MS, Some(at - 10), None));
     assert!(ryw.owner_settled("orders", Side::New, at, from, from + MARGIN_MS));
 }
+
+/// Counts the watermark reads.
+#[derive(Default)]
+struct Counted {
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl OutboxStore for Counted {
+    async fn put(&self, _: &[strangler_catalog::OutboxItem]) -> Result<(), String> {
+        Ok(())
+    }
+    async fn claim(&self, _: i64, _: i64) -> Result<Vec<strangler_catalog::OutboxItem>, String> {
+        Ok(Vec::new())
+    }
+    async fn done(&self, _: &[i64]) -> Result<(), String> {
+        Ok(())
+    }
+    async fn waiting_since(&self) -> Result<Vec<(String, Side, i64)>, String> {
+        self.reads.fetch_add(1, Relaxed);
+        Ok(Vec::new())
+    }
+    async fn retry(&self, _: i64, _: i64, _: Option<&str>, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+    async fn ids_put(&self, _: &strangler_catalog::IdPair) -> Result<(), String> {
+        Ok(())
+    }
+    async fn ids_since(&self, _: i64, _: i64) -> Result<Vec<strangler_catalog::IdPair>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Quiet, the watermarks are read every two seconds; a question wakes the poll at once and it
+/// reads ten times a second until the questions have stopped for a while. (Tokio's clock is
+/// paused: the waits are virtual.)
+#[tokio::test(start_paused = true)]
+async fn the_watermarks_are_read_often_only_while_asked_about() {
+    let dir = std::env::temp_dir().join(format!("strangler-ryw-poll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let wal = crate::shadow::wal::Wal::open(&dir).unwrap();
+    let ryw = Arc::new(ReadYourWrites::default());
+    let store = Arc::new(Counted::default());
+    tokio::spawn(marks(Arc::clone(&ryw), store.clone(), wal));
+    let reads = || store.reads.load(Relaxed);
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let quiet = reads();
+    assert!((5..=7).contains(&quiet), "{quiet} reads in a quiet 10 s");
+
+    // A read asks: the poll wakes without waiting out its two seconds.
+    ryw.pending("orders", Side::New, now_ms());
+    while reads() == quiet {
+        tokio::task::yield_now().await;
+    }
+    let woken = reads();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let busy = reads() - woken;
+    assert!((9..=11).contains(&busy), "{busy} reads in a second in use");
+
+    // The questions stop (as if the last was longer ago than the window): quiet again.
+    ryw.asked_ms.store(now_ms() - IN_USE_MS - 1, Relaxed);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = reads();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let quiet = reads() - before;
+    assert!(
+        (4..=6).contains(&quiet),
+        "{quiet} reads in the next quiet 10 s"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
