@@ -222,6 +222,8 @@ impl Facade {
             s.config.paths.fold_case,
         ) {
             Ok(next) => {
+                s.ids
+                    .set_in_use(next.route_extras.iter().any(|r| r.ids.is_some()));
                 s.snapshot.store(Arc::new(next));
                 s.telemetry.record_catalog(catalog.version, true);
                 Ok(())

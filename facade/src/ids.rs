@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use strangler_catalog::pattern::{effective_path, PathPattern};
 use strangler_catalog::{IdPair, RouteSpec, Side};
 
@@ -28,8 +30,11 @@ use crate::shadow::outbox::OutboxStore;
 
 /// Pairs read from the catalog at once.
 const PAGE: i64 = 5_000;
-/// How often the catalog is asked for new pairs.
+/// How often the catalog is asked for new pairs while some route maps ids.
 const POLL: Duration = Duration::from_millis(200);
+/// How often while none does (no lookup needs the pairs then; the map stays near the catalog
+/// for the metric, and a catalog that brings a rule wakes the poll at once).
+const IDLE_POLL: Duration = Duration::from_secs(2);
 
 /// What a request toward a side does with the id it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,9 @@ pub struct IdMap {
     inner: RwLock<Inner>,
     bound: usize,
     full: AtomicBool,
+    /// Some route of the catalog served maps ids.
+    in_use: AtomicBool,
+    wake: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +94,18 @@ impl IdMap {
             inner: RwLock::default(),
             bound,
             full: AtomicBool::new(false),
+            in_use: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Whether some route of the catalog served maps ids; the first catalog that has one
+    /// wakes the follower at once.
+    pub fn set_in_use(&self, on: bool) {
+        if on && !self.in_use.swap(true, Ordering::Relaxed) {
+            self.wake.notify_one();
+        } else if !on {
+            self.in_use.store(false, Ordering::Relaxed);
         }
     }
 
@@ -328,13 +348,22 @@ pub fn swap_in_body(body: &[u8], fields: &[Vec<String>], from: &str, to: &str) -
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full(pub usize);
 
-/// Keeps `map` up with the catalog's pairs, beside the request path.
+/// Keeps `map` up with the catalog's pairs, beside the request path: every [`POLL`] while a
+/// route maps ids, every [`IDLE_POLL`] while none does.
 pub async fn follow(map: Arc<IdMap>, store: Arc<dyn OutboxStore>) {
     loop {
         if let Err(e) = map.catch_up(&*store).await {
             tracing::warn!(error = %e, "id map not readable; retrying");
         }
-        tokio::time::sleep(POLL).await;
+        if map.in_use.load(Ordering::Relaxed) {
+            tokio::time::sleep(POLL).await;
+        } else {
+            // A catalog applied between the check and the wait leaves a permit: not missed.
+            tokio::select! {
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = map.wake.notified() => {}
+            }
+        }
     }
 }
 

@@ -58,6 +58,8 @@ mod server;
 mod shadow;
 mod snapshot;
 mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 mod traffic;
 mod translate;

@@ -127,3 +127,37 @@ fn body_fields_that_hold_the_id_are_swapped_and_nothing_else() {
     assert_eq!(swap(r#"[1425]"#, "1425", "4"), None);
     assert_eq!(swap("not json", "1425", "4"), None);
 }
+
+/// While no route maps ids the catalog's pairs are read every two seconds; a catalog with such
+/// a route wakes the follower at once and it reads every 200 ms. (Tokio's clock is paused.)
+#[tokio::test(start_paused = true)]
+async fn pairs_are_read_often_only_while_a_route_maps_ids() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let map = Arc::new(IdMap::new(100));
+    let store = Arc::new(crate::testing::Counted::default());
+    tokio::spawn(follow(Arc::clone(&map), store.clone()));
+    let reads = || store.id_reads.load(Relaxed);
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let quiet = reads();
+    assert!((5..=7).contains(&quiet), "{quiet} reads in a quiet 10 s");
+
+    map.set_in_use(true);
+    while reads() == quiet {
+        tokio::task::yield_now().await;
+    }
+    let woken = reads();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy = reads() - woken;
+    assert!((9..=11).contains(&busy), "{busy} reads in 2 s in use");
+
+    map.set_in_use(false);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = reads();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let quiet = reads() - before;
+    assert!(
+        (4..=6).contains(&quiet),
+        "{quiet} reads in the next quiet 10 s"
+    );
+}

@@ -132,38 +132,6 @@ fn a_moved_owner_takes_writes_once_settled_and_what_the_old_one_took_meanwhile_h
     assert!(ryw.owner_settled("orders", Side::New, at, from, from + MARGIN_MS));
 }
 
-/// Counts the watermark reads.
-#[derive(Default)]
-struct Counted {
-    reads: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl OutboxStore for Counted {
-    async fn put(&self, _: &[strangler_catalog::OutboxItem]) -> Result<(), String> {
-        Ok(())
-    }
-    async fn claim(&self, _: i64, _: i64) -> Result<Vec<strangler_catalog::OutboxItem>, String> {
-        Ok(Vec::new())
-    }
-    async fn done(&self, _: &[i64]) -> Result<(), String> {
-        Ok(())
-    }
-    async fn waiting_since(&self) -> Result<Vec<(String, Side, i64)>, String> {
-        self.reads.fetch_add(1, Relaxed);
-        Ok(Vec::new())
-    }
-    async fn retry(&self, _: i64, _: i64, _: Option<&str>, _: bool) -> Result<(), String> {
-        Ok(())
-    }
-    async fn ids_put(&self, _: &strangler_catalog::IdPair) -> Result<(), String> {
-        Ok(())
-    }
-    async fn ids_since(&self, _: i64, _: i64) -> Result<Vec<strangler_catalog::IdPair>, String> {
-        Ok(Vec::new())
-    }
-}
-
 /// Quiet, the watermarks are read every two seconds; a question wakes the poll at once and it
 /// reads ten times a second until the questions have stopped for a while. (Tokio's clock is
 /// paused: the waits are virtual.)
@@ -173,9 +141,9 @@ async fn the_watermarks_are_read_often_only_while_asked_about() {
     let _ = std::fs::remove_dir_all(&dir);
     let wal = crate::shadow::wal::Wal::open(&dir).unwrap();
     let ryw = Arc::new(ReadYourWrites::default());
-    let store = Arc::new(Counted::default());
+    let store = Arc::new(crate::testing::Counted::default());
     tokio::spawn(marks(Arc::clone(&ryw), store.clone(), wal));
-    let reads = || store.reads.load(Relaxed);
+    let reads = || store.watermark_reads.load(Relaxed);
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     let quiet = reads();
