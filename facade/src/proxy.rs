@@ -60,7 +60,9 @@ impl Facade {
                  more than once; send exactly one of them",
             ))
         } else {
-            self.forward(req, conn, &mut id, &mut served).await
+            // Boxed: inline, this future (several KiB: every step a request may take) would
+            // double this one's size and be moved whole into the connection's, per request.
+            Box::pin(self.forward(req, conn, &mut id, &mut served)).await
         };
         let resp = match forwarded {
             Ok(resp) => resp,
@@ -220,7 +222,7 @@ impl Facade {
 
         // A composed route: several calls, one assembled answer (safe methods only).
         if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
-            match compose::answer(
+            match Box::pin(compose::answer(
                 &t,
                 composition,
                 &parts,
@@ -228,7 +230,7 @@ impl Facade {
                 &cluster,
                 &s.telemetry,
                 &self.work(),
-            )
+            ))
             .await?
             {
                 compose::Composed::Answer(resp) => {
@@ -289,13 +291,15 @@ impl Facade {
         };
         // Named as the side it goes to knows the resource (after the shadow's copy was taken:
         // a copy is mapped for its own side).
+        // The steps only some routes take are boxed (here and below): inline, each one's state
+        // would be part of every request's future, which is moved whole at each await.
         if let Some(rule) = routing.ids.clone() {
-            outgoing = self.map_ids(&rule, &mut routing, outgoing).await?;
+            outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
         }
-        let outgoing = match self.translate_outgoing(&mut routing, outgoing).await {
-            Ok(req) => req,
-            // A planned shadow dropped here counts as skipped (primary failed).
-            Err(problem) => return Err(problem),
+        let outgoing = if routing.translation.is_some() {
+            Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?
+        } else {
+            outgoing
         };
         let sent = self.send(&mut routing, outgoing).await;
         // A fallback changed who answered.
@@ -359,25 +363,25 @@ impl Facade {
         } else {
             body
         };
-        let body = match self
-            .translate_incoming(
+        let body = if routing.translation.is_some() {
+            Box::pin(self.translate_incoming(
                 &routing,
                 &mut parts,
                 body,
                 client_host.as_ref(),
                 head_request,
-            )
-            .await
-        {
-            Ok(body) => body,
-            // A planned shadow dropped here counts as skipped (primary failed).
-            Err(problem) => return Err(problem),
+            ))
+            .await?
+        } else {
+            body
         };
         // The answer names the resource as the side that answered knows it: back to the
         // client's id in the fields the route names.
-        let body = self
-            .ids_in_answer(&routing, &mut parts, body, head_request)
-            .await?;
+        let body = if routing.ids.is_some() {
+            Box::pin(self.ids_in_answer(&routing, &mut parts, body, head_request)).await?
+        } else {
+            body
+        };
         if s.config.forwarding.rewrite_redirects {
             if let Some(host) = &client_host {
                 rewrite_redirects(
@@ -403,7 +407,8 @@ impl Facade {
                 };
                 if plan.is_mirror() {
                     // Durable before the answer is released.
-                    let (body, kept) = plan.persist(&s.config.shadow, &sinks, &parts, body).await;
+                    let (body, kept) =
+                        Box::pin(plan.persist(&s.config.shadow, &sinks, &parts, body)).await;
                     let remember = routing.shadow.as_ref().filter(|w| w.remember);
                     if let (Some(w), Some(at)) = (remember, kept) {
                         if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
@@ -472,7 +477,7 @@ impl Facade {
                 );
                 drop(resp);
                 match &replay {
-                    Some(r) => self.fall_back(routing, r.rebuild(), &reason).await,
+                    Some(r) => Box::pin(self.fall_back(routing, r.rebuild(), &reason)).await,
                     None => Err(Problem::new(
                         Answer::UpstreamBroken,
                         "no request to fall back with",
@@ -499,10 +504,10 @@ impl Facade {
                     // A safe request that never left may go to legacy, and one that left when
                     // it is safe to send twice.
                     if let Some(unsent) = failure.unsent {
-                        return self.fall_back(routing, unsent, reason).await;
+                        return Box::pin(self.fall_back(routing, unsent, reason)).await;
                     }
                     if let Some(r) = &replay {
-                        return self.fall_back(routing, r.rebuild(), reason).await;
+                        return Box::pin(self.fall_back(routing, r.rebuild(), reason)).await;
                     }
                 }
                 Err(self.service_failure(&failure.kind, failure.error.as_ref(), routing))

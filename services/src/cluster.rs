@@ -638,6 +638,20 @@ where
         let Some(key) = collapser.key(&req) else {
             return self.send_direct(req, given, deadline).await;
         };
+        // Collapsing is boxed: its state would otherwise be part of every request's future.
+        Box::pin(self.send_collapsed(collapser, key, req, given, deadline)).await
+    }
+
+    /// [`Cluster::send_within`] for a request collapsing may share.
+    async fn send_collapsed(
+        &self,
+        collapser: &collapse::Collapser,
+        key: String,
+        req: Request<B>,
+        given: Option<&Replay>,
+        deadline: Option<Duration>,
+    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
+        let inner = &*self.inner;
         match collapser.join(key) {
             collapse::Role::Follower(rx) => match collapse::follow(rx).await {
                 Some(shared) => {
