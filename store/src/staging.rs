@@ -151,12 +151,8 @@ impl StagedRollups for SqlStore {
                 return Ok(merged);
             }
         }
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT created_ms FROM traffic_batches ORDER BY id LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
         Ok(Merged {
-            oldest_waiting_ms: oldest.map(|at| now_ms().saturating_sub(at).max(0)),
+            oldest_waiting_ms: self.oldest_waiting_ms().await?,
             ..Merged::default()
         })
     }
@@ -180,7 +176,6 @@ impl SqlStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        let waited = |oldest: Option<i64>| oldest.map(|at| now_ms().saturating_sub(at).max(0));
         let skipped = Merged {
             oldest_waiting_ms: waited(oldest),
             ..Merged::default()
@@ -324,11 +319,21 @@ impl SqlStore {
         }
         tx.commit().await?;
         merged.batches = done.len();
+        merged.oldest_waiting_ms = self.oldest_waiting_ms().await?;
+        Ok(Some(merged))
+    }
+
+    /// How long the oldest batch still waiting has waited (None: none waits).
+    async fn oldest_waiting_ms(&self) -> Result<Option<i64>, StoreError> {
         let oldest: Option<i64> =
             sqlx::query_scalar("SELECT created_ms FROM traffic_batches ORDER BY id LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        merged.oldest_waiting_ms = waited(oldest);
-        Ok(Some(merged))
+        Ok(waited(oldest))
     }
+}
+
+/// How long ago a batch handed in at `created_ms` was, if there is one.
+fn waited(created_ms: Option<i64>) -> Option<i64> {
+    created_ms.map(|at| now_ms().saturating_sub(at).max(0))
 }
