@@ -159,14 +159,20 @@ pub fn rewrite_origin(value: &HeaderValue, upstream: &str, public: &str) -> Opti
     HeaderValue::from_bytes(&out).ok()
 }
 
-pub(crate) fn rewrite_redirects(headers: &mut http::HeaderMap, upstream: &str, host: &HeaderValue) {
+pub(crate) fn rewrite_redirects(
+    headers: &mut http::HeaderMap,
+    upstream: &strangler_services::Origin,
+    host: &HeaderValue,
+) {
+    // Most answers carry neither field: nothing is formatted for them.
     if !headers.contains_key(LOCATION) && !headers.contains_key(CONTENT_LOCATION) {
         return;
     }
     let Ok(host) = host.to_str() else { return };
     let public = format!("http://{host}");
+    let upstream = upstream.to_prefix();
     for name in [LOCATION, CONTENT_LOCATION] {
-        rewrite_one(headers, &name, upstream, &public);
+        rewrite_one(headers, &name, &upstream, &public);
     }
 }
 

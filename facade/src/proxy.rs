@@ -386,7 +386,7 @@ impl Facade {
             if let Some(host) = &client_host {
                 rewrite_redirects(
                     &mut parts.headers,
-                    &self.origin_of(&routing).to_prefix(),
+                    self.origin_of(&routing),
                     host,
                 );
             }
