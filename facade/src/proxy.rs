@@ -1,6 +1,7 @@
 //! One request through the facade: admit it, decide who answers, translate and forward it,
 //! fall back when the new side fails, and answer.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -132,137 +133,144 @@ impl Facade {
 
     /// Forwards a request. `served` is set to the matched context's traffic counters and the
     /// side that answered (left `None` for requests no context claimed).
-    async fn forward(
-        &self,
+    //
+    // This and `send` are plain functions returning futures rather than `async fn`s: an
+    // `async fn` keeps each argument twice in its state (as passed, and as moved into its
+    // body), and the state is part of every request's future, moved whole per request.
+    fn forward<'a>(
+        &'a self,
         mut req: Request<Incoming>,
-        conn: &ConnInfo,
-        id: &mut Option<RequestId>,
-        served: &mut Option<Served>,
-    ) -> Result<Response<ResponseBody>, Refusal> {
-        let s = &*self.shared;
-        let internal_headers = self.check(&req)?;
-        normalize_target(&mut req, s.config.paths)?;
+        conn: &'a ConnInfo,
+        id: &'a mut Option<RequestId>,
+        served: &'a mut Option<Served>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Refusal>> + 'a {
+        async move {
+            let s = &*self.shared;
+            let internal_headers = self.check(&req)?;
+            normalize_target(&mut req, s.config.paths)?;
 
-        let version = req.version();
-        let head_request = req.method() == Method::HEAD;
-        let public_host = match req.uri().authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => req.headers().get(HOST).cloned(),
-        };
-        let mut routing = self.route(&req, public_host.as_ref(), conn);
-        s.telemetry.record_side(routing.side);
-        if let Some(t) = routing.traffic.take() {
-            *served = Some(t);
-        }
-        if routing.owner_moving {
-            let context = routing.context.as_deref().unwrap_or("-");
-            return Err(Problem::new(
-                Answer::ServiceUnavailable,
-                format!(
-                    "the write owner of context `{context}` is moving to the other side; \
+            let version = req.version();
+            let head_request = req.method() == Method::HEAD;
+            let public_host = match req.uri().authority() {
+                Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+                None => req.headers().get(HOST).cloned(),
+            };
+            let mut routing = self.route(&req, public_host.as_ref(), conn);
+            s.telemetry.record_side(routing.side);
+            if let Some(t) = routing.traffic.take() {
+                *served = Some(t);
+            }
+            if routing.owner_moving {
+                let context = routing.context.as_deref().unwrap_or("-");
+                return Err(Problem::new(
+                    Answer::ServiceUnavailable,
+                    format!(
+                        "the write owner of context `{context}` is moving to the other side; \
                      nothing was written, try again in a moment"
-                ),
-            ));
-        }
-        let wants_upgrade = version == Version::HTTP_11
-            && req.headers().contains_key(UPGRADE)
-            && headers::connection_has(req.headers(), "upgrade");
-        let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+                    ),
+                ));
+            }
+            let wants_upgrade = version == Version::HTTP_11
+                && req.headers().contains_key(UPGRADE)
+                && headers::connection_has(req.headers(), "upgrade");
+            let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        let (mut parts, body) = req.into_parts();
-        let headers = &mut parts.headers;
+            let (mut parts, body) = req.into_parts();
+            let headers = &mut parts.headers;
 
-        // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
-        // target (or HTTP/2's :authority) names it; otherwise the Host header does.
-        let client_host = public_host;
-        let trailers = headers::te_has_trailers(headers);
-        headers::strip_hop_by_hop(headers, wants_upgrade);
-        if trailers {
-            headers.insert(TE, HeaderValue::from_static("trailers"));
-        }
-        // hyper has already answered `Expect: 100-continue` to the client when the body is
-        // first read; the upstream need not be asked again.
-        headers.remove(EXPECT);
-        if internal_headers {
-            // `X-Strangler-*` is ours to set (shadow marks, identity); a client may not forge it.
-            strip_internal(headers);
-        }
-        match s.config.forwarding.host {
-            HostHeader::Preserve => match &client_host {
-                Some(h) => {
-                    headers.insert(HOST, h.clone());
-                }
-                // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
-                None => {
+            // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
+            // target (or HTTP/2's :authority) names it; otherwise the Host header does.
+            let client_host = public_host;
+            let trailers = headers::te_has_trailers(headers);
+            headers::strip_hop_by_hop(headers, wants_upgrade);
+            if trailers {
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+            }
+            // hyper has already answered `Expect: 100-continue` to the client when the body is
+            // first read; the upstream need not be asked again.
+            headers.remove(EXPECT);
+            if internal_headers {
+                // `X-Strangler-*` is ours to set (shadow marks, identity); a client may not forge it.
+                strip_internal(headers);
+            }
+            match s.config.forwarding.host {
+                HostHeader::Preserve => match &client_host {
+                    Some(h) => {
+                        headers.insert(HOST, h.clone());
+                    }
+                    // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
+                    None => {
+                        if let Ok(h) =
+                            HeaderValue::from_str(self.origin_of(&routing).authority.as_str())
+                        {
+                            headers.insert(HOST, h);
+                        }
+                    }
+                },
+                HostHeader::Upstream => {
                     if let Ok(h) =
                         HeaderValue::from_str(self.origin_of(&routing).authority.as_str())
                     {
                         headers.insert(HOST, h);
                     }
                 }
-            },
-            HostHeader::Upstream => {
-                if let Ok(h) = HeaderValue::from_str(self.origin_of(&routing).authority.as_str()) {
-                    headers.insert(HOST, h);
+            }
+            headers::set_forwarded(
+                headers,
+                &Forwarded {
+                    peer: &conn.peer_value,
+                    trusted: conn.trusted,
+                    proto: if conn.tls.is_some() { "https" } else { "http" },
+                    host: client_host.as_ref(),
+                },
+            );
+            headers.append(VIA, self.via(version).clone());
+            parts.version = Version::HTTP_11;
+            parts.extensions = http::Extensions::new();
+
+            // A composed route: several calls, one assembled answer (safe methods only).
+            if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
+                match Box::pin(compose::answer(
+                    &t,
+                    composition,
+                    &parts,
+                    &s.legacy,
+                    &cluster,
+                    &s.telemetry,
+                    &self.work(),
+                ))
+                .await?
+                {
+                    compose::Composed::Answer(resp) => {
+                        let mut resp = *resp;
+                        resp.headers_mut().append(VIA, s.via_11.clone());
+                        if s.config.forwarding.debug_header {
+                            routing.debug_header(resp.headers_mut());
+                        }
+                        return Ok(resp);
+                    }
+                    compose::Composed::ToLegacy => {
+                        if let Some(served) = served.as_mut() {
+                            served.side = Side::Legacy;
+                            served.fell_back = true;
+                        }
+                        s.telemetry
+                            .record_fallback(&t.context, "composed_part_failed");
+                        routing.fell_back = Some("composed_part_failed".to_owned());
+                        routing.side = Side::Legacy;
+                        routing.target = Target::Legacy;
+                        routing.shadow = None;
+                    }
                 }
             }
-        }
-        headers::set_forwarded(
-            headers,
-            &Forwarded {
-                peer: &conn.peer_value,
-                trusted: conn.trusted,
-                proto: if conn.tls.is_some() { "https" } else { "http" },
-                host: client_host.as_ref(),
-            },
-        );
-        headers.append(VIA, self.via(version).clone());
-        parts.version = Version::HTTP_11;
-        parts.extensions = http::Extensions::new();
 
-        // A composed route: several calls, one assembled answer (safe methods only).
-        if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
-            match Box::pin(compose::answer(
-                &t,
-                composition,
-                &parts,
-                &s.legacy,
-                &cluster,
-                &s.telemetry,
-                &self.work(),
-            ))
-            .await?
-            {
-                compose::Composed::Answer(resp) => {
-                    let mut resp = *resp;
-                    resp.headers_mut().append(VIA, s.via_11.clone());
-                    if s.config.forwarding.debug_header {
-                        routing.debug_header(resp.headers_mut());
-                    }
-                    return Ok(resp);
-                }
-                compose::Composed::ToLegacy => {
-                    if let Some(served) = served.as_mut() {
-                        served.side = Side::Legacy;
-                        served.fell_back = true;
-                    }
-                    s.telemetry
-                        .record_fallback(&t.context, "composed_part_failed");
-                    routing.fell_back = Some("composed_part_failed".to_owned());
-                    routing.side = Side::Legacy;
-                    routing.target = Target::Legacy;
-                    routing.shadow = None;
-                }
-            }
-        }
-
-        let body = RequestBody::new(
-            body,
-            s.config.limits.max_body_bytes,
-            s.config.limits.body_idle_timeout,
-        );
-        let mut outgoing = Request::from_parts(parts, body);
-        let shadow_plan = match &routing.shadow {
+            let body = RequestBody::new(
+                body,
+                s.config.limits.max_body_bytes,
+                s.config.limits.body_idle_timeout,
+            );
+            let mut outgoing = Request::from_parts(parts, body);
+            let shadow_plan = match &routing.shadow {
             Some(wanted) => shadow::plan(
                 &s.config.shadow,
                 wanted,
@@ -289,140 +297,137 @@ impl Facade {
             })?,
             None => None,
         };
-        // Named as the side it goes to knows the resource (after the shadow's copy was taken:
-        // a copy is mapped for its own side).
-        // The steps only some routes take are boxed (here and below): inline, each one's state
-        // would be part of every request's future, which is moved whole at each await.
-        if let Some(rule) = routing.ids.clone() {
-            outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
-        }
-        let outgoing = if routing.translation.is_some() {
-            Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?
-        } else {
-            outgoing
-        };
-        let sent = self.send(&mut routing, outgoing).await;
-        // A fallback changed who answered.
-        if let Some(served) = served.as_mut() {
-            served.side = routing.side;
-            served.fell_back = routing.fell_back.is_some();
-        }
-        let mut resp = match sent {
-            Ok(resp) => resp,
-            // A planned shadow dropped here counts as skipped (primary failed).
-            Err(problem) => return Err(problem),
-        };
-        // In reverse, a fallback means legacy answered: there is nothing to compare.
-        let shadow_plan = match shadow_plan {
-            Some(plan) if routing.fell_back.is_some() => {
-                plan.skip_as(shadow::Skip::FellBack);
-                None
+            // Named as the side it goes to knows the resource (after the shadow's copy was taken:
+            // a copy is mapped for its own side).
+            // The steps only some routes take are boxed (here and below): inline, each one's state
+            // would be part of every request's future, which is moved whole at each await.
+            if let Some(rule) = routing.ids.clone() {
+                outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
             }
-            plan => plan,
-        };
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
-                return Err(Problem::new(
-                    Answer::UpstreamBroken,
-                    "the upstream switched protocols without being asked to",
-                ));
+            let outgoing = if routing.translation.is_some() {
+                Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?
+            } else {
+                outgoing
             };
-            if let Some(plan) = shadow_plan {
-                plan.skip_as(shadow::Skip::Upgraded);
+            let sent = self.send(&mut routing, outgoing).await;
+            // A fallback changed who answered.
+            if let Some(served) = served.as_mut() {
+                served.side = routing.side;
+                served.fell_back = routing.fell_back.is_some();
             }
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            s.telemetry.record_upgrade();
-            upgrade::spawn_tunnel(
-                client_upgrade,
-                upstream_upgrade,
-                *id.get_or_insert_with(RequestId::next),
-            );
-            let (mut parts, _) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers, true);
-            parts.headers.append(VIA, s.via_11.clone());
-            parts.extensions = http::Extensions::new();
-            return Ok(Response::from_parts(parts, ResponseBody::empty()));
-        }
+            let mut resp = match sent {
+                Ok(resp) => resp,
+                // A planned shadow dropped here counts as skipped (primary failed).
+                Err(problem) => return Err(problem),
+            };
+            // In reverse, a fallback means legacy answered: there is nothing to compare.
+            let shadow_plan = match shadow_plan {
+                Some(plan) if routing.fell_back.is_some() => {
+                    plan.skip_as(shadow::Skip::FellBack);
+                    None
+                }
+                plan => plan,
+            };
 
-        let (mut parts, body) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        // A small answer of unknown length (chunked) goes out whole, with its length.
-        let bodiless = head_request
-            || parts.status.is_informational()
-            || matches!(
-                parts.status,
-                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-            );
-        let body = if !bodiless && http_body::Body::size_hint(&body).exact().is_none() {
-            let (body, len) = body.coalesce(COALESCE_BYTES, &s.buffers).await;
-            if let Some(len) = len {
-                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-            }
-            body
-        } else {
-            body
-        };
-        let body = if routing.translation.is_some() {
-            Box::pin(self.translate_incoming(
-                &routing,
-                &mut parts,
-                body,
-                client_host.as_ref(),
-                head_request,
-            ))
-            .await?
-        } else {
-            body
-        };
-        // The answer names the resource as the side that answered knows it: back to the
-        // client's id in the fields the route names.
-        let body = if routing.ids.is_some() {
-            Box::pin(self.ids_in_answer(&routing, &mut parts, body, head_request)).await?
-        } else {
-            body
-        };
-        if s.config.forwarding.rewrite_redirects {
-            if let Some(host) = &client_host {
-                rewrite_redirects(
-                    &mut parts.headers,
-                    self.origin_of(&routing),
-                    host,
-                );
-            }
-        }
-        parts.headers.append(VIA, s.via_11.clone());
-        if s.config.forwarding.debug_header {
-            routing.debug_header(&mut parts.headers);
-        }
-        parts.version = Version::HTTP_11;
-        parts.extensions = http::Extensions::new();
-        let body = match shadow_plan {
-            Some(plan) => {
-                let sinks = shadow::Sinks {
-                    telemetry: Arc::clone(&s.telemetry),
-                    outbox: s.outbox.get().cloned(),
-                    ryw: Arc::clone(&s.ryw),
-                    work: self.work(),
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let Some(client_upgrade) = client_upgrade else {
+                    return Err(Problem::new(
+                        Answer::UpstreamBroken,
+                        "the upstream switched protocols without being asked to",
+                    ));
                 };
-                if plan.is_mirror() {
-                    // Durable before the answer is released.
-                    let (body, kept) =
-                        Box::pin(plan.persist(&s.config.shadow, &sinks, &parts, body)).await;
-                    let remember = routing.shadow.as_ref().filter(|w| w.remember);
-                    if let (Some(w), Some(at)) = (remember, kept) {
-                        if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
-                            parts.headers.append(http::header::SET_COOKIE, v);
-                        }
-                    }
-                    body
-                } else {
-                    body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
+                if let Some(plan) = shadow_plan {
+                    plan.skip_as(shadow::Skip::Upgraded);
+                }
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                s.telemetry.record_upgrade();
+                upgrade::spawn_tunnel(
+                    client_upgrade,
+                    upstream_upgrade,
+                    *id.get_or_insert_with(RequestId::next),
+                );
+                let (mut parts, _) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, true);
+                parts.headers.append(VIA, s.via_11.clone());
+                parts.extensions = http::Extensions::new();
+                return Ok(Response::from_parts(parts, ResponseBody::empty()));
+            }
+
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            // A small answer of unknown length (chunked) goes out whole, with its length.
+            let bodiless = head_request
+                || parts.status.is_informational()
+                || matches!(
+                    parts.status,
+                    StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+                );
+            let body = if !bodiless && http_body::Body::size_hint(&body).exact().is_none() {
+                let (body, len) = body.coalesce(COALESCE_BYTES, &s.buffers).await;
+                if let Some(len) = len {
+                    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                body
+            } else {
+                body
+            };
+            let body = if routing.translation.is_some() {
+                Box::pin(self.translate_incoming(
+                    &routing,
+                    &mut parts,
+                    body,
+                    client_host.as_ref(),
+                    head_request,
+                ))
+                .await?
+            } else {
+                body
+            };
+            // The answer names the resource as the side that answered knows it: back to the
+            // client's id in the fields the route names.
+            let body = if routing.ids.is_some() {
+                Box::pin(self.ids_in_answer(&routing, &mut parts, body, head_request)).await?
+            } else {
+                body
+            };
+            if s.config.forwarding.rewrite_redirects {
+                if let Some(host) = &client_host {
+                    rewrite_redirects(&mut parts.headers, self.origin_of(&routing), host);
                 }
             }
-            None => body,
-        };
-        Ok(Response::from_parts(parts, body))
+            parts.headers.append(VIA, s.via_11.clone());
+            if s.config.forwarding.debug_header {
+                routing.debug_header(&mut parts.headers);
+            }
+            parts.version = Version::HTTP_11;
+            parts.extensions = http::Extensions::new();
+            let body = match shadow_plan {
+                Some(plan) => {
+                    let sinks = shadow::Sinks {
+                        telemetry: Arc::clone(&s.telemetry),
+                        outbox: s.outbox.get().cloned(),
+                        ryw: Arc::clone(&s.ryw),
+                        work: self.work(),
+                    };
+                    if plan.is_mirror() {
+                        // Durable before the answer is released.
+                        let (body, kept) =
+                            Box::pin(plan.persist(&s.config.shadow, &sinks, &parts, body)).await;
+                        let remember = routing.shadow.as_ref().filter(|w| w.remember);
+                        if let (Some(w), Some(at)) = (remember, kept) {
+                            if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
+                                parts.headers.append(http::header::SET_COOKIE, v);
+                            }
+                        }
+                        body
+                    } else {
+                        body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
+                    }
+                }
+                None => body,
+            };
+            Ok(Response::from_parts(parts, body))
+        }
     }
 
     fn via(&self, version: Version) -> &HeaderValue {
@@ -436,81 +441,83 @@ impl Facade {
 
     /// Sends the request to the side the routing chose; on the new side, with fallback to
     /// legacy where the context allows it.
-    async fn send(
-        &self,
-        routing: &mut Routing,
+    fn send<'a>(
+        &'a self,
+        routing: &'a mut Routing,
         req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Problem> {
-        let s = &*self.shared;
-        let (cluster, fallback, fallback_after) = match &routing.target {
-            Target::Legacy => {
-                return match s.legacy.send(req).await {
-                    Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
-                    Err(err) => Err(self.upstream_failure(&err, routing)),
-                };
-            }
-            Target::New {
-                cluster,
-                fallback,
-                fallback_after,
-            } => (cluster.clone(), *fallback, *fallback_after),
-        };
-        // A safe request without a body can be sent again to legacy after the new side failed
-        // (and the same copy serves the cluster's retries).
-        let replay = (fallback
-            && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-            && http_body::Body::is_end_stream(req.body()))
-        .then(|| Replay::of(&req));
-        // A hung new service must not hold the client for its whole timeout: a safe request
-        // that has no answer by the deadline is answered by legacy.
-        let deadline = replay
-            .as_ref()
-            .map(|_| fallback_after.unwrap_or_else(|| cluster.fallback_deadline()));
-        match cluster.send_within(req, replay.as_ref(), deadline).await {
-            Ok(resp)
-                if replay.is_some()
-                    && is_failure_status(effective_status(resp.status(), resp.headers())) =>
-            {
-                let reason = format!(
-                    "status_{}",
-                    effective_status(resp.status(), resp.headers()).as_u16()
-                );
-                drop(resp);
-                match &replay {
-                    Some(r) => Box::pin(self.fall_back(routing, r.rebuild(), &reason)).await,
-                    None => Err(Problem::new(
-                        Answer::UpstreamBroken,
-                        "no request to fall back with",
-                    )),
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Problem>> + 'a {
+        async move {
+            let s = &*self.shared;
+            let (cluster, fallback, fallback_after) = match &routing.target {
+                Target::Legacy => {
+                    return match s.legacy.send(req).await {
+                        Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
+                        Err(err) => Err(self.upstream_failure(&err, routing)),
+                    };
                 }
-            }
-            Ok(resp) => Ok(resp.map(ResponseBody::cluster)),
-            Err(failure) => {
-                let reason = failure.kind.as_str();
-                // A write goes only to the context's owner: legacy taking it alone would split
-                // the data. One that never left is refused as retryable, nothing written.
-                if failure.unsent.is_some() && routing.write {
-                    let context = routing.context.as_deref().unwrap_or("-");
-                    return Err(Problem::new(
-                        Answer::ServiceUnavailable,
-                        format!(
+                Target::New {
+                    cluster,
+                    fallback,
+                    fallback_after,
+                } => (cluster.clone(), *fallback, *fallback_after),
+            };
+            // A safe request without a body can be sent again to legacy after the new side failed
+            // (and the same copy serves the cluster's retries).
+            let replay = (fallback
+                && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+                && http_body::Body::is_end_stream(req.body()))
+            .then(|| Replay::of(&req));
+            // A hung new service must not hold the client for its whole timeout: a safe request
+            // that has no answer by the deadline is answered by legacy.
+            let deadline = replay
+                .as_ref()
+                .map(|_| fallback_after.unwrap_or_else(|| cluster.fallback_deadline()));
+            match cluster.send_within(req, replay.as_ref(), deadline).await {
+                Ok(resp)
+                    if replay.is_some()
+                        && is_failure_status(effective_status(resp.status(), resp.headers())) =>
+                {
+                    let reason = format!(
+                        "status_{}",
+                        effective_status(resp.status(), resp.headers()).as_u16()
+                    );
+                    drop(resp);
+                    match &replay {
+                        Some(r) => Box::pin(self.fall_back(routing, r.rebuild(), &reason)).await,
+                        None => Err(Problem::new(
+                            Answer::UpstreamBroken,
+                            "no request to fall back with",
+                        )),
+                    }
+                }
+                Ok(resp) => Ok(resp.map(ResponseBody::cluster)),
+                Err(failure) => {
+                    let reason = failure.kind.as_str();
+                    // A write goes only to the context's owner: legacy taking it alone would split
+                    // the data. One that never left is refused as retryable, nothing written.
+                    if failure.unsent.is_some() && routing.write {
+                        let context = routing.context.as_deref().unwrap_or("-");
+                        return Err(Problem::new(
+                            Answer::ServiceUnavailable,
+                            format!(
                             "the new service of context `{context}` owns its writes and cannot \
                              take this one now; nothing was written, try again shortly"
                         ),
-                    )
-                    .internal(format!("write not sent to the owner: {reason}")));
-                }
-                if fallback {
-                    // A safe request that never left may go to legacy, and one that left when
-                    // it is safe to send twice.
-                    if let Some(unsent) = failure.unsent {
-                        return Box::pin(self.fall_back(routing, unsent, reason)).await;
+                        )
+                        .internal(format!("write not sent to the owner: {reason}")));
                     }
-                    if let Some(r) = &replay {
-                        return Box::pin(self.fall_back(routing, r.rebuild(), reason)).await;
+                    if fallback {
+                        // A safe request that never left may go to legacy, and one that left when
+                        // it is safe to send twice.
+                        if let Some(unsent) = failure.unsent {
+                            return Box::pin(self.fall_back(routing, unsent, reason)).await;
+                        }
+                        if let Some(r) = &replay {
+                            return Box::pin(self.fall_back(routing, r.rebuild(), reason)).await;
+                        }
                     }
+                    Err(self.service_failure(&failure.kind, failure.error.as_ref(), routing))
                 }
-                Err(self.service_failure(&failure.kind, failure.error.as_ref(), routing))
             }
         }
     }

@@ -16,6 +16,7 @@ mod breaker;
 mod budget;
 mod collapse;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{Method, Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -590,21 +592,21 @@ where
 
     /// Sends `req` through the stack; identical concurrent GETs share one call when collapsing
     /// is on.
-    pub async fn send(
+    pub fn send(
         &self,
         req: Request<B>,
-    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
-        self.send_with(req, None).await
+    ) -> impl Future<Output = Result<Response<ClusterBody<B>>, ServiceFailure<B>>> + '_ {
+        self.send_with(req, None)
     }
 
     /// Like [`Cluster::send`], with the caller's own replayable copy of the request (so that it
     /// is made once, when the caller needs one too).
-    pub async fn send_with(
-        &self,
+    pub fn send_with<'a>(
+        &'a self,
         req: Request<B>,
-        given: Option<&Replay>,
-    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
-        self.send_within(req, given, None).await
+        given: Option<&'a Replay>,
+    ) -> impl Future<Output = Result<Response<ClusterBody<B>>, ServiceFailure<B>>> + 'a {
+        self.send_within(req, given, None)
     }
 
     /// How long a caller that can answer otherwise should wait for this service's answer: ten
@@ -625,21 +627,28 @@ where
     /// Like [`Cluster::send_with`]; a safe request (one with a replay) that has no answer head
     /// by `deadline` is given up on — counted as a timeout for the breaker and the instance —
     /// so that its caller can answer from elsewhere.
-    pub async fn send_within(
-        &self,
+    //
+    // The steps of a request's way out are plain functions returning futures rather than
+    // `async fn`s where they can be: an `async fn` keeps each argument twice in its state (as
+    // passed, and as moved into its body), and a request is 440 bytes.
+    pub fn send_within<'a>(
+        &'a self,
         req: Request<B>,
-        given: Option<&Replay>,
+        given: Option<&'a Replay>,
         deadline: Option<Duration>,
-    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
-        let inner = &*self.inner;
-        let Some(collapser) = &inner.collapser else {
-            return self.send_direct(req, given, deadline).await;
-        };
-        let Some(key) = collapser.key(&req) else {
-            return self.send_direct(req, given, deadline).await;
-        };
-        // Collapsing is boxed: its state would otherwise be part of every request's future.
-        Box::pin(self.send_collapsed(collapser, key, req, given, deadline)).await
+    ) -> impl Future<Output = Result<Response<ClusterBody<B>>, ServiceFailure<B>>> + 'a {
+        let collapsing = self
+            .inner
+            .collapser
+            .as_ref()
+            .and_then(|c| c.key(&req).map(|key| (c, key)));
+        match collapsing {
+            None => Either::Left(self.send_direct(req, given, deadline)),
+            // Collapsing is boxed: its state would otherwise be part of every request's future.
+            Some((collapser, key)) => Either::Right(Box::pin(
+                self.send_collapsed(collapser, key, req, given, deadline),
+            )),
+        }
     }
 
     /// [`Cluster::send_within`] for a request collapsing may share.
@@ -713,152 +722,155 @@ where
         }
     }
 
-    async fn send_direct(
-        &self,
-        req: Request<B>,
-        given: Option<&Replay>,
+    fn send_direct<'a>(
+        &'a self,
+        mut req: Request<B>,
+        given: Option<&'a Replay>,
         deadline: Option<Duration>,
-    ) -> Result<Response<ClusterBody<B>>, ServiceFailure<B>> {
-        let inner = &*self.inner;
-        inner.counters.requests.fetch_add(1, Relaxed);
-        if inner.endpoints.is_empty() {
-            return Err(ServiceFailure {
-                kind: ServiceFailureKind::Upstream(FailureKind::Connect),
-                error: Some(UpstreamError::new(
-                    FailureKind::Connect,
-                    Some(
-                        format!(
-                            "service `{}` has no instance (none configured or registered)",
-                            inner.config.name
-                        )
-                        .into(),
-                    ),
-                )),
-                unsent: Some(req),
-            });
-        }
-        inner.budget.deposit();
-        let (admit, moved) = inner.breaker.admit();
-        self.breaker_moved(moved);
-        if admit == Admit::No {
-            inner.counters.breaker_rejected.fetch_add(1, Relaxed);
-            return Err(ServiceFailure {
-                kind: ServiceFailureKind::BreakerOpen,
-                error: None,
-                unsent: Some(req),
-            });
-        }
-        let permit = match &inner.bulkhead {
-            Some(sem) => match Arc::clone(sem).try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    inner.counters.bulkhead_rejected.fetch_add(1, Relaxed);
-                    // Not sent: the breaker must not count it either way.
-                    if admit == Admit::Probe {
-                        self.breaker_moved(inner.breaker.record(admit, true));
-                    }
-                    return Err(ServiceFailure {
-                        kind: ServiceFailureKind::BulkheadFull,
-                        error: None,
-                        unsent: Some(req),
-                    });
-                }
-            },
-            None => None,
-        };
-        // A replayable copy for retries: idempotent and without a body.
-        // The caller's copy if it made one, else our own when the request may be retried.
-        let own;
-        let replay = match given {
-            Some(r) => Some(r),
-            None => {
-                own = (self.retryable(req.method()) && http_body::Body::is_end_stream(req.body()))
-                    .then(|| Replay::of(&req));
-                own.as_ref()
+    ) -> impl Future<Output = Result<Response<ClusterBody<B>>, ServiceFailure<B>>> + 'a {
+        // `req` is used where it was captured (see `send_within`).
+        async move {
+            let inner = &*self.inner;
+            inner.counters.requests.fetch_add(1, Relaxed);
+            if inner.endpoints.is_empty() {
+                return Err(ServiceFailure {
+                    kind: ServiceFailureKind::Upstream(FailureKind::Connect),
+                    error: Some(UpstreamError::new(
+                        FailureKind::Connect,
+                        Some(
+                            format!(
+                                "service `{}` has no instance (none configured or registered)",
+                                inner.config.name
+                            )
+                            .into(),
+                        ),
+                    )),
+                    unsent: Some(req),
+                });
             }
-        };
-        // Only a request that can be sent again elsewhere may be given up on mid-way.
-        let until = deadline
-            .filter(|_| replay.is_some())
-            .map(|d| tokio::time::Instant::now() + d);
-        let mut current = req;
-        let mut avoid = None;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let i = self.pick(avoid);
-            let endpoint = &inner.endpoints[i];
-            endpoint.in_flight.fetch_add(1, Relaxed);
-            let guard = InFlight {
-                cluster: Arc::clone(&self.inner),
-                index: i,
-            };
-            let started = Instant::now();
-            let sending = endpoint.upstream.try_send(current);
-            let result = match until {
-                Some(until) => match tokio::time::timeout_at(until, sending).await {
-                    Ok(result) => result,
+            inner.budget.deposit();
+            let (admit, moved) = inner.breaker.admit();
+            self.breaker_moved(moved);
+            if admit == Admit::No {
+                inner.counters.breaker_rejected.fetch_add(1, Relaxed);
+                return Err(ServiceFailure {
+                    kind: ServiceFailureKind::BreakerOpen,
+                    error: None,
+                    unsent: Some(req),
+                });
+            }
+            let permit = match &inner.bulkhead {
+                Some(sem) => match Arc::clone(sem).try_acquire_owned() {
+                    Ok(p) => Some(p),
                     Err(_) => {
-                        inner.counters.deadline_passed.fetch_add(1, Relaxed);
-                        Err(crate::upstream::SendFailure {
-                            error: UpstreamError::new(
-                                FailureKind::Timeout,
-                                Some("no answer by the caller's deadline".into()),
-                            ),
-                            unsent: None,
-                        })
+                        inner.counters.bulkhead_rejected.fetch_add(1, Relaxed);
+                        // Not sent: the breaker must not count it either way.
+                        if admit == Admit::Probe {
+                            self.breaker_moved(inner.breaker.record(admit, true));
+                        }
+                        return Err(ServiceFailure {
+                            kind: ServiceFailureKind::BulkheadFull,
+                            error: None,
+                            unsent: Some(req),
+                        });
                     }
                 },
-                None => sending.await,
+                None => None,
             };
-            let ok = matches!(&result, Ok(resp) if !is_failure_status(effective_status(resp.status(), resp.headers())));
-            if result.is_ok() {
-                self.observe(started.elapsed());
-            }
-            self.outcome(i, ok);
-            let in_time = until.is_none_or(|u| tokio::time::Instant::now() < u);
-            let replayable = if attempt < inner.config.retry.attempts && !ok && in_time {
-                replay
-            } else {
-                None
-            };
-            if let Some(replay) = replayable {
-                if inner.budget.try_spend() {
-                    inner.counters.retries.fetch_add(1, Relaxed);
-                    // Exponential backoff with full jitter.
-                    let cap = inner
-                        .config
-                        .retry
-                        .backoff_base
-                        .saturating_mul(1 << (attempt - 1).min(16))
-                        .min(inner.config.retry.backoff_max);
-                    tokio::time::sleep(cap.mul_f64(fastrand::f64())).await;
-                    current = replay.rebuild();
-                    avoid = Some(i);
-                    drop(guard);
-                    continue;
+            // A replayable copy for retries: idempotent and without a body.
+            // The caller's copy if it made one, else our own when the request may be retried.
+            let own;
+            let replay = match given {
+                Some(r) => Some(r),
+                None => {
+                    own = (self.retryable(req.method())
+                        && http_body::Body::is_end_stream(req.body()))
+                    .then(|| Replay::of(&req));
+                    own.as_ref()
                 }
-                inner.counters.retries_denied.fetch_add(1, Relaxed);
-            }
-            self.breaker_moved(inner.breaker.record(admit, ok));
-            return match result {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    Ok(Response::from_parts(
-                        parts,
-                        ClusterBody {
-                            inner: BodyKind::Upstream(body),
-                            _permit: permit,
-                            _in_flight: Some(guard),
-                        },
-                    ))
-                }
-                Err(f) => Err(ServiceFailure {
-                    kind: ServiceFailureKind::Upstream(f.error.kind()),
-                    error: Some(f.error),
-                    unsent: f.unsent,
-                }),
             };
+            // Only a request that can be sent again elsewhere may be given up on mid-way.
+            let until = deadline
+                .filter(|_| replay.is_some())
+                .map(|d| tokio::time::Instant::now() + d);
+            let mut avoid = None;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let i = self.pick(avoid);
+                let endpoint = &inner.endpoints[i];
+                endpoint.in_flight.fetch_add(1, Relaxed);
+                let guard = InFlight {
+                    cluster: Arc::clone(&self.inner),
+                    index: i,
+                };
+                let started = Instant::now();
+                let sending = endpoint.upstream.try_send(req);
+                let result = match until {
+                    Some(until) => match tokio::time::timeout_at(until, sending).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            inner.counters.deadline_passed.fetch_add(1, Relaxed);
+                            Err(crate::upstream::SendFailure {
+                                error: UpstreamError::new(
+                                    FailureKind::Timeout,
+                                    Some("no answer by the caller's deadline".into()),
+                                ),
+                                unsent: None,
+                            })
+                        }
+                    },
+                    None => sending.await,
+                };
+                let ok = matches!(&result, Ok(resp) if !is_failure_status(effective_status(resp.status(), resp.headers())));
+                if result.is_ok() {
+                    self.observe(started.elapsed());
+                }
+                self.outcome(i, ok);
+                let in_time = until.is_none_or(|u| tokio::time::Instant::now() < u);
+                let replayable = if attempt < inner.config.retry.attempts && !ok && in_time {
+                    replay
+                } else {
+                    None
+                };
+                if let Some(replay) = replayable {
+                    if inner.budget.try_spend() {
+                        inner.counters.retries.fetch_add(1, Relaxed);
+                        // Exponential backoff with full jitter.
+                        let cap = inner
+                            .config
+                            .retry
+                            .backoff_base
+                            .saturating_mul(1 << (attempt - 1).min(16))
+                            .min(inner.config.retry.backoff_max);
+                        tokio::time::sleep(cap.mul_f64(fastrand::f64())).await;
+                        req = replay.rebuild();
+                        avoid = Some(i);
+                        drop(guard);
+                        continue;
+                    }
+                    inner.counters.retries_denied.fetch_add(1, Relaxed);
+                }
+                self.breaker_moved(inner.breaker.record(admit, ok));
+                return match result {
+                    Ok(resp) => {
+                        let (parts, body) = resp.into_parts();
+                        Ok(Response::from_parts(
+                            parts,
+                            ClusterBody {
+                                inner: BodyKind::Upstream(body),
+                                _permit: permit,
+                                _in_flight: Some(guard),
+                            },
+                        ))
+                    }
+                    Err(f) => Err(ServiceFailure {
+                        kind: ServiceFailureKind::Upstream(f.error.kind()),
+                        error: Some(f.error),
+                        unsent: f.unsent,
+                    }),
+                };
+            }
         }
     }
 

@@ -1,9 +1,11 @@
 //! One upstream service: its origin, a keep-alive connection pool and its timeouts.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::{Either, FutureExt, TryFutureExt};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -291,81 +293,94 @@ where
     }
 
     /// Sends `req` to this upstream. Only the path and query of the request's URI are used.
-    pub async fn send(&self, req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
-        self.try_send(req).await.map_err(|f| f.error)
+    pub fn send(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, UpstreamError>> + '_ {
+        self.try_send(req).map_err(|f| f.error)
     }
 
     /// Like [`Upstream::send`], but a request that never left (no connection could be made)
     /// comes back with the error, so that the caller can send it elsewhere.
-    pub async fn try_send(
+    //
+    // This and the other steps of a request's way out are plain functions returning futures
+    // rather than `async fn`s: an `async fn` keeps each argument twice in its state (as
+    // passed, and as moved into its body), and a request is 440 bytes; the state of every
+    // step is part of each request's future, which is moved whole into the connection's.
+    pub fn try_send(
         &self,
         mut req: Request<B>,
-    ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
+    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
         let origin_form = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(origin_form);
+        let exchange = self.exchange(req);
         match self.inner.config.response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, self.exchange(req)).await {
-                Ok(result) => result,
-                Err(_) => Err(SendFailure {
-                    error: UpstreamError::timeout(),
-                    unsent: None,
-                }),
-            },
-            None => self.exchange(req).await,
+            Some(limit) => Either::Left(tokio::time::timeout(limit, exchange).map(|r| {
+                r.unwrap_or_else(|_| {
+                    Err(SendFailure {
+                        error: UpstreamError::timeout(),
+                        unsent: None,
+                    })
+                })
+            })),
+            None => Either::Right(exchange),
         }
     }
 
-    async fn exchange(
+    fn exchange(
         &self,
         mut req: Request<B>,
-    ) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
-        let h2 = match self.inner.config.protocol {
-            Protocol::H2c | Protocol::H2 => true,
-            Protocol::Auto => self
-                .inner
-                .pool
-                .auto_h2
-                .load(std::sync::atomic::Ordering::Relaxed),
-            Protocol::Http1 => false,
-        };
-        // The HTTP/2 exchange and the connect (TLS handshake included) are boxed: inline, their
-        // state made this future ~3.9 KiB, copied at each await up the request path, while a
-        // pooled HTTP/1 request needs neither.
-        if h2 {
-            return Box::pin(self.exchange_h2(req)).await;
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (mut sender, born) = match self.checkout().await {
-                Some(pooled) => pooled,
-                None => match Box::pin(self.connect()).await {
-                    Ok(Fresh::H1(sender)) => (sender, Instant::now()),
-                    // `auto`, and the upstream chose HTTP/2: the connection is the shared one.
-                    Ok(Fresh::H2) => return Box::pin(self.exchange_h2(req)).await,
-                    Err(error) => {
-                        return Err(SendFailure {
-                            error,
-                            unsent: Some(req),
-                        })
-                    }
-                },
+    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
+        // `req` is used where it was captured (see `try_send`).
+        async move {
+            let h2 = match self.inner.config.protocol {
+                Protocol::H2c | Protocol::H2 => true,
+                Protocol::Auto => self
+                    .inner
+                    .pool
+                    .auto_h2
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                Protocol::Http1 => false,
             };
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap(resp, sender, born)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
-                    unsent => {
-                        return Err(SendFailure {
-                            error: UpstreamError::classify(e.into_error()),
-                            unsent,
-                        })
-                    }
-                },
+            // The HTTP/2 exchange and the connect (TLS handshake included) are boxed: inline,
+            // their state made this future ~3.9 KiB, copied at each await up the request path,
+            // while a pooled HTTP/1 request needs neither.
+            if h2 {
+                return Box::pin(self.exchange_h2(req)).await;
+            }
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let (mut sender, born) = match self.checkout().await {
+                    Some(pooled) => pooled,
+                    None => match Box::pin(self.connect()).await {
+                        Ok(Fresh::H1(sender)) => (sender, Instant::now()),
+                        // `auto`, and the upstream chose HTTP/2: the connection is the shared one.
+                        Ok(Fresh::H2) => return Box::pin(self.exchange_h2(req)).await,
+                        Err(error) => {
+                            return Err(SendFailure {
+                                error,
+                                unsent: Some(req),
+                            })
+                        }
+                    },
+                };
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.wrap(resp, sender, born)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if attempt < UNSENT_RETRIES => req = unsent,
+                        unsent => {
+                            return Err(SendFailure {
+                                error: UpstreamError::classify(e.into_error()),
+                                unsent,
+                            })
+                        }
+                    },
+                }
             }
         }
     }
