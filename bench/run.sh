@@ -24,6 +24,7 @@ STRANGLER_ADDR=127.0.0.1:18081
 STRANGLER_ADMIN=127.0.0.1:19091
 NGINX_ADDR=127.0.0.1:18082
 HAPROXY_ADDR=127.0.0.1:18083
+BARE_ADDR=127.0.0.1:18084
 
 LOAD_CPU=0  # upstream, wrk, curl, sampler
 PROXY_CPU=1 # the proxy under test
@@ -31,13 +32,14 @@ PROXY_CPU=1 # the proxy under test
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STRANGLER_BIN="$REPO_ROOT/target/release/strangler"
 UPSTREAM_BIN="$REPO_ROOT/target/release/bench-upstream"
+BARE_BIN="$REPO_ROOT/target/release/bench-bare-proxy"
 
 # Filled in by main.
 WORK_DIR=""
 LOG_DIR=""
 TEE_PID=""
 PIDS=()
-declare -A RPS=() P50=() P99=() CONNS=() CPU=()
+declare -A RPS=() P50=() P99=() CONNS=() CPU=() USER=() SYS=()
 
 log() { printf '%s\n' "$*"; }
 die() {
@@ -260,6 +262,14 @@ start_nginx() {
     wait_ready "http://$NGINX_ADDR/hello" "$PROXY_PID" nginx "$LOG_DIR/nginx-error.log"
 }
 
+start_bare() {
+    port_free "$BARE_ADDR"
+    taskset -c "$PROXY_CPU" "$BARE_BIN" "$BARE_ADDR" "$UPSTREAM_ADDR" >>"$LOG_DIR/bare.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_ready "http://$BARE_ADDR/hello" "$PROXY_PID" bench-bare-proxy "$LOG_DIR/bare.log"
+}
+
 start_haproxy() {
     port_free "$HAPROXY_ADDR"
     taskset -c "$PROXY_CPU" haproxy -db -f "$WORK_DIR/haproxy/haproxy.cfg" \
@@ -294,15 +304,16 @@ parse_wrk() {
         }' "$1"
 }
 
-# cpu_ticks_tree PID: user + system clock ticks of PID and its children so far (nginx's and
+# cpu_ticks_tree PID: "user system" clock ticks of PID and its children so far (nginx's and
 # HAProxy's work is done by a child of the process started).
 cpu_ticks_tree() {
-    local total=0 pid t
+    local user=0 sys=0 pid u k
     for pid in "$1" $(pgrep -P "$1" || true); do
-        t="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
-        total=$((total + t))
+        read -r u k < <(awk '{ print $14, $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0 0)
+        user=$((user + u))
+        sys=$((sys + k))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 
 # measure NAME BASE_URL [PATH] [WRK_SCRIPT]: warm-up run (discarded), measured run, parsed into
@@ -310,18 +321,25 @@ cpu_ticks_tree() {
 # PATH defaults to /hello (a 13-byte body with a Content-Length); /chunked answers 13 bytes
 # chunked, as dynamic pages often are. WRK_SCRIPT (a Lua file) shapes the requests.
 measure() {
-    local name="$1" url="$2${3:-/hello}" out="$LOG_DIR/wrk-$1.txt" parsed before after
+    local name="$1" url="$2${3:-/hello}" out="$LOG_DIR/wrk-$1.txt" parsed
+    local u0=0 k0=0 u1=0 k1=0
     local script=()
     [[ -n "${4:-}" ]] && script=(-s "$4")
     log ""
     log "== $name: $url (warm-up ${WARMUP_SECONDS}s, then ${SECONDS_PER_RUN}s)"
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "${script[@]}" "$url" >/dev/null
-    before="$( [[ "$name" == direct* ]] && echo 0 || cpu_ticks_tree "$PROXY_PID")"
+    [[ "$name" == direct* ]] || read -r u0 k0 < <(cpu_ticks_tree "$PROXY_PID")
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "${script[@]}" "$url" >"$out"
-    after="$( [[ "$name" == direct* ]] && echo 0 || cpu_ticks_tree "$PROXY_PID")"
+    [[ "$name" == direct* ]] || read -r u1 k1 < <(cpu_ticks_tree "$PROXY_PID")
     cat "$out"
-    CPU[$name]="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '/requests in/ { n = $1 }
-        END { if (n > 0 && t > 0) printf "%.2f", t / hz / n * 100000; else print "-" }' "$out")"
+    # Seconds per 100k requests: all, in user space, in the kernel.
+    per100k() {
+        awk -v t="$1" -v hz="$(getconf CLK_TCK)" '/requests in/ { n = $1 }
+            END { if (n > 0 && t > 0) printf "%.2f", t / hz / n * 100000; else print "-" }' "$out"
+    }
+    CPU[$name]="$(per100k $((u1 - u0 + k1 - k0)))"
+    USER[$name]="$(per100k $((u1 - u0)))"
+    SYS[$name]="$(per100k $((k1 - k0)))"
     if grep -qE 'Non-2xx or 3xx responses|Socket errors' "$out"; then
         log "WARNING: $name had errors (see above); its numbers are not comparable"
     fi
@@ -348,7 +366,7 @@ print_table() {
     log "              (a migrated context whose service is the same upstream)"
     log "strangler-1k vs strangler: $(awk -v a="${RPS[strangler-1k]}" -v b="${RPS[strangler]}" 'BEGIN { printf "%.3f", a / b }')"
     log "== Results: wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, GET /hello (13-byte body)"
-    for name in direct strangler strangler-1k nginx haproxy; do
+    for name in direct strangler strangler-1k nginx haproxy hyper-bare; do
         printf '%s %s %s %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
     done | awk -v d_rps="${RPS[direct]}" -v d_p99="${P99[direct]}" \
         -v n_rps="${RPS[nginx]}" -v n_p99="${P99[nginx]}" '
@@ -373,14 +391,24 @@ post_case() {
 print_cpu() {
     log ""
     log "== CPU per request: proxy user+system seconds per 100k requests (wrk -c$CONNECTIONS, ${SECONDS_PER_RUN}s)"
-    printf '%-18s %12s %12s %7s   %s\n' "payload" "facade req/s" "nginx req/s" "ratio" "CPU s per 100k: facade / nginx / HAProxy"
-    local p suffix
+    printf '%-18s %12s %12s %7s   %s\n' "payload" "facade req/s" "nginx req/s" "ratio" "CPU s per 100k: facade / nginx / HAProxy / hyper-bare"
+    local p suffix name
     for p in "GET 13 B:" "POST 16 KiB echo:-post16k"; do
         suffix="${p#*:}"
-        printf '%-18s %12.0f %12.0f %7s   %s / %s / %s\n' "${p%%:*}" \
+        printf '%-18s %12.0f %12.0f %7s   %s / %s / %s / %s\n' "${p%%:*}" \
             "${RPS[strangler$suffix]}" "${RPS[nginx$suffix]}" \
             "$(awk -v a="${RPS[strangler$suffix]}" -v b="${RPS[nginx$suffix]}" 'BEGIN { printf "%.2f", a / b }')" \
-            "${CPU[strangler$suffix]}" "${CPU[nginx$suffix]}" "${CPU[haproxy$suffix]}"
+            "${CPU[strangler$suffix]}" "${CPU[nginx$suffix]}" "${CPU[haproxy$suffix]}" "${CPU[hyper-bare$suffix]}"
+    done
+    log ""
+    log "   the same, split: user space + kernel, seconds per 100k"
+    for p in "GET 13 B:" "POST 16 KiB echo:-post16k"; do
+        suffix="${p#*:}"
+        printf '%-18s' "${p%%:*}"
+        for name in strangler nginx haproxy hyper-bare; do
+            printf '   %s %s + %s' "$name" "${USER[$name$suffix]}" "${SYS[$name$suffix]}"
+        done
+        printf '\n'
     done
 }
 
@@ -532,6 +560,7 @@ build() {
     fi
     [[ -x "$STRANGLER_BIN" ]] || die "$STRANGLER_BIN is missing"
     [[ -x "$UPSTREAM_BIN" ]] || die "$UPSTREAM_BIN is missing"
+    [[ -x "$BARE_BIN" ]] || die "$BARE_BIN is missing"
 }
 
 print_environment() {
@@ -618,6 +647,12 @@ main() {
     start_haproxy
     measure haproxy "http://$HAPROXY_ADDR"
     post_case haproxy "http://$HAPROXY_ADDR"
+    stop_pid "$PROXY_PID"
+
+    # The floor under the facade: hyper's server and client alone (bench/src/bare.rs).
+    start_bare
+    measure hyper-bare "http://$BARE_ADDR"
+    post_case hyper-bare "http://$BARE_ADDR"
     stop_pid "$PROXY_PID"
 
     print_table
