@@ -137,6 +137,7 @@ impl Facade {
     // This and `send` are plain functions returning futures rather than `async fn`s: an
     // `async fn` keeps each argument twice in its state (as passed, and as moved into its
     // body), and the state is part of every request's future, moved whole per request.
+    #[allow(clippy::manual_async_fn)]
     fn forward<'a>(
         &'a self,
         mut req: Request<Incoming>,
@@ -441,6 +442,7 @@ impl Facade {
 
     /// Sends the request to the side the routing chose; on the new side, with fallback to
     /// legacy where the context allows it.
+    #[allow(clippy::manual_async_fn)] // on purpose: see `forward`
     fn send<'a>(
         &'a self,
         routing: &'a mut Routing,

@@ -722,6 +722,7 @@ where
         }
     }
 
+    #[allow(clippy::manual_async_fn)] // on purpose: see `send_within`
     fn send_direct<'a>(
         &'a self,
         mut req: Request<B>,
