@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Load benchmark: Strangler vs. direct vs. nginx vs. HAProxy in front of the same upstream,
-# plus a memory check of Strangler while it streams a large download and a large upload.
+# Load benchmark: Strangler vs. direct vs. nginx vs. HAProxy (and a bare hyper proxy, the floor
+# under what the facade is built on) in front of the same upstream, plus a memory check of
+# Strangler while it streams a large download and a large upload.
+#
+# Size: over 600 lines, kept whole on purpose: one run's steps, configurations and report in
+# the order they happen, so that a reader can follow a result back to how it was measured.
 #
 #   bash bench/run.sh
 #
