@@ -39,24 +39,24 @@ latency_main() {
     print_environment
     start_upstream
 
-    local round rate name
+    local round rate name rates="${BENCH_RATES:-20000 35000}"
     for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
         log ""
         log "== round $round"
-        for rate in ${BENCH_RATES:-20000 35000}; do
+        for rate in $rates; do
             at_rate direct "http://$UPSTREAM_ADDR/hello" "$rate"
         done
         start_strangler "$LOG_DIR/strangler.log"
-        for rate in ${BENCH_RATES:-20000 35000}; do
+        for rate in $rates; do
             at_rate facade "http://$STRANGLER_ADDR/hello" "$rate"
         done
         stop_pid "$PROXY_PID"
         start_nginx
-        for rate in ${BENCH_RATES:-20000 35000}; do
+        for rate in $rates; do
             at_rate nginx "http://$NGINX_ADDR/hello" "$rate"
         done
         stop_pid "$PROXY_PID"
-        for rate in ${BENCH_RATES:-20000 35000}; do
+        for rate in $rates; do
             for name in facade nginx; do
                 log "$(awk -v n="$name" -v r="$rate" -v a50="${P50[$name-$rate]}" -v a99="${P99[$name-$rate]}" \
                     -v d50="${P50[direct-$rate]}" -v d99="${P99[direct-$rate]}" \

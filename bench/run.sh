@@ -320,6 +320,12 @@ cpu_ticks_tree() {
     echo "$user $sys"
 }
 
+# per_100k TICKS WRK_OUTPUT: TICKS of CPU as seconds per 100,000 of the requests wrk counted.
+per_100k() {
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" '/requests in/ { n = $1 }
+        END { if (n > 0 && t > 0) printf "%.2f", t / hz / n * 100000; else print "-" }' "$2"
+}
+
 # measure NAME BASE_URL [PATH] [WRK_SCRIPT]: warm-up run (discarded), measured run, parsed into
 # RPS/P50/P99, and the proxy's CPU seconds per 100,000 requests (CPU[NAME]; not for direct).
 # PATH defaults to /hello (a 13-byte body with a Content-Length); /chunked answers 13 bytes
@@ -337,13 +343,9 @@ measure() {
     [[ "$name" == direct* ]] || read -r u1 k1 < <(cpu_ticks_tree "$PROXY_PID")
     cat "$out"
     # Seconds per 100k requests: all, in user space, in the kernel.
-    per100k() {
-        awk -v t="$1" -v hz="$(getconf CLK_TCK)" '/requests in/ { n = $1 }
-            END { if (n > 0 && t > 0) printf "%.2f", t / hz / n * 100000; else print "-" }' "$out"
-    }
-    CPU[$name]="$(per100k $((u1 - u0 + k1 - k0)))"
-    USER[$name]="$(per100k $((u1 - u0)))"
-    SYS[$name]="$(per100k $((k1 - k0)))"
+    CPU[$name]="$(per_100k $((u1 - u0 + k1 - k0)) "$out")"
+    USER[$name]="$(per_100k $((u1 - u0)) "$out")"
+    SYS[$name]="$(per_100k $((k1 - k0)) "$out")"
     if grep -qE 'Non-2xx or 3xx responses|Socket errors' "$out"; then
         log "WARNING: $name had errors (see above); its numbers are not comparable"
     fi
