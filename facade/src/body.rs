@@ -527,12 +527,8 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(inner) => Pin::new(inner)
-                .poll_frame(cx)
-                .map_err(|e| Box::new(e) as BoxError),
-            Kind::Cluster(inner) => Pin::new(inner)
-                .poll_frame(cx)
-                .map_err(|e| Box::new(e) as BoxError),
+            Kind::Upstream(inner) => Pin::new(inner).poll_frame(cx),
+            Kind::Cluster(inner) => Pin::new(inner).poll_frame(cx),
             Kind::Replay {
                 frames,
                 rest,

@@ -713,7 +713,7 @@ where
                         collapser.land(leader, Err(()));
                         Err(ServiceFailure {
                             kind: ServiceFailureKind::Upstream(FailureKind::Reset),
-                            error: Some(UpstreamError::new(FailureKind::Reset, Some(Box::new(e)))),
+                            error: Some(UpstreamError::new(FailureKind::Reset, Some(e))),
                             unsent: None,
                         })
                     }
@@ -1094,12 +1094,12 @@ impl<B> std::fmt::Debug for ClusterBody<B> {
 
 impl<B: Unpin> http_body::Body for ClusterBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().inner {
             BodyKind::Upstream(body) => Pin::new(body).poll_frame(cx),
             BodyKind::Bytes(bytes) => {

@@ -198,6 +198,8 @@ struct Pool<B> {
     h2_connecting: tokio::sync::Semaphore,
     /// With `auto`: the upstream chose HTTP/2, so requests take the shared connection.
     auto_h2: std::sync::atomic::AtomicBool,
+    /// The connections of our own HTTP/1.1 path (bodiless safe requests, see `h1`).
+    own: Arc<h1::Pool>,
 }
 
 struct Idle<B> {
@@ -261,6 +263,7 @@ where
                     h2: Mutex::new(None),
                     h2_connecting: tokio::sync::Semaphore::new(1),
                     auto_h2: std::sync::atomic::AtomicBool::new(false),
+                    own: Arc::new(h1::Pool::new(config.pool_max_idle)),
                 }),
             }),
         }
@@ -279,6 +282,11 @@ where
                 .pool
                 .max_idle
                 .store(config.pool_max_idle, std::sync::atomic::Ordering::Relaxed);
+            self.inner
+                .pool
+                .own
+                .max_idle
+                .store(config.pool_max_idle, std::sync::atomic::Ordering::Relaxed);
         }
         next
     }
@@ -289,7 +297,7 @@ where
 
     /// Idle connections in the pool now.
     pub fn idle_connections(&self) -> usize {
-        lock(&self.inner.pool.idle).len()
+        lock(&self.inner.pool.idle).len() + self.inner.pool.own.len()
     }
 
     /// Sends `req` to this upstream. Only the path and query of the request's URI are used.
@@ -354,6 +362,9 @@ where
             // while a pooled HTTP/1 request needs neither.
             if h2 {
                 return Box::pin(self.exchange_h2(req)).await;
+            }
+            if self.inner.tls.is_none() && h1::applies(&req) {
+                return self.exchange_own(req).await;
             }
             let mut attempt = 0;
             loop {
@@ -493,18 +504,12 @@ where
                 "upstream answered with both Content-Length and Transfer-Encoding; the length is dropped and the connection not reused"
             );
         }
-        let mut body = UpstreamBody {
-            inner: body,
-            give_back: reusable.then(|| GiveBack {
-                sender,
-                born,
-                pool: Arc::downgrade(&self.inner.pool),
-            }),
-        };
-        if http_body::Body::is_end_stream(&body.inner) {
-            body.release();
-        }
-        Response::from_parts(parts, body)
+        let give_back = reusable.then(|| GiveBack {
+            sender,
+            born,
+            pool: Arc::downgrade(&self.inner.pool),
+        });
+        Response::from_parts(parts, UpstreamBody::hyper(body, give_back))
     }
 }
 
@@ -548,6 +553,7 @@ pub struct SendFailure<B> {
 }
 
 mod body;
+mod h1;
 mod h2;
 pub mod tls;
 

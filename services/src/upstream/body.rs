@@ -1,5 +1,6 @@
 //! An upstream's response body, which gives its HTTP/1.1 connection back to the pool when it
-//! has been read to the end.
+//! has been read to the end: hyper's, or our own path's (see `h1`, whose body returns its
+//! connection itself).
 
 use std::pin::Pin;
 use std::sync::Weak;
@@ -10,7 +11,8 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
-use super::{lock, Idle, Pool};
+use super::{h1, lock, Idle, Pool};
+use crate::error::BoxError;
 
 /// A connection waiting for its response body to end before it goes back to the pool.
 pub(super) struct GiveBack<B> {
@@ -22,8 +24,13 @@ pub(super) struct GiveBack<B> {
 /// An upstream response body. When it has been read to the end, its connection returns to the
 /// pool; dropped early, the connection is closed.
 pub struct UpstreamBody<B> {
-    pub(super) inner: Incoming,
-    pub(super) give_back: Option<GiveBack<B>>,
+    source: Source,
+    give_back: Option<GiveBack<B>>,
+}
+
+enum Source {
+    Hyper(Incoming),
+    Own(h1::Body),
 }
 
 impl<B> std::fmt::Debug for UpstreamBody<B> {
@@ -35,7 +42,33 @@ impl<B> std::fmt::Debug for UpstreamBody<B> {
 }
 
 impl<B> UpstreamBody<B> {
-    pub(super) fn release(&mut self) {
+    /// hyper's body; `give_back` is its connection, for the pool when the body has ended.
+    pub(super) fn hyper(inner: Incoming, give_back: Option<GiveBack<B>>) -> Self {
+        let mut body = Self {
+            source: Source::Hyper(inner),
+            give_back,
+        };
+        if body.source_ended() {
+            body.release();
+        }
+        body
+    }
+
+    pub(super) fn own(body: h1::Body) -> Self {
+        Self {
+            source: Source::Own(body),
+            give_back: None,
+        }
+    }
+
+    fn source_ended(&self) -> bool {
+        match &self.source {
+            Source::Hyper(inner) => http_body::Body::is_end_stream(inner),
+            Source::Own(own) => http_body::Body::is_end_stream(own),
+        }
+    }
+
+    fn release(&mut self) {
         let Some(give_back) = self.give_back.take() else {
             return;
         };
@@ -55,7 +88,7 @@ impl<B> UpstreamBody<B> {
 
 impl<B> Drop for UpstreamBody<B> {
     fn drop(&mut self) {
-        if self.give_back.is_some() && http_body::Body::is_end_stream(&self.inner) {
+        if self.give_back.is_some() && self.source_ended() {
             self.release();
         }
     }
@@ -63,14 +96,18 @@ impl<B> Drop for UpstreamBody<B> {
 
 impl<B: Unpin> http_body::Body for UpstreamBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let inner = match &mut this.source {
+            Source::Own(own) => return Pin::new(own).poll_frame(cx).map_err(BoxError::from),
+            Source::Hyper(inner) => inner,
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Err(_))) => this.give_back = None,
             // The end: for a chunked body the only sign of it, since hyper's `is_end_stream`
@@ -78,17 +115,20 @@ impl<B: Unpin> http_body::Body for UpstreamBody<B> {
             Poll::Ready(None) => this.release(),
             // A reader that knows the length may stop after the last frame without polling for
             // the end, so the end is checked after every frame.
-            Poll::Ready(_) if http_body::Body::is_end_stream(&this.inner) => this.release(),
+            Poll::Ready(_) if this.source_ended() => this.release(),
             _ => {}
         }
-        polled
+        polled.map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.source_ended()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        match &self.source {
+            Source::Hyper(inner) => http_body::Body::size_hint(inner),
+            Source::Own(own) => http_body::Body::size_hint(own),
+        }
     }
 }

@@ -60,10 +60,7 @@ where
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
-                    let body = UpstreamBody {
-                        inner: body,
-                        give_back: None,
-                    };
+                    let body = UpstreamBody::hyper(body, None);
                     return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => {

@@ -1,0 +1,507 @@
+//! Our own HTTP/1.1 exchange for the requests that are most of a facade's traffic: a safe
+//! method (GET, HEAD, OPTIONS) with no body, to a plain `http://` upstream.
+//!
+//! hyper's client runs each connection in a task of its own and hands every request and
+//! answer across a channel; for a small GET that machinery costs more than the exchange. Here
+//! the request's own task writes the head in one `write`, reads and parses the answer's head
+//! (httparse, as hyper does) and reads the body as the client takes it; the connection, its
+//! read buffer and its write buffer go back to the pool together when the body ends.
+//!
+//! Everything else — bodies, upgrades, TLS, HTTP/2 — goes through hyper. A request that could
+//! have been only half understood by this path never takes it: it carries no
+//! `Transfer-Encoding`, `Upgrade` or `Connection` field.
+//!
+//! The answer is read as RFC 9112 §6.3 frames it, with hyper's choices where the RFC leaves
+//! room: `Transfer-Encoding` wins over `Content-Length` (the length is dropped and the
+//! connection not reused), a `Transfer-Encoding` whose last coding is not `chunked` is read
+//! to the close, an HTTP/1.0 answer with `Transfer-Encoding` is invalid, differing or
+//! malformed `Content-Length` values are invalid, and 1xx answers before the final one are
+//! skipped (101 is invalid: nothing asked to switch).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{within, Opened, SendFailure, Upstream, UpstreamBody, UNSENT_RETRIES};
+use crate::error::{BoxError, FailureKind, UpstreamError};
+
+mod body;
+mod chunked;
+
+pub use body::Body;
+pub(super) use body::Pool;
+
+/// The largest answer head read (hyper's default buffer limit, so that what passed before
+/// passes now).
+pub(super) const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// 1xx answers accepted before the final one.
+const MAX_INTERIM: usize = 32;
+/// The smallest read; reads grow while each fills the space it was given.
+const MIN_READ: usize = 8 * 1024;
+const MAX_READ: usize = 256 * 1024;
+/// Header slots on the stack; more (up to the configured limit) are taken from the heap.
+const STACK_HEADERS: usize = 64;
+
+impl<B> Upstream<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// A bodiless safe request on our own HTTP/1.1 path (see `h1`). A pooled connection that
+    /// turns out closed (the upstream answered nothing at all) is replaced, as hyper's path
+    /// replaces one that hands the request back unsent: the method is safe, so sending it
+    /// again is allowed (RFC 9110 §9.2.2).
+    #[allow(clippy::manual_async_fn)] // on purpose: see `try_send`
+    pub(super) fn exchange_own(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
+        // `req` is used where it was captured (see `try_send`).
+        async move {
+            let config = &self.inner.config;
+            let pool = &self.inner.pool.own;
+            let head_request = req.method() == http::Method::HEAD;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let pooled = pool.checkout(config.pool_idle_timeout, config.max_connection_age);
+                let reused = pooled.is_some();
+                let mut conn = match pooled {
+                    Some(conn) => conn,
+                    None => match Box::pin(within(config.connect_timeout, self.open())).await {
+                        Ok(Opened::Tcp(stream)) => Conn::new(stream),
+                        Ok(Opened::Tls(_)) => {
+                            return Err(SendFailure {
+                                error: UpstreamError::new(
+                                    FailureKind::Connect,
+                                    Some("TLS where plain TCP was expected".into()),
+                                ),
+                                unsent: Some(req),
+                            })
+                        }
+                        Err(error) => {
+                            return Err(SendFailure {
+                                error,
+                                unsent: Some(req),
+                            })
+                        }
+                    },
+                };
+                conn.encode(&req);
+                match conn.exchange(config.max_response_headers).await {
+                    Ok(mut head) => {
+                        let (framing, reusable) =
+                            framing(&mut head, head_request).map_err(|e| SendFailure {
+                                error: e.into_upstream(),
+                                unsent: None,
+                            })?;
+                        let body = Body::new(conn, framing, reusable, Arc::downgrade(pool));
+                        let mut resp = Response::new(UpstreamBody::own(body));
+                        *resp.status_mut() = head.status;
+                        *resp.version_mut() = head.version;
+                        *resp.headers_mut() = head.headers;
+                        return Ok(resp);
+                    }
+                    Err(broke) if broke.silent && reused && attempt < UNSENT_RETRIES => continue,
+                    Err(broke) => {
+                        return Err(SendFailure {
+                            error: broke.error,
+                            unsent: None,
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a request can take this path (see the module's documentation).
+pub(super) fn applies<B: http_body::Body>(req: &Request<B>) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && req.version() == Version::HTTP_11
+        && req.body().is_end_stream()
+        && !req.headers().contains_key(TRANSFER_ENCODING)
+        && !req.headers().contains_key(http::header::UPGRADE)
+        && !req.headers().contains_key(CONNECTION)
+}
+
+/// What went wrong in an exchange on this path.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("the upstream closed the connection before its answer ended")]
+    Incomplete,
+    #[error("the connection failed: {0}")]
+    Io(#[source] io::Error),
+    #[error("the answer is not valid HTTP/1.1: {0}")]
+    Invalid(&'static str),
+}
+
+impl H1Error {
+    pub(super) fn into_upstream(self) -> UpstreamError {
+        let kind = match self {
+            H1Error::Invalid(_) => FailureKind::Protocol,
+            H1Error::Incomplete | H1Error::Io(_) => FailureKind::Reset,
+        };
+        UpstreamError::new(kind, Some(Box::new(self)))
+    }
+}
+
+/// A failed exchange, and whether the upstream had answered anything at all (when it had
+/// not, on a connection from the pool, the request is sent again on another).
+pub(super) struct Broke {
+    pub(super) error: UpstreamError,
+    pub(super) silent: bool,
+}
+
+/// One connection to the upstream, with its buffers.
+pub(super) struct Conn {
+    io: TcpStream,
+    /// Bytes read and not yet used; kept with the connection so that its memory is reused.
+    buf: BytesMut,
+    /// How much the next read asks for.
+    read_size: usize,
+    /// The request head being written.
+    out: Vec<u8>,
+    /// Where each header of the answer being parsed lies in its head.
+    spans: Vec<Span>,
+    born: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+impl Conn {
+    pub(super) fn new(io: TcpStream) -> Self {
+        Self {
+            io,
+            buf: BytesMut::new(),
+            read_size: MIN_READ,
+            out: Vec::new(),
+            spans: Vec::new(),
+            born: Instant::now(),
+        }
+    }
+
+    /// Whether the upstream has closed this idle connection (or sent something unasked),
+    /// as far as the reactor has seen; a close it has not seen yet shows as a silent failure.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads more of the answer into the buffer: the bytes read, 0 at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
+            self.buf.reserve(self.read_size);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        // Through `AsyncRead` rather than `try_read_buf`: tokio takes a short read as the end
+        // of what the socket holds and waits for the next readiness, where `try_read_buf`
+        // would ask the kernel once more only to hear EAGAIN.
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        if n == room {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
+        } else if n < self.read_size / 4 {
+            self.read_size = (self.read_size / 2).max(MIN_READ);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Takes `req`'s head (its target in origin form) to send with [`Conn::exchange`].
+    pub(super) fn encode<B>(&mut self, req: &Request<B>) {
+        encode(&mut self.out, req);
+    }
+
+    /// Sends the head given to [`Conn::encode`] and reads the final answer's head.
+    pub(super) async fn exchange(&mut self, max_headers: usize) -> Result<Head, Broke> {
+        if let Err(e) = self.io.write_all(&self.out).await {
+            return Err(Broke {
+                error: H1Error::Io(e).into_upstream(),
+                silent: true,
+            });
+        }
+        if self.out.capacity() > MAX_HEAD {
+            self.out = Vec::new();
+        }
+        let mut interim = 0;
+        let mut searched = 0;
+        loop {
+            if let Some(end) = head_end(&self.buf, searched).filter(|end| *end <= MAX_HEAD) {
+                let head = self.parse(end, max_headers).map_err(|e| Broke {
+                    error: e.into_upstream(),
+                    silent: false,
+                })?;
+                searched = 0;
+                match head.status.as_u16() {
+                    101 => {
+                        return Err(Broke {
+                            error: H1Error::Invalid("101 Switching Protocols, unasked")
+                                .into_upstream(),
+                            silent: false,
+                        })
+                    }
+                    100..=199 if interim < MAX_INTERIM => interim += 1,
+                    100..=199 => {
+                        return Err(Broke {
+                            error: H1Error::Invalid("too many 1xx answers").into_upstream(),
+                            silent: false,
+                        })
+                    }
+                    _ => return Ok(head),
+                }
+                continue;
+            }
+            // (A head that ends beyond the limit is not looked at either.)
+            if self.buf.len() >= MAX_HEAD {
+                return Err(Broke {
+                    error: H1Error::Invalid("the head is too large").into_upstream(),
+                    silent: false,
+                });
+            }
+            searched = self.buf.len().saturating_sub(2);
+            let silent = self.buf.is_empty() && interim == 0;
+            match self.fill().await {
+                Ok(0) => {
+                    return Err(Broke {
+                        error: H1Error::Incomplete.into_upstream(),
+                        silent,
+                    })
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Broke {
+                        error: H1Error::Io(e).into_upstream(),
+                        silent,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Parses the head that ends at `end` and takes it out of the buffer.
+    fn parse(&mut self, end: usize, max_headers: usize) -> Result<Head, H1Error> {
+        // Slots left uninitialised, as hyper does: httparse writes those it fills, and
+        // zeroing them cost more than parsing a small head. More than fit on the stack are
+        // taken from the heap only for a head that has more.
+        let mut stack =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+        let bytes = &self.buf[..end];
+        let parsed = match scan(
+            bytes,
+            &mut stack[..max_headers.min(STACK_HEADERS)],
+            &mut self.spans,
+        )? {
+            Some(parsed) => parsed,
+            None if max_headers > STACK_HEADERS => {
+                let mut heap = Vec::new();
+                heap.resize_with(max_headers, std::mem::MaybeUninit::uninit);
+                scan(bytes, &mut heap, &mut self.spans)?
+                    .ok_or(H1Error::Invalid("too many header fields"))?
+            }
+            None => return Err(H1Error::Invalid("too many header fields")),
+        };
+        let (len, status, version) = parsed;
+        // One copy of the head, which the header values share; the read buffer stays ours.
+        let head = Bytes::copy_from_slice(&self.buf[..len]);
+        self.buf.advance(len);
+        let mut headers = HeaderMap::with_capacity(self.spans.len());
+        for span in &self.spans {
+            let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+                .map_err(|_| H1Error::Invalid("a header name is not one"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
+                .map_err(|_| H1Error::Invalid("a header value is not one"))?;
+            headers.append(name, value);
+        }
+        Ok(Head {
+            status,
+            version,
+            headers,
+        })
+    }
+}
+
+/// Parses a response head into `spans` (where each field lies in `bytes`): its length,
+/// status and version; `None` when it has more fields than `slots`.
+fn scan<'b>(
+    bytes: &'b [u8],
+    slots: &mut [std::mem::MaybeUninit<httparse::Header<'b>>],
+    spans: &mut Vec<Span>,
+) -> Result<Option<(usize, StatusCode, Version)>, H1Error> {
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, bytes, slots)
+    {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Err(H1Error::Invalid("the head is cut short")),
+        Err(httparse::Error::TooManyHeaders) => return Ok(None),
+        Err(_) => return Err(H1Error::Invalid("the head does not parse")),
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(H1Error::Invalid("the status code is not one"))?;
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let base = bytes.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start, start + s.len())
+    };
+    spans.clear();
+    for h in resp.headers.iter() {
+        spans.push(Span {
+            name: at(h.name.as_bytes()),
+            value: at(h.value),
+        });
+    }
+    Ok(Some((len, status, version)))
+}
+
+/// The head of a final answer.
+pub(super) struct Head {
+    pub(super) status: StatusCode,
+    pub(super) version: Version,
+    pub(super) headers: HeaderMap,
+}
+
+/// Writes the request head: request line, fields, blank line.
+fn encode<B>(out: &mut Vec<u8>, req: &Request<B>) {
+    out.clear();
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    match req.uri().path_and_query() {
+        Some(target) => out.extend_from_slice(target.as_str().as_bytes()),
+        None => out.push(b'/'),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Where the head in `buf` ends (after its blank line), looking from `from` on; the blank
+/// line may be CRLF or a bare LF, as httparse reads it.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    for i in memchr::memchr_iter(b'\n', buf.get(from..)?) {
+        let i = from + i;
+        match buf.get(i + 1..i + 3) {
+            Some([b'\n', _]) => return Some(i + 2),
+            Some([b'\r', b'\n']) => return Some(i + 3),
+            None if buf.get(i + 1) == Some(&b'\n') => return Some(i + 2),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// How an answer's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body (HEAD, 204, 304, or a length of 0).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read to the close.
+    Close,
+}
+
+/// How the body of an answer is framed, and whether its connection may carry another
+/// request afterwards. Drops a `Content-Length` that a `Transfer-Encoding` overrides.
+pub(super) fn framing(head: &mut Head, head_request: bool) -> Result<(Framing, bool), H1Error> {
+    let headers = &mut head.headers;
+    let mut reusable = match head.version {
+        Version::HTTP_11 => !connection_has(headers, "close"),
+        _ => connection_has(headers, "keep-alive"),
+    };
+    if head_request || matches!(head.status.as_u16(), 204 | 304) {
+        return Ok((Framing::Empty, reusable));
+    }
+    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+        if head.version != Version::HTTP_11 {
+            return Err(H1Error::Invalid("Transfer-Encoding in an HTTP/1.0 answer"));
+        }
+        let chunked = last
+            .as_bytes()
+            .rsplit(|b| *b == b',')
+            .next()
+            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if headers.remove(CONTENT_LENGTH).is_some() {
+            // Framed two ways: the length is wrong and must not travel on, and an upstream
+            // that frames this ambiguously is not trusted with another request.
+            reusable = false;
+        }
+        return Ok(if chunked {
+            (Framing::Chunked, reusable)
+        } else {
+            (Framing::Close, false)
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            let n = parse_length(part).ok_or(H1Error::Invalid("Content-Length is not a length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(H1Error::Invalid("Content-Length values differ"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (Framing::Empty, reusable),
+        Some(n) => (Framing::Length(n), reusable),
+        None => (Framing::Close, false),
+    })
+}
+
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests;
