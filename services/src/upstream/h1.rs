@@ -445,6 +445,11 @@ pub(super) fn framing(head: &mut Head, head_request: bool) -> Result<(Framing, b
         Version::HTTP_11 => !connection_has(headers, "close"),
         _ => connection_has(headers, "keep-alive"),
     };
+    if headers.contains_key(TRANSFER_ENCODING) && headers.remove(CONTENT_LENGTH).is_some() {
+        // Framed two ways: the length is wrong and must not travel on, and an upstream that
+        // frames this ambiguously is not trusted with another request.
+        reusable = false;
+    }
     if head_request || matches!(head.status.as_u16(), 204 | 304) {
         return Ok((Framing::Empty, reusable));
     }
@@ -457,11 +462,6 @@ pub(super) fn framing(head: &mut Head, head_request: bool) -> Result<(Framing, b
             .rsplit(|b| *b == b',')
             .next()
             .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if headers.remove(CONTENT_LENGTH).is_some() {
-            // Framed two ways: the length is wrong and must not travel on, and an upstream
-            // that frames this ambiguously is not trusted with another request.
-            reusable = false;
-        }
         return Ok(if chunked {
             (Framing::Chunked, reusable)
         } else {

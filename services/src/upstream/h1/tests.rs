@@ -105,6 +105,14 @@ fn framing_follows_rfc_9112() {
     );
     assert_eq!(framing(&mut h, false).unwrap(), (Chunked, false));
     assert!(!h.headers.contains_key(CONTENT_LENGTH));
+    // Also when the answer has no body (HEAD): the length does not travel on.
+    let mut h = head(
+        200,
+        v11,
+        &[("content-length", "5"), ("transfer-encoding", "chunked")],
+    );
+    assert_eq!(framing(&mut h, true).unwrap(), (Empty, false));
+    assert!(!h.headers.contains_key(CONTENT_LENGTH));
 }
 
 #[test]
