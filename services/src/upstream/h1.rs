@@ -31,7 +31,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{within, Opened, SendFailure, Upstream, UpstreamBody, UNSENT_RETRIES};
+use super::{within, Opened, SendFailure, Upstream, UpstreamBody};
 use crate::error::{BoxError, FailureKind, UpstreamError};
 
 mod body;
@@ -57,9 +57,10 @@ where
     B::Error: Into<BoxError>,
 {
     /// A bodiless safe request on our own HTTP/1.1 path (see `h1`). A pooled connection that
-    /// turns out closed (the upstream answered nothing at all) is replaced, as hyper's path
-    /// replaces one that hands the request back unsent: the method is safe, so sending it
-    /// again is allowed (RFC 9110 §9.2.2).
+    /// turns out closed (the upstream answered nothing at all) is replaced by a new one, as
+    /// hyper's path replaces one that hands the request back unsent: the method is safe, so
+    /// sending it again is allowed (RFC 9110 §9.2.2). Only a new connection is tried then:
+    /// if the upstream restarted, the other pooled ones are likely closed too.
     #[allow(clippy::manual_async_fn)] // on purpose: see `try_send`
     pub(super) fn exchange_own(
         &self,
@@ -70,10 +71,12 @@ where
             let config = &self.inner.config;
             let pool = &self.inner.pool.own;
             let head_request = req.method() == http::Method::HEAD;
-            let mut attempt = 0;
+            let mut first = true;
             loop {
-                attempt += 1;
-                let pooled = pool.checkout(config.pool_idle_timeout, config.max_connection_age);
+                let pooled = first
+                    .then(|| pool.checkout(config.pool_idle_timeout, config.max_connection_age))
+                    .flatten();
+                first = false;
                 let reused = pooled.is_some();
                 let mut conn = match pooled {
                     Some(conn) => conn,
@@ -111,7 +114,7 @@ where
                         *resp.headers_mut() = head.headers;
                         return Ok(resp);
                     }
-                    Err(broke) if broke.silent && reused && attempt < UNSENT_RETRIES => continue,
+                    Err(broke) if broke.silent && reused => continue,
                     Err(broke) => {
                         return Err(SendFailure {
                             error: broke.error,

@@ -327,6 +327,35 @@ async fn an_answer_read_to_the_close_is_whole_and_its_connection_not_reused() {
 }
 
 #[tokio::test]
+async fn a_pooled_connection_closed_unanswered_is_replaced_by_a_new_one() {
+    // Each connection answers one request and closes when the next one arrives, without an
+    // answer: what a client sees when the upstream closes an idle connection just as the
+    // request is sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&conns);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    let up = upstream(addr);
+    for n in 1..=3 {
+        assert_eq!(fetch(&up, "/").await.unwrap().1, b"ok", "request {n}");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
 async fn bytes_beyond_the_answer_keep_the_connection_out_of_the_pool() {
     let s = scripted(
         vec![
