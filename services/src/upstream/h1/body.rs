@@ -1,6 +1,7 @@
 //! The body of an answer on our own HTTP/1.1 path, read from its connection as the client
 //! takes it, and the pool its connection returns to at the body's end.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Weak};
@@ -11,9 +12,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::{chunked, Conn, Framing, H1Error, MAX_READ, MIN_READ};
 
-/// Idle connections of this path.
+/// Idle connections of this path: the most recently used at the back.
 pub(in crate::upstream) struct Pool {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<VecDeque<Idle>>,
     pub(in crate::upstream) max_idle: AtomicUsize,
 }
 
@@ -25,7 +26,7 @@ struct Idle {
 impl Pool {
     pub(in crate::upstream) fn new(max_idle: usize) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             max_idle: AtomicUsize::new(max_idle),
         }
     }
@@ -41,7 +42,7 @@ impl Pool {
         max_age: Duration,
     ) -> Option<Conn> {
         loop {
-            let Idle { mut conn, since } = crate::upstream::lock(&self.idle).pop()?;
+            let Idle { mut conn, since } = crate::upstream::lock(&self.idle).pop_back()?;
             if since.elapsed() <= idle_timeout
                 && conn.born.elapsed() <= max_age
                 && conn.still_open()
@@ -57,8 +58,17 @@ impl Pool {
             conn.read_size = MIN_READ;
         }
         let mut idle = crate::upstream::lock(&self.idle);
+        // The least recently used connection is the one the upstream most likely closed, and
+        // checkouts take from the other end: one look per return keeps closed ones from
+        // holding their sockets (hyper's connection tasks close theirs when the upstream does).
+        if idle
+            .front_mut()
+            .is_some_and(|oldest| !oldest.conn.still_open())
+        {
+            idle.pop_front();
+        }
         if idle.len() < self.max_idle.load(Ordering::Relaxed) {
-            idle.push(Idle {
+            idle.push_back(Idle {
                 conn,
                 since: Instant::now(),
             });

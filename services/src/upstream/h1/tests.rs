@@ -356,6 +356,58 @@ async fn a_pooled_connection_closed_unanswered_is_replaced_by_a_new_one() {
 }
 
 #[tokio::test]
+async fn an_idle_connection_the_upstream_closed_does_not_keep_its_socket() {
+    // The first connection answers once, then closes when told; the second stays.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let close_first = Arc::new(tokio::sync::Notify::new());
+    let (counted, told) = (Arc::clone(&conns), Arc::clone(&close_first));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            let told = Arc::clone(&told);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                    if first {
+                        told.notified().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let up = upstream(addr);
+    // Two answers held at once: two connections, both back in the pool once read.
+    let a = up.send(get("/")).await.unwrap();
+    let b = up.send(get("/")).await.unwrap();
+    assert_eq!(a.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(b.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(up.idle_connections(), 2);
+    close_first.notify_one();
+    // Each exchange takes the warm connection and, returning it, looks at the oldest: once
+    // the close has reached the reactor, the closed one is let go.
+    let mut tries = 0;
+    while up.idle_connections() == 2 {
+        tries += 1;
+        assert!(tries < 10_000, "the closed connection stayed in the pool");
+        assert_eq!(fetch(&up, "/").await.unwrap().1, b"ok");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(up.idle_connections(), 1);
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn bytes_beyond_the_answer_keep_the_connection_out_of_the_pool() {
     let s = scripted(
         vec![
