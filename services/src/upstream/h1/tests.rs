@@ -169,6 +169,25 @@ fn the_request_head_is_written_as_given() {
     );
 }
 
+/// A loopback upstream that runs `conn(stream, n)` in a task of its own for the `n`th
+/// connection it accepts (from 0): its address, and how many connections it has accepted.
+async fn serve<F, Fut>(conn: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&conns);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(conn(s, counted.fetch_add(1, Ordering::SeqCst)));
+        }
+    });
+    (addr, conns)
+}
+
 /// An upstream that answers the requests on each connection with the next of `answers`
 /// (written in pieces of `piece` bytes), then closes. Records each request head and counts
 /// connections.
@@ -184,47 +203,42 @@ async fn scripted(answers: Vec<Vec<u8>>, piece: usize) -> Scripted {
 
 /// Like [`scripted`]; with `close`, each connection is closed after its first answer.
 async fn scripted_with(answers: Vec<Vec<u8>>, piece: usize, close: bool) -> Scripted {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
     let answers = Arc::new(std::sync::Mutex::new(answers.into_iter()));
-    let (counted, recorded) = (Arc::clone(&conns), Arc::clone(&requests));
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let (answers, recorded) = (Arc::clone(&answers), Arc::clone(&recorded));
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+    let recorded = Arc::clone(&requests);
+    let (addr, conns) = serve(move |mut s, _| {
+        let (answers, recorded) = (Arc::clone(&answers), Arc::clone(&recorded));
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    let req: Vec<u8> = buf.drain(..end).collect();
-                    recorded
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&req).into_owned());
-                    let Some(answer) = answers.lock().unwrap().next() else {
-                        return;
-                    };
-                    for p in answer.chunks(piece) {
-                        if s.write_all(p).await.is_err() {
-                            return;
-                        }
-                    }
-                    if close {
+                }
+                let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let req: Vec<u8> = buf.drain(..end).collect();
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&req).into_owned());
+                let Some(answer) = answers.lock().unwrap().next() else {
+                    return;
+                };
+                for p in answer.chunks(piece) {
+                    if s.write_all(p).await.is_err() {
                         return;
                     }
                 }
-            });
+                if close {
+                    return;
+                }
+            }
         }
-    });
+    })
+    .await;
     Scripted {
         addr,
         conns,
@@ -303,20 +317,14 @@ async fn a_chunked_answer_with_trailers_is_read_and_its_connection_reused() {
 
 #[tokio::test]
 async fn an_answer_read_to_the_close_is_whole_and_its_connection_not_reused() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&conns);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil ").await;
-            let _ = s.write_all(b"the end").await;
-            // Dropped: the close ends the body.
-        }
-    });
+    let (addr, conns) = serve(|mut s, _| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil ").await;
+        let _ = s.write_all(b"the end").await;
+        // Dropped: the close ends the body.
+    })
+    .await;
     let up = upstream(addr);
     for _ in 0..2 {
         let (parts, body, _) = fetch(&up, "/").await.unwrap();
@@ -331,23 +339,15 @@ async fn a_pooled_connection_closed_unanswered_is_replaced_by_a_new_one() {
     // Each connection answers one request and closes when the next one arrives, without an
     // answer: what a client sees when the upstream closes an idle connection just as the
     // request is sent.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&conns);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-                let _ = s.read(&mut buf).await;
-            });
-        }
-    });
+    let (addr, conns) = serve(|mut s, _| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+        let _ = s.read(&mut buf).await;
+    })
+    .await;
     let up = upstream(addr);
     for n in 1..=3 {
         assert_eq!(fetch(&up, "/").await.unwrap().1, b"ok", "request {n}");
@@ -358,34 +358,29 @@ async fn a_pooled_connection_closed_unanswered_is_replaced_by_a_new_one() {
 #[tokio::test]
 async fn an_idle_connection_the_upstream_closed_does_not_keep_its_socket() {
     // The first connection answers once, then closes when told; the second stays.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
     let close_first = Arc::new(tokio::sync::Notify::new());
-    let (counted, told) = (Arc::clone(&conns), Arc::clone(&close_first));
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
-            let told = Arc::clone(&told);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    if s.write_all(ok).await.is_err() {
-                        return;
-                    }
-                    if first {
-                        told.notified().await;
-                        return;
-                    }
+    let told = Arc::clone(&close_first);
+    let (addr, conns) = serve(move |mut s, n| {
+        let told = Arc::clone(&told);
+        async move {
+            let mut buf = [0u8; 1024];
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
                 }
-            });
+                if s.write_all(ok).await.is_err() {
+                    return;
+                }
+                if n == 0 {
+                    told.notified().await;
+                    return;
+                }
+            }
         }
-    });
+    })
+    .await;
     let up = upstream(addr);
     // Two answers held at once: two connections, both back in the pool once read.
     let a = up.send(get("/")).await.unwrap();
