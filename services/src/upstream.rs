@@ -327,8 +327,15 @@ where
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(origin_form);
+        let limit = self.inner.config.response_timeout;
+        if self.own_path(&req) {
+            // Timed by the connection's own timer, reset per exchange: a timer made and
+            // dropped per request costs two trips to the timer wheel's lock.
+            let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+            return Either::Left(self.exchange_own(req, deadline));
+        }
         let exchange = self.exchange(req);
-        match self.inner.config.response_timeout {
+        Either::Right(match limit {
             Some(limit) => Either::Left(tokio::time::timeout(limit, exchange).map(|r| {
                 r.unwrap_or_else(|_| {
                     Err(SendFailure {
@@ -338,6 +345,24 @@ where
                 })
             })),
             None => Either::Right(exchange),
+        })
+    }
+
+    /// Whether `req` goes by our own HTTP/1.1 path (see `h1`): the upstream speaks HTTP/1.1
+    /// in plain text, and the request is one the path takes.
+    fn own_path(&self, req: &Request<B>) -> bool {
+        self.inner.tls.is_none() && !self.h2() && h1::applies(req)
+    }
+
+    fn h2(&self) -> bool {
+        match self.inner.config.protocol {
+            Protocol::H2c | Protocol::H2 => true,
+            Protocol::Auto => self
+                .inner
+                .pool
+                .auto_h2
+                .load(std::sync::atomic::Ordering::Relaxed),
+            Protocol::Http1 => false,
         }
     }
 
@@ -348,23 +373,11 @@ where
     ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
         // `req` is used where it was captured (see `try_send`).
         async move {
-            let h2 = match self.inner.config.protocol {
-                Protocol::H2c | Protocol::H2 => true,
-                Protocol::Auto => self
-                    .inner
-                    .pool
-                    .auto_h2
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                Protocol::Http1 => false,
-            };
             // The HTTP/2 exchange and the connect (TLS handshake included) are boxed: inline,
             // their state made this future ~3.9 KiB, copied at each await up the request path,
             // while a pooled HTTP/1 request needs neither.
-            if h2 {
+            if self.h2() {
                 return Box::pin(self.exchange_h2(req)).await;
-            }
-            if self.inner.tls.is_none() && h1::applies(&req) {
-                return self.exchange_own(req).await;
             }
             let mut attempt = 0;
             loop {

@@ -28,7 +28,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use super::{within, Opened, SendFailure, Upstream, UpstreamBody};
@@ -61,10 +61,13 @@ where
     /// hyper's path replaces one that hands the request back unsent: the method is safe, so
     /// sending it again is allowed (RFC 9110 §9.2.2). Only a new connection is tried then:
     /// if the upstream restarted, the other pooled ones are likely closed too.
+    ///
+    /// An answer's head not read by `deadline` (connecting included) is a timeout.
     #[allow(clippy::manual_async_fn)] // on purpose: see `try_send`
     pub(super) fn exchange_own(
         &self,
         req: Request<B>,
+        deadline: Option<Deadline>,
     ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
         // `req` is used where it was captured (see `try_send`).
         async move {
@@ -80,27 +83,38 @@ where
                 let reused = pooled.is_some();
                 let mut conn = match pooled {
                     Some(conn) => conn,
-                    None => match Box::pin(within(config.connect_timeout, self.open())).await {
-                        Ok(Opened::Tcp(stream)) => Conn::new(stream),
-                        Ok(Opened::Tls(_)) => {
-                            return Err(SendFailure {
-                                error: UpstreamError::new(
-                                    FailureKind::Connect,
-                                    Some("TLS where plain TCP was expected".into()),
-                                ),
-                                unsent: Some(req),
-                            })
+                    None => {
+                        match Box::pin(by(deadline, within(config.connect_timeout, self.open())))
+                            .await
+                        {
+                            // Past the deadline: a timeout, as one while waiting for the answer.
+                            None => {
+                                return Err(SendFailure {
+                                    error: UpstreamError::timeout(),
+                                    unsent: None,
+                                })
+                            }
+                            Some(Ok(Opened::Tcp(stream))) => Conn::new(stream),
+                            Some(Ok(Opened::Tls(_))) => {
+                                return Err(SendFailure {
+                                    error: UpstreamError::new(
+                                        FailureKind::Connect,
+                                        Some("TLS where plain TCP was expected".into()),
+                                    ),
+                                    unsent: Some(req),
+                                })
+                            }
+                            Some(Err(error)) => {
+                                return Err(SendFailure {
+                                    error,
+                                    unsent: Some(req),
+                                })
+                            }
                         }
-                        Err(error) => {
-                            return Err(SendFailure {
-                                error,
-                                unsent: Some(req),
-                            })
-                        }
-                    },
+                    }
                 };
                 conn.encode(&req);
-                match conn.exchange(config.max_response_headers).await {
+                match conn.exchange(config.max_response_headers, deadline).await {
                     Ok(mut head) => {
                         let (framing, reusable) =
                             framing(&mut head, head_request).map_err(|e| SendFailure {
@@ -124,6 +138,17 @@ where
                 }
             }
         }
+    }
+}
+
+/// When an answer's head must have been read.
+pub(super) type Deadline = tokio::time::Instant;
+
+/// `fut`'s output, or `None` once `deadline` has passed.
+async fn by<T>(deadline: Option<Deadline>, fut: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, fut).await.ok(),
+        None => Some(fut.await),
     }
 }
 
@@ -165,6 +190,16 @@ pub(super) struct Broke {
     pub(super) silent: bool,
 }
 
+impl Broke {
+    /// No answer by the deadline (not retried: the upstream may be working on it).
+    fn timeout() -> Self {
+        Broke {
+            error: UpstreamError::timeout(),
+            silent: false,
+        }
+    }
+}
+
 /// One connection to the upstream, with its buffers.
 pub(super) struct Conn {
     io: TcpStream,
@@ -176,6 +211,10 @@ pub(super) struct Conn {
     out: Vec<u8>,
     /// Where each header of the answer being parsed lies in its head.
     spans: Vec<Span>,
+    /// The answer's deadline: made on the first exchange that has one, then reset for each
+    /// (a later deadline moves the registered one without taking the timer wheel's lock,
+    /// where a timer made and dropped per request takes it twice).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     born: Instant,
 }
 
@@ -193,6 +232,7 @@ impl Conn {
             read_size: MIN_READ,
             out: Vec::new(),
             spans: Vec::new(),
+            timer: None,
             born: Instant::now(),
         }
     }
@@ -232,8 +272,45 @@ impl Conn {
         Poll::Ready(Ok(n))
     }
 
-    async fn fill(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    /// Writes the head given to [`Conn::encode`].
+    fn poll_send(&mut self, cx: &mut Context<'_>, written: &mut usize) -> Poll<io::Result<()>> {
+        while *written < self.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sets the timer to `deadline`; whether there is one.
+    fn arm(&mut self, deadline: Option<Deadline>) -> bool {
+        let Some(deadline) = deadline else {
+            return false;
+        };
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        true
+    }
+
+    /// What `step` gives, or `None` once the armed timer fires first.
+    async fn by_timer<T>(
+        &mut self,
+        armed: bool,
+        mut step: impl FnMut(&mut Self, &mut Context<'_>) -> Poll<T>,
+    ) -> Option<T> {
+        std::future::poll_fn(|cx| match step(self, cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending if armed => match self.timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     }
 
     /// Takes `req`'s head (its target in origin form) to send with [`Conn::exchange`].
@@ -241,13 +318,27 @@ impl Conn {
         encode(&mut self.out, req);
     }
 
-    /// Sends the head given to [`Conn::encode`] and reads the final answer's head.
-    pub(super) async fn exchange(&mut self, max_headers: usize) -> Result<Head, Broke> {
-        if let Err(e) = self.io.write_all(&self.out).await {
-            return Err(Broke {
-                error: H1Error::Io(e).into_upstream(),
-                silent: true,
-            });
+    /// Sends the head given to [`Conn::encode`] and reads the final answer's head, by
+    /// `deadline` if there is one.
+    pub(super) async fn exchange(
+        &mut self,
+        max_headers: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<Head, Broke> {
+        let armed = self.arm(deadline);
+        let mut written = 0;
+        match self
+            .by_timer(armed, |conn, cx| conn.poll_send(cx, &mut written))
+            .await
+        {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(Broke {
+                    error: H1Error::Io(e).into_upstream(),
+                    silent: true,
+                })
+            }
+            None => return Err(Broke::timeout()),
         }
         if self.out.capacity() > MAX_HEAD {
             self.out = Vec::new();
@@ -289,15 +380,16 @@ impl Conn {
             }
             searched = self.buf.len().saturating_sub(2);
             let silent = self.buf.is_empty() && interim == 0;
-            match self.fill().await {
-                Ok(0) => {
+            match self.by_timer(armed, Conn::poll_fill).await {
+                None => return Err(Broke::timeout()),
+                Some(Ok(0)) => {
                     return Err(Broke {
                         error: H1Error::Incomplete.into_upstream(),
                         silent,
                     })
                 }
-                Ok(_) => {}
-                Err(e) => {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
                     return Err(Broke {
                         error: H1Error::Io(e).into_upstream(),
                         silent,

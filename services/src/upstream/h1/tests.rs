@@ -479,3 +479,33 @@ async fn a_large_body_streams_through_whole() {
         got.len()
     );
 }
+
+#[tokio::test]
+async fn the_answer_deadline_holds_on_a_reused_connection_and_after_its_timer_fired_idle() {
+    // Each connection answers its first two requests at once and never the third.
+    let (addr, conns) = serve(|mut s, _| async move {
+        let mut buf = [0u8; 1024];
+        for _ in 0..2 {
+            if matches!(s.read(&mut buf).await, Ok(0) | Err(_)) {
+                return;
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    let mut config = UpstreamConfig::new(Origin::parse(&format!("http://{addr}")).unwrap());
+    config.response_timeout = Some(std::time::Duration::from_millis(100));
+    let up = Upstream::new(&config);
+    assert_eq!(fetch(&up, "/").await.unwrap().1, b"ok");
+    // Idle past the first exchange's deadline: the connection's timer fires in the pool, and
+    // the next exchange on the connection must set it again, not find it fired.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(fetch(&up, "/").await.unwrap().1, b"ok");
+    // Unanswered: the timer, moved on from the second exchange's deadline, still fires.
+    let err = up.send(get("/")).await.unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Timeout);
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+}
