@@ -425,7 +425,9 @@ impl Conn {
         // One copy of the head, which the header values share; the read buffer stays ours.
         let head = Bytes::copy_from_slice(&self.buf[..len]);
         self.buf.advance(len);
-        let mut headers = HeaderMap::with_capacity(self.spans.len());
+        // With room for the fields a proxy adds on the way back (Via and the like): a map
+        // that grows rehashes every field.
+        let mut headers = HeaderMap::with_capacity(self.spans.len() + 4);
         for span in &self.spans {
             let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
                 .map_err(|_| H1Error::Invalid("a header name is not one"))?;
