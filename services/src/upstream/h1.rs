@@ -157,9 +157,10 @@ pub(super) fn applies<B: http_body::Body>(req: &Request<B>) -> bool {
     matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && req.version() == Version::HTTP_11
         && req.body().is_end_stream()
-        && !req.headers().contains_key(TRANSFER_ENCODING)
-        && !req.headers().contains_key(http::header::UPGRADE)
-        && !req.headers().contains_key(CONNECTION)
+        // A pass over the names rather than a lookup (a hash) for each of the three.
+        && !req.headers().keys().any(|name| {
+            name == TRANSFER_ENCODING || name == http::header::UPGRADE || name == CONNECTION
+        })
 }
 
 /// What went wrong in an exchange on this path.
@@ -537,50 +538,71 @@ pub(super) enum Framing {
 /// How the body of an answer is framed, and whether its connection may carry another
 /// request afterwards. Drops a `Content-Length` that a `Transfer-Encoding` overrides.
 pub(super) fn framing(head: &mut Head, head_request: bool) -> Result<(Framing, bool), H1Error> {
-    let headers = &mut head.headers;
+    // One pass over the fields (a lookup per name hashes it; most answers have few fields).
+    let mut last_coding_chunked = None;
+    let mut has_length = false;
+    let mut length = Ok(None);
+    let (mut close, mut keep_alive) = (false, false);
+    for (name, value) in &head.headers {
+        if name == TRANSFER_ENCODING {
+            // The last field's last coding decides.
+            last_coding_chunked = Some(
+                value
+                    .as_bytes()
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")),
+            );
+        } else if name == CONTENT_LENGTH {
+            has_length = true;
+            length = length.and_then(|known| merge_length(known, value));
+        } else if name == CONNECTION {
+            close |= has_token(value, b"close");
+            keep_alive |= has_token(value, b"keep-alive");
+        }
+    }
     let mut reusable = match head.version {
-        Version::HTTP_11 => !connection_has(headers, "close"),
-        _ => connection_has(headers, "keep-alive"),
+        Version::HTTP_11 => !close,
+        _ => keep_alive,
     };
-    if headers.contains_key(TRANSFER_ENCODING) && headers.remove(CONTENT_LENGTH).is_some() {
+    if last_coding_chunked.is_some() && has_length {
         // Framed two ways: the length is wrong and must not travel on, and an upstream that
         // frames this ambiguously is not trusted with another request.
+        head.headers.remove(CONTENT_LENGTH);
         reusable = false;
     }
     if head_request || matches!(head.status.as_u16(), 204 | 304) {
         return Ok((Framing::Empty, reusable));
     }
-    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+    if let Some(chunked) = last_coding_chunked {
         if head.version != Version::HTTP_11 {
             return Err(H1Error::Invalid("Transfer-Encoding in an HTTP/1.0 answer"));
         }
-        let chunked = last
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked {
             (Framing::Chunked, reusable)
         } else {
             (Framing::Close, false)
         });
     }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            let n = parse_length(part).ok_or(H1Error::Invalid("Content-Length is not a length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(H1Error::Invalid("Content-Length values differ"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    Ok(match length.map_err(H1Error::Invalid)? {
         Some(0) => (Framing::Empty, reusable),
         Some(n) => (Framing::Length(n), reusable),
         None => (Framing::Close, false),
     })
+}
+
+/// The length `known` so far, with a `Content-Length` field's values (a list of equal ones
+/// is one length) added.
+fn merge_length(known: Option<u64>, value: &HeaderValue) -> Result<Option<u64>, &'static str> {
+    let mut length = known;
+    for part in value.as_bytes().split(|b| *b == b',') {
+        let n = parse_length(part.trim_ascii()).ok_or("Content-Length is not a length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("Content-Length values differ");
+        }
+        length = Some(n);
+    }
+    Ok(length)
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -592,12 +614,11 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

@@ -41,10 +41,11 @@ impl Pool {
         idle_timeout: Duration,
         max_age: Duration,
     ) -> Option<Conn> {
+        let now = Instant::now();
         loop {
             let Idle { mut conn, since } = crate::upstream::lock(&self.idle).pop_back()?;
-            if since.elapsed() <= idle_timeout
-                && conn.born.elapsed() <= max_age
+            if now.saturating_duration_since(since) <= idle_timeout
+                && now.saturating_duration_since(conn.born) <= max_age
                 && conn.still_open()
             {
                 return Some(conn);
