@@ -94,7 +94,7 @@ where
                                     unsent: None,
                                 })
                             }
-                            Some(Ok(Opened::Tcp(stream))) => Conn::new(stream),
+                            Some(Ok(Opened::Tcp(stream))) => Box::new(Conn::new(stream)),
                             Some(Ok(Opened::Tls(_))) => {
                                 return Err(SendFailure {
                                     error: UpstreamError::new(

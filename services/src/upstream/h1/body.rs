@@ -19,7 +19,7 @@ pub(in crate::upstream) struct Pool {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -40,7 +40,7 @@ impl Pool {
         &self,
         idle_timeout: Duration,
         max_age: Duration,
-    ) -> Option<Conn> {
+    ) -> Option<Box<Conn>> {
         let now = Instant::now();
         loop {
             let Idle { mut conn, since } = crate::upstream::lock(&self.idle).pop_back()?;
@@ -53,7 +53,7 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, mut conn: Conn) {
+    fn give_back(&self, mut conn: Box<Conn>) {
         if conn.buf.capacity() > MAX_READ {
             conn.buf = BytesMut::new();
             conn.read_size = MIN_READ;
@@ -80,7 +80,8 @@ impl Pool {
 /// An answer's body read from its connection, which goes back to the pool at the body's end
 /// (dropped before it, the connection is closed).
 pub struct Body {
-    conn: Option<Conn>,
+    /// Boxed: moved with the answer from step to step, and in and out of the pool.
+    conn: Option<Box<Conn>>,
     state: State,
     reusable: bool,
     pool: Weak<Pool>,
@@ -94,7 +95,7 @@ enum State {
 }
 
 impl Body {
-    pub(super) fn new(conn: Conn, framing: Framing, reusable: bool, pool: Weak<Pool>) -> Self {
+    pub(super) fn new(conn: Box<Conn>, framing: Framing, reusable: bool, pool: Weak<Pool>) -> Self {
         let mut body = Self {
             conn: Some(conn),
             state: match framing {
