@@ -251,6 +251,18 @@ impl Conn {
         }
     }
 
+    /// Leaves a waker that does nothing with the answer's timer in place of the last
+    /// exchange's. Idle in the pool, the connection must not keep that exchange's task (its
+    /// memory) alive until the old deadline passes, nor wake it then: a pool of idle
+    /// connections would otherwise hold as many finished tasks. (The reactor holds no waker
+    /// here: it gives each up when it wakes it, and the answer was read to its end.)
+    pub(super) fn forget_waker(&mut self) {
+        if let Some(timer) = &mut self.timer {
+            let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+            let _ = timer.as_mut().poll(&mut cx);
+        }
+    }
+
     /// Reads more of the answer into the buffer: the bytes read, 0 at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < self.read_size / 2 {

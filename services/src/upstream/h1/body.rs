@@ -54,6 +54,7 @@ impl Pool {
     }
 
     fn give_back(&self, mut conn: Box<Conn>) {
+        conn.forget_waker();
         if conn.buf.capacity() > MAX_READ {
             conn.buf = BytesMut::new();
             conn.read_size = MIN_READ;

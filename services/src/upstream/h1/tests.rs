@@ -509,3 +509,54 @@ async fn the_answer_deadline_holds_on_a_reused_connection_and_after_its_timer_fi
     assert_eq!(err.kind(), FailureKind::Timeout);
     assert_eq!(conns.load(Ordering::SeqCst), 1);
 }
+
+/// A future that polls `inner` with a waker of its own, which holds a count of itself:
+/// whatever keeps one of its wakers keeps the count up.
+struct Tracked<F> {
+    inner: Pin<Box<F>>,
+    count: Arc<()>,
+}
+
+struct TrackedWaker {
+    _count: Arc<()>,
+    outer: std::task::Waker,
+}
+
+impl std::task::Wake for TrackedWaker {
+    fn wake(self: Arc<Self>) {
+        self.outer.wake_by_ref();
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let waker = std::task::Waker::from(Arc::new(TrackedWaker {
+            _count: Arc::clone(&self.count),
+            outer: cx.waker().clone(),
+        }));
+        self.inner.as_mut().poll(&mut Context::from_waker(&waker))
+    }
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_holds_no_waker_of_the_task_that_used_it() {
+    let s = scripted(
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()],
+        usize::MAX,
+    )
+    .await;
+    let mut config = UpstreamConfig::new(Origin::parse(&format!("http://{}", s.addr)).unwrap());
+    config.response_timeout = Some(std::time::Duration::from_secs(60));
+    let up = Upstream::new(&config);
+    let count = Arc::new(());
+    let fetched = Tracked {
+        inner: Box::pin(fetch(&up, "/")),
+        count: Arc::clone(&count),
+    }
+    .await;
+    assert_eq!(fetched.unwrap().1, b"ok");
+    assert_eq!(up.idle_connections(), 1);
+    // Neither the socket's registration nor the answer's timer holds a waker of the task.
+    assert_eq!(Arc::strong_count(&count), 1);
+}
