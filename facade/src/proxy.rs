@@ -180,7 +180,9 @@ impl Facade {
             let headers = &mut parts.headers;
             // Room for the fields added below (the three forwarding fields, Via, TE), so
             // that the map grows once if at all, not once per field.
-            headers.reserve(5);
+            // (It cannot fail: a request has at most `max_headers`, 10,000 at most, and a map
+            // holds 32,768.)
+            let _ = headers.try_reserve(5);
 
             // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
             // target (or HTTP/2's :authority) names it; otherwise the Host header does.

@@ -440,13 +440,16 @@ impl Conn {
         self.buf.advance(len);
         // With room for the fields a proxy adds on the way back (Via and the like): a map
         // that grows rehashes every field.
-        let mut headers = HeaderMap::with_capacity(self.spans.len() + 4);
+        // (A map holds at most 32,768 fields; more, which only a limit raised past that lets
+        // through, are refused rather than allowed to panic.)
+        let too_many = |_| H1Error::Invalid("too many header fields");
+        let mut headers = HeaderMap::try_with_capacity(self.spans.len() + 4).map_err(too_many)?;
         for span in &self.spans {
             let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
                 .map_err(|_| H1Error::Invalid("a header name is not one"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
                 .map_err(|_| H1Error::Invalid("a header value is not one"))?;
-            headers.append(name, value);
+            headers.try_append(name, value).map_err(too_many)?;
         }
         Ok(Head {
             status,

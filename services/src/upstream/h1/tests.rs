@@ -560,3 +560,16 @@ async fn an_idle_pooled_connection_holds_no_waker_of_the_task_that_used_it() {
     // Neither the socket's registration nor the answer's timer holds a waker of the task.
     assert_eq!(Arc::strong_count(&count), 1);
 }
+
+#[tokio::test]
+async fn more_fields_than_a_header_map_holds_are_refused_not_a_panic() {
+    // Only a limit raised past what a map holds (32,768 fields) lets such a head be parsed.
+    let fields = "a:b\r\n".repeat(33_000);
+    let answer = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 0\r\n\r\n");
+    let s = scripted(vec![answer.into_bytes()], usize::MAX).await;
+    let mut config = UpstreamConfig::new(Origin::parse(&format!("http://{}", s.addr)).unwrap());
+    config.max_response_headers = 40_000;
+    let up = Upstream::new(&config);
+    let err = up.send(get("/")).await.unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Protocol, "{err}");
+}
