@@ -179,9 +179,8 @@ impl Facade {
             let (mut parts, body) = req.into_parts();
             let headers = &mut parts.headers;
             // Room for the fields added below (the three forwarding fields, Via, TE), so
-            // that the map grows once if at all, not once per field.
-            // (It cannot fail: a request has at most `max_headers`, 10,000 at most, and a map
-            // holds 32,768.)
+            // that the map grows once if at all, not once per field. (It cannot fail: a
+            // request has at most `max_headers` fields, 10,000 at most; a map holds 32,768.)
             let _ = headers.try_reserve(5);
 
             // The public origin, for the forwarding fields and redirect rewriting. An absolute-form

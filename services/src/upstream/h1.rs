@@ -441,9 +441,8 @@ impl Conn {
         let head = Bytes::copy_from_slice(&self.buf[..len]);
         self.buf.advance(len);
         // With room for the fields a proxy adds on the way back (Via and the like): a map
-        // that grows rehashes every field.
-        // (A map holds at most 32,768 fields; more, which only a limit raised past that lets
-        // through, are refused rather than allowed to panic.)
+        // that grows rehashes every field. A map holds at most 32,768 fields; more (only a
+        // limit raised past that lets them through) are refused, not a panic.
         let too_many = |_| H1Error::Invalid("too many header fields");
         let mut headers = HeaderMap::try_with_capacity(self.spans.len() + 4).map_err(too_many)?;
         for span in &self.spans {
