@@ -4,8 +4,8 @@
 
 use http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Method, Request, Version};
-use hyper::body::Incoming;
 
+use crate::body::ClientBody;
 use crate::facade::Facade;
 use crate::problem::Problem;
 use crate::telemetry::Answer;
@@ -19,7 +19,7 @@ pub(crate) type Refusal = Problem;
 impl Facade {
     /// Checks a request before anything is sent upstream. Returns whether it carries
     /// `X-Strangler-*` fields, which must not pass.
-    pub(crate) fn check(&self, req: &Request<Incoming>) -> Result<bool, Refusal> {
+    pub(crate) fn check(&self, req: &Request<ClientBody>) -> Result<bool, Refusal> {
         let limits = &self.shared.config.limits;
         if req.method() == Method::CONNECT {
             return Err(Problem::new(
@@ -84,7 +84,7 @@ impl Facade {
 /// Replaces the request's path with its normal form (the query stays as sent), so that the
 /// route table and every upstream see one spelling of it; a path that names nothing is 400.
 pub(crate) fn normalize_target(
-    req: &mut Request<Incoming>,
+    req: &mut Request<ClientBody>,
     rules: crate::path::PathRules,
 ) -> Result<(), Problem> {
     let normal = match crate::path::normalize(req.uri().path(), rules) {

@@ -29,6 +29,16 @@ pub enum RequestBodyError {
     Client(#[source] hyper::Error),
 }
 
+/// A client's request body as a server hands it to the request path.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// Read by hyper's server (HTTP/2, and HTTP/1 requests that may carry a body).
+    Hyper(Incoming),
+    /// None: a request read by the facade's own HTTP/1.1 reader, which takes only requests
+    /// that declare no body (no `Content-Length`, no `Transfer-Encoding`).
+    Empty,
+}
+
 /// The client's request body on its way to the upstream, with a size limit and an idle timeout.
 ///
 /// The idle clock runs only while the facade waits for the client: when the upstream is slow
@@ -80,9 +90,13 @@ impl RequestTee {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+    pub fn new(inner: ClientBody, limit: Option<u64>, idle: Duration) -> Self {
+        let inner = match inner {
+            ClientBody::Hyper(body) => Some(body),
+            ClientBody::Empty => None,
+        };
         Self {
-            inner: Some(inner),
+            inner,
             ..Self::empty()
         }
         .with_limits(limit, idle)

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use http::header::{HeaderName, HeaderValue};
 use http::Request;
-use hyper::body::Incoming;
 use strangler_catalog::{MigrationState, Side};
 use strangler_services::cluster::{Cluster, Replay};
 
-use crate::body::RequestBody;
+use crate::body::{ClientBody, RequestBody};
 use crate::conn::ConnInfo;
 use crate::facade::{Facade, Shared};
 use crate::routes::{decide_side, sticky_identity};
@@ -71,7 +70,7 @@ pub(crate) struct Served {
 
 impl Routing {
     /// No context claimed the request: legacy answers, and it is counted by path template.
-    fn legacy(s: &Shared, req: &Request<Incoming>) -> Self {
+    fn legacy(s: &Shared, req: &Request<ClientBody>) -> Self {
         let counters = s
             .telemetry
             .traffic
@@ -116,7 +115,7 @@ impl Facade {
     /// Decides who answers: the matched context's side, or legacy.
     pub(crate) fn route(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         host: Option<&HeaderValue>,
         conn: &ConnInfo,
     ) -> Routing {

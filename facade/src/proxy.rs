@@ -8,12 +8,11 @@ use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE, UPGRADE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use strangler_catalog::Side;
 use strangler_services::cluster::{effective_status, is_failure_status, Replay};
 
 use crate::admission::{normalize_target, strip_internal, Refusal};
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{ClientBody, RequestBody, ResponseBody};
 use crate::compose;
 use crate::config::HostHeader;
 use crate::conn::{ConnActive, ConnInfo};
@@ -33,7 +32,7 @@ impl Facade {
     /// Handles one request; never fails: every failure becomes an answer.
     pub(crate) async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
         let s = &*self.shared;
@@ -140,7 +139,7 @@ impl Facade {
     #[allow(clippy::manual_async_fn)]
     fn forward<'a>(
         &'a self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         conn: &'a ConnInfo,
         id: &'a mut Option<RequestId>,
         served: &'a mut Option<Served>,

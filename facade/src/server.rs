@@ -1,6 +1,11 @@
 //! The public listener: accepts connections, serves HTTP/1.1 and h2c (prior knowledge) on
 //! them, and drains them on shutdown.
 //!
+//! A connection starts on our own HTTP/1.1 reader (`h1.rs`), which serves bodiless `GET` and
+//! `HEAD` requests; the first request it does not take hands the connection, with the bytes
+//! read so far, to hyper-util's auto builder (HTTP/1.1 with upgrades, or h2c) for the rest of
+//! its life. Both run under the same driver, its timers and its shutdown phases.
+//!
 //! Every connection has a timer from its first byte on: a client that has not completed its
 //! first request head within `header_read_timeout` of the accept is closed, whatever protocol
 //! it might speak (hyper's own head timer only starts once the protocol is known, so a socket
@@ -30,10 +35,13 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::body::ClientBody;
 use crate::conn::ConnInfo;
 use crate::facade::Facade;
 use crate::framing::{Framing, Guarded};
 use crate::tls::Tls;
+
+mod h1;
 
 /// Where the listener is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,13 +271,38 @@ impl Conn<'_> {
         let mut info = self.facade.conn_info(self.peer, Arc::clone(&framing));
         info.tls = self.tls;
         let info = Arc::new(info);
+        let first_deadline = tokio::time::Instant::now() + self.timers.first_request;
+        // Our own reader serves what it can; the rest of the connection is hyper's.
+        let ctl = Arc::new(h1::Ctl::default());
+        let serving = h1::serve(io, self.facade.clone(), Arc::clone(&info), Arc::clone(&ctl));
+        let own = h1::OwnConn::new(serving, ctl);
+        let phase = self.phase.clone();
+        let Some(Some(handoff)) = drive(
+            own,
+            &info,
+            phase,
+            first_deadline,
+            self.timers,
+            self.telemetry,
+            self.peer,
+        )
+        .await
+        else {
+            return;
+        };
+        // The framing guard numbers the heads it reads from here on, from 0.
+        info.h1_requests.store(0, Relaxed);
+        let io = h1::Rewind::new(handoff.io, handoff.read);
         let service = {
             let facade = self.facade.clone();
             let info = Arc::clone(&info);
             service_fn(move |req| {
                 let facade = facade.clone();
                 let info = Arc::clone(&info);
-                async move { Ok::<_, Infallible>(facade.handle(req, &info).await) }
+                async move {
+                    let req = req.map(ClientBody::Hyper);
+                    Ok::<_, Infallible>(facade.handle(req, &info).await)
+                }
             })
         };
         let io = TokioIo::new(Guarded::new(io, framing));
@@ -278,6 +311,7 @@ impl Conn<'_> {
             conn,
             &info,
             self.phase,
+            first_deadline,
             self.timers,
             self.telemetry,
             self.peer,
@@ -295,19 +329,21 @@ struct ConnTimers {
 }
 
 /// Drives one connection to its end, applying the connection's timers and the listener's
-/// shutdown phases.
-async fn drive<C>(
+/// shutdown phases; what the connection's future gave, when it ended by itself.
+async fn drive<C, T>(
     conn: C,
     info: &ConnInfo,
     mut phase: watch::Receiver<Phase>,
+    first_deadline: tokio::time::Instant,
     timers: ConnTimers,
     telemetry: &crate::telemetry::Telemetry,
     peer: SocketAddr,
-) where
-    C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulConn,
+) -> Option<T>
+where
+    C: Future<Output = Result<T, Box<dyn std::error::Error + Send + Sync>>> + GracefulConn,
 {
     tokio::pin!(conn);
-    let first_deadline = tokio::time::sleep(timers.first_request);
+    let first_deadline = tokio::time::sleep_until(first_deadline);
     tokio::pin!(first_deadline);
     let mut waiting_first = true;
     // Idleness is judged per tick: no request in flight and none started since the last one.
@@ -346,22 +382,25 @@ async fn drive<C>(
                         conn.as_mut().graceful_shutdown();
                     }
                 }
-                Phase::Cut => return,
+                Phase::Cut => return None,
             }
         }
         tokio::select! {
             result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                }
-                return;
+                return match result {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                        None
+                    }
+                };
             }
             () = &mut first_deadline, if waiting_first => {
                 waiting_first = false;
                 if info.requests.load(Relaxed) == 0 {
                     telemetry.record_header_timeout();
                     tracing::debug!(%peer, "no complete request head in time; closing");
-                    return;
+                    return None;
                 }
             }
             _ = tick.tick() => {
@@ -388,8 +427,7 @@ async fn drive<C>(
                     if !asked_to_finish {
                         conn.as_mut().graceful_shutdown();
                     }
-                    let _ = conn.as_mut().await;
-                    return;
+                    return conn.as_mut().await.ok();
                 }
             }
         }

@@ -1,0 +1,377 @@
+//! The facade's own HTTP/1.1 server for the requests that are most of the traffic: `GET` and
+//! `HEAD` over HTTP/1.1 with no body, in origin form, with no `Upgrade`, `Expect` or
+//! `Connection` tokens but `keep-alive`. It reads heads with httparse into one buffer kept per
+//! connection, hands each request to the request path, and writes the answer's head and its
+//! first body bytes in one write, without a connection task between them.
+//!
+//! Anything else — a request that may carry a body, an upgrade, HTTP/1.0, HTTP/2's preface, a
+//! head httparse cannot read or one too large for this reader — hands the connection, with the
+//! bytes read so far, to hyper's server for the rest of its life ([`Handoff`]). So every error
+//! answer about framing, size and syntax is still hyper's, and what this reader serves it
+//! serves as hyper's server would: the answer's head is encoded by the same rules (length or
+//! chunked framing from the body's size, `Date` when absent, `Connection: close` honoured,
+//! no body for `HEAD`, 204 and 304), the head timer closes an idle connection after
+//! `header_read_timeout`, and a client that closes its side mid-request cancels the request.
+
+use std::future::Future;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Uri, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::body::ClientBody;
+use crate::conn::ConnInfo;
+use crate::facade::Facade;
+
+use super::GracefulConn;
+
+mod answer;
+use answer::write_answer;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Most fields a head this reader takes may have (more: hyper's server reads it).
+const MAX_FIELDS: usize = 64;
+/// The most bytes read while waiting for a head; past it the head is hyper's.
+const HEAD_CAP: usize = 16 * 1024;
+/// Room kept free in the read buffer for one read.
+const READ_ROOM: usize = 4 * 1024;
+
+/// The connection, handed over to hyper's server with the bytes read from it so far.
+pub(super) struct Handoff<IO> {
+    pub io: IO,
+    pub read: Bytes,
+}
+
+/// What the connection's driver and the reader share: whether to finish, and whether the
+/// reader is waiting for a head with nothing read (then finishing is closing).
+#[derive(Default)]
+pub(super) struct Ctl {
+    finish: AtomicBool,
+    idle: AtomicBool,
+}
+
+/// The reader as a connection [`super::drive`] can ask to finish.
+pub(super) struct OwnConn<F> {
+    serving: Pin<Box<F>>,
+    ctl: Arc<Ctl>,
+}
+
+impl<F> OwnConn<F> {
+    pub(super) fn new(serving: F, ctl: Arc<Ctl>) -> Self {
+        Self {
+            serving: Box::pin(serving),
+            ctl,
+        }
+    }
+}
+
+impl<F, T> Future for OwnConn<F>
+where
+    F: Future<Output = Result<Option<T>, BoxError>>,
+{
+    type Output = Result<Option<T>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.ctl.finish.load(Relaxed) && self.ctl.idle.load(Relaxed) {
+            return Poll::Ready(Ok(None));
+        }
+        self.serving.as_mut().poll(cx)
+    }
+}
+
+impl<F> GracefulConn for OwnConn<F> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.ctl.finish.store(true, Relaxed);
+    }
+}
+
+/// Serves requests on `io` until the connection ends (`None`) or a request is not this
+/// reader's to serve (the connection and the bytes read, for hyper's server).
+pub(super) async fn serve<IO>(
+    mut io: IO,
+    facade: Facade,
+    info: Arc<ConnInfo>,
+    ctl: Arc<Ctl>,
+) -> Result<Option<Handoff<IO>>, BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = &facade.config().limits;
+    let head_timeout = limits.header_read_timeout;
+    let max_fields = limits.max_headers.min(MAX_FIELDS);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let timer = tokio::time::sleep(head_timeout);
+    tokio::pin!(timer);
+    let mut first = true;
+    let mut spans = [[0u32; 4]; MAX_FIELDS];
+    loop {
+        // Asked to finish: no further request is read (as hyper's server does).
+        if ctl.finish.load(Relaxed) {
+            return Ok(None);
+        }
+        // Wait for a whole head; the head timer runs from the first wait. (The first head's
+        // wait is the driver's: it counts the connections that never sent one.)
+        let mut timing = false;
+        let head = loop {
+            match read_head(&buf, max_fields, &mut spans) {
+                Read::Head(head) => break head,
+                Read::Partial if buf.len() < HEAD_CAP => {}
+                Read::Partial | Read::NotOurs => {
+                    return Ok(Some(Handoff {
+                        io,
+                        read: buf.freeze(),
+                    }))
+                }
+            }
+            if buf.is_empty() {
+                ctl.idle.store(true, Relaxed);
+            }
+            if !timing && !first {
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + head_timeout);
+                timing = true;
+            }
+            room(&mut buf);
+            let n = tokio::select! {
+                biased;
+                n = io.read_buf(&mut buf) => n?,
+                () = &mut timer, if timing => {
+                    tracing::debug!(peer = %info.peer, "no complete request head in time; closing");
+                    return Ok(None);
+                }
+            };
+            ctl.idle.store(false, Relaxed);
+            if n == 0 {
+                return Ok(None);
+            }
+        };
+        first = false;
+        let Some(req) = head.request(&mut buf, &spans) else {
+            // A target the URI parser refuses: hyper's server answers it (400).
+            return Ok(Some(Handoff {
+                io,
+                read: buf.freeze(),
+            }));
+        };
+        let is_head = req.method() == Method::HEAD;
+
+        // While the request is answered, a client that closes its side cancels it.
+        let answering = facade.handle(req, &info);
+        tokio::pin!(answering);
+        let mut watching = buf.is_empty();
+        let resp = loop {
+            if !watching {
+                break answering.as_mut().await;
+            }
+            room(&mut buf);
+            tokio::select! {
+                biased;
+                resp = answering.as_mut() => break resp,
+                n = io.read_buf(&mut buf) => match n {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => watching = false,
+                },
+            }
+        };
+        if !write_answer(&mut io, resp, is_head, &mut out, &mut buf).await? {
+            let _ = io.shutdown().await;
+            return Ok(None);
+        }
+    }
+}
+
+/// What the buffer holds.
+enum Read {
+    Head(Head),
+    /// Not a whole head yet.
+    Partial,
+    /// Something hyper's server is to read.
+    NotOurs,
+}
+
+/// Where a field's name and value lie in the buffer (start and end of each).
+type Span = [u32; 4];
+
+/// Where a head's parts lie in the buffer; its fields' in the spans handed to [`read_head`].
+struct Head {
+    len: usize,
+    method: Method,
+    target: (usize, usize),
+    count: usize,
+}
+
+/// Reads a head from `buf`, noting where its fields lie in `spans` (kept by the connection,
+/// so that a head's 64 spans are not moved with it).
+fn read_head(buf: &[u8], max_fields: usize, spans: &mut [Span; MAX_FIELDS]) -> Read {
+    if buf.is_empty() {
+        return Read::Partial;
+    }
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut fields[..max_fields]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Read::Partial,
+        Err(_) => return Read::NotOurs,
+    };
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Read::NotOurs,
+    };
+    let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
+        return Read::NotOurs;
+    };
+    if req.version != Some(1) {
+        return Read::NotOurs;
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        (
+            s.as_ptr() as usize - base,
+            s.as_ptr() as usize - base + s.len(),
+        )
+    };
+    let head = Head {
+        len,
+        method,
+        target: at(path.as_bytes()),
+        count: req.headers.len(),
+    };
+    for (slot, f) in spans.iter_mut().zip(req.headers.iter()) {
+        let name = f.name.as_bytes();
+        // Fields that mean a body, an upgrade or a connection rule: hyper's.
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+            || (name.eq_ignore_ascii_case(b"connection")
+                && !f.value.eq_ignore_ascii_case(b"keep-alive"))
+        {
+            return Read::NotOurs;
+        }
+        let (ns, ne) = at(name);
+        let (vs, ve) = at(f.value);
+        // The buffer holds at most a few times `HEAD_CAP` bytes: offsets fit.
+        *slot = [ns as u32, ne as u32, vs as u32, ve as u32];
+    }
+    Read::Head(head)
+}
+
+impl Head {
+    /// The request, its head taken out of `buf` (left as it was when the target is refused).
+    fn request(&self, buf: &mut BytesMut, spans: &[Span]) -> Option<Request<ClientBody>> {
+        let bytes = buf.split_to(self.len).freeze();
+        let uri = match Uri::from_maybe_shared(bytes.slice(self.target.0..self.target.1)) {
+            Ok(uri) => uri,
+            Err(_) => {
+                let mut whole = BytesMut::with_capacity(bytes.len() + buf.len());
+                whole.extend_from_slice(&bytes);
+                whole.extend_from_slice(buf);
+                *buf = whole;
+                return None;
+            }
+        };
+        // Room for what the request path adds (the forwarding fields and `Via`).
+        let mut headers = HeaderMap::with_capacity(self.count + 5);
+        for &[ns, ne, vs, ve] in &spans[..self.count] {
+            let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
+            // httparse let through only token names and visible values, which both parsers
+            // take; a failure here would be a bug, and is answered as hyper would (by hyper).
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&bytes[ns..ne]),
+                HeaderValue::from_maybe_shared(bytes.slice(vs..ve)),
+            ) else {
+                let mut whole = BytesMut::with_capacity(bytes.len() + buf.len());
+                whole.extend_from_slice(&bytes);
+                whole.extend_from_slice(buf);
+                *buf = whole;
+                return None;
+            };
+            headers.append(name, value);
+        }
+        let mut req = Request::new(ClientBody::Empty);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        Some(req)
+    }
+}
+
+/// Keeps room in the read buffer for one read (a read into a full buffer would read 0 bytes,
+/// which means the end of the stream). With nothing held, the buffer's own space is reused.
+fn room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_ROOM {
+        buf.reserve(8 * 1024);
+    }
+}
+
+/// A connection whose first reads give back bytes already read from it.
+pub(super) struct Rewind<T> {
+    read: Bytes,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub(super) fn new(inner: T, read: Bytes) -> Self {
+        Self { read, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            let bytes = self.read.split_to(n);
+            buf.put_slice(&bytes);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+use super::*;
+
+fn read(head: &[u8], max_fields: usize) -> Read {
+    let mut spans = [[0u32; 4]; MAX_FIELDS];
+    read_head(head, max_fields, &mut spans)
+}
+
+fn is_ours(head: &[u8]) -> bool {
+    matches!(read(head, MAX_FIELDS), Read::Head(_))
+}
+
+#[test]
+fn takes_bodiless_get_and_head_over_http_1_1_only() {
+    assert!(is_ours(b"GET /a?b=c HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert!(is_ours(
+        b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: Keep-Alive\r\n\r\n"
+    ));
+    for other in [
+        &b"POST /a HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"get /a HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET http://t/a HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /a HTTP/1.0\r\nHost: t\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"GET /a HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello",
+        b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nConnection: keep-alive, x-other\r\n\r\n",
+        // Bytes httparse refuses: hyper's server answers them.
+        b"GET /a HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nBad Name: t\r\n\r\n",
+        b"GET /a b HTTP/1.1\r\n\r\n",
+        b"\x00\x01\x02\x03 garbage\r\n\r\n",
+    ] {
+        assert!(
+            matches!(read(other, MAX_FIELDS), Read::NotOurs),
+            "{:?} was taken",
+            String::from_utf8_lossy(other)
+        );
+    }
+}
+
+#[test]
+fn a_head_not_yet_whole_is_waited_for() {
+    assert!(matches!(read(b"", MAX_FIELDS), Read::Partial));
+    assert!(matches!(read(b"GET /a HTT", MAX_FIELDS), Read::Partial));
+    assert!(matches!(
+        read(b"GET /a HTTP/1.1\r\nHost: t\r\n", MAX_FIELDS),
+        Read::Partial
+    ));
+}
+
+/// More fields than the configured limit (or than this reader's 64): hyper's server reads it
+/// and applies the limit.
+#[test]
+fn more_fields_than_the_limit_are_hypers() {
+    let mut head = b"GET /a HTTP/1.1\r\n".to_vec();
+    for i in 0..10 {
+        head.extend_from_slice(format!("x-f{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    assert!(matches!(read(&head, 10), Read::Head(_)));
+    assert!(matches!(read(&head, 9), Read::NotOurs));
+    let mut many = b"GET /a HTTP/1.1\r\n".to_vec();
+    for i in 0..=MAX_FIELDS {
+        many.extend_from_slice(format!("x-f{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert!(matches!(read(&many, MAX_FIELDS), Read::NotOurs));
+}
+
+/// The request keeps the fields' order, repeats and bytes, and the bytes after the head stay
+/// in the buffer for the next request.
+#[test]
+fn the_request_is_the_head_as_sent() {
+    let mut buf = BytesMut::from(
+        &b"GET /p?q=%20 HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nx-a: \xff2\r\nAccept: */*\r\n\r\nGET /next"[..],
+    );
+    let mut spans = [[0u32; 4]; MAX_FIELDS];
+    let Read::Head(head) = read_head(&buf, MAX_FIELDS, &mut spans) else {
+        panic!("not taken");
+    };
+    let req = head.request(&mut buf, &spans).expect("a request");
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.uri().path(), "/p");
+    assert_eq!(req.uri().query(), Some("q=%20"));
+    assert_eq!(req.version(), Version::HTTP_11);
+    let a: Vec<&[u8]> = req
+        .headers()
+        .get_all("x-a")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(a, [&b"1"[..], b"\xff2"]);
+    assert_eq!(req.headers().len(), 4);
+    assert_eq!(&buf[..], b"GET /next");
+}
+
+/// A target httparse takes but the URI parser refuses is handed over whole: the buffer is as
+/// it was, so hyper's server reads the same bytes and answers 400.
+#[test]
+fn a_refused_target_leaves_the_buffer_whole() {
+    let bytes = &b"GET /a<b> HTTP/1.1\r\nHost: t\r\n\r\nGET /next"[..];
+    let mut buf = BytesMut::from(bytes);
+    let mut spans = [[0u32; 4]; MAX_FIELDS];
+    let Read::Head(head) = read_head(&buf, MAX_FIELDS, &mut spans) else {
+        panic!("httparse takes `<`");
+    };
+    assert!(head.request(&mut buf, &spans).is_none());
+    assert_eq!(&buf[..], bytes);
+}
