@@ -129,6 +129,39 @@ async fn the_ambiguous_request_is_refused_not_the_one_before_it() {
     assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
 }
 
+/// The same after two `GET`s the facade's own HTTP/1.1 reader served: the connection is handed
+/// to hyper's server at the ambiguous head, and the framing guard, which starts there, names
+/// that head (not the one two requests later). Both smuggling shapes.
+#[tokio::test]
+async fn the_ambiguous_request_after_own_served_gets_is_refused() {
+    let up = echo().await;
+    let f = facade(up, |_| {}).await;
+    for shape in [
+        &b"Content-Length: 3\r\nContent-Length: 3\r\n"[..],
+        b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let mut stream = TcpStream::connect(f.addr).await.unwrap();
+        let mut req = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n\
+                        POST /3 HTTP/1.1\r\nHost: h\r\n"
+            .to_vec();
+        req.extend_from_slice(shape);
+        req.extend_from_slice(b"\r\n3\r\ntwo\r\n0\r\n\r\n");
+        stream.write_all(&req).await.unwrap();
+        for _ in 0..2 {
+            let (status, head, _) = read_response(&mut stream).await;
+            assert_eq!(status, 200, "{head}");
+        }
+        let (status, head, _) = read_response(&mut stream).await;
+        assert_eq!(status, 400, "{head}");
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .expect("the connection stays open after a smuggling attempt")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
+    }
+}
+
 /// An upstream that answers with both `Content-Length` and `Transfer-Encoding: chunked`: the
 /// chunked body arrives whole without the wrong length, and that upstream connection is not
 /// used again.
