@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Load benchmark: Strangler vs. direct vs. nginx vs. HAProxy (and a bare hyper proxy, the floor
-# under what the facade is built on) in front of the same upstream, plus a memory check of
-# Strangler while it streams a large download and a large upload.
+# Load benchmark: Strangler vs. direct vs. nginx vs. HAProxy (and a bare hyper proxy, what the
+# facade's parts cost alone, and a floor proxy, the least its design can cost) in front of the
+# same upstream, plus a memory check of Strangler while it streams a large download and a large
+# upload.
 #
 # Size: over 600 lines, kept whole on purpose: one run's steps, configurations and report in
 # the order they happen, so that a reader can follow a result back to how it was measured.
@@ -29,6 +30,7 @@ STRANGLER_ADMIN=127.0.0.1:19091
 NGINX_ADDR=127.0.0.1:18082
 HAPROXY_ADDR=127.0.0.1:18083
 BARE_ADDR=127.0.0.1:18084
+FLOOR_ADDR=127.0.0.1:18085
 
 LOAD_CPU=0  # upstream, wrk, curl, sampler
 PROXY_CPU=1 # the proxy under test
@@ -37,6 +39,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STRANGLER_BIN="$REPO_ROOT/target/release/strangler"
 UPSTREAM_BIN="$REPO_ROOT/target/release/bench-upstream"
 BARE_BIN="$REPO_ROOT/target/release/bench-bare-proxy"
+FLOOR_BIN="$REPO_ROOT/target/release/bench-floor-proxy"
 
 # Filled in by main.
 WORK_DIR=""
@@ -274,6 +277,14 @@ start_bare() {
     wait_ready "http://$BARE_ADDR/hello" "$PROXY_PID" bench-bare-proxy "$LOG_DIR/bare.log"
 }
 
+start_floor() {
+    port_free "$FLOOR_ADDR"
+    taskset -c "$PROXY_CPU" "$FLOOR_BIN" "$FLOOR_ADDR" "$UPSTREAM_ADDR" >>"$LOG_DIR/floor.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_ready "http://$FLOOR_ADDR/hello" "$PROXY_PID" bench-floor-proxy "$LOG_DIR/floor.log"
+}
+
 start_haproxy() {
     port_free "$HAPROXY_ADDR"
     taskset -c "$PROXY_CPU" haproxy -db -f "$WORK_DIR/haproxy/haproxy.cfg" \
@@ -372,7 +383,7 @@ print_table() {
     log "              (a migrated context whose service is the same upstream)"
     log "strangler-1k vs strangler: $(awk -v a="${RPS[strangler-1k]}" -v b="${RPS[strangler]}" 'BEGIN { printf "%.3f", a / b }')"
     log "== Results: wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, GET /hello (13-byte body)"
-    for name in direct strangler strangler-1k nginx haproxy hyper-bare; do
+    for name in direct strangler strangler-1k nginx haproxy hyper-bare floor; do
         printf '%s %s %s %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
     done | awk -v d_rps="${RPS[direct]}" -v d_p99="${P99[direct]}" \
         -v n_rps="${RPS[nginx]}" -v n_p99="${P99[nginx]}" '
@@ -397,21 +408,22 @@ post_case() {
 print_cpu() {
     log ""
     log "== CPU per request: proxy user+system seconds per 100k requests (wrk -c$CONNECTIONS, ${SECONDS_PER_RUN}s)"
-    printf '%-18s %12s %12s %7s   %s\n' "payload" "facade req/s" "nginx req/s" "ratio" "CPU s per 100k: facade / nginx / HAProxy / hyper-bare"
+    printf '%-18s %12s %12s %7s   %s\n' "payload" "facade req/s" "nginx req/s" "ratio" "CPU s per 100k: facade / nginx / HAProxy / hyper-bare / floor"
     local p suffix name
     for p in "GET 13 B:" "POST 16 KiB echo:-post16k"; do
         suffix="${p#*:}"
-        printf '%-18s %12.0f %12.0f %7s   %s / %s / %s / %s\n' "${p%%:*}" \
+        printf '%-18s %12.0f %12.0f %7s   %s / %s / %s / %s / %s\n' "${p%%:*}" \
             "${RPS[strangler$suffix]}" "${RPS[nginx$suffix]}" \
             "$(awk -v a="${RPS[strangler$suffix]}" -v b="${RPS[nginx$suffix]}" 'BEGIN { printf "%.2f", a / b }')" \
-            "${CPU[strangler$suffix]}" "${CPU[nginx$suffix]}" "${CPU[haproxy$suffix]}" "${CPU[hyper-bare$suffix]}"
+            "${CPU[strangler$suffix]}" "${CPU[nginx$suffix]}" "${CPU[haproxy$suffix]}" "${CPU[hyper-bare$suffix]}" \
+            "${CPU[floor$suffix]}"
     done
     log ""
     log "   the same, split: user space + kernel, seconds per 100k"
     for p in "GET 13 B:" "POST 16 KiB echo:-post16k"; do
         suffix="${p#*:}"
         printf '%-18s' "${p%%:*}"
-        for name in strangler nginx haproxy hyper-bare; do
+        for name in strangler nginx haproxy hyper-bare floor; do
             printf '   %s %s + %s' "$name" "${USER[$name$suffix]}" "${SYS[$name$suffix]}"
         done
         printf '\n'
@@ -567,6 +579,7 @@ build() {
     [[ -x "$STRANGLER_BIN" ]] || die "$STRANGLER_BIN is missing"
     [[ -x "$UPSTREAM_BIN" ]] || die "$UPSTREAM_BIN is missing"
     [[ -x "$BARE_BIN" ]] || die "$BARE_BIN is missing"
+    [[ -x "$FLOOR_BIN" ]] || die "$FLOOR_BIN is missing"
 }
 
 print_environment() {
@@ -659,6 +672,13 @@ main() {
     start_bare
     measure hyper-bare "http://$BARE_ADDR"
     post_case hyper-bare "http://$BARE_ADDR"
+    stop_pid "$PROXY_PID"
+
+    # The floor of the design: httparse on both sides, one task per connection, nothing else
+    # (bench/src/floor.rs).
+    start_floor
+    measure floor "http://$FLOOR_ADDR"
+    post_case floor "http://$FLOOR_ADDR"
     stop_pid "$PROXY_PID"
 
     print_table
