@@ -105,13 +105,12 @@ where
 {
     let limits = &facade.config().limits;
     let head_timeout = limits.header_read_timeout;
-    let max_fields = limits.max_headers.min(MAX_FIELDS);
+    let mut heads = Heads::new(limits.max_headers.min(MAX_FIELDS));
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let timer = tokio::time::sleep(head_timeout);
     tokio::pin!(timer);
     let mut first = true;
-    let mut spans = [[0u32; 4]; MAX_FIELDS];
     loop {
         // Asked to finish: no further request is read (as hyper's server does).
         if ctl.finish.load(Relaxed) {
@@ -121,7 +120,7 @@ where
         // wait is the driver's: it counts the connections that never sent one.)
         let mut timing = false;
         let head = loop {
-            match read_head(&buf, max_fields, &mut spans) {
+            match heads.read(&buf) {
                 Read::Head(head) => break head,
                 Read::Partial if buf.len() < HEAD_CAP => {}
                 Read::Partial | Read::NotOurs => {
@@ -131,9 +130,9 @@ where
                     }))
                 }
             }
-            if buf.is_empty() {
-                ctl.idle.store(true, Relaxed);
-            }
+            // Waiting for a head: asked to finish, the connection closes now (a head not yet
+            // whole is dropped, as hyper's server drops it).
+            ctl.idle.store(true, Relaxed);
             if !timing && !first {
                 timer
                     .as_mut()
@@ -155,7 +154,7 @@ where
             }
         };
         first = false;
-        let Some(req) = head.request(&mut buf, &spans) else {
+        let Some(req) = head.request(&mut buf, &heads.spans) else {
             // A target the URI parser refuses: hyper's server answers it (400).
             return Ok(Some(Handoff {
                 io,
@@ -207,6 +206,62 @@ struct Head {
     method: Method,
     target: (usize, usize),
     count: usize,
+}
+
+/// Reads the heads of one connection from its buffer. A head not yet whole is parsed again only
+/// once the bytes read since could end it (an empty line), so that a client sending its head a
+/// byte at a time costs time linear in the head, not quadratic.
+struct Heads {
+    /// How much of the buffer was looked at when it last held no whole head (0: nothing yet).
+    checked: usize,
+    max_fields: usize,
+    spans: [Span; MAX_FIELDS],
+    /// Parses so far, for the tests.
+    #[cfg(test)]
+    parses: usize,
+}
+
+impl Heads {
+    fn new(max_fields: usize) -> Self {
+        Self {
+            checked: 0,
+            max_fields,
+            spans: [[0; 4]; MAX_FIELDS],
+            #[cfg(test)]
+            parses: 0,
+        }
+    }
+
+    fn read(&mut self, buf: &[u8]) -> Read {
+        if self.checked > 0 && !may_end_head(buf, self.checked) {
+            self.checked = buf.len();
+            return Read::Partial;
+        }
+        #[cfg(test)]
+        {
+            self.parses += 1;
+        }
+        match read_head(buf, self.max_fields, &mut self.spans) {
+            Read::Partial => {
+                self.checked = buf.len();
+                Read::Partial
+            }
+            other => {
+                self.checked = 0;
+                other
+            }
+        }
+    }
+}
+
+/// Whether the bytes of `buf` from `from` on — and the three before, where a line end may have
+/// been split between reads — hold an empty line (`\n\n` or `\n\r\n`), which every head ends with.
+fn may_end_head(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(3).min(buf.len());
+    memchr::memchr_iter(b'\n', &buf[start..]).any(|i| {
+        let after = &buf[start + i + 1..];
+        after.starts_with(b"\n") || after.starts_with(b"\r\n")
+    })
 }
 
 /// Reads a head from `buf`, noting where its fields lie in `spans` (kept by the connection,

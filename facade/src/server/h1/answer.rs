@@ -107,7 +107,9 @@ where
             None => {
                 match framing {
                     Framing::Length(0) | Framing::Close => {}
-                    // Shorter than its length: the client must not take it as whole.
+                    // Shorter than its length: the connection closes (the client must not take
+                    // the body as whole); what was not written yet is dropped, as hyper's server
+                    // drops what it holds unflushed.
                     Framing::Length(_) => return Ok(false),
                     Framing::Chunked { .. } => out.extend_from_slice(b"0\r\n\r\n"),
                 }
@@ -118,7 +120,8 @@ where
                 }
                 return Ok(!last && !matches!(framing, Framing::Close));
             }
-            // A broken body: the client must see it broken, not end cleanly.
+            // A broken body: the connection closes without the end a whole body would have (no
+            // last chunk), so the client sees it broken; unwritten bytes are dropped (hyper's).
             Some(Err(_)) => return Ok(false),
             Some(Ok(frame)) => {
                 let frame = match frame.into_data() {

@@ -112,3 +112,57 @@ fn a_refused_target_leaves_the_buffer_whole() {
     assert!(head.request(&mut buf, &spans).is_none());
     assert_eq!(&buf[..], bytes);
 }
+
+/// Feeds `head` one byte at a time; returns whether a whole head was read and how many times
+/// httparse ran.
+fn byte_by_byte(head: &[u8]) -> (bool, usize) {
+    let mut heads = Heads::new(MAX_FIELDS);
+    for end in 1..=head.len() {
+        match heads.read(&head[..end]) {
+            Read::Head(h) => {
+                assert_eq!(end, head.len());
+                assert_eq!(h.len, head.len());
+                return (true, heads.parses);
+            }
+            Read::Partial => {}
+            Read::NotOurs => panic!("refused at byte {end}"),
+        }
+    }
+    (false, heads.parses)
+}
+
+/// A client that sends its head a byte at a time does not make the reader parse it once per
+/// byte (quadratic in the head): it is parsed again only when the new bytes could end it.
+#[test]
+fn a_head_sent_a_byte_at_a_time_is_parsed_a_few_times() {
+    let mut head = b"GET /slow HTTP/1.1\r\n".to_vec();
+    for i in 0..60 {
+        head.extend_from_slice(format!("x-field-{i}: {}\r\n", "v".repeat(100)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    assert!(head.len() > 6_000);
+    let (whole, parses) = byte_by_byte(&head);
+    assert!(whole);
+    assert!(
+        parses <= 3,
+        "{parses} parses for a {}-byte head",
+        head.len()
+    );
+    // Heads ended by bare line feeds (which httparse, like hyper's server, accepts) too.
+    let (whole, parses) = byte_by_byte(b"GET / HTTP/1.1\nHost: t\nX-A: b\n\n");
+    assert!(whole);
+    assert!(parses <= 3, "{parses}");
+}
+
+#[test]
+fn an_empty_line_split_between_reads_is_seen() {
+    let head = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    for cut in 1..head.len() {
+        let mut heads = Heads::new(MAX_FIELDS);
+        assert!(matches!(heads.read(&head[..cut]), Read::Partial));
+        assert!(
+            matches!(heads.read(head), Read::Head(_)),
+            "not seen when cut at {cut}"
+        );
+    }
+}
