@@ -586,13 +586,24 @@ impl Body for ResponseBody {
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(inner) => inner.size_hint(),
             Kind::Cluster(inner) => inner.size_hint(),
-            Kind::Replay { frames, rest, .. } => {
+            Kind::Replay {
+                frames,
+                rest,
+                failed,
+            } => {
                 let read: u64 = frames
                     .iter()
                     .filter_map(|f| f.data_ref())
                     .map(|d| d.len() as u64)
                     .sum();
                 match rest {
+                    // A body that broke off has no length: told as exact, the server would
+                    // frame it by that length and the client would take the part as whole.
+                    None if failed.is_some() => {
+                        let mut hint = SizeHint::new();
+                        hint.set_lower(read);
+                        hint
+                    }
                     None => SizeHint::with_exact(read),
                     Some(rest) => {
                         let r = rest.size_hint();

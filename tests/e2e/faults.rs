@@ -446,3 +446,32 @@ async fn context_page(admin: &str, context: &str) -> String {
         .to_bytes();
     String::from_utf8_lossy(&body).into_owned()
 }
+
+/// A chunked answer the upstream cuts off after a whole chunk reaches the client broken, never
+/// as a whole answer: small chunked answers are gathered to be sent with a length, and a
+/// gathered part that broke off used to report its size as exact, so the client got
+/// `content-length: 5` and the part as the whole body. Over both of the facade's HTTP/1.1
+/// servers (its own reader, and hyper's for a request with `Connection: close`).
+#[tokio::test]
+async fn a_chunked_answer_cut_off_upstream_never_reaches_the_client_whole() {
+    let up =
+        RawUpstream::start(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .await;
+    let f = facade(up.addr, |_| {}).await;
+    for req in [
+        &b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        let (text, closed) = raw(f.addr, req, Duration::from_secs(10)).await;
+        assert!(closed, "{text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            !lower.contains("content-length"),
+            "a broken body was given a length: {text:?}"
+        );
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "a broken body was ended as whole: {text:?}"
+        );
+    }
+}
