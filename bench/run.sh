@@ -269,20 +269,13 @@ start_nginx() {
     wait_ready "http://$NGINX_ADDR/hello" "$PROXY_PID" nginx "$LOG_DIR/nginx-error.log"
 }
 
-start_bare() {
-    port_free "$BARE_ADDR"
-    taskset -c "$PROXY_CPU" "$BARE_BIN" "$BARE_ADDR" "$UPSTREAM_ADDR" >>"$LOG_DIR/bare.log" 2>&1 &
+# start_bench_proxy BIN ADDR LOGNAME: one of this folder's measuring proxies (bare, floor).
+start_bench_proxy() {
+    port_free "$2"
+    taskset -c "$PROXY_CPU" "$1" "$2" "$UPSTREAM_ADDR" >>"$LOG_DIR/$3.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
-    wait_ready "http://$BARE_ADDR/hello" "$PROXY_PID" bench-bare-proxy "$LOG_DIR/bare.log"
-}
-
-start_floor() {
-    port_free "$FLOOR_ADDR"
-    taskset -c "$PROXY_CPU" "$FLOOR_BIN" "$FLOOR_ADDR" "$UPSTREAM_ADDR" >>"$LOG_DIR/floor.log" 2>&1 &
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
-    wait_ready "http://$FLOOR_ADDR/hello" "$PROXY_PID" bench-floor-proxy "$LOG_DIR/floor.log"
+    wait_ready "http://$2/hello" "$PROXY_PID" "$(basename "$1")" "$LOG_DIR/$3.log"
 }
 
 start_haproxy() {
@@ -669,14 +662,14 @@ main() {
     stop_pid "$PROXY_PID"
 
     # The floor under the facade: hyper's server and client alone (bench/src/bare.rs).
-    start_bare
+    start_bench_proxy "$BARE_BIN" "$BARE_ADDR" bare
     measure hyper-bare "http://$BARE_ADDR"
     post_case hyper-bare "http://$BARE_ADDR"
     stop_pid "$PROXY_PID"
 
     # The floor of the design: httparse on both sides, one task per connection, nothing else
     # (bench/src/floor.rs).
-    start_floor
+    start_bench_proxy "$FLOOR_BIN" "$FLOOR_ADDR" floor
     measure floor "http://$FLOOR_ADDR"
     post_case floor "http://$FLOOR_ADDR"
     stop_pid "$PROXY_PID"

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -201,6 +201,14 @@ where
     Ok(())
 }
 
+/// Writes a value of a field whose values share one line (`name: a, b`): starting the line
+/// (`start`, the name and colon) unless `continuing` it. Whether it started the line.
+fn join_value(out: &mut Vec<u8>, continuing: bool, start: &[u8], value: &HeaderValue) -> bool {
+    out.extend_from_slice(if continuing { b", " } else { start });
+    out.extend_from_slice(value.as_bytes());
+    !continuing
+}
+
 fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -329,13 +337,14 @@ fn encode_head(
                     .rsplit(|&b| b == b',')
                     .next()
                     .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                if same && open_line.is_some() {
-                    out.extend_from_slice(b", ");
-                } else {
+                if join_value(
+                    out,
+                    same && open_line.is_some(),
+                    b"transfer-encoding: ",
+                    value,
+                ) {
                     framing = Framing::Chunked { trailers: None };
-                    out.extend_from_slice(b"transfer-encoding: ");
                 }
-                out.extend_from_slice(value.as_bytes());
                 open_line = Some(!chunked);
                 continue;
             }
@@ -347,12 +356,7 @@ fn encode_head(
                 {
                     last = true;
                 }
-                if same && open_line.is_some() {
-                    out.extend_from_slice(b", ");
-                } else {
-                    out.extend_from_slice(b"connection: ");
-                }
-                out.extend_from_slice(value.as_bytes());
+                join_value(out, same && open_line.is_some(), b"connection: ", value);
                 open_line = Some(false);
                 continue;
             }
@@ -361,12 +365,7 @@ fn encode_head(
                 if !can_chunk {
                     continue;
                 }
-                if same && open_line.is_some() {
-                    out.extend_from_slice(b", ");
-                } else {
-                    out.extend_from_slice(b"trailer: ");
-                }
-                out.extend_from_slice(value.as_bytes());
+                join_value(out, same && open_line.is_some(), b"trailer: ", value);
                 open_line = Some(false);
                 if let Ok(v) = value.to_str() {
                     trailers.get_or_insert_with(Vec::new).extend(
