@@ -73,3 +73,45 @@ async fn grace_period_bounds_the_wait() {
         .unwrap();
     assert!(stopped_at.elapsed() >= Duration::from_millis(250));
 }
+
+/// A keep-alive connection that has sent part of its next head when shutdown begins is closed
+/// then, not held until its head timer or the grace period ends (hyper's server closes such a
+/// connection the same way; the facade's own HTTP/1.1 reader served its first request).
+#[tokio::test]
+async fn a_connection_with_half_a_head_is_closed_at_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = named("legacy").await;
+    let mut f = facade(up, |c| {
+        c.shutdown_grace = Duration::from_secs(60);
+        c.limits.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"legacy") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(b"GET /next HTTP/1.1\r\nHo").await.unwrap();
+    f.stop();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "held open after shutdown began");
+    tokio::time::timeout(Duration::from_secs(10), &mut f.task)
+        .await
+        .expect("serve waited for a head that was never finished")
+        .unwrap()
+        .unwrap();
+}
