@@ -188,24 +188,12 @@ async fn idle_and_stalled_keep_alive_connections_are_closed_by_the_head_timer() 
         s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
             .await
             .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !got.ends_with(b"legacy") {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before answering");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut s, b"legacy").await;
         s.write_all(then).await.unwrap();
-        let closed = tokio::time::timeout(WAIT, async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "a keep-alive connection was held open");
+        assert!(
+            closed_within(&mut s, WAIT).await,
+            "a keep-alive connection was held open"
+        );
     }
 }
 

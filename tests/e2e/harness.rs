@@ -322,3 +322,34 @@ pub async fn sign_in(base: &str, token: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Waits until the peer closes `stream` (EOF or reset), for at most `limit`.
+pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Reads from `stream` until what it read ends with `suffix`; panics if it closes first.
+pub async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(suffix) {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before {:?} arrived",
+            String::from_utf8_lossy(suffix)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}

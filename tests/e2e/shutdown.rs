@@ -79,7 +79,7 @@ async fn grace_period_bounds_the_wait() {
 /// connection the same way; the facade's own HTTP/1.1 reader served its first request).
 #[tokio::test]
 async fn a_connection_with_half_a_head_is_closed_at_shutdown() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let up = named("legacy").await;
     let mut f = facade(up, |c| {
         c.shutdown_grace = Duration::from_secs(60);
@@ -90,25 +90,13 @@ async fn a_connection_with_half_a_head_is_closed_at_shutdown() {
     s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !got.ends_with(b"legacy") {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before answering");
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut s, b"legacy").await;
     s.write_all(b"GET /next HTTP/1.1\r\nHo").await.unwrap();
     f.stop();
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "held open after shutdown began");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10)).await,
+        "held open after shutdown began"
+    );
     tokio::time::timeout(Duration::from_secs(10), &mut f.task)
         .await
         .expect("serve waited for a head that was never finished")

@@ -13,21 +13,6 @@ use tokio::net::TcpStream;
 use crate::binary;
 use crate::harness::*;
 
-/// Waits until the peer closes `stream` (EOF or reset), for at most `limit`.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
-    let mut buf = [0u8; 256];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
 /// More silent sockets than the connection cap, and one that sent a single byte of a
 /// would-be HTTP/2 preface: each is closed once the head timer (started at the accept)
 /// expires, and a real client is served after them.
