@@ -26,7 +26,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -37,10 +37,12 @@ use crate::error::{BoxError, FailureKind, UpstreamError};
 mod body;
 mod chunked;
 mod framing;
+mod upload;
 
 pub use body::Body;
 pub(super) use body::Pool;
 use framing::{framing, Framing};
+use upload::{Upload, UploadError};
 
 /// The largest answer head read (hyper's default buffer limit, so that what passed before
 /// passes now).
@@ -76,6 +78,7 @@ where
             let config = &self.inner.config;
             let pool = &self.inner.pool.own;
             let head_request = req.method() == http::Method::HEAD;
+            let length = body_length(&req);
             let mut first = true;
             loop {
                 let pooled = first
@@ -116,20 +119,23 @@ where
                     }
                 };
                 conn.encode(&req);
-                match conn.exchange(config.max_response_headers, deadline).await {
-                    Ok(mut head) => {
-                        let (framing, reusable) =
-                            framing(&mut head, head_request).map_err(|e| SendFailure {
-                                error: e.into_upstream(),
-                                unsent: None,
-                            })?;
-                        let body = Body::new(conn, framing, reusable, Arc::downgrade(pool));
-                        let mut resp = Response::new(UpstreamBody::own(body));
-                        *resp.status_mut() = head.status;
-                        *resp.version_mut() = head.version;
-                        *resp.headers_mut() = head.headers;
-                        return Ok(resp);
-                    }
+                if let Some(length) = length {
+                    // Sent once: its body is spent by the first try.
+                    let mut upload = Upload::new(req.into_body(), length);
+                    let head = conn
+                        .exchange(config.max_response_headers, deadline, Some(&mut upload))
+                        .await
+                        .map_err(|broke| SendFailure {
+                            error: broke.error,
+                            unsent: None,
+                        })?;
+                    return answer(conn, head, head_request, Some(upload), pool);
+                }
+                match conn
+                    .exchange(config.max_response_headers, deadline, None)
+                    .await
+                {
+                    Ok(head) => return answer(conn, head, head_request, None, pool),
                     Err(broke) if broke.silent && reused => continue,
                     Err(broke) => {
                         return Err(SendFailure {
@@ -141,6 +147,31 @@ where
             }
         }
     }
+}
+
+/// The answer whose head `head` was read on `conn`, with its body to be read from it (and
+/// the rest of the request's body written, if the upstream answered before it had all).
+#[allow(clippy::result_large_err)] // as `try_send`'s
+fn answer<B>(
+    conn: Box<Conn>,
+    mut head: Head,
+    head_request: bool,
+    upload: Option<Upload>,
+    pool: &Arc<Pool>,
+) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
+    let (framing, reusable) = framing(&mut head, head_request).map_err(|e| SendFailure {
+        error: e.into_upstream(),
+        unsent: None,
+    })?;
+    // An upload the upstream stopped taking leaves the connection in no known state.
+    let reusable = reusable && upload.as_ref().is_none_or(|up| up.sent() || !up.over());
+    let upload = upload.filter(|up| !up.over()).map(Box::new);
+    let body = Body::new(conn, framing, reusable, upload, Arc::downgrade(pool));
+    let mut resp = Response::new(UpstreamBody::own(body));
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = head.headers;
+    Ok(resp)
 }
 
 /// When an answer's head must have been read.
@@ -156,13 +187,54 @@ async fn by<T>(deadline: Option<Deadline>, fut: impl Future<Output = T>) -> Opti
 
 /// Whether a request can take this path (see the module's documentation).
 pub(super) fn applies<B: http_body::Body>(req: &Request<B>) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req.version() == Version::HTTP_11
-        && req.body().is_end_stream()
+    req.version() == Version::HTTP_11
         // A pass over the names rather than a lookup (a hash) for each of the three.
         && !req.headers().keys().any(|name| {
             name == TRANSFER_ENCODING || name == http::header::UPGRADE || name == CONNECTION
         })
+        && (matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            && req.body().is_end_stream()
+            || body_length(req).is_some())
+}
+
+/// The length of a request's body, when it has one and declares it: a single
+/// `Content-Length` of digits that agrees with the body's own exact size.
+fn body_length<B: http_body::Body>(req: &Request<B>) -> Option<u64> {
+    if req.body().is_end_stream() || *req.method() == Method::CONNECT {
+        return None;
+    }
+    let exact = req.body().size_hint().exact()?;
+    let mut values = req.headers().get_all(CONTENT_LENGTH).iter();
+    let value = values.next()?.as_bytes();
+    if values.next().is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let declared = std::str::from_utf8(value).ok()?.parse::<u64>().ok()?;
+    (declared == exact && exact > 0).then_some(exact)
+}
+
+/// What stopped the wait for an answer's head.
+enum Failed {
+    Io(io::Error),
+    Upload(UploadError),
+}
+
+impl UploadError {
+    fn into_upstream(self) -> UpstreamError {
+        match self {
+            // The cause stays findable by the caller (its own body wrapper's error).
+            UploadError::Body(e) => UpstreamError::new(FailureKind::RequestBody, Some(e)),
+            UploadError::Length(why) => H1Error::RequestLength(why).into_upstream(),
+        }
+    }
+
+    /// The failure of an answer's body read while its request's body was still sent.
+    fn into_h1(self) -> H1Error {
+        match self {
+            UploadError::Body(e) => H1Error::RequestBody(e),
+            UploadError::Length(why) => H1Error::RequestLength(why),
+        }
+    }
 }
 
 /// What went wrong in an exchange on this path.
@@ -174,6 +246,10 @@ pub enum H1Error {
     Io(#[source] io::Error),
     #[error("the answer is not valid HTTP/1.1: {0}")]
     Invalid(&'static str),
+    #[error("{0}")]
+    RequestLength(&'static str),
+    #[error("the request body failed while the answer was read: {0}")]
+    RequestBody(#[source] BoxError),
 }
 
 impl H1Error {
@@ -181,6 +257,7 @@ impl H1Error {
         let kind = match self {
             H1Error::Invalid(_) => FailureKind::Protocol,
             H1Error::Incomplete | H1Error::Io(_) => FailureKind::Reset,
+            H1Error::RequestLength(_) | H1Error::RequestBody(_) => FailureKind::RequestBody,
         };
         UpstreamError::new(kind, Some(Box::new(self)))
     }
@@ -333,30 +410,35 @@ impl Conn {
         encode(&mut self.out, req);
     }
 
-    /// Sends the head given to [`Conn::encode`] and reads the final answer's head, by
-    /// `deadline` if there is one.
+    /// Sends the head given to [`Conn::encode`] (and the body, with `upload`, which goes on
+    /// while the answer is awaited) and reads the final answer's head, by `deadline` if there
+    /// is one. An answer may come before the body has all been sent: the caller keeps the
+    /// upload going (see `upload`).
     pub(super) async fn exchange(
         &mut self,
         max_headers: usize,
         deadline: Option<Deadline>,
+        mut upload: Option<&mut Upload>,
     ) -> Result<Head, Broke> {
         let armed = self.arm(deadline);
-        let mut written = 0;
-        match self
-            .by_timer(armed, |conn, cx| conn.poll_send(cx, &mut written))
-            .await
-        {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                return Err(Broke {
-                    error: H1Error::Io(e).into_upstream(),
-                    silent: true,
-                })
+        if upload.is_none() {
+            let mut written = 0;
+            match self
+                .by_timer(armed, |conn, cx| conn.poll_send(cx, &mut written))
+                .await
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    return Err(Broke {
+                        error: H1Error::Io(e).into_upstream(),
+                        silent: true,
+                    })
+                }
+                None => return Err(Broke::timeout()),
             }
-            None => return Err(Broke::timeout()),
-        }
-        if self.out.capacity() > MAX_HEAD {
-            self.out = Vec::new();
+            if self.out.capacity() > MAX_HEAD {
+                self.out = Vec::new();
+            }
         }
         let mut interim = 0;
         let mut searched = 0;
@@ -394,8 +476,22 @@ impl Conn {
                 });
             }
             searched = self.buf.len().saturating_sub(2);
-            let silent = self.buf.is_empty() && interim == 0;
-            match self.by_timer(armed, Conn::poll_fill).await {
+            // A request with a body is never sent again (its body is spent), so no failure
+            // of one is silent.
+            let silent = self.buf.is_empty() && interim == 0 && upload.is_none();
+            let read = self
+                .by_timer(armed, |conn, cx| {
+                    // The body goes on while the answer is awaited: the upstream may answer
+                    // before it has read it all.
+                    if let Some(up) = upload.as_deref_mut().filter(|up| !up.over()) {
+                        if let Poll::Ready(Err(e)) = up.poll(&mut conn.io, &conn.out, cx) {
+                            return Poll::Ready(Err(Failed::Upload(e)));
+                        }
+                    }
+                    conn.poll_fill(cx).map_err(Failed::Io)
+                })
+                .await;
+            match read {
                 None => return Err(Broke::timeout()),
                 Some(Ok(0)) => {
                     return Err(Broke {
@@ -404,10 +500,16 @@ impl Conn {
                     })
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => {
+                Some(Err(Failed::Io(e))) => {
                     return Err(Broke {
                         error: H1Error::Io(e).into_upstream(),
                         silent,
+                    })
+                }
+                Some(Err(Failed::Upload(e))) => {
+                    return Err(Broke {
+                        error: e.into_upstream(),
+                        silent: false,
                     })
                 }
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{chunked, Conn, Framing, H1Error, MAX_READ, MIN_READ};
+use super::{chunked, Conn, Framing, H1Error, Upload, MAX_READ, MIN_READ};
 
 /// Idle connections of this path: the most recently used at the back.
 pub(in crate::upstream) struct Pool {
@@ -85,6 +85,8 @@ pub struct Body {
     conn: Option<Box<Conn>>,
     state: State,
     reusable: bool,
+    /// The rest of the request's body, when the upstream answered before it had it all.
+    upload: Option<Box<Upload>>,
     pool: Weak<Pool>,
 }
 
@@ -96,7 +98,13 @@ enum State {
 }
 
 impl Body {
-    pub(super) fn new(conn: Box<Conn>, framing: Framing, reusable: bool, pool: Weak<Pool>) -> Self {
+    pub(super) fn new(
+        conn: Box<Conn>,
+        framing: Framing,
+        reusable: bool,
+        upload: Option<Box<Upload>>,
+        pool: Weak<Pool>,
+    ) -> Self {
         let mut body = Self {
             conn: Some(conn),
             state: match framing {
@@ -106,6 +114,7 @@ impl Body {
                 Framing::Close => State::Close,
             },
             reusable,
+            upload,
             pool,
         };
         if matches!(body.state, State::Done) {
@@ -115,13 +124,14 @@ impl Body {
     }
 
     /// The body has ended: the connection goes back to the pool if it may carry another
-    /// request and nothing beyond the answer was sent on it.
+    /// request, nothing beyond the answer was sent on it and the request was sent whole.
     fn finish(&mut self) {
         self.state = State::Done;
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.reusable && conn.buf.is_empty() {
+        let sent = self.upload.take().is_none_or(|up| up.sent());
+        if self.reusable && sent && conn.buf.is_empty() {
             if let Some(pool) = self.pool.upgrade() {
                 pool.give_back(conn);
             }
@@ -148,6 +158,12 @@ impl http_body::Body for Body {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
+            // The request's body goes on as long as the upstream takes it.
+            if let Some(up) = this.upload.as_mut().filter(|up| !up.over()) {
+                if let Poll::Ready(Err(e)) = up.poll(&mut conn.io, &conn.out, cx) {
+                    return this.fail(e.into_h1());
+                }
+            }
             match &mut this.state {
                 State::Done => return Poll::Ready(None),
                 State::Length(left) => {

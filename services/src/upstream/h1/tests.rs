@@ -172,7 +172,7 @@ fn the_request_head_is_written_as_given() {
 
 /// A loopback upstream that runs `conn(stream, n)` in a task of its own for the `n`th
 /// connection it accepts (from 0): its address, and how many connections it has accepted.
-async fn serve<F, Fut>(conn: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+pub(super) async fn serve<F, Fut>(conn: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
 where
     F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
