@@ -31,17 +31,73 @@ pub enum RequestBodyError {
     #[error("the client sent no body data for {0:?}")]
     Idle(Duration),
     #[error("the client's request body broke off: {0}")]
-    Client(#[source] hyper::Error),
+    Client(#[source] BoxError),
 }
 
 /// A client's request body as a server hands it to the request path.
 #[derive(Debug)]
 pub enum ClientBody {
-    /// Read by hyper's server (HTTP/2, and HTTP/1 requests that may carry a body).
+    /// Read by hyper's server (HTTP/2, and HTTP/1 requests the facade's reader hands over).
     Hyper(Incoming),
-    /// None: a request read by the facade's own HTTP/1.1 reader, which takes only requests
-    /// that declare no body (no `Content-Length`, no `Transfer-Encoding`).
+    /// None: a request read by the facade's own HTTP/1.1 reader that declares no body.
     Empty,
+    /// A body of a declared length read from its connection by the facade's own reader.
+    Own(OwnBody),
+}
+
+/// Where the facade's own HTTP/1.1 reader lets the request path read a body from the
+/// connection (see `server::h1`).
+pub trait BodySource: Send + Sync {
+    /// The next bytes of the body; `None` at its end (its declared length read).
+    fn poll_data(&self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>>;
+    /// Bytes of the body not yet read.
+    fn left(&self) -> u64;
+}
+
+/// A request body read from its connection by the facade's own reader.
+pub struct OwnBody(pub std::sync::Arc<dyn BodySource>);
+
+impl std::fmt::Debug for OwnBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnBody")
+            .field("left", &self.0.left())
+            .finish()
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Own(own) => own
+                .0
+                .poll_data(cx)
+                .map(|data| data.map(|r| r.map(Frame::data).map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::Empty => true,
+            ClientBody::Own(own) => own.0.left() == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Own(own) => SizeHint::with_exact(own.0.left()),
+        }
+    }
 }
 
 /// The client's request body on its way to the upstream, with a size limit and an idle timeout.
@@ -50,7 +106,7 @@ pub enum ClientBody {
 /// to take data the body is not polled, and that is not the client's fault.
 pub struct RequestBody {
     /// `None`: a body made by the facade (a retried, replayed or shadow request).
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// A body made by the facade: sent once, then the end.
     full: Option<Bytes>,
     limit: Option<u64>,
@@ -97,8 +153,8 @@ impl RequestTee {
 impl RequestBody {
     pub fn new(inner: ClientBody, limit: Option<u64>, idle: Duration) -> Self {
         let inner = match inner {
-            ClientBody::Hyper(body) => Some(body),
             ClientBody::Empty => None,
+            body => Some(body),
         };
         Self {
             inner,

@@ -14,6 +14,7 @@ mod commands;
 mod demo;
 mod events;
 mod faults;
+mod h1_bodies;
 mod h1_server;
 mod handoff;
 mod hostile;

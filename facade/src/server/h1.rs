@@ -25,13 +25,14 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::body::ClientBody;
+use crate::body::{ClientBody, OwnBody};
 use crate::conn::ConnInfo;
 use crate::facade::Facade;
 
 use super::GracefulConn;
 
 mod answer;
+mod body;
 use answer::write_answer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,8 +41,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const MAX_FIELDS: usize = 64;
 /// The most bytes read while waiting for a head; past it the head is hyper's.
 const HEAD_CAP: usize = 16 * 1024;
-/// Room kept free in the read buffer for one read.
-const READ_ROOM: usize = 4 * 1024;
+/// The first read's size; reads grow up to `MAX_READ` while each fills its room.
+const READ_SIZE: usize = 8 * 1024;
+const MAX_READ: usize = 64 * 1024;
+/// The most of a request body left unread by the request path that is read past to keep the
+/// connection (more, and it closes).
+const DRAIN_CAP: u64 = 256 * 1024;
 
 /// The connection, handed over to hyper's server with the bytes read from it so far.
 pub(super) struct Handoff<IO> {
@@ -101,7 +106,7 @@ pub(super) async fn serve<IO>(
     ctl: Arc<Ctl>,
 ) -> Result<Option<Handoff<IO>>, BoxError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &facade.config().limits;
     let head_timeout = limits.header_read_timeout;
@@ -111,6 +116,7 @@ where
     let timer = tokio::time::sleep(head_timeout);
     tokio::pin!(timer);
     let mut first = true;
+    let mut read_size = READ_SIZE;
     loop {
         // Asked to finish: no further request is read (as hyper's server does).
         if ctl.finish.load(Relaxed) {
@@ -139,7 +145,7 @@ where
                     .reset(tokio::time::Instant::now() + head_timeout);
                 timing = true;
             }
-            room(&mut buf);
+            let free = room(&mut buf, read_size);
             let n = tokio::select! {
                 biased;
                 n = io.read_buf(&mut buf) => n?,
@@ -152,6 +158,13 @@ where
             if n == 0 {
                 return Ok(None);
             }
+            // Reads grow while each fills the room it had (a head with a body behind it is
+            // then read in one), and shrink back when they are small.
+            if n == free {
+                read_size = (read_size * 2).min(MAX_READ);
+            } else if n < read_size / 4 {
+                read_size = (read_size / 2).max(READ_SIZE);
+            }
         };
         first = false;
         let Some(req) = head.request(&mut buf, &heads.spans) else {
@@ -162,6 +175,28 @@ where
             }));
         };
         let is_head = req.method() == Method::HEAD;
+        if head.length > 0 {
+            // The body is read from the connection by the request path, as it goes on.
+            let link = Arc::new(body::Link::new(io, buf, head.length));
+            let req = req.map(|_| ClientBody::Own(OwnBody(link.clone())));
+            let resp = facade.handle(req, &info).await;
+            let keep = write_answer(&mut body::Through(&link), resp, is_head, &mut out, None)
+                .await?
+                // What the request path left unread is read past (up to a bound) so that the
+                // next request can be found; more, and the connection closes.
+                && body::drain(&link, DRAIN_CAP, head_timeout).await;
+            let Ok(link) = Arc::try_unwrap(link) else {
+                // Still held by the request path (nothing should): the connection closes.
+                return Ok(None);
+            };
+            let shared = link.into_inner();
+            (io, buf) = (shared.io, shared.buf);
+            if !keep || shared.broken {
+                let _ = io.shutdown().await;
+                return Ok(None);
+            }
+            continue;
+        }
 
         // While the request is answered, a client that closes its side cancels it.
         let answering = facade.handle(req, &info);
@@ -171,7 +206,7 @@ where
             if !watching {
                 break answering.as_mut().await;
             }
-            room(&mut buf);
+            room(&mut buf, READ_SIZE);
             tokio::select! {
                 biased;
                 resp = answering.as_mut() => break resp,
@@ -181,7 +216,7 @@ where
                 },
             }
         };
-        if !write_answer(&mut io, resp, is_head, &mut out, &mut buf).await? {
+        if !write_answer(&mut io, resp, is_head, &mut out, Some(&mut buf)).await? {
             let _ = io.shutdown().await;
             return Ok(None);
         }
@@ -206,6 +241,8 @@ struct Head {
     method: Method,
     target: (usize, usize),
     count: usize,
+    /// The body's declared length (`Content-Length`; 0 without one).
+    length: u64,
 }
 
 /// Reads the heads of one connection from its buffer. A head not yet whole is parsed again only
@@ -280,6 +317,11 @@ fn read_head(buf: &[u8], max_fields: usize, spans: &mut [Span; MAX_FIELDS]) -> R
     let method = match req.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
+        Some("POST") => Method::POST,
+        Some("PUT") => Method::PUT,
+        Some("PATCH") => Method::PATCH,
+        Some("DELETE") => Method::DELETE,
+        Some("OPTIONS") => Method::OPTIONS,
         _ => return Read::NotOurs,
     };
     let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
@@ -295,17 +337,27 @@ fn read_head(buf: &[u8], max_fields: usize, spans: &mut [Span; MAX_FIELDS]) -> R
             s.as_ptr() as usize - base + s.len(),
         )
     };
-    let head = Head {
+    let mut head = Head {
         len,
         method,
         target: at(path.as_bytes()),
         count: req.headers.len(),
+        length: 0,
     };
+    let mut lengths = 0;
     for (slot, f) in spans.iter_mut().zip(req.headers.iter()) {
         let name = f.name.as_bytes();
-        // Fields that mean a body, an upgrade or a connection rule: hyper's.
-        if name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // One length of digits only; anything else (a list, a sign, two fields, a
+            // length past 64 bits) is hyper's to judge.
+            lengths += 1;
+            match parse_length(f.value) {
+                Some(n) if lengths == 1 => head.length = n,
+                _ => return Read::NotOurs,
+            }
+        // Fields that mean another framing, an upgrade, an interim answer or a connection
+        // rule: hyper's.
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
             || (name.eq_ignore_ascii_case(b"connection")
@@ -319,6 +371,14 @@ fn read_head(buf: &[u8], max_fields: usize, spans: &mut [Span; MAX_FIELDS]) -> R
         *slot = [ns as u32, ne as u32, vs as u32, ve as u32];
     }
     Read::Head(head)
+}
+
+/// A `Content-Length` value of 1 to 18 digits (so that it fits without overflow checks).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 impl Head {
@@ -362,12 +422,14 @@ impl Head {
     }
 }
 
-/// Keeps room in the read buffer for one read (a read into a full buffer would read 0 bytes,
-/// which means the end of the stream). With nothing held, the buffer's own space is reused.
-fn room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_ROOM {
-        buf.reserve(8 * 1024);
+/// Keeps room in the read buffer for one read of `size` bytes (at least half of it; a read
+/// into a full buffer would read 0 bytes, which means the end of the stream): the room there
+/// is. With nothing held, the buffer's own space is reused.
+fn room(buf: &mut BytesMut, size: usize) -> usize {
+    if buf.capacity() - buf.len() < size / 2 {
+        buf.reserve(size);
     }
+    buf.capacity() - buf.len()
 }
 
 /// A connection whose first reads give back bytes already read from it.

@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -29,13 +29,15 @@ enum Framing {
     Close,
 }
 
-/// Writes the answer; whether the connection may serve another request.
+/// Writes the answer; whether the connection may serve another request. With `read` (the
+/// connection's read buffer), a client closing its side while the body streams cancels it;
+/// without, nothing is read from `io` (a request body is being read from it).
 pub(super) async fn write_answer<IO>(
     io: &mut IO,
     resp: Response<ResponseBody>,
     is_head: bool,
     out: &mut Vec<u8>,
-    read: &mut BytesMut,
+    mut read: Option<&mut BytesMut>,
 ) -> Result<bool, BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -71,7 +73,7 @@ where
     }
     let mut body = std::pin::pin!(body);
     // A client closing its side while the body streams cancels it too.
-    let mut watching = read.is_empty();
+    let mut watching = read.as_ref().is_some_and(|read| read.is_empty());
     loop {
         // What is ready now goes behind what is waiting in `out`; otherwise `out` is written
         // before waiting for more.
@@ -85,10 +87,10 @@ where
             let next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
             tokio::pin!(next);
             let polled = loop {
-                if !watching {
+                let Some(read) = read.as_deref_mut().filter(|_| watching) else {
                     break next.as_mut().await;
-                }
-                room(read);
+                };
+                room(read, super::READ_SIZE);
                 tokio::select! {
                     biased;
                     f = next.as_mut() => break f,
@@ -188,10 +190,20 @@ where
     if out.len() + data.len() <= COALESCE {
         out.extend_from_slice(&data);
     } else {
-        if !out.is_empty() {
-            io.write_all(out).await?;
-            out.clear();
+        // What waits in `out` (the head, a chunk's size) and the data in one write.
+        let mut head = &out[..];
+        while !head.is_empty() {
+            let n = io
+                .write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(&data)])
+                .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let of_head = n.min(head.len());
+            head = &head[of_head..];
+            data.advance(n - of_head);
         }
+        out.clear();
         io.write_all(&data).await?;
         io.flush().await?;
     }

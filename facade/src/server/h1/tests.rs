@@ -9,29 +9,67 @@ fn is_ours(head: &[u8]) -> bool {
     matches!(read(head, MAX_FIELDS), Read::Head(_))
 }
 
+fn length_of(head: &[u8]) -> Option<u64> {
+    match read(head, MAX_FIELDS) {
+        Read::Head(h) => Some(h.length),
+        _ => None,
+    }
+}
+
 #[test]
-fn takes_bodiless_get_and_head_over_http_1_1_only() {
+fn takes_http_1_1_requests_with_one_plain_length_or_none() {
     assert!(is_ours(b"GET /a?b=c HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert!(is_ours(
         b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: Keep-Alive\r\n\r\n"
     ));
+    for (head, length) in [
+        (&b"POST /a HTTP/1.1\r\nHost: t\r\n\r\n"[..], 0),
+        (b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 5),
+        (b"PUT /a HTTP/1.1\r\ncontent-length: 0012\r\n\r\n", 12),
+        (b"PATCH /a HTTP/1.1\r\nContent-Length:  7 \r\n\r\n", 7),
+        (b"DELETE /a HTTP/1.1\r\n\r\n", 0),
+        (b"OPTIONS /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0),
+        (b"GET /a HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello", 5),
+        (
+            b"POST /a HTTP/1.1\r\nContent-Length: 999999999999999999\r\n\r\n",
+            999_999_999_999_999_999,
+        ),
+    ] {
+        assert_eq!(
+            length_of(head),
+            Some(length),
+            "{:?}",
+            String::from_utf8_lossy(head)
+        );
+    }
     for other in [
-        &b"POST /a HTTP/1.1\r\nHost: t\r\n\r\n"[..],
-        b"get /a HTTP/1.1\r\nHost: t\r\n\r\n",
+        &b"get /a HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"PROPFIND /a HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"CONNECT t:80 HTTP/1.1\r\nHost: t\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GET http://t/a HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GET /a HTTP/1.0\r\nHost: t\r\n\r\n",
+        b"POST /a HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-        b"GET /a HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello",
+        // Lengths that are not one plain number: hyper's server judges them.
+        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nContent-Length:\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 1000000000000000000\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
         b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
         b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
         b"GET /a HTTP/1.1\r\nConnection: keep-alive, x-other\r\n\r\n",
         // Bytes httparse refuses: hyper's server answers them.
         b"GET /a HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n",
         b"GET /a HTTP/1.1\r\nBad Name: t\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent Length: 5\r\n\r\nhello",
         b"GET /a b HTTP/1.1\r\n\r\n",
         b"\x00\x01\x02\x03 garbage\r\n\r\n",
     ] {
