@@ -25,7 +25,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::body::{ClientBody, OwnBody};
+use crate::body::ClientBody;
 use crate::conn::ConnInfo;
 use crate::facade::Facade;
 
@@ -44,9 +44,6 @@ const HEAD_CAP: usize = 16 * 1024;
 /// The first read's size; reads grow up to `MAX_READ` while each fills its room.
 const READ_SIZE: usize = 8 * 1024;
 const MAX_READ: usize = 64 * 1024;
-/// The most of a request body left unread by the request path that is read past to keep the
-/// connection (more, and it closes).
-const DRAIN_CAP: u64 = 256 * 1024;
 
 /// The connection, handed over to hyper's server with the bytes read from it so far.
 pub(super) struct Handoff<IO> {
@@ -176,24 +173,21 @@ where
         };
         let is_head = req.method() == Method::HEAD;
         if head.length > 0 {
-            // The body is read from the connection by the request path, as it goes on.
-            let link = Arc::new(body::Link::new(io, buf, head.length));
-            let req = req.map(|_| ClientBody::Own(OwnBody(link.clone())));
-            let resp = facade.handle(req, &info).await;
-            let keep = write_answer(&mut body::Through(&link), resp, is_head, &mut out, None)
-                .await?
-                // What the request path left unread is read past (up to a bound) so that the
-                // next request can be found; more, and the connection closes.
-                && body::drain(&link, DRAIN_CAP, head_timeout).await;
-            let Ok(link) = Arc::try_unwrap(link) else {
-                // Still held by the request path (nothing should): the connection closes.
-                return Ok(None);
-            };
-            let shared = link.into_inner();
-            (io, buf) = (shared.io, shared.buf);
-            if !keep || shared.broken {
-                let _ = io.shutdown().await;
-                return Ok(None);
+            // Boxed: the state of a request with a body stays out of every connection's.
+            let served = Box::pin(body::serve(
+                io,
+                buf,
+                req,
+                head.length,
+                &facade,
+                &info,
+                &mut out,
+                head_timeout,
+            ))
+            .await?;
+            match served {
+                Some(kept) => (io, buf) = kept,
+                None => return Ok(None),
             }
             continue;
         }

@@ -120,16 +120,18 @@ where
                 };
                 conn.encode(&req);
                 if let Some(length) = length {
-                    // Sent once: its body is spent by the first try.
-                    let mut upload = Upload::new(req.into_body(), length);
-                    let head = conn
-                        .exchange(config.max_response_headers, deadline, Some(&mut upload))
-                        .await
-                        .map_err(|broke| SendFailure {
-                            error: broke.error,
-                            unsent: None,
-                        })?;
-                    return answer(conn, head, head_request, Some(upload), pool);
+                    // Sent once: its body is spent by the first try. Boxed: the state of an
+                    // exchange with a body stays out of every request's.
+                    let upload = Upload::new(req.into_body(), length);
+                    return Box::pin(with_body(
+                        conn,
+                        upload,
+                        head_request,
+                        config,
+                        deadline,
+                        pool,
+                    ))
+                    .await;
                 }
                 match conn
                     .exchange(config.max_response_headers, deadline, None)
@@ -147,6 +149,25 @@ where
             }
         }
     }
+}
+
+/// Sends the head `conn` holds and `upload` after it, and reads the answer.
+async fn with_body<B>(
+    mut conn: Box<Conn>,
+    mut upload: Upload,
+    head_request: bool,
+    config: &crate::upstream::UpstreamConfig,
+    deadline: Option<Deadline>,
+    pool: &Arc<Pool>,
+) -> Result<Response<UpstreamBody<B>>, SendFailure<B>> {
+    let head = conn
+        .exchange(config.max_response_headers, deadline, Some(&mut upload))
+        .await
+        .map_err(|broke| SendFailure {
+            error: broke.error,
+            unsent: None,
+        })?;
+    answer(conn, head, head_request, Some(upload), pool)
 }
 
 /// The answer whose head `head` was read on `conn`, with its body to be read from it (and

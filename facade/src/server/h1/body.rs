@@ -13,28 +13,77 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::body::BodySource;
+use bytes::{Bytes, BytesMut};
+use http::Request;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::body::{BodySource, ClientBody, OwnBody};
+use crate::conn::ConnInfo;
+use crate::facade::Facade;
+
+use super::answer::write_answer;
+use super::BoxError;
+
+/// The most of a request body left unread by the request path that is read past to keep the
+/// connection (more, and it closes).
+const DRAIN_CAP: u64 = 256 * 1024;
+
+/// Answers `req`, whose body of `length` bytes follows its head on `io` (part of it, maybe,
+/// already in `buf`): the connection and its buffer when it may serve another request.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve<IO>(
+    io: IO,
+    buf: BytesMut,
+    req: Request<ClientBody>,
+    length: u64,
+    facade: &Facade,
+    info: &Arc<ConnInfo>,
+    out: &mut Vec<u8>,
+    head_timeout: Duration,
+) -> Result<Option<(IO, BytesMut)>, BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let is_head = req.method() == http::Method::HEAD;
+    let link = Arc::new(Link::new(io, buf, length));
+    let req = req.map(|_| ClientBody::Own(OwnBody(link.clone())));
+    let resp = facade.handle(req, info).await;
+    let keep = write_answer(&mut Through(&link), resp, is_head, out, None).await?
+        // What the request path left unread is read past (up to a bound) so that the next
+        // request can be found; more, and the connection closes.
+        && drain(&link, DRAIN_CAP, head_timeout).await;
+    let Ok(link) = Arc::try_unwrap(link) else {
+        // Still held by the request path (nothing should): the connection closes.
+        return Ok(None);
+    };
+    let mut shared = link.into_inner();
+    if !keep || shared.broken {
+        let _ = shared.io.shutdown().await;
+        return Ok(None);
+    }
+    Ok(Some((shared.io, shared.buf)))
+}
 
 /// The largest read for a body: a large body is read in pieces of this size at most.
 const BODY_READ: u64 = 64 * 1024;
 
 /// The connection while a request body is read from it.
-pub(super) struct Shared<IO> {
-    pub io: IO,
-    pub buf: BytesMut,
+struct Shared<IO> {
+    io: IO,
+    buf: BytesMut,
     /// Bytes of the body not yet handed on.
-    pub left: u64,
+    left: u64,
     /// The client closed or the connection failed before the body's end.
-    pub broken: bool,
+    broken: bool,
 }
 
-pub(super) struct Link<IO>(Mutex<Shared<IO>>);
+struct Link<IO>(Mutex<Shared<IO>>);
 
 impl<IO> Link<IO> {
-    pub(super) fn new(io: IO, buf: BytesMut, left: u64) -> Self {
+    fn new(io: IO, buf: BytesMut, left: u64) -> Self {
         Self(Mutex::new(Shared {
             io,
             buf,
@@ -48,7 +97,7 @@ impl<IO> Link<IO> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn into_inner(self) -> Shared<IO> {
+    fn into_inner(self) -> Shared<IO> {
         self.0.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -96,7 +145,7 @@ impl<IO: AsyncRead + Unpin + Send> BodySource for Link<IO> {
 }
 
 /// Writes to the linked connection (the answer, while the body may still be read).
-pub(super) struct Through<'a, IO>(pub &'a Link<IO>);
+struct Through<'a, IO>(&'a Link<IO>);
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Through<'_, IO> {
     fn poll_write(
@@ -142,11 +191,7 @@ impl<IO> AsyncRead for Through<'_, IO> {
 
 /// Reads and drops what is left of the body, at most `cap` bytes within `limit`: whether it
 /// ended.
-pub(super) async fn drain<IO: AsyncRead + Unpin + Send>(
-    link: &Link<IO>,
-    cap: u64,
-    limit: std::time::Duration,
-) -> bool {
+async fn drain<IO: AsyncRead + Unpin + Send>(link: &Link<IO>, cap: u64, limit: Duration) -> bool {
     if link.left() > cap {
         return false;
     }
