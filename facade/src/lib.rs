@@ -5,8 +5,8 @@
 //! - `shadow.rs` — shadow copies to the new service, compared with legacy's answers (`shadow/diff.rs`);
 //! - `conn.rs` — one client connection as the request path sees it;
 //! - `server.rs` — accepts connections (HTTP/1.1 and h2c), applies connection limits, drains on
-//!   shutdown; `server/h1.rs` serves bodiless HTTP/1.1 `GET`/`HEAD` itself and hands the rest
-//!   of a connection to hyper;
+//!   shutdown; `server/h1.rs` serves HTTP/1.1 requests with no body or one of a declared
+//!   length itself and hands the rest of a connection to hyper;
 //! - `facade.rs` — the handle the binary holds: configuration, legacy upstream, the compiled
 //!   catalog it follows, metrics and views;
 //! - `admission.rs` — what a request must be before anything is sent upstream;

@@ -1,9 +1,9 @@
 //! The public listener: accepts connections, serves HTTP/1.1 and h2c (prior knowledge) on
 //! them, and drains them on shutdown.
 //!
-//! A connection starts on our own HTTP/1.1 reader (`h1.rs`), which serves bodiless `GET` and
-//! `HEAD` requests; the first request it does not take hands the connection, with the bytes
-//! read so far, to hyper-util's auto builder (HTTP/1.1 with upgrades, or h2c) for the rest of
+//! A connection starts on our own HTTP/1.1 reader (`h1.rs`), which serves requests with no
+//! body or one of a single plain `Content-Length`; the first request it does not take hands
+//! the connection, with the bytes read so far, to hyper-util's auto builder (HTTP/1.1 with upgrades, or h2c) for the rest of
 //! its life. Both run under the same driver, its timers and its shutdown phases.
 //!
 //! Every connection has a timer from its first byte on: a client that has not completed its

@@ -198,7 +198,7 @@ struct Pool<B> {
     h2_connecting: tokio::sync::Semaphore,
     /// With `auto`: the upstream chose HTTP/2, so requests take the shared connection.
     auto_h2: std::sync::atomic::AtomicBool,
-    /// The connections of our own HTTP/1.1 path (bodiless safe requests, see `h1`).
+    /// The connections of our own HTTP/1.1 path (see `h1`).
     own: Arc<h1::Pool>,
 }
 

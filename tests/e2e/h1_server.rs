@@ -1,4 +1,4 @@
-//! The facade's own HTTP/1.1 reader (bodiless `GET`/`HEAD`) against hyper's server, which serves
+//! The facade's own HTTP/1.1 reader (here `GET`/`HEAD`; bodies in `h1_bodies.rs`) against hyper's server, which serves
 //! everything else: the same answers byte for byte, the hand-over mid-connection, and the
 //! connection rules (idle timer, a client that leaves mid-request).
 

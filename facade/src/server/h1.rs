@@ -1,11 +1,14 @@
-//! The facade's own HTTP/1.1 server for the requests that are most of the traffic: `GET` and
-//! `HEAD` over HTTP/1.1 with no body, in origin form, with no `Upgrade`, `Expect` or
-//! `Connection` tokens but `keep-alive`. It reads heads with httparse into one buffer kept per
-//! connection, hands each request to the request path, and writes the answer's head and its
+//! The facade's own HTTP/1.1 server for the requests that are most of the traffic: `GET`,
+//! `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` and `OPTIONS` over HTTP/1.1, in origin form, with
+//! no body or one of a single plain `Content-Length`, and no `Transfer-Encoding`, `Upgrade`,
+//! `Expect` or `Connection` tokens but `keep-alive`. It reads heads with httparse into one
+//! buffer kept per connection, hands each request to the request path (which reads a body
+//! from the connection as it sends it on, see `body`), and writes the answer's head and its
 //! first body bytes in one write, without a connection task between them.
 //!
-//! Anything else — a request that may carry a body, an upgrade, HTTP/1.0, HTTP/2's preface, a
-//! head httparse cannot read or one too large for this reader — hands the connection, with the
+//! Anything else — a chunked body, a length hyper must judge (a list, two fields, a sign), an
+//! upgrade, HTTP/1.0, HTTP/2's preface, a head httparse cannot read or one too large for this
+//! reader — hands the connection, with the
 //! bytes read so far, to hyper's server for the rest of its life ([`Handoff`]). So every error
 //! answer about framing, size and syntax is still hyper's, and what this reader serves it
 //! serves as hyper's server would: the answer's head is encoded by the same rules (length or

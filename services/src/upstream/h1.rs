@@ -1,5 +1,7 @@
-//! Our own HTTP/1.1 exchange for the requests that are most of a facade's traffic: a safe
-//! method (GET, HEAD, OPTIONS) with no body, to a plain `http://` upstream.
+//! Our own HTTP/1.1 exchange for the requests that are most of a facade's traffic, to a plain
+//! `http://` upstream: a safe method (GET, HEAD, OPTIONS) with no body, and any method but
+//! CONNECT with a body of one declared length (`Content-Length`, agreeing with the body's own
+//! size), which `upload` writes while the answer is read.
 //!
 //! hyper's client runs each connection in a task of its own and hands every request and
 //! answer across a channel; for a small GET that machinery costs more than the exchange. Here
@@ -7,7 +9,7 @@
 //! (httparse, as hyper does) and reads the body as the client takes it; the connection, its
 //! read buffer and its write buffer go back to the pool together when the body ends.
 //!
-//! Everything else — bodies, upgrades, TLS, HTTP/2 — goes through hyper. A request that could
+//! Everything else — chunked or unsized bodies, upgrades, TLS, HTTP/2 — goes through hyper. A request that could
 //! have been only half understood by this path never takes it: it carries no
 //! `Transfer-Encoding`, `Upgrade` or `Connection` field.
 //!
@@ -60,11 +62,12 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    /// A bodiless safe request on our own HTTP/1.1 path (see `h1`). A pooled connection that
-    /// turns out closed (the upstream answered nothing at all) is replaced by a new one, as
-    /// hyper's path replaces one that hands the request back unsent: the method is safe, so
-    /// sending it again is allowed (RFC 9110 §9.2.2). Only a new connection is tried then:
-    /// if the upstream restarted, the other pooled ones are likely closed too.
+    /// A request on our own HTTP/1.1 path (see `h1`). A pooled connection that turns out
+    /// closed (the upstream answered nothing at all) is replaced by a new one for a bodiless
+    /// safe request, as hyper's path replaces one that hands the request back unsent: the
+    /// method is safe, so sending it again is allowed (RFC 9110 §9.2.2). Only a new connection
+    /// is tried then: if the upstream restarted, the other pooled ones are likely closed too.
+    /// A request with a body is sent once: it may have been taken before the close.
     ///
     /// An answer's head not read by `deadline` (connecting included) is a timeout.
     #[allow(clippy::manual_async_fn)] // on purpose: see `try_send`
