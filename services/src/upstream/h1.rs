@@ -9,9 +9,9 @@
 //! (httparse, as hyper does) and reads the body as the client takes it; the connection, its
 //! read buffer and its write buffer go back to the pool together when the body ends.
 //!
-//! Everything else — chunked or unsized bodies, upgrades, TLS, HTTP/2 — goes through hyper. A request that could
-//! have been only half understood by this path never takes it: it carries no
-//! `Transfer-Encoding`, `Upgrade` or `Connection` field.
+//! Everything else — chunked or unsized bodies, upgrades, TLS, HTTP/2 — goes through hyper. A
+//! request that could have been only half understood by this path never takes it: it carries
+//! no `Transfer-Encoding`, `Upgrade` or `Connection` field.
 //!
 //! The answer is read as RFC 9112 §6.3 frames it, with hyper's choices where the RFC leaves
 //! room: `Transfer-Encoding` wins over `Content-Length` (the length is dropped and the
