@@ -372,13 +372,14 @@ impl Parser<'_> {
                 Some(b'{') => {
                     self.i += 1;
                     self.ws();
+                    // An empty container is a level too (as the limit is documented).
+                    if stack.len() >= MAX_DEPTH {
+                        return self.err("JSON nested deeper than 512 levels");
+                    }
                     if self.b.get(self.i) == Some(&b'}') {
                         self.i += 1;
                         Value::Obj(Vec::new())
                     } else {
-                        if stack.len() >= MAX_DEPTH {
-                            return self.err("JSON nested deeper than 512 levels");
-                        }
                         let key = self.key()?;
                         stack.push(Frame::Obj(fields.len(), key));
                         continue;
@@ -387,13 +388,13 @@ impl Parser<'_> {
                 Some(b'[') => {
                     self.i += 1;
                     self.ws();
+                    if stack.len() >= MAX_DEPTH {
+                        return self.err("JSON nested deeper than 512 levels");
+                    }
                     if self.b.get(self.i) == Some(&b']') {
                         self.i += 1;
                         Value::Arr(Vec::new())
                     } else {
-                        if stack.len() >= MAX_DEPTH {
-                            return self.err("JSON nested deeper than 512 levels");
-                        }
                         stack.push(Frame::Arr(items.len()));
                         continue;
                     }

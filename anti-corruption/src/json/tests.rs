@@ -202,6 +202,17 @@ fn deep_and_long_documents() {
         "]".repeat(MAX_DEPTH + 1)
     );
     assert!(Value::parse(deep.as_bytes()).is_err());
+    // An empty container is a level too: 512 levels pass, 513 do not, whatever is innermost.
+    for empty in ["[]", "{}"] {
+        let at_limit = format!(
+            "{}{empty}{}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(Value::parse(at_limit.as_bytes()).is_ok(), "{empty}");
+        let past = format!("{}{empty}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(Value::parse(past.as_bytes()).is_err(), "{empty}");
+    }
     let long = format!("\"{}\\n{}\"", "é".repeat(200_000), "x".repeat(200_000));
     let v = Value::parse(long.as_bytes()).unwrap();
     assert_eq!(v.as_str().map(str::len), Some(400_000 + 1 + 200_000));
