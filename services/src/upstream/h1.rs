@@ -19,6 +19,11 @@
 //! to the close, an HTTP/1.0 answer with `Transfer-Encoding` is invalid, differing or
 //! malformed `Content-Length` values are invalid, and 1xx answers before the final one are
 //! skipped (101 is invalid: nothing asked to switch).
+//!
+//! Size: over 600 lines, kept whole for now: the exchange (which request takes the path, the
+//! retry rule, writing while reading) and the connection it drives read best together; the
+//! body's writer, the answer's framing and its body are already rooms of their own (`upload`,
+//! `framing`, `body`, `chunked`). If it grows again, `answer`/`with_body` go to a room of theirs.
 
 use std::future::Future;
 use std::io;
