@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE, UPGRADE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
 use strangler_catalog::Side;
@@ -27,6 +28,15 @@ use crate::ryw;
 use crate::shadow;
 use crate::telemetry::Answer;
 use crate::upgrade;
+
+/// What the answer's steps need to know of its request.
+struct Answering<'a> {
+    routing: &'a Routing,
+    client_host: Option<&'a HeaderValue>,
+    head_request: bool,
+    /// A small answer of unknown length is gathered, to go out with its length.
+    coalesce: bool,
+}
 
 impl Facade {
     /// Handles one request; never fails: every failure becomes an answer.
@@ -313,7 +323,13 @@ impl Facade {
             } else {
                 outgoing
             };
-            let sent = self.send(&mut routing, outgoing).await;
+            // The new side's way (retries, fallback, collapsing: ~2.5 KiB of state) is boxed,
+            // so that a request to legacy does not carry it.
+            let sent = if matches!(routing.target, Target::Legacy) {
+                self.to_legacy(&routing, outgoing).await
+            } else {
+                Box::pin(self.send(&mut routing, outgoing)).await
+            };
             // A fallback changed who answered.
             if let Some(served) = served.as_mut() {
                 served.side = routing.side;
@@ -366,71 +382,117 @@ impl Facade {
                     parts.status,
                     StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
                 );
-            let body = if !bodiless && http_body::Body::size_hint(&body).exact().is_none() {
-                let (body, len) = body.coalesce(COALESCE_BYTES, &s.buffers).await;
-                if let Some(len) = len {
-                    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                }
-                body
-            } else {
-                body
-            };
-            let body = if routing.translation.is_some() {
-                Box::pin(self.translate_incoming(
-                    &routing,
-                    &mut parts,
-                    body,
-                    client_host.as_ref(),
+            let coalesce = !bodiless && http_body::Body::size_hint(&body).exact().is_none();
+            if coalesce
+                || routing.translation.is_some()
+                || routing.ids.is_some()
+                || shadow_plan.as_ref().is_some_and(shadow::Pending::is_mirror)
+            {
+                // Boxed: the steps that wait on the answer's body stay out of the state of
+                // an answer passed through.
+                let answer = Answering {
+                    routing: &routing,
+                    client_host: client_host.as_ref(),
                     head_request,
-                ))
-                .await?
-            } else {
-                body
-            };
-            // The answer names the resource as the side that answered knows it: back to the
-            // client's id in the fields the route names.
-            let body = if routing.ids.is_some() {
-                Box::pin(self.ids_in_answer(&routing, &mut parts, body, head_request)).await?
-            } else {
-                body
-            };
-            if s.config.forwarding.rewrite_redirects {
-                if let Some(host) = &client_host {
-                    rewrite_redirects(&mut parts.headers, self.origin_of(&routing), host);
-                }
+                    coalesce,
+                };
+                return Box::pin(self.answer_with_body(answer, parts, body, shadow_plan)).await;
             }
-            parts.headers.append(VIA, s.via_11.clone());
-            if s.config.forwarding.debug_header {
-                routing.debug_header(&mut parts.headers);
-            }
-            parts.version = Version::HTTP_11;
-            parts.extensions = http::Extensions::new();
+            self.finish_head(&routing, &mut parts, client_host.as_ref());
             let body = match shadow_plan {
-                Some(plan) => {
-                    let sinks = shadow::Sinks {
-                        telemetry: Arc::clone(&s.telemetry),
-                        outbox: s.outbox.get().cloned(),
-                        ryw: Arc::clone(&s.ryw),
-                        work: self.work(),
-                    };
-                    if plan.is_mirror() {
-                        // Durable before the answer is released.
-                        let (body, kept) =
-                            Box::pin(plan.persist(&s.config.shadow, &sinks, &parts, body)).await;
-                        let remember = routing.shadow.as_ref().filter(|w| w.remember);
-                        if let (Some(w), Some(at)) = (remember, kept) {
-                            if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
-                                parts.headers.append(http::header::SET_COOKIE, v);
-                            }
-                        }
-                        body
-                    } else {
-                        body.with_tee(plan.launch(&s.config.shadow, sinks, &parts))
-                    }
-                }
+                Some(plan) => body.with_tee(plan.launch(&s.config.shadow, self.sinks(), &parts)),
                 None => body,
             };
             Ok(Response::from_parts(parts, body))
+        }
+    }
+
+    /// The answer's steps that wait on its body: gathering a small chunked one, translating
+    /// it, mapping ids in it, and keeping a mirrored write durable before it is released.
+    async fn answer_with_body(
+        &self,
+        answer: Answering<'_>,
+        mut parts: http::response::Parts,
+        mut body: ResponseBody,
+        shadow_plan: Option<shadow::Pending>,
+    ) -> Result<Response<ResponseBody>, Refusal> {
+        let s = &*self.shared;
+        let routing = answer.routing;
+        if answer.coalesce {
+            let len;
+            (body, len) = body.coalesce(COALESCE_BYTES, &s.buffers).await;
+            if let Some(len) = len {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
+        if routing.translation.is_some() {
+            body = self
+                .translate_incoming(
+                    routing,
+                    &mut parts,
+                    body,
+                    answer.client_host,
+                    answer.head_request,
+                )
+                .await?;
+        }
+        // The answer names the resource as the side that answered knows it: back to the
+        // client's id in the fields the route names.
+        if routing.ids.is_some() {
+            body = self
+                .ids_in_answer(routing, &mut parts, body, answer.head_request)
+                .await?;
+        }
+        self.finish_head(routing, &mut parts, answer.client_host);
+        if let Some(plan) = shadow_plan {
+            let sinks = self.sinks();
+            if plan.is_mirror() {
+                // Durable before the answer is released.
+                let kept;
+                (body, kept) = plan.persist(&s.config.shadow, &sinks, &parts, body).await;
+                let remember = routing.shadow.as_ref().filter(|w| w.remember);
+                if let (Some(w), Some(at)) = (remember, kept) {
+                    if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
+                        parts.headers.append(http::header::SET_COOKIE, v);
+                    }
+                }
+            } else {
+                body = body.with_tee(plan.launch(&s.config.shadow, sinks, &parts));
+            }
+        }
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// The answer's head as the client gets it: redirects to the public origin, `Via`, the
+    /// route's debug field.
+    fn finish_head(
+        &self,
+        routing: &Routing,
+        parts: &mut http::response::Parts,
+        client_host: Option<&HeaderValue>,
+    ) {
+        let s = &*self.shared;
+        if s.config.forwarding.rewrite_redirects {
+            if let Some(host) = client_host {
+                rewrite_redirects(&mut parts.headers, self.origin_of(routing), host);
+            }
+        }
+        parts.headers.append(VIA, s.via_11.clone());
+        if s.config.forwarding.debug_header {
+            routing.debug_header(&mut parts.headers);
+        }
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+    }
+
+    /// Where a shadow's results go.
+    fn sinks(&self) -> shadow::Sinks {
+        let s = &*self.shared;
+        shadow::Sinks {
+            telemetry: Arc::clone(&s.telemetry),
+            outbox: s.outbox.get().cloned(),
+            ryw: Arc::clone(&s.ryw),
+            work: self.work(),
         }
     }
 
@@ -443,6 +505,19 @@ impl Facade {
         }
     }
 
+    /// Sends the request to legacy.
+    #[allow(clippy::manual_async_fn)] // on purpose: see `forward`
+    fn to_legacy<'a>(
+        &'a self,
+        routing: &'a Routing,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Problem>> + 'a {
+        self.shared.legacy.send(req).map(move |sent| match sent {
+            Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
+            Err(err) => Err(self.upstream_failure(&err, routing)),
+        })
+    }
+
     /// Sends the request to the side the routing chose; on the new side, with fallback to
     /// legacy where the context allows it.
     #[allow(clippy::manual_async_fn)] // on purpose: see `forward`
@@ -452,14 +527,8 @@ impl Facade {
         req: Request<RequestBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Problem>> + 'a {
         async move {
-            let s = &*self.shared;
             let (cluster, fallback, fallback_after) = match &routing.target {
-                Target::Legacy => {
-                    return match s.legacy.send(req).await {
-                        Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
-                        Err(err) => Err(self.upstream_failure(&err, routing)),
-                    };
-                }
+                Target::Legacy => return self.to_legacy(routing, req).await,
                 Target::New {
                     cluster,
                     fallback,

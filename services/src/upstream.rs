@@ -334,8 +334,10 @@ where
             let deadline = limit.map(|l| tokio::time::Instant::now() + l);
             return Either::Left(self.exchange_own(req, deadline));
         }
+        // Boxed: hyper's exchange (≈1 KiB of state) stays out of the own path's future, which
+        // every step up the request path moves at least once.
         let exchange = self.exchange(req);
-        Either::Right(match limit {
+        Either::Right(Box::pin(match limit {
             Some(limit) => Either::Left(tokio::time::timeout(limit, exchange).map(|r| {
                 r.unwrap_or_else(|_| {
                     Err(SendFailure {
@@ -345,7 +347,7 @@ where
                 })
             })),
             None => Either::Right(exchange),
-        })
+        }))
     }
 
     /// Whether `req` goes by our own HTTP/1.1 path (see `h1`): the upstream speaks HTTP/1.1

@@ -138,3 +138,86 @@ fn unclaimed_requests_are_counted_per_template_and_capped() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].path, "GET /fresh");
 }
+
+/// The template as first written (by `str::split` and `rsplit_once`), kept as the reference
+/// the byte-wise walk must agree with.
+fn template_by_chars(method: &str, path: &str) -> String {
+    let mut out = format!("{method} ");
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let (stem, ext) = match segment.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() && ext.len() <= 5 => (stem, Some(ext)),
+            _ => (segment, None),
+        };
+        if is_id(stem) {
+            out.push_str("{id}");
+            if let Some(ext) = ext {
+                out.push('.');
+                out.push_str(ext);
+            }
+        } else {
+            out.push_str(segment);
+        }
+        if out.len() > MAX_TEMPLATE_BYTES {
+            let mut cut = MAX_TEMPLATE_BYTES;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_byte_walk_agrees_with_the_char_split_on_edges() {
+    let long_id = format!("/{}", "7".repeat(300));
+    let wide = format!("/{}", "é".repeat(150));
+    for path in [
+        "",
+        "/",
+        "//",
+        "///",
+        "a",
+        "/.",
+        "/..",
+        "/.x",
+        "/1.",
+        "/1.pdf",
+        "/1.toolong",
+        "/1.a.b",
+        "/a.1",
+        "/x/",
+        "/x//y",
+        "/ß/123/ü.txt",
+        "/12345678-abcd",
+        "/é.1",
+        long_id.as_str(),
+        wide.as_str(),
+    ] {
+        assert_eq!(
+            template("GET", path),
+            template_by_chars("GET", path),
+            "{path:?}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_byte_walk_agrees_with_the_char_split(path in "[/.a-f0-9xé_-]{0,260}") {
+        proptest::prop_assert_eq!(template("PUT", &path), template_by_chars("PUT", &path));
+    }
+
+    #[test]
+    fn a_reused_buffer_gives_what_a_new_one_does(a in "[/.a-z0-9]{0,40}", b in "[/.a-z0-9]{0,40}") {
+        let mut out = String::new();
+        template_into(&mut out, "GET", &a);
+        template_into(&mut out, "GET", &b);
+        proptest::prop_assert_eq!(out, template("GET", &b));
+    }
+}
