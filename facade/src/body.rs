@@ -585,9 +585,9 @@ impl ResponseBody {
         (body, None)
     }
 
-    pub(crate) fn with_in_flight(mut self, in_flight: InFlight, conn: ConnActive) -> Self {
+    /// Keeps the request counted as in flight until this body is done or dropped.
+    pub(crate) fn hold_in_flight(&mut self, in_flight: InFlight, conn: ConnActive) {
         self._in_flight = Some((in_flight, conn));
-        self
     }
 }
 

@@ -125,6 +125,19 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
                 headers.insert(&X_FORWARDED_HOST, host.clone());
             }
         }
+    } else if !headers.keys().any(|name| {
+        name == FORWARDED
+            || name == X_FORWARDED_FOR
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST
+    }) {
+        // Most requests carry none of them: one pass over the names costs less than the
+        // lookups (each hashes a name of 15–17 bytes) that replacing and removing take.
+        headers.append(&X_FORWARDED_FOR, fwd.peer.clone());
+        headers.append(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+        if let Some(host) = fwd.host {
+            headers.append(&X_FORWARDED_HOST, host.clone());
+        }
     } else {
         headers.insert(&X_FORWARDED_FOR, fwd.peer.clone());
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));

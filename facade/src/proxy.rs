@@ -74,7 +74,8 @@ impl Facade {
             // double this one's size and be moved whole into the connection's, per request.
             Box::pin(self.forward(req, conn, &mut id, &mut served)).await
         };
-        let resp = match forwarded {
+        // Changed in place below: a response moved is a copy of ~400 bytes.
+        let mut resp = match forwarded {
             Ok(resp) => resp,
             Err(problem) => {
                 let id = *id.get_or_insert_with(RequestId::next);
@@ -123,21 +124,18 @@ impl Facade {
                 micros = elapsed.as_micros() as u64,
             );
         }
-        // The request stays in flight while its body streams.
-        let (mut parts, body) = resp.into_parts();
         if http1 && s.draining.load(Ordering::Relaxed) {
-            parts
-                .headers
+            resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(hsts) = conn.tls.as_ref().and_then(|t| t.hsts()) {
-            parts
-                .headers
+            resp.headers_mut()
                 .entry(http::header::STRICT_TRANSPORT_SECURITY)
                 .or_insert_with(|| hsts.clone());
         }
-        let body = body.with_in_flight(in_flight, active);
-        Response::from_parts(parts, body)
+        // The request stays in flight while its body streams.
+        resp.body_mut().hold_in_flight(in_flight, active);
+        resp
     }
 
     /// Forwards a request. `served` is set to the matched context's traffic counters and the
@@ -335,59 +333,67 @@ impl Facade {
                 served.side = routing.side;
                 served.fell_back = routing.fell_back.is_some();
             }
-            let mut resp = match sent {
-                Ok(resp) => resp,
-                // A planned shadow dropped here counts as skipped (primary failed).
-                Err(problem) => return Err(problem),
-            };
-            // In reverse, a fallback means legacy answered: there is nothing to compare.
-            let shadow_plan = match shadow_plan {
-                Some(plan) if routing.fell_back.is_some() => {
+            // In reverse, a fallback means legacy answered: there is nothing to compare. (A
+            // failed one drops its plan below, counted as skipped because the primary failed.)
+            let mut shadow_plan = shadow_plan;
+            if routing.fell_back.is_some() && sent.is_ok() {
+                if let Some(plan) = shadow_plan.take() {
                     plan.skip_as(shadow::Skip::FellBack);
-                    None
                 }
-                plan => plan,
-            };
-
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                let Some(client_upgrade) = client_upgrade else {
-                    return Err(Problem::new(
-                        Answer::UpstreamBroken,
-                        "the upstream switched protocols without being asked to",
-                    ));
-                };
-                if let Some(plan) = shadow_plan {
-                    plan.skip_as(shadow::Skip::Upgraded);
-                }
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                s.telemetry.record_upgrade();
-                upgrade::spawn_tunnel(
-                    client_upgrade,
-                    upstream_upgrade,
-                    *id.get_or_insert_with(RequestId::next),
-                );
-                let (mut parts, _) = resp.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers, true);
-                parts.headers.append(VIA, s.via_11.clone());
-                parts.extensions = http::Extensions::new();
-                return Ok(Response::from_parts(parts, ResponseBody::empty()));
             }
+            // The answer's locals live in this block, which ends before the one await below:
+            // their state is then not part of the request's future.
+            let with_body = {
+                // A planned shadow dropped here counts as skipped (primary failed).
+                let mut resp = sent?;
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let Some(client_upgrade) = client_upgrade else {
+                        return Err(Problem::new(
+                            Answer::UpstreamBroken,
+                            "the upstream switched protocols without being asked to",
+                        ));
+                    };
+                    if let Some(plan) = shadow_plan {
+                        plan.skip_as(shadow::Skip::Upgraded);
+                    }
+                    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                    s.telemetry.record_upgrade();
+                    upgrade::spawn_tunnel(
+                        client_upgrade,
+                        upstream_upgrade,
+                        *id.get_or_insert_with(RequestId::next),
+                    );
+                    let (mut parts, _) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut parts.headers, true);
+                    parts.headers.append(VIA, s.via_11.clone());
+                    parts.extensions = http::Extensions::new();
+                    return Ok(Response::from_parts(parts, ResponseBody::empty()));
+                }
 
-            let (mut parts, body) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers, false);
-            // A small answer of unknown length (chunked) goes out whole, with its length.
-            let bodiless = head_request
-                || parts.status.is_informational()
-                || matches!(
-                    parts.status,
-                    StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-                );
-            let coalesce = !bodiless && http_body::Body::size_hint(&body).exact().is_none();
-            if coalesce
-                || routing.translation.is_some()
-                || routing.ids.is_some()
-                || shadow_plan.as_ref().is_some_and(shadow::Pending::is_mirror)
-            {
+                let (mut parts, body) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, false);
+                // A small answer of unknown length (chunked) goes out whole, with its length.
+                let bodiless = head_request
+                    || parts.status.is_informational()
+                    || matches!(
+                        parts.status,
+                        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+                    );
+                let coalesce = !bodiless && http_body::Body::size_hint(&body).exact().is_none();
+                if !coalesce
+                    && routing.translation.is_none()
+                    && routing.ids.is_none()
+                    && !shadow_plan.as_ref().is_some_and(shadow::Pending::is_mirror)
+                {
+                    self.finish_head(&routing, &mut parts, client_host.as_ref());
+                    let body = match shadow_plan {
+                        Some(plan) => {
+                            body.with_tee(plan.launch(&s.config.shadow, self.sinks(), &parts))
+                        }
+                        None => body,
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
                 // Boxed: the steps that wait on the answer's body stay out of the state of
                 // an answer passed through.
                 let answer = Answering {
@@ -396,14 +402,9 @@ impl Facade {
                     head_request,
                     coalesce,
                 };
-                return Box::pin(self.answer_with_body(answer, parts, body, shadow_plan)).await;
-            }
-            self.finish_head(&routing, &mut parts, client_host.as_ref());
-            let body = match shadow_plan {
-                Some(plan) => body.with_tee(plan.launch(&s.config.shadow, self.sinks(), &parts)),
-                None => body,
+                Box::pin(self.answer_with_body(answer, parts, body, shadow_plan))
             };
-            Ok(Response::from_parts(parts, body))
+            with_body.await
         }
     }
 

@@ -81,6 +81,42 @@ fn untrusted_peer_gets_fresh_forwarding_fields() {
 }
 
 #[test]
+fn untrusted_peer_gets_exactly_one_of_each_whatever_it_sent() {
+    let host = HeaderValue::from_static("shop.example");
+    let sent: [&[(&str, &str)]; 6] = [
+        &[],
+        &[("accept", "*/*")],
+        &[("forwarded", "for=6.6.6.6")],
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7"),
+        ],
+        &[("x-forwarded-host", "evil")],
+        &[("X-Forwarded-Proto", "https"), ("accept", "*/*")],
+    ];
+    for fields in sent {
+        for with_host in [true, false] {
+            let mut h = map(fields);
+            set_forwarded(
+                &mut h,
+                &Forwarded {
+                    peer: &HeaderValue::from_static("10.0.0.1"),
+                    trusted: false,
+                    proto: "http",
+                    host: with_host.then_some(&host),
+                },
+            );
+            let all = |name: &str| h.get_all(name).iter().cloned().collect::<Vec<_>>();
+            assert_eq!(all("x-forwarded-for"), ["10.0.0.1"], "{fields:?}");
+            assert_eq!(all("x-forwarded-proto"), ["http"], "{fields:?}");
+            let want_host: &[&str] = if with_host { &["shop.example"] } else { &[] };
+            assert_eq!(all("x-forwarded-host"), want_host, "{fields:?}");
+            assert!(all("forwarded").is_empty(), "{fields:?}");
+        }
+    }
+}
+
+#[test]
 fn trusted_peer_chain_is_appended() {
     let mut h = map(&[
         ("x-forwarded-for", "1.1.1.1"),

@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::body::ClientBody;
@@ -392,8 +392,12 @@ impl Head {
                 return None;
             }
         };
-        // Room for what the request path adds (the forwarding fields and `Via`).
-        let mut headers = HeaderMap::with_capacity(self.count + 5);
+        // Filled in place (a map made apart and moved in drops the request's own).
+        let mut req = Request::new(ClientBody::Empty);
+        let headers = req.headers_mut();
+        // Room for what the request path adds (the forwarding fields and `Via`). It cannot
+        // fail: a head here has at most `MAX_FIELDS` fields.
+        let _ = headers.try_reserve(self.count + 5);
         for &[ns, ne, vs, ve] in &spans[..self.count] {
             let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
             // httparse let through only token names and visible values, which both parsers
@@ -410,11 +414,9 @@ impl Head {
             };
             headers.append(name, value);
         }
-        let mut req = Request::new(ClientBody::Empty);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = headers;
         Some(req)
     }
 }
