@@ -32,20 +32,6 @@ fn post(path: &str, body: &[u8], extra: &str) -> Vec<u8> {
     req
 }
 
-/// `text` with every `date:` value replaced by `*`.
-fn mask_dates(text: &str) -> String {
-    text.split("\r\n")
-        .map(|l| {
-            if l.starts_with("date: ") {
-                "date: *"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 /// Bodies of every size — empty, small, larger than a read, larger than the reader's
 /// largest read — pipelined with the requests around them, come back whole and in order,
 /// byte for byte as when hyper's server reads the same requests (an unknown `Connection`
