@@ -282,7 +282,7 @@ impl Facade {
                 s.config.limits.body_idle_timeout,
             );
             let mut outgoing = Request::from_parts(parts, body);
-            let shadow_plan = match &routing.shadow {
+            let mut shadow_plan = match &routing.shadow {
             Some(wanted) => shadow::plan(
                 &s.config.shadow,
                 wanted,
@@ -316,11 +316,9 @@ impl Facade {
             if let Some(rule) = routing.ids.clone() {
                 outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
             }
-            let outgoing = if routing.translation.is_some() {
-                Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?
-            } else {
-                outgoing
-            };
+            if routing.translation.is_some() {
+                outgoing = Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?;
+            }
             // The new side's way (retries, fallback, collapsing: ~2.5 KiB of state) is boxed,
             // so that a request to legacy does not carry it.
             let sent = if matches!(routing.target, Target::Legacy) {
@@ -335,7 +333,6 @@ impl Facade {
             }
             // In reverse, a fallback means legacy answered: there is nothing to compare. (A
             // failed one drops its plan below, counted as skipped because the primary failed.)
-            let mut shadow_plan = shadow_plan;
             if routing.fell_back.is_some() && sent.is_ok() {
                 if let Some(plan) = shadow_plan.take() {
                     plan.skip_as(shadow::Skip::FellBack);
@@ -518,10 +515,14 @@ impl Facade {
         routing: &'a Routing,
         req: Request<RequestBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Problem>> + 'a {
-        self.shared.legacy.send(req).map(move |sent| match sent {
-            Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
-            Err(err) => Err(self.upstream_failure(&err, routing)),
-        })
+        // `try_send` rather than `send`: one adapter less, and each moves the whole future.
+        self.shared
+            .legacy
+            .try_send(req)
+            .map(move |sent| match sent {
+                Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
+                Err(failure) => Err(self.upstream_failure(&failure.error, routing)),
+            })
     }
 
     /// Sends the request to the side the routing chose; on the new side, with fallback to
