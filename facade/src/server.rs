@@ -385,7 +385,11 @@ where
                 Phase::Cut => return None,
             }
         }
+        // The tick only serves HTTP/2's idle close and a connection to finish once served: a
+        // connection that can need neither does not poll it (twice per request otherwise).
+        let ticking = C::MAY_SPEAK_H2 || finish_when_served;
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 return match result {
                     Ok(t) => Some(t),
@@ -403,7 +407,7 @@ where
                     return None;
                 }
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if ticking => {
                 let requests = info.requests.load(Relaxed);
                 if info.active.load(Relaxed) > 0 || requests != last_requests {
                     idle_for = Duration::ZERO;
@@ -436,6 +440,10 @@ where
 
 /// A connection that can be asked to finish (hyper-util's connection futures).
 pub(crate) trait GracefulConn {
+    /// Whether the connection may come to speak HTTP/2 (whose idle connections the driver
+    /// closes on its tick).
+    const MAY_SPEAK_H2: bool = true;
+
     fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
 }
 

@@ -103,3 +103,45 @@ async fn a_connection_with_half_a_head_is_closed_at_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+/// A connection accepted just before shutdown began, with no request yet, may carry a request
+/// already on its way: its first request is answered, with `Connection: close`, and the
+/// connection is then closed (the driver no longer ticks for the facade's own HTTP/1.1 reader;
+/// the answer's `Connection: close` ends such a connection).
+#[tokio::test]
+async fn a_connection_accepted_before_shutdown_has_its_first_request_answered_then_closed() {
+    use tokio::io::AsyncWriteExt;
+    let up = named("legacy").await;
+    let mut f = facade(up, |c| {
+        c.shutdown_grace = Duration::from_secs(60);
+        c.limits.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    let accepted = Instant::now();
+    while !f.metrics().contains("strangler_connections_total 1\n") {
+        assert!(
+            accepted.elapsed() < Duration::from_secs(10),
+            "never accepted"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f.stop();
+    // The request may reach the facade after shutdown began; it is still answered.
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&read_until(&mut s, b"legacy").await).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10)).await,
+        "held open after its request was served"
+    );
+    tokio::time::timeout(Duration::from_secs(10), &mut f.task)
+        .await
+        .expect("serve did not end after the last connection closed")
+        .unwrap()
+        .unwrap();
+}

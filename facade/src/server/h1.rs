@@ -92,6 +92,9 @@ where
 }
 
 impl<F> GracefulConn for OwnConn<F> {
+    // HTTP/2 is hyper's: the connection is handed over to it first.
+    const MAY_SPEAK_H2: bool = false;
+
     fn graceful_shutdown(self: Pin<&mut Self>) {
         self.ctl.finish.store(true, Relaxed);
     }
