@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE, UPGRADE, VIA};
+use http::header::{HeaderValue, EXPECT, HOST, TE, UPGRADE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
 use strangler_catalog::Side;
 use strangler_services::cluster::{effective_status, is_failure_status, Replay};
@@ -19,24 +19,16 @@ use crate::config::HostHeader;
 use crate::conn::{ConnActive, ConnInfo};
 use crate::decision::{Routing, Served, Target};
 use crate::facade::Facade;
-use crate::headers::rewrite_redirects;
 use crate::headers::{self, Forwarded};
 use crate::ids::{self, id_problem};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
-use crate::ryw;
 use crate::shadow;
 use crate::telemetry::Answer;
 use crate::upgrade;
 
-/// What the answer's steps need to know of its request.
-struct Answering<'a> {
-    routing: &'a Routing,
-    client_host: Option<&'a HeaderValue>,
-    head_request: bool,
-    /// A small answer of unknown length is gathered, to go out with its length.
-    coalesce: bool,
-}
+mod answer;
+use answer::Answering;
 
 impl Facade {
     /// Handles one request; never fails: every failure becomes an answer.
@@ -402,100 +394,6 @@ impl Facade {
                 Box::pin(self.answer_with_body(answer, parts, body, shadow_plan))
             };
             with_body.await
-        }
-    }
-
-    /// The answer's steps that wait on its body: gathering a small chunked one, translating
-    /// it, mapping ids in it, and keeping a mirrored write durable before it is released.
-    #[allow(clippy::manual_async_fn)] // on purpose: see `forward`
-    fn answer_with_body<'a>(
-        &'a self,
-        answer: Answering<'a>,
-        mut parts: http::response::Parts,
-        mut body: ResponseBody,
-        shadow_plan: Option<shadow::Pending>,
-    ) -> impl Future<Output = Result<Response<ResponseBody>, Refusal>> + 'a {
-        async move {
-            let s = &*self.shared;
-            let routing = answer.routing;
-            if answer.coalesce {
-                let len;
-                (body, len) = body.coalesce(COALESCE_BYTES, &s.buffers).await;
-                if let Some(len) = len {
-                    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                }
-            }
-            if routing.translation.is_some() {
-                body = self
-                    .translate_incoming(
-                        routing,
-                        &mut parts,
-                        body,
-                        answer.client_host,
-                        answer.head_request,
-                    )
-                    .await?;
-            }
-            // The answer names the resource as the side that answered knows it: back to the
-            // client's id in the fields the route names.
-            if routing.ids.is_some() {
-                body = self
-                    .ids_in_answer(routing, &mut parts, body, answer.head_request)
-                    .await?;
-            }
-            self.finish_head(routing, &mut parts, answer.client_host);
-            if let Some(plan) = shadow_plan {
-                let sinks = self.sinks();
-                if plan.is_mirror() {
-                    // Durable before the answer is released.
-                    let kept;
-                    // Boxed: its state (~3 KiB) stays out of the translated and chunked answers'.
-                    (body, kept) =
-                        Box::pin(plan.persist(&s.config.shadow, &sinks, &parts, body)).await;
-                    let remember = routing.shadow.as_ref().filter(|w| w.remember);
-                    if let (Some(w), Some(at)) = (remember, kept) {
-                        if let Ok(v) = HeaderValue::from_str(&ryw::set_cookie(&w.context, at)) {
-                            parts.headers.append(http::header::SET_COOKIE, v);
-                        }
-                    }
-                } else {
-                    body = body.with_tee(plan.launch(&s.config.shadow, sinks, &parts));
-                }
-            }
-            Ok(Response::from_parts(parts, body))
-        }
-    }
-
-    /// The answer's head as the client gets it: redirects to the public origin, `Via`, the
-    /// route's debug field.
-    fn finish_head(
-        &self,
-        routing: &Routing,
-        parts: &mut http::response::Parts,
-        client_host: Option<&HeaderValue>,
-    ) {
-        let s = &*self.shared;
-        if s.config.forwarding.rewrite_redirects {
-            if let Some(host) = client_host {
-                rewrite_redirects(&mut parts.headers, self.origin_of(routing), host);
-            }
-        }
-        parts.headers.append(VIA, s.via_11.clone());
-        if s.config.forwarding.debug_header {
-            routing.debug_header(&mut parts.headers);
-        }
-        parts.version = Version::HTTP_11;
-        parts.extensions = http::Extensions::new();
-    }
-
-    /// Where a shadow's results go.
-    fn sinks(&self) -> shadow::Sinks {
-        let s = &*self.shared;
-        shadow::Sinks {
-            telemetry: Arc::clone(&s.telemetry),
-            outbox: s.outbox.get().cloned(),
-            ryw: Arc::clone(&s.ryw),
-            work: self.work(),
         }
     }
 
