@@ -7,19 +7,18 @@ use http::{Method, Request, Version};
 
 use crate::body::ClientBody;
 use crate::facade::Facade;
+use crate::headers::{Present, INTERNAL_PREFIX};
 use crate::problem::Problem;
 use crate::telemetry::Answer;
-
-/// Header names the facade reserves for itself.
-const INTERNAL_PREFIX: &str = "x-strangler-";
 
 /// A refusal before anything was sent upstream, or a failed upstream call.
 pub(crate) type Refusal = Problem;
 
 impl Facade {
-    /// Checks a request before anything is sent upstream. Returns whether it carries
-    /// `X-Strangler-*` fields, which must not pass.
-    pub(crate) fn check(&self, req: &Request<ClientBody>) -> Result<bool, Refusal> {
+    /// Checks a request before anything is sent upstream. Returns which of the fields the
+    /// request path looks at it carries (among them `X-Strangler-*` ones, which must not pass),
+    /// noted in the pass that sums the head's size.
+    pub(crate) fn check(&self, req: &Request<ClientBody>) -> Result<Present, Refusal> {
         let limits = &self.shared.config.limits;
         if req.method() == Method::CONNECT {
             return Err(Problem::new(
@@ -28,10 +27,10 @@ impl Facade {
             ));
         }
         let mut head_bytes = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
-        let mut internal = false;
+        let mut present = Present::default();
         for (name, value) in req.headers() {
             head_bytes += name.as_str().len() + value.len() + 4;
-            internal |= name.as_str().starts_with(INTERNAL_PREFIX);
+            present.note(name);
         }
         if head_bytes > limits.max_header_bytes {
             return Err(Problem::new(
@@ -42,7 +41,7 @@ impl Facade {
                 ),
             ));
         }
-        if req.headers().contains_key(TRANSFER_ENCODING) {
+        if present.transfer_encoding {
             if req.version() != Version::HTTP_11 {
                 return Err(Problem::new(
                     Answer::BadRequest,
@@ -64,7 +63,7 @@ impl Facade {
                 ));
             }
         }
-        if let Some(limit) = limits.max_body_bytes {
+        if let Some(limit) = limits.max_body_bytes.filter(|_| present.content_length) {
             let declared = req
                 .headers()
                 .get(CONTENT_LENGTH)
@@ -77,7 +76,7 @@ impl Facade {
                 ));
             }
         }
-        Ok(internal)
+        Ok(present)
     }
 }
 

@@ -2,8 +2,8 @@
 //! fields (`X-Forwarded-*`, `Via`), and `Location` rewriting.
 
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRANSFER_ENCODING,
-    UPGRADE,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, FORWARDED, HOST, TE,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::header::{CONTENT_LOCATION, LOCATION};
 use http::HeaderMap;
@@ -22,6 +22,70 @@ fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
         || name == TE
         || name == TRANSFER_ENCODING
         || name == UPGRADE
+}
+
+/// Header names the facade reserves for itself (`X-Strangler-*`).
+pub(crate) const INTERNAL_PREFIX: &str = "x-strangler-";
+
+/// Which of the fields the request path looks at or edits a request carries, found in one
+/// pass over its names. Most requests carry none of them, and each lookup in a `HeaderMap`
+/// hashes the name: the request path asks these flags first and looks up only what is there.
+/// A flag that says "absent" stays true while fields are only removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Present {
+    /// One of the standard hop-by-hop fields (see [`strip_hop_by_hop`]).
+    pub hop_by_hop: bool,
+    pub te: bool,
+    pub upgrade: bool,
+    pub expect: bool,
+    pub transfer_encoding: bool,
+    pub content_length: bool,
+    /// `Forwarded` or one of `X-Forwarded-For`, `-Proto`, `-Host`.
+    pub forwarding: bool,
+    /// An `X-Strangler-*` field (which a client may not forge).
+    pub internal: bool,
+    /// How many `Host` fields (2 for two or more).
+    pub hosts: u8,
+}
+
+impl Present {
+    /// Notes one field's name.
+    #[inline]
+    pub fn note(&mut self, name: &HeaderName) {
+        if is_standard_hop_by_hop(name) {
+            self.hop_by_hop = true;
+            self.te |= name == TE;
+            self.upgrade |= name == UPGRADE;
+            self.transfer_encoding |= name == TRANSFER_ENCODING;
+        } else if name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == HOST {
+            self.hosts = (self.hosts + 1).min(2);
+        } else if name == EXPECT {
+            self.expect = true;
+        } else if name == FORWARDED {
+            self.forwarding = true;
+        } else {
+            // The rest of the names this looks for are not standard ones: they compare as bytes.
+            let s = name.as_str();
+            if s.starts_with("x-") {
+                self.forwarding |= name == X_FORWARDED_FOR
+                    || name == X_FORWARDED_PROTO
+                    || name == X_FORWARDED_HOST;
+                self.internal |= s.starts_with(INTERNAL_PREFIX);
+            }
+        }
+    }
+
+    /// The flags of every field in `headers` (each line of a repeated field noted).
+    #[cfg(test)]
+    pub fn scan(headers: &HeaderMap) -> Self {
+        let mut present = Self::default();
+        for (name, _) in headers {
+            present.note(name);
+        }
+        present
+    }
 }
 
 /// Whether `Connection` lists `token` (case-insensitive).
@@ -97,8 +161,10 @@ pub struct Forwarded<'a> {
 }
 
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and drops `Forwarded` from untrusted peers. From a
-/// trusted proxy the existing chain is kept and the peer appended.
-pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+/// trusted proxy the existing chain is kept and the peer appended. `carried` says whether the
+/// request carries any forwarding field ([`Present::forwarding`]): most carry none, and then
+/// the fields are appended without lookups.
+pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>, carried: bool) {
     if fwd.trusted {
         let peer = fwd.peer.to_str().unwrap_or("unknown");
         let mut chain = String::new();
@@ -125,14 +191,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
                 headers.insert(&X_FORWARDED_HOST, host.clone());
             }
         }
-    } else if !headers.keys().any(|name| {
-        name == FORWARDED
-            || name == X_FORWARDED_FOR
-            || name == X_FORWARDED_PROTO
-            || name == X_FORWARDED_HOST
-    }) {
-        // Most requests carry none of them: one pass over the names costs less than the
-        // lookups (each hashes a name of 15–17 bytes) that replacing and removing take.
+    } else if !carried {
+        // Nothing to replace or remove: appended (replacing and removing take lookups, each
+        // hashing a name of 15–17 bytes).
         headers.append(&X_FORWARDED_FOR, fwd.peer.clone());
         headers.append(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
         if let Some(host) = fwd.host {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use http::header::{HeaderValue, EXPECT, HOST, TE, UPGRADE, VIA};
+use http::header::{HeaderValue, EXPECT, HOST, TE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
 use strangler_catalog::Side;
 use strangler_services::cluster::{effective_status, is_failure_status, Replay};
@@ -146,13 +146,17 @@ impl Facade {
     ) -> impl Future<Output = Result<Response<ResponseBody>, Refusal>> + 'a {
         async move {
             let s = &*self.shared;
-            let internal_headers = self.check(&req)?;
+            // Which of the fields edited below the request carries: only those are looked up.
+            let present = self.check(&req)?;
             normalize_target(&mut req, s.config.paths)?;
 
             let version = req.version();
             let head_request = req.method() == Method::HEAD;
+            // Whether the public host is the request's one `Host` field as it stands.
+            let host_as_sent = req.uri().authority().is_none() && present.hosts == 1;
             let public_host = match req.uri().authority() {
                 Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+                None if present.hosts == 0 => None,
                 None => req.headers().get(HOST).cloned(),
             };
             let mut routing = self.route(&req, public_host.as_ref(), conn);
@@ -171,7 +175,7 @@ impl Facade {
                 ));
             }
             let wants_upgrade = version == Version::HTTP_11
-                && req.headers().contains_key(UPGRADE)
+                && present.upgrade
                 && headers::connection_has(req.headers(), "upgrade");
             let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -185,20 +189,26 @@ impl Facade {
             // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
             // target (or HTTP/2's :authority) names it; otherwise the Host header does.
             let client_host = public_host;
-            let trailers = headers::te_has_trailers(headers);
-            headers::strip_hop_by_hop(headers, wants_upgrade);
-            if trailers {
-                headers.insert(TE, HeaderValue::from_static("trailers"));
+            if present.hop_by_hop || wants_upgrade {
+                let trailers = present.te && headers::te_has_trailers(headers);
+                headers::strip_hop_by_hop(headers, wants_upgrade);
+                if trailers {
+                    headers.insert(TE, HeaderValue::from_static("trailers"));
+                }
             }
             // hyper has already answered `Expect: 100-continue` to the client when the body is
             // first read; the upstream need not be asked again.
-            headers.remove(EXPECT);
-            if internal_headers {
+            if present.expect {
+                headers.remove(EXPECT);
+            }
+            if present.internal {
                 // `X-Strangler-*` is ours to set (shadow marks, identity); a client may not forge it.
                 strip_internal(headers);
             }
             match s.config.forwarding.host {
                 HostHeader::Preserve => match &client_host {
+                    // The one `Host` field already says it (no edit above removes `Host`).
+                    Some(_) if host_as_sent => {}
                     Some(h) => {
                         headers.insert(HOST, h.clone());
                     }
@@ -227,6 +237,7 @@ impl Facade {
                     proto: if conn.tls.is_some() { "https" } else { "http" },
                     host: client_host.as_ref(),
                 },
+                present.forwarding,
             );
             headers.append(VIA, self.via(version).clone());
             parts.version = Version::HTTP_11;

@@ -11,6 +11,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use strangler_facade::HostHeader;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::harness::*;
 
@@ -136,6 +138,28 @@ async fn host_is_preserved_or_set_to_the_upstream() {
         up.only_head().contains("\r\nhost: shop.example:8443\r\n"),
         "{}",
         up.only_head()
+    );
+
+    // On a kept-alive connection (the facade's own reader), a `Host` sent after other fields
+    // reaches the upstream once, as sent.
+    let up = RawUpstream::start(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let f = facade(up.addr, |_| {}).await;
+    let mut client = TcpStream::connect(f.addr).await.unwrap();
+    client
+        .write_all(b"GET /k HTTP/1.1\r\nAccept: */*\r\nHost: Shop.Example:8443\r\nX-A: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_head(&mut client).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let head = up.only_head();
+    assert_eq!(head.matches("\r\nhost: ").count(), 1, "{head}");
+    assert!(
+        head.contains("\r\naccept: */*\r\nhost: Shop.Example:8443\r\nx-a: 1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nx-forwarded-host: Shop.Example:8443\r\n"),
+        "{head}"
     );
 
     let up = RawUpstream::start(b"HTTP/1.1 204 No Content\r\n\r\n").await;

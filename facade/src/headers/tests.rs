@@ -65,6 +65,7 @@ fn untrusted_peer_gets_fresh_forwarding_fields() {
         ("forwarded", "for=6.6.6.6"),
     ]);
     let host = HeaderValue::from_static("shop.example");
+    let carried = Present::scan(&h).forwarding;
     set_forwarded(
         &mut h,
         &Forwarded {
@@ -73,6 +74,7 @@ fn untrusted_peer_gets_fresh_forwarding_fields() {
             proto: "http",
             host: Some(&host),
         },
+        carried,
     );
     assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
@@ -97,6 +99,7 @@ fn untrusted_peer_gets_exactly_one_of_each_whatever_it_sent() {
     for fields in sent {
         for with_host in [true, false] {
             let mut h = map(fields);
+            let carried = Present::scan(&h).forwarding;
             set_forwarded(
                 &mut h,
                 &Forwarded {
@@ -105,6 +108,7 @@ fn untrusted_peer_gets_exactly_one_of_each_whatever_it_sent() {
                     proto: "http",
                     host: with_host.then_some(&host),
                 },
+                carried,
             );
             let all = |name: &str| h.get_all(name).iter().cloned().collect::<Vec<_>>();
             assert_eq!(all("x-forwarded-for"), ["10.0.0.1"], "{fields:?}");
@@ -123,6 +127,7 @@ fn trusted_peer_chain_is_appended() {
         ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
         ("x-forwarded-proto", "https"),
     ]);
+    let carried = Present::scan(&h).forwarding;
     set_forwarded(
         &mut h,
         &Forwarded {
@@ -131,6 +136,7 @@ fn trusted_peer_chain_is_appended() {
             proto: "http",
             host: None,
         },
+        carried,
     );
     assert_eq!(
         h.get("x-forwarded-for").unwrap(),
@@ -162,4 +168,50 @@ fn rewrites_only_the_exact_upstream_origin() {
     assert!(rewrite_origin(&v("http://127.0.0.1:80001/x"), up, public).is_none());
     assert!(rewrite_origin(&v("/relative"), up, public).is_none());
     assert!(rewrite_origin(&v("http://other/x"), up, public).is_none());
+}
+
+#[test]
+fn present_notes_each_field_the_request_path_edits() {
+    let cases: [(&str, fn(&Present) -> bool); 14] = [
+        ("connection", |p| p.hop_by_hop),
+        ("keep-alive", |p| p.hop_by_hop),
+        ("proxy-connection", |p| p.hop_by_hop),
+        ("te", |p| p.hop_by_hop && p.te),
+        ("transfer-encoding", |p| p.hop_by_hop && p.transfer_encoding),
+        ("upgrade", |p| p.hop_by_hop && p.upgrade),
+        ("expect", |p| p.expect),
+        ("content-length", |p| p.content_length),
+        ("forwarded", |p| p.forwarding),
+        ("x-forwarded-for", |p| p.forwarding),
+        ("X-Forwarded-Proto", |p| p.forwarding),
+        ("x-forwarded-host", |p| p.forwarding),
+        ("x-strangler-shadow", |p| p.internal),
+        ("X-Strangler-Identity", |p| p.internal),
+    ];
+    for (name, flag) in cases {
+        let present = Present::scan(&map(&[("accept", "*/*"), (name, "1")]));
+        assert!(flag(&present), "{name}: {present:?}");
+    }
+    // Names that only look alike are not noted.
+    let lookalikes = map(&[
+        ("x-forwarded", "1"),
+        ("x-forwarded-for-real", "1"),
+        ("x-strangler", "1"),
+        ("x-te", "1"),
+        ("accept", "*/*"),
+        ("user-agent", "t"),
+    ]);
+    assert_eq!(Present::scan(&lookalikes), Present::default());
+}
+
+#[test]
+fn present_counts_host_fields_up_to_two() {
+    assert_eq!(Present::scan(&map(&[])).hosts, 0);
+    assert_eq!(Present::scan(&map(&[("host", "a")])).hosts, 1);
+    assert_eq!(
+        Present::scan(&map(&[("host", "a"), ("host", "b")])).hosts,
+        2
+    );
+    let many: Vec<(&str, &str)> = (0..300).map(|_| ("host", "a")).collect();
+    assert_eq!(Present::scan(&map(&many)).hosts, 2);
 }
