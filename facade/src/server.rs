@@ -41,6 +41,7 @@ use crate::facade::Facade;
 use crate::framing::{Framing, Guarded};
 use crate::tls::Tls;
 
+mod gate;
 mod h1;
 
 /// Where the listener is in its life.
@@ -357,6 +358,8 @@ where
     let mut finish_when_served = false;
     // A phase already past `Serving` when the connection was accepted (accepted while draining).
     let mut seen = Phase::Serving;
+    // The phase watch is polled only when it woke the task (see `gate`).
+    let gate = gate::Gate::new();
     loop {
         let now_phase = *phase.borrow_and_update();
         if now_phase != seen {
@@ -433,7 +436,7 @@ where
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            changed = phase.changed() => {
+            changed = gate.guard(phase.changed()) => {
                 if changed.is_err() {
                     // The listener is gone without a goodbye: finish what is in flight.
                     if !asked_to_finish {
