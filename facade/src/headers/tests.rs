@@ -172,7 +172,8 @@ fn rewrites_only_the_exact_upstream_origin() {
 
 #[test]
 fn present_notes_each_field_the_request_path_edits() {
-    let cases: [(&str, fn(&Present) -> bool); 14] = [
+    type Flag = fn(&Present) -> bool;
+    let cases: [(&str, Flag); 14] = [
         ("connection", |p| p.hop_by_hop),
         ("keep-alive", |p| p.hop_by_hop),
         ("proxy-connection", |p| p.hop_by_hop),
