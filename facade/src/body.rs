@@ -115,7 +115,8 @@ pub struct RequestBody {
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     /// A copy for a shadow, taken as the body streams past.
-    tee: Option<RequestTee>,
+    /// (Boxed: the shadow's, in every request moved between the request path's steps.)
+    tee: Option<Box<RequestTee>>,
     /// The buffer budget's bytes for a body the facade holds, given back with the body.
     held: Option<Held>,
 }
@@ -196,7 +197,7 @@ impl RequestBody {
         if self.is_end_stream() {
             tee.finish();
         } else {
-            self.tee = Some(tee);
+            self.tee = Some(Box::new(tee));
         }
         rx
     }
@@ -374,7 +375,8 @@ pub struct ResponseBody {
     /// The buffer budget's bytes for a body the facade holds, given back with the body.
     held: Option<Held>,
     /// A copy for the shadow comparison, taken as the body streams past.
-    tee: Option<ResponseTee>,
+    /// (Boxed: the shadow's, in every answer moved between the request path's steps.)
+    tee: Option<Box<ResponseTee>>,
     /// Keeps the request counted as in flight (in the process and on its connection) until
     /// the body is done or dropped.
     _in_flight: Option<(InFlight, ConnActive)>,
@@ -440,7 +442,7 @@ impl ResponseBody {
         if self.is_end_stream() {
             tee.finish();
         } else {
-            self.tee = Some(tee);
+            self.tee = Some(Box::new(tee));
         }
         self
     }

@@ -43,13 +43,14 @@ pub(crate) struct Routing {
     /// The matched context's traffic counters (taken by `forward`).
     pub(crate) traffic: Option<Served>,
     /// The request as the client sent it (head, and body when it was buffered), for a
-    /// fallback to legacy after it was translated for the new side.
-    pub(crate) untranslated: Option<(Replay, Option<bytes::Bytes>)>,
+    /// fallback to legacy after it was translated for the new side. (Boxed: ~250 bytes that
+    /// only translated requests use, in the state of every request.)
+    pub(crate) untranslated: Option<Box<(Replay, Option<bytes::Bytes>)>>,
     /// Where the matched route's requests name a resource, for the id map.
     pub(crate) ids: Option<Arc<crate::ids::RouteIds>>,
     /// The target as the client sent it, when the id map changed it for the side it went to
-    /// (a fallback maps it again for legacy).
-    pub(crate) client_uri: Option<http::Uri>,
+    /// (a fallback maps it again for legacy). Boxed, as `untranslated`.
+    pub(crate) client_uri: Option<Box<http::Uri>>,
     /// The id the map changed, for the bodies: the client's in the request's, the side's in
     /// the answer's.
     pub(crate) swap: Option<crate::ids::Swap>,

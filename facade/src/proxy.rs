@@ -520,7 +520,7 @@ impl Facade {
     ) -> Result<Response<ResponseBody>, Problem> {
         let s = &*self.shared;
         // Legacy gets the request as the client sent it, not the new service's translation.
-        let req = match routing.untranslated.take() {
+        let req = match routing.untranslated.take().map(|kept| *kept) {
             Some((head, buffered)) => {
                 let body = match buffered {
                     Some(b) => RequestBody::full(b),
@@ -538,7 +538,7 @@ impl Facade {
             let client = routing
                 .client_uri
                 .take()
-                .unwrap_or_else(|| req.uri().clone());
+                .map_or_else(|| req.uri().clone(), |uri| *uri);
             let context = routing.context.clone().unwrap_or_else(|| "-".into());
             routing.swap = None;
             match ids::map_uri(&s.ids, &context, &rule, Side::Legacy, &client) {

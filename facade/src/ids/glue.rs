@@ -55,7 +55,7 @@ impl crate::facade::Facade {
         match super::map_uri(&self.shared.ids, &context, rule, routing.side, req.uri()) {
             Ok(None) => Ok(req),
             Ok(Some((uri, swap))) => {
-                routing.client_uri = Some(std::mem::replace(req.uri_mut(), uri));
+                routing.client_uri = Some(Box::new(std::mem::replace(req.uri_mut(), uri)));
                 let named =
                     !rule.fields.is_empty() && is_write(req.method()) && json_typed(req.headers());
                 if named {

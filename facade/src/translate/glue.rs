@@ -91,7 +91,7 @@ impl crate::facade::Facade {
                 version: parts.version,
                 headers: parts.headers.clone(),
             };
-            routing.untranslated = Some((head, buffered.clone()));
+            routing.untranslated = Some(Box::new((head, buffered.clone())));
         }
         // After the copy for a fallback: legacy gets the session cookie, the service the token.
         if let (Some(spec), Some(bridge)) = (t.compiled.identity(), &s.identity) {
