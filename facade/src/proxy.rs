@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use http::header::{HeaderValue, EXPECT, HOST, TE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -154,12 +155,15 @@ impl Facade {
             let head_request = req.method() == Method::HEAD;
             // Whether the public host is the request's one `Host` field as it stands.
             let host_as_sent = req.uri().authority().is_none() && present.hosts == 1;
-            let public_host = match req.uri().authority() {
+            // The public origin, for the route, the forwarding fields and redirect rewriting.
+            // An absolute-form target (or HTTP/2's :authority) names it; otherwise the Host
+            // header does.
+            let client_host = match req.uri().authority() {
                 Some(a) => HeaderValue::from_str(a.as_str()).ok(),
                 None if present.hosts == 0 => None,
                 None => req.headers().get(HOST).cloned(),
             };
-            let mut routing = self.route(&req, public_host.as_ref(), conn);
+            let mut routing = self.route(&req, client_host.as_ref(), conn);
             s.telemetry.record_side(routing.side);
             if let Some(t) = routing.traffic.take() {
                 *served = Some(t);
@@ -179,156 +183,161 @@ impl Facade {
                 && headers::connection_has(req.headers(), "upgrade");
             let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
-            let (mut parts, body) = req.into_parts();
-            let headers = &mut parts.headers;
-            // Room for the fields added below (the three forwarding fields, Via, TE), so
-            // that the map grows once if at all, not once per field. (It cannot fail: a
-            // request has at most `max_headers` fields, 10,000 at most; a map holds 32,768.)
-            let _ = headers.try_reserve(5);
+            let mut shadow_plan: Option<Box<shadow::Pending>>;
+            // The request's head and body live in this block, which ends before the send's
+            // await: their state is then not part of the request's future.
+            let sending = {
+                let (mut parts, body) = req.into_parts();
+                let headers = &mut parts.headers;
+                // Room for the fields added below (the three forwarding fields, Via, TE), so
+                // that the map grows once if at all, not once per field. (It cannot fail: a
+                // request has at most `max_headers` fields, 10,000 at most; a map holds 32,768.)
+                let _ = headers.try_reserve(5);
 
-            // The public origin, for the forwarding fields and redirect rewriting. An absolute-form
-            // target (or HTTP/2's :authority) names it; otherwise the Host header does.
-            let client_host = public_host;
-            if present.hop_by_hop || wants_upgrade {
-                let trailers = present.te && headers::te_has_trailers(headers);
-                headers::strip_hop_by_hop(headers, wants_upgrade);
-                if trailers {
-                    headers.insert(TE, HeaderValue::from_static("trailers"));
-                }
-            }
-            // hyper has already answered `Expect: 100-continue` to the client when the body is
-            // first read; the upstream need not be asked again.
-            if present.expect {
-                headers.remove(EXPECT);
-            }
-            if present.internal {
-                // `X-Strangler-*` is ours to set (shadow marks, identity); a client may not forge it.
-                strip_internal(headers);
-            }
-            match s.config.forwarding.host {
-                HostHeader::Preserve => match &client_host {
-                    // The one `Host` field already says it (no edit above removes `Host`).
-                    Some(_) if host_as_sent => {}
-                    Some(h) => {
-                        headers.insert(HOST, h.clone());
+                if present.hop_by_hop || wants_upgrade {
+                    let trailers = present.te && headers::te_has_trailers(headers);
+                    headers::strip_hop_by_hop(headers, wants_upgrade);
+                    if trailers {
+                        headers.insert(TE, HeaderValue::from_static("trailers"));
                     }
-                    // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
-                    None => {
+                }
+                // hyper has already answered `Expect: 100-continue` to the client when the body is
+                // first read; the upstream need not be asked again.
+                if present.expect {
+                    headers.remove(EXPECT);
+                }
+                if present.internal {
+                    // `X-Strangler-*` is ours to set (shadow marks, identity); a client may not forge it.
+                    strip_internal(headers);
+                }
+                match s.config.forwarding.host {
+                    HostHeader::Preserve => match &client_host {
+                        // The one `Host` field already says it (no edit above removes `Host`).
+                        Some(_) if host_as_sent => {}
+                        Some(h) => {
+                            headers.insert(HOST, h.clone());
+                        }
+                        // HTTP/1.0 clients may send no Host; HTTP/1.1 upstreams require one.
+                        None => {
+                            if let Ok(h) =
+                                HeaderValue::from_str(self.origin_of(&routing).authority.as_str())
+                            {
+                                headers.insert(HOST, h);
+                            }
+                        }
+                    },
+                    HostHeader::Upstream => {
                         if let Ok(h) =
                             HeaderValue::from_str(self.origin_of(&routing).authority.as_str())
                         {
                             headers.insert(HOST, h);
                         }
                     }
-                },
-                HostHeader::Upstream => {
-                    if let Ok(h) =
-                        HeaderValue::from_str(self.origin_of(&routing).authority.as_str())
+                }
+                headers::set_forwarded(
+                    headers,
+                    &Forwarded {
+                        peer: &conn.peer_value,
+                        trusted: conn.trusted,
+                        proto: if conn.tls.is_some() { "https" } else { "http" },
+                        host: client_host.as_ref(),
+                    },
+                    present.forwarding,
+                );
+                headers.append(VIA, self.via(version).clone());
+                parts.version = Version::HTTP_11;
+                parts.extensions = http::Extensions::new();
+
+                // A composed route: several calls, one assembled answer (safe methods only).
+                if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
+                    match Box::pin(compose::answer(
+                        &t,
+                        composition,
+                        &parts,
+                        &s.legacy,
+                        &cluster,
+                        &s.telemetry,
+                        &self.work(),
+                    ))
+                    .await?
                     {
-                        headers.insert(HOST, h);
+                        compose::Composed::Answer(resp) => {
+                            let mut resp = *resp;
+                            resp.headers_mut().append(VIA, s.via_11.clone());
+                            if s.config.forwarding.debug_header {
+                                routing.debug_header(resp.headers_mut());
+                            }
+                            return Ok(resp);
+                        }
+                        compose::Composed::ToLegacy => {
+                            if let Some(served) = served.as_mut() {
+                                served.side = Side::Legacy;
+                                served.fell_back = true;
+                            }
+                            s.telemetry
+                                .record_fallback(&t.context, "composed_part_failed");
+                            routing.fell_back = Some("composed_part_failed".to_owned());
+                            routing.side = Side::Legacy;
+                            routing.target = Target::Legacy;
+                            routing.shadow = None;
+                        }
                     }
                 }
-            }
-            headers::set_forwarded(
-                headers,
-                &Forwarded {
-                    peer: &conn.peer_value,
-                    trusted: conn.trusted,
-                    proto: if conn.tls.is_some() { "https" } else { "http" },
-                    host: client_host.as_ref(),
-                },
-                present.forwarding,
-            );
-            headers.append(VIA, self.via(version).clone());
-            parts.version = Version::HTTP_11;
-            parts.extensions = http::Extensions::new();
 
-            // A composed route: several calls, one assembled answer (safe methods only).
-            if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
-                match Box::pin(compose::answer(
-                    &t,
-                    composition,
-                    &parts,
-                    &s.legacy,
-                    &cluster,
+                let body = RequestBody::new(
+                    body,
+                    s.config.limits.max_body_bytes,
+                    s.config.limits.body_idle_timeout,
+                );
+                let mut outgoing = Request::from_parts(parts, body);
+                // Boxed: ~570 bytes that only shadowed requests use, in every request's state.
+                shadow_plan = match &routing.shadow {
+                Some(wanted) => shadow::plan(
+                    &s.config.shadow,
+                    wanted,
+                    &s.shadow_budget,
+                    &s.buffers,
+                    s.outbox.get().map(|w| &**w),
                     &s.telemetry,
-                    &self.work(),
-                ))
-                .await?
-                {
-                    compose::Composed::Answer(resp) => {
-                        let mut resp = *resp;
-                        resp.headers_mut().append(VIA, s.via_11.clone());
-                        if s.config.forwarding.debug_header {
-                            routing.debug_header(resp.headers_mut());
-                        }
-                        return Ok(resp);
-                    }
-                    compose::Composed::ToLegacy => {
-                        if let Some(served) = served.as_mut() {
-                            served.side = Side::Legacy;
-                            served.fell_back = true;
-                        }
-                        s.telemetry
-                            .record_fallback(&t.context, "composed_part_failed");
-                        routing.fell_back = Some("composed_part_failed".to_owned());
-                        routing.side = Side::Legacy;
-                        routing.target = Target::Legacy;
-                        routing.shadow = None;
-                    }
-                }
-            }
-
-            let body = RequestBody::new(
-                body,
-                s.config.limits.max_body_bytes,
-                s.config.limits.body_idle_timeout,
-            );
-            let mut outgoing = Request::from_parts(parts, body);
-            let mut shadow_plan = match &routing.shadow {
-            Some(wanted) => shadow::plan(
-                &s.config.shadow,
-                wanted,
-                &s.shadow_budget,
-                &s.buffers,
-                s.outbox.get().map(|w| &**w),
-                &s.telemetry,
-                &mut outgoing,
-            )
-            .map_err(|refused| {
-                let why = match refused {
-                    shadow::MirrorRefused::Budget => "the facade's buffer budget has no room for its copy now".to_owned(),
-                    shadow::MirrorRefused::NoLog => "the mirror's log is not running".to_owned(),
-                    shadow::MirrorRefused::Log(shadow::wal::Refusal::Backlog(n)) => format!("{n} mirrored writes wait to reach the catalog (the bound)"),
-                    shadow::MirrorRefused::Log(shadow::wal::Refusal::Broken) => "the mirror's log could not write to disk a moment ago".to_owned(),
-                };
-                Problem::new(
-                    Answer::Overloaded,
-                    format!(
-                        "context `{}` mirrors this write, and {why}; it was not sent anywhere, try again shortly",
-                        wanted.context
-                    ),
+                    &mut outgoing,
                 )
-            })?,
-            None => None,
-        };
-            // Named as the side it goes to knows the resource (after the shadow's copy was taken:
-            // a copy is mapped for its own side).
-            // The steps only some routes take are boxed (here and below): inline, each one's state
-            // would be part of every request's future, which is moved whole at each await.
-            if let Some(rule) = routing.ids.clone() {
-                outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
-            }
-            if routing.translation.is_some() {
-                outgoing = Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?;
-            }
-            // The new side's way (retries, fallback, collapsing: ~2.5 KiB of state) is boxed,
-            // so that a request to legacy does not carry it.
-            let sent = if matches!(routing.target, Target::Legacy) {
-                self.to_legacy(&routing, outgoing).await
-            } else {
-                Box::pin(self.send(&mut routing, outgoing)).await
+                .map_err(|refused| {
+                    let why = match refused {
+                        shadow::MirrorRefused::Budget => "the facade's buffer budget has no room for its copy now".to_owned(),
+                        shadow::MirrorRefused::NoLog => "the mirror's log is not running".to_owned(),
+                        shadow::MirrorRefused::Log(shadow::wal::Refusal::Backlog(n)) => format!("{n} mirrored writes wait to reach the catalog (the bound)"),
+                        shadow::MirrorRefused::Log(shadow::wal::Refusal::Broken) => "the mirror's log could not write to disk a moment ago".to_owned(),
+                    };
+                    Problem::new(
+                        Answer::Overloaded,
+                        format!(
+                            "context `{}` mirrors this write, and {why}; it was not sent anywhere, try again shortly",
+                            wanted.context
+                        ),
+                    )
+                })?
+                .map(Box::new),
+                None => None,
             };
+                // Named as the side it goes to knows the resource (after the shadow's copy was taken:
+                // a copy is mapped for its own side).
+                // The steps only some routes take are boxed (here and below): inline, each one's state
+                // would be part of every request's future, which is moved whole at each await.
+                if let Some(rule) = routing.ids.clone() {
+                    outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
+                }
+                if routing.translation.is_some() {
+                    outgoing = Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?;
+                }
+                // The new side's way (retries, fallback, collapsing: ~2.5 KiB of state) is boxed,
+                // so that a request to legacy does not carry it.
+                if matches!(routing.target, Target::Legacy) {
+                    Either::Left(self.to_legacy(&routing, outgoing))
+                } else {
+                    Either::Right(Box::pin(self.send(&mut routing, outgoing)))
+                }
+            };
+            let sent = sending.await;
             // A fallback changed who answered.
             if let Some(served) = served.as_mut() {
                 served.side = routing.side;
@@ -383,7 +392,7 @@ impl Facade {
                 if !coalesce
                     && routing.translation.is_none()
                     && routing.ids.is_none()
-                    && !shadow_plan.as_ref().is_some_and(shadow::Pending::is_mirror)
+                    && !shadow_plan.as_ref().is_some_and(|plan| plan.is_mirror())
                 {
                     self.finish_head(&routing, &mut parts, client_host.as_ref());
                     let body = match shadow_plan {

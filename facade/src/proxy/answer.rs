@@ -36,7 +36,7 @@ impl Facade {
         answer: Answering<'a>,
         mut parts: http::response::Parts,
         mut body: ResponseBody,
-        shadow_plan: Option<shadow::Pending>,
+        shadow_plan: Option<Box<shadow::Pending>>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Refusal>> + 'a {
         async move {
             let s = &*self.shared;
