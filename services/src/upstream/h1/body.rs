@@ -65,7 +65,10 @@ impl Pool {
             conn.buf = BytesMut::new();
             conn.read_size = MIN_READ;
         }
-        let look = self.returns.fetch_add(1, Ordering::Relaxed) % LOOK_EVERY == 0;
+        let look = self
+            .returns
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(LOOK_EVERY);
         let mut idle = crate::upstream::lock(&self.idle);
         // The least recently used connection is the one the upstream most likely closed, and
         // checkouts take from the other end: a look every few returns keeps closed ones from
