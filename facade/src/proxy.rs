@@ -379,30 +379,28 @@ impl Facade {
                     return Ok(Response::from_parts(parts, ResponseBody::empty()));
                 }
 
-                let (mut parts, body) = resp.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers, false);
+                headers::strip_hop_by_hop(resp.headers_mut(), false);
                 // A small answer of unknown length (chunked) goes out whole, with its length.
+                let status = resp.status();
                 let bodiless = head_request
-                    || parts.status.is_informational()
-                    || matches!(
-                        parts.status,
-                        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-                    );
-                let coalesce = !bodiless && http_body::Body::size_hint(&body).exact().is_none();
+                    || status.is_informational()
+                    || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+                let coalesce =
+                    !bodiless && http_body::Body::size_hint(resp.body()).exact().is_none();
                 if !coalesce
                     && routing.translation.is_none()
                     && routing.ids.is_none()
                     && !shadow_plan.as_ref().is_some_and(|plan| plan.is_mirror())
                 {
-                    self.finish_head(&routing, &mut parts, client_host.as_ref());
-                    let body = match shadow_plan {
-                        Some(plan) => {
-                            body.with_tee(plan.launch(&s.config.shadow, self.sinks(), &parts))
-                        }
-                        None => body,
-                    };
-                    return Ok(Response::from_parts(parts, body));
+                    self.finish_answer(&routing, &mut resp, client_host.as_ref());
+                    if let Some(plan) = shadow_plan {
+                        let (parts, body) = resp.into_parts();
+                        let tee = plan.launch(&s.config.shadow, self.sinks(), &parts);
+                        return Ok(Response::from_parts(parts, body.with_tee(tee)));
+                    }
+                    return Ok(resp);
                 }
+                let (parts, body) = resp.into_parts();
                 // Boxed: the steps that wait on the answer's body stay out of the state of
                 // an answer passed through.
                 let answer = Answering {

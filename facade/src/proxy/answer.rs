@@ -97,18 +97,42 @@ impl Facade {
         parts: &mut http::response::Parts,
         client_host: Option<&HeaderValue>,
     ) {
+        self.finish_fields(routing, &mut parts.headers, client_host);
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+    }
+
+    /// [`Facade::finish_head`] on a whole answer, changed in place (an answer taken apart and
+    /// put together again is moved twice).
+    pub(super) fn finish_answer(
+        &self,
+        routing: &Routing,
+        resp: &mut Response<ResponseBody>,
+        client_host: Option<&HeaderValue>,
+    ) {
+        self.finish_fields(routing, resp.headers_mut(), client_host);
+        *resp.version_mut() = Version::HTTP_11;
+        *resp.extensions_mut() = http::Extensions::new();
+    }
+
+    /// The answer's fields as the client gets them: redirects to the upstream rewritten to
+    /// the public origin, `Via`, the debug field.
+    fn finish_fields(
+        &self,
+        routing: &Routing,
+        headers: &mut http::HeaderMap,
+        client_host: Option<&HeaderValue>,
+    ) {
         let s = &*self.shared;
         if s.config.forwarding.rewrite_redirects {
             if let Some(host) = client_host {
-                rewrite_redirects(&mut parts.headers, self.origin_of(routing), host);
+                rewrite_redirects(headers, self.origin_of(routing), host);
             }
         }
-        parts.headers.append(VIA, s.via_11.clone());
+        headers.append(VIA, s.via_11.clone());
         if s.config.forwarding.debug_header {
-            routing.debug_header(&mut parts.headers);
+            routing.debug_header(headers);
         }
-        parts.version = Version::HTTP_11;
-        parts.extensions = http::Extensions::new();
     }
 
     /// Where a shadow's results go.
