@@ -324,10 +324,13 @@ pub fn is_failure_status(status: http::StatusCode) -> bool {
 /// head has been passed on, is not seen here.
 pub fn effective_status(status: http::StatusCode, headers: &http::HeaderMap) -> http::StatusCode {
     use http::StatusCode as S;
+    // The first `Content-Type`, found by a pass over the names (standard ones compare as
+    // tags): cheaper than a lookup, which hashes, for the few fields most answers have.
     let grpc = || {
         headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+            .iter()
+            .find(|(name, _)| *name == http::header::CONTENT_TYPE)
+            .is_some_and(|(_, v)| v.as_bytes().starts_with(b"application/grpc"))
     };
     if status != S::OK || !grpc() {
         return status;

@@ -678,3 +678,52 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[test]
+fn a_grpc_answer_counts_as_the_status_its_code_maps_to() {
+    use http::header::CONTENT_TYPE;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+    let answer = |fields: &[(&str, &str)]| {
+        let mut h = HeaderMap::new();
+        for (k, v) in fields {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    };
+    let ok = StatusCode::OK;
+    let grpc = |code: &str| answer(&[("content-type", "application/grpc"), ("grpc-status", code)]);
+    assert_eq!(
+        effective_status(ok, &grpc("14")),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        effective_status(ok, &grpc("4")),
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(effective_status(ok, &grpc("0")), ok);
+    let proto = answer(&[
+        ("server", "x"),
+        ("content-type", "application/grpc+proto"),
+        ("grpc-status", "13"),
+    ]);
+    assert_eq!(
+        effective_status(ok, &proto),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // Not gRPC: the status stands.
+    assert_eq!(effective_status(ok, &answer(&[("grpc-status", "14")])), ok);
+    let json = answer(&[("content-type", "application/json"), ("grpc-status", "14")]);
+    assert_eq!(effective_status(ok, &json), ok);
+    // The first `Content-Type` decides, as a lookup would.
+    let mut two = answer(&[("content-type", "text/plain"), ("grpc-status", "14")]);
+    two.append(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    assert_eq!(effective_status(ok, &two), ok);
+    // Only a 200 is read for a gRPC code.
+    assert_eq!(
+        effective_status(StatusCode::BAD_GATEWAY, &grpc("0")),
+        StatusCode::BAD_GATEWAY
+    );
+}
