@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -406,7 +406,7 @@ impl Head {
             // httparse let through only token names and visible values, which both parsers
             // take; a failure here would be a bug, and is answered as hyper would (by hyper).
             let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&bytes[ns..ne]),
+                strangler_services::names::header_name(&bytes[ns..ne]),
                 HeaderValue::from_maybe_shared(bytes.slice(vs..ve)),
             ) else {
                 let mut whole = BytesMut::with_capacity(bytes.len() + buf.len());

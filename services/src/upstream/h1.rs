@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
@@ -577,7 +577,7 @@ impl Conn {
         let too_many = |_| H1Error::Invalid("too many header fields");
         let mut headers = HeaderMap::try_with_capacity(self.spans.len() + 4).map_err(too_many)?;
         for span in &self.spans {
-            let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+            let name = crate::names::header_name(&head[span.name.0..span.name.1])
                 .map_err(|_| H1Error::Invalid("a header name is not one"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
                 .map_err(|_| H1Error::Invalid("a header value is not one"))?;
