@@ -38,7 +38,7 @@ measure() {
   wait_port || { echo "$name did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
   local reqs=1
   if [ "$load" = yes ]; then
-    reqs=$(wrk -t1 -c8 -d"${SECONDS_LOAD}s" "http://127.0.0.1:$PORT/hello" | awk '/requests in/{print $1}')
+    reqs=$(wrk -t1 -c8 -d"${SECONDS_LOAD}s" ${WRK_SCRIPT:+-s "$WRK_SCRIPT"} "http://127.0.0.1:$PORT/hello" | awk '/requests in/{print $1}')
   else
     curl -s -o /dev/null "http://127.0.0.1:$PORT/hello"
   fi
@@ -58,6 +58,9 @@ export STRANGLER_LOG_LEVEL=warn
 export STRANGLER_CATALOG_URL="sqlite://$work/empty.db"
 per_request strangler target/release/strangler serve --legacy "http://$UP" \
   --listen "127.0.0.1:$PORT" --admin 127.0.0.1:18102 --workers 1
+# The same with a browser's request head (14 fields; bench/browser.lua).
+WRK_SCRIPT=bench/browser.lua per_request browser target/release/strangler serve \
+  --legacy "http://$UP" --listen "127.0.0.1:$PORT" --admin 127.0.0.1:18102 --workers 1
 
 # catalog FILE TRANSLATOR: /hello in a migrated context whose new service is the same upstream,
 # with the TRANSLATOR spec (or none).
@@ -115,3 +118,4 @@ http {
 }
 CONF
 per_request nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+WRK_SCRIPT=bench/browser.lua per_request nginx-brow nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"

@@ -1,0 +1,16 @@
+-- A browser's navigation request: the fields a current Chromium sends (bench/instructions.sh,
+-- the "browser" rows). Most of their names have no constant in the http crate.
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+wrk.headers["Accept-Language"] = "en-GB,en;q=0.9"
+wrk.headers["Accept-Encoding"] = "gzip, deflate, br"
+wrk.headers["Sec-Ch-Ua"] = "\"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\""
+wrk.headers["Sec-Ch-Ua-Mobile"] = "?0"
+wrk.headers["Sec-Ch-Ua-Platform"] = "\"Linux\""
+wrk.headers["Sec-Fetch-Site"] = "same-origin"
+wrk.headers["Sec-Fetch-Mode"] = "navigate"
+wrk.headers["Sec-Fetch-User"] = "?1"
+wrk.headers["Sec-Fetch-Dest"] = "document"
+wrk.headers["Upgrade-Insecure-Requests"] = "1"
+wrk.headers["Priority"] = "u=0, i"
+wrk.headers["Cookie"] = "session=abc123"
