@@ -118,6 +118,11 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let timer = tokio::time::sleep(head_timeout);
     tokio::pin!(timer);
+    let mut timer = HeadTimer {
+        sleep: timer,
+        due: tokio::time::Instant::now(),
+        polled: false,
+    };
     let mut first = true;
     let mut read_size = READ_SIZE;
     loop {
@@ -143,16 +148,14 @@ where
             // whole is dropped, as hyper's server drops it).
             ctl.idle.store(true, Relaxed);
             if !timing && !first {
-                timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + head_timeout);
+                timer.due = tokio::time::Instant::now() + head_timeout;
                 timing = true;
             }
             let free = room(&mut buf, read_size);
             let n = tokio::select! {
                 biased;
                 n = io.read_buf(&mut buf) => n?,
-                () = &mut timer, if timing => {
+                () = std::future::poll_fn(|cx| timer.poll(cx)), if timing => {
                     tracing::debug!(peer = %info.peer, "no complete request head in time; closing");
                     return Ok(None);
                 }
@@ -220,6 +223,33 @@ where
             let _ = io.shutdown().await;
             return Ok(None);
         }
+    }
+}
+
+/// The head timer, kept lazily: each wait for a head only sets when it is due (a clock
+/// read), and the timer — whose reset and poll cost ~270 instructions, per request — is moved
+/// to that time only when it fires before it. Polled once, it holds the task's waker until it
+/// fires; a wake that did not come from it finds it not elapsed and costs one load.
+struct HeadTimer<'a> {
+    sleep: Pin<&'a mut tokio::time::Sleep>,
+    /// When the current wait for a head ends.
+    due: tokio::time::Instant,
+    /// Whether the timer was polled since it was last set (its waker is then registered).
+    polled: bool,
+}
+
+impl HeadTimer<'_> {
+    /// Ready once `due` has passed (never before it).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.polled && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        if self.sleep.deadline() < self.due {
+            // Set for an earlier wait: moved to this one's end.
+            self.sleep.as_mut().reset(self.due);
+        }
+        self.polled = true;
+        self.sleep.as_mut().poll(cx)
     }
 }
 

@@ -204,3 +204,53 @@ fn an_empty_line_split_between_reads_is_seen() {
         );
     }
 }
+
+/// Counts the wakes it gets.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The lazy head timer ends each wait at that wait's own due time, never at an earlier wait's,
+/// and wakes the task when it fires though it was polled once only.
+#[tokio::test(start_paused = true)]
+async fn the_head_timer_ends_each_wait_at_its_due_time_never_before() {
+    use std::time::Duration;
+    use tokio::time::{advance, Instant};
+    let timeout = Duration::from_secs(10);
+    let sleep = tokio::time::sleep(timeout);
+    tokio::pin!(sleep);
+    let mut timer = HeadTimer {
+        sleep,
+        due: Instant::now(),
+        polled: false,
+    };
+    let wakes = Arc::new(Wakes::default());
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let woken = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+
+    // A wait from 0 s, due at 10 s.
+    timer.due = Instant::now() + timeout;
+    assert!(timer.poll(&mut cx).is_pending());
+    // A request came at 4 s; the next wait is due at 14 s. The timer is not touched.
+    advance(Duration::from_secs(4)).await;
+    timer.due = Instant::now() + timeout;
+    assert!(timer.poll(&mut cx).is_pending());
+    assert_eq!(woken(), 0);
+    // At 11 s the timer set for the first wait has fired: the task is woken, and the wait
+    // goes on to its own due time.
+    advance(Duration::from_secs(7)).await;
+    assert_eq!(woken(), 1);
+    assert!(timer.poll(&mut cx).is_pending());
+    advance(Duration::from_millis(2_900)).await;
+    assert!(timer.poll(&mut cx).is_pending());
+    // Past 14 s: over, and the task was woken for it.
+    advance(Duration::from_millis(200)).await;
+    assert_eq!(woken(), 2);
+    assert!(timer.poll(&mut cx).is_ready());
+}
