@@ -13,23 +13,20 @@ use http::header::{HeaderName, InvalidHeaderName};
 pub fn header_name(bytes: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
     // Inlined: a name whose first letter picks no list costs one comparison more than
     // `from_bytes` alone.
-    match bytes.first().map(u8::to_ascii_lowercase) {
-        Some(b's' | b'x' | b't' | b'p' | b'k') => listed(bytes),
-        _ => HeaderName::from_bytes(bytes),
-    }
-}
-
-/// [`header_name`] for a name whose first letter picks a list.
-#[inline(never)]
-fn listed(bytes: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
     let list: &[Known] = match bytes.first().map(u8::to_ascii_lowercase) {
         Some(b's') => &S,
         Some(b'x') => &X,
         Some(b't') => &T,
         Some(b'p') => &P,
         Some(b'k') => &K,
-        _ => &[],
+        _ => return HeaderName::from_bytes(bytes),
     };
+    listed(bytes, list)
+}
+
+/// [`header_name`] for a name whose first letter picked `list`.
+#[inline(never)]
+fn listed(bytes: &[u8], list: &[Known]) -> Result<HeaderName, InvalidHeaderName> {
     if bytes.len() <= WIDTH {
         let words = words(bytes);
         for known in list {
