@@ -329,8 +329,8 @@ where
         *req.uri_mut() = Uri::from(origin_form);
         let limit = self.inner.config.response_timeout;
         if self.own_path(&req) {
-            // Timed by the connection's own timer, reset per exchange: a timer made and
-            // dropped per request costs two trips to the timer wheel's lock.
+            // Timed by the connection's own timer, moved only when it fires (see `h1::timer`):
+            // a timer made and dropped per request costs two trips to the timer wheel's lock.
             let deadline = limit.map(|l| tokio::time::Instant::now() + l);
             return Either::Left(self.exchange_own(req, deadline));
         }

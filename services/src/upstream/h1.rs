@@ -44,11 +44,13 @@ use crate::error::{BoxError, FailureKind, UpstreamError};
 mod body;
 mod chunked;
 mod framing;
+mod timer;
 mod upload;
 
 pub use body::Body;
 pub(super) use body::Pool;
 use framing::{framing, Framing};
+use timer::AnswerTimer;
 use upload::{Upload, UploadError};
 
 /// The largest answer head read (hyper's default buffer limit, so that what passed before
@@ -320,10 +322,9 @@ pub(super) struct Conn {
     out: Vec<u8>,
     /// Where each header of the answer being parsed lies in its head.
     spans: Vec<Span>,
-    /// The answer's deadline: made on the first exchange that has one, then reset for each
-    /// (a later deadline moves the registered one without taking the timer wheel's lock,
-    /// where a timer made and dropped per request takes it twice).
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The answer's deadline, one timer for every exchange (see `timer`): a timer made and
+    /// dropped per request takes the timer wheel's lock twice.
+    timer: AnswerTimer,
     born: Instant,
 }
 
@@ -341,7 +342,7 @@ impl Conn {
             read_size: MIN_READ,
             out: Vec::new(),
             spans: Vec::new(),
-            timer: None,
+            timer: AnswerTimer::new(),
             born: Instant::now(),
         }
     }
@@ -359,16 +360,13 @@ impl Conn {
         }
     }
 
-    /// Leaves a waker that does nothing with the answer's timer in place of the last
-    /// exchange's. Idle in the pool, the connection must not keep that exchange's task (its
-    /// memory) alive until the old deadline passes, nor wake it then: a pool of idle
-    /// connections would otherwise hold as many finished tasks. (The reactor holds no waker
-    /// here: it gives each up when it wakes it, and the answer was read to its end.)
+    /// Takes the waker of the last exchange's task out of the answer's timer. Idle in the
+    /// pool, the connection must not keep that task (its memory) alive until the timer fires,
+    /// nor wake it then: a pool of idle connections would otherwise hold as many finished
+    /// tasks. (The reactor holds no waker here: it gives each up when it wakes it, and the
+    /// answer was read to its end.)
     pub(super) fn forget_waker(&mut self) {
-        if let Some(timer) = &mut self.timer {
-            let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-            let _ = timer.as_mut().poll(&mut cx);
-        }
+        self.timer.forget_waker();
     }
 
     /// Reads more of the answer into the buffer: the bytes read, 0 at the end of the stream.
@@ -410,10 +408,7 @@ impl Conn {
         let Some(deadline) = deadline else {
             return false;
         };
-        match &mut self.timer {
-            Some(timer) => timer.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
+        self.timer.arm(deadline);
         true
     }
 
@@ -425,10 +420,7 @@ impl Conn {
     ) -> Option<T> {
         std::future::poll_fn(|cx| match step(self, cx) {
             Poll::Ready(out) => Poll::Ready(Some(out)),
-            Poll::Pending if armed => match self.timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(None),
-                _ => Poll::Pending,
-            },
+            Poll::Pending if armed => self.timer.poll_due(cx).map(|()| None),
             Poll::Pending => Poll::Pending,
         })
         .await
