@@ -72,7 +72,7 @@ fn words(bytes: &[u8]) -> [u64; WIDTH / 8] {
         for (i, word) in words.iter_mut().enumerate().take(len / 8) {
             *word = word_at(i * 8);
         }
-        if let Some(word) = words.get_mut(len / 8).filter(|_| len % 8 > 0) {
+        if let Some(word) = words.get_mut(len / 8).filter(|_| !len.is_multiple_of(8)) {
             *word = word_at(len - 8) >> (8 * (8 - len % 8));
         }
     } else if len >= 4 {
