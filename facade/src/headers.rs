@@ -11,6 +11,11 @@ use http::HeaderMap;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Via`, borrowable for as long as the fields sent after a request's own.
+pub(crate) static VIA: HeaderName = http::header::VIA;
+/// `X-Forwarded-Proto`'s values.
+pub static HTTP: HeaderValue = HeaderValue::from_static("http");
+pub static HTTPS: HeaderValue = HeaderValue::from_static("https");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -156,7 +161,8 @@ pub struct Forwarded<'a> {
     pub peer: &'a HeaderValue,
     /// Whether `peer` is a trusted proxy whose forwarding fields are kept.
     pub trusted: bool,
-    pub proto: &'static str,
+    /// [`HTTP`] or [`HTTPS`].
+    pub proto: &'static HeaderValue,
     pub host: Option<&'a HeaderValue>,
 }
 
@@ -184,7 +190,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>, carried: bool
             headers.insert(&X_FORWARDED_FOR, v);
         }
         if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+            headers.insert(&X_FORWARDED_PROTO, fwd.proto.clone());
         }
         if !headers.contains_key(&X_FORWARDED_HOST) {
             if let Some(host) = fwd.host {
@@ -195,13 +201,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>, carried: bool
         // Nothing to replace or remove: appended (replacing and removing take lookups, each
         // hashing a name of 15–17 bytes).
         headers.append(&X_FORWARDED_FOR, fwd.peer.clone());
-        headers.append(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+        headers.append(&X_FORWARDED_PROTO, fwd.proto.clone());
         if let Some(host) = fwd.host {
             headers.append(&X_FORWARDED_HOST, host.clone());
         }
     } else {
         headers.insert(&X_FORWARDED_FOR, fwd.peer.clone());
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+        headers.insert(&X_FORWARDED_PROTO, fwd.proto.clone());
         match fwd.host {
             Some(host) => {
                 headers.insert(&X_FORWARDED_HOST, host.clone());
@@ -211,6 +217,30 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>, carried: bool
             }
         }
         headers.remove(FORWARDED);
+    }
+}
+
+/// What [`set_forwarded`] appends for an untrusted peer whose request carries no forwarding
+/// field, and `Via` after it, as fields for the upstream to send after the request's own (see
+/// `Upstream::try_send_appending`): the same fields in the same order, without the appends to
+/// the map (each hashes a name of 15–17 bytes). Fills `out` from the start; how many it took.
+pub fn appended_forwarding<'a>(
+    fwd: &Forwarded<'a>,
+    via: &'a HeaderValue,
+    out: &mut [(&'static HeaderName, &'a HeaderValue); 4],
+) -> usize {
+    out[0] = (&X_FORWARDED_FOR, fwd.peer);
+    out[1] = (&X_FORWARDED_PROTO, fwd.proto);
+    match fwd.host {
+        Some(host) => {
+            out[2] = (&X_FORWARDED_HOST, host);
+            out[3] = (&VIA, via);
+            4
+        }
+        None => {
+            out[2] = (&VIA, via);
+            3
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use http::header::{HeaderValue, EXPECT, HOST, TE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
 use strangler_catalog::Side;
 use strangler_services::cluster::{effective_status, is_failure_status, Replay};
+use strangler_services::Appended;
 
 use crate::admission::{normalize_target, strip_internal, Refusal};
 use crate::body::{ClientBody, RequestBody, ResponseBody};
@@ -184,6 +185,19 @@ impl Facade {
             let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
             let mut shadow_plan: Option<Box<shadow::Pending>>;
+            let via = self.via(version);
+            // A request from an untrusted peer that carries no forwarding field, to legacy and
+            // nothing else, gets its forwarding fields and `Via` written straight into the head
+            // the upstream is sent (see `Upstream::try_send_appending`), not appended to its
+            // map. Every other request has them in its map, for every step that reads it.
+            let mut appended = [(&headers::VIA, via); 4];
+            let mut appending = 0;
+            let defer_forwarding = !conn.trusted
+                && !present.forwarding
+                && matches!(routing.target, Target::Legacy)
+                && routing.shadow.is_none()
+                && routing.ids.is_none()
+                && routing.translation.is_none();
             // The request's head and body live in this block, which ends before the send's
             // await: their state is then not part of the request's future.
             let sending = {
@@ -234,17 +248,22 @@ impl Facade {
                         }
                     }
                 }
-                headers::set_forwarded(
-                    headers,
-                    &Forwarded {
-                        peer: &conn.peer_value,
-                        trusted: conn.trusted,
-                        proto: if conn.tls.is_some() { "https" } else { "http" },
-                        host: client_host.as_ref(),
+                let forwarded = Forwarded {
+                    peer: &conn.peer_value,
+                    trusted: conn.trusted,
+                    proto: if conn.tls.is_some() {
+                        &headers::HTTPS
+                    } else {
+                        &headers::HTTP
                     },
-                    present.forwarding,
-                );
-                headers.append(VIA, self.via(version).clone());
+                    host: client_host.as_ref(),
+                };
+                if defer_forwarding {
+                    appending = headers::appended_forwarding(&forwarded, via, &mut appended);
+                } else {
+                    headers::set_forwarded(headers, &forwarded, present.forwarding);
+                    headers.append(VIA, via.clone());
+                }
                 parts.version = Version::HTTP_11;
                 parts.extensions = http::Extensions::new();
 
@@ -332,7 +351,7 @@ impl Facade {
                 // The new side's way (retries, fallback, collapsing: ~2.5 KiB of state) is boxed,
                 // so that a request to legacy does not carry it.
                 if matches!(routing.target, Target::Legacy) {
-                    Either::Left(self.to_legacy(&routing, outgoing))
+                    Either::Left(self.to_legacy(&routing, outgoing, &appended[..appending]))
                 } else {
                     Either::Right(Box::pin(self.send(&mut routing, outgoing)))
                 }
@@ -424,17 +443,18 @@ impl Facade {
         }
     }
 
-    /// Sends the request to legacy.
+    /// Sends the request to legacy, with `appended` after its fields.
     #[allow(clippy::manual_async_fn)] // on purpose: see `forward`
     fn to_legacy<'a>(
         &'a self,
         routing: &'a Routing,
         req: Request<RequestBody>,
+        appended: Appended<'a>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Problem>> + 'a {
         // `try_send` rather than `send`: one adapter less, and each moves the whole future.
         self.shared
             .legacy
-            .try_send(req)
+            .try_send_appending(req, appended)
             .map(move |sent| match sent {
                 Ok(resp) => Ok(resp.map(ResponseBody::upstream)),
                 Err(failure) => Err(self.upstream_failure(&failure.error, routing)),
@@ -451,7 +471,7 @@ impl Facade {
     ) -> impl Future<Output = Result<Response<ResponseBody>, Problem>> + 'a {
         async move {
             let (cluster, fallback, fallback_after) = match &routing.target {
-                Target::Legacy => return self.to_legacy(routing, req).await,
+                Target::Legacy => return self.to_legacy(routing, req, &[]).await,
                 Target::New {
                     cluster,
                     fallback,

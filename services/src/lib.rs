@@ -24,6 +24,6 @@ mod upstream;
 pub use error::{FailureKind, UpstreamError};
 pub use upstream::tls::ClientTls;
 pub use upstream::{
-    Origin, OriginError, OriginProblem, Protocol, SendFailure, Upstream, UpstreamBody,
+    Appended, Origin, OriginError, OriginProblem, Protocol, SendFailure, Upstream, UpstreamBody,
     UpstreamConfig,
 };

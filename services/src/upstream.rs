@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt, TryFutureExt};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::client::conn::http2;
@@ -319,8 +319,24 @@ where
     #[allow(clippy::result_large_err)]
     pub fn try_send(
         &self,
-        mut req: Request<B>,
+        req: Request<B>,
     ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
+        self.try_send_appending(req, &[])
+    }
+
+    /// [`Upstream::try_send`], the request sent with `appended` after its own fields, in that
+    /// order, as if they had been appended to its map (each name's values in the same order;
+    /// fields of different names may come out in another, which HTTP gives no meaning to):
+    /// on the own HTTP/1.1 path they are
+    /// written straight into the head (each append to a map hashes the name, and the fields a
+    /// proxy adds are names without a constant, of 15–17 bytes), on hyper's they are appended
+    /// to the map. A request handed back unsent comes back without them.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send_appending<'a>(
+        &'a self,
+        mut req: Request<B>,
+        appended: Appended<'a>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + 'a {
         let origin_form = req
             .uri()
             .path_and_query()
@@ -332,7 +348,10 @@ where
             // Timed by the connection's own timer, moved only when it fires (see `h1::timer`):
             // a timer made and dropped per request costs two trips to the timer wheel's lock.
             let deadline = limit.map(|l| tokio::time::Instant::now() + l);
-            return Either::Left(self.exchange_own(req, deadline));
+            return Either::Left(self.exchange_own(req, deadline, appended));
+        }
+        for (name, value) in appended {
+            req.headers_mut().append(*name, (*value).clone());
         }
         // Boxed: hyper's exchange (≈1 KiB of state) stays out of the own path's future, which
         // every step up the request path moves at least once.
@@ -559,6 +578,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Nothing panics while holding the pool lock; if something did, the list is still valid.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Fields to send after a request's own, in this order (see [`Upstream::try_send_appending`]).
+pub type Appended<'a> = &'a [(&'static HeaderName, &'a HeaderValue)];
 
 /// A failed send; `unsent` holds the request when it never reached the upstream.
 #[derive(Debug)]

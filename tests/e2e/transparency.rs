@@ -213,6 +213,56 @@ async fn forwarding_fields_replace_untrusted_and_extend_trusted() {
     assert!(head.contains("\r\nx-forwarded-proto: https\r\n"), "{head}");
 }
 
+/// A request that carries no forwarding field gets them and `Via` once each, after its own
+/// fields, on either way to the upstream: written straight into the head on the own HTTP/1.1
+/// path (a GET), appended to the request's map on hyper's (a chunked body).
+#[tokio::test]
+async fn forwarding_fields_follow_the_requests_own_on_either_upstream_path() {
+    let up = RawUpstream::start(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let f = facade(up.addr, |_| {}).await;
+    let get = b"GET /a HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\nVia: 1.1 edge\r\nConnection: close\r\n\r\n";
+    raw(f.addr, get, WAIT).await;
+    assert_eq!(
+        up.only_head(),
+        "GET /a HTTP/1.1\r\nhost: shop\r\naccept: */*\r\nvia: 1.1 edge\r\n\
+         x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: shop\r\n\
+         via: 1.1 strangler\r\n\r\n"
+    );
+
+    let up = RawUpstream::start(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let f = facade(up.addr, |_| {}).await;
+    let chunked = b"POST /b HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    raw(f.addr, chunked, WAIT).await;
+    let head = up.only_head();
+    assert!(
+        head.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{head}"
+    );
+    for field in [
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: shop",
+        "via: 1.1 strangler",
+    ] {
+        assert_eq!(
+            head.matches(&format!("\r\n{field}\r\n")).count(),
+            1,
+            "{head}"
+        );
+    }
+    let name = |n: &str| head.matches(&format!("\r\n{n}: ")).count();
+    assert_eq!(
+        [
+            name("x-forwarded-for"),
+            name("x-forwarded-proto"),
+            name("x-forwarded-host"),
+            name("via")
+        ],
+        [1, 1, 1, 1],
+        "{head}"
+    );
+}
+
 #[tokio::test]
 async fn repeated_headers_keep_their_order_and_bytes() {
     let up = RawUpstream::start(

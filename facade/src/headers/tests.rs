@@ -71,7 +71,7 @@ fn untrusted_peer_gets_fresh_forwarding_fields() {
         &Forwarded {
             peer: &HeaderValue::from_static("10.0.0.1"),
             trusted: false,
-            proto: "http",
+            proto: &HTTP,
             host: Some(&host),
         },
         carried,
@@ -105,7 +105,7 @@ fn untrusted_peer_gets_exactly_one_of_each_whatever_it_sent() {
                 &Forwarded {
                     peer: &HeaderValue::from_static("10.0.0.1"),
                     trusted: false,
-                    proto: "http",
+                    proto: &HTTP,
                     host: with_host.then_some(&host),
                 },
                 carried,
@@ -133,7 +133,7 @@ fn trusted_peer_chain_is_appended() {
         &Forwarded {
             peer: &HeaderValue::from_static("::1"),
             trusted: true,
-            proto: "http",
+            proto: &HTTP,
             host: None,
         },
         carried,
@@ -215,4 +215,42 @@ fn present_counts_host_fields_up_to_two() {
     );
     let many: Vec<(&str, &str)> = (0..300).map(|_| ("host", "a")).collect();
     assert_eq!(Present::scan(&map(&many)).hosts, 2);
+}
+
+/// The fields sent after a request's own in place of `set_forwarded` and `Via` are exactly
+/// the ones those appends leave at the end of the map, in the same order.
+#[test]
+fn appended_forwarding_is_what_set_forwarded_and_via_append() {
+    let host = HeaderValue::from_static("shop.example");
+    let via = HeaderValue::from_static("1.1 strangler");
+    for (with_host, proto) in [
+        (true, &HTTP),
+        (false, &HTTPS),
+        (true, &HTTPS),
+        (false, &HTTP),
+    ] {
+        let fwd = Forwarded {
+            peer: &HeaderValue::from_static("10.0.0.1"),
+            trusted: false,
+            proto,
+            host: with_host.then_some(&host),
+        };
+        let mut h = map(&[("host", "shop.example"), ("accept", "*/*")]);
+        let carried = Present::scan(&h).forwarding;
+        assert!(!carried);
+        set_forwarded(&mut h, &fwd, carried);
+        h.append(&VIA, via.clone());
+        let from_map: Vec<(String, HeaderValue)> = h
+            .iter()
+            .skip(2)
+            .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+            .collect();
+        let mut out = [(&VIA, &via); 4];
+        let n = appended_forwarding(&fwd, &via, &mut out);
+        let appended: Vec<(String, HeaderValue)> = out[..n]
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), (*v).clone()))
+            .collect();
+        assert_eq!(appended, from_map, "host {with_host}, proto {proto:?}");
+    }
 }

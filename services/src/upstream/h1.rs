@@ -34,11 +34,11 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use super::{within, Opened, SendFailure, Upstream, UpstreamBody};
+use super::{within, Appended, Opened, SendFailure, Upstream, UpstreamBody};
 use crate::error::{BoxError, FailureKind, UpstreamError};
 
 mod body;
@@ -76,13 +76,15 @@ where
     /// is tried then: if the upstream restarted, the other pooled ones are likely closed too.
     /// A request with a body is sent once: it may have been taken before the close.
     ///
-    /// An answer's head not read by `deadline` (connecting included) is a timeout.
+    /// An answer's head not read by `deadline` (connecting included) is a timeout. The head
+    /// carries `appended` after the request's own fields.
     #[allow(clippy::manual_async_fn)] // on purpose: see `try_send`
-    pub(super) fn exchange_own(
-        &self,
+    pub(super) fn exchange_own<'a>(
+        &'a self,
         req: Request<B>,
         deadline: Option<Deadline>,
-    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + '_ {
+        appended: Appended<'a>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody<B>>, SendFailure<B>>> + 'a {
         // `req` is used where it was captured (see `try_send`).
         async move {
             let config = &self.inner.config;
@@ -128,7 +130,7 @@ where
                         }
                     }
                 };
-                conn.encode(&req);
+                conn.encode(&req, appended);
                 if let Some(length) = length {
                     // Sent once: its body is spent by the first try. Boxed: the state of an
                     // exchange with a body stays out of every request's.
@@ -426,9 +428,10 @@ impl Conn {
         .await
     }
 
-    /// Takes `req`'s head (its target in origin form) to send with [`Conn::exchange`].
-    pub(super) fn encode<B>(&mut self, req: &Request<B>) {
-        encode(&mut self.out, req);
+    /// Takes `req`'s head (its target in origin form), with `appended` after its fields, to
+    /// send with [`Conn::exchange`].
+    pub(super) fn encode<B>(&mut self, req: &Request<B>, appended: Appended<'_>) {
+        encode(&mut self.out, req, appended);
     }
 
     /// Sends the head given to [`Conn::encode`] (and the body, with `upload`, which goes on
@@ -629,8 +632,9 @@ pub(super) struct Head {
     pub(super) headers: HeaderMap,
 }
 
-/// Writes the request head: request line, fields, blank line.
-fn encode<B>(out: &mut Vec<u8>, req: &Request<B>) {
+/// Writes the request head: request line, fields (`appended` after the request's own),
+/// blank line.
+fn encode<B>(out: &mut Vec<u8>, req: &Request<B>, appended: Appended<'_>) {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -639,11 +643,17 @@ fn encode<B>(out: &mut Vec<u8>, req: &Request<B>) {
         None => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
+    let mut field = |name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in req.headers() {
+        field(name, value);
+    }
+    for (name, value) in appended {
+        field(name, value);
     }
     out.extend_from_slice(b"\r\n");
 }

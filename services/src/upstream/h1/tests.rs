@@ -164,11 +164,34 @@ fn the_request_head_is_written_as_given() {
         .body(())
         .unwrap();
     let mut out = Vec::new();
-    encode(&mut out, &req);
+    encode(&mut out, &req, &[]);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "GET /a/b?c=d HTTP/1.1\r\nhost: legacy.internal\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
     );
+}
+
+#[test]
+fn appended_fields_are_written_after_the_requests_own_in_order() {
+    static VIA: http::HeaderName = http::header::VIA;
+    static X_TWO: http::HeaderName = http::HeaderName::from_static("x-two");
+    let mut req = Request::get("/").header("x-two", "1").body(()).unwrap();
+    let (two, via) = (
+        http::HeaderValue::from_static("2"),
+        http::HeaderValue::from_static("1.1 s"),
+    );
+    let mut out = Vec::new();
+    encode(&mut out, &req, &[(&X_TWO, &two), (&VIA, &via)]);
+    let direct = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(
+        direct,
+        "GET / HTTP/1.1\r\nx-two: 1\r\nx-two: 2\r\nvia: 1.1 s\r\n\r\n"
+    );
+    // The same head as the fields appended to the map (a name already there included).
+    req.headers_mut().append(&X_TWO, two.clone());
+    req.headers_mut().append(&VIA, via.clone());
+    encode(&mut out, &req, &[]);
+    assert_eq!(String::from_utf8(out).unwrap(), direct);
 }
 
 /// A loopback upstream that runs `conn(stream, n)` in a task of its own for the `n`th
