@@ -19,6 +19,7 @@
 pub mod cluster;
 mod error;
 pub mod names;
+pub mod relay;
 mod upstream;
 
 pub use error::{FailureKind, UpstreamError};

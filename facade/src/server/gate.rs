@@ -3,35 +3,17 @@
 //! of the driver's `select!`, would be polled on every wake of the connection (two per request,
 //! each ~180 instructions of tokio's `Notify`).
 //!
-//! The inner future is polled with a waker of the gate's own; when that waker fires, it marks
-//! the gate and wakes the connection's task. A wake of the task that did not come through the
-//! gate finds it unmarked and returns `Pending` at the cost of registering the task's waker.
+//! The inner future is polled with a waker of the gate's own (`strangler_services::relay`);
+//! when that waker fires, it marks the gate and wakes the connection's task. A wake of the task
+//! that did not come through the gate finds it unmarked and returns `Pending` at the cost of
+//! registering the task's waker.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
-
-/// What the inner future's waker reaches.
-#[derive(Default)]
-struct Signal {
-    fired: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for Signal {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
+use strangler_services::relay::Signal;
 
 /// One per connection; [`Gate::guard`] wraps each future it gates.
 pub(super) struct Gate {
@@ -41,8 +23,7 @@ pub(super) struct Gate {
 
 impl Gate {
     pub(super) fn new() -> Self {
-        let signal = Arc::new(Signal::default());
-        let waker = Waker::from(Arc::clone(&signal));
+        let (signal, waker) = Signal::new();
         Self { signal, waker }
     }
 
@@ -70,8 +51,8 @@ impl<F: Future> Future for Gated<'_, F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let signal = &self.gate.signal;
         // Registered before the mark is read: a wake between the two reaches this task.
-        signal.task.register(cx.waker());
-        if self.polled && !signal.fired.swap(false, Ordering::AcqRel) {
+        signal.register(cx.waker());
+        if self.polled && !signal.take_fired() {
             return Poll::Pending;
         }
         self.polled = true;
@@ -84,7 +65,8 @@ impl<F: Future> Future for Gated<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::task::Wake;
 
     /// Counts its polls; ready once `open` is set (and woken through the waker it was given).
     struct Door {

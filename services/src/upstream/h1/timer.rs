@@ -5,37 +5,19 @@
 //! fires about once per deadline's length, where resetting and polling it per exchange cost
 //! ~400 instructions of every request.
 //!
-//! The timer is polled with a waker of the connection's own, which marks the connection and
-//! wakes the task that waits on it: a wake that did not come through it finds no mark and
+//! The timer is polled with a waker of the connection's own (`relay::Signal`), which marks the
+//! connection and wakes the task that waits on it: a wake that did not come through it finds no mark and
 //! costs registering the task's waker. A connection going back to the pool takes that task's
 //! waker out, so that an idle connection keeps no finished task alive and wakes none.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep};
 
-/// What the timer's waker reaches.
-#[derive(Default)]
-struct Signal {
-    fired: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for Signal {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
+use crate::relay::Signal;
 
 pub(super) struct AnswerTimer {
     /// Made on the first exchange that has a deadline.
@@ -52,8 +34,7 @@ pub(super) struct AnswerTimer {
 
 impl AnswerTimer {
     pub(super) fn new() -> Self {
-        let signal = Arc::new(Signal::default());
-        let waker = Waker::from(Arc::clone(&signal));
+        let (signal, waker) = Signal::new();
         let now = Instant::now();
         Self {
             sleep: None,
@@ -91,8 +72,8 @@ impl AnswerTimer {
             return Poll::Pending;
         };
         // Registered before the mark is read: a fire between the two reaches this task.
-        self.signal.task.register(cx.waker());
-        if self.registered && !self.signal.fired.swap(false, Ordering::AcqRel) {
+        self.signal.register(cx.waker());
+        if self.registered && !self.signal.take_fired() {
             return Poll::Pending;
         }
         let mut own = Context::from_waker(&self.waker);
@@ -117,14 +98,15 @@ impl AnswerTimer {
 
     /// Takes out the waker of the task that waited last (see the module's documentation).
     pub(super) fn forget_waker(&mut self) {
-        drop(self.signal.task.take());
+        self.signal.forget_task();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
     use std::time::Duration;
 
     /// Counts the wakes of a task.
