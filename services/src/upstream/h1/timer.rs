@@ -20,13 +20,10 @@ use tokio::time::{Instant, Sleep};
 use crate::relay::Signal;
 
 pub(super) struct AnswerTimer {
-    /// Made on the first exchange that has a deadline.
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// When `sleep` is set to fire.
-    set: Instant,
-    /// When this exchange's answer is due.
-    due: Instant,
-    /// Whether `sleep` holds `waker` and has not fired since it took it.
+    /// The timer (set to fire at its `deadline()`) and when this exchange's answer is due;
+    /// made on the first exchange that has a deadline.
+    armed: Option<(Pin<Box<Sleep>>, Instant)>,
+    /// Whether the timer holds `waker` and has not fired since it took it.
     registered: bool,
     signal: Arc<Signal>,
     waker: Waker,
@@ -35,11 +32,8 @@ pub(super) struct AnswerTimer {
 impl AnswerTimer {
     pub(super) fn new() -> Self {
         let (signal, waker) = Signal::new();
-        let now = Instant::now();
         Self {
-            sleep: None,
-            set: now,
-            due: now,
+            armed: None,
             registered: false,
             signal,
             waker,
@@ -48,27 +42,26 @@ impl AnswerTimer {
 
     /// This exchange's answer is due at `due`.
     pub(super) fn arm(&mut self, due: Instant) {
-        self.due = due;
-        match &mut self.sleep {
+        match &mut self.armed {
             None => {
-                self.sleep = Some(Box::pin(tokio::time::sleep_until(due)));
-                self.set = due;
+                self.armed = Some((Box::pin(tokio::time::sleep_until(due)), due));
                 self.registered = false;
             }
-            // Set to fire after it: moved now (the timer wheel's lock, as any earlier time).
-            Some(sleep) if due < self.set => {
-                sleep.as_mut().reset(due);
-                self.set = due;
-                self.registered = false;
+            Some((sleep, at)) => {
+                *at = due;
+                // Set to fire after it: moved now (the timer wheel's lock, as any earlier
+                // time). Set to fire before it (or at it): moved on when it fires.
+                if due < sleep.deadline() {
+                    sleep.as_mut().reset(due);
+                    self.registered = false;
+                }
             }
-            // Set to fire before it (or at it): moved on when it fires.
-            Some(_) => {}
         }
     }
 
     /// Ready once the armed time has passed; until then the task is woken when it does.
     pub(super) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(sleep) = &mut self.sleep else {
+        let Some((sleep, due)) = &mut self.armed else {
             return Poll::Pending;
         };
         // Registered before the mark is read: a fire between the two reaches this task.
@@ -83,15 +76,12 @@ impl AnswerTimer {
                     self.registered = true;
                     return Poll::Pending;
                 }
-                Poll::Ready(()) if self.set >= self.due => {
+                Poll::Ready(()) if sleep.deadline() >= *due => {
                     self.registered = false;
                     return Poll::Ready(());
                 }
                 // An earlier exchange's time: on to this one's.
-                Poll::Ready(()) => {
-                    sleep.as_mut().reset(self.due);
-                    self.set = self.due;
-                }
+                Poll::Ready(()) => sleep.as_mut().reset(*due),
             }
         }
     }
