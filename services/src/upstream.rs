@@ -325,12 +325,11 @@ where
     }
 
     /// [`Upstream::try_send`], the request sent with `appended` after its own fields, in that
-    /// order, as if they had been appended to its map (each name's values in the same order;
-    /// fields of different names may come out in another, which HTTP gives no meaning to):
-    /// on the own HTTP/1.1 path they are written straight into the head (each append to a map
-    /// hashes the name, and the fields a proxy adds are names without a constant, of 15–17
-    /// bytes), on hyper's they are appended to the map. A request handed back unsent comes
-    /// back without them from the own path, with them from hyper's.
+    /// order, as if appended to its map (each name's values in the same order; fields of
+    /// different names may come out in another, which HTTP gives no meaning to): written
+    /// straight into the head on the own HTTP/1.1 path (a map append hashes the name), appended
+    /// to the map on hyper's. A request handed back unsent comes back without them from the
+    /// own path, with them from hyper's.
     #[allow(clippy::result_large_err)]
     pub fn try_send_appending<'a>(
         &'a self,
