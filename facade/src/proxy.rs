@@ -34,102 +34,106 @@ use answer::Answering;
 
 impl Facade {
     /// Handles one request; never fails: every failure becomes an answer.
-    pub(crate) async fn handle(
-        &self,
+    #[allow(clippy::manual_async_fn)] // on purpose: see `forward`
+    pub(crate) fn handle<'a>(
+        &'a self,
         req: Request<ClientBody>,
-        conn: &Arc<ConnInfo>,
-    ) -> Response<ResponseBody> {
-        let s = &*self.shared;
-        let start = Instant::now();
-        let active = ConnActive::start(conn);
-        let http1 = req.version() < Version::HTTP_2;
-        let ambiguous = if http1 {
-            let n = conn.h1_requests.fetch_add(1, Ordering::Relaxed);
-            conn.framing.is_ambiguous(n)
-        } else {
-            conn.h2.store(true, Ordering::Relaxed);
-            false
-        };
-        let access = s
-            .config
-            .access_log
-            .then(|| (req.method().clone(), req.uri().clone(), req.version()));
-        let in_flight = s.telemetry.request_started();
-        let mut id = None;
-        let mut served = None;
-        let forwarded = if ambiguous {
-            Err(Problem::new(
-                Answer::BadRequest,
-                "the request has both Content-Length and Transfer-Encoding, or Content-Length \
+        conn: &'a Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<ResponseBody>> + 'a {
+        async move {
+            let s = &*self.shared;
+            let start = Instant::now();
+            let active = ConnActive::start(conn);
+            let http1 = req.version() < Version::HTTP_2;
+            let ambiguous = if http1 {
+                let n = conn.h1_requests.fetch_add(1, Ordering::Relaxed);
+                conn.framing.is_ambiguous(n)
+            } else {
+                conn.h2.store(true, Ordering::Relaxed);
+                false
+            };
+            let access = s
+                .config
+                .access_log
+                .then(|| (req.method().clone(), req.uri().clone(), req.version()));
+            let in_flight = s.telemetry.request_started();
+            let mut id = None;
+            let mut served = None;
+            let forwarded = if ambiguous {
+                Err(Problem::new(
+                    Answer::BadRequest,
+                    "the request has both Content-Length and Transfer-Encoding, or Content-Length \
                  more than once; send exactly one of them",
-            ))
-        } else {
-            // Boxed: inline, this future (several KiB: every step a request may take) would
-            // double this one's size and be moved whole into the connection's, per request.
-            Box::pin(self.forward(req, conn, &mut id, &mut served)).await
-        };
-        // Changed in place below: a response moved is a copy of ~400 bytes.
-        let mut resp = match forwarded {
-            Ok(resp) => resp,
-            Err(problem) => {
-                let id = *id.get_or_insert_with(RequestId::next);
-                s.telemetry.record_answer(problem.answer);
-                tracing::warn!(
-                    request_id = %id,
-                    status = problem.answer.status().as_u16(),
-                    reason = problem.answer.as_str(),
-                    detail = %problem.detail,
-                    internal = problem.internal.as_deref().unwrap_or(""),
-                    "facade answered"
-                );
-                problem.into_response(id)
+                ))
+            } else {
+                // Boxed: inline, this future (several KiB: every step a request may take) would
+                // double this one's size and be moved whole into the connection's, per request.
+                Box::pin(self.forward(req, conn, &mut id, &mut served)).await
+            };
+            // Changed in place below: a response moved is a copy of ~400 bytes.
+            let mut resp = match forwarded {
+                Ok(resp) => resp,
+                Err(problem) => {
+                    let id = *id.get_or_insert_with(RequestId::next);
+                    s.telemetry.record_answer(problem.answer);
+                    tracing::warn!(
+                        request_id = %id,
+                        status = problem.answer.status().as_u16(),
+                        reason = problem.answer.as_str(),
+                        detail = %problem.detail,
+                        internal = problem.internal.as_deref().unwrap_or(""),
+                        "facade answered"
+                    );
+                    problem.into_response(id)
+                }
+            };
+            let elapsed = start.elapsed();
+            s.telemetry.record_response(resp.status().as_u16(), elapsed);
+            // A gRPC call that failed before its first message counts as the error it is.
+            let status = effective_status(resp.status(), resp.headers()).as_u16();
+            let (side, fell_back) = served
+                .as_ref()
+                .map_or((Side::Legacy, false), |t| (t.side, t.fell_back));
+            match served.as_ref().and_then(|t| t.context.as_ref()) {
+                Some(context) => context.record(side, status, elapsed, fell_back),
+                None => s
+                    .telemetry
+                    .traffic
+                    .unclaimed()
+                    .record(side, status, elapsed, false),
             }
-        };
-        let elapsed = start.elapsed();
-        s.telemetry.record_response(resp.status().as_u16(), elapsed);
-        // A gRPC call that failed before its first message counts as the error it is.
-        let status = effective_status(resp.status(), resp.headers()).as_u16();
-        let (side, fell_back) = served
-            .as_ref()
-            .map_or((Side::Legacy, false), |t| (t.side, t.fell_back));
-        match served.as_ref().and_then(|t| t.context.as_ref()) {
-            Some(context) => context.record(side, status, elapsed, fell_back),
-            None => s
-                .telemetry
-                .traffic
-                .unclaimed()
-                .record(side, status, elapsed, false),
+            if let Some(route) = served.as_ref().and_then(|t| t.route.as_ref()) {
+                route.record(side, status, elapsed);
+            }
+            if let Some((method, uri, version)) = access {
+                let id = id.unwrap_or_else(RequestId::next);
+                // Logs reach disk: secret query parameters are blanked there too.
+                let uri =
+                    shadow::redact::target(uri.path_and_query().map_or("/", |p| p.as_str()), &[]);
+                tracing::info!(
+                    target: "strangler::access",
+                    request_id = %id,
+                    peer = %conn.peer,
+                    method = %method,
+                    uri = %uri,
+                    version = ?version,
+                    status = resp.status().as_u16(),
+                    micros = elapsed.as_micros() as u64,
+                );
+            }
+            if http1 && s.draining.load(Ordering::Relaxed) {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            if let Some(hsts) = conn.tls.as_ref().and_then(|t| t.hsts()) {
+                resp.headers_mut()
+                    .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert_with(|| hsts.clone());
+            }
+            // The request stays in flight while its body streams.
+            resp.body_mut().hold_in_flight(in_flight, active);
+            resp
         }
-        if let Some(route) = served.as_ref().and_then(|t| t.route.as_ref()) {
-            route.record(side, status, elapsed);
-        }
-        if let Some((method, uri, version)) = access {
-            let id = id.unwrap_or_else(RequestId::next);
-            // Logs reach disk: secret query parameters are blanked there too.
-            let uri = shadow::redact::target(uri.path_and_query().map_or("/", |p| p.as_str()), &[]);
-            tracing::info!(
-                target: "strangler::access",
-                request_id = %id,
-                peer = %conn.peer,
-                method = %method,
-                uri = %uri,
-                version = ?version,
-                status = resp.status().as_u16(),
-                micros = elapsed.as_micros() as u64,
-            );
-        }
-        if http1 && s.draining.load(Ordering::Relaxed) {
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if let Some(hsts) = conn.tls.as_ref().and_then(|t| t.hsts()) {
-            resp.headers_mut()
-                .entry(http::header::STRICT_TRANSPORT_SECURITY)
-                .or_insert_with(|| hsts.clone());
-        }
-        // The request stays in flight while its body streams.
-        resp.body_mut().hold_in_flight(in_flight, active);
-        resp
     }
 
     /// Forwards a request. `served` is set to the matched context's traffic counters and the

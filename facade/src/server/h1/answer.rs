@@ -32,128 +32,136 @@ enum Framing {
 /// Writes the answer; whether the connection may serve another request. With `read` (the
 /// connection's read buffer), a client closing its side while the body streams cancels it;
 /// without, nothing is read from `io` (a request body is being read from it).
-pub(super) async fn write_answer<IO>(
-    io: &mut IO,
+//
+// A plain function returning a future rather than an `async fn`: an `async fn` keeps the
+// answer twice in its state (as passed, and as moved into its body), a copy per request.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn write_answer<'a, IO>(
+    io: &'a mut IO,
     resp: Response<ResponseBody>,
     is_head: bool,
-    out: &mut Vec<u8>,
-    mut read: Option<&mut BytesMut>,
-) -> Result<bool, BoxError>
+    out: &'a mut Vec<u8>,
+    read: Option<&'a mut BytesMut>,
+) -> impl std::future::Future<Output = Result<bool, BoxError>> + 'a
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut parts, body) = resp.into_parts();
-    let length = if body.is_end_stream() {
-        None
-    } else {
-        Some(body.size_hint().exact())
-    };
-    out.clear();
-    let Some((mut framing, last)) = encode_head(
-        &mut parts.headers,
-        parts.status,
-        parts.version,
-        length,
-        is_head,
-        out,
-    ) else {
-        // What hyper's server would refuse to send (a 1xx final answer, conflicting lengths).
-        tracing::warn!(
-            status = parts.status.as_u16(),
-            "an answer that cannot be framed; closing"
-        );
-        return Ok(false);
-    };
-    if matches!(framing, Framing::Length(0)) {
-        // No body to send (a HEAD, 204 or 304 answer, or an empty one): dropped unread.
-        drop(body);
-        io.write_all(out).await?;
-        io.flush().await?;
-        return Ok(!last);
-    }
-    let mut body = std::pin::pin!(body);
-    // A client closing its side while the body streams cancels it too.
-    let mut watching = read.as_ref().is_some_and(|read| read.is_empty());
-    loop {
-        // What is ready now goes behind what is waiting in `out`; otherwise `out` is written
-        // before waiting for more.
-        let mut frame = std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
-        if frame.is_pending() {
-            if !out.is_empty() {
-                io.write_all(out).await?;
-                io.flush().await?;
-                out.clear();
-            }
-            let next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
-            tokio::pin!(next);
-            let polled = loop {
-                let Some(read) = read.as_deref_mut().filter(|_| watching) else {
-                    break next.as_mut().await;
-                };
-                room(read, super::READ_SIZE);
-                tokio::select! {
-                    biased;
-                    f = next.as_mut() => break f,
-                    n = io.read_buf(read) => match n {
-                        Ok(0) | Err(_) => return Ok(false),
-                        Ok(_) => watching = false,
-                    },
-                }
-            };
-            frame = Poll::Ready(polled);
-        }
-        let Poll::Ready(frame) = frame else {
-            continue;
+    async move {
+        let mut read = read;
+        let (mut parts, body) = resp.into_parts();
+        let length = if body.is_end_stream() {
+            None
+        } else {
+            Some(body.size_hint().exact())
         };
-        match frame {
-            None => {
-                match framing {
-                    Framing::Length(0) | Framing::Close => {}
-                    // Shorter than its length: the connection closes (the client must not take
-                    // the body as whole); what was not written yet is dropped, as hyper's server
-                    // drops what it holds unflushed.
-                    Framing::Length(_) => return Ok(false),
-                    Framing::Chunked { .. } => out.extend_from_slice(b"0\r\n\r\n"),
-                }
+        out.clear();
+        let Some((mut framing, last)) = encode_head(
+            &mut parts.headers,
+            parts.status,
+            parts.version,
+            length,
+            is_head,
+            out,
+        ) else {
+            // What hyper's server would refuse to send (a 1xx final answer, conflicting lengths).
+            tracing::warn!(
+                status = parts.status.as_u16(),
+                "an answer that cannot be framed; closing"
+            );
+            return Ok(false);
+        };
+        if matches!(framing, Framing::Length(0)) {
+            // No body to send (a HEAD, 204 or 304 answer, or an empty one): dropped unread.
+            drop(body);
+            io.write_all(out).await?;
+            io.flush().await?;
+            return Ok(!last);
+        }
+        let mut body = std::pin::pin!(body);
+        // A client closing its side while the body streams cancels it too.
+        let mut watching = read.as_ref().is_some_and(|read| read.is_empty());
+        loop {
+            // What is ready now goes behind what is waiting in `out`; otherwise `out` is written
+            // before waiting for more.
+            let mut frame =
+                std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+            if frame.is_pending() {
                 if !out.is_empty() {
                     io.write_all(out).await?;
                     io.flush().await?;
                     out.clear();
                 }
-                return Ok(!last && !matches!(framing, Framing::Close));
+                let next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
+                tokio::pin!(next);
+                let polled = loop {
+                    let Some(read) = read.as_deref_mut().filter(|_| watching) else {
+                        break next.as_mut().await;
+                    };
+                    room(read, super::READ_SIZE);
+                    tokio::select! {
+                        biased;
+                        f = next.as_mut() => break f,
+                        n = io.read_buf(read) => match n {
+                            Ok(0) | Err(_) => return Ok(false),
+                            Ok(_) => watching = false,
+                        },
+                    }
+                };
+                frame = Poll::Ready(polled);
             }
-            // A broken body: the connection closes without the end a whole body would have (no
-            // last chunk), so the client sees it broken; unwritten bytes are dropped (hyper's).
-            Some(Err(_)) => return Ok(false),
-            Some(Ok(frame)) => {
-                let frame = match frame.into_data() {
-                    Ok(data) => {
-                        put_data(io, &mut framing, data, out).await?;
-                        continue;
+            let Poll::Ready(frame) = frame else {
+                continue;
+            };
+            match frame {
+                None => {
+                    match framing {
+                        Framing::Length(0) | Framing::Close => {}
+                        // Shorter than its length: the connection closes (the client must not take
+                        // the body as whole); what was not written yet is dropped, as hyper's server
+                        // drops what it holds unflushed.
+                        Framing::Length(_) => return Ok(false),
+                        Framing::Chunked { .. } => out.extend_from_slice(b"0\r\n\r\n"),
                     }
-                    Err(frame) => frame,
-                };
-                let Ok(trailers) = frame.into_trailers() else {
-                    continue;
-                };
-                if let Framing::Chunked {
-                    trailers: Some(allowed),
-                } = &framing
-                {
-                    let start = out.len();
-                    out.extend_from_slice(b"0\r\n");
-                    let mut any = false;
-                    for (name, value) in &trailers {
-                        if allowed.contains(name) && trailer_allowed(name) {
-                            put_field(out, name.as_str().as_bytes(), value.as_bytes());
-                            any = true;
+                    if !out.is_empty() {
+                        io.write_all(out).await?;
+                        io.flush().await?;
+                        out.clear();
+                    }
+                    return Ok(!last && !matches!(framing, Framing::Close));
+                }
+                // A broken body: the connection closes without the end a whole body would have (no
+                // last chunk), so the client sees it broken; unwritten bytes are dropped (hyper's).
+                Some(Err(_)) => return Ok(false),
+                Some(Ok(frame)) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            put_data(io, &mut framing, data, out).await?;
+                            continue;
                         }
-                    }
-                    if any {
-                        out.extend_from_slice(b"\r\n");
-                        framing = Framing::Length(0);
-                    } else {
-                        out.truncate(start);
+                        Err(frame) => frame,
+                    };
+                    let Ok(trailers) = frame.into_trailers() else {
+                        continue;
+                    };
+                    if let Framing::Chunked {
+                        trailers: Some(allowed),
+                    } = &framing
+                    {
+                        let start = out.len();
+                        out.extend_from_slice(b"0\r\n");
+                        let mut any = false;
+                        for (name, value) in &trailers {
+                            if allowed.contains(name) && trailer_allowed(name) {
+                                put_field(out, name.as_str().as_bytes(), value.as_bytes());
+                                any = true;
+                            }
+                        }
+                        if any {
+                            out.extend_from_slice(b"\r\n");
+                            framing = Framing::Length(0);
+                        } else {
+                            out.truncate(start);
+                        }
                     }
                 }
             }
