@@ -14,6 +14,8 @@
 #   BENCH_SECONDS       length of each measured wrk run, in seconds [10]
 #   BENCH_STREAM_BYTES  size of the streamed download and upload [1073741824 = 1 GiB]
 #   BENCH_SKIP_BUILD=1  use the existing target/release binaries, do not run cargo
+#   BENCH_ROUNDS        interleaved facade/nginx rounds of the head-to-head section [5]
+#   BENCH_ROUND_SECONDS length of each run in those rounds [6]
 #
 # Layout (2 cores): upstream, wrk, curl and the RSS sampler on CPU 0; the proxy under test on CPU 1.
 # See bench/README.md.
@@ -21,6 +23,8 @@ set -euo pipefail
 
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+ROUNDS="${BENCH_ROUNDS:-5}"
+ROUND_SECONDS="${BENCH_ROUND_SECONDS:-6}"
 STREAM_BYTES="${BENCH_STREAM_BYTES:-1073741824}"
 WARMUP_SECONDS=2
 
@@ -291,6 +295,57 @@ start_haproxy() {
 # Load runs
 # ---------------------------------------------------------------------------------------------
 
+# head_to_head: the facade and nginx both running (each alone on CPU 1 while loaded), measured
+# in ROUNDS interleaved rounds — direct, facade, nginx for the GET, then the same for the POST —
+# so that the machine's drift between runs (on a shared VM, ±10 % from one 10 s run to the
+# next) falls on both alike. Prints each round's CPU per 100k and added p99 of both, their
+# ratios, and the median of each column: the comparison the single runs above cannot settle.
+head_to_head() {
+    local r p suffix path script name
+    local -a rows=()
+    start_strangler "$LOG_DIR/strangler-h2h.log"
+    local facade_pid="$PROXY_PID"
+    start_nginx
+    local nginx_pid="$PROXY_PID"
+    log ""
+    log "== Head to head: $ROUNDS interleaved rounds of ${ROUND_SECONDS}s (warm-up ${WARMUP_SECONDS}s each)"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for p in "GET:/hello:" "POST:/echo:$WORK_DIR/post16k.lua"; do
+            IFS=: read -r name path script <<<"$p"
+            suffix="r$r-$name"
+            QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "direct-$suffix" "http://$UPSTREAM_ADDR" "$path" "$script"
+            PROXY_PID="$facade_pid"
+            QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "strangler-$suffix" "http://$STRANGLER_ADDR" "$path" "$script"
+            PROXY_PID="$nginx_pid"
+            QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "nginx-$suffix" "http://$NGINX_ADDR" "$path" "$script"
+            rows+=("$name $r ${CPU[strangler-$suffix]} ${CPU[nginx-$suffix]} ${P99[direct-$suffix]} ${P99[strangler-$suffix]} ${P99[nginx-$suffix]} ${RPS[strangler-$suffix]} ${RPS[nginx-$suffix]}")
+        done
+    done
+    stop_pid "$facade_pid"
+    stop_pid "$nginx_pid"
+    printf '%s\n' "${rows[@]}" | awk '
+        function median(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        BEGIN {
+            printf "%-5s %5s %24s %7s %28s %7s %8s\n", "case", "round", "CPU s/100k facade/nginx", "ratio", \
+                "added p99 ms facade/nginx", "diff", "rps ratio"
+        }
+        {
+            ratio = $3 / $4; fa = $6 - $5; na = $7 - $5
+            printf "%-5s %5d %15.2f / %-6.2f %7.2f %19.3f / %-6.3f %+7.3f %8.2f\n", $1, $2, $3, $4, ratio, fa, na, fa - na, $8 / $9
+            k = $1; n[k]++; cr[k, n[k]] = ratio; fc[k, n[k]] = $3; nc[k, n[k]] = $4; d[k, n[k]] = fa - na; rr[k, n[k]] = $8 / $9
+        }
+        END {
+            for (k in n) {
+                for (i = 1; i <= n[k]; i++) { a1[i] = cr[k, i]; a2[i] = fc[k, i]; a3[i] = nc[k, i]; a4[i] = d[k, i]; a5[i] = rr[k, i] }
+                printf "%-5s %5s %15.2f / %-6.2f %7.2f %28s %+7.3f %8.2f\n", k, "median", median(a2, n[k]), \
+                    median(a3, n[k]), median(a1, n[k]), "", median(a4, n[k]), median(a5, n[k])
+            }
+        }'
+}
+
 # parse_wrk FILE → "req_per_sec p50_ms p99_ms"
 parse_wrk() {
     awk '
@@ -339,13 +394,13 @@ measure() {
     local u0=0 k0=0 u1=0 k1=0
     local script=()
     [[ -n "${4:-}" ]] && script=(-s "$4")
-    log ""
-    log "== $name: $url (warm-up ${WARMUP_SECONDS}s, then ${SECONDS_PER_RUN}s)"
+    [[ -n "${QUIET:-}" ]] || log ""
+    [[ -n "${QUIET:-}" ]] || log "== $name: $url (warm-up ${WARMUP_SECONDS}s, then ${SECONDS_PER_RUN}s)"
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "${script[@]}" "$url" >/dev/null
     [[ "$name" == direct* ]] || read -r u0 k0 < <(cpu_ticks_tree "$PROXY_PID")
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "${script[@]}" "$url" >"$out"
     [[ "$name" == direct* ]] || read -r u1 k1 < <(cpu_ticks_tree "$PROXY_PID")
-    cat "$out"
+    [[ -n "${QUIET:-}" ]] || cat "$out"
     # Seconds per 100k requests: all, in user space, in the kernel.
     CPU[$name]="$(per_100k $((u1 - u0 + k1 - k0)) "$out")"
     USER[$name]="$(per_100k $((u1 - u0)) "$out")"
@@ -677,6 +732,7 @@ main() {
     print_table
     print_chunked
     print_cpu
+    head_to_head
 
     memory_check
 
