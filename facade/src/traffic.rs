@@ -153,11 +153,30 @@ pub fn template(method: &str, path: &str) -> String {
     out
 }
 
+/// Cuts a template longer than the bound at it (on a char boundary), marked with `…`.
+fn cut_template(out: &mut String) {
+    let mut cut = MAX_TEMPLATE_BYTES;
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.push('…');
+}
+
 /// [`template`], written into `out` (emptied first).
 fn template_into(out: &mut String, method: &str, path: &str) {
     out.clear();
     out.push_str(method);
     out.push(' ');
+    // Every id has a digit in it: a path without one (most of a site's pages, and all of the
+    // assets not named by hash) is its own template, and its segments need no walk.
+    if !path.bytes().any(|b| b.is_ascii_digit()) {
+        out.push_str(path);
+        if out.len() > MAX_TEMPLATE_BYTES {
+            cut_template(out);
+        }
+        return;
+    }
     // Segments are found by bytes ('/' and '.' are ASCII, so every cut is a char boundary):
     // `str::split` and `rsplit_once` search by char and cost several times more per request.
     let bytes = path.as_bytes();
@@ -184,12 +203,7 @@ fn template_into(out: &mut String, method: &str, path: &str) {
             out.push_str(segment);
         }
         if out.len() > MAX_TEMPLATE_BYTES {
-            let mut cut = MAX_TEMPLATE_BYTES;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push('…');
+            cut_template(out);
             break;
         }
         if end == bytes.len() {
