@@ -280,7 +280,7 @@ impl Facade {
                     // state is not part of every request's future.
                     let prepared = Box::pin(self.rare_steps(&mut routing, served, parts, body));
                     match prepared.await? {
-                        Prepared::Answer(resp) => return Ok(resp),
+                        Prepared::Answer(resp) => return Ok(*resp),
                         Prepared::Send(prepared, plan) => {
                             outgoing = prepared;
                             shadow_plan = plan;

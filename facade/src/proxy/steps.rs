@@ -20,7 +20,7 @@ use crate::telemetry::Answer;
 /// What the rare steps leave: an answer already made (a composed route), or the request to
 /// send with its shadow's plan.
 pub(super) enum Prepared {
-    Answer(Response<ResponseBody>),
+    Answer(Box<Response<ResponseBody>>),
     Send(Request<RequestBody>, Option<Box<shadow::Pending>>),
 }
 
@@ -52,7 +52,7 @@ impl Facade {
                     if s.config.forwarding.debug_header {
                         routing.debug_header(resp.headers_mut());
                     }
-                    return Ok(Prepared::Answer(*resp));
+                    return Ok(Prepared::Answer(resp));
                 }
                 compose::Composed::ToLegacy => {
                     if let Some(served) = served.as_mut() {
