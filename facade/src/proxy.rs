@@ -16,6 +16,7 @@ use strangler_services::Appended;
 
 use crate::admission::{normalize_target, strip_internal, Refusal};
 use crate::body::{ClientBody, RequestBody, ResponseBody};
+use crate::compose;
 use crate::config::HostHeader;
 use crate::conn::{ConnActive, ConnInfo};
 use crate::decision::{Routing, Served, Target};
@@ -29,9 +30,7 @@ use crate::telemetry::Answer;
 use crate::upgrade;
 
 mod answer;
-mod steps;
 use answer::Answering;
-use steps::Prepared;
 
 impl Facade {
     /// Handles one request; never fails: every failure becomes an answer.
@@ -272,28 +271,86 @@ impl Facade {
                 parts.version = Version::HTTP_11;
                 parts.extensions = http::Extensions::new();
 
-                // Assigned in place on the common way (a request moved is a copy of ~400 bytes).
-                let mut outgoing;
-                if routing.ids.is_some() || routing.translation.is_some() {
-                    // Composition, id mapping and translation wait on other calls or on the
-                    // body: boxed, with the request's head and body moved in, so that their
-                    // state is not part of every request's future.
-                    let prepared = Box::pin(self.rare_steps(&mut routing, served, parts, body));
-                    match prepared.await? {
-                        Prepared::Answer(resp) => return Ok(*resp),
-                        Prepared::Send(prepared, plan) => {
-                            outgoing = prepared;
-                            shadow_plan = plan;
+                // A composed route: several calls, one assembled answer (safe methods only).
+                if let Some((t, cluster, composition)) = self.composition(&routing, &parts) {
+                    match Box::pin(compose::answer(
+                        &t,
+                        composition,
+                        &parts,
+                        &s.legacy,
+                        &cluster,
+                        &s.telemetry,
+                        &self.work(),
+                    ))
+                    .await?
+                    {
+                        compose::Composed::Answer(resp) => {
+                            let mut resp = *resp;
+                            resp.headers_mut().append(VIA, s.via_11.clone());
+                            if s.config.forwarding.debug_header {
+                                routing.debug_header(resp.headers_mut());
+                            }
+                            return Ok(resp);
+                        }
+                        compose::Composed::ToLegacy => {
+                            if let Some(served) = served.as_mut() {
+                                served.side = Side::Legacy;
+                                served.fell_back = true;
+                            }
+                            s.telemetry
+                                .record_fallback(&t.context, "composed_part_failed");
+                            routing.fell_back = Some("composed_part_failed".to_owned());
+                            routing.side = Side::Legacy;
+                            routing.target = Target::Legacy;
+                            routing.shadow = None;
                         }
                     }
-                } else {
-                    let body = RequestBody::new(
-                        body,
-                        s.config.limits.max_body_bytes,
-                        s.config.limits.body_idle_timeout,
-                    );
-                    outgoing = Request::from_parts(parts, body);
-                    shadow_plan = self.plan_shadow(&routing, &mut outgoing)?;
+                }
+
+                let body = RequestBody::new(
+                    body,
+                    s.config.limits.max_body_bytes,
+                    s.config.limits.body_idle_timeout,
+                );
+                let mut outgoing = Request::from_parts(parts, body);
+                // Boxed: ~570 bytes that only shadowed requests use, in every request's state.
+                shadow_plan = match &routing.shadow {
+                Some(wanted) => shadow::plan(
+                    &s.config.shadow,
+                    wanted,
+                    &s.shadow_budget,
+                    &s.buffers,
+                    s.outbox.get().map(|w| &**w),
+                    &s.telemetry,
+                    &mut outgoing,
+                )
+                .map_err(|refused| {
+                    let why = match refused {
+                        shadow::MirrorRefused::Budget => "the facade's buffer budget has no room for its copy now".to_owned(),
+                        shadow::MirrorRefused::NoLog => "the mirror's log is not running".to_owned(),
+                        shadow::MirrorRefused::Log(shadow::wal::Refusal::Backlog(n)) => format!("{n} mirrored writes wait to reach the catalog (the bound)"),
+                        shadow::MirrorRefused::Log(shadow::wal::Refusal::Broken) => "the mirror's log could not write to disk a moment ago".to_owned(),
+                    };
+                    Problem::new(
+                        Answer::Overloaded,
+                        format!(
+                            "context `{}` mirrors this write, and {why}; it was not sent anywhere, try again shortly",
+                            wanted.context
+                        ),
+                    )
+                })?
+                .map(Box::new),
+                None => None,
+            };
+                // Named as the side it goes to knows the resource (after the shadow's copy was taken:
+                // a copy is mapped for its own side).
+                // The steps only some routes take are boxed (here and below): inline, each one's state
+                // would be part of every request's future, which is moved whole at each await.
+                if let Some(rule) = routing.ids.clone() {
+                    outgoing = Box::pin(self.map_ids(&rule, &mut routing, outgoing)).await?;
+                }
+                if routing.translation.is_some() {
+                    outgoing = Box::pin(self.translate_outgoing(&mut routing, outgoing)).await?;
                 }
                 // The new side's way (retries, fallback, collapsing: ~2.5 KiB of state) is boxed,
                 // so that a request to legacy does not carry it.
