@@ -333,9 +333,10 @@ head_to_head() {
                 "added p99 ms facade/nginx", "diff", "rps ratio"
         }
         {
-            ratio = $3 / $4; fa = $6 - $5; na = $7 - $5
-            printf "%-5s %5d %15.2f / %-6.2f %7.2f %19.3f / %-6.3f %+7.3f %8.2f\n", $1, $2, $3, $4, ratio, fa, na, fa - na, $8 / $9
-            k = $1; n[k]++; cr[k, n[k]] = ratio; fc[k, n[k]] = $3; nc[k, n[k]] = $4; d[k, n[k]] = fa - na; rr[k, n[k]] = $8 / $9
+            # (A run wrk could not count, or a proxy that took no CPU tick, reads as 0.)
+            ratio = ($4 > 0) ? $3 / $4 : 0; rps = ($9 > 0) ? $8 / $9 : 0; fa = $6 - $5; na = $7 - $5
+            printf "%-5s %5d %15.2f / %-6.2f %7.2f %19.3f / %-6.3f %+7.3f %8.2f\n", $1, $2, $3, $4, ratio, fa, na, fa - na, rps
+            k = $1; n[k]++; cr[k, n[k]] = ratio; fc[k, n[k]] = $3; nc[k, n[k]] = $4; d[k, n[k]] = fa - na; rr[k, n[k]] = rps
         }
         END {
             for (k in n) {

@@ -171,7 +171,17 @@ fn template_into(out: &mut String, method: &str, path: &str) {
     // Every id has a digit in it: a path without one (most of a site's pages, and all of the
     // assets not named by hash) is its own template, and its segments need no walk.
     if !path.bytes().any(|b| b.is_ascii_digit()) {
-        out.push_str(path);
+        // Only as much of a long path as the bound keeps is copied: past it by a byte, to a
+        // char boundary, so that the cut falls where it would in the whole.
+        let room = MAX_TEMPLATE_BYTES.saturating_sub(out.len());
+        let mut end = path.len();
+        if end > room {
+            end = room + 1;
+            while !path.is_char_boundary(end) {
+                end += 1;
+            }
+        }
+        out.push_str(&path[..end]);
         if out.len() > MAX_TEMPLATE_BYTES {
             cut_template(out);
         }

@@ -174,9 +174,22 @@ fn template_by_chars(method: &str, path: &str) -> String {
 }
 
 #[test]
+fn a_method_past_the_bound_is_cut_as_the_walk_cuts_it() {
+    let method = "M".repeat(250);
+    for path in ["", "/", "/abc", "/é/x"] {
+        assert_eq!(
+            template(&method, path),
+            template_by_chars(&method, path),
+            "{path:?}"
+        );
+    }
+}
+
+#[test]
 fn the_byte_walk_agrees_with_the_char_split_on_edges() {
     let long_id = format!("/{}", "7".repeat(300));
     let wide = format!("/{}", "é".repeat(150));
+    let long_words = "/abc".repeat(20_000);
     for path in [
         "",
         "/",
@@ -198,6 +211,7 @@ fn the_byte_walk_agrees_with_the_char_split_on_edges() {
         "/é.1",
         long_id.as_str(),
         wide.as_str(),
+        long_words.as_str(),
     ] {
         assert_eq!(
             template("GET", path),
