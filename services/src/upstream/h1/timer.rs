@@ -6,9 +6,10 @@
 //! ~400 instructions of every request.
 //!
 //! The timer is polled with a waker of the connection's own (`relay::Signal`), which marks the
-//! connection and wakes the task that waits on it: a wake that did not come through it finds no mark and
-//! costs registering the task's waker. A connection going back to the pool takes that task's
-//! waker out, so that an idle connection keeps no finished task alive and wakes none.
+//! connection and wakes the task that waits on it: a wake that did not come through it finds
+//! no mark and costs registering the task's waker. A connection going back to the pool takes
+//! that task's waker out, so that an idle connection keeps no finished task alive and wakes
+//! none.
 
 use std::future::Future;
 use std::pin::Pin;
