@@ -2,6 +2,7 @@
 //! fall back when the new side fails, and answer.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,7 +69,7 @@ impl Facade {
             } else {
                 // Boxed: inline, this future (several KiB: every step a request may take) would
                 // double this one's size and be moved whole into the connection's, per request.
-                Box::pin(self.forward(req, conn, &mut id, &mut served)).await
+                in_box(|| self.forward(req, conn, &mut id, &mut served)).await
             };
             // Changed in place below: a response moved is a copy of ~400 bytes.
             let mut resp = match forwarded {
@@ -357,7 +358,7 @@ impl Facade {
                 if matches!(routing.target, Target::Legacy) {
                     Either::Left(self.to_legacy(&routing, outgoing, &appended[..appending]))
                 } else {
-                    Either::Right(Box::pin(self.send(&mut routing, outgoing)))
+                    Either::Right(in_box(|| self.send(&mut routing, outgoing)))
                 }
             };
             let sent = sending.await;
@@ -432,7 +433,7 @@ impl Facade {
                     head_request,
                     coalesce,
                 };
-                Box::pin(self.answer_with_body(answer, parts, body, shadow_plan))
+                in_box(|| self.answer_with_body(answer, parts, body, shadow_plan))
             };
             with_body.await
         }
@@ -595,3 +596,11 @@ impl Facade {
 
 /// The largest answer of unknown length sent whole with a `Content-Length`.
 const COALESCE_BYTES: usize = 16 * 1024;
+
+/// `make()`'s future in a box allocated before the future is made, so that it can be built in
+/// the box rather than on the stack and copied there whole (the future's full size, most of it
+/// not yet in use).
+#[inline(always)]
+pub(crate) fn in_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}

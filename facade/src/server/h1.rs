@@ -183,16 +183,18 @@ where
         let is_head = req.method() == Method::HEAD;
         if head.length > 0 {
             // Boxed: the state of a request with a body stays out of every connection's.
-            let served = Box::pin(body::serve(
-                io,
-                buf,
-                req,
-                head.length,
-                &facade,
-                &info,
-                &mut out,
-                head_timeout,
-            ))
+            let served = crate::proxy::in_box(|| {
+                body::serve(
+                    io,
+                    buf,
+                    req,
+                    head.length,
+                    &facade,
+                    &info,
+                    &mut out,
+                    head_timeout,
+                )
+            })
             .await?;
             match served {
                 Some(kept) => (io, buf) = kept,
