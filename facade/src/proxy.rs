@@ -2,7 +2,6 @@
 //! fall back when the new side fails, and answer.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +11,7 @@ use futures_util::FutureExt;
 use http::header::{HeaderValue, EXPECT, HOST, TE, VIA};
 use http::{Method, Request, Response, StatusCode, Version};
 use strangler_catalog::Side;
+use strangler_services::boxing::in_box;
 use strangler_services::cluster::{effective_status, is_failure_status, Replay};
 use strangler_services::Appended;
 
@@ -596,11 +596,3 @@ impl Facade {
 
 /// The largest answer of unknown length sent whole with a `Content-Length`.
 const COALESCE_BYTES: usize = 16 * 1024;
-
-/// `make()`'s future in a box allocated before the future is made, so that it can be built in
-/// the box rather than on the stack and copied there whole (the future's full size, most of it
-/// not yet in use).
-#[inline(always)]
-pub(crate) fn in_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
-}

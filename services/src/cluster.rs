@@ -648,9 +648,9 @@ where
         match collapsing {
             None => Either::Left(self.send_direct(req, given, deadline)),
             // Collapsing is boxed: its state would otherwise be part of every request's future.
-            Some((collapser, key)) => Either::Right(Box::pin(
-                self.send_collapsed(collapser, key, req, given, deadline),
-            )),
+            Some((collapser, key)) => Either::Right(crate::boxing::in_box(|| {
+                self.send_collapsed(collapser, key, req, given, deadline)
+            })),
         }
     }
 

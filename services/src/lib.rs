@@ -10,12 +10,14 @@
 //!   behind a breaker (`cluster/breaker.rs`), a bulkhead, balancing, outlier ejection, active
 //!   health checks, request collapsing (`cluster/collapse.rs`) and retries under a budget
 //!   (`cluster/budget.rs`);
+//! - `boxing.rs` — futures boxed where they are made, not made and then copied into a box;
 //! - `names.rs` — header names read off the wire, the common ones without a constant in the
 //!   `http` crate handed out without an allocation;
 //! - `error.rs` — [`UpstreamError`]: why an upstream call failed, reduced to the few kinds the
 //!   facade turns into answers (502, 504 …).
 #![forbid(unsafe_code)]
 
+pub mod boxing;
 pub mod cluster;
 mod error;
 pub mod names;

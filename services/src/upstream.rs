@@ -354,9 +354,8 @@ where
         }
         // Boxed: hyper's exchange (≈1 KiB of state) stays out of the own path's future, which
         // every step up the request path moves at least once.
-        let exchange = self.exchange(req);
-        Either::Right(Box::pin(match limit {
-            Some(limit) => Either::Left(tokio::time::timeout(limit, exchange).map(|r| {
+        Either::Right(crate::boxing::in_box(|| match limit {
+            Some(limit) => Either::Left(tokio::time::timeout(limit, self.exchange(req)).map(|r| {
                 r.unwrap_or_else(|_| {
                     Err(SendFailure {
                         error: UpstreamError::timeout(),
@@ -364,7 +363,7 @@ where
                     })
                 })
             })),
-            None => Either::Right(exchange),
+            None => Either::Right(self.exchange(req)),
         }))
     }
 
@@ -397,7 +396,7 @@ where
             // their state made this future ~3.9 KiB, copied at each await up the request path,
             // while a pooled HTTP/1 request needs neither.
             if self.h2() {
-                return Box::pin(self.exchange_h2(req)).await;
+                return crate::boxing::in_box(|| self.exchange_h2(req)).await;
             }
             let mut attempt = 0;
             loop {

@@ -183,7 +183,7 @@ where
         let is_head = req.method() == Method::HEAD;
         if head.length > 0 {
             // Boxed: the state of a request with a body stays out of every connection's.
-            let served = crate::proxy::in_box(|| {
+            let served = strangler_services::boxing::in_box(|| {
                 body::serve(
                     io,
                     buf,

@@ -135,14 +135,9 @@ where
                     // Sent once: its body is spent by the first try. Boxed: the state of an
                     // exchange with a body stays out of every request's.
                     let upload = Upload::new(req.into_body(), length);
-                    return Box::pin(with_body(
-                        conn,
-                        upload,
-                        head_request,
-                        config,
-                        deadline,
-                        pool,
-                    ))
+                    return crate::boxing::in_box(|| {
+                        with_body(conn, upload, head_request, config, deadline, pool)
+                    })
                     .await;
                 }
                 match conn
