@@ -5,12 +5,14 @@
 # each one's start-up and shutdown (a run with no requests).
 #
 # Usage: bash bench/instructions.sh        (after cargo build --release -p strangler -p strangler-bench)
+# BENCH_STRANGLER_BIN names another build of the facade to count (e.g. bench/pgo.sh's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 
+BIN=${BENCH_STRANGLER_BIN:-target/release/strangler}
 UP=127.0.0.1:18100
 PORT=18101
 SECONDS_LOAD=${BENCH_SECONDS:-8}
@@ -56,10 +58,10 @@ per_request() {
 
 export STRANGLER_LOG_LEVEL=warn
 export STRANGLER_CATALOG_URL="sqlite://$work/empty.db"
-per_request strangler target/release/strangler serve --legacy "http://$UP" \
+per_request strangler "$BIN" serve --legacy "http://$UP" \
   --listen "127.0.0.1:$PORT" --admin 127.0.0.1:18102 --workers 1
 # The same with a browser's request head (14 fields; bench/browser.lua).
-WRK_SCRIPT=bench/browser.lua per_request browser target/release/strangler serve \
+WRK_SCRIPT=bench/browser.lua per_request browser "$BIN" serve \
   --legacy "http://$UP" --listen "127.0.0.1:$PORT" --admin 127.0.0.1:18102 --workers 1
 
 # catalog FILE TRANSLATOR: /hello in a migrated context whose new service is the same upstream,
@@ -87,10 +89,10 @@ add = { "x-contract" = "legacy-v1" }
 remove = ["x-internal"]'
 for variant in migrated translated; do
   catalog "$work/$variant.toml" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
-  STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" target/release/strangler import \
+  STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" "$BIN" import \
     --config "$work/$variant.toml" >/dev/null
   STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" per_request "$variant" \
-    target/release/strangler serve --legacy "http://$UP" --listen "127.0.0.1:$PORT" \
+    "$BIN" serve --legacy "http://$UP" --listen "127.0.0.1:$PORT" \
     --admin 127.0.0.1:18102 --workers 1
 done
 

@@ -14,6 +14,8 @@
 #   BENCH_SECONDS       length of each measured wrk run, in seconds [10]
 #   BENCH_STREAM_BYTES  size of the streamed download and upload [1073741824 = 1 GiB]
 #   BENCH_SKIP_BUILD=1  use the existing target/release binaries, do not run cargo
+#   BENCH_STRANGLER_BIN the facade's binary [target/release/strangler]; e.g. the profile-guided
+#                       build of bench/pgo.sh
 #   BENCH_ROUNDS        interleaved facade/nginx rounds of the head-to-head section [5]
 #   BENCH_ROUND_SECONDS length of each run in those rounds [6]
 #
@@ -40,7 +42,7 @@ LOAD_CPU=0  # upstream, wrk, curl, sampler
 PROXY_CPU=1 # the proxy under test
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STRANGLER_BIN="$REPO_ROOT/target/release/strangler"
+STRANGLER_BIN="${BENCH_STRANGLER_BIN:-$REPO_ROOT/target/release/strangler}"
 UPSTREAM_BIN="$REPO_ROOT/target/release/bench-upstream"
 BARE_BIN="$REPO_ROOT/target/release/bench-bare-proxy"
 FLOOR_BIN="$REPO_ROOT/target/release/bench-floor-proxy"
@@ -639,6 +641,7 @@ print_environment() {
     fi
     log "date:        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     log "commit:      $commit$dirty"
+    log "facade:      $STRANGLER_BIN"
     log "nproc:       $(nproc)"
     log "cpu:         $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     log "kernel:      $(uname -r)"
