@@ -16,7 +16,8 @@
 #   BENCH_SKIP_BUILD=1  use the existing target/release binaries, do not run cargo
 #   BENCH_STRANGLER_BIN the facade's binary [target/release/strangler]; e.g. the profile-guided
 #                       build of bench/pgo.sh
-#   BENCH_ROUNDS        interleaved facade/nginx rounds of the head-to-head section [5]
+#   BENCH_ROUNDS        interleaved facade/nginx rounds of the head-to-head section [6]; the
+#                       proxies swap order each round, so an even number balances it
 #   BENCH_ROUND_SECONDS length of each run in those rounds [6]
 #
 # Layout (2 cores): upstream, wrk, curl and the RSS sampler on CPU 0; the proxy under test on CPU 1.
@@ -25,7 +26,7 @@ set -euo pipefail
 
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
-ROUNDS="${BENCH_ROUNDS:-5}"
+ROUNDS="${BENCH_ROUNDS:-6}"
 ROUND_SECONDS="${BENCH_ROUND_SECONDS:-6}"
 STREAM_BYTES="${BENCH_STREAM_BYTES:-1073741824}"
 WARMUP_SECONDS=2
@@ -298,12 +299,13 @@ start_haproxy() {
 # ---------------------------------------------------------------------------------------------
 
 # head_to_head: the facade and nginx both running (each alone on CPU 1 while loaded), measured
-# in ROUNDS interleaved rounds — direct, facade, nginx for the GET, then the same for the POST —
+# in ROUNDS interleaved rounds — direct, then the facade and nginx (nginx first in even rounds)
+# for the GET, then the same for the POST —
 # so that the machine's drift between runs (on a shared VM, ±10 % from one 10 s run to the
 # next) falls on both alike. Prints each round's CPU per 100k and added p99 of both, their
 # ratios, and the median of each column: the comparison the single runs above cannot settle.
 head_to_head() {
-    local r p suffix path script name
+    local r p suffix path script name who
     local -a rows=()
     start_strangler "$LOG_DIR/strangler-h2h.log"
     local facade_pid="$PROXY_PID"
@@ -316,10 +318,17 @@ head_to_head() {
             IFS=: read -r name path script <<<"$p"
             suffix="r$r-$name"
             QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "direct-$suffix" "http://$UPSTREAM_ADDR" "$path" "$script"
-            PROXY_PID="$facade_pid"
-            QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "strangler-$suffix" "http://$STRANGLER_ADDR" "$path" "$script"
-            PROXY_PID="$nginx_pid"
-            QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "nginx-$suffix" "http://$NGINX_ADDR" "$path" "$script"
+            # The two proxies swap places from one round to the next: the run right after
+            # direct's fared better than the one after it, whichever proxy it was (session 22).
+            for who in $( ((r % 2)) && echo "strangler nginx" || echo "nginx strangler"); do
+                if [[ "$who" == strangler ]]; then
+                    PROXY_PID="$facade_pid"
+                    QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "strangler-$suffix" "http://$STRANGLER_ADDR" "$path" "$script"
+                else
+                    PROXY_PID="$nginx_pid"
+                    QUIET=1 SECONDS_PER_RUN="$ROUND_SECONDS" measure "nginx-$suffix" "http://$NGINX_ADDR" "$path" "$script"
+                fi
+            done
             rows+=("$name $r ${CPU[strangler-$suffix]} ${CPU[nginx-$suffix]} ${P99[direct-$suffix]} ${P99[strangler-$suffix]} ${P99[nginx-$suffix]} ${RPS[strangler-$suffix]} ${RPS[nginx-$suffix]}")
         done
     done
