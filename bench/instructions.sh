@@ -64,31 +64,10 @@ per_request strangler "$BIN" serve --legacy "http://$UP" \
 WRK_SCRIPT=bench/browser.lua per_request browser "$BIN" serve \
   --legacy "http://$UP" --listen "127.0.0.1:$PORT" --admin 127.0.0.1:18102 --workers 1
 
-# catalog FILE TRANSLATOR: /hello in a migrated context whose new service is the same upstream,
-# with the TRANSLATOR spec (or none).
-catalog() {
-  {
-    printf '[[services]]\nname = "new-svc"\nurls = ["http://%s"]\n\n' "$UP"
-    printf '[[contexts]]\nname = "hello"\ntarget = "new-svc"\nstate = "migrated"\n'
-    [ -n "$2" ] && printf 'translator = """\n%s\n"""\n' "$2"
-    printf '\n[[contexts.routes]]\nmethods = ["GET"]\npath = "/hello"\n'
-  } >"$1"
-}
-# A head-only translator: a path rewrite with a capture, headers added, removed, renamed and
-# set from the capture, response headers added and removed (bench/translate.sh uses the same).
-HEAD_ONLY='[[paths]]
-from = "/{greeting}"
-to = "/v2/{greeting}"
-[request.headers]
-add = { "x-api-version" = "2" }
-remove = ["x-legacy-debug"]
-rename = { "x-customer" = "x-customer-id" }
-from_capture = { "x-greeting" = "greeting" }
-[response.headers]
-add = { "x-contract" = "legacy-v1" }
-remove = ["x-internal"]'
+# /hello in a migrated context, and the head-only translator (HEAD_ONLY).
+source bench/hello-catalog.sh
 for variant in migrated translated; do
-  catalog "$work/$variant.toml" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
+  hello_catalog "$work/$variant.toml" "$UP" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
   STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" "$BIN" import \
     --config "$work/$variant.toml" >/dev/null
   STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" per_request "$variant" \

@@ -94,23 +94,9 @@ load /chunked
 stop
 
 # A migrated context on the new side's pool, then the same with a head translator.
-catalog() {
-    {
-        printf '[[services]]\nname = "new-svc"\nurls = ["http://%s"]\n\n' "$UP"
-        printf '[[contexts]]\nname = "hello"\ntarget = "new-svc"\nstate = "migrated"\n'
-        [ -n "$2" ] && printf 'translator = """\n%s\n"""\n' "$2"
-        printf '\n[[contexts.routes]]\nmethods = ["GET"]\npath = "/hello"\n'
-    } >"$1"
-}
-HEAD_ONLY='[[paths]]
-from = "/{greeting}"
-to = "/v2/{greeting}"
-[request.headers]
-add = { "x-api-version" = "2" }
-[response.headers]
-add = { "x-contract" = "legacy-v1" }'
+source bench/hello-catalog.sh
 for variant in migrated translated; do
-    catalog "$work/$variant.toml" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
+    hello_catalog "$work/$variant.toml" "$UP" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
     STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" "$gen" import --config "$work/$variant.toml" \
         >>"$work/strangler.log" 2>&1
     serve "sqlite://$work/$variant.db"
