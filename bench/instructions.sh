@@ -67,7 +67,7 @@ WRK_SCRIPT=bench/browser.lua per_request browser "$BIN" serve \
 # /hello in a migrated context, and the head-only translator (HEAD_ONLY).
 source bench/hello-catalog.sh
 for variant in migrated translated; do
-  hello_catalog "$work/$variant.toml" "$UP" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
+  hello_catalog "$UP" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")" >"$work/$variant.toml"
   STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" "$BIN" import \
     --config "$work/$variant.toml" >/dev/null
   STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" per_request "$variant" \

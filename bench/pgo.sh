@@ -96,7 +96,7 @@ stop
 # A migrated context on the new side's pool, then the same with a head translator.
 source bench/hello-catalog.sh
 for variant in migrated translated; do
-    hello_catalog "$work/$variant.toml" "$UP" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")"
+    hello_catalog "$UP" "$([ "$variant" = translated ] && printf '%s' "$HEAD_ONLY")" >"$work/$variant.toml"
     STRANGLER_CATALOG_URL="sqlite://$work/$variant.db" "$gen" import --config "$work/$variant.toml" \
         >>"$work/strangler.log" 2>&1
     serve "sqlite://$work/$variant.db"

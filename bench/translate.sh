@@ -17,32 +17,12 @@ FIXED_RATE="${BENCH_FIXED_RATE:-5000}"
 declare -A CPU
 
 # write_translate_catalog FILE WITH_TRANSLATOR: `hello` migrated to the upstream itself, with
-# or without a head-only translator.
+# or without the head-only translator (bench/hello-catalog.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/hello-catalog.sh"
 write_translate_catalog() {
     {
         printf '[legacy]\nurl = "http://%s"\n\n' "$UPSTREAM_ADDR"
-        printf '[[services]]\nname = "new-svc"\nurls = ["http://%s"]\n\n' "$UPSTREAM_ADDR"
-        printf '[[contexts]]\nname = "hello"\ntarget = "new-svc"\nstate = "migrated"\n'
-        if [[ "$2" == yes ]]; then
-            cat <<'SPEC'
-translator = """
-[[paths]]
-from = "/{greeting}"
-to = "/v2/{greeting}"
-
-[request.headers]
-add = { "x-api-version" = "2" }
-remove = ["x-legacy-debug"]
-rename = { "x-customer" = "x-customer-id" }
-from_capture = { "x-greeting" = "greeting" }
-
-[response.headers]
-add = { "x-contract" = "legacy-v1" }
-remove = ["x-internal"]
-"""
-SPEC
-        fi
-        printf '\n[[contexts.routes]]\nmethods = ["GET"]\npath = "/hello"\n\n'
+        hello_catalog "$UPSTREAM_ADDR" "$([[ "$2" == yes ]] && printf '%s' "$HEAD_ONLY")"
     } >"$1"
 }
 
